@@ -1,0 +1,74 @@
+# sandcell build.  `make` builds build/sandcell, `make check` runs every test
+# tier, `make demo` runs the pandas example end to end.
+CC       ?= gcc
+BUILD    ?= build
+OPT      ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc/lib
+CFLAGS   += -std=c17 $(OPT) -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -fstack-protector-strong \
+            -fPIE -D_FORTIFY_SOURCE=2
+LDFLAGS  += -pie -Wl,-z,relro,-z,now
+LDLIBS   += -lseccomp -ljansson -lmd -lm
+
+LIB_SRC  := $(sort $(wildcard src/lib/*.c))
+LIB_OBJ  := $(patsubst src/lib/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/py_sources.o
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+CLI_OBJ  := $(patsubst src/cli/%.c,$(BUILD)/obj/cli_%.o,$(CLI_SRC))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py
+
+.PHONY: all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean
+all: $(BUILD)/sandcell
+
+$(BUILD)/obj/%.o: src/lib/%.c include/sandcell.h src/lib/internal.h | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/cli_%.o: src/cli/%.c include/sandcell.h | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/gen/py_sources.c: $(PY_SRC) tools/embed.sh | $(BUILD)/obj
+	mkdir -p $(BUILD)/gen && sh tools/embed.sh $(PY_SRC) > $@
+$(BUILD)/obj/py_sources.o: $(BUILD)/gen/py_sources.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/libsandcell.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/sandcell: $(CLI_OBJ) $(BUILD)/libsandcell.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsandcell.a $(LDLIBS)
+$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsandcell.a
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsandcell.a $(LDLIBS)
+$(BUILD)/obj:
+	mkdir -p $@
+
+# Installs the Debian packages the build and the tests need (as root only).
+deps:
+	@sh tools/install-deps.sh
+
+unit: $(UNIT_BIN)
+	@sh tests/unit/run.sh $(UNIT_BIN)
+
+integration: $(BUILD)/sandcell
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) python3 -m pytest -q -p no:cacheprovider tests/integration tests/attack
+
+# The same suite as an unprivileged user (created on demand, needs root).
+integration-user: $(BUILD)/sandcell
+	sh tests/run-as-user.sh $(abspath $(BUILD)/sandcell)
+
+asan-check:
+	$(MAKE) BUILD=build/asan CC=clang OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		LDFLAGS="-fsanitize=address,undefined" build/asan/sandcell $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 sh tests/unit/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
+	ASAN_OPTIONS=detect_leaks=0 SANDCELL_BIN=$(abspath build/asan/sandcell) python3 -m pytest -q -p no:cacheprovider tests/integration tests/attack
+
+check: deps all unit integration integration-user asan-check fuzz-replay lint
+
+demo: deps all
+	sh examples/demo.sh
+
+fuzz fuzz-replay:
+	$(MAKE) -f tests/fuzz/Makefile $@
+
+lint:
+	@sh tools/lint.sh
+
+clean:
+	rm -rf build

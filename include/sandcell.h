@@ -1,0 +1,124 @@
+/*
+ * sandcell: run untrusted CPython under layered Linux isolation.
+ *
+ * The public API is deliberately small: fill a struct sandcell_config
+ * (sandcell_config_init() sets safe defaults), call sandcell_run(), read the
+ * struct sandcell_result or render it with sandcell_report_json().
+ *
+ * Error contract: every function that can fail returns a negative value and
+ * fills a struct sandcell_error (errno-style code plus a message).  The
+ * library never exits and never prints.
+ */
+#ifndef SANDCELL_H
+#define SANDCELL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SANDCELL_REPORT_SCHEMA 1
+
+/* Documented exit codes of the CLI (docs/report.md).  A finished script
+ * exits with its own code or 128+signal. */
+enum {
+	SANDCELL_EXIT_DISK = 121,
+	SANDCELL_EXIT_MEMORY = 122,
+	SANDCELL_EXIT_CPU = 123,
+	SANDCELL_EXIT_TIMEOUT = 124,
+	SANDCELL_EXIT_USAGE = 125,
+	SANDCELL_EXIT_SANDBOX = 126,
+};
+
+struct sandcell_error {
+	int code;	 /* errno value, or 0 */
+	char msg[512];
+};
+
+enum sandcell_status {
+	SANDCELL_OK = 0,
+	SANDCELL_EXITED,	/* script exited non-zero */
+	SANDCELL_SIGNALED,	/* script died of a signal it caused itself */
+	SANDCELL_TIMEOUT,	/* wall-clock limit */
+	SANDCELL_CPU_TIME,	/* CPU-time limit */
+	SANDCELL_MEMORY,	/* memory limit (OOM kill in the run's cgroup) */
+	SANDCELL_DISK,		/* scratch space or file size limit */
+	SANDCELL_OUTPUT_LIMIT,	/* outputs or result exceeded their caps */
+	SANDCELL_SANDBOX_ERROR, /* a layer could not be set up: code never ran */
+};
+
+struct sandcell_limits {
+	double wall_sec;	/* supervisor-enforced wall clock */
+	double cpu_sec;		/* CPU seconds over the whole process tree */
+	uint64_t memory;	/* bytes, cgroup memory.max (no swap) */
+	uint64_t pids;		/* tasks (processes + threads) */
+	uint64_t disk;		/* bytes of /tmp + /output (+ /dev/shm) */
+	uint64_t disk_inodes;	/* inodes of the scratch tmpfs */
+	uint64_t files;		/* RLIMIT_NOFILE */
+	uint64_t stream;	/* bytes kept of stdout and of stderr, each */
+	uint64_t output_files;	/* files collected from /output */
+	uint64_t output_bytes;	/* bytes collected from /output */
+	uint64_t output_depth;	/* directory depth collected from /output */
+	uint64_t result_bytes;	/* bytes of the result channel */
+};
+
+struct sandcell_input {
+	const char *name; /* appears at /input/NAME, validated */
+	const char *path; /* host file or directory */
+};
+
+enum {
+	/* Accept running without user namespaces or cgroups (Landlock,
+	 * seccomp and rlimits only).  The report says what still holds. */
+	SANDCELL_ALLOW_REDUCED = 1u << 0,
+};
+
+struct sandcell_config {
+	const char *python;	     /* default /usr/bin/python3 */
+	const char *code;	     /* source text (from -c or a file) */
+	size_t code_len;
+	const char *code_name;	     /* file name shown in tracebacks, NULL for -c */
+	const char *const *args;     /* sys.argv[1:] */
+	size_t n_args;
+	const struct sandcell_input *inputs;
+	size_t n_inputs;
+	const char *values_json;     /* JSON object text, or NULL */
+	int stdin_fd;		     /* host fd pumped to the code's stdin, -1 = empty */
+	int stdout_fd;		     /* host fds the capped streams go to */
+	int stderr_fd;
+	const char *output_dir;	     /* host dir for /output, NULL = discard */
+	const char *cgroup_parent;   /* relative cgroup path, NULL = default */
+	struct sandcell_limits limits;
+	unsigned flags;
+};
+
+struct sandcell_result; /* opaque */
+
+void sandcell_config_init(struct sandcell_config *cfg);
+int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out,
+		 struct sandcell_error *err);
+enum sandcell_status sandcell_result_status(const struct sandcell_result *r);
+int sandcell_result_exit_code(const struct sandcell_result *r);
+/* Returns a malloc'd JSON document (schema in docs/report.md), or NULL. */
+char *sandcell_report_json(const struct sandcell_result *r);
+void sandcell_result_free(struct sandcell_result *r);
+const char *sandcell_status_name(enum sandcell_status s);
+
+/* Parsers shared by the CLI, the server and the fuzzers. */
+int sandcell_parse_size(const char *s, uint64_t *out, struct sandcell_error *err);
+int sandcell_parse_seconds(const char *s, double *out, struct sandcell_error *err);
+int sandcell_parse_count(const char *s, uint64_t *out, struct sandcell_error *err);
+int sandcell_check_name(const char *name, struct sandcell_error *err);
+/* Adds NAME=JSON to *values_obj_text (a JSON object text, malloc'd). */
+int sandcell_values_add(char **values, const char *name, const char *json,
+			struct sandcell_error *err);
+/* Merges a JSON object from a file's text into *values. */
+int sandcell_values_merge(char **values, const char *json_obj, size_t len,
+			  struct sandcell_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,318 @@
+/*
+ * sandcell CLI: parses options into a struct sandcell_config, calls
+ * sandcell_run(), writes the report and exits with the documented code.
+ * This is the only place that prints or dies.
+ */
+#include "sandcell.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_FILE_BYTES (64u << 20)
+
+static const char usage_text[] =
+	"Usage: sandcell run [OPTIONS] FILE.py [ARGS...]\n"
+	"       sandcell run [OPTIONS] -c CODE [ARGS...]\n"
+	"\n"
+	"Inputs and outputs:\n"
+	"  --input NAME=PATH      file or directory, read-only at /input/NAME (repeatable)\n"
+	"  --stdin FILE           feed FILE to the code's stdin (default: our stdin)\n"
+	"  --value NAME=JSON      sandcell.values[NAME] (repeatable)\n"
+	"  --values FILE.json     a JSON object of values\n"
+	"  --output DIR           copy files written under /output to DIR\n"
+	"  --report FILE          write the JSON report to FILE ('-' = stdout)\n"
+	"Limits (sizes take K/M/G, times take fractions):\n"
+	"  --wall-time SEC (30)   --cpu-time SEC (30)   --memory SIZE (1G)\n"
+	"  --pids N (128)         --disk SIZE (512M)    --files N (256)\n"
+	"  --stdout-limit SIZE (8M, per stream)         --result-limit SIZE (1M)\n"
+	"  --output-files N (1000)  --output-bytes SIZE (512M)\n"
+	"Sandbox:\n"
+	"  --python PATH          interpreter (default /usr/bin/python3)\n"
+	"  --cgroup-parent PATH   delegated cgroup to create runs under\n"
+	"  --allow-reduced        run with Landlock, seccomp and rlimits only when\n"
+	"                         user namespaces or cgroups are unavailable\n"
+	"\n"
+	"Exit status: the code's own, or 128+signal; 121 disk, 122 memory,\n"
+	"123 cpu-time, 124 timeout, 125 usage error, 126 sandbox error.\n";
+
+static __attribute__((noreturn, format(printf, 1, 2))) void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sandcell: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'sandcell --help'.\n", stderr);
+	exit(SANDCELL_EXIT_USAGE);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL)
+		die_usage("%s: %s", path, strerror(errno));
+	for (;;) {
+		size_t got;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > MAX_FILE_BYTES + 1)
+				cap = MAX_FILE_BYTES + 1;
+			buf = realloc(buf, cap + 1);
+			if (buf == NULL)
+				die_usage("out of memory");
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (n > MAX_FILE_BYTES)
+			die_usage("%s: larger than %u bytes", path, MAX_FILE_BYTES);
+		if (got == 0)
+			break;
+	}
+	if (ferror(f))
+		die_usage("%s: read error", path);
+	if (f != stdin)
+		fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static void split_eq(const char *opt, const char *arg, char **name, const char **val)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (eq == NULL || eq == arg)
+		die_usage("%s expects NAME=..., got '%s'", opt, arg);
+	*name = strndup(arg, (size_t)(eq - arg));
+	*val = eq + 1;
+}
+
+enum {
+	OPT_INPUT = 256, OPT_STDIN, OPT_VALUE, OPT_VALUES, OPT_OUTPUT, OPT_REPORT, OPT_WALL,
+	OPT_CPU, OPT_MEMORY, OPT_PIDS, OPT_DISK, OPT_FILES, OPT_STDOUT_LIMIT, OPT_RESULT_LIMIT,
+	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED,
+};
+
+static const struct option long_opts[] = {
+	{ "input", required_argument, NULL, OPT_INPUT },
+	{ "stdin", required_argument, NULL, OPT_STDIN },
+	{ "value", required_argument, NULL, OPT_VALUE },
+	{ "values", required_argument, NULL, OPT_VALUES },
+	{ "output", required_argument, NULL, OPT_OUTPUT },
+	{ "report", required_argument, NULL, OPT_REPORT },
+	{ "wall-time", required_argument, NULL, OPT_WALL },
+	{ "cpu-time", required_argument, NULL, OPT_CPU },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "pids", required_argument, NULL, OPT_PIDS },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "files", required_argument, NULL, OPT_FILES },
+	{ "stdout-limit", required_argument, NULL, OPT_STDOUT_LIMIT },
+	{ "result-limit", required_argument, NULL, OPT_RESULT_LIMIT },
+	{ "output-files", required_argument, NULL, OPT_OUT_FILES },
+	{ "output-bytes", required_argument, NULL, OPT_OUT_BYTES },
+	{ "python", required_argument, NULL, OPT_PYTHON },
+	{ "cgroup-parent", required_argument, NULL, OPT_CGROUP },
+	{ "allow-reduced", no_argument, NULL, OPT_REDUCED },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void parse_size(const char *opt, const char *arg, uint64_t *out)
+{
+	struct sandcell_error e;
+	if (sandcell_parse_size(arg, out, &e) < 0)
+		die_usage("%s: %s", opt, e.msg);
+}
+
+static void parse_count(const char *opt, const char *arg, uint64_t *out)
+{
+	struct sandcell_error e;
+	if (sandcell_parse_count(arg, out, &e) < 0)
+		die_usage("%s: %s", opt, e.msg);
+}
+
+static void parse_secs(const char *opt, const char *arg, double *out)
+{
+	struct sandcell_error e;
+	if (sandcell_parse_seconds(arg, out, &e) < 0)
+		die_usage("%s: %s", opt, e.msg);
+}
+
+static int write_report(const char *path, const char *json)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "we");
+
+	if (f == NULL)
+		return -1;
+	fputs(json, f);
+	fputc('\n', f);
+	if (f == stdout)
+		return fflush(f);
+	return fclose(f);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct sandcell_config cfg;
+	struct sandcell_input *inputs = NULL;
+	struct sandcell_result *res = NULL;
+	struct sandcell_error e = { 0, "" };
+	const char *report = NULL, *inline_code = NULL, *stdin_file = NULL;
+	char *values = NULL;
+	size_t n_inputs = 0;
+	int c, rc;
+	bool disk_set = false;
+
+	sandcell_config_init(&cfg);
+	cfg.stdin_fd = 0;
+	if (getenv("SANDCELL_CGROUP_PARENT") && *getenv("SANDCELL_CGROUP_PARENT"))
+		cfg.cgroup_parent = getenv("SANDCELL_CGROUP_PARENT");
+	optind = 1;
+	/* '+': options stop at FILE.py, everything after it is the code's. */
+	while ((c = getopt_long(argc, argv, "+c:h", long_opts, NULL)) != -1) {
+		char *name;
+		const char *val;
+		switch (c) {
+		case 'c': inline_code = optarg; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case OPT_INPUT:
+			split_eq("--input", optarg, &name, &val);
+			if (sandcell_check_name(name, &e) < 0)
+				die_usage("--input: %s", e.msg);
+			inputs = realloc(inputs, (n_inputs + 1) * sizeof(*inputs));
+			if (inputs == NULL)
+				die_usage("out of memory");
+			inputs[n_inputs].name = name;
+			inputs[n_inputs].path = val;
+			n_inputs++;
+			break;
+		case OPT_STDIN: stdin_file = optarg; break;
+		case OPT_VALUE:
+			split_eq("--value", optarg, &name, &val);
+			if (sandcell_values_add(&values, name, val, &e) < 0)
+				die_usage("--value %s: %s", name, e.msg);
+			free(name);
+			break;
+		case OPT_VALUES: {
+			size_t len;
+			char *text = read_file(optarg, &len);
+			if (sandcell_values_merge(&values, text, len, &e) < 0)
+				die_usage("--values %s: %s", optarg, e.msg);
+			free(text);
+			break;
+		}
+		case OPT_OUTPUT: cfg.output_dir = optarg; break;
+		case OPT_REPORT: report = optarg; break;
+		case OPT_WALL: parse_secs("--wall-time", optarg, &cfg.limits.wall_sec); break;
+		case OPT_CPU: parse_secs("--cpu-time", optarg, &cfg.limits.cpu_sec); break;
+		case OPT_MEMORY: parse_size("--memory", optarg, &cfg.limits.memory); break;
+		case OPT_PIDS: parse_count("--pids", optarg, &cfg.limits.pids); break;
+		case OPT_DISK:
+			parse_size("--disk", optarg, &cfg.limits.disk);
+			disk_set = true;
+			break;
+		case OPT_FILES: parse_count("--files", optarg, &cfg.limits.files); break;
+		case OPT_STDOUT_LIMIT: parse_size("--stdout-limit", optarg, &cfg.limits.stream); break;
+		case OPT_RESULT_LIMIT: parse_size("--result-limit", optarg, &cfg.limits.result_bytes); break;
+		case OPT_OUT_FILES: parse_count("--output-files", optarg, &cfg.limits.output_files); break;
+		case OPT_OUT_BYTES: parse_size("--output-bytes", optarg, &cfg.limits.output_bytes); break;
+		case OPT_PYTHON: cfg.python = optarg; break;
+		case OPT_CGROUP: cfg.cgroup_parent = optarg; break;
+		case OPT_REDUCED: cfg.flags |= SANDCELL_ALLOW_REDUCED; break;
+		default: die_usage("unknown option");
+		}
+	}
+	/* Collected bytes never exceed what the scratch space could hold. */
+	if (disk_set && cfg.limits.output_bytes > cfg.limits.disk)
+		cfg.limits.output_bytes = cfg.limits.disk;
+	if (inline_code) {
+		cfg.code = inline_code;
+		cfg.code_len = strlen(inline_code);
+	} else {
+		size_t len;
+		if (optind >= argc)
+			die_usage("no FILE.py or -c CODE given");
+		cfg.code_name = argv[optind];
+		cfg.code = read_file(argv[optind], &len);
+		cfg.code_len = len;
+		optind++;
+	}
+	cfg.args = (const char *const *)argv + optind;
+	cfg.n_args = (size_t)(argc - optind);
+	cfg.inputs = inputs;
+	cfg.n_inputs = n_inputs;
+	cfg.values_json = values;
+	if (stdin_file) {
+		cfg.stdin_fd = open(stdin_file, O_RDONLY | O_CLOEXEC);
+		if (cfg.stdin_fd < 0)
+			die_usage("--stdin %s: %s", stdin_file, strerror(errno));
+	}
+
+	if (sandcell_run(&cfg, &res, &e) < 0)
+		die_usage("%s", e.msg);
+	rc = sandcell_result_exit_code(res);
+	if (report) {
+		char *json = sandcell_report_json(res);
+		if (json == NULL || write_report(report, json) < 0) {
+			fprintf(stderr, "sandcell: cannot write the report to %s: %s\n", report,
+				strerror(errno));
+			rc = SANDCELL_EXIT_SANDBOX;
+		}
+		free(json);
+	}
+	switch (sandcell_result_status(res)) {
+	case SANDCELL_OK:
+	case SANDCELL_EXITED:
+	case SANDCELL_SIGNALED:
+		break;
+	default: {
+		char *json = sandcell_report_json(res);
+		/* One line on stderr naming the single cause. */
+		fprintf(stderr, "sandcell: %s", sandcell_status_name(sandcell_result_status(res)));
+		if (json) {
+			const char *p = strstr(json, "\"reason\": \"");
+			if (p) {
+				const char *q = strchr(p + 11, '"');
+				if (q)
+					fprintf(stderr, ": %.*s", (int)(q - p - 11), p + 11);
+			}
+		}
+		fputc('\n', stderr);
+		free(json);
+	}
+	}
+	sandcell_result_free(res);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	/* Writing to a closed stdout must not kill us before the report. */
+	signal(SIGPIPE, SIG_IGN);
+	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+		puts("sandcell 0.1.0");
+		return 0;
+	}
+	if (argc < 2)
+		die_usage("missing command");
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	die_usage("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,447 @@
+/*
+ * cgroup layer: memory, pids and CPU accounting for the whole process tree,
+ * and a kill switch that reaches double-forked daemons.  cgroup v2 is the
+ * primary path; on hybrid hosts each resource v2 cannot provide (its
+ * controller is bound to v1) falls back to the v1 controller.  cgroup.kill
+ * and cpu.stat work in v2 without any controller, so hybrid hosts still get
+ * them from the unified hierarchy.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CG_ROOT "/sys/fs/cgroup"
+
+static int write_str(const char *dir, const char *file, const char *val)
+{
+	char path[640];
+	int fd;
+	ssize_t n;
+	size_t len = strlen(val);
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = write(fd, val, len);
+	if (n < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	return (size_t)n == len ? 0 : -1;
+}
+
+static int write_u64(const char *dir, const char *file, uint64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return write_str(dir, file, buf);
+}
+
+static ssize_t read_file(const char *dir, const char *file, char *buf, size_t size)
+{
+	char path[640];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Reads "key value" from a flat-keyed file, or a bare number if key NULL. */
+static int read_key(const char *dir, const char *file, const char *key, uint64_t *out)
+{
+	char buf[4096], *p;
+	size_t kl;
+
+	if (dir[0] == '\0' || read_file(dir, file, buf, sizeof(buf)) < 0)
+		return -1;
+	if (key == NULL) {
+		*out = strtoull(buf, NULL, 10);
+		return 0;
+	}
+	kl = strlen(key);
+	for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, key, kl) == 0 && p[kl] == ' ') {
+			*out = strtoull(p + kl + 1, NULL, 10);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static bool is_cgroup2(const char *path)
+{
+	struct statfs s;
+	return statfs(path, &s) == 0 && s.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+/* The caller's own cgroup in the hierarchy that has `ctrl` ("" = v2). */
+static int own_cgroup(const char *ctrl, char *out, size_t size)
+{
+	char line[1024];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	int rc = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *c1 = strchr(line, ':'), *c2, *nl;
+		if (!c1 || !(c2 = strchr(c1 + 1, ':')))
+			continue;
+		*c2 = '\0';
+		nl = strchr(c2 + 1, '\n');
+		if (nl)
+			*nl = '\0';
+		if (ctrl[0] == '\0' ? c1[1] == '\0' && strncmp(line, "0", 1) == 0 : false) {
+			snprintf(out, size, "%s", c2 + 1);
+			rc = 0;
+			break;
+		}
+		if (ctrl[0] != '\0') {
+			/* controller lists like "cpu,cpuacct" */
+			char *tok, *save = NULL;
+			for (tok = strtok_r(c1 + 1, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+				if (strcmp(tok, ctrl) == 0) {
+					snprintf(out, size, "%s", c2 + 1);
+					rc = 0;
+				}
+			if (rc == 0)
+				break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+static bool has_word(const char *list, const char *w)
+{
+	size_t wl = strlen(w);
+	const char *p = list;
+
+	while ((p = strstr(p, w)) != NULL) {
+		if ((p == list || p[-1] == ' ') && (p[wl] == ' ' || p[wl] == '\n' || p[wl] == '\0'))
+			return true;
+		p += wl;
+	}
+	return false;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[640];
+	char *p;
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Parent directory for runs in one hierarchy. */
+static int parent_dir(const char *mnt, const char *ctrl, const char *parent, char *out,
+		      size_t size)
+{
+	char own[512];
+
+	if (parent != NULL) {
+		snprintf(out, size, "%s/%s", mnt, parent[0] == '/' ? parent + 1 : parent);
+		return 0;
+	}
+	if (geteuid() == 0) {
+		snprintf(out, size, "%s/sandcell", mnt);
+		return 0;
+	}
+	/* Unprivileged: the caller's own (delegated) cgroup. */
+	if (own_cgroup(ctrl, own, sizeof(own)) < 0)
+		return -1;
+	snprintf(out, size, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
+	return 0;
+}
+
+static int make_run_dir(const char *parent, char *out, size_t size)
+{
+	static unsigned seq;
+	struct timespec ts;
+
+	if (mkdir_p(parent) < 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(out, size, "%s/run-%d-%u-%ld", parent, (int)getpid(), seq++, (long)ts.tv_nsec);
+	if (mkdir(out, 0755) < 0) {
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
+		     const struct sandcell_limits *lim, struct sandcell_error *err)
+{
+	char v2mnt[64] = "", pdir[600], ctl[512] = "";
+	bool pure_v2 = false;
+
+	memset(cg, 0, sizeof(*cg));
+	cg->version = "none";
+	if (is_cgroup2(CG_ROOT)) {
+		snprintf(v2mnt, sizeof(v2mnt), "%s", CG_ROOT);
+		pure_v2 = true;
+	} else if (is_cgroup2(CG_ROOT "/unified")) {
+		snprintf(v2mnt, sizeof(v2mnt), "%s", CG_ROOT "/unified");
+	}
+
+	if (v2mnt[0]) {
+		if (parent_dir(v2mnt, "", parent, pdir, sizeof(pdir)) < 0 ||
+		    make_run_dir(pdir, cg->v2, sizeof(cg->v2)) < 0) {
+			if (pure_v2)
+				return sc_err(err, errno, "cgroup v2: cannot create a run cgroup under %s "
+					      "(delegate one with --cgroup-parent)", pdir);
+			cg->v2[0] = '\0';
+		} else {
+			/* Enable what the parent can hand down; a controller
+			 * that stays on v1 (hybrid hosts) is simply absent. */
+			read_file(pdir, "cgroup.controllers", ctl, sizeof(ctl));
+			if (has_word(ctl, "memory"))
+				write_str(pdir, "cgroup.subtree_control", "+memory");
+			if (has_word(ctl, "pids"))
+				write_str(pdir, "cgroup.subtree_control", "+pids");
+			ctl[0] = '\0';
+			read_file(cg->v2, "cgroup.controllers", ctl, sizeof(ctl));
+			cg->mem_v2 = has_word(ctl, "memory");
+			cg->pids_v2 = has_word(ctl, "pids");
+			cg->cpu_v2 = access(strcat(strcpy(pdir, cg->v2), "/cpu.stat"), R_OK) == 0;
+		}
+	}
+	if (cg->mem_v2) {
+		if (write_u64(cg->v2, "memory.max", lim->memory) < 0 ||
+		    write_str(cg->v2, "memory.oom.group", "1") < 0) {
+			sc_err(err, errno, "cgroup v2: setting memory limits");
+			goto fail;
+		}
+		/* swap.max is absent when swap accounting is off: no swap then. */
+		if (write_str(cg->v2, "memory.swap.max", "0") < 0 && errno != ENOENT) {
+			sc_err(err, errno, "cgroup v2: memory.swap.max");
+			goto fail;
+		}
+	} else if (!pure_v2) {
+		if (parent_dir(CG_ROOT "/memory", "memory", parent, pdir, sizeof(pdir)) < 0 ||
+		    make_run_dir(pdir, cg->v1_mem, sizeof(cg->v1_mem)) < 0) {
+			sc_err(err, errno, "cgroup v1: cannot create a memory cgroup under %s "
+			       "(delegate one with --cgroup-parent)", pdir);
+			goto fail;
+		}
+		if (write_u64(cg->v1_mem, "memory.limit_in_bytes", lim->memory) < 0) {
+			sc_err(err, errno, "cgroup v1: memory.limit_in_bytes");
+			goto fail;
+		}
+		if (write_u64(cg->v1_mem, "memory.memsw.limit_in_bytes", lim->memory) < 0 &&
+		    errno != ENOENT) {
+			sc_err(err, errno, "cgroup v1: memory.memsw.limit_in_bytes");
+			goto fail;
+		}
+		write_str(cg->v1_mem, "memory.swappiness", "0");
+	}
+	if (cg->pids_v2) {
+		if (write_u64(cg->v2, "pids.max", lim->pids) < 0) {
+			sc_err(err, errno, "cgroup v2: pids.max");
+			goto fail;
+		}
+	} else if (!pure_v2) {
+		if (parent_dir(CG_ROOT "/pids", "pids", parent, pdir, sizeof(pdir)) < 0 ||
+		    make_run_dir(pdir, cg->v1_pids, sizeof(cg->v1_pids)) < 0) {
+			sc_err(err, errno, "cgroup v1: cannot create a pids cgroup under %s", pdir);
+			goto fail;
+		}
+		if (write_u64(cg->v1_pids, "pids.max", lim->pids) < 0) {
+			sc_err(err, errno, "cgroup v1: pids.max");
+			goto fail;
+		}
+	}
+	if (!cg->cpu_v2 && !pure_v2) {
+		if (parent_dir(CG_ROOT "/cpuacct", "cpuacct", parent, pdir, sizeof(pdir)) < 0 ||
+		    make_run_dir(pdir, cg->v1_cpu, sizeof(cg->v1_cpu)) < 0) {
+			sc_err(err, errno, "cgroup v1: cannot create a cpuacct cgroup under %s", pdir);
+			goto fail;
+		}
+	}
+	if (!(cg->mem_v2 || cg->v1_mem[0]) || !(cg->pids_v2 || cg->v1_pids[0])) {
+		sc_err(err, ENOTSUP, "cgroup: no memory or pids controller available "
+		       "(v2 controllers not delegated, no v1 fallback)");
+		goto fail;
+	}
+	if (cg->mem_v2 && cg->pids_v2)
+		cg->version = "v2";
+	else if (!cg->v2[0])
+		cg->version = "v1";
+	else
+		cg->version = "hybrid";
+	return 0;
+fail:
+	sc_cgroup_destroy(cg);
+	return -1;
+}
+
+int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, struct sandcell_error *err)
+{
+	const char *dirs[] = { cg->v2, cg->v1_mem, cg->v1_pids, cg->v1_cpu };
+	char buf[32];
+	size_t i;
+
+	snprintf(buf, sizeof(buf), "%d", (int)pid);
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (dirs[i][0] && write_str(dirs[i], "cgroup.procs", buf) < 0)
+			return sc_err(err, errno, "cgroup: attaching to %s", dirs[i]);
+	}
+	return 0;
+}
+
+int sc_cgroup_cpu_usec(const struct sc_cgroup *cg, uint64_t *usec)
+{
+	uint64_t ns;
+
+	if (cg->cpu_v2)
+		return read_key(cg->v2, "cpu.stat", "usage_usec", usec);
+	if (cg->v1_cpu[0] && read_key(cg->v1_cpu, "cpuacct.usage", NULL, &ns) == 0) {
+		*usec = ns / 1000;
+		return 0;
+	}
+	return -1;
+}
+
+int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes)
+{
+	if (cg->mem_v2)
+		return read_key(cg->v2, "memory.peak", NULL, bytes);
+	if (cg->v1_mem[0])
+		return read_key(cg->v1_mem, "memory.max_usage_in_bytes", NULL, bytes);
+	return -1;
+}
+
+bool sc_cgroup_oom(const struct sc_cgroup *cg)
+{
+	uint64_t n = 0;
+
+	if (cg->mem_v2)
+		return read_key(cg->v2, "memory.events", "oom_kill", &n) == 0 && n > 0;
+	if (cg->v1_mem[0])
+		return read_key(cg->v1_mem, "memory.oom_control", "oom_kill", &n) == 0 && n > 0;
+	return false;
+}
+
+static bool v1_kill_round(const char *dir)
+{
+	char buf[8192], *p, *end;
+	bool any = false;
+
+	if (!dir[0] || read_file(dir, "cgroup.procs", buf, sizeof(buf)) < 0)
+		return false;
+	for (p = buf; *p; p = end) {
+		long pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (pid > 0) {
+			kill((pid_t)pid, SIGKILL);
+			any = true;
+		}
+	}
+	return any;
+}
+
+/* Waits (without sleeping blindly) for v2 cgroup.events to say empty. */
+static void v2_wait_empty(const char *dir)
+{
+	char path[640], buf[256];
+	struct pollfd pfd;
+	int i;
+
+	snprintf(path, sizeof(path), "%s/cgroup.events", dir);
+	pfd.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pfd.fd < 0)
+		return;
+	pfd.events = POLLPRI;
+	for (i = 0; i < 100; i++) {
+		ssize_t n = pread(pfd.fd, buf, sizeof(buf) - 1, 0);
+		if (n < 0)
+			break;
+		buf[n] = '\0';
+		if (strstr(buf, "populated 0"))
+			break;
+		poll(&pfd, 1, 100);
+	}
+	close(pfd.fd);
+}
+
+int sc_cgroup_kill(const struct sc_cgroup *cg)
+{
+	int i;
+
+	if (cg->v2[0] && write_str(cg->v2, "cgroup.kill", "1") == 0) {
+		v2_wait_empty(cg->v2);
+		return 0;
+	}
+	/* v1 has no cgroup.kill: signal every member until none is left.
+	 * New forks are bounded by pids.max and each round kills them too. */
+	for (i = 0; i < 1000; i++) {
+		bool any = v1_kill_round(cg->v1_pids) | v1_kill_round(cg->v1_mem) |
+			   v1_kill_round(cg->v1_cpu) | v1_kill_round(cg->v2);
+		if (!any)
+			return 0;
+		sched_yield();
+	}
+	return -1;
+}
+
+static void remove_dir(char *dir)
+{
+	int i;
+
+	if (!dir[0])
+		return;
+	/* Exiting tasks leave the cgroup asynchronously: retry briefly. */
+	for (i = 0; i < 200 && rmdir(dir) < 0 && errno == EBUSY; i++) {
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	dir[0] = '\0';
+}
+
+void sc_cgroup_destroy(struct sc_cgroup *cg)
+{
+	remove_dir(cg->v2);
+	remove_dir(cg->v1_mem);
+	remove_dir(cg->v1_pids);
+	remove_dir(cg->v1_cpu);
+}

@@ -1,0 +1,234 @@
+/*
+ * The sandbox side: everything that runs in the cloned child, in one
+ * ordered setup function.  The child starts in fresh user, pid, mount, net,
+ * ipc and uts namespaces as pid 1; it becomes the sandbox's init, applies
+ * the layers to itself in a fixed order (seccomp last), then forks the
+ * interpreter, reaps, and reports the interpreter's wait status.  When init
+ * exits the kernel kills whatever is left in the pid namespace, which is
+ * what ends double-forked daemons.
+ *
+ * Every failure is reported to the supervisor as SC_MSG_ERROR and the
+ * child exits without ever running user code: fail closed.
+ */
+#include "internal.h"
+#include "contain.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int send_msg(int sock, int type, int e, int value, const char *text, int pass_fd)
+{
+	struct sc_msg m;
+	struct iovec iov = { &m, sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	m.err = e;
+	m.value = value;
+	if (text)
+		snprintf(m.text, sizeof(m.text), "%s", text);
+	if (pass_fd >= 0) {
+		struct cmsghdr *c;
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -1;
+}
+
+static __attribute__((noreturn)) void fail(int sock, const struct sandcell_error *err)
+{
+	send_msg(sock, SC_MSG_ERROR, err->code, 0, err->msg, -1);
+	_exit(1);
+}
+
+/* Moves the declared stream fds to 0..3 without clobbering each other. */
+static int install_stdio(const struct sc_child *c, struct sandcell_error *err)
+{
+	int src[4] = { c->stdin_r, c->stdout_w, c->stderr_w, c->result_w };
+	int hi[4];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 64);
+		if (hi[i] < 0)
+			return sc_err(err, errno, "fds: dup");
+	}
+	for (i = 0; i < 4; i++)
+		if (dup2(hi[i], i) < 0)
+			return sc_err(err, errno, "fds: dup2");
+	return 0;
+}
+
+/* Namespaced setup.  Order matters: ids before creating files (tmpfs
+ * refuses unmapped owners), mounts while we still hold the namespace's
+ * capabilities, and then the layers that take privilege away, seccomp
+ * last so no setup syscall has to be allowed by the filter. */
+static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
+{
+	struct sc_msg m;
+	int keep[2];
+
+	/* The sandbox dies with its supervisor. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+		sc_err(err, errno, "prctl(PR_SET_PDEATHSIG)");
+		fail(c->sock, err);
+	}
+	/* Open the host paths while we still have the caller's view. */
+	if (sc_mounts_open_sources(c->plan, err) < 0)
+		fail(c->sock, err);
+	if (send_msg(c->sock, SC_MSG_READY, 0, 0, NULL, -1) < 0 ||
+	    recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_GO)
+		_exit(1); /* the supervisor is gone: nothing to report to */
+
+	/* 1. identity: the single mapped uid/gid, no supplementary groups
+	 * (a root caller's groups would otherwise follow us in). */
+	if (c->drop_groups && setgroups(0, NULL) < 0) {
+		sc_err(err, errno, "setgroups");
+		fail(c->sock, err);
+	}
+	if (setresgid(SC_SANDBOX_GID, SC_SANDBOX_GID, SC_SANDBOX_GID) < 0 ||
+	    setresuid(SC_SANDBOX_UID, SC_SANDBOX_UID, SC_SANDBOX_UID) < 0) {
+		sc_err(err, errno, "switching to the sandbox uid");
+		fail(c->sock, err);
+	}
+	/* 2. cgroup namespace: the run cgroup becomes the visible root. */
+	if (c->cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
+		sc_err(err, errno, "unshare(CLONE_NEWCGROUP)");
+		fail(c->sock, err);
+	}
+	/* 3. uts and net. */
+	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0) {
+		sc_err(err, errno, "sethostname");
+		fail(c->sock, err);
+	}
+	if (sc_net_loopback_up(err) < 0)
+		fail(c->sock, err);
+	/* 4. filesystem. */
+	if (sc_mounts_setup(c->plan, scratch_fd, err) < 0)
+		fail(c->sock, err);
+	if (send_msg(c->sock, SC_MSG_SCRATCH, 0, 0, NULL, *scratch_fd) < 0) {
+		sc_err(err, errno, "sending the scratch fd");
+		fail(c->sock, err);
+	}
+	close(*scratch_fd);
+	*scratch_fd = -1;
+	if (chdir("/tmp") < 0) {
+		sc_err(err, errno, "chdir /tmp");
+		fail(c->sock, err);
+	}
+	/* 5. resource backstops. */
+	if (sc_rlimits_apply(c->limits, err) < 0)
+		fail(c->sock, err);
+	/* 6. session: no controlling terminal, no signals to the caller's
+	 * process group; init is not dumpable, so nothing can ptrace or
+	 * read its memory even if ptrace were allowed. */
+	if (setsid() < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		sc_err(err, errno, "setsid/dumpable");
+		fail(c->sock, err);
+	}
+	/* 7. descriptors: 0-3 are the declared streams; the status socket
+	 * stays with init (close-on-exec, so the code never has it). */
+	if (install_stdio(c, err) < 0)
+		fail(c->sock, err);
+	keep[0] = 3;
+	keep[1] = c->sock;
+	if (sc_fds_close_except(keep, 2, err) < 0)
+		fail(c->sock, err);
+	/* 8. capabilities, then no_new_privs (needed by Landlock and seccomp,
+	 * and it makes setuid and file capabilities inert). */
+	if (sc_caps_drop_all(err) < 0)
+		fail(c->sock, err);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		sc_err(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+		fail(c->sock, err);
+	}
+	/* 9. Landlock, matching the mount plan. */
+	if (sc_landlock_apply(c->landlock, c->plan->runtime, c->plan->n_runtime, err) < 0)
+		fail(c->sock, err);
+	/* 10. seccomp, last. */
+	if (sc_seccomp_apply(c->bpf, err) < 0)
+		fail(c->sock, err);
+}
+
+static __attribute__((noreturn)) void run_init(const struct sc_child *c)
+{
+	int ex[2], status = 0, e = 0;
+	pid_t pid, w;
+	ssize_t n;
+
+	if (pipe2(ex, O_CLOEXEC) < 0) {
+		struct sandcell_error err;
+		sc_err(&err, errno, "pipe2");
+		fail(c->sock, &err);
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(ex[0]);
+		execve(c->argv[0], (char *const *)c->argv, (char *const *)sc_env);
+		e = errno;
+		if (write(ex[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(ex[1]);
+	/* init keeps no stream: EOF on them must mean the code is gone. */
+	close(0);
+	close(1);
+	close(2);
+	close(3);
+	if (pid < 0) {
+		struct sandcell_error err;
+		sc_err(&err, errno, "fork");
+		fail(c->sock, &err);
+	}
+	n = read(ex[0], &e, sizeof(e));
+	close(ex[0]);
+	if (n == (ssize_t)sizeof(e)) {
+		struct sandcell_error err;
+		sc_err(&err, e, "exec %s", c->argv[0]);
+		waitpid(pid, NULL, 0);
+		fail(c->sock, &err);
+	}
+	send_msg(c->sock, SC_MSG_STARTED, 0, (int)pid, NULL, -1);
+	/* Reap everything re-parented to us; stop when the code itself ends.
+	 * Leaving then takes the rest of the namespace down with us. */
+	for (;;) {
+		w = waitpid(-1, &status, 0);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			break;
+	}
+	send_msg(c->sock, SC_MSG_EXIT, 0, status, NULL, -1);
+	_exit(0);
+}
+
+void sc_child_main(const struct sc_child *c)
+{
+	struct sandcell_error err = { 0, "" };
+	int scratch_fd = -1;
+
+	setup(c, &scratch_fd, &err);
+	run_init(c);
+}

@@ -1,0 +1,202 @@
+/* Internal interfaces of libsandcell: one section per file. */
+#ifndef SANDCELL_INTERNAL_H
+#define SANDCELL_INTERNAL_H
+
+#include "sandcell.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct json_t;
+
+/* ---- error.c ---- */
+/* Fills err (if not NULL) and returns -1.  code is an errno value. */
+int sc_err(struct sandcell_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prefixes an existing error message with context. */
+int sc_err_wrap(struct sandcell_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- json.c: strict parsing of every JSON byte that crosses a boundary ---- */
+#define SC_JSON_MAX_DEPTH 64
+/* Parses one JSON value: rejects duplicate keys, NaN, trailing bytes, depth
+ * over max_depth and texts over max_len bytes. */
+int sc_json_parse(const char *buf, size_t len, size_t max_len, size_t max_depth,
+		  struct json_t **out, struct sandcell_error *err);
+/* Result channel from the sandbox: newline-framed JSON records; the last
+ * complete record wins.  buf holds at most limit bytes; truncated says the
+ * sandbox wrote more. */
+int sc_result_channel_parse(const char *buf, size_t len, bool truncated,
+			    struct json_t **out, struct sandcell_error *err);
+/* Returns a malloc'd JSON string value for arbitrary bytes: valid UTF-8 is
+ * kept, anything else and control bytes become \xNN text. */
+char *sc_escape_bytes(const char *s, size_t len, bool *escaped);
+
+/* ---- collect.c: copies /output out of the sandbox (an attack surface) ---- */
+struct sc_out_file {
+	char *path;	/* relative, '/'-separated, validated UTF-8 */
+	uint64_t size;	/* bytes actually read and written */
+	char sha256[65];
+};
+struct sc_out_skip {
+	char *path;	/* escaped for display */
+	const char *reason;
+};
+struct sc_collect {
+	struct sc_out_file *files;
+	size_t n_files;
+	struct sc_out_skip *skips;
+	size_t n_skips;
+	uint64_t bytes;
+	bool limit_hit;	/* a file, byte, depth or name cap was reached */
+};
+/* Walks src_dirfd without following any symlink and copies regular files and
+ * directories below dst_dirfd (or only hashes them when dst_dirfd < 0). */
+int sc_collect_tree(int src_dirfd, int dst_dirfd, const struct sandcell_limits *lim,
+		    struct sc_collect *out, struct sandcell_error *err);
+void sc_collect_free(struct sc_collect *c);
+
+/* ---- policy.c: the declared seccomp policy, as data ---- */
+enum sc_verdict {
+	SC_ALLOW,
+	SC_ERRNO,	/* denied with the declared errno */
+	SC_ARGS,	/* allowed only for the declared argument predicate */
+};
+struct sc_policy_entry {
+	const char *name;
+	enum sc_verdict verdict;
+	int err;	/* errno for SC_ERRNO and for SC_ARGS mismatches */
+};
+extern const struct sc_policy_entry sc_policy[];
+extern const size_t sc_policy_len;
+#define SC_DEFAULT_ERRNO 38 /* ENOSYS: unknown or future syscalls */
+
+/* ---- seccomp.c ---- */
+struct sc_bpf {
+	void *insns;	/* struct sock_filter[] */
+	size_t len;	/* instructions */
+};
+/* Compiles the policy in the parent (libseccomp never runs in the child). */
+int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err);
+int sc_seccomp_apply(const struct sc_bpf *bpf, struct sandcell_error *err);
+void sc_seccomp_free(struct sc_bpf *bpf);
+
+/* ---- landlock.c ---- */
+struct sc_landlock_info {
+	int abi;
+	bool fs, net, scope_abstract_unix, scope_signal;
+};
+int sc_landlock_probe(struct sc_landlock_info *info);
+/* Applies rules matching the mount plan in the current (pivoted) root. */
+int sc_landlock_apply(const struct sc_landlock_info *info, const char *const *runtime,
+		      size_t n_runtime, struct sandcell_error *err);
+
+/* ---- cgroup.c: v2 first, v1 per controller where v2 lacks it ---- */
+struct sc_cgroup {
+	char v2[512];	     /* run cgroup dir in the unified hierarchy, or "" */
+	char v1_mem[512];    /* v1 fallbacks, or "" */
+	char v1_pids[512];
+	char v1_cpu[512];
+	bool mem_v2, pids_v2, cpu_v2;
+	const char *version; /* "v2", "v1", "hybrid" or "none" */
+};
+int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
+		     const struct sandcell_limits *lim, struct sandcell_error *err);
+int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, struct sandcell_error *err);
+int sc_cgroup_cpu_usec(const struct sc_cgroup *cg, uint64_t *usec);
+int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes);
+bool sc_cgroup_oom(const struct sc_cgroup *cg);
+/* Kills every task in the run cgroup and waits until it is empty. */
+int sc_cgroup_kill(const struct sc_cgroup *cg);
+void sc_cgroup_destroy(struct sc_cgroup *cg);
+
+/* ---- userns.c ---- */
+int sc_userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool deny_setgroups,
+			 struct sandcell_error *err);
+/* Host uid the code runs as: a dedicated one for root, the caller's otherwise. */
+void sc_userns_pick_ids(uid_t *uid, gid_t *gid);
+#define SC_SANDBOX_UID 1000
+#define SC_SANDBOX_GID 1000
+
+/* ---- mounts.c ---- */
+struct sc_mount_plan {
+	const char *python;	     /* interpreter path (host == sandbox path) */
+	const char *const *runtime;  /* host dirs bound read-only at the same path */
+	size_t n_runtime;
+	int *runtime_fds;	     /* O_PATH fds opened early in the child */
+	const struct sandcell_input *inputs;
+	size_t n_inputs;
+	int *input_fds;
+	const char *code;	     /* written to /code/<code_name> */
+	size_t code_len;
+	const char *code_name;
+	const char *values_json;
+	const char *module_src;	     /* the in-sandbox sandcell module */
+	const char *boot_src;
+	uint64_t disk, disk_inodes;
+};
+int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err);
+/* Builds the new root and pivots into it.  Returns the scratch dir fd
+ * (holding /tmp, /output and /dev/shm) for the supervisor. */
+int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd,
+		    struct sandcell_error *err);
+
+/* ---- net.c ---- */
+int sc_net_loopback_up(struct sandcell_error *err);
+
+/* ---- caps.c ---- */
+int sc_caps_drop_all(struct sandcell_error *err);
+
+/* ---- rlimits.c ---- */
+int sc_rlimits_apply(const struct sandcell_limits *lim, struct sandcell_error *err);
+
+/* ---- fds.c ---- */
+/* Closes every fd above 2 except those listed (kept fds stay as they are). */
+int sc_fds_close_except(const int *keep, size_t n_keep, struct sandcell_error *err);
+
+/* ---- env.c ---- */
+extern const char *const sc_env[];
+
+/* ---- sandbox module sources (generated from src/py) ---- */
+extern const char sc_py_module[];
+extern const char sc_py_boot[];
+
+/* ---- result ---- */
+struct sc_isolation {
+	const char *mode;	/* "full" or "reduced" */
+	bool userns, pidns, mntns, netns, ipcns, utsns, cgroupns;
+	bool seccomp, nnp, caps_dropped;
+	struct sc_landlock_info landlock;
+	const char *cgroup_version;
+	bool cg_mem, cg_pids, cg_cpu;
+	uid_t host_uid;
+	const char *not_held[16]; /* guarantees that do not hold (reduced) */
+	size_t n_not_held;
+};
+
+struct sandcell_result {
+	enum sandcell_status status;
+	int exit_code;		/* the CLI's exit status */
+	int script_exit;	/* -1 if it did not exit */
+	int script_signal;	/* 0 if none */
+	double wall_sec, cpu_sec;
+	uint64_t peak_memory;
+	bool code_started;
+	char error[512];	/* sandbox-error message */
+	char stop_reason[256];	/* one-sentence cause of the status */
+	uint64_t stdout_bytes, stderr_bytes;
+	bool stdout_truncated, stderr_truncated;
+	bool result_truncated;
+	struct json_t *result;	/* the published value, or NULL */
+	char result_error[256];
+	struct sc_collect outputs;
+	bool outputs_collected;
+	struct sandcell_limits limits;
+	struct sc_isolation iso;
+};
+
+/* ---- report.c ---- */
+char *sc_report_render(const struct sandcell_result *r);
+
+#endif

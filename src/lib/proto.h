@@ -1,0 +1,25 @@
+/* Messages between the supervisor and the sandbox's init over a
+ * SOCK_SEQPACKET pair.  The init is trusted code, but it runs inside the
+ * sandbox after user code starts, so the supervisor checks every length. */
+#ifndef SANDCELL_PROTO_H
+#define SANDCELL_PROTO_H
+
+#include <stdint.h>
+
+enum sc_msg_type {
+	SC_MSG_READY = 1,   /* child -> parent: sources opened, write my maps */
+	SC_MSG_GO,	    /* parent -> child: maps and cgroups are in place */
+	SC_MSG_SCRATCH,	    /* child -> parent: scratch dir fd (SCM_RIGHTS) */
+	SC_MSG_STARTED,	    /* child -> parent: the interpreter was exec'd */
+	SC_MSG_EXIT,	    /* child -> parent: value = the code's wait status */
+	SC_MSG_ERROR,	    /* child -> parent: setup failed, code never ran */
+};
+
+struct sc_msg {
+	int32_t type;
+	int32_t err;	/* errno for SC_MSG_ERROR */
+	int32_t value;
+	char text[500];
+};
+
+#endif

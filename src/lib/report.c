@@ -1,0 +1,371 @@
+/* The JSON run report (schema in docs/report.md) and the result accessors.
+ *
+ * The report is the one artefact every caller reads, including after a
+ * sandbox error, so rendering never trusts a field to be set: NULL strings
+ * become null or a default, counts are clamped to the arrays they describe
+ * and text that is not valid UTF-8 is escaped rather than dropped.
+ */
+#include "internal.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef SANDCELL_VERSION
+#define SANDCELL_VERSION "0.1.0"
+#endif
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const status_names[] = {
+	[SANDCELL_OK] = "ok",
+	[SANDCELL_EXITED] = "exited",
+	[SANDCELL_SIGNALED] = "signaled",
+	[SANDCELL_TIMEOUT] = "timeout",
+	[SANDCELL_CPU_TIME] = "cpu-time",
+	[SANDCELL_MEMORY] = "memory",
+	[SANDCELL_DISK] = "disk",
+	[SANDCELL_OUTPUT_LIMIT] = "output-limit",
+	[SANDCELL_SANDBOX_ERROR] = "sandbox-error",
+};
+
+const char *sandcell_status_name(enum sandcell_status s)
+{
+	if ((unsigned)s < ARRAY_LEN(status_names) && status_names[s] != NULL)
+		return status_names[s];
+	return "unknown";
+}
+
+enum sandcell_status sandcell_result_status(const struct sandcell_result *r)
+{
+	return r != NULL ? r->status : SANDCELL_SANDBOX_ERROR;
+}
+
+int sandcell_result_exit_code(const struct sandcell_result *r)
+{
+	return r != NULL ? r->exit_code : SANDCELL_EXIT_SANDBOX;
+}
+
+void sandcell_result_free(struct sandcell_result *r)
+{
+	if (r == NULL)
+		return;
+	json_decref(r->result);
+	sc_collect_free(&r->outputs);
+	free(r);
+}
+
+char *sandcell_report_json(const struct sandcell_result *r)
+{
+	return sc_report_render(r);
+}
+
+/*
+ * Builders.  Each returns the new value or NULL on allocation failure;
+ * set() consumes the value and records any failure in *bad, so the render
+ * code below stays a flat list of fields and checks once at the end.
+ */
+static void set(json_t *obj, const char *key, json_t *val, bool *bad)
+{
+	if (val == NULL || json_object_set_new(obj, key, val) < 0)
+		*bad = true;
+}
+
+static void push(json_t *arr, json_t *val, bool *bad)
+{
+	if (val == NULL || json_array_append_new(arr, val) < 0)
+		*bad = true;
+}
+
+/* Strings may come from the sandbox (paths, parser messages quoting its
+ * bytes); jansson refuses invalid UTF-8, so fall back to the escaped form
+ * instead of losing the field. */
+static json_t *str_n(const char *s, size_t len)
+{
+	json_t *v;
+	char *e;
+
+	if (s == NULL)
+		return json_null();
+	v = json_stringn(s, len);
+	if (v != NULL)
+		return v;
+	e = sc_escape_bytes(s, len, NULL);
+	if (e == NULL)
+		return NULL;
+	v = json_string(e);
+	free(e);
+	return v;
+}
+
+static json_t *str(const char *s)
+{
+	return s != NULL ? str_n(s, strlen(s)) : json_null();
+}
+
+/* Fixed-size buffers: never read past them even if unterminated; an empty
+ * buffer means "no value". */
+static json_t *buf_or_null(const char *buf, size_t size)
+{
+	size_t len = strnlen(buf, size);
+
+	return len > 0 ? str_n(buf, len) : json_null();
+}
+
+/* JSON integers here are signed 64-bit; a u64 above that can only be an
+ * "unlimited" sentinel, reported as the largest representable value. */
+static json_t *u64(uint64_t v)
+{
+	return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+/* Rounded to the microsecond; jansson cannot encode NaN or infinity, and a
+ * bogus measurement must not cost the whole report.  Rounded by hand: the
+ * library does not link libm.  Beyond 2^52 us a double has no fraction of
+ * a microsecond left to round. */
+static json_t *seconds(double v)
+{
+	double us;
+
+	if (!isfinite(v))
+		return json_null();
+	us = v * 1e6;
+	if (us > -4503599627370496.0 && us < 4503599627370496.0)
+		v = (double)(long long)(us + (us < 0 ? -0.5 : 0.5)) / 1e6;
+	return json_real(v);
+}
+
+static json_t *signal_name(int sig)
+{
+	const char *abbrev;
+	char buf[32];
+
+	if (sig <= 0)
+		return json_null();
+	abbrev = sigabbrev_np(sig);
+	if (abbrev != NULL)
+		snprintf(buf, sizeof(buf), "SIG%s", abbrev);
+	else if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+		snprintf(buf, sizeof(buf), "SIGRTMIN+%d", sig - SIGRTMIN);
+	else
+		return json_null();
+	return json_string(buf);
+}
+
+static json_t *render_script(const struct sandcell_result *r, bool *bad)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	set(o, "started", json_boolean(r->code_started), bad);
+	set(o, "exit_code", r->script_exit >= 0 ? json_integer(r->script_exit) : json_null(), bad);
+	set(o, "signal", r->script_signal > 0 ? json_integer(r->script_signal) : json_null(), bad);
+	set(o, "signal_name", signal_name(r->script_signal), bad);
+	return o;
+}
+
+static json_t *render_stream(uint64_t bytes, bool truncated, bool *bad)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	set(o, "bytes", u64(bytes), bad);
+	set(o, "truncated", json_boolean(truncated), bad);
+	return o;
+}
+
+static json_t *render_outputs(const struct sandcell_result *r, bool *bad)
+{
+	const struct sc_collect *c = &r->outputs;
+	json_t *o = json_object(), *files = json_array(), *skipped = json_array();
+
+	if (o == NULL || files == NULL || skipped == NULL) {
+		json_decref(o);
+		json_decref(files);
+		json_decref(skipped);
+		return NULL;
+	}
+	for (size_t i = 0; c->files != NULL && i < c->n_files; i++) {
+		const struct sc_out_file *f = &c->files[i];
+		json_t *fo = json_object();
+
+		if (fo == NULL) {
+			*bad = true;
+			break;
+		}
+		set(fo, "path", str(f->path), bad);
+		set(fo, "size", u64(f->size), bad);
+		set(fo, "sha256", buf_or_null(f->sha256, sizeof(f->sha256)), bad);
+		push(files, fo, bad);
+	}
+	for (size_t i = 0; c->skips != NULL && i < c->n_skips; i++) {
+		const struct sc_out_skip *s = &c->skips[i];
+		json_t *so = json_object();
+
+		if (so == NULL) {
+			*bad = true;
+			break;
+		}
+		set(so, "path", str(s->path), bad);
+		set(so, "reason", str(s->reason), bad);
+		push(skipped, so, bad);
+	}
+	set(o, "collected", json_boolean(r->outputs_collected), bad);
+	set(o, "files", files, bad);
+	set(o, "skipped", skipped, bad);
+	set(o, "bytes", u64(c->bytes), bad);
+	set(o, "limit_hit", json_boolean(c->limit_hit), bad);
+	return o;
+}
+
+static json_t *render_truncations(const struct sandcell_result *r, bool *bad)
+{
+	json_t *a = json_array();
+
+	if (a == NULL)
+		return NULL;
+	if (r->stdout_truncated)
+		push(a, json_string("stdout"), bad);
+	if (r->stderr_truncated)
+		push(a, json_string("stderr"), bad);
+	if (r->result_truncated)
+		push(a, json_string("result"), bad);
+	if (r->outputs.limit_hit)
+		push(a, json_string("outputs"), bad);
+	return a;
+}
+
+static json_t *render_limits(const struct sandcell_limits *l, bool *bad)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	set(o, "wall_sec", seconds(l->wall_sec), bad);
+	set(o, "cpu_sec", seconds(l->cpu_sec), bad);
+	set(o, "memory_bytes", u64(l->memory), bad);
+	set(o, "pids", u64(l->pids), bad);
+	set(o, "disk_bytes", u64(l->disk), bad);
+	set(o, "disk_inodes", u64(l->disk_inodes), bad);
+	set(o, "open_files", u64(l->files), bad);
+	set(o, "stream_bytes", u64(l->stream), bad);
+	set(o, "output_files", u64(l->output_files), bad);
+	set(o, "output_bytes", u64(l->output_bytes), bad);
+	set(o, "output_depth", u64(l->output_depth), bad);
+	set(o, "result_bytes", u64(l->result_bytes), bad);
+	return o;
+}
+
+static json_t *render_isolation(const struct sc_isolation *iso, bool *bad)
+{
+	json_t *o = json_object(), *ns = json_object(), *ll = json_object();
+	json_t *cg = json_object(), *nh = json_array();
+	size_t n_not_held = iso->n_not_held;
+
+	if (o == NULL || ns == NULL || ll == NULL || cg == NULL || nh == NULL) {
+		json_decref(o);
+		json_decref(ns);
+		json_decref(ll);
+		json_decref(cg);
+		json_decref(nh);
+		return NULL;
+	}
+	set(ns, "user", json_boolean(iso->userns), bad);
+	set(ns, "pid", json_boolean(iso->pidns), bad);
+	set(ns, "mount", json_boolean(iso->mntns), bad);
+	set(ns, "net", json_boolean(iso->netns), bad);
+	set(ns, "ipc", json_boolean(iso->ipcns), bad);
+	set(ns, "uts", json_boolean(iso->utsns), bad);
+	set(ns, "cgroup", json_boolean(iso->cgroupns), bad);
+
+	set(ll, "abi", json_integer(iso->landlock.abi), bad);
+	set(ll, "fs", json_boolean(iso->landlock.fs), bad);
+	set(ll, "net", json_boolean(iso->landlock.net), bad);
+	set(ll, "scope_abstract_unix", json_boolean(iso->landlock.scope_abstract_unix), bad);
+	set(ll, "scope_signal", json_boolean(iso->landlock.scope_signal), bad);
+
+	set(cg, "version", json_string(iso->cgroup_version != NULL ? iso->cgroup_version : "none"),
+	    bad);
+	set(cg, "memory", json_boolean(iso->cg_mem), bad);
+	set(cg, "pids", json_boolean(iso->cg_pids), bad);
+	set(cg, "cpu", json_boolean(iso->cg_cpu), bad);
+
+	if (n_not_held > ARRAY_LEN(iso->not_held))
+		n_not_held = ARRAY_LEN(iso->not_held);
+	for (size_t i = 0; i < n_not_held; i++) {
+		if (iso->not_held[i] != NULL)
+			push(nh, str(iso->not_held[i]), bad);
+	}
+
+	set(o, "mode", json_string(iso->mode != NULL ? iso->mode : "none"), bad);
+	set(o, "namespaces", ns, bad);
+	set(o, "seccomp", json_boolean(iso->seccomp), bad);
+	set(o, "no_new_privs", json_boolean(iso->nnp), bad);
+	set(o, "capabilities_dropped", json_boolean(iso->caps_dropped), bad);
+	set(o, "landlock", ll, bad);
+	set(o, "cgroup", cg, bad);
+	set(o, "host_uid", json_integer((json_int_t)iso->host_uid), bad);
+	set(o, "not_held", nh, bad);
+	return o;
+}
+
+char *sc_report_render(const struct sandcell_result *r)
+{
+	json_t *doc, *timing, *mem, *streams;
+	bool bad = false;
+	char *text;
+
+	if (r == NULL)
+		return NULL;
+	doc = json_object();
+	if (doc == NULL)
+		return NULL;
+
+	set(doc, "schema", json_integer(SANDCELL_REPORT_SCHEMA), &bad);
+	set(doc, "sandcell_version", json_string(SANDCELL_VERSION), &bad);
+	set(doc, "status", json_string(sandcell_status_name(r->status)), &bad);
+	set(doc, "reason", str_n(r->stop_reason, strnlen(r->stop_reason, sizeof(r->stop_reason))),
+	    &bad);
+	set(doc, "exit_code", json_integer(r->exit_code), &bad);
+	set(doc, "script", render_script(r, &bad), &bad);
+
+	timing = json_object();
+	if (timing != NULL) {
+		set(timing, "wall_sec", seconds(r->wall_sec), &bad);
+		set(timing, "cpu_sec", seconds(r->cpu_sec), &bad);
+	}
+	set(doc, "time", timing, &bad);
+
+	mem = json_object();
+	if (mem != NULL)
+		set(mem, "peak_bytes", u64(r->peak_memory), &bad);
+	set(doc, "memory", mem, &bad);
+
+	streams = json_object();
+	if (streams != NULL) {
+		set(streams, "stdout", render_stream(r->stdout_bytes, r->stdout_truncated, &bad),
+		    &bad);
+		set(streams, "stderr", render_stream(r->stderr_bytes, r->stderr_truncated, &bad),
+		    &bad);
+	}
+	set(doc, "streams", streams, &bad);
+
+	set(doc, "result", r->result != NULL ? json_incref(r->result) : json_null(), &bad);
+	set(doc, "result_error", buf_or_null(r->result_error, sizeof(r->result_error)), &bad);
+	set(doc, "outputs", render_outputs(r, &bad), &bad);
+	set(doc, "truncations", render_truncations(r, &bad), &bad);
+	set(doc, "limits", render_limits(&r->limits, &bad), &bad);
+	set(doc, "isolation", render_isolation(&r->iso, &bad), &bad);
+	set(doc, "error", buf_or_null(r->error, sizeof(r->error)), &bad);
+
+	/* Insertion order is kept (jansson >= 2.8), so the document reads in
+	 * the order above: verdict first, details after. */
+	text = bad ? NULL : json_dumps(doc, JSON_INDENT(2));
+	json_decref(doc);
+	return text;
+}

@@ -1,0 +1,211 @@
+/*
+ * seccomp layer.  The filter is compiled with libseccomp in the supervisor
+ * before the clone, so the child only installs a ready BPF program: no
+ * library code or allocation runs between the final setup step and exec.
+ *
+ * Foreign ABIs (i386 via int 0x80, x32 via bit 30) kill the process: only the
+ * native arch is added, and libseccomp's arch check routes everything else to
+ * the bad-arch action.  Arguments are compared on all 64 bits, so garbage in
+ * the upper half (CVE-2019-10063 style TIOCSTI|1<<32) never matches an allow.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Namespace-creating clone flags: any of them set is denied. */
+#define SC_CLONE_NS_MASK                                                        \
+	((uint64_t)(CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | \
+		    CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET))
+
+/* ioctls that CPython, numpy and friends use to query fds and terminals.
+ * TIOCSTI and TIOCLINUX (terminal injection) are absent on purpose. */
+static const uint64_t sc_ioctl_allow[] = {
+	TCGETS, TIOCGWINSZ, TIOCGPGRP, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX,
+	FIOASYNC,
+};
+
+/* prctl options with no effect outside the calling process. */
+static const uint64_t sc_prctl_allow[] = {
+	PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_GET_KEEPCAPS,
+	PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP, PR_CAPBSET_READ,
+	PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_GET_NO_NEW_PRIVS,
+	PR_SET_NO_NEW_PRIVS, PR_GET_TID_ADDRESS, PR_GET_THP_DISABLE,
+};
+
+static int rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
+		const struct scmp_arg_cmp *cmp, const char *name,
+		struct sandcell_error *err)
+{
+	int rc = seccomp_rule_add_exact_array(ctx, action, nr, n, cmp);
+	if (rc < 0)
+		return sc_err(err, -rc, "seccomp rule for %s", name);
+	return 0;
+}
+
+static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
+			 int nr, struct sandcell_error *err)
+{
+	struct scmp_arg_cmp c;
+	size_t i;
+
+	if (strcmp(e->name, "ioctl") == 0) {
+		for (i = 0; i < sizeof(sc_ioctl_allow) / sizeof(sc_ioctl_allow[0]); i++) {
+			c = SCMP_A1_64(SCMP_CMP_EQ, sc_ioctl_allow[i]);
+			if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+				return -1;
+		}
+	} else if (strcmp(e->name, "socket") == 0 || strcmp(e->name, "socketpair") == 0) {
+		c = SCMP_A0_64(SCMP_CMP_EQ, AF_UNIX);
+		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+			return -1;
+		c = SCMP_A0_64(SCMP_CMP_NE, AF_UNIX);
+		return rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 1, &c, e->name, err);
+	} else if (strcmp(e->name, "clone") == 0) {
+		/* Legacy clone reads only the low 32 flag bits; one deny rule
+		 * per namespace bit, the rest allowed. */
+		for (i = 0; i < 64; i++) {
+			uint64_t bit = (uint64_t)1 << i;
+			if (!(SC_CLONE_NS_MASK & bit))
+				continue;
+			c = SCMP_A0_64(SCMP_CMP_MASKED_EQ, bit, bit);
+			if (rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 1, &c, e->name, err) < 0)
+				return -1;
+		}
+		c = SCMP_A0_64(SCMP_CMP_MASKED_EQ, SC_CLONE_NS_MASK, 0);
+		return rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err);
+	} else if (strcmp(e->name, "prctl") == 0) {
+		for (i = 0; i < sizeof(sc_prctl_allow) / sizeof(sc_prctl_allow[0]); i++) {
+			c = SCMP_A0_64(SCMP_CMP_EQ, sc_prctl_allow[i]);
+			if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+				return -1;
+		}
+	} else if (strcmp(e->name, "personality") == 0) {
+		/* PER_LINUX, and 0xffffffff which only queries. */
+		c = SCMP_A0_64(SCMP_CMP_EQ, 0);
+		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+			return -1;
+		c = SCMP_A0_64(SCMP_CMP_EQ, 0xffffffffu);
+		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+			return -1;
+	} else {
+		return sc_err(err, EINVAL, "policy: no argument predicate for %s", e->name);
+	}
+	/* Values outside the allowed sets fall to the default action. */
+	return 0;
+}
+
+int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err)
+{
+	scmp_filter_ctx ctx;
+	struct stat st;
+	int fd = -1, rc = -1;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	ctx = seccomp_init(SCMP_ACT_ERRNO(SC_DEFAULT_ERRNO));
+	if (ctx == NULL)
+		return sc_err(err, ENOMEM, "seccomp_init");
+	/* We set no_new_privs ourselves, in its own step of the setup. */
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0 ||
+	    seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0 ||
+	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) < 0) {
+		sc_err(err, EINVAL, "seccomp attributes");
+		goto out;
+	}
+	for (i = 0; i < sc_policy_len; i++) {
+		const struct sc_policy_entry *e = &sc_policy[i];
+		int nr = seccomp_syscall_resolve_name(e->name);
+
+		/* Names absent on this arch (e.g. set_thread_area on some) are
+		 * covered by the default deny. */
+		if (nr == __NR_SCMP_ERROR || nr < 0)
+			continue;
+		switch (e->verdict) {
+		case SC_ALLOW:
+			if (rule(ctx, SCMP_ACT_ALLOW, nr, 0, NULL, e->name, err) < 0)
+				goto out;
+			break;
+		case SC_ERRNO:
+			/* libseccomp refuses a rule equal to the default
+			 * action; the verdict is the same without it. */
+			if (e->err == SC_DEFAULT_ERRNO)
+				break;
+			if (rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 0, NULL, e->name, err) < 0)
+				goto out;
+			break;
+		case SC_ARGS:
+			if (add_arg_rules(ctx, e, nr, err) < 0)
+				goto out;
+			break;
+		}
+	}
+	fd = memfd_create("sandcell-bpf", MFD_CLOEXEC);
+	if (fd < 0) {
+		sc_err(err, errno, "memfd_create");
+		goto out;
+	}
+	rc = seccomp_export_bpf(ctx, fd);
+	if (rc < 0) {
+		sc_err(err, -rc, "seccomp_export_bpf");
+		rc = -1;
+		goto out;
+	}
+	rc = -1;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0) {
+		sc_err(err, EINVAL, "seccomp: bad BPF export");
+		goto out;
+	}
+	out->insns = malloc((size_t)st.st_size);
+	if (out->insns == NULL) {
+		sc_err(err, ENOMEM, "seccomp");
+		goto out;
+	}
+	if (pread(fd, out->insns, (size_t)st.st_size, 0) != st.st_size) {
+		sc_err(err, errno, "seccomp: reading BPF");
+		sc_seccomp_free(out);
+		goto out;
+	}
+	out->len = (size_t)st.st_size / sizeof(struct sock_filter);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	seccomp_release(ctx);
+	return rc;
+}
+
+int sc_seccomp_apply(const struct sc_bpf *bpf, struct sandcell_error *err)
+{
+	struct sock_fprog prog = {
+		.len = (unsigned short)bpf->len,
+		.filter = bpf->insns,
+	};
+
+	if (bpf->len == 0 || bpf->len > BPF_MAXINSNS)
+		return sc_err(err, EINVAL, "seccomp: empty or oversized filter");
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		return sc_err(err, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
+	return 0;
+}
+
+void sc_seccomp_free(struct sc_bpf *bpf)
+{
+	free(bpf->insns);
+	bpf->insns = NULL;
+	bpf->len = 0;
+}

@@ -1,0 +1,42 @@
+# Started by sandcell as: python3 -I -B /.sandcell/_sandcell_boot.py MODE PATH ARGS...
+# Runs the user's code as __main__ the way `python3 FILE` or `python3 -c`
+# would, with the sandcell module importable, and hides its own frames from
+# tracebacks.  Not a security boundary: the kernel layers are.
+def _sandcell_run():
+    # Locals only: the module's globals become the user's __main__ below.
+    import sys
+    boot = __file__
+    mode, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    sys.path.append("/.sandcell")
+    with open(path, "rb") as f:
+        source = f.read()
+    if mode == "file":
+        sys.argv = [path] + args
+        sys.path.insert(0, path.rsplit("/", 1)[0])
+        filename = path
+    else:
+        sys.argv = ["-c"] + args
+        sys.path.insert(0, "")
+        filename = "<string>"
+    code = compile(source, filename, "exec", dont_inherit=True)
+    g = sys.modules["__main__"].__dict__
+    builtins = g["__builtins__"]
+    g.clear()
+    g.update(__name__="__main__", __builtins__=builtins, __doc__=None,
+             __spec__=None, __loader__=None, __package__=None)
+    if mode == "file":
+        g["__file__"] = path
+    try:
+        exec(code, g)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == boot:
+            tb = tb.tb_next
+        e.__traceback__ = tb
+        sys.excepthook(type(e), e, tb)
+        sys.exit(1)
+
+
+_sandcell_run()

@@ -1,0 +1,350 @@
+/* The run report: schema, types, null handling and hostile strings. */
+#include "internal.h"
+#include "unit.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+
+static json_t *render(const struct sandcell_result *r)
+{
+	char *text = sandcell_report_json(r);
+	json_error_t jerr;
+	json_t *doc;
+
+	CHECK(text != NULL);
+	if (text == NULL)
+		return NULL;
+	doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	CHECK(doc != NULL);
+	if (doc == NULL)
+		fprintf(stderr, "report does not parse: %s\n%s\n", jerr.text, text);
+	free(text);
+	return doc;
+}
+
+static json_t *at(json_t *doc, const char *path)
+{
+	char buf[128], *save = NULL, *tok;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (tok = strtok_r(buf, ".", &save); tok != NULL && doc != NULL;
+	     tok = strtok_r(NULL, ".", &save))
+		doc = json_object_get(doc, tok);
+	return doc;
+}
+
+static const char *str_at(json_t *doc, const char *path)
+{
+	return json_string_value(at(doc, path));
+}
+
+static long long int_at(json_t *doc, const char *path)
+{
+	json_t *v = at(doc, path);
+
+	CHECK(json_is_integer(v));
+	return json_integer_value(v);
+}
+
+static void test_status_names(void)
+{
+	static const char *const want[] = {
+		"ok", "exited", "signaled", "timeout", "cpu-time", "memory", "disk",
+		"output-limit", "sandbox-error",
+	};
+
+	for (int s = SANDCELL_OK; s <= SANDCELL_SANDBOX_ERROR; s++)
+		CHECK_STR(sandcell_status_name((enum sandcell_status)s), want[s]);
+	CHECK_STR(sandcell_status_name((enum sandcell_status)99), "unknown");
+	CHECK_STR(sandcell_status_name((enum sandcell_status)-1), "unknown");
+	CHECK_EQ_INT(sandcell_result_status(NULL), SANDCELL_SANDBOX_ERROR);
+	CHECK_EQ_INT(sandcell_result_exit_code(NULL), SANDCELL_EXIT_SANDBOX);
+	CHECK(sandcell_report_json(NULL) == NULL);
+	sandcell_result_free(NULL);
+}
+
+/* A zeroed result: every pointer NULL, every string empty. */
+static void test_empty(void)
+{
+	struct sandcell_result *r = calloc(1, sizeof(*r));
+	static const char *const top[] = {
+		"schema", "sandcell_version", "status", "reason", "exit_code", "script",
+		"time", "memory", "streams", "result", "result_error", "outputs",
+		"truncations", "limits", "isolation", "error",
+	};
+	const char *key;
+	json_t *doc, *v;
+	size_t i = 0;
+
+	r->script_exit = -1;
+	doc = render(r);
+	CHECK_EQ_INT(sandcell_result_status(r), SANDCELL_OK);
+	CHECK_EQ_INT(sandcell_result_exit_code(r), 0);
+
+	/* Every documented key, in documented order. */
+	json_object_foreach(doc, key, v) {
+		CHECK(i < sizeof(top) / sizeof(top[0]));
+		if (i < sizeof(top) / sizeof(top[0]))
+			CHECK_STR(key, top[i]);
+		i++;
+	}
+	CHECK_EQ_INT(i, sizeof(top) / sizeof(top[0]));
+
+	CHECK_EQ_INT(int_at(doc, "schema"), SANDCELL_REPORT_SCHEMA);
+	CHECK_STR(str_at(doc, "sandcell_version"), "0.1.0");
+	CHECK_STR(str_at(doc, "status"), "ok");
+	CHECK_STR(str_at(doc, "reason"), "");
+	CHECK(json_is_false(at(doc, "script.started")));
+	CHECK(json_is_null(at(doc, "script.exit_code")));
+	CHECK(json_is_null(at(doc, "script.signal")));
+	CHECK(json_is_null(at(doc, "script.signal_name")));
+	CHECK(json_is_real(at(doc, "time.wall_sec")));
+	CHECK(json_is_null(at(doc, "result")));
+	CHECK(json_is_null(at(doc, "result_error")));
+	CHECK(json_is_null(at(doc, "error")));
+	CHECK(json_is_false(at(doc, "outputs.collected")));
+	CHECK_EQ_INT(json_array_size(at(doc, "outputs.files")), 0);
+	CHECK(json_is_array(at(doc, "outputs.files")));
+	CHECK(json_is_array(at(doc, "outputs.skipped")));
+	CHECK(json_is_array(at(doc, "truncations")));
+	CHECK_EQ_INT(json_array_size(at(doc, "truncations")), 0);
+	CHECK_STR(str_at(doc, "isolation.mode"), "none");
+	CHECK_STR(str_at(doc, "isolation.cgroup.version"), "none");
+	CHECK(json_is_array(at(doc, "isolation.not_held")));
+	CHECK_EQ_INT(json_object_size(at(doc, "limits")), 12);
+	CHECK_EQ_INT(json_object_size(at(doc, "isolation.namespaces")), 7);
+	CHECK_EQ_INT(json_object_size(at(doc, "isolation.landlock")), 5);
+	json_decref(doc);
+	sandcell_result_free(r);
+}
+
+static struct sc_out_file file(const char *path, uint64_t size, char hexc)
+{
+	struct sc_out_file f = { .path = strdup(path), .size = size };
+
+	memset(f.sha256, hexc, 64);
+	f.sha256[64] = '\0';
+	return f;
+}
+
+static void test_full(void)
+{
+	struct sandcell_result *r = calloc(1, sizeof(*r));
+	json_error_t jerr;
+	json_t *doc, *f;
+
+	r->status = SANDCELL_TIMEOUT;
+	r->exit_code = SANDCELL_EXIT_TIMEOUT;
+	r->script_exit = -1;
+	r->script_signal = SIGKILL;
+	r->wall_sec = 5.0002134;
+	r->cpu_sec = 4.98;
+	r->peak_memory = 31457280;
+	r->code_started = true;
+	snprintf(r->stop_reason, sizeof(r->stop_reason), "wall-clock limit of 5 s reached");
+	r->stdout_bytes = 1000;
+	r->stdout_truncated = true;
+	r->stderr_bytes = 3;
+	r->result_truncated = true;
+	r->result = json_loads("{\"answer\": 42, \"list\": [1.5, \"x\"]}", 0, &jerr);
+	r->outputs_collected = true;
+	r->outputs.files = calloc(2, sizeof(*r->outputs.files));
+	r->outputs.files[0] = file("plot.png", 1234, 'a');
+	r->outputs.files[1] = file("sub/dir/data.csv", 0, 'b');
+	r->outputs.n_files = 2;
+	r->outputs.skips = calloc(2, sizeof(*r->outputs.skips));
+	r->outputs.skips[0].path = strdup("link");
+	r->outputs.skips[0].reason = "symlink";
+	/* Invalid UTF-8 the collector should have escaped: still no crash. */
+	r->outputs.skips[1].path = strdup("bad\xff\xfename\x1b");
+	r->outputs.skips[1].reason = NULL;
+	r->outputs.n_skips = 2;
+	r->outputs.bytes = 1234;
+	r->outputs.limit_hit = true;
+	r->limits = (struct sandcell_limits){
+		.wall_sec = 5, .cpu_sec = 30.5, .memory = 512ull << 20, .pids = 64,
+		.disk = 64ull << 20, .disk_inodes = 4096, .files = 256, .stream = 1 << 20,
+		.output_files = 100, .output_bytes = 64ull << 20, .output_depth = 8,
+		.result_bytes = UINT64_MAX,
+	};
+	r->iso.mode = "reduced";
+	r->iso.userns = true;
+	r->iso.pidns = true;
+	r->iso.seccomp = true;
+	r->iso.nnp = true;
+	r->iso.landlock = (struct sc_landlock_info){ .abi = 4, .fs = true, .net = true };
+	r->iso.cgroup_version = "v2";
+	r->iso.cg_mem = true;
+	r->iso.host_uid = 100000;
+	r->iso.not_held[0] = "no network namespace";
+	r->iso.not_held[1] = NULL;
+	r->iso.not_held[2] = "no cgroup: memory limit is RLIMIT_AS only";
+	r->iso.n_not_held = 3;
+
+	doc = render(r);
+	CHECK_STR(str_at(doc, "status"), "timeout");
+	CHECK_STR(str_at(doc, "reason"), "wall-clock limit of 5 s reached");
+	CHECK_EQ_INT(int_at(doc, "exit_code"), 124);
+	CHECK(json_is_true(at(doc, "script.started")));
+	CHECK(json_is_null(at(doc, "script.exit_code")));
+	CHECK_EQ_INT(int_at(doc, "script.signal"), SIGKILL);
+	CHECK_STR(str_at(doc, "script.signal_name"), "SIGKILL");
+	CHECK(json_real_value(at(doc, "time.wall_sec")) == 5.000213);
+	CHECK(json_real_value(at(doc, "time.cpu_sec")) == 4.98);
+	CHECK_EQ_INT(int_at(doc, "memory.peak_bytes"), 31457280);
+	CHECK_EQ_INT(int_at(doc, "streams.stdout.bytes"), 1000);
+	CHECK(json_is_true(at(doc, "streams.stdout.truncated")));
+	CHECK(json_is_false(at(doc, "streams.stderr.truncated")));
+	CHECK_EQ_INT(int_at(doc, "result.answer"), 42);
+	CHECK(json_equal(at(doc, "result"), r->result));
+	CHECK(json_is_true(at(doc, "outputs.collected")));
+	f = json_array_get(at(doc, "outputs.files"), 1);
+	CHECK_STR(str_at(f, "path"), "sub/dir/data.csv");
+	CHECK_EQ_INT(int_at(f, "size"), 0);
+	CHECK_EQ_INT(strlen(str_at(f, "sha256")), 64);
+	f = json_array_get(at(doc, "outputs.skipped"), 0);
+	CHECK_STR(str_at(f, "reason"), "symlink");
+	f = json_array_get(at(doc, "outputs.skipped"), 1);
+	CHECK_STR(str_at(f, "path"), "bad\\xff\\xfename\\x1b");
+	CHECK(json_is_null(at(f, "reason")));
+	CHECK(json_is_true(at(doc, "outputs.limit_hit")));
+	{
+		json_t *t = at(doc, "truncations");
+
+		CHECK_EQ_INT(json_array_size(t), 3);
+		CHECK_STR(json_string_value(json_array_get(t, 0)), "stdout");
+		CHECK_STR(json_string_value(json_array_get(t, 1)), "result");
+		CHECK_STR(json_string_value(json_array_get(t, 2)), "outputs");
+	}
+	CHECK(json_real_value(at(doc, "limits.cpu_sec")) == 30.5);
+	CHECK(json_is_real(at(doc, "limits.wall_sec")));
+	CHECK_EQ_INT(int_at(doc, "limits.memory_bytes"), 512ll << 20);
+	CHECK_EQ_INT(int_at(doc, "limits.open_files"), 256);
+	CHECK_EQ_INT(int_at(doc, "limits.result_bytes"), INT64_MAX);
+	CHECK_STR(str_at(doc, "isolation.mode"), "reduced");
+	CHECK(json_is_true(at(doc, "isolation.namespaces.user")));
+	CHECK(json_is_false(at(doc, "isolation.namespaces.net")));
+	CHECK(json_is_true(at(doc, "isolation.seccomp")));
+	CHECK(json_is_false(at(doc, "isolation.capabilities_dropped")));
+	CHECK_EQ_INT(int_at(doc, "isolation.landlock.abi"), 4);
+	CHECK(json_is_true(at(doc, "isolation.landlock.net")));
+	CHECK_STR(str_at(doc, "isolation.cgroup.version"), "v2");
+	CHECK(json_is_true(at(doc, "isolation.cgroup.memory")));
+	CHECK_EQ_INT(int_at(doc, "isolation.host_uid"), 100000);
+	CHECK_EQ_INT(json_array_size(at(doc, "isolation.not_held")), 2);
+	CHECK(json_is_null(at(doc, "error")));
+	json_decref(doc);
+
+	/* The result is shared, not stolen: rendering twice works. */
+	doc = render(r);
+	CHECK_EQ_INT(int_at(doc, "result.answer"), 42);
+	json_decref(doc);
+	sandcell_result_free(r);
+}
+
+static void test_sandbox_error(void)
+{
+	struct sandcell_result *r = calloc(1, sizeof(*r));
+	json_t *doc;
+
+	r->status = SANDCELL_SANDBOX_ERROR;
+	r->exit_code = SANDCELL_EXIT_SANDBOX;
+	r->script_exit = -1;
+	snprintf(r->error, sizeof(r->error), "cgroup: cannot create run cgroup: Permission denied");
+	snprintf(r->result_error, sizeof(r->result_error), "incomplete result record");
+	r->wall_sec = NAN;
+	r->cpu_sec = INFINITY;
+	r->limits.wall_sec = -INFINITY;
+	r->iso.n_not_held = 1000; /* corrupt count must stay inside the array */
+
+	doc = render(r);
+	CHECK_STR(str_at(doc, "status"), "sandbox-error");
+	CHECK_EQ_INT(int_at(doc, "exit_code"), 126);
+	CHECK_STR(str_at(doc, "error"), "cgroup: cannot create run cgroup: Permission denied");
+	CHECK_STR(str_at(doc, "result_error"), "incomplete result record");
+	CHECK(json_is_null(at(doc, "time.wall_sec")));
+	CHECK(json_is_null(at(doc, "time.cpu_sec")));
+	CHECK(json_is_null(at(doc, "limits.wall_sec")));
+	CHECK_EQ_INT(json_array_size(at(doc, "isolation.not_held")), 0);
+	json_decref(doc);
+
+	/* Unterminated fixed buffers and invalid UTF-8 in them. */
+	memset(r->error, 'e', sizeof(r->error));
+	memset(r->stop_reason, '\xff', sizeof(r->stop_reason));
+	memset(r->result_error, '\n', sizeof(r->result_error));
+	r->status = (enum sandcell_status)77;
+	doc = render(r);
+	CHECK_EQ_INT(strlen(str_at(doc, "error")), sizeof(r->error));
+	CHECK_EQ_INT(strlen(str_at(doc, "reason")), 4 * sizeof(r->stop_reason));
+	CHECK_EQ_INT(strlen(str_at(doc, "result_error")), sizeof(r->result_error));
+	CHECK_STR(str_at(doc, "status"), "unknown");
+	json_decref(doc);
+	sandcell_result_free(r);
+}
+
+static void test_script_exit(void)
+{
+	struct sandcell_result *r = calloc(1, sizeof(*r));
+	json_t *doc;
+
+	r->status = SANDCELL_EXITED;
+	r->exit_code = 3;
+	r->script_exit = 3;
+	r->code_started = true;
+	r->result = json_integer(7);
+	doc = render(r);
+	CHECK_STR(str_at(doc, "status"), "exited");
+	CHECK_EQ_INT(int_at(doc, "script.exit_code"), 3);
+	CHECK(json_is_null(at(doc, "script.signal_name")));
+	CHECK_EQ_INT(int_at(doc, "result"), 7);
+	json_decref(doc);
+
+	r->status = SANDCELL_SIGNALED;
+	r->script_exit = -1;
+	r->script_signal = SIGSEGV;
+	doc = render(r);
+	CHECK_STR(str_at(doc, "script.signal_name"), "SIGSEGV");
+	json_decref(doc);
+
+	r->script_signal = SIGRTMIN + 3;
+	doc = render(r);
+	CHECK_STR(str_at(doc, "script.signal_name"), "SIGRTMIN+3");
+	json_decref(doc);
+
+	r->script_signal = 200;
+	doc = render(r);
+	CHECK_EQ_INT(int_at(doc, "script.signal"), 200);
+	CHECK(json_is_null(at(doc, "script.signal_name")));
+	json_decref(doc);
+	sandcell_result_free(r);
+}
+
+/* Report text is indented, and a deep result still renders. */
+static void test_text(void)
+{
+	struct sandcell_result *r = calloc(1, sizeof(*r));
+	struct sandcell_error err;
+	char *text, deep[129];
+
+	memset(deep, '[', 64);
+	memset(deep + 64, ']', 64);
+	deep[128] = '\0';
+	CHECK_EQ_INT(sc_json_parse(deep, 128, 128, SC_JSON_MAX_DEPTH, &r->result, &err), 0);
+	text = sc_report_render(r);
+	CHECK(text != NULL);
+	CHECK(text != NULL && strncmp(text, "{\n  \"schema\": 1,\n  \"sandcell_version\"", 37) == 0);
+	free(text);
+	sandcell_result_free(r);
+}
+
+int main(void)
+{
+	test_status_names();
+	test_empty();
+	test_full();
+	test_sandbox_error();
+	test_script_exit();
+	test_text();
+	return unit_done("test_report");
+}
