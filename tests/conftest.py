@@ -1,0 +1,130 @@
+"""Shared fixtures for the black-box tiers (integration, attack).
+
+The binary under test is $SANDCELL_BIN (default build/sandcell).  Tests run
+as root and, through tests/run-as-user.sh, as an unprivileged user; they
+must pass both ways.
+"""
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
+IS_ROOT = os.geteuid() == 0
+
+# Documented exit codes (include/sandcell.h, docs/report.md).
+EXIT_DISK, EXIT_MEMORY, EXIT_CPU, EXIT_TIMEOUT, EXIT_USAGE, EXIT_SANDBOX = 121, 122, 123, 124, 125, 126
+
+
+class Run:
+    def __init__(self, proc, report):
+        self.proc = proc
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.report = report
+
+    @property
+    def status(self):
+        return self.report["status"] if self.report else None
+
+    @property
+    def out(self):
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def err(self):
+        return self.stderr.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return "Run(rc=%r, status=%r, stdout=%r, stderr=%r, error=%r)" % (
+            self.rc, self.status, self.stdout[-2000:], self.stderr[-2000:],
+            self.report and self.report.get("error"))
+
+
+@pytest.fixture
+def sandcell(tmp_path):
+    """sandcell(code=..., file=..., args=[...], opts=[...], stdin=bytes) -> Run.
+
+    Always asks for a report; .report is the parsed JSON (None if the run
+    was refused before one could be written, e.g. a usage error)."""
+    counter = [0]
+
+    def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, report=True):
+        counter[0] += 1
+        rpath = tmp_path / ("report-%d.json" % counter[0])
+        cmd = [BIN, "run"]
+        if report:
+            cmd += ["--report", str(rpath)]
+        cmd += list(opts)
+        if code is not None:
+            cmd += ["-c", code]
+        elif file is not None:
+            cmd += [str(file)]
+        cmd += list(args)
+        proc = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout)
+        rep = None
+        if report and rpath.exists() and rpath.stat().st_size:
+            rep = json.loads(rpath.read_text())
+        return Run(proc, rep)
+
+    return run
+
+
+def _sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sandbox_host_pids():
+    """Processes running as a sandbox host uid (root mode: >= 2000000000)."""
+    pids = []
+    for st in glob.glob("/proc/[0-9]*/status"):
+        try:
+            with open(st) as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) >= 2000000000:
+                            pids.append(st.split("/")[2])
+                        break
+        except OSError:
+            pass
+    return pids
+
+
+def _run_cgroups():
+    return sorted(glob.glob("/sys/fs/cgroup/*/sandcell*/run-*") +
+                  glob.glob("/sys/fs/cgroup/sandcell*/run-*"))
+
+
+def _mounts():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(l.split()[3:5]) for l in f)
+
+
+RUNTIME_CANARIES = [os.path.realpath(sys.executable), "/usr/lib/python3/dist-packages/numpy/__init__.py",
+                    "/etc/passwd"]
+
+
+@pytest.fixture
+def host_postconditions(tmp_path):
+    """Checks after a test that nothing escaped (threat model 4.6): no
+    surviving sandbox process, no run cgroup left behind, no new host mount,
+    runtime canaries byte-identical."""
+    before_sha = {p: _sha(p) for p in RUNTIME_CANARIES if os.path.exists(p)}
+    before_mounts = _mounts()
+    yield
+    assert _sandbox_host_pids() == [], "sandbox processes survived the run"
+    assert _run_cgroups() == [], "run cgroups left behind"
+    assert _mounts() == before_mounts, "host mount table changed"
+    for p, h in before_sha.items():
+        assert _sha(p) == h, "runtime file changed: " + p
