@@ -415,9 +415,10 @@ int sc_cgroup_kill(const struct sc_cgroup *cg)
 	/* v1 has no cgroup.kill: signal every member until none is left.
 	 * New forks are bounded by pids.max and each round kills them too. */
 	for (i = 0; i < 1000; i++) {
-		bool any = v1_kill_round(cg->v1_pids) | v1_kill_round(cg->v1_mem) |
-			   v1_kill_round(cg->v1_cpu) | v1_kill_round(cg->v2);
-		if (!any)
+		/* Every hierarchy gets its round: no short-circuit. */
+		int any = (int)v1_kill_round(cg->v1_pids) + (int)v1_kill_round(cg->v1_mem) +
+			  (int)v1_kill_round(cg->v1_cpu) + (int)v1_kill_round(cg->v2);
+		if (any == 0)
 			return 0;
 		sched_yield();
 	}

@@ -213,8 +213,10 @@ static int recv_msg(int sock, struct sc_msg *m, int *fd_out)
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	struct cmsghdr *c;
-	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	ssize_t n;
 
+	memset(m, 0, sizeof(*m));
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	if (fd_out)
 		*fd_out = -1;
 	if (n <= 0)

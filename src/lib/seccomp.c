@@ -47,6 +47,14 @@ static const uint64_t sc_prctl_allow[] = {
 	PR_SET_NO_NEW_PRIVS, PR_GET_TID_ADDRESS, PR_GET_THP_DISABLE,
 };
 
+/* All four fields spelled out: libseccomp's SCMP_A*_64 macros leave
+ * datum_b implicit, which clang's -Wmissing-field-initializers rejects. */
+static struct scmp_arg_cmp cmp(unsigned arg, enum scmp_compare op, uint64_t a, uint64_t b)
+{
+	struct scmp_arg_cmp c = { arg, op, a, b };
+	return c;
+}
+
 static int rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
 		const struct scmp_arg_cmp *cmp, const char *name,
 		struct sandcell_error *err)
@@ -65,15 +73,15 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 
 	if (strcmp(e->name, "ioctl") == 0) {
 		for (i = 0; i < sizeof(sc_ioctl_allow) / sizeof(sc_ioctl_allow[0]); i++) {
-			c = SCMP_A1_64(SCMP_CMP_EQ, sc_ioctl_allow[i]);
+			c = cmp(1, SCMP_CMP_EQ, sc_ioctl_allow[i], 0);
 			if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
 				return -1;
 		}
 	} else if (strcmp(e->name, "socket") == 0 || strcmp(e->name, "socketpair") == 0) {
-		c = SCMP_A0_64(SCMP_CMP_EQ, AF_UNIX);
+		c = cmp(0, SCMP_CMP_EQ, AF_UNIX, 0);
 		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
 			return -1;
-		c = SCMP_A0_64(SCMP_CMP_NE, AF_UNIX);
+		c = cmp(0, SCMP_CMP_NE, AF_UNIX, 0);
 		return rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 1, &c, e->name, err);
 	} else if (strcmp(e->name, "clone") == 0) {
 		/* Legacy clone reads only the low 32 flag bits; one deny rule
@@ -82,24 +90,24 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 			uint64_t bit = (uint64_t)1 << i;
 			if (!(SC_CLONE_NS_MASK & bit))
 				continue;
-			c = SCMP_A0_64(SCMP_CMP_MASKED_EQ, bit, bit);
+			c = cmp(0, SCMP_CMP_MASKED_EQ, bit, bit);
 			if (rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 1, &c, e->name, err) < 0)
 				return -1;
 		}
-		c = SCMP_A0_64(SCMP_CMP_MASKED_EQ, SC_CLONE_NS_MASK, 0);
+		c = cmp(0, SCMP_CMP_MASKED_EQ, SC_CLONE_NS_MASK, 0);
 		return rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err);
 	} else if (strcmp(e->name, "prctl") == 0) {
 		for (i = 0; i < sizeof(sc_prctl_allow) / sizeof(sc_prctl_allow[0]); i++) {
-			c = SCMP_A0_64(SCMP_CMP_EQ, sc_prctl_allow[i]);
+			c = cmp(0, SCMP_CMP_EQ, sc_prctl_allow[i], 0);
 			if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
 				return -1;
 		}
 	} else if (strcmp(e->name, "personality") == 0) {
 		/* PER_LINUX, and 0xffffffff which only queries. */
-		c = SCMP_A0_64(SCMP_CMP_EQ, 0);
+		c = cmp(0, SCMP_CMP_EQ, 0, 0);
 		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
 			return -1;
-		c = SCMP_A0_64(SCMP_CMP_EQ, 0xffffffffu);
+		c = cmp(0, SCMP_CMP_EQ, 0xffffffffu, 0);
 		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
 			return -1;
 	} else {

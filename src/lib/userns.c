@@ -53,7 +53,7 @@ int sc_userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool deny_se
 {
 	char map[64];
 
-	snprintf(map, sizeof(map), "%u %u 1\n", SC_SANDBOX_UID, (unsigned)host_uid);
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)SC_SANDBOX_UID, (unsigned)host_uid);
 	if (write_proc(pid, "uid_map", map, err) < 0)
 		return -1;
 	/* Unprivileged callers must give up setgroups before mapping gids.
@@ -62,6 +62,6 @@ int sc_userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool deny_se
 	 * denies setgroups to the code. */
 	if (deny_setgroups && write_proc(pid, "setgroups", "deny", err) < 0)
 		return -1;
-	snprintf(map, sizeof(map), "%u %u 1\n", SC_SANDBOX_GID, (unsigned)host_gid);
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)SC_SANDBOX_GID, (unsigned)host_gid);
 	return write_proc(pid, "gid_map", map, err);
 }
