@@ -104,6 +104,10 @@ int sandcell_result_exit_code(const struct sandcell_result *r);
 /* Returns a malloc'd JSON document (schema in docs/report.md), or NULL. */
 char *sandcell_report_json(const struct sandcell_result *r);
 void sandcell_result_free(struct sandcell_result *r);
+/* "full", "reduced" or "none" (nothing ran), and the guarantees that do
+ * not hold in that mode (NULL-terminated, owned by r). */
+const char *sandcell_result_mode(const struct sandcell_result *r);
+const char *const *sandcell_result_not_held(const struct sandcell_result *r);
 const char *sandcell_status_name(enum sandcell_status s);
 
 /* Parsers shared by the CLI, the server and the fuzzers. */

@@ -264,6 +264,13 @@ static int cmd_run(int argc, char **argv)
 	if (sandcell_run(&cfg, &res, &e) < 0)
 		die_usage("%s", e.msg);
 	rc = sandcell_result_exit_code(res);
+	if (strcmp(sandcell_result_mode(res), "reduced") == 0) {
+		const char *const *nh = sandcell_result_not_held(res);
+		fputs("sandcell: warning: ran in REDUCED mode (Landlock, seccomp and rlimits only); "
+		      "these guarantees do not hold:\n", stderr);
+		for (; nh && *nh; nh++)
+			fprintf(stderr, "sandcell:   - %s\n", *nh);
+	}
 	if (report) {
 		char *json = sandcell_report_json(res);
 		if (json == NULL || write_report(report, json) < 0) {

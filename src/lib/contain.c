@@ -84,10 +84,11 @@ static int install_stdio(const struct sc_child *c, struct sandcell_error *err)
  * refuses unmapped owners), mounts while we still hold the namespace's
  * capabilities, and then the layers that take privilege away, seccomp
  * last so no setup syscall has to be allowed by the filter. */
+static void confine(const struct sc_child *c, struct sandcell_error *err);
+
 static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
 {
 	struct sc_msg m;
-	int keep[2];
 
 	/* The sandbox dies with its supervisor. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
@@ -133,8 +134,35 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	close(*scratch_fd);
 	*scratch_fd = -1;
-	if (chdir("/tmp") < 0) {
-		sc_err(err, errno, "chdir /tmp");
+	confine(c, err);
+}
+
+/* Reduced mode: no namespaces could be created.  The code runs on the
+ * host's filesystem under Landlock and seccomp; init becomes a child
+ * subreaper so daemons that double-fork are re-parented to it and die with
+ * the run. */
+static void setup_reduced(const struct sc_child *c, struct sandcell_error *err)
+{
+	struct sc_msg m;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		sc_err(err, errno, "prctl");
+		fail(c->sock, err);
+	}
+	if (send_msg(c->sock, SC_MSG_READY, 0, 0, NULL, -1) < 0 ||
+	    recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_GO)
+		_exit(1);
+	confine(c, err);
+}
+
+/* The layers every mode shares, in order, seccomp last. */
+static void confine(const struct sc_child *c, struct sandcell_error *err)
+{
+	int keep[2];
+
+	if (chdir(c->workdir) < 0) {
+		sc_err(err, errno, "chdir %s", c->workdir);
 		fail(c->sock, err);
 	}
 	/* 5. resource backstops. */
@@ -164,11 +192,40 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		fail(c->sock, err);
 	}
 	/* 9. Landlock, matching the mount plan. */
-	if (sc_landlock_apply(c->landlock, c->plan->runtime, c->plan->n_runtime, err) < 0)
+	if (sc_landlock_apply(c->landlock, c->ll_rules, err) < 0)
 		fail(c->sock, err);
 	/* 10. seccomp, last. */
 	if (sc_seccomp_apply(c->bpf, err) < 0)
 		fail(c->sock, err);
+}
+
+/* Reduced mode has no pid namespace to take the rest down.  With Landlock
+ * signal scoping, kill(-1) reaches only processes of this sandbox's
+ * domain; without it, only our process group is safe to kill (and a
+ * daemon that called setsid is out of reach: the report says so). */
+static void reap_all(const struct sc_child *c)
+{
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (c->landlock->scope_signal)
+			kill(-1, SIGKILL);
+		else
+			kill(-getpid(), SIGKILL);
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
+			return;
+		sched_yield();
+	}
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
 }
 
 static __attribute__((noreturn)) void run_init(const struct sc_child *c)
@@ -185,7 +242,7 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 	pid = fork();
 	if (pid == 0) {
 		close(ex[0]);
-		execve(c->argv[0], (char *const *)c->argv, (char *const *)sc_env);
+		execve(c->argv[0], (char *const *)c->argv, (char *const *)c->envp);
 		e = errno;
 		if (write(ex[1], &e, sizeof(e)) < 0)
 			_exit(127);
@@ -217,10 +274,17 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		w = waitpid(-1, &status, 0);
 		if (w == pid)
 			break;
+		if (stop_requested) {
+			/* Reduced-mode stop from the supervisor. */
+			reap_all(c);
+			_exit(0);
+		}
 		if (w < 0 && errno != EINTR)
 			break;
 	}
 	send_msg(c->sock, SC_MSG_EXIT, 0, status, NULL, -1);
+	if (c->reduced)
+		reap_all(c);
 	_exit(0);
 }
 
@@ -229,6 +293,14 @@ void sc_child_main(const struct sc_child *c)
 	struct sandcell_error err = { 0, "" };
 	int scratch_fd = -1;
 
-	setup(c, &scratch_fd, &err);
+	if (c->reduced) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_term;
+		sigaction(SIGTERM, &sa, NULL);
+		setup_reduced(c, &err);
+	} else {
+		setup(c, &scratch_fd, &err);
+	}
 	run_init(c);
 }

@@ -9,11 +9,15 @@ struct sc_child {
 	const struct sandcell_limits *limits;
 	const struct sc_bpf *bpf;
 	const struct sc_landlock_info *landlock;
+	const struct sc_landlock_rules *ll_rules;
 	const char *const *argv;
+	const char *const *envp;
+	const char *workdir;	/* the code's cwd */
 	int sock;
 	int stdin_r, stdout_w, stderr_w, result_w;
 	bool drop_groups;
 	bool cgroupns;
+	bool reduced;		/* no namespaces: Landlock, seccomp, rlimits only */
 };
 
 __attribute__((noreturn)) void sc_child_main(const struct sc_child *c);

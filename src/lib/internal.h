@@ -89,8 +89,17 @@ struct sc_landlock_info {
 };
 int sc_landlock_probe(struct sc_landlock_info *info);
 /* Applies rules matching the mount plan in the current (pivoted) root. */
-int sc_landlock_apply(const struct sc_landlock_info *info, const char *const *runtime,
-		      size_t n_runtime, struct sandcell_error *err);
+struct sc_landlock_rules {
+	const char *const *ro_exec;	/* read + execute */
+	size_t n_ro_exec;
+	const char *const *ro;		/* read only */
+	size_t n_ro;
+	const char *const *rw;		/* read + write, never execute */
+	size_t n_rw;
+	bool list_root;			/* readdir anywhere (full mode's tiny tree) */
+};
+int sc_landlock_apply(const struct sc_landlock_info *info, const struct sc_landlock_rules *rules,
+		      struct sandcell_error *err);
 
 /* ---- cgroup.c: v2 first, v1 per controller where v2 lacks it ---- */
 struct sc_cgroup {
@@ -171,7 +180,7 @@ struct sc_isolation {
 	const char *cgroup_version;
 	bool cg_mem, cg_pids, cg_cpu;
 	uid_t host_uid;
-	const char *not_held[16]; /* guarantees that do not hold (reduced) */
+	const char *not_held[16]; /* guarantees that do not hold; NULL-terminated */
 	size_t n_not_held;
 };
 
@@ -183,6 +192,7 @@ struct sandcell_result {
 	double wall_sec, cpu_sec;
 	uint64_t peak_memory;
 	bool code_started;
+	int setup_errno;	/* errno of a failed setup step, 0 if none */
 	char error[512];	/* sandbox-error message */
 	char stop_reason[256];	/* one-sentence cause of the status */
 	uint64_t stdout_bytes, stderr_bytes;

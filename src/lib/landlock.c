@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/landlock.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,6 +79,7 @@ static int add_path(int ruleset, const char *path, uint64_t access, uint64_t han
 		    bool optional, struct sandcell_error *err)
 {
 	struct landlock_path_beneath_attr pb = { 0 };
+	struct stat st;
 	int fd, rc;
 
 	fd = open(path, O_PATH | O_CLOEXEC);
@@ -88,6 +90,11 @@ static int add_path(int ruleset, const char *path, uint64_t access, uint64_t han
 	}
 	pb.parent_fd = fd;
 	pb.allowed_access = access & handled;
+	/* A rule on a file may only carry file rights. */
+	if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+		pb.allowed_access &= LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+				     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |
+				     LANDLOCK_ACCESS_FS_IOCTL_DEV;
 	rc = (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
 	close(fd);
 	if (rc < 0)
@@ -95,19 +102,15 @@ static int add_path(int ruleset, const char *path, uint64_t access, uint64_t han
 	return 0;
 }
 
-int sc_landlock_apply(const struct sc_landlock_info *info, const char *const *runtime,
-		      size_t n_runtime, struct sandcell_error *err)
+int sc_landlock_apply(const struct sc_landlock_info *info, const struct sc_landlock_rules *rules,
+		      struct sandcell_error *err)
 {
 	struct sc_ll_ruleset_attr attr = { 0 };
 	size_t attr_size;
 	uint64_t h = fs_handled(info->abi);
-	/* Runtime paths are the same as on the host (mounts.c); all are
-	 * read-only mounts, Landlock restates it. */
-	static const char *const ro_exec[] = { "/usr", "/lib", "/lib64", "/lib32",
-					       "/libx32", "/bin", "/sbin", "/opt" };
-	static const char *const ro[] = { "/etc", "/code", "/.sandcell", "/input", "/proc" };
-	static const char *const rw[] = { "/tmp", "/output", "/dev/shm" };
 	const uint64_t dev_files = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE;
+	static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full",
+					    "/dev/random", "/dev/urandom" };
 	int rs, rc = -1;
 	size_t i;
 
@@ -125,32 +128,24 @@ int sc_landlock_apply(const struct sc_landlock_info *info, const char *const *ru
 	if (rs < 0)
 		return sc_err(err, errno, "landlock_create_ruleset (ABI %d)", info->abi);
 
-	for (i = 0; i < sizeof(ro_exec) / sizeof(ro_exec[0]); i++)
-		if (add_path(rs, ro_exec[i], FS_READ | LANDLOCK_ACCESS_FS_EXECUTE, h, true, err) < 0)
+	for (i = 0; i < rules->n_ro_exec; i++)
+		if (add_path(rs, rules->ro_exec[i], FS_READ | LANDLOCK_ACCESS_FS_EXECUTE, h, true, err) < 0)
 			goto out;
-	for (i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
-		if (add_path(rs, ro[i], FS_READ, h, true, err) < 0)
+	for (i = 0; i < rules->n_ro; i++)
+		if (add_path(rs, rules->ro[i], FS_READ, h, true, err) < 0)
 			goto out;
-	for (i = 0; i < sizeof(rw) / sizeof(rw[0]); i++)
-		if (add_path(rs, rw[i], FS_READ | FS_WRITE_ALL, h, false, err) < 0)
+	/* Writable means writable, never executable: no code from scratch. */
+	for (i = 0; i < rules->n_rw; i++)
+		if (add_path(rs, rules->rw[i], FS_READ | FS_WRITE_ALL, h, false, err) < 0)
 			goto out;
 	/* Listing directories anywhere in the (tiny, synthetic) tree is
 	 * harmless and keeps os.walk("/") and glob working. */
-	if (add_path(rs, "/", LANDLOCK_ACCESS_FS_READ_DIR, h, false, err) < 0)
+	if (rules->list_root && add_path(rs, "/", LANDLOCK_ACCESS_FS_READ_DIR, h, false, err) < 0)
 		goto out;
-	/* /dev: read the directory, read and write the few device nodes (no
-	 * device ioctls), and nothing can be created there. */
-	if (add_path(rs, "/dev", LANDLOCK_ACCESS_FS_READ_DIR, h, false, err) < 0)
-		goto out;
-	static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full",
-					    "/dev/random", "/dev/urandom" };
+	/* The few device nodes: read and write, no device ioctls, and
+	 * nothing can be created in /dev. */
 	for (i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
 		if (add_path(rs, devs[i], dev_files, h, false, err) < 0)
-			goto out;
-	/* Runtime outside the usual dirs (e.g. a python under /opt or a
-	 * home directory) is bound at its host path by mounts.c. */
-	for (i = 0; i < n_runtime; i++)
-		if (add_path(rs, runtime[i], FS_READ | LANDLOCK_ACCESS_FS_EXECUTE, h, false, err) < 0)
 			goto out;
 	if (syscall(SYS_landlock_restrict_self, rs, 0) < 0) {
 		sc_err(err, errno, "landlock_restrict_self");

@@ -49,8 +49,12 @@ static const char *show(struct shown *sh, const char *s)
 	size_t len = strnlen(s, SHOW_MAX + 1);
 	bool cut = len > SHOW_MAX;
 	char *e = sc_escape_bytes(s, cut ? SHOW_MAX : len, NULL);
+	const char *t = e != NULL ? e : "?";
+	size_t n = strlen(t);
 
-	snprintf(sh->text, sizeof(sh->text), "%s%s", e != NULL ? e : "?", cut ? "..." : "");
+	/* The escaped text is at most 4 * SHOW_MAX bytes, so this fits. */
+	memcpy(sh->text, t, n);
+	memcpy(sh->text + n, cut ? "..." : "", cut ? 4 : 1);
 	free(e);
 	return sh->text;
 }

@@ -10,6 +10,7 @@
 #include "contain.h"
 #include "proto.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -284,6 +285,8 @@ struct run {
 	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
 	pid_t pid;
 	bool killed_wall, killed_cpu, init_exited, got_exit;
+	bool reduced;
+	char workdir[1024];	/* reduced mode's private host directory */
 	int wait_status;
 	double t0;
 };
@@ -292,9 +295,18 @@ static void kill_tree(struct run *rn)
 {
 	if (rn->have_cg)
 		sc_cgroup_kill(&rn->cg);
-	/* Killing the namespace's init kills every process in it. */
-	if (rn->pidfd >= 0)
+	/* Killing the namespace's init kills every process in it.  Reduced
+	 * mode has no namespace: its init is asked to kill the tree itself
+	 * (it is a subreaper; see contain.c), then the group is killed. */
+	if (rn->pidfd >= 0 && !rn->reduced)
 		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
+	if (rn->pidfd >= 0 && rn->reduced) {
+		struct pollfd p = { rn->pidfd, POLLIN, 0 };
+		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGTERM, NULL, 0);
+		if (poll(&p, 1, 2000) <= 0)
+			syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
+		kill(-rn->pid, SIGKILL);
+	}
 }
 
 static void set_error(struct sandcell_result *r, const char *msg)
@@ -390,7 +402,7 @@ static void supervise(struct run *rn)
 			if (idx_st[i] >= 0 && p[idx_st[i]].revents)
 				pump(&st[i]);
 		if (idx_sock >= 0 && p[idx_sock].revents) {
-			struct sc_msg m;
+			struct sc_msg m = { 0 };
 			int fd = -1;
 			if (recv_msg(rn->sock, &m, &fd) < 0) {
 				close_fd(&rn->sock);
@@ -405,6 +417,7 @@ static void supervise(struct run *rn)
 				char msg[600];
 				snprintf(msg, sizeof(msg), "sandbox setup failed: %s", m.text);
 				set_error(r, msg);
+				r->setup_errno = m.err;
 			}
 			if (fd >= 0 && fd != rn->scratch_fd)
 				close(fd);
@@ -453,7 +466,7 @@ static void supervise(struct run *rn)
 		close_fd(&st[i].fd);
 	/* Late messages (EXIT races the pidfd) are still in the socket. */
 	while (rn->sock >= 0) {
-		struct sc_msg m;
+		struct sc_msg m = { 0 };
 		int fd = -1;
 		struct pollfd pf = { rn->sock, POLLIN, 0 };
 		if (poll(&pf, 1, 0) <= 0 || recv_msg(rn->sock, &m, &fd) < 0)
@@ -565,13 +578,26 @@ static void classify(struct run *rn)
 	}
 }
 
+
+const char *sandcell_result_mode(const struct sandcell_result *r)
+{
+	return r->iso.mode ? r->iso.mode : "none";
+}
+
+const char *const *sandcell_result_not_held(const struct sandcell_result *r)
+{
+	return r->iso.not_held;
+}
+
 static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, uid_t host_uid)
 {
 	struct sc_isolation *iso = &rn->r->iso;
+	bool ns = !rn->reduced;
 
-	iso->mode = "full";
-	iso->userns = iso->pidns = iso->mntns = iso->netns = iso->ipcns = iso->utsns = true;
-	iso->cgroupns = rn->have_cg;
+	memset(iso, 0, sizeof(*iso));
+	iso->mode = rn->reduced ? "reduced" : "full";
+	iso->userns = iso->pidns = iso->mntns = iso->netns = iso->ipcns = iso->utsns = ns;
+	iso->cgroupns = ns && rn->have_cg;
 	iso->seccomp = iso->nnp = iso->caps_dropped = true;
 	iso->landlock = *ll;
 	iso->cgroup_version = rn->have_cg ? rn->cg.version : "none";
@@ -579,54 +605,438 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 	iso->cg_pids = rn->have_cg && (rn->cg.pids_v2 || rn->cg.v1_pids[0]);
 	iso->cg_cpu = rn->have_cg && (rn->cg.cpu_v2 || rn->cg.v1_cpu[0]);
 	iso->host_uid = host_uid;
+#define NOT_HELD(s) iso->not_held[iso->n_not_held++] = (s)
 	if (!rn->have_cg) {
-		iso->not_held[iso->n_not_held++] = "memory limit (no cgroup)";
-		iso->not_held[iso->n_not_held++] = "pids limit (no cgroup)";
-		iso->not_held[iso->n_not_held++] = "run-wide CPU limit (per-process RLIMIT_CPU only)";
+		NOT_HELD("memory limit (no cgroup)");
+		NOT_HELD("pids limit (no cgroup)");
+		NOT_HELD("run-wide CPU limit (per-process RLIMIT_CPU only)");
 	}
+	if (rn->reduced) {
+		NOT_HELD("process isolation: host processes are visible in /proc (no pid namespace)");
+		NOT_HELD("read confinement is Landlock only: runtime, a few /etc files and /proc are readable");
+		NOT_HELD("uid separation: the code runs as the caller's uid");
+		NOT_HELD("disk limit: RLIMIT_FSIZE per file only (no private tmpfs)");
+		NOT_HELD("network: no network namespace (seccomp allows AF_UNIX only, Landlock denies TCP)");
+		if (!ll->scope_signal)
+			NOT_HELD("termination: a daemon that calls setsid can outlive the run");
+	}
+#undef NOT_HELD
+}
+
+/* Writes text to dir/name, fd-relative (reduced mode's private dir). */
+static int put_file(int dirfd, const char *name, const char *text, size_t len)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+	size_t off = 0;
+
+	if (fd < 0)
+		return -1;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+		if (n <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return close(fd);
+}
+
+/* Removes a tree without following symlinks: every step is fd-relative,
+ * so a leftover process swapping a dir for a symlink cannot redirect us. */
+static void remove_tree(int dirfd, int depth)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd = dup(dirfd);
+
+	if (fd < 0 || depth > 256 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd, de->d_name, 0) == 0)
+			continue;
+		int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0) {
+			fchmod(sub, 0700);
+			remove_tree(sub, depth + 1);
+			close(sub);
+		}
+		unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+static void remove_workdir(struct run *rn)
+{
+	int fd;
+
+	if (!rn->workdir[0])
+		return;
+	fd = open(rn->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		remove_tree(fd, 0);
+		close(fd);
+	}
+	rmdir(rn->workdir);
+	rn->workdir[0] = '\0';
+}
+
+/* Reduced mode's private directory: tmp/ and output/ (writable), code/,
+ * .sandcell/ and input/ (symlinks to the host inputs, which Landlock
+ * allows read-only). */
+static int make_workdir(struct run *rn, const char *code_name, struct sandcell_error *err)
+{
+	const struct sandcell_config *cfg = rn->cfg;
+	const char *tmp = getenv("TMPDIR");
+	const char *vals = cfg->values_json ? cfg->values_json : "{}";
+	char path[PATH_MAX];
+	int fd, sub;
+	size_t i;
+
+	snprintf(rn->workdir, sizeof(rn->workdir), "%s/sandcell-XXXXXX",
+		 tmp && tmp[0] == '/' && strlen(tmp) < 512 ? tmp : "/tmp");
+	if (mkdtemp(rn->workdir) == NULL) {
+		rn->workdir[0] = '\0';
+		return sc_err(err, errno, "reduced mode: private directory");
+	}
+	fd = open(rn->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return sc_err(err, errno, "reduced mode: %s", rn->workdir);
+	if (mkdirat(fd, "tmp", 0700) < 0 || mkdirat(fd, "output", 0700) < 0 ||
+	    mkdirat(fd, "code", 0700) < 0 || mkdirat(fd, ".sandcell", 0700) < 0 ||
+	    mkdirat(fd, "input", 0700) < 0) {
+		close(fd);
+		return sc_err(err, errno, "reduced mode: private directory layout");
+	}
+	snprintf(path, sizeof(path), "code/%s", code_name);
+	if (put_file(fd, path, cfg->code, cfg->code_len) < 0 ||
+	    put_file(fd, ".sandcell/sandcell.py", sc_py_module, strlen(sc_py_module)) < 0 ||
+	    put_file(fd, ".sandcell/_sandcell_boot.py", sc_py_boot, strlen(sc_py_boot)) < 0 ||
+	    put_file(fd, ".sandcell/values.json", vals, strlen(vals)) < 0) {
+		close(fd);
+		return sc_err(err, errno, "reduced mode: writing the code");
+	}
+	sub = openat(fd, "input", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (i = 0; sub >= 0 && i < cfg->n_inputs; i++) {
+		char real[PATH_MAX];
+		if (realpath(cfg->inputs[i].path, real) == NULL ||
+		    symlinkat(real, sub, cfg->inputs[i].name) < 0) {
+			close(sub);
+			close(fd);
+			return sc_err(err, errno, "reduced mode: input '%s'", cfg->inputs[i].name);
+		}
+	}
+	if (sub >= 0)
+		close(sub);
+	rn->scratch_fd = fd;
+	return 0;
+}
+
+enum attempt { ATTEMPT_DONE, ATTEMPT_RETRY_REDUCED };
+
+struct prep {
+	char dirs[SC_MAX_RUNTIME][PATH_MAX];
+	const char *runtime[SC_MAX_RUNTIME];
+	int runtime_fds[SC_MAX_RUNTIME];
+	size_t n_runtime;
+	int *input_fds;
+	struct sc_landlock_info ll;
+	uid_t host_uid;
+	gid_t host_gid;
+};
+
+static bool userns_refused(int e)
+{
+	return e == EPERM || e == EACCES || e == ENOSPC || e == EUSERS || e == EINVAL;
+}
+
+/* One attempt at a run, in full or in reduced mode.  A full attempt whose
+ * namespaces are refused before any code ran may be retried reduced. */
+static enum attempt attempt(struct run *rn, struct prep *pp)
+{
+	const struct sandcell_config *cfg = rn->cfg;
+	struct sandcell_result *r = rn->r;
+	struct sandcell_error e = { 0, "" };
+	struct sc_mount_plan plan;
+	struct sc_child child;
+	struct sc_landlock_rules rules;
+	const char *argv[8 + 256];
+	const char *envp[64];
+	const char *ro_exec[SC_MAX_RUNTIME + 8], *ro[64], *rw[4];
+	char code_path[PATH_MAX], boot_path[PATH_MAX], env_buf[12][PATH_MAX + 32];
+	const char *code_name = "__main__.py";
+	size_t argc = 0, n_env = 0, n_ro = 0, n_rw = 0, n_ro_exec = 0, i;
+	enum attempt result = ATTEMPT_DONE;
+	int sp[2] = { -1, -1 };
+	long pid;
+
+	memset(&child, 0, sizeof(child));
+	child.sock = -1;
+	fill_isolation(rn, &pp->ll, pp->host_uid);
+
+	if (cfg->code_name) {
+		struct sandcell_error ne;
+		const char *base = strrchr(cfg->code_name, '/');
+		base = base ? base + 1 : cfg->code_name;
+		code_name = sandcell_check_name(base, &ne) < 0 ? "main.py" : base;
+	}
+	for (i = 0; i < pp->n_runtime; i++)
+		ro_exec[n_ro_exec++] = pp->runtime[i];
+	for (i = 0; sc_env[i]; i++)
+		envp[n_env++] = sc_env[i];
+	/* Older OpenBLAS builds need these on some CPUs to pick a working
+	 * kernel; they carry no secrets, so they pass through. */
+	static const char *const passthrough[] = { "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE" };
+	for (i = 0; i < 2; i++) {
+		const char *v = getenv(passthrough[i]);
+		if (v && strlen(v) < 64) {
+			snprintf(env_buf[i], sizeof(env_buf[i]), "%s=%s", passthrough[i], v);
+			envp[n_env++] = env_buf[i];
+		}
+	}
+
+	if (!rn->reduced) {
+		static const char *const full_ro[] = { "/etc", "/code", "/.sandcell", "/input", "/proc" };
+		static const char *const full_rw[] = { "/tmp", "/output", "/dev/shm" };
+		snprintf(code_path, sizeof(code_path), "/code/%s", code_name);
+		snprintf(boot_path, sizeof(boot_path), "/.sandcell/_sandcell_boot.py");
+		for (i = 0; i < 5; i++)
+			ro[n_ro++] = full_ro[i];
+		for (i = 0; i < 3; i++)
+			rw[n_rw++] = full_rw[i];
+		envp[n_env++] = "SANDCELL_RESULT_FD=3";
+	} else {
+		static const char *const etc_ro[] = { "/etc/ld.so.cache", "/etc/alternatives",
+						      "/etc/matplotlibrc", "/etc/python3",
+						      "/etc/python3.11", "/etc/fonts", "/etc/localtime",
+						      "/proc" };
+		if (make_workdir(rn, code_name, &e) < 0) {
+			set_error(r, e.msg);
+			return ATTEMPT_DONE;
+		}
+		snprintf(code_path, sizeof(code_path), "%s/code/%s", rn->workdir, code_name);
+		snprintf(boot_path, sizeof(boot_path), "%s/.sandcell/_sandcell_boot.py", rn->workdir);
+		snprintf(env_buf[2], sizeof(env_buf[2]), "%s/code", rn->workdir);
+		snprintf(env_buf[3], sizeof(env_buf[3]), "%s/.sandcell", rn->workdir);
+		snprintf(env_buf[4], sizeof(env_buf[4]), "%s/input", rn->workdir);
+		snprintf(env_buf[5], sizeof(env_buf[5]), "%s/tmp", rn->workdir);
+		snprintf(env_buf[6], sizeof(env_buf[6]), "%s/output", rn->workdir);
+		ro[n_ro++] = env_buf[2];
+		ro[n_ro++] = env_buf[3];
+		ro[n_ro++] = env_buf[4];
+		for (i = 0; i < cfg->n_inputs && n_ro < 40; i++)
+			ro[n_ro++] = cfg->inputs[i].path;
+		for (i = 0; i < sizeof(etc_ro) / sizeof(etc_ro[0]); i++)
+			ro[n_ro++] = etc_ro[i];
+		rw[n_rw++] = env_buf[5];
+		rw[n_rw++] = env_buf[6];
+		/* The fixed environment names /tmp; here the private dir
+		 * replaces it (later entries win in CPython's os.environ). */
+		for (i = 0; i < n_env; i++)
+			if (strncmp(envp[i], "HOME=", 5) == 0 || strncmp(envp[i], "TMPDIR=", 7) == 0 ||
+			    strncmp(envp[i], "MPLCONFIGDIR=", 13) == 0 ||
+			    strncmp(envp[i], "XDG_CACHE_HOME=", 15) == 0)
+				envp[i] = "SANDCELL_REDUCED=1";
+		snprintf(env_buf[7], sizeof(env_buf[7]), "HOME=%s/tmp", rn->workdir);
+		snprintf(env_buf[8], sizeof(env_buf[8]), "TMPDIR=%s/tmp", rn->workdir);
+		snprintf(env_buf[9], sizeof(env_buf[9]), "MPLCONFIGDIR=%s/tmp/.matplotlib", rn->workdir);
+		snprintf(env_buf[10], sizeof(env_buf[10]), "SANDCELL_INPUT_DIR=%s/input", rn->workdir);
+		snprintf(env_buf[11], sizeof(env_buf[11]), "SANDCELL_OUTPUT_DIR=%s/output", rn->workdir);
+		for (i = 7; i < 12; i++)
+			envp[n_env++] = env_buf[i];
+		envp[n_env++] = "SANDCELL_RESULT_FD=3";
+	}
+	envp[n_env] = NULL;
+	memset(&rules, 0, sizeof(rules));
+	rules.ro_exec = ro_exec;
+	rules.n_ro_exec = n_ro_exec;
+	rules.ro = ro;
+	rules.n_ro = n_ro;
+	rules.rw = rw;
+	rules.n_rw = n_rw;
+	rules.list_root = !rn->reduced;
+
+	if (pipe_high(rn->in_pipe) < 0 || pipe_high(rn->out_pipe) < 0 || pipe_high(rn->err_pipe) < 0 ||
+	    pipe_high(rn->res_pipe) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0 || move_high(&sp[0]) < 0 ||
+	    move_high(&sp[1]) < 0) {
+		set_error(r, "cannot create pipes");
+		goto out;
+	}
+	rn->sock = sp[0];
+	child.sock = sp[1];
+
+	memset(&plan, 0, sizeof(plan));
+	plan.python = cfg->python;
+	plan.runtime = pp->runtime;
+	plan.n_runtime = pp->n_runtime;
+	plan.runtime_fds = pp->runtime_fds;
+	plan.inputs = cfg->inputs;
+	plan.n_inputs = cfg->n_inputs;
+	plan.input_fds = pp->input_fds;
+	plan.code = cfg->code;
+	plan.code_len = cfg->code_len;
+	plan.code_name = code_name;
+	plan.values_json = cfg->values_json;
+	plan.module_src = sc_py_module;
+	plan.boot_src = sc_py_boot;
+	plan.disk = cfg->limits.disk;
+	plan.disk_inodes = cfg->limits.disk_inodes;
+
+	argv[argc++] = cfg->python;
+	argv[argc++] = "-I";
+	argv[argc++] = "-B";
+	argv[argc++] = boot_path;
+	argv[argc++] = cfg->code_name ? "file" : "code";
+	argv[argc++] = code_path;
+	for (i = 0; i < cfg->n_args; i++)
+		argv[argc++] = cfg->args[i];
+	argv[argc] = NULL;
+
+	child.plan = &plan;
+	child.limits = &cfg->limits;
+	child.bpf = &rn->bpf;
+	child.landlock = &pp->ll;
+	child.ll_rules = &rules;
+	child.argv = argv;
+	child.envp = envp;
+	child.workdir = rn->reduced ? env_buf[5] : "/tmp";
+	child.stdin_r = rn->in_pipe[0];
+	child.stdout_w = rn->out_pipe[1];
+	child.stderr_w = rn->err_pipe[1];
+	child.result_w = rn->res_pipe[1];
+	child.drop_groups = geteuid() == 0;
+	child.cgroupns = rn->have_cg;
+	child.reduced = rn->reduced;
+
+	rn->t0 = now_sec();
+	pid = syscall(SYS_clone,
+		      (unsigned long)((rn->reduced ? 0
+						   : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+							     CLONE_NEWIPC | CLONE_NEWUTS) |
+				      CLONE_PIDFD | SIGCHLD),
+		      NULL, &rn->pidfd, NULL, NULL);
+	if (pid == 0)
+		sc_child_main(&child);
+	if (pid < 0) {
+		int saved = errno;
+		char msg[300];
+		if (!rn->reduced && userns_refused(saved) && (cfg->flags & SANDCELL_ALLOW_REDUCED)) {
+			result = ATTEMPT_RETRY_REDUCED;
+			goto out;
+		}
+		snprintf(msg, sizeof(msg), "cannot create namespaces: %s%s", strerror(saved),
+			 userns_refused(saved) ? " (user namespaces are unavailable to this user; "
+						 "--allow-reduced runs with Landlock, seccomp and rlimits only)"
+					       : "");
+		set_error(r, msg);
+		goto out;
+	}
+	rn->pid = (pid_t)pid;
+	close_fd(&child.sock);
+	close_fd(&rn->in_pipe[0]);
+	close_fd(&rn->out_pipe[1]);
+	close_fd(&rn->err_pipe[1]);
+	close_fd(&rn->res_pipe[1]);
+
+	{
+		struct sc_msg m = { 0 };
+		if (wait_msg(rn->sock, &m, NULL, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_READY) {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "sandbox setup failed: %s",
+				 m.type == SC_MSG_ERROR && m.text[0] ? m.text : "no handshake from the child");
+			set_error(r, msg);
+			kill_tree(rn);
+		} else if ((!rn->reduced &&
+			    sc_userns_write_maps(rn->pid, pp->host_uid, pp->host_gid, geteuid() != 0, &e) < 0) ||
+			   (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, &e) < 0)) {
+			set_error(r, e.msg);
+			kill_tree(rn);
+		} else {
+			memset(&m, 0, sizeof(m));
+			m.type = SC_MSG_GO;
+			if (send(rn->sock, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
+				set_error(r, "sandbox setup failed: lost the child");
+				kill_tree(rn);
+			}
+		}
+	}
+	supervise(rn);
+	if (!rn->init_exited) {
+		kill_tree(rn);
+		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
+	}
+	if (rn->reduced)
+		kill(-rn->pid, SIGKILL); /* stragglers of the session, if any */
+	/* A user namespace that exists but cannot mount (e.g. an LSM that
+	 * strips its capabilities) fails in setup, before any code ran. */
+	if (!rn->reduced && !r->code_started && r->setup_errno != 0 &&
+	    userns_refused(r->setup_errno) && (cfg->flags & SANDCELL_ALLOW_REDUCED))
+		result = ATTEMPT_RETRY_REDUCED;
+out:
+	close_fd(&child.sock);
+	return result;
+}
+
+static void reset_for_retry(struct run *rn)
+{
+	struct sandcell_result *r = rn->r;
+	int i;
+
+	close_fd(&rn->pidfd);
+	close_fd(&rn->sock);
+	close_fd(&rn->scratch_fd);
+	for (i = 0; i < 2; i++) {
+		close_fd(&rn->in_pipe[i]);
+		close_fd(&rn->out_pipe[i]);
+		close_fd(&rn->err_pipe[i]);
+		close_fd(&rn->res_pipe[i]);
+	}
+	rn->killed_wall = rn->killed_cpu = rn->init_exited = rn->got_exit = false;
+	r->error[0] = '\0';
+	r->setup_errno = 0;
+	r->code_started = false;
+	if (rn->have_cg) {
+		/* A fresh, empty cgroup for the second attempt. */
+		struct sandcell_error e;
+		sc_cgroup_destroy(&rn->cg);
+		rn->have_cg = sc_cgroup_create(&rn->cg, rn->cfg->cgroup_parent, &rn->cfg->limits, &e) == 0;
+	}
+	rn->reduced = true;
 }
 
 int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out,
 		 struct sandcell_error *err)
 {
-	char dirs[SC_MAX_RUNTIME][PATH_MAX];
-	const char *runtime[SC_MAX_RUNTIME];
-	int runtime_fds[SC_MAX_RUNTIME];
-	int *input_fds = NULL;
-	size_t n_runtime = 0, i;
-	struct sc_landlock_info ll;
-	struct sc_mount_plan plan;
-	struct sc_child child;
 	struct sandcell_error e = { 0, "" };
 	struct sandcell_result *r;
+	struct prep *pp;
 	struct run rn;
-	const char *argv[8 + 256];
-	char code_path[PATH_MAX];
-	size_t argc = 0;
-	uid_t host_uid;
-	gid_t host_gid;
 	sigset_t pipe_set, old_set;
-	long pid;
+	size_t i;
 
 	*out = NULL;
-	memset(&child, 0, sizeof(child));
-	child.sock = -1;
 	if (validate(cfg, err) < 0)
 		return -1;
 	if (cfg->n_args > 256)
 		return sc_err(err, E2BIG, "too many arguments (max 256)");
-	if (runtime_dirs(cfg->python, dirs, &n_runtime, err) < 0)
-		return -1;
-	for (i = 0; i < n_runtime; i++)
-		runtime[i] = dirs[i];
-
+	pp = calloc(1, sizeof(*pp));
 	r = calloc(1, sizeof(*r));
-	input_fds = calloc(cfg->n_inputs + 1, sizeof(int));
-	if (r == NULL || input_fds == NULL) {
+	if (pp == NULL || r == NULL || (pp->input_fds = calloc(cfg->n_inputs + 1, sizeof(int))) == NULL) {
+		free(pp);
 		free(r);
-		free(input_fds);
 		return sc_err(err, ENOMEM, "sandcell_run");
 	}
+	if (runtime_dirs(cfg->python, pp->dirs, &pp->n_runtime, err) < 0)
+		goto usage_fail;
+	for (i = 0; i < pp->n_runtime; i++)
+		pp->runtime[i] = pp->dirs[i];
+
 	memset(&rn, 0, sizeof(rn));
 	rn.cfg = cfg;
 	rn.r = r;
@@ -654,7 +1064,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 
 	/* Fail closed: each layer that cannot be prepared stops the run
 	 * before anything is cloned. */
-	if (sc_landlock_probe(&ll) < 0) {
+	if (sc_landlock_probe(&pp->ll) < 0) {
 		set_error(r, "Landlock is not available on this kernel (needed by every mode)");
 		goto finish;
 	}
@@ -665,136 +1075,24 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	if (sc_cgroup_create(&rn.cg, cfg->cgroup_parent, &cfg->limits, &e) < 0) {
 		if (!(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
 			char msg[600];
-			snprintf(msg, sizeof(msg), "%s; pass --allow-reduced to run without cgroup limits", e.msg);
+			snprintf(msg, sizeof(msg), "%.400s; pass --allow-reduced to run without cgroup limits",
+				 e.msg);
 			set_error(r, msg);
 			goto finish;
 		}
 	} else {
 		rn.have_cg = true;
 	}
-	sc_userns_pick_ids(&host_uid, &host_gid);
-	fill_isolation(&rn, &ll, host_uid);
-
-	if (pipe_high(rn.in_pipe) < 0 || pipe_high(rn.out_pipe) < 0 || pipe_high(rn.err_pipe) < 0 ||
-	    pipe_high(rn.res_pipe) < 0) {
-		set_error(r, "cannot create pipes");
-		goto finish;
-	}
-	{
-		int sp[2];
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0 ||
-		    move_high(&sp[0]) < 0 || move_high(&sp[1]) < 0) {
-			set_error(r, "cannot create the control socket");
-			goto finish;
-		}
-		rn.sock = sp[0];
-		child.sock = sp[1];
-	}
-
-	if (cfg->code_name) {
-		struct sandcell_error ne;
-		const char *base = strrchr(cfg->code_name, '/');
-		base = base ? base + 1 : cfg->code_name;
-		if (sandcell_check_name(base, &ne) < 0)
-			base = "main.py";
-		snprintf(code_path, sizeof(code_path), "/code/%s", base);
-	} else {
-		snprintf(code_path, sizeof(code_path), "/code/__main__.py");
-	}
-	memset(&plan, 0, sizeof(plan));
-	plan.python = cfg->python;
-	plan.runtime = runtime;
-	plan.n_runtime = n_runtime;
-	plan.runtime_fds = runtime_fds;
-	plan.inputs = cfg->inputs;
-	plan.n_inputs = cfg->n_inputs;
-	plan.input_fds = input_fds;
-	plan.code = cfg->code;
-	plan.code_len = cfg->code_len;
-	plan.code_name = cfg->code_name ? code_path + 6 : NULL;
-	plan.values_json = cfg->values_json;
-	plan.module_src = sc_py_module;
-	plan.boot_src = sc_py_boot;
-	plan.disk = cfg->limits.disk;
-	plan.disk_inodes = cfg->limits.disk_inodes;
-
-	argv[argc++] = cfg->python;
-	argv[argc++] = "-I";
-	argv[argc++] = "-B";
-	argv[argc++] = "/.sandcell/_sandcell_boot.py";
-	argv[argc++] = cfg->code_name ? "file" : "code";
-	argv[argc++] = code_path;
-	for (i = 0; i < cfg->n_args; i++)
-		argv[argc++] = cfg->args[i];
-	argv[argc] = NULL;
-
-	child.plan = &plan;
-	child.limits = &cfg->limits;
-	child.bpf = &rn.bpf;
-	child.landlock = &ll;
-	child.argv = argv;
-	child.stdin_r = rn.in_pipe[0];
-	child.stdout_w = rn.out_pipe[1];
-	child.stderr_w = rn.err_pipe[1];
-	child.result_w = rn.res_pipe[1];
-	child.drop_groups = geteuid() == 0;
-	child.cgroupns = rn.have_cg;
+	sc_userns_pick_ids(&pp->host_uid, &pp->host_gid);
 
 	/* A code that closes its stdin must not kill the supervisor. */
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-
-	rn.t0 = now_sec();
-	pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
-						 CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD | SIGCHLD),
-		      NULL, &rn.pidfd, NULL, NULL);
-	if (pid == 0)
-		sc_child_main(&child);
-	if (pid < 0) {
-		char msg[300];
-		snprintf(msg, sizeof(msg), "cannot create namespaces: %s%s", strerror(errno),
-			 errno == EPERM || errno == ENOSPC
-				 ? " (user namespaces are disabled for this user)" : "");
-		set_error(r, msg);
-		goto restore;
-	}
-	rn.pid = (pid_t)pid;
-	close_fd(&child.sock);
-	close_fd(&rn.in_pipe[0]);
-	close_fd(&rn.out_pipe[1]);
-	close_fd(&rn.err_pipe[1]);
-	close_fd(&rn.res_pipe[1]);
-
-	{
-		struct sc_msg m;
-		memset(&m, 0, sizeof(m));
-		if (wait_msg(rn.sock, &m, NULL, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_READY) {
-			if (m.type == SC_MSG_ERROR && m.text[0]) {
-				char msg[600];
-				snprintf(msg, sizeof(msg), "sandbox setup failed: %s", m.text);
-				set_error(r, msg);
-			} else {
-				set_error(r, "sandbox setup failed: no handshake from the child");
-			}
-			kill_tree(&rn);
-		} else if (sc_userns_write_maps(rn.pid, host_uid, host_gid, geteuid() != 0, &e) < 0 ||
-			   (rn.have_cg && sc_cgroup_attach(&rn.cg, rn.pid, &e) < 0)) {
-			set_error(r, e.msg);
-			kill_tree(&rn);
-		} else {
-			memset(&m, 0, sizeof(m));
-			m.type = SC_MSG_GO;
-			if (send(rn.sock, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
-				set_error(r, "sandbox setup failed: lost the child");
-				kill_tree(&rn);
-			}
-		}
-	}
-	supervise(&rn);
-	if (!rn.init_exited) {
-		kill_tree(&rn);
-		syscall(SYS_waitid, P_PIDFD, rn.pidfd, NULL, WEXITED, NULL);
+	if (attempt(&rn, pp) == ATTEMPT_RETRY_REDUCED) {
+		reset_for_retry(&rn);
+		pp->host_uid = geteuid();
+		attempt(&rn, pp);
 	}
 	if (rn.have_cg) {
 		uint64_t v;
@@ -816,7 +1114,6 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		}
 	}
 	classify(&rn);
-restore:
 	{
 		struct timespec zero = { 0, 0 };
 		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
@@ -824,14 +1121,14 @@ restore:
 		pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 	}
 finish:
-	if (r->status == SANDCELL_OK && r->error[0])
+	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
 		classify(&rn);
 	if (rn.have_cg)
 		sc_cgroup_destroy(&rn.cg);
+	remove_workdir(&rn);
 	sc_seccomp_free(&rn.bpf);
 	close_fd(&rn.pidfd);
 	close_fd(&rn.sock);
-	close_fd(&child.sock);
 	close_fd(&rn.scratch_fd);
 	close_fd(&rn.out_dirfd);
 	for (i = 0; i < 2; i++) {
@@ -840,12 +1137,14 @@ finish:
 		close_fd(&rn.err_pipe[i]);
 		close_fd(&rn.res_pipe[i]);
 	}
-	free(input_fds);
+	free(pp->input_fds);
+	free(pp);
 	*out = r;
 	return 0;
 usage_fail:
 	close_fd(&rn.out_dirfd);
-	free(input_fds);
+	free(pp->input_fds);
+	free(pp);
 	free(r);
 	return -1;
 }

@@ -1,13 +1,15 @@
 # Started by sandcell as: python3 -I -B /.sandcell/_sandcell_boot.py MODE PATH ARGS...
+# (in reduced mode the directory is a private host directory instead)
 # Runs the user's code as __main__ the way `python3 FILE` or `python3 -c`
 # would, with the sandcell module importable, and hides its own frames from
 # tracebacks.  Not a security boundary: the kernel layers are.
 def _sandcell_run():
     # Locals only: the module's globals become the user's __main__ below.
+    import os
     import sys
     boot = __file__
     mode, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    sys.path.append("/.sandcell")
+    sys.path.append(os.path.dirname(os.path.abspath(boot)))
     with open(path, "rb") as f:
         source = f.read()
     if mode == "file":

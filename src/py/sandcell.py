@@ -16,7 +16,7 @@ import types as _types
 
 __all__ = ["values", "inputs", "output", "result"]
 
-_VALUES_PATH = "/.sandcell/values.json"
+_VALUES_PATH = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "values.json")
 _RESULT_FD = int(_os.environ.get("SANDCELL_RESULT_FD", "3"))
 
 
