@@ -9,6 +9,8 @@ CFLAGS   += -std=c17 $(OPT) -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -fPIE -D_FORTIFY_SOURCE=2
 LDFLAGS  += -pie -Wl,-z,relro,-z,now
 LDLIBS   += -lseccomp -ljansson -lmd -lm
+# Debian's python3 and its pytest, whatever python3 comes first in PATH.
+PYTEST   ?= /usr/bin/python3 -m pytest
 
 LIB_SRC  := $(sort $(wildcard src/lib/*.c))
 LIB_OBJ  := $(patsubst src/lib/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/py_sources.o
@@ -47,7 +49,7 @@ unit: $(UNIT_BIN)
 	@sh tests/unit/run.sh $(UNIT_BIN)
 
 integration: $(BUILD)/sandcell
-	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) python3 -m pytest -q -p no:cacheprovider tests/integration tests/attack
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack
 
 # The same suite as an unprivileged user (created on demand, needs root).
 integration-user: $(BUILD)/sandcell
@@ -57,7 +59,7 @@ asan-check:
 	$(MAKE) BUILD=build/asan CC=clang OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LDFLAGS="-fsanitize=address,undefined" build/asan/sandcell $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 sh tests/unit/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
-	ASAN_OPTIONS=detect_leaks=0 SANDCELL_BIN=$(abspath build/asan/sandcell) python3 -m pytest -q -p no:cacheprovider tests/integration tests/attack
+	ASAN_OPTIONS=detect_leaks=0 SANDCELL_BIN=$(abspath build/asan/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack
 
 check: deps all unit integration integration-user asan-check fuzz-replay lint
 
