@@ -1,0 +1,247 @@
+"""Shared helpers for the attack tier (tests/attack/test_*.py).
+
+Every attack test names the guarantee it checks (threat model section 1,
+G1..G11) in its id: parametrized cases get "G4:..." ids through case(),
+plain tests are called test_G<n>_...  so `pytest -v` shows the G-id.
+
+Many small probes are grouped into one sandboxed run (probe()): the code
+prints one JSON document after a marker line, each pytest case then asserts
+one entry of it.  Module-scoped probe runs cannot use the function-scoped
+host_postconditions fixture for their own run, so probe() checks the same
+post-conditions (threat model 4.6) right after the run, and every test still
+requests host_postconditions as well.
+"""
+import errno
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
+IS_ROOT = os.geteuid() == 0
+MARK = "@@SANDCELL-ATTACK@@"
+
+# Documented statuses/exit codes (docs/report.md).
+EXIT_DISK, EXIT_MEMORY, EXIT_CPU, EXIT_TIMEOUT, EXIT_USAGE, EXIT_SANDBOX = 121, 122, 123, 124, 125, 126
+SIGSYS = 31
+
+
+def case(gid, name, *values, **kw):
+    """pytest.param whose id starts with the guarantee id, e.g. "G4:x32-getpid"."""
+    return pytest.param(*values, id="%s:%s" % (gid, name), **kw)
+
+
+class Run:
+    def __init__(self, proc, report, cmd):
+        self.proc = proc
+        self.cmd = cmd
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.report = report
+
+    @property
+    def status(self):
+        return self.report["status"] if self.report else None
+
+    @property
+    def script(self):
+        return self.report["script"] if self.report else None
+
+    @property
+    def out(self):
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def err(self):
+        return self.stderr.decode("utf-8", "replace")
+
+    def result(self):
+        """The JSON the probe printed after MARK (last one wins)."""
+        lines = [l for l in self.out.splitlines() if l.startswith(MARK)]
+        assert lines, "probe printed no result: %r" % (self,)
+        return json.loads(lines[-1][len(MARK):])
+
+    def __repr__(self):
+        return "Run(rc=%r, status=%r, stdout=%r, stderr=%r, error=%r)" % (
+            self.rc, self.status, self.stdout[-3000:], self.stderr[-3000:],
+            self.report and self.report.get("error"))
+
+
+PRELUDE = r'''
+import ctypes, errno, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+MARK = %r
+def sc(nr, *args):
+    """Raw x86_64 syscall; returns (ret, errno).  Every argument is passed
+    as a full 64-bit register value."""
+    a = [ctypes.c_ulong(x & 0xffffffffffffffff) if isinstance(x, int) else x for x in args]
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *a)
+    return r, ctypes.get_errno()
+def err_of(r):
+    return r[1] if r[0] == -1 else 0
+def oserr(fn, *a, **k):
+    """0 if fn succeeded, else the errno of the OSError it raised."""
+    try:
+        fn(*a, **k)
+        return 0
+    except OSError as e:
+        return e.errno if e.errno is not None else -1
+def in_child(fn):
+    """Runs fn() in a forked child; returns {"signal": n} if the child was
+    killed, else {"exit": code, "value": what fn returned (JSON)}."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            v = fn()
+        except BaseException as e:
+            v = "exception: %%r" %% (e,)
+        os.write(w, json.dumps(v).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        data += b
+    os.close(r)
+    _, st = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(st):
+        return {"signal": os.WTERMSIG(st)}
+    return {"exit": os.WEXITSTATUS(st), "value": json.loads(data) if data else None}
+def emit(obj):
+    sys.stdout.flush()
+    print(MARK + json.dumps(obj), flush=True)
+''' % (MARK,)
+
+
+def sandbox_survivors():
+    """Host pids of processes that look like sandbox processes: in a nested
+    pid namespace (NSpid has more than one level) and running as a sandbox
+    host uid (root mode: the dedicated >= 2000000000 range; unprivileged
+    mode: the caller's own uid, the only one it may map)."""
+    found = []
+    me = os.geteuid()
+    for st in glob.glob("/proc/[0-9]*/status"):
+        uid = None
+        nested = False
+        try:
+            with open(st) as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        uid = int(line.split()[1])
+                    elif line.startswith("NSpid:"):
+                        nested = len(line.split()) > 2
+        except (OSError, ValueError):
+            continue
+        if uid is None:
+            continue
+        if uid >= 2000000000 or (not IS_ROOT and uid == me and nested):
+            found.append(st.split("/")[2])
+    return found
+
+
+def run_cgroups():
+    return sorted(glob.glob("/sys/fs/cgroup/*/sandcell*/run-*") +
+                  glob.glob("/sys/fs/cgroup/sandcell*/run-*") +
+                  glob.glob("/sys/fs/cgroup/*/sandcell*/*/run-*"))
+
+
+def host_mounts():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(l.split()[3:5]) for l in f)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_digest(path):
+    """Content, mode and mtime of every entry below path (no following)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for n in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            rec = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid)
+            if os.path.isfile(p) and not os.path.islink(p):
+                rec += (sha256_file(p),)
+            out[os.path.relpath(p, path)] = rec
+    st = os.lstat(path)
+    out["."] = (st.st_mode, st.st_mtime_ns)
+    return out
+
+
+def check_host_clean(mounts_before):
+    """Threat model 4.6, for runs made outside host_postconditions."""
+    assert sandbox_survivors() == [], "sandbox processes survived the run"
+    assert run_cgroups() == [], "run cgroups left behind"
+    assert host_mounts() == mounts_before, "host mount table changed"
+
+
+def sandcell_cmd(code=None, file=None, args=(), opts=(), report=None):
+    cmd = [BIN, "run"]
+    if report:
+        cmd += ["--report", report]
+    cmd += list(opts)
+    if code is not None:
+        cmd += ["-c", code]
+    else:
+        cmd += [str(file)]
+    cmd += list(args)
+    return cmd
+
+
+def load_report(path):
+    if os.path.exists(path) and os.path.getsize(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, env=None,
+        prelude=True, check_host=True):
+    """One sandboxed run with a report; checks the host post-conditions."""
+    if code is not None and prelude:
+        code = PRELUDE + "\n" + textwrap.dedent(code)
+    elif code is not None:
+        code = textwrap.dedent(code)
+    mounts = host_mounts()
+    fd, rpath = tempfile.mkstemp(prefix="sandcell-attack-report-", suffix=".json")
+    os.close(fd)
+    try:
+        cmd = sandcell_cmd(code, file, args, opts, rpath)
+        proc = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout, env=env)
+        rep = load_report(rpath)
+    finally:
+        os.unlink(rpath)
+    r = Run(proc, rep, cmd)
+    if check_host:
+        check_host_clean(mounts)
+    assert r.report is not None, r
+    assert r.report["isolation"]["mode"] == "full", r
+    return r
+
+
+def probe(code, **kw):
+    """Runs code (with PRELUDE) and returns (Run, the emitted JSON)."""
+    r = run(code, **kw)
+    return r, r.result()
