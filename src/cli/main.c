@@ -171,7 +171,7 @@ static int cmd_run(int argc, char **argv)
 	struct sandcell_result *res = NULL;
 	struct sandcell_error e = { 0, "" };
 	const char *report = NULL, *inline_code = NULL, *stdin_file = NULL;
-	char *values = NULL;
+	char *values = NULL, *code_buf = NULL;
 	size_t n_inputs = 0;
 	int c, rc;
 	bool disk_set = false;
@@ -246,7 +246,7 @@ static int cmd_run(int argc, char **argv)
 		if (optind >= argc)
 			die_usage("no FILE.py or -c CODE given");
 		cfg.code_name = argv[optind];
-		cfg.code = read_file(argv[optind], &len);
+		cfg.code = code_buf = read_file(argv[optind], &len);
 		cfg.code_len = len;
 		optind++;
 	}
@@ -302,6 +302,13 @@ static int cmd_run(int argc, char **argv)
 	}
 	}
 	sandcell_result_free(res);
+	for (size_t i = 0; i < n_inputs; i++)
+		free((char *)inputs[i].name);
+	free(inputs);
+	free(values);
+	free(code_buf);
+	if (stdin_file)
+		close(cfg.stdin_fd);
 	return rc;
 }
 
