@@ -3,7 +3,7 @@
 CC       ?= gcc
 BUILD    ?= build
 OPT      ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc/lib
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc/lib $(if $(HOOKS),-DSANDCELL_TEST_HOOKS)
 CFLAGS   += -std=c17 $(OPT) -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -fstack-protector-strong \
             -fPIE -D_FORTIFY_SOURCE=2

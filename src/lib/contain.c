@@ -123,7 +123,7 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		sc_err(err, errno, "sethostname");
 		fail(c->sock, err);
 	}
-	if (sc_net_loopback_up(err) < 0)
+	if (!sc_hook_on(SC_HOOK_NO_NETNS) && sc_net_loopback_up(err) < 0)
 		fail(c->sock, err);
 	/* 4. filesystem. */
 	if (sc_mounts_setup(c->plan, scratch_fd, err) < 0)
@@ -166,12 +166,13 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 		fail(c->sock, err);
 	}
 	/* 5. resource backstops. */
-	if (sc_rlimits_apply(c->limits, err) < 0)
+	if (!sc_hook_on(SC_HOOK_NO_LIMITS) && sc_rlimits_apply(c->limits, err) < 0)
 		fail(c->sock, err);
 	/* 6. session: no controlling terminal, no signals to the caller's
 	 * process group; init is not dumpable, so nothing can ptrace or
 	 * read its memory even if ptrace were allowed. */
-	if (setsid() < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+	if ((!sc_hook_on(SC_HOOK_MUT_NO_SETSID) && setsid() < 0) ||
+	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
 		sc_err(err, errno, "setsid/dumpable");
 		fail(c->sock, err);
 	}
@@ -181,21 +182,27 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 		fail(c->sock, err);
 	keep[0] = 3;
 	keep[1] = c->sock;
-	if (sc_fds_close_except(keep, 2, err) < 0)
+	if (sc_hook_on(SC_HOOK_NO_FDCLOSE)) {
+		/* Ablation: behave like a supervisor that leaks its fds. */
+		for (int fd = 4; fd < 1024; fd++)
+			if (fd != c->sock)
+				fcntl(fd, F_SETFD, 0);
+	} else if (sc_fds_close_except(keep, 2, err) < 0) {
 		fail(c->sock, err);
+	}
 	/* 8. capabilities, then no_new_privs (needed by Landlock and seccomp,
 	 * and it makes setuid and file capabilities inert). */
 	if (sc_caps_drop_all(err) < 0)
 		fail(c->sock, err);
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+	if (!sc_hook_on(SC_HOOK_MUT_NO_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		sc_err(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
 		fail(c->sock, err);
 	}
 	/* 9. Landlock, matching the mount plan. */
-	if (sc_landlock_apply(c->landlock, c->ll_rules, err) < 0)
+	if (!sc_hook_on(SC_HOOK_NO_LANDLOCK) && sc_landlock_apply(c->landlock, c->ll_rules, err) < 0)
 		fail(c->sock, err);
 	/* 10. seccomp, last. */
-	if (sc_seccomp_apply(c->bpf, err) < 0)
+	if (!sc_hook_on(SC_HOOK_NO_SECCOMP) && sc_seccomp_apply(c->bpf, err) < 0)
 		fail(c->sock, err);
 }
 

@@ -18,6 +18,37 @@ int sc_err(struct sandcell_error *err, int code, const char *fmt, ...)
 int sc_err_wrap(struct sandcell_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* ---- hooks.c: test builds only ----
+ * A build with -DSANDCELL_TEST_HOOKS reads $SANDCELL_TEST_HOOKS (a comma
+ * list) to switch one layer off (ablation) or break it on purpose
+ * (mutation), so the suites can prove each layer matters.  Release builds
+ * compile every hook to a constant false. */
+enum sc_hook {
+	SC_HOOK_NO_SECCOMP = 1u << 0,
+	SC_HOOK_NO_LANDLOCK = 1u << 1,
+	SC_HOOK_NO_MOUNT_ISOLATION = 1u << 2, /* old root stays at /.oldroot */
+	SC_HOOK_NO_NETNS = 1u << 3,
+	SC_HOOK_NO_UIDMAP = 1u << 4,	      /* code's host uid = caller's */
+	SC_HOOK_NO_LIMITS = 1u << 5,	      /* no cgroup limits, no rlimits */
+	SC_HOOK_NO_FDCLOSE = 1u << 6,	      /* supervisor fds leak in */
+	SC_HOOK_MUT_NO_ARCH_CHECK = 1u << 7,
+	SC_HOOK_MUT_X32_ALLOWED = 1u << 8,
+	SC_HOOK_MUT_CLONE3_ALLOWED = 1u << 9,
+	SC_HOOK_MUT_IO_URING_ALLOWED = 1u << 10,
+	SC_HOOK_MUT_DEFAULT_ALLOW = 1u << 11,
+	SC_HOOK_MUT_NO_NNP = 1u << 12,
+	SC_HOOK_MUT_NO_SETSID = 1u << 13,
+	SC_HOOK_MUT_COLLECT_FOLLOWS = 1u << 14,
+};
+#ifdef SANDCELL_TEST_HOOKS
+extern unsigned sc_hooks;
+void sc_hooks_load(void);
+#define sc_hook_on(h) ((sc_hooks & (h)) != 0)
+#else
+#define sc_hooks_load() ((void)0)
+#define sc_hook_on(h) 0
+#endif
+
 /* ---- json.c: strict parsing of every JSON byte that crosses a boundary ---- */
 #define SC_JSON_MAX_DEPTH 64
 /* Parses one JSON value: rejects duplicate keys, NaN, trailing bytes, depth

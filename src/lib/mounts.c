@@ -341,6 +341,15 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 		sc_err(err, errno, "mounts: procfs (subset=pid)");
 		goto fail;
 	}
+	if (sc_hook_on(SC_HOOK_NO_MOUNT_ISOLATION)) {
+		/* Ablation: keep the host tree reachable at /.oldroot. */
+		if (mkdirs(".oldroot", 0755, err) < 0 || syscall(SYS_pivot_root, ".", ".oldroot") < 0 ||
+		    chdir("/") < 0) {
+			sc_err(err, errno, "mounts: pivot_root (ablation)");
+			goto fail;
+		}
+		goto pivoted;
+	}
 	/* pivot_root(".", ".") stacks the old root under the new one; the
 	 * detach then removes every path back to the host tree. */
 	if (syscall(SYS_pivot_root, ".", ".") < 0) {
@@ -351,6 +360,7 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 		sc_err(err, errno, "mounts: detaching the old root");
 		goto fail;
 	}
+pivoted:
 	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0 ||
 	    mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) {
 		sc_err(err, errno, "mounts: read-only root");

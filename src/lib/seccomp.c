@@ -125,12 +125,14 @@ int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err)
 	size_t i;
 
 	memset(out, 0, sizeof(*out));
-	ctx = seccomp_init(SCMP_ACT_ERRNO(SC_DEFAULT_ERRNO));
+	ctx = seccomp_init(sc_hook_on(SC_HOOK_MUT_DEFAULT_ALLOW) ? SCMP_ACT_ALLOW
+								 : SCMP_ACT_ERRNO(SC_DEFAULT_ERRNO));
 	if (ctx == NULL)
 		return sc_err(err, ENOMEM, "seccomp_init");
 	/* We set no_new_privs ourselves, in its own step of the setup. */
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0 ||
-	    seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0 ||
+	    seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+			     sc_hook_on(SC_HOOK_MUT_NO_ARCH_CHECK) ? SCMP_ACT_ALLOW : SCMP_ACT_KILL_PROCESS) < 0 ||
 	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) < 0) {
 		sc_err(err, EINVAL, "seccomp attributes");
 		goto out;
@@ -142,6 +144,15 @@ int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err)
 		/* Names absent on this arch (e.g. set_thread_area on some) are
 		 * covered by the default deny. */
 		if (nr == __NR_SCMP_ERROR || nr < 0)
+			continue;
+		if ((sc_hook_on(SC_HOOK_MUT_CLONE3_ALLOWED) && strcmp(e->name, "clone3") == 0) ||
+		    (sc_hook_on(SC_HOOK_MUT_IO_URING_ALLOWED) && strncmp(e->name, "io_uring_", 9) == 0)) {
+			if (rule(ctx, SCMP_ACT_ALLOW, nr, 0, NULL, e->name, err) < 0)
+				goto out;
+			continue;
+		}
+		/* The default-allow mutant keeps only the explicit denials. */
+		if (sc_hook_on(SC_HOOK_MUT_DEFAULT_ALLOW) && e->verdict != SC_ERRNO)
 			continue;
 		switch (e->verdict) {
 		case SC_ALLOW:
@@ -161,6 +172,10 @@ int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err)
 				goto out;
 			break;
 		}
+	}
+	if (sc_hook_on(SC_HOOK_MUT_X32_ALLOWED) && seccomp_arch_add(ctx, SCMP_ARCH_X32) < 0) {
+		sc_err(err, EINVAL, "seccomp: x32 (mutant)");
+		goto out;
 	}
 	fd = memfd_create("sandcell-bpf", MFD_CLOEXEC);
 	if (fd < 0) {

@@ -1,0 +1,228 @@
+"""Collection of /output into --output: caps, special files, and what the
+report says about every entry that was or was not copied."""
+import os
+import textwrap
+
+from ._util import host_files, sha256_file
+
+
+def skipped(run):
+    return {s["path"]: s["reason"] for s in run.report["outputs"]["skipped"]}
+
+
+def assert_files_match_host(run, out):
+    """Every file the report lists is on the host with that size and hash,
+    and nothing else is."""
+    files = run.report["outputs"]["files"]
+    assert sorted(f["path"] for f in files) == host_files(out)
+    for f in files:
+        assert f["size"] == (out / f["path"]).stat().st_size
+        assert f["sha256"] == sha256_file(out / f["path"])
+    assert run.report["outputs"]["bytes"] == sum(f["size"] for f in files)
+
+
+def test_output_files_cap(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out), "--output-files", "5"], code=textwrap.dedent("""
+        for i in range(20):
+            with open("/output/f%02d.txt" % i, "w") as f:
+                f.write("file %d\\n" % i)
+        print("wrote 20")
+    """))
+    assert run.rc == 0, run
+    assert run.status == "output-limit", run
+    assert run.report["exit_code"] == 0
+    assert run.out == "wrote 20\n"
+    o = run.report["outputs"]
+    assert o["collected"] is True
+    assert o["limit_hit"] is True
+    assert len(o["files"]) == 5
+    assert len(host_files(out)) == 5
+    assert_files_match_host(run, out)
+    sk = skipped(run)
+    assert len(sk) == 15
+    assert set(sk.values()) == {"file limit"}
+    # Collected and skipped together account for every file written.
+    assert set(sk) | {f["path"] for f in o["files"]} == {"f%02d.txt" % i for i in range(20)}
+    assert "outputs" in run.report["truncations"]
+    assert run.report["limits"]["output_files"] == 5
+    assert run.report["reason"]
+    assert "sandcell: output-limit" in run.err
+
+
+def test_output_bytes_cap(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out), "--output-bytes", "10K"], code=textwrap.dedent("""
+        for i in range(5):
+            with open("/output/blob%d.bin" % i, "wb") as f:
+                f.write(bytes([i]) * 4096)
+    """))
+    assert run.rc == 0, run
+    assert run.status == "output-limit", run
+    o = run.report["outputs"]
+    assert o["limit_hit"] is True
+    assert o["bytes"] <= 10 * 1024
+    assert len(o["files"]) == 2
+    assert_files_match_host(run, out)
+    sk = skipped(run)
+    assert len(sk) == 3 and set(sk.values()) == {"byte limit"}
+    assert "outputs" in run.report["truncations"]
+    assert run.report["limits"]["output_bytes"] == 10 * 1024
+
+
+def test_oversized_file_is_not_partially_copied(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out), "--output-bytes", "1K"], code=textwrap.dedent("""
+        open("/output/small.txt", "w").write("small")
+        open("/output/huge.bin", "wb").write(b"h" * 5000)
+    """))
+    assert run.status == "output-limit", run
+    assert skipped(run).get("huge.bin") == "byte limit"
+    assert host_files(out) == ["small.txt"]
+    assert_files_match_host(run, out)
+
+
+def test_symlink_to_host_file_is_skipped(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out)], code=textwrap.dedent("""
+        import os
+        os.symlink("/etc/passwd", "/output/passwd")
+        os.symlink("/etc", "/output/etcdir")
+        os.makedirs("/output/sub")
+        os.symlink("../../../../etc/passwd", "/output/sub/rel")
+        open("/output/real.txt", "w").write("real")
+    """))
+    assert run.rc == 0, run
+    assert run.status == "ok", run  # skipping a symlink is not a cap
+    sk = skipped(run)
+    assert sk == {"passwd": "symlink", "etcdir": "symlink", "sub/rel": "symlink"}
+    assert run.report["outputs"]["limit_hit"] is False
+    for name in ("passwd", "etcdir", "sub/rel"):
+        assert not os.path.lexists(out / name), name
+    assert host_files(out) == ["real.txt"]
+    assert_files_match_host(run, out)
+
+
+def test_fifo_in_output_does_not_hang(sandcell, tmp_path):
+    """A FIFO in /output is never opened by the collector.  Creating one
+    may itself be refused by the sandbox (mknod is a special-file
+    syscall); either way the run ends and no FIFO reaches the host."""
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out)], timeout=60, code=textwrap.dedent("""
+        import errno, os
+        try:
+            os.mkfifo("/output/pipe")
+            print("created")
+        except OSError as e:
+            print("refused", errno.errorcode[e.errno])
+        open("/output/after.txt", "w").write("after")
+    """))
+    assert run.rc == 0, run
+    assert run.status == "ok", run
+    assert not os.path.lexists(out / "pipe")
+    assert host_files(out) == ["after.txt"]
+    if run.out == "created\n":
+        assert skipped(run) == {"pipe": "fifo"}
+    else:
+        assert run.out == "refused EPERM\n", run
+        assert skipped(run) == {}
+
+
+def test_unix_socket_in_output_is_skipped(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out)], timeout=60, code=textwrap.dedent("""
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind("/output/sock")
+        s.listen(1)
+        open("/output/data.txt", "w").write("data")
+    """))
+    assert run.rc == 0, run
+    assert skipped(run) == {"sock": "socket"}
+    assert not os.path.lexists(out / "sock")
+    assert host_files(out) == ["data.txt"]
+
+
+def test_unsafe_names_are_skipped(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out)], code=textwrap.dedent("""
+        open("/output/bad\\nname.txt", "w").write("x")
+        open(b"/output/\\xff\\xfe.bin", "w").write("x")
+        open("/output/ok-name_1.txt", "w").write("x")
+    """))
+    assert run.rc == 0, run
+    reasons = list(skipped(run).values())
+    assert reasons == ["unsafe name", "unsafe name"], run.report["outputs"]
+    # Shown escaped, never as raw control bytes.
+    for p in skipped(run):
+        assert "\n" not in p and "\\x" in p
+    assert host_files(out) == ["ok-name_1.txt"]
+
+
+def test_depth_cap(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out)], code=textwrap.dedent("""
+        import os
+        p = "/output" + "/d" * 40
+        os.makedirs(p)
+        open(p + "/deep.txt", "w").write("deep")
+        open("/output/shallow.txt", "w").write("shallow")
+    """))
+    assert run.rc == 0, run
+    assert run.status == "output-limit", run
+    assert "depth limit" in skipped(run).values()
+    assert run.report["outputs"]["limit_hit"] is True
+    assert "shallow.txt" in host_files(out)
+    assert not any(p.endswith("deep.txt") for p in host_files(out))
+
+
+def test_host_symlink_in_output_dir_is_not_written_through(sandcell, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.symlink(victim, out / "result.txt")
+    run = sandcell(opts=["--output", str(out)],
+                   code="open('/output/result.txt', 'w').write('overwritten?')")
+    assert run.rc == 0, run
+    assert victim.read_text() == "precious"
+    assert os.path.islink(out / "result.txt")
+    assert "result.txt" in skipped(run)
+
+
+def test_existing_host_file_is_replaced(sandcell, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "r.txt").write_text("old contents")
+    run = sandcell(opts=["--output", str(out)], code="open('/output/r.txt', 'w').write('new')")
+    assert run.rc == 0, run
+    assert (out / "r.txt").read_text() == "new"
+    assert_files_match_host(run, out)
+
+
+def test_output_limit_beats_exited(sandcell, tmp_path):
+    """docs/report.md precedence: output-limit (6) comes before exited (8);
+    the exit code stays the script's own."""
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out), "--output-files", "1"], code=textwrap.dedent("""
+        import sys
+        for i in range(3):
+            open("/output/f%d" % i, "w").write("x")
+        sys.exit(3)
+    """))
+    assert run.rc == 3, run
+    assert run.report["outputs"]["limit_hit"] is True
+    assert run.status == "output-limit", run
+
+
+def test_result_limit_beats_signaled(sandcell):
+    """docs/report.md precedence: output-limit (6) comes before signaled
+    (7); the exit code stays 128+signal."""
+    run = sandcell(opts=["--result-limit", "1K"], code=textwrap.dedent("""
+        import os, signal, sandcell
+        sandcell.result("x" * 4000)
+        os.kill(os.getpid(), signal.SIGTERM)
+    """))
+    assert run.rc == 128 + 15, run
+    assert "result" in run.report["truncations"]
+    assert run.status == "output-limit", run
