@@ -110,6 +110,12 @@ const char *sandcell_result_mode(const struct sandcell_result *r);
 const char *const *sandcell_result_not_held(const struct sandcell_result *r);
 const char *sandcell_status_name(enum sandcell_status s);
 
+/* The seccomp policy: the compiled filter exactly as installed (struct
+ * sock_filter[], malloc'd), and the declared table it was built from as a
+ * JSON document (malloc'd): the evidence behind docs/SECURITY.md. */
+int sandcell_policy_bpf(void **insns, size_t *n_insns, struct sandcell_error *err);
+char *sandcell_policy_json(void);
+
 /* Parsers shared by the CLI, the server and the fuzzers. */
 int sandcell_parse_size(const char *s, uint64_t *out, struct sandcell_error *err);
 int sandcell_parse_seconds(const char *s, double *out, struct sandcell_error *err);

@@ -22,6 +22,7 @@
 static const char usage_text[] =
 	"Usage: sandcell run [OPTIONS] FILE.py [ARGS...]\n"
 	"       sandcell run [OPTIONS] -c CODE [ARGS...]\n"
+	"       sandcell policy --json | --dump-bpf FILE\n"
 	"\n"
 	"Inputs and outputs:\n"
 	"  --input NAME=PATH      file or directory, read-only at /input/NAME (repeatable)\n"
@@ -312,6 +313,37 @@ static int cmd_run(int argc, char **argv)
 	return rc;
 }
 
+static int cmd_policy(int argc, char **argv)
+{
+	struct sandcell_error e = { 0, "" };
+
+	if (argc == 2 && strcmp(argv[1], "--json") == 0) {
+		char *j = sandcell_policy_json();
+		if (j == NULL)
+			die_usage("policy: out of memory");
+		puts(j);
+		free(j);
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "--dump-bpf") == 0) {
+		void *insns;
+		size_t n;
+		FILE *f;
+		if (sandcell_policy_bpf(&insns, &n, &e) < 0) {
+			fprintf(stderr, "sandcell: %s\n", e.msg);
+			return SANDCELL_EXIT_SANDBOX;
+		}
+		f = strcmp(argv[2], "-") == 0 ? stdout : fopen(argv[2], "wbe");
+		if (f == NULL || fwrite(insns, 8, n, f) != n || (f != stdout && fclose(f) != 0)) {
+			free(insns);
+			die_usage("policy: cannot write %s", argv[2]);
+		}
+		free(insns);
+		return 0;
+	}
+	die_usage("usage: sandcell policy --json | --dump-bpf FILE");
+}
+
 int main(int argc, char **argv)
 {
 	/* Writing to a closed stdout must not kill us before the report. */
@@ -328,5 +360,7 @@ int main(int argc, char **argv)
 		die_usage("missing command");
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "policy") == 0)
+		return cmd_policy(argc - 1, argv + 1);
 	die_usage("unknown command '%s'", argv[1]);
 }

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -231,4 +232,62 @@ void sc_seccomp_free(struct sc_bpf *bpf)
 	free(bpf->insns);
 	bpf->insns = NULL;
 	bpf->len = 0;
+}
+
+int sandcell_policy_bpf(void **insns, size_t *n_insns, struct sandcell_error *err)
+{
+	struct sc_bpf b;
+
+	sc_hooks_load();
+	if (sc_seccomp_compile(&b, err) < 0)
+		return -1;
+	*insns = b.insns;
+	*n_insns = b.len;
+	return 0;
+}
+
+static json_t *u64_array(const uint64_t *v, size_t n)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, json_integer((json_int_t)v[i]));
+	return a;
+}
+
+char *sandcell_policy_json(void)
+{
+	json_t *root = json_object(), *list = json_array(), *args = json_object();
+	char *out;
+	size_t i;
+
+	json_object_set_new(root, "arch", json_string("x86_64"));
+	json_object_set_new(root, "default_errno", json_integer(SC_DEFAULT_ERRNO));
+	json_object_set_new(root, "foreign_arch_action", json_string("kill_process"));
+	for (i = 0; i < sc_policy_len; i++) {
+		const struct sc_policy_entry *e = &sc_policy[i];
+		json_t *o = json_object();
+		int nr = seccomp_syscall_resolve_name(e->name);
+
+		json_object_set_new(o, "name", json_string(e->name));
+		json_object_set_new(o, "nr", nr >= 0 ? json_integer(nr) : json_null());
+		json_object_set_new(o, "verdict", json_string(e->verdict == SC_ALLOW   ? "allow"
+							      : e->verdict == SC_ERRNO ? "errno"
+										   : "args"));
+		json_object_set_new(o, "errno", json_integer(e->err));
+		json_array_append_new(list, o);
+	}
+	json_object_set_new(root, "syscalls", list);
+	json_object_set_new(args, "ioctl_allowed_requests",
+			    u64_array(sc_ioctl_allow, sizeof(sc_ioctl_allow) / sizeof(sc_ioctl_allow[0])));
+	json_object_set_new(args, "prctl_allowed_options",
+			    u64_array(sc_prctl_allow, sizeof(sc_prctl_allow) / sizeof(sc_prctl_allow[0])));
+	json_object_set_new(args, "socket_allowed_domains", json_pack("[i]", AF_UNIX));
+	json_object_set_new(args, "personality_allowed", json_pack("[i,I]", 0, (json_int_t)0xffffffff));
+	json_object_set_new(args, "clone_denied_flags", json_integer((json_int_t)SC_CLONE_NS_MASK));
+	json_object_set_new(root, "arguments", args);
+	out = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return out;
 }
