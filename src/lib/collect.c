@@ -13,7 +13,8 @@
  *    opening, fstat must show the same inode and type, otherwise the entry
  *    was swapped in between and is skipped.
  *  - Caps count what is actually read, never st_size (which the writer
- *    controls and which says nothing about a file that still grows).
+ *    controls and which says nothing about a file that still grows);
+ *    st_size only ever lets us skip a file early, never admit one.
  *  - The walk is iterative with a bounded stack of open directories, so a
  *    deep tree costs neither C stack nor unbounded fds.
  *  - On the host, only single components are ever opened relative to the
@@ -25,7 +26,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <linux/openat2.h>
 #include <sha2.h>
 #include <stdlib.h>
@@ -45,7 +45,7 @@
 #define SC_DEPTH_CEILING 128
 #define SC_COPY_BUF 65536
 
-/* The fixed skip reasons (docs/report.md lists the same strings). */
+/* The fixed skip reasons; reports show them verbatim. */
 #define R_SYMLINK "symlink"
 #define R_FIFO "fifo"
 #define R_SOCKET "socket"
@@ -577,6 +577,8 @@ int sc_collect_tree(int src_dirfd, int dst_dirfd, const struct sandcell_limits *
 	/* A fresh open file description: readdir must not move the caller's
 	 * offset, and src_dirfd may be an O_PATH fd. */
 	fd = sys_openat2(src_dirfd, ".", O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ENOSYS)
+		return sc_err(err, ENOSYS, "collecting outputs needs openat2 (Linux 5.6 or later)");
 	if (fd < 0)
 		return sc_err(err, errno, "collecting outputs: opening the output directory");
 	dir = fdopendir(fd);

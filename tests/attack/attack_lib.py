@@ -127,11 +127,13 @@ def emit(obj):
 ''' % (MARK,)
 
 
-def sandbox_survivors():
+def sandbox_survivors(host_uid=None):
     """Host pids of processes that look like sandbox processes: in a nested
     pid namespace (NSpid has more than one level) and running as a sandbox
     host uid (root mode: the dedicated >= 2000000000 range; unprivileged
-    mode: the caller's own uid, the only one it may map)."""
+    mode: the caller's own uid, the only one it may map).  With host_uid,
+    only that run's uid counts (other suites may run sandcell concurrently
+    on the same host; in root mode each run has its own host uid)."""
     found = []
     me = os.geteuid()
     for st in glob.glob("/proc/[0-9]*/status"):
@@ -148,15 +150,22 @@ def sandbox_survivors():
             continue
         if uid is None:
             continue
-        if uid >= 2000000000 or (not IS_ROOT and uid == me and nested):
+        if IS_ROOT:
+            hit = uid == host_uid if host_uid is not None else uid >= 2000000000
+        else:
+            hit = uid == me and nested
+        if hit:
             found.append(st.split("/")[2])
     return found
 
 
-def run_cgroups():
-    return sorted(glob.glob("/sys/fs/cgroup/*/sandcell*/run-*") +
-                  glob.glob("/sys/fs/cgroup/sandcell*/run-*") +
-                  glob.glob("/sys/fs/cgroup/*/sandcell*/*/run-*"))
+def run_cgroups(sup_pid=None):
+    """Run cgroups left on the host; with sup_pid only those of the runs
+    made by that supervisor process (cgroup.c names them run-PID-...)."""
+    pat = "run-%d-*" % sup_pid if sup_pid is not None else "run-*"
+    return sorted(set(glob.glob("/sys/fs/cgroup/*/sandcell*/" + pat) +
+                      glob.glob("/sys/fs/cgroup/sandcell*/" + pat) +
+                      glob.glob("/sys/fs/cgroup/*/sandcell*/*/" + pat)))
 
 
 def host_mounts():
@@ -189,10 +198,10 @@ def tree_digest(path):
     return out
 
 
-def check_host_clean(mounts_before):
+def check_host_clean(mounts_before, sup_pid=None, host_uid=None):
     """Threat model 4.6, for runs made outside host_postconditions."""
-    assert sandbox_survivors() == [], "sandbox processes survived the run"
-    assert run_cgroups() == [], "run cgroups left behind"
+    assert sandbox_survivors(host_uid) == [], "sandbox processes survived the run"
+    assert run_cgroups(sup_pid) == [], "run cgroups left behind"
     assert host_mounts() == mounts_before, "host mount table changed"
 
 
@@ -228,14 +237,22 @@ def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, env=None
     os.close(fd)
     try:
         cmd = sandcell_cmd(code, file, args, opts, rpath)
-        proc = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout, env=env)
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+        try:
+            out, err = p.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+        proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
         rep = load_report(rpath)
     finally:
         os.unlink(rpath)
     r = Run(proc, rep, cmd)
+    r.pid = p.pid
     if check_host:
-        check_host_clean(mounts)
+        check_host_clean(mounts, p.pid, rep["isolation"]["host_uid"] if rep else None)
     assert r.report is not None, r
     assert r.report["isolation"]["mode"] == "full", r
     return r

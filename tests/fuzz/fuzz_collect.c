@@ -278,10 +278,11 @@ static void run_op(struct ctx *c, struct prog *g)
 			memcpy(c->last, name, sizeof(name));
 		break;
 	}
-	case 5: /* hard link LAST -> NAME (and, once, the victim) */
+	case 5: /* hard link LAST -> NAME, or a file from outside the tree
+		 * (not "target": later ops here could write through it) */
 		get_name(g, name);
 		if (u8(g) & 1)
-			linkat(c->victim, "target", cur, name, 0);
+			linkat(c->victim, "outside", cur, name, 0);
 		else
 			linkat(cur, c->last, cur, name, 0);
 		break;
@@ -599,6 +600,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.dst = openat(base_fd, "dst", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	c.victim = openat(base_fd, "victim", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	check(src >= 0 && c.dst >= 0 && c.victim >= 0, "open trees");
+	write_file(c.victim, "outside", 16, 3);
 	write_file(c.victim, "target", 0, 0);
 	{
 		int fd = openat(c.victim, "target", O_WRONLY | O_TRUNC | O_CLOEXEC);

@@ -1,0 +1,227 @@
+"""The JSON report (docs/report.md, schema 1): keys, order, types, the
+isolation section, and `--report -`."""
+import json
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import BIN, IS_ROOT
+
+NUM = (int, float)
+STR_OR_NONE = (str, type(None))
+
+TOP_LEVEL = [
+    ("schema", int), ("sandcell_version", str), ("status", str), ("reason", str),
+    ("exit_code", int), ("script", dict), ("time", dict), ("memory", dict), ("streams", dict),
+    ("result", object), ("result_error", STR_OR_NONE), ("outputs", dict),
+    ("truncations", list), ("limits", dict), ("isolation", dict), ("error", STR_OR_NONE),
+]
+STATUSES = {"sandbox-error", "memory", "cpu-time", "timeout", "disk", "output-limit",
+            "signaled", "exited", "ok"}
+LIMIT_KEYS = ["wall_sec", "cpu_sec", "memory_bytes", "pids", "disk_bytes", "disk_inodes",
+              "open_files", "stream_bytes", "output_files", "output_bytes", "output_depth",
+              "result_bytes"]
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_schema(rep):
+    """Every documented key, in the documented order, with its type."""
+    assert list(rep)[:len(TOP_LEVEL)] == [k for k, _ in TOP_LEVEL], list(rep)
+    for key, typ in TOP_LEVEL:
+        assert isinstance(rep[key], typ), (key, rep[key])
+    assert rep["schema"] == 1
+    assert rep["status"] in STATUSES
+    assert is_int(rep["exit_code"])
+
+    s = rep["script"]
+    assert list(s) == ["started", "exit_code", "signal", "signal_name"]
+    assert isinstance(s["started"], bool)
+    assert s["exit_code"] is None or is_int(s["exit_code"])
+    assert s["signal"] is None or is_int(s["signal"])
+    assert isinstance(s["signal_name"], STR_OR_NONE)
+
+    assert list(rep["time"]) == ["wall_sec", "cpu_sec"]
+    for k in ("wall_sec", "cpu_sec"):
+        v = rep["time"][k]
+        assert v is None or (isinstance(v, NUM) and not isinstance(v, bool) and v >= 0), (k, v)
+    assert list(rep["memory"]) == ["peak_bytes"]
+    assert is_int(rep["memory"]["peak_bytes"]) and rep["memory"]["peak_bytes"] >= 0
+
+    assert list(rep["streams"]) == ["stdout", "stderr"]
+    for name in ("stdout", "stderr"):
+        st = rep["streams"][name]
+        assert list(st) == ["bytes", "truncated"]
+        assert is_int(st["bytes"]) and st["bytes"] >= 0
+        assert isinstance(st["truncated"], bool)
+
+    o = rep["outputs"]
+    assert list(o) == ["collected", "files", "skipped", "bytes", "limit_hit"]
+    assert isinstance(o["collected"], bool) and isinstance(o["limit_hit"], bool)
+    assert is_int(o["bytes"])
+    for f in o["files"]:
+        assert list(f) == ["path", "size", "sha256"]
+        assert isinstance(f["path"], str) and is_int(f["size"])
+        assert len(f["sha256"]) == 64 and f["sha256"] == f["sha256"].lower()
+        int(f["sha256"], 16)
+    for sk in o["skipped"]:
+        assert list(sk) == ["path", "reason"]
+        assert isinstance(sk["path"], str) and isinstance(sk["reason"], str) and sk["reason"]
+
+    order = ["stdout", "stderr", "result", "outputs"]
+    assert all(t in order for t in rep["truncations"])
+    assert rep["truncations"] == sorted(rep["truncations"], key=order.index)
+
+    lim = rep["limits"]
+    assert list(lim) == LIMIT_KEYS
+    for k in LIMIT_KEYS:
+        if k.endswith("_sec"):
+            assert isinstance(lim[k], float), (k, lim[k])
+        else:
+            assert is_int(lim[k]) and lim[k] > 0, (k, lim[k])
+
+    iso = rep["isolation"]
+    assert list(iso) == ["mode", "namespaces", "seccomp", "no_new_privs", "capabilities_dropped",
+                         "landlock", "cgroup", "host_uid", "not_held"]
+    assert iso["mode"] in ("full", "reduced", "none")
+    assert list(iso["namespaces"]) == ["user", "pid", "mount", "net", "ipc", "uts", "cgroup"]
+    assert all(isinstance(v, bool) for v in iso["namespaces"].values())
+    for k in ("seccomp", "no_new_privs", "capabilities_dropped"):
+        assert isinstance(iso[k], bool)
+    assert list(iso["landlock"]) == ["abi", "fs", "net", "scope_abstract_unix", "scope_signal"]
+    assert is_int(iso["landlock"]["abi"])
+    assert list(iso["cgroup"]) == ["version", "memory", "pids", "cpu"]
+    assert iso["cgroup"]["version"] in ("v2", "v1", "hybrid", "none")
+    assert is_int(iso["host_uid"])
+    assert all(isinstance(x, str) for x in iso["not_held"])
+
+
+def test_schema_ok_run(sandcell, tmp_path):
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out)], code=textwrap.dedent("""
+        import os, sandcell
+        os.symlink("/etc/passwd", "/output/link")
+        open("/output/a.txt", "w").write("a")
+        sandcell.result({"k": [1, 2]})
+        print("hello")
+    """))
+    rep = run.report
+    check_schema(rep)
+    assert rep["status"] == "ok" and rep["exit_code"] == 0 == run.rc
+    assert rep["script"] == {"started": True, "exit_code": 0, "signal": None, "signal_name": None}
+    assert rep["sandcell_version"]
+    assert rep["error"] is None and rep["result_error"] is None
+    assert rep["streams"]["stdout"] == {"bytes": 6, "truncated": False}
+    assert rep["streams"]["stderr"] == {"bytes": 0, "truncated": False}
+    assert rep["truncations"] == []
+    assert rep["outputs"]["files"][0]["path"] == "a.txt"
+    assert rep["outputs"]["skipped"] == [{"path": "link", "reason": "symlink"}]
+    assert rep["time"]["wall_sec"] > 0 and rep["time"]["cpu_sec"] >= 0
+    assert rep["memory"]["peak_bytes"] > 0
+
+
+@pytest.mark.parametrize("opts,code,status", [
+    ([], "import sys; sys.exit(4)", "exited"),
+    ([], "import os; os.kill(os.getpid(), 15)", "signaled"),
+    (["--wall-time", "0.5"], "while True: pass", "timeout"),
+    (["--result-limit", "1K"], "import sandcell; sandcell.result('x' * 3000)", "output-limit"),
+], ids=["exited", "signaled", "timeout", "output-limit"])
+def test_schema_other_statuses(sandcell, opts, code, status):
+    run = sandcell(opts=opts, code=code, timeout=60)
+    check_schema(run.report)
+    assert run.status == status, run
+    assert run.report["exit_code"] == run.rc
+    assert run.report["reason"], run.report
+
+
+def test_isolation_full(sandcell):
+    run = sandcell(code="pass")
+    iso = run.report["isolation"]
+    assert iso["mode"] == "full"
+    assert iso["namespaces"] == {k: True for k in ("user", "pid", "mount", "net", "ipc", "uts",
+                                                    "cgroup")}
+    assert iso["seccomp"] is True
+    assert iso["no_new_privs"] is True
+    assert iso["capabilities_dropped"] is True
+    assert iso["landlock"]["abi"] >= 1
+    assert iso["landlock"]["fs"] is True
+    assert iso["cgroup"]["version"] in ("v2", "v1", "hybrid")
+    assert iso["cgroup"]["memory"] is True and iso["cgroup"]["pids"] is True
+    assert iso["not_held"] == []
+    if IS_ROOT:
+        assert iso["host_uid"] != 0
+    else:
+        assert iso["host_uid"] == os.geteuid()
+
+
+def test_isolation_as_seen_from_inside(sandcell):
+    """The report's claims match what the code observes."""
+    run = sandcell(code=textwrap.dedent("""
+        import json, os, socket
+        status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines()
+                      if ":\\t" in l)
+        print(json.dumps({
+            "pid": os.getpid(), "hostname": socket.gethostname(),
+            "seccomp": status.get("Seccomp", "").strip(),
+            "nnp": status.get("NoNewPrivs", "").strip(),
+            "capeff": status.get("CapEff", "").strip(),
+            "capbnd": status.get("CapBnd", "").strip(),
+            "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        }))
+    """))
+    assert run.rc == 0, run
+    got = json.loads(run.out)
+    assert got["seccomp"] == "2"
+    assert got["nnp"] == "1"
+    assert int(got["capeff"], 16) == 0 and int(got["capbnd"], 16) == 0
+    assert got["hostname"] != os.uname().nodename  # a uts namespace of its own
+    # A fresh pid namespace: only sandcell's init and the code are there.
+    assert got["pid"] <= 3 and len(got["procs"]) <= 3, got
+
+
+def test_report_to_stdout_after_code_output(tmp_path):
+    proc = subprocess.run([BIN, "run", "--report", "-", "-c",
+                           "import sys\nprint('line one')\nprint('{not the report}')\n"
+                           "sys.stdout.write('x' * 70000 + '\\n')"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 0, proc
+    out = proc.stdout.decode()
+    code_out = "line one\n{not the report}\n" + "x" * 70000 + "\n"
+    assert out.startswith(code_out)
+    rep = json.loads(out[len(code_out):])
+    check_schema(rep)
+    assert rep["status"] == "ok"
+    assert rep["streams"]["stdout"]["bytes"] == len(code_out)
+
+
+def test_report_to_stdout_on_limit_stop(tmp_path):
+    proc = subprocess.run([BIN, "run", "--report", "-", "--wall-time", "0.5", "-c",
+                           "print('before', flush=True)\nwhile True: pass"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 124, proc
+    out = proc.stdout.decode()
+    assert out.startswith("before\n")
+    rep = json.loads(out[len("before\n"):])
+    assert rep["status"] == "timeout"
+
+
+def test_report_file_unwritable(tmp_path):
+    bad = tmp_path / "no-such-dir" / "r.json"
+    proc = subprocess.run([BIN, "run", "--report", str(bad), "-c", "print('ran')"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 126, proc
+    assert b"report" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_report_file_is_complete_json_with_newline(sandcell, tmp_path):
+    run = sandcell(code="print('x')")
+    reports = sorted(tmp_path.glob("report-*.json"))
+    assert reports, "no report file"
+    text = reports[-1].read_text()
+    assert text.endswith("}\n")
+    assert json.loads(text) == run.report
