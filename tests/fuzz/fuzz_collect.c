@@ -89,6 +89,10 @@ static void get_name(struct prog *g, char *buf)
 		buf[i] = (c == '/' || c == '\0') ? '_' : c;
 	}
 	buf[len] = '\0';
+	/* No directory can hold such entries, and ops on them would reach
+	 * outside the tree (chmod "..", say). */
+	if (strcmp(buf, ".") == 0 || strcmp(buf, "..") == 0)
+		buf[0] = '_';
 }
 
 static void write_file(int dfd, const char *name, size_t len, uint8_t seed)
@@ -120,8 +124,9 @@ static bool rm_push(struct rm_stack *s, int pfd, const char *name)
 {
 	int fd;
 
-	/* Fuzzed modes may have made the directory unreadable. */
-	fchmodat(pfd, name, 0700, 0);
+	/* Fuzzed modes may have made the directory unreadable.  Never
+	 * through a symlink. */
+	fchmodat(pfd, name, 0700, AT_SYMLINK_NOFOLLOW);
 	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return false;
@@ -212,7 +217,6 @@ struct ctx {
 	char last[16];
 	char planted[MAX_PLANTED][16];
 	size_t n_planted;
-	unsigned entries;
 };
 
 static void run_op(struct ctx *c, struct prog *g)
@@ -326,7 +330,9 @@ static void run_op(struct ctx *c, struct prog *g)
 	}
 	case 9: /* odd modes, including setuid and unreadable */
 		get_name(g, name);
-		fchmodat(cur, name, u16(g) & 07777, 0);
+		/* NOFOLLOW: the name may be one of the symlinks above, and
+		 * following it would chmod "/" or /dev/zero when run as root. */
+		fchmodat(cur, name, u16(g) & 07777, AT_SYMLINK_NOFOLLOW);
 		break;
 	case 10: { /* a trap planted on the host side, at the destination root */
 		uint8_t kind = u8(g) % 5;
@@ -506,7 +512,8 @@ static void check_host(const struct ctx *c, const struct sc_collect *out,
 		/* Host traps stay as they were, except that a regular file may
 		 * be replaced (then it is listed and checked like any other)
 		 * and a real directory reused (its contents are checked). */
-		if (planted && !S_ISDIR(sb.st_mode) && !(S_ISREG(sb.st_mode) && listed(out, de->d_name)))
+		if (planted && !S_ISDIR(sb.st_mode) &&
+		    !(S_ISREG(sb.st_mode) && !hash_only && listed(out, de->d_name)))
 			continue;
 		check(!hash_only || planted, "hash-only mode writes nothing");
 		/* The harness made the planted entries, not the collector. */

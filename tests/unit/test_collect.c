@@ -179,7 +179,7 @@ static void test_basic(void)
 	struct sandcell_error err = { 0 };
 	struct sc_collect c, h;
 	const struct sc_out_file *f;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char buf[64];
 	int a, b;
 
@@ -242,7 +242,7 @@ static void test_errors(void)
 	struct sandcell_limits lim = limits(10, 10, 10);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	int fd;
 
 	CHECK_EQ_INT(sc_collect_tree(-1, -1, &lim, &c, &err), -1);
@@ -275,7 +275,7 @@ static void test_symlinks(void)
 	struct sandcell_limits lim = limits(100, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	int d;
 
 	tree_open(&t, "symlinks");
@@ -307,7 +307,7 @@ static void test_special(void)
 	struct sandcell_error err = { 0 };
 	struct sockaddr_un sa;
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	int s;
 
 	tree_open(&t, "special");
@@ -340,7 +340,7 @@ static void test_bytes(void)
 	struct sandcell_error err = { 0 };
 	static char mib[1 << 20];
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char p[256];
 	int fd, a, b, dst2;
 
@@ -433,7 +433,7 @@ static void test_file_cap(void)
 	struct sandcell_limits lim = limits(100, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char name[32];
 
 	tree_open(&t, "filecap");
@@ -458,15 +458,15 @@ static void test_depth(void)
 	struct sandcell_limits lim = limits(1000, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char path[1024] = "";
-	int fd, next;
+	int fd;
 
 	tree_open(&t, "depth");
 	fd = dup(t.src);
 	for (int i = 0; i < 300; i++) {
 		put(fd, "f", "x", 1);
-		next = sub(fd, "d");
+		int next = sub(fd, "d");
 		close(fd);
 		fd = next;
 	}
@@ -495,15 +495,15 @@ static void test_very_deep(void)
 	struct sandcell_limits lim = limits(1000, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
-	int fd, next;
+	struct tree t = { .src = -1, .dst = -1 };
+	int fd;
 
 	tree_open(&t, "verydeep");
 	fd = dup(t.src);
 	for (int i = 0; i < 100000 && fd >= 0; i++) {
 		if (mkdirat(fd, "d", 0755) < 0)
 			break;
-		next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		close(fd);
 		fd = next;
 	}
@@ -531,9 +531,9 @@ static void test_path_cap(void)
 	struct sandcell_limits lim = limits(1000, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char name[256];
-	int fd, next;
+	int fd;
 
 	memset(name, 'n', 255);
 	name[255] = '\0';
@@ -542,7 +542,7 @@ static void test_path_cap(void)
 	/* 4 levels of 255 bytes + 3 slashes = 1023: fits; the 5th does not. */
 	for (int i = 0; i < 5; i++) {
 		put(fd, "f", "x", 1);
-		next = sub(fd, name);
+		int next = sub(fd, name);
 		close(fd);
 		fd = next;
 	}
@@ -567,7 +567,7 @@ static void test_names(void)
 	struct sandcell_limits lim = limits(100, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char longname[256];
 	int d;
 
@@ -611,7 +611,7 @@ static void test_host_conflicts(void)
 	struct sandcell_limits lim = limits(100, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	char p[256], buf[64];
 	struct stat st;
 	int d, victim;
@@ -673,7 +673,7 @@ static void test_modes(void)
 	struct sandcell_limits lim = limits(100, 1 << 20, 32);
 	struct sandcell_error err = { 0 };
 	struct sc_collect c;
-	struct tree t;
+	struct tree t = { .src = -1, .dst = -1 };
 	mode_t old;
 	int d;
 
