@@ -94,6 +94,11 @@ static int sys_openat2(int dirfd, const char *name, uint64_t flags)
 	how.flags = flags;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
 		      RESOLVE_NO_XDEV;
+	if (sc_hook_on(SC_HOOK_MUT_COLLECT_FOLLOWS)) {
+		/* Mutant (test builds): a collector that follows symlinks. */
+		how.resolve = 0;
+		how.flags &= ~(uint64_t)O_NOFOLLOW;
+	}
 	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
 }
 
@@ -474,7 +479,8 @@ static int entry(struct walk *w, const char *name)
 	if (!name_ok(name, nlen))
 		return skip(w, plen, R_NAME, false);
 	/* Classify without opening and without following anything. */
-	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) < 0) {
+	if (fstatat(pfd, name, &st,
+		    (sc_hook_on(SC_HOOK_MUT_COLLECT_FOLLOWS) ? 0 : AT_SYMLINK_NOFOLLOW) | AT_NO_AUTOMOUNT) < 0) {
 		if (fatal_errno(errno))
 			return sc_err(w->err, errno, "collecting outputs");
 		return skip(w, plen, errno == ENOENT ? R_CHANGED : R_UNREADABLE, false);

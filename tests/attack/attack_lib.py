@@ -231,7 +231,7 @@ def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, env=None
     if code is not None and prelude:
         code = PRELUDE + "\n" + textwrap.dedent(code)
     elif code is not None:
-        code = textwrap.dedent(code)
+        code = "import os, sys\n" + textwrap.dedent(code)
     mounts = host_mounts()
     fd, rpath = tempfile.mkstemp(prefix="sandcell-attack-report-", suffix=".json")
     os.close(fd)

@@ -172,6 +172,32 @@ for dirpath, dirnames, filenames in os.walk("/"):
     writable.append(dirpath)
 res["writable"] = writable
 res["dirs_tried"] = tried
+# ---- D5: inventory of the whole tree (no link following) ------------------------
+inv = {"n": 0, "special": [], "top": sorted(os.listdir("/")), "etc": sorted(os.listdir("/etc")),
+       "dev": sorted(os.listdir("/dev")), "paths_sample": []}
+roots = []
+stack = ["/"]
+while stack:
+    d = stack.pop()
+    try:
+        it = list(os.scandir(d))
+    except OSError:
+        continue
+    for e in it:
+        if d == "/" and e.name == "proc":
+            continue
+        inv["n"] += 1
+        if e.is_dir(follow_symlinks=False):
+            stack.append(e.path)
+        elif not e.is_file(follow_symlinks=False) and not e.is_symlink():
+            st = os.lstat(e.path)
+            inv["special"].append([e.path, stat.S_IFMT(st.st_mode)])
+        for bad in ("/root", "/home", "/var", "/run", "/sys", "/work", "/srv", "/mnt", "/media",
+                    "/boot", "/snap", "/opt", "/tmp/pytest-of-"):
+            if e.path == bad or e.path.startswith(bad + "/"):
+                roots.append(e.path)
+inv["host_paths"] = roots[:50]
+res["inventory"] = inv
 emit(res)
 '''
 
@@ -333,3 +359,44 @@ def test_G1_dotdot_chain_reads_synthetic_passwd(host_postconditions, fs):
         host_users = {l.split(":")[0] for l in f if l.strip()} - {"root", "nobody"}
     seen = {l.split(":")[0] for l in text.splitlines() if l.strip()}
     assert not (seen & host_users), seen & host_users
+
+
+TOP_ALLOWED = {"proc", "input", ".sandcell", "code", "output", "tmp", "dev", "etc", "usr",
+               "bin", "sbin", "lib", "lib32", "lib64", "libx32"}
+ETC_ALLOWED = {"passwd", "group", "hosts", "hostname", "nsswitch.conf", "resolv.conf", "localtime",
+               "ld.so.cache", "alternatives", "matplotlibrc", "python3", "python3.11", "python3.12",
+               "python3.13", "fonts", "mime.types"}
+
+
+def test_G1_inventory_top_level_is_declared(host_postconditions, fs):
+    """D5: the root holds only the declared entries."""
+    assert set(fs["inventory"]["top"]) <= TOP_ALLOWED, set(fs["inventory"]["top"]) - TOP_ALLOWED
+
+
+def test_G1_inventory_etc_is_synthetic(host_postconditions, fs):
+    """D5: /etc is synthesized: no shadow, no host passwd, no ssh keys."""
+    etc = set(fs["inventory"]["etc"])
+    assert etc <= ETC_ALLOWED, etc - ETC_ALLOWED
+    assert "shadow" not in etc
+
+
+def test_G1_inventory_dev_is_minimal(host_postconditions, fs):
+    assert set(fs["inventory"]["dev"]) == {"null", "zero", "full", "random", "urandom", "shm",
+                                           "fd", "stdin", "stdout", "stderr"}
+
+
+def test_G1_inventory_no_host_paths(host_postconditions, fs):
+    """D5: walking everything below / (no link following, /proc aside)
+    finds none of the host's /root, /home, /var, /run, /sys, /work, ...
+    nor the harness's temporary directories."""
+    inv = fs["inventory"]
+    assert inv["n"] > 1000
+    assert inv["host_paths"] == []
+
+
+def test_G1_inventory_special_files_only_declared_devices(host_postconditions, fs):
+    """D5/F3: no socket, FIFO or block device anywhere; character devices
+    only the five declared ones."""
+    chr_ok = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
+    for path, fmt in fs["inventory"]["special"]:
+        assert fmt == 0o020000 and path in chr_ok, (path, oct(fmt))

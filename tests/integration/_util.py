@@ -3,7 +3,6 @@ import hashlib
 import json
 import os
 
-from conftest import BIN  # noqa: F401  (re-exported for the tests)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -200,9 +200,9 @@ def test_existing_host_file_is_replaced(sandcell, tmp_path):
     assert_files_match_host(run, out)
 
 
-def test_output_limit_beats_exited(sandcell, tmp_path):
-    """docs/report.md precedence: output-limit (6) comes before exited (8);
-    the exit code stays the script's own."""
+def test_exited_beats_output_limit(sandcell, tmp_path):
+    """docs/report.md precedence: exited (7) before output-limit (8); the
+    cut is still reported in outputs and truncations."""
     out = tmp_path / "out"
     run = sandcell(opts=["--output", str(out), "--output-files", "1"], code=textwrap.dedent("""
         import sys
@@ -211,18 +211,21 @@ def test_output_limit_beats_exited(sandcell, tmp_path):
         sys.exit(3)
     """))
     assert run.rc == 3, run
+    assert run.status == "exited", run
     assert run.report["outputs"]["limit_hit"] is True
-    assert run.status == "output-limit", run
+    assert "outputs" in run.report["truncations"]
+    assert len(host_files(out)) == 1
+    assert list(skipped(run).values()) == ["file limit", "file limit"]
 
 
-def test_result_limit_beats_signaled(sandcell):
-    """docs/report.md precedence: output-limit (6) comes before signaled
-    (7); the exit code stays 128+signal."""
+def test_signaled_beats_result_limit(sandcell):
+    """docs/report.md precedence: signaled (6) before output-limit (8)."""
     run = sandcell(opts=["--result-limit", "1K"], code=textwrap.dedent("""
         import os, signal, sandcell
         sandcell.result("x" * 4000)
         os.kill(os.getpid(), signal.SIGTERM)
     """))
     assert run.rc == 128 + 15, run
-    assert "result" in run.report["truncations"]
-    assert run.status == "output-limit", run
+    assert run.status == "signaled", run
+    assert run.report["truncations"] == ["result"]
+    assert run.report["result"] is None and run.report["result_error"]

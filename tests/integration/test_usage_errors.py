@@ -1,7 +1,5 @@
 """Bad command lines: exit 125, one clear message on stderr naming the
 problem, no traceback or crash, nothing run and no report written."""
-import json
-import os
 import subprocess
 
 import pytest
