@@ -20,7 +20,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py
 
-.PHONY: all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean
+.PHONY: all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
 all: $(BUILD)/sandcell
 
 $(BUILD)/obj/%.o: src/lib/%.c include/sandcell.h src/lib/internal.h | $(BUILD)/obj
@@ -49,7 +49,7 @@ unit: $(UNIT_BIN)
 	@sh tests/unit/run.sh $(UNIT_BIN)
 
 integration: $(BUILD)/sandcell
-	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack tests/proof
 
 # The same suite as an unprivileged user (created on demand, needs root).
 integration-user: $(BUILD)/sandcell
@@ -59,9 +59,13 @@ asan-check:
 	$(MAKE) BUILD=build/asan CC=clang OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LDFLAGS="-fsanitize=address,undefined" build/asan/sandcell $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 sh tests/unit/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
-	ASAN_OPTIONS=detect_leaks=0 SANDCELL_BIN=$(abspath build/asan/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack
+	ASAN_OPTIONS=detect_leaks=0 SANDCELL_BIN=$(abspath build/asan/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack tests/proof
 
 check: deps all unit integration integration-user asan-check fuzz-replay lint
+
+# Regenerates docs/syscalls.md from a live sweep (CI checks it is current).
+syscalls-doc: $(BUILD)/sandcell
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) /usr/bin/python3 tools/gen-syscalls.py
 
 demo: deps all
 	sh examples/demo.sh

@@ -5,6 +5,8 @@
 # tree it can read.
 set -eu
 BIN=$1
+shift
+[ $# -gt 0 ] || set -- tests/integration tests/attack tests/proof
 USER_NAME=sandcell-test
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" -ne 0 ]; then
@@ -17,6 +19,7 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/build"
 cp "$BIN" "$WORK/build/sandcell"
 cp -r "$ROOT/tests" "$WORK/tests"
+[ -d "$ROOT/docs" ] && cp -r "$ROOT/docs" "$WORK/docs"
 [ -d "$ROOT/examples" ] && cp -r "$ROOT/examples" "$WORK/examples"
 chown -R "$USER_NAME" "$WORK"
 chmod -R a+rX "$WORK"
@@ -51,4 +54,4 @@ done
 cd "$WORK"
 setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups --reset-env -- \
 	env SANDCELL_BIN="$WORK/build/sandcell" SANDCELL_CGROUP_PARENT="/$PARENT" HOME="$WORK" PATH=/usr/bin:/bin \
-	python3 -m pytest -q -p no:cacheprovider tests/integration tests/attack
+	python3 -m pytest -q -p no:cacheprovider "$@"
