@@ -4,6 +4,7 @@
  * This is the only place that prints or dies.
  */
 #include "sandcell.h"
+#include "selftest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@ static const char usage_text[] =
 	"Usage: sandcell run [OPTIONS] FILE.py [ARGS...]\n"
 	"       sandcell run [OPTIONS] -c CODE [ARGS...]\n"
 	"       sandcell policy --json | --dump-bpf FILE\n"
+	"       sandcell selftest [--json]   check that the confinement holds on this host\n"
 	"\n"
 	"Inputs and outputs:\n"
 	"  --input NAME=PATH      file or directory, read-only at /input/NAME (repeatable)\n"
@@ -65,6 +67,11 @@ static char *read_file(const char *path, size_t *len)
 
 	if (f == NULL)
 		die_usage("%s: %s", path, strerror(errno));
+	{
+		struct stat st;
+		if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))
+			die_usage("%s: is a directory", path);
+	}
 	for (;;) {
 		size_t got;
 		if (n == cap) {
@@ -182,8 +189,10 @@ static int cmd_run(int argc, char **argv)
 	if (getenv("SANDCELL_CGROUP_PARENT") && *getenv("SANDCELL_CGROUP_PARENT"))
 		cfg.cgroup_parent = getenv("SANDCELL_CGROUP_PARENT");
 	optind = 1;
-	/* '+': options stop at FILE.py, everything after it is the code's. */
-	while ((c = getopt_long(argc, argv, "+c:h", long_opts, NULL)) != -1) {
+	opterr = 0; /* our own messages, with our own name */
+	/* '+': options stop at FILE.py, everything after it is the code's;
+	 * ':': a missing argument is told apart from an unknown option. */
+	while ((c = getopt_long(argc, argv, "+:c:h", long_opts, NULL)) != -1) {
 		char *name;
 		const char *val;
 		switch (c) {
@@ -233,7 +242,8 @@ static int cmd_run(int argc, char **argv)
 		case OPT_PYTHON: cfg.python = optarg; break;
 		case OPT_CGROUP: cfg.cgroup_parent = optarg; break;
 		case OPT_REDUCED: cfg.flags |= SANDCELL_ALLOW_REDUCED; break;
-		default: die_usage("unknown option");
+		case ':': die_usage("option '%s' needs an argument", argv[optind - 1]);
+		default: die_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	/* Collected bytes never exceed what the scratch space could hold. */
@@ -362,5 +372,6 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "policy") == 0)
 		return cmd_policy(argc - 1, argv + 1);
+	if (strcmp(argv[1], "selftest") == 0) return sandcell_selftest(argc - 1, argv + 1);
 	die_usage("unknown command '%s'", argv[1]);
 }

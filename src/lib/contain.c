@@ -165,10 +165,7 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 		sc_err(err, errno, "chdir %s", c->workdir);
 		fail(c->sock, err);
 	}
-	/* 5. resource backstops. */
-	if (!sc_hook_on(SC_HOOK_NO_LIMITS) && sc_rlimits_apply(c->limits, err) < 0)
-		fail(c->sock, err);
-	/* 6. session: no controlling terminal, no signals to the caller's
+	/* 5. session: no controlling terminal, no signals to the caller's
 	 * process group; init is not dumpable, so nothing can ptrace or
 	 * read its memory even if ptrace were allowed. */
 	if ((!sc_hook_on(SC_HOOK_MUT_NO_SETSID) && setsid() < 0) ||
@@ -176,7 +173,7 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 		sc_err(err, errno, "setsid/dumpable");
 		fail(c->sock, err);
 	}
-	/* 7. descriptors: 0-3 are the declared streams; the status socket
+	/* 6. descriptors: 0-3 are the declared streams; the status socket
 	 * stays with init (close-on-exec, so the code never has it). */
 	if (install_stdio(c, err) < 0)
 		fail(c->sock, err);
@@ -190,6 +187,10 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 	} else if (sc_fds_close_except(keep, 2, err) < 0) {
 		fail(c->sock, err);
 	}
+	/* 7. resource backstops, after the fd shuffle above (which needs
+	 * descriptors above a small RLIMIT_NOFILE). */
+	if (!sc_hook_on(SC_HOOK_NO_LIMITS) && sc_rlimits_apply(c->limits, err) < 0)
+		fail(c->sock, err);
 	/* 8. capabilities, then no_new_privs (needed by Landlock and seccomp,
 	 * and it makes setuid and file capabilities inert). */
 	if (sc_caps_drop_all(err) < 0)

@@ -98,6 +98,7 @@ struct sc_policy_entry {
 	const char *name;
 	enum sc_verdict verdict;
 	int err;	/* errno for SC_ERRNO and for SC_ARGS mismatches */
+	int reduced_err; /* reduced mode: denied with this errno instead (0 = same) */
 };
 extern const struct sc_policy_entry sc_policy[];
 extern const size_t sc_policy_len;
@@ -109,7 +110,7 @@ struct sc_bpf {
 	size_t len;	/* instructions */
 };
 /* Compiles the policy in the parent (libseccomp never runs in the child). */
-int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err);
+int sc_seccomp_compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err);
 int sc_seccomp_apply(const struct sc_bpf *bpf, struct sandcell_error *err);
 void sc_seccomp_free(struct sc_bpf *bpf);
 

@@ -487,8 +487,9 @@ static void supervise(struct run *rn)
 		if (fd >= 0)
 			close(fd);
 	}
-	r->stdout_bytes = st[0].total;
-	r->stderr_bytes = st[1].total;
+	/* Bytes passed on to the caller; the rest was drained and dropped. */
+	r->stdout_bytes = st[0].kept < st[0].limit ? st[0].kept : st[0].limit;
+	r->stderr_bytes = st[1].kept < st[1].limit ? st[1].kept : st[1].limit;
 	r->stdout_truncated = st[0].truncated;
 	r->stderr_truncated = st[1].truncated;
 	r->result_truncated = st[2].truncated;
@@ -521,6 +522,8 @@ static void classify(struct run *rn)
 	int sig = 0;
 
 	r->script_exit = -1;
+	if (!rn->got_exit && (rn->killed_wall || rn->killed_cpu) && r->code_started)
+		sig = r->script_signal = SIGKILL; /* we killed it; init had no say */
 	if (rn->got_exit) {
 		if (WIFEXITED(st))
 			r->script_exit = WEXITSTATUS(st);
@@ -614,7 +617,8 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 	if (rn->reduced) {
 		NOT_HELD("process isolation: host processes are visible in /proc (no pid namespace)");
 		NOT_HELD("read confinement is Landlock only: runtime, a few /etc files and /proc are readable");
-		NOT_HELD("uid separation: the code runs as the caller's uid");
+		NOT_HELD("uid separation: the code runs as the caller's uid "
+			 "(seccomp refuses chmod, chown and utime instead)");
 		NOT_HELD("disk limit: RLIMIT_FSIZE per file only (no private tmpfs)");
 		NOT_HELD("network: no network namespace (seccomp allows AF_UNIX only, Landlock denies TCP)");
 		if (!ll->scope_signal)
@@ -777,6 +781,8 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 
 	memset(&child, 0, sizeof(child));
 	child.sock = -1;
+	if (r->error[0])
+		return ATTEMPT_DONE; /* a layer for this attempt could not be prepared */
 	fill_isolation(rn, &pp->ll, pp->host_uid);
 
 	if (cfg->code_name) {
@@ -987,6 +993,7 @@ out:
 static void reset_for_retry(struct run *rn)
 {
 	struct sandcell_result *r = rn->r;
+	struct sandcell_error e2 = { 0, "" };
 	int i;
 
 	close_fd(&rn->pidfd);
@@ -1009,6 +1016,9 @@ static void reset_for_retry(struct run *rn)
 		rn->have_cg = sc_cgroup_create(&rn->cg, rn->cfg->cgroup_parent, &rn->cfg->limits, &e) == 0;
 	}
 	rn->reduced = true;
+	sc_seccomp_free(&rn->bpf);
+	if (sc_seccomp_compile(&rn->bpf, true, &e2) < 0)
+		set_error(r, e2.msg);
 }
 
 int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out,
@@ -1070,7 +1080,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		set_error(r, "Landlock is not available on this kernel (needed by every mode)");
 		goto finish;
 	}
-	if (sc_seccomp_compile(&rn.bpf, &e) < 0) {
+	if (sc_seccomp_compile(&rn.bpf, false, &e) < 0) {
 		set_error(r, e.msg);
 		goto finish;
 	}

@@ -118,7 +118,7 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 	return 0;
 }
 
-int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err)
+int sc_seccomp_compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err)
 {
 	scmp_filter_ctx ctx;
 	struct stat st;
@@ -155,6 +155,11 @@ int sc_seccomp_compile(struct sc_bpf *out, struct sandcell_error *err)
 		/* The default-allow mutant keeps only the explicit denials. */
 		if (sc_hook_on(SC_HOOK_MUT_DEFAULT_ALLOW) && e->verdict != SC_ERRNO)
 			continue;
+		if (reduced && e->reduced_err != 0) {
+			if (rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->reduced_err), nr, 0, NULL, e->name, err) < 0)
+				goto out;
+			continue;
+		}
 		switch (e->verdict) {
 		case SC_ALLOW:
 			if (rule(ctx, SCMP_ACT_ALLOW, nr, 0, NULL, e->name, err) < 0)
@@ -239,7 +244,7 @@ int sandcell_policy_bpf(void **insns, size_t *n_insns, struct sandcell_error *er
 	struct sc_bpf b;
 
 	sc_hooks_load();
-	if (sc_seccomp_compile(&b, err) < 0)
+	if (sc_seccomp_compile(&b, false, err) < 0)
 		return -1;
 	*insns = b.insns;
 	*n_insns = b.len;
@@ -276,6 +281,8 @@ char *sandcell_policy_json(void)
 							      : e->verdict == SC_ERRNO ? "errno"
 										   : "args"));
 		json_object_set_new(o, "errno", json_integer(e->err));
+		if (e->reduced_err)
+			json_object_set_new(o, "reduced_mode_errno", json_integer(e->reduced_err));
 		json_array_append_new(list, o);
 	}
 	json_object_set_new(root, "syscalls", list);

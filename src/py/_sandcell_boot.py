@@ -20,7 +20,6 @@ def _sandcell_run():
         sys.argv = ["-c"] + args
         sys.path.insert(0, "")
         filename = "<string>"
-    code = compile(source, filename, "exec", dont_inherit=True)
     g = sys.modules["__main__"].__dict__
     builtins = g["__builtins__"]
     g.clear()
@@ -29,6 +28,7 @@ def _sandcell_run():
     if mode == "file":
         g["__file__"] = path
     try:
+        code = compile(source, filename, "exec", dont_inherit=True)
         exec(code, g)
     except SystemExit:
         raise

@@ -400,3 +400,30 @@ def test_G1_inventory_special_files_only_declared_devices(host_postconditions, f
     chr_ok = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
     for path, fmt in fs["inventory"]["special"]:
         assert fmt == 0o020000 and path in chr_ok, (path, oct(fmt))
+
+
+def test_G1_hostile_input_symlinks_resolve_inside(host_postconditions, tmp_path):
+    """An input directory holding absolute and ../ symlinks to host files
+    (and to the host's view of /work) resolves them inside the sandbox's
+    own root: the host targets are never reached."""
+    d = tmp_path / "in"
+    d.mkdir()
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("HOST-SECRET")
+    os.symlink(str(secret), d / "abs")
+    os.symlink("../" * 12 + str(secret).lstrip("/"), d / "rel")
+    os.symlink("/etc/shadow", d / "shadow")
+    os.symlink(str(tmp_path), d / "dir")
+    r, res = probe('''
+res = {}
+for n in ("abs", "rel", "shadow", "dir/host-secret.txt"):
+    try:
+        with open("/input/d/" + n) as f:
+            res[n] = f.read()
+    except OSError as e:
+        res[n] = e.errno
+emit(res)
+''', opts=["--input", "d=%s" % d])
+    assert r.status == "ok", r
+    assert res == {"abs": E.ENOENT, "rel": E.ENOENT, "shadow": E.ENOENT,
+                   "dir/host-secret.txt": E.ENOENT}

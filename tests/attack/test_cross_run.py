@@ -1,0 +1,166 @@
+"""Attack rows X1, D8 (G11 run independence): nothing persists from one
+run into the next, and concurrent runs neither see nor affect each other.
+"""
+import errno
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from attack_lib import IS_ROOT, MARK, PRELUDE, case, check_host_clean, host_mounts, load_report, \
+    run, sandcell_cmd
+
+E = errno
+TOKEN = "sandcell-x-" + secrets.token_hex(6)
+PLANT = ["/tmp/" + TOKEN, "/dev/shm/" + TOKEN, "/output/" + TOKEN, "/tmp/.cache/" + TOKEN,
+         "/tmp/__pycache__/" + TOKEN]
+
+
+@pytest.fixture(scope="module")
+def two_runs():
+    first = run('''
+for p in %r:
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as f:
+        f.write("planted")
+emit(sorted(p for p in %r if os.path.exists(p)))
+''' % (PLANT, PLANT))
+    second = run('''
+emit({"exists": [p for p in %r if os.path.exists(p)],
+      "tmp": os.listdir("/tmp"), "shm": os.listdir("/dev/shm"), "output": os.listdir("/output")})
+''' % (PLANT,))
+    return first, second
+
+
+def test_G11_plants_were_made(host_postconditions, two_runs):
+    assert two_runs[0].result() == sorted(PLANT)
+
+
+@pytest.mark.parametrize("path", [case("G11", "no-persist" + p.replace("/", "-").replace(TOKEN, "x"), p)
+                                  for p in PLANT])
+def test_planted_file_absent_in_next_run(host_postconditions, two_runs, path):
+    """D8: files planted in /tmp, /dev/shm, /output, caches are gone in the
+    next run (fresh tmpfs per run)."""
+    assert path not in two_runs[1].result()["exists"]
+
+
+def test_G11_next_run_starts_empty(host_postconditions, two_runs):
+    res = two_runs[1].result()
+    assert res["tmp"] == [] and res["shm"] == [] and res["output"] == []
+
+
+def test_G2_planted_files_not_on_host(host_postconditions, two_runs):
+    """The sandbox's /tmp and /dev/shm are not the host's."""
+    for p in PLANT:
+        assert not os.path.exists(p), p
+
+
+A_CODE = PRELUDE + r'''
+import socket, time, select
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind("\0" + %(tok)r)
+srv.listen(4)
+with open("/tmp/" + %(tok)r, "w") as f:
+    f.write("A")
+print("READY", os.getpid(), flush=True)
+select.select([sys.stdin], [], [], 20)
+srv.setblocking(False)
+try:
+    srv.accept()
+    accepted = True
+except BlockingIOError:
+    accepted = False
+emit({"accepted": accepted, "marker": open("/tmp/" + %(tok)r).read(), "pids": sorted(
+    int(p) for p in os.listdir("/proc") if p.isdigit())})
+'''
+
+B_CODE = r'''
+import socket
+res = {"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "me": os.getpid()}
+alive = []
+for p in range(1, 4096):
+    try:
+        os.kill(p, 0)
+        alive.append(p)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        alive.append(p)
+res["alive"] = alive
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+res["connect-A"] = oserr(s.connect, "\0" + %(tok)r)
+res["marker-A"] = os.path.exists("/tmp/" + %(tok)r)
+res["kill-A-pid"] = oserr(os.kill, %(apid)d, 9) if %(apid)d != res["me"] else "same"
+res["abstract-names"] = [l.split()[-1] for l in open("/proc/net/unix").read().splitlines()[1:]
+                         if l.split()[-1].startswith("@")] if os.path.exists("/proc/net/unix") else []
+emit(res)
+'''
+
+
+@pytest.fixture(scope="module")
+def concurrent():
+    tok = "sandcell-x-run-a-" + secrets.token_hex(6)
+    mounts = host_mounts()
+    fd, rpath = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    a = subprocess.Popen(sandcell_cmd(A_CODE, report=rpath), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = a.stdout.readline().decode()
+        assert line.startswith("READY"), (line, a.stderr.read(2000) if a.poll() is not None else "")
+        apid = int(line.split()[1])
+        b = run(B_CODE % {"tok": tok, "apid": apid})
+        a.stdin.close()
+        out, err = a.communicate(timeout=60)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.communicate()
+    rep = load_report(rpath)
+    os.unlink(rpath)
+    check_host_clean(mounts, a.pid, rep["isolation"]["host_uid"] if rep else None)
+    lines = [l for l in out.decode().splitlines() if l.startswith(MARK)]
+    assert rep["status"] == "ok", (rep, err)
+    return {"a": json.loads(lines[-1][len(MARK):]), "a_report": rep, "b": b.result(),
+            "b_report": b.report}
+
+
+def test_G11_concurrent_run_sees_only_its_own_pids(host_postconditions, concurrent):
+    """X1: run B's /proc and a kill(p, 0) scan show only B's own init and
+    code, never run A's processes."""
+    b = concurrent["b"]
+    assert b["pids"] == sorted({1, b["me"]})
+    assert b["alive"] == sorted({1, b["me"]})
+
+
+def test_G11_concurrent_run_cannot_reach_other_abstract_socket(host_postconditions, concurrent):
+    assert concurrent["b"]["connect-A"] == E.ECONNREFUSED
+    assert concurrent["a"]["accepted"] is False
+
+
+def test_G11_concurrent_run_cannot_see_other_scratch(host_postconditions, concurrent):
+    assert concurrent["b"]["marker-A"] is False
+    assert concurrent["a"]["marker"] == "A"
+
+
+def test_G11_concurrent_run_cannot_signal_other(host_postconditions, concurrent):
+    """B kills A's code by its in-namespace pid: that pid is B's own
+    namespace's (nothing or itself), A finishes normally."""
+    res = concurrent["b"]["kill-A-pid"]
+    assert res in (E.ESRCH, "same")
+    assert concurrent["a_report"]["status"] == "ok"
+
+
+def test_G11_concurrent_runs_have_distinct_host_uids(host_postconditions, concurrent):
+    """As root each run gets its own host uid, so a process of one run
+    could not signal or ptrace the other even outside the namespaces."""
+    ua = concurrent["a_report"]["isolation"]["host_uid"]
+    ub = concurrent["b_report"]["isolation"]["host_uid"]
+    if IS_ROOT:
+        assert ua != ub and ua >= 2000000000 and ub >= 2000000000
+    else:
+        assert ua == ub == os.geteuid()
