@@ -47,6 +47,12 @@ class Run:
             self.report and self.report.get("error"))
 
 
+# Every run made through the fixture: (supervisor pid, host uid).  The
+# post-conditions look at these runs only, so suites running at the same
+# time on one host do not see each other's live sandboxes.
+RUNS = []
+
+
 @pytest.fixture
 def sandcell(tmp_path):
     """sandcell(code=..., file=..., args=[...], opts=[...], stdin=bytes) -> Run.
@@ -67,11 +73,19 @@ def sandcell(tmp_path):
         elif file is not None:
             cmd += [str(file)]
         cmd += list(args)
-        proc = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout)
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+        proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
         rep = None
         if report and rpath.exists() and rpath.stat().st_size:
             rep = json.loads(rpath.read_text())
+        host_uid = rep["isolation"]["host_uid"] if rep and rep.get("isolation") else None
+        RUNS.append((p.pid, host_uid))
         return Run(proc, rep)
 
     return run
@@ -85,15 +99,17 @@ def _sha(path):
     return h.hexdigest()
 
 
-def _sandbox_host_pids():
-    """Processes running as a sandbox host uid (root mode: >= 2000000000)."""
+def _sandbox_host_pids(uids=None):
+    """Processes running as a sandbox host uid (root mode: >= 2000000000),
+    or as one of the given uids."""
     pids = []
     for st in glob.glob("/proc/[0-9]*/status"):
         try:
             with open(st) as f:
                 for line in f:
                     if line.startswith("Uid:"):
-                        if int(line.split()[1]) >= 2000000000:
+                        uid = int(line.split()[1])
+                        if (uid in uids) if uids is not None else uid >= 2000000000:
                             pids.append(st.split("/")[2])
                         break
         except OSError:
@@ -101,9 +117,12 @@ def _sandbox_host_pids():
     return pids
 
 
-def _run_cgroups():
-    return sorted(glob.glob("/sys/fs/cgroup/*/sandcell*/run-*") +
-                  glob.glob("/sys/fs/cgroup/sandcell*/run-*"))
+def _run_cgroups(pids=None):
+    found = sorted(glob.glob("/sys/fs/cgroup/*/sandcell*/run-*") +
+                   glob.glob("/sys/fs/cgroup/sandcell*/run-*"))
+    if pids is not None:
+        found = [c for c in found if any(os.path.basename(c).startswith("run-%d-" % p) for p in pids)]
+    return found
 
 
 def _mounts():
@@ -122,9 +141,14 @@ def host_postconditions(tmp_path):
     runtime canaries byte-identical."""
     before_sha = {p: _sha(p) for p in RUNTIME_CANARIES if os.path.exists(p)}
     before_mounts = _mounts()
+    first = len(RUNS)
     yield
-    assert _sandbox_host_pids() == [], "sandbox processes survived the run"
-    assert _run_cgroups() == [], "run cgroups left behind"
+    mine = RUNS[first:]
+    # Root runs have their own host uid; unprivileged ones share the
+    # caller's, so there the pid namespace and cgroup checks carry it.
+    uids = {u for _, u in mine if u is not None and u >= 2000000000}
+    assert _sandbox_host_pids(uids) == [], "sandbox processes survived the run"
+    assert _run_cgroups([p for p, _ in mine]) == [], "run cgroups left behind"
     assert _mounts() == before_mounts, "host mount table changed"
     for p, h in before_sha.items():
         assert _sha(p) == h, "runtime file changed: " + p
