@@ -11,7 +11,6 @@ host_postconditions fixture for their own run, so probe() checks the same
 post-conditions (threat model 4.6) right after the run, and every test still
 requests host_postconditions as well.
 """
-import errno
 import glob
 import hashlib
 import json
@@ -127,15 +126,18 @@ def emit(obj):
 ''' % (MARK,)
 
 
-def sandbox_survivors(host_uid=None):
-    """Host pids of processes that look like sandbox processes: in a nested
-    pid namespace (NSpid has more than one level) and running as a sandbox
-    host uid (root mode: the dedicated >= 2000000000 range; unprivileged
-    mode: the caller's own uid, the only one it may map).  With host_uid,
-    only that run's uid counts (other suites may run sandcell concurrently
-    on the same host; in root mode each run has its own host uid)."""
+def sandbox_survivors(host_uid=None, sup_pid=None):
+    """Host pids of processes that look like sandbox processes.
+
+    Root mode: the run's dedicated host uid (>= 2000000000; any such uid
+    without host_uid).  Unprivileged mode: the host uid is the caller's
+    own and other suites of the same user may be running, so a process
+    counts when it is still in one of this supervisor's run cgroups
+    (cgroup.c names them run-PID-...); without sup_pid, any process of the
+    caller's uid in a nested pid namespace counts."""
     found = []
     me = os.geteuid()
+    tag = "/run-%d-" % sup_pid if sup_pid is not None else None
     for st in glob.glob("/proc/[0-9]*/status"):
         uid = None
         nested = False
@@ -152,6 +154,12 @@ def sandbox_survivors(host_uid=None):
             continue
         if IS_ROOT:
             hit = uid == host_uid if host_uid is not None else uid >= 2000000000
+        elif tag is not None:
+            try:
+                with open(st[:-len("status")] + "cgroup") as f:
+                    hit = uid == me and tag in f.read()
+            except OSError:
+                hit = False
         else:
             hit = uid == me and nested
         if hit:
@@ -200,7 +208,7 @@ def tree_digest(path):
 
 def check_host_clean(mounts_before, sup_pid=None, host_uid=None):
     """Threat model 4.6, for runs made outside host_postconditions."""
-    assert sandbox_survivors(host_uid) == [], "sandbox processes survived the run"
+    assert sandbox_survivors(host_uid, sup_pid) == [], "sandbox processes survived the run"
     assert run_cgroups(sup_pid) == [], "run cgroups left behind"
     assert host_mounts() == mounts_before, "host mount table changed"
 
@@ -223,6 +231,14 @@ def load_report(path):
         with open(path) as f:
             return json.load(f)
     return None
+
+
+def register_run(sup_pid, host_uid):
+    """Tells the shared host_postconditions fixture (tests/conftest.py, if
+    it tracks runs) about a run made here, so its checks cover it too."""
+    conf = sys.modules.get("conftest")
+    if conf is not None and isinstance(getattr(conf, "RUNS", None), list):
+        conf.RUNS.append((sup_pid, host_uid))
 
 
 def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, env=None,
@@ -251,6 +267,7 @@ def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, env=None
         os.unlink(rpath)
     r = Run(proc, rep, cmd)
     r.pid = p.pid
+    register_run(p.pid, rep["isolation"]["host_uid"] if rep and rep.get("isolation") else None)
     if check_host:
         check_host_clean(mounts, p.pid, rep["isolation"]["host_uid"] if rep else None)
     assert r.report is not None, r

@@ -7,12 +7,11 @@ import os
 import secrets
 import subprocess
 import tempfile
-import time
 
 import pytest
 
 from attack_lib import IS_ROOT, MARK, PRELUDE, case, check_host_clean, host_mounts, load_report, \
-    run, sandcell_cmd
+    register_run, run, sandcell_cmd
 
 E = errno
 TOKEN = "sandcell-x-" + secrets.token_hex(6)
@@ -59,7 +58,7 @@ def test_G2_planted_files_not_on_host(host_postconditions, two_runs):
         assert not os.path.exists(p), p
 
 
-A_CODE = PRELUDE + r'''
+A_BODY = r'''
 import socket, time, select
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind("\0" + %(tok)r)
@@ -94,11 +93,26 @@ res["alive"] = alive
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 res["connect-A"] = oserr(s.connect, "\0" + %(tok)r)
 res["marker-A"] = os.path.exists("/tmp/" + %(tok)r)
-res["kill-A-pid"] = oserr(os.kill, %(apid)d, 9) if %(apid)d != res["me"] else "same"
+res["kill-A-host-pid"] = oserr(os.kill, %(apid)d, 9)
+res["pidfd-A-host-pid"] = err_of(sc(434, %(apid)d, 0))
 res["abstract-names"] = [l.split()[-1] for l in open("/proc/net/unix").read().splitlines()[1:]
                          if l.split()[-1].startswith("@")] if os.path.exists("/proc/net/unix") else []
 emit(res)
 '''
+
+
+def _children(ppid):
+    kids = []
+    for st in os.listdir("/proc"):
+        if not st.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % st) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                    kids.append(int(st))
+        except (OSError, ValueError, IndexError):
+            pass
+    return kids
 
 
 @pytest.fixture(scope="module")
@@ -107,21 +121,25 @@ def concurrent():
     mounts = host_mounts()
     fd, rpath = tempfile.mkstemp(suffix=".json")
     os.close(fd)
-    a = subprocess.Popen(sandcell_cmd(A_CODE, report=rpath), stdin=subprocess.PIPE,
+    a_code = PRELUDE + A_BODY % {"tok": tok}
+    a = subprocess.Popen(sandcell_cmd(a_code, report=rpath), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = a.stdout.readline().decode()
         assert line.startswith("READY"), (line, a.stderr.read(2000) if a.poll() is not None else "")
-        apid = int(line.split()[1])
+        # Run A's code as the host sees it: supervisor -> init -> code.
+        inits = _children(a.pid)
+        apid = _children(inits[0])[0] if inits and _children(inits[0]) else 0
+        assert apid > 0
         b = run(B_CODE % {"tok": tok, "apid": apid})
-        a.stdin.close()
-        out, err = a.communicate(timeout=60)
+        out, err = a.communicate(b"", timeout=60)
     finally:
         if a.poll() is None:
             a.kill()
             a.communicate()
     rep = load_report(rpath)
     os.unlink(rpath)
+    register_run(a.pid, rep["isolation"]["host_uid"] if rep else None)
     check_host_clean(mounts, a.pid, rep["isolation"]["host_uid"] if rep else None)
     lines = [l for l in out.decode().splitlines() if l.startswith(MARK)]
     assert rep["status"] == "ok", (rep, err)
@@ -148,10 +166,10 @@ def test_G11_concurrent_run_cannot_see_other_scratch(host_postconditions, concur
 
 
 def test_G11_concurrent_run_cannot_signal_other(host_postconditions, concurrent):
-    """B kills A's code by its in-namespace pid: that pid is B's own
-    namespace's (nothing or itself), A finishes normally."""
-    res = concurrent["b"]["kill-A-pid"]
-    assert res in (E.ESRCH, "same")
+    """B aims SIGKILL and pidfd_open at A's code by its host pid: that pid
+    does not exist in B's namespace (ESRCH) and A finishes normally."""
+    assert concurrent["b"]["kill-A-host-pid"] == E.ESRCH
+    assert concurrent["b"]["pidfd-A-host-pid"] == E.ESRCH
     assert concurrent["a_report"]["status"] == "ok"
 
 

@@ -3,7 +3,6 @@ termination): every exhaustion attempt is bounded by the declared limit,
 the verdict comes from host evidence, and nothing of the run survives it.
 """
 import errno
-import os
 import time
 
 import pytest
