@@ -44,6 +44,9 @@
 #ifndef SYS_io_uring_setup
 #define SYS_io_uring_setup 425
 #endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
 
 #define ST_MAX_CHECKS 40
 #define ST_OUT_MAX 16384
@@ -134,6 +137,13 @@ static const char *find_line(const char *text, const char *prefix)
 			p++;
 	}
 	return NULL;
+}
+
+/* What follows a verdict keyword ("OK", "BAD") on its line. */
+static const char *after_keyword(const char *line, size_t len)
+{
+	line += len;
+	return line + strspn(line, " ");
 }
 
 /* The last non-empty line of text (a traceback's exception line). */
@@ -280,6 +290,7 @@ static void execute(struct st *s, const struct sandcell_config *cfg, struct st_o
 	double t0;
 
 	memset(o, 0, sizeof(*o));
+	snprintf(o->cgroup, sizeof(o->cgroup), "none");
 	reset_fd(s->out_fd);
 	reset_fd(s->err_fd);
 	t0 = now_sec();
@@ -332,7 +343,7 @@ static bool snippet_verdict(const struct st_outcome *o, char *detail, size_t siz
 		return false;
 	}
 	if (bad) {
-		sanitize(detail, size, bad + 3);
+		sanitize(detail, size, after_keyword(bad, 3));
 		return false;
 	}
 	if (ok == NULL) {
@@ -341,7 +352,7 @@ static bool snippet_verdict(const struct st_outcome *o, char *detail, size_t siz
 		fmt(detail, size, "the snippet printed no verdict%s%s", tail[0] ? ": " : "", tail);
 		return false;
 	}
-	sanitize(detail, size, ok[2] == ' ' ? ok + 3 : ok + 2);
+	sanitize(detail, size, after_keyword(ok, 2));
 	return true;
 }
 
@@ -395,6 +406,17 @@ static const char py_host_paths[] = PY_PRELUDE
 	"print(('BAD visible: ' + ' '.join(seen)) if seen else\n"
 	"      'OK %d host paths absent (/home /root /var /sys ... and a fresh host canary file)' % len(paths))\n";
 
+static const char py_fds[] = PY_PRELUDE
+	"fds = {}\n"
+	"for f in os.listdir('/proc/self/fd'):\n"
+	"    try:\n"
+	"        fds[int(f)] = os.readlink('/proc/self/fd/' + f)\n"
+	"    except OSError:\n"
+	"        pass\n"
+	"extra = ['%d -> %s' % (k, v) for k, v in sorted(fds.items()) if k > 3]\n"
+	"print(('BAD inherited: ' + ', '.join(extra)) if extra else\n"
+	"      'OK only fds 0-3 open (%s)' % ', '.join(sorted(set(v.split(':')[0] for v in fds.values()))))\n";
+
 static const char py_writes[] = PY_PRELUDE
 	"exe = os.path.realpath(sys.executable)\n"
 	"rt = os.path.dirname(exe)\n"
@@ -432,14 +454,26 @@ static const char py_caps[] = PY_PRELUDE
 	"      (caps['CapEff'], caps['CapPrm'], caps['CapBnd'], caps['CapAmb'],\n"
 	"       st.get('NoNewPrivs'), st.get('Seccomp')))\n";
 
-/* argv[1] = SYS_unshare */
+/* argv[1..3] = SYS_unshare, SYS_clone, SYS_clone3.  A clone that
+ * succeeded returns 0 in a child that must leave at once. */
 static const char py_unshare[] = PY_PRELUDE
-	"nr = int(sys.argv[1])\n"
-	"res = [(n, sc(nr, f)) for n, f in (('CLONE_NEWUSER', 0x10000000), ('CLONE_NEWNS', 0x20000),\n"
-	"                                    ('CLONE_NEWNET', 0x40000000))]\n"
-	"bad = [n for n, (r, e) in res if r != -1]\n"
-	"print(('BAD allowed: unshare(' + '|'.join(bad) + ')') if bad else\n"
-	"      'OK ' + ', '.join('unshare(%s) -> %s' % (n, en(e)) for n, (r, e) in res))\n";
+	"NEWUSER, NEWNS, SIGCHLD = 0x10000000, 0x20000, 17\n"
+	"args = ctypes.create_string_buffer(88)\n"
+	"ctypes.memmove(args, (ctypes.c_uint64 * 5)(NEWUSER, 0, 0, 0, SIGCHLD), 40)\n"
+	"res = []\n"
+	"for n, a in (('unshare(NEWUSER)', (int(sys.argv[1]), NEWUSER)),\n"
+	"             ('unshare(NEWNS)', (int(sys.argv[1]), NEWNS)),\n"
+	"             ('clone(NEWUSER)', (int(sys.argv[2]), NEWUSER | SIGCHLD, 0, 0, 0, 0)),\n"
+	"             ('clone3(NEWUSER)', (int(sys.argv[3]), args, 88))):\n"
+	"    r, e = sc(*a)\n"
+	"    if r == 0 and n.startswith('clone'):\n"
+	"        os._exit(0)\n"
+	"    if r > 0 and n.startswith('clone'):\n"
+	"        os.waitpid(r, 0)\n"
+	"    res.append((n, r, e))\n"
+	"bad = [n for n, r, e in res if r != -1]\n"
+	"print(('BAD allowed: ' + ' '.join(bad)) if bad else\n"
+	"      'OK ' + ', '.join('%s -> %s' % (n, en(e)) for n, r, e in res))\n";
 
 static const char py_setuid[] = PY_PRELUDE
 	"res = []\n"
@@ -519,6 +553,18 @@ static const char py_abstract[] = PY_PRELUDE
 	"    print('BAD connected to the host abstract socket @' + sys.argv[1])\n"
 	"except OSError as e:\n"
 	"    print('OK connect to the host abstract socket -> ' + en(e.errno))\n";
+
+static const char py_session[] = PY_PRELUDE
+	"sid, pgrp = os.getsid(0), os.getpgrp()\n"
+	"ttys = [fd for fd in (0, 1, 2) if os.isatty(fd)]\n"
+	"try:\n"
+	"    open('/dev/tty', 'rb').close()\n"
+	"    dev_tty = 'OPENED'\n"
+	"except OSError as e:\n"
+	"    dev_tty = en(e.errno)\n"
+	"ok = sid > 0 and pgrp > 0 and not ttys and dev_tty != 'OPENED'\n"
+	"print(('OK ' if ok else 'BAD ') + 'session %d (0 = the caller\\'s), no tty on 0-2%s, /dev/tty -> %s' %\n"
+	"      (sid, ' (tty: %s)' % ttys if ttys else '', dev_tty))\n";
 
 static const char py_proc[] = PY_PRELUDE
 	"pids = sorted(int(d) for d in os.listdir('/proc') if d.isdigit())\n"
@@ -608,7 +654,7 @@ static const char py_daemon[] = PY_PRELUDE
 static const char py_symlinks[] = PY_PRELUDE
 	"os.symlink(sys.argv[1], '/output/host-secret')\n"
 	"os.symlink('/etc/passwd', '/output/passwd')\n"
-	"os.symlink('/', '/output/root')\n"
+	"os.symlink(os.path.dirname(sys.argv[1]), '/output/host-dir')\n"
 	"os.mkdir('/output/d')\n"
 	"os.symlink('../' * 16 + sys.argv[1].lstrip('/'), '/output/d/relative')\n"
 	"with open('/output/plain.txt', 'w') as f:\n"
@@ -648,6 +694,7 @@ static void check_g1(struct st *s)
 		return;
 	}
 	snippet_check(s, "G1", "host paths absent", py_host_paths, args, 1);
+	snippet_check(s, "G1", "no inherited host fds", py_fds, NULL, 0);
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -707,15 +754,17 @@ static void check_g2(struct st *s)
 
 static void check_g3(struct st *s)
 {
-	char nr[32], detail[ST_DETAIL];
-	const char *args[1] = { nr };
+	char nr[3][32], detail[ST_DETAIL];
+	const char *args[3] = { nr[0], nr[1], nr[2] };
 	struct sandcell_config cfg;
 	struct st_outcome *o = malloc(sizeof(*o));
 	bool pass;
 
 	snippet_check(s, "G3", "no capabilities, no_new_privs, seccomp", py_caps, NULL, 0);
-	fmt(nr, sizeof(nr), "%d", (int)SYS_unshare);
-	snippet_check(s, "G3", "unshare(CLONE_NEWUSER) denied", py_unshare, args, 1);
+	fmt(nr[0], sizeof(nr[0]), "%d", (int)SYS_unshare);
+	fmt(nr[1], sizeof(nr[1]), "%d", (int)SYS_clone);
+	fmt(nr[2], sizeof(nr[2]), "%d", (int)SYS_clone3);
+	snippet_check(s, "G3", "unshare/clone/clone3(CLONE_NEWUSER) denied", py_unshare, args, 3);
 	if (o == NULL) {
 		add(s, "G3", "setuid(0) fails, never root", false, "out of memory");
 		return;
@@ -752,7 +801,7 @@ static void killed_check(struct st *s, const char *gid, const char *name, const 
 	base_config(s, &cfg, code, NULL, 0);
 	execute(s, &cfg, o);
 	if (find_line(o->out, "BAD")) {
-		sanitize(detail, sizeof(detail), find_line(o->out, "BAD") + 4);
+		sanitize(detail, sizeof(detail), after_keyword(find_line(o->out, "BAD"), 3));
 	} else if (o->rc == 0 && o->status == SANDCELL_SIGNALED && find_line(o->out, "REACHED") &&
 		   (o->exit_code == 128 + sig1 || (sig2 && o->exit_code == 128 + sig2))) {
 		pass = true;
@@ -868,6 +917,7 @@ static void check_g5(struct st *s)
 	}
 	listener_check(s, "host abstract unix socket unreachable", py_abstract, name, ux);
 	close(ux);
+	snippet_check(s, "G5", "own session, no terminal", py_session, NULL, 0);
 }
 
 static void check_g6(struct st *s)
@@ -899,7 +949,7 @@ static void limit_check(struct st *s, const char *name, const struct sandcell_co
 		fmt(detail, sizeof(detail), "status %s, exit %d after %.1f s", sandcell_status_name(o->status),
 		    o->exit_code, o->secs);
 	else if (find_line(o->out, "BAD"))
-		sanitize(detail, sizeof(detail), find_line(o->out, "BAD") + 4);
+		sanitize(detail, sizeof(detail), after_keyword(find_line(o->out, "BAD"), 3));
 	else
 		describe(o, detail, sizeof(detail));
 	add(s, "G7", name, pass, detail);
@@ -1057,7 +1107,7 @@ static void check_g9(struct st *s)
 	walk_state = &w;
 	nftw(out, walk_entry, 16, FTW_PHYS);
 	walk_state = NULL;
-	if (pass && (w.symlinks || w.others || w.leaks)) {
+	if (w.symlinks || w.others || w.leaks) {
 		pass = false;
 		fmt(detail, sizeof(detail), "collected %d symlinks, %d special files, %d copies of host files",
 		    w.symlinks, w.others, w.leaks);
@@ -1065,7 +1115,7 @@ static void check_g9(struct st *s)
 		pass = false;
 		fmt(detail, sizeof(detail), "the plain file was not collected (collector not exercised)");
 	} else if (pass) {
-		fmt(detail, sizeof(detail), "plain file collected; 4 symlinks (host file, /etc/passwd, /, ../..) "
+		fmt(detail, sizeof(detail), "plain file collected; 4 symlinks (host file, host dir, /etc/passwd, ../..) "
 		    "not followed, %zu skipped", o->n_skipped);
 	}
 	add(s, "G9", "/output symlinks not followed", pass, detail);

@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -60,6 +61,46 @@ static __attribute__((noreturn)) void fail(int sock, const struct sandcell_error
 {
 	send_msg(sock, SC_MSG_ERROR, err->code, 0, err->msg, -1);
 	_exit(1);
+}
+
+/* The sandbox init is a clone of the supervisor, not an exec: its argv and
+ * environ pages still hold the caller's command line (host paths, options),
+ * and /proc/1/cmdline would show them to the code.  Zero them in place; the
+ * range comes from /proc/self/stat (fields 48-51: arg_start, arg_end,
+ * env_start, env_end).  Plain open/read: no malloc after clone. */
+static void scrub_cmdline(void)
+{
+	char buf[2048];
+	unsigned long v[4];
+	ssize_t n;
+	char *p;
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), field, i;
+
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* comm may contain spaces */
+	if (p == NULL)
+		return;
+	/* after ") " comes field 3 */
+	for (field = 3, p += 2; field < 48 && *p; p++)
+		if (*p == ' ')
+			field++;
+	for (i = 0; i < 4; i++) {
+		char *end;
+		v[i] = strtoul(p, &end, 10);
+		if (end == p)
+			return;
+		p = end + (*end == ' ');
+	}
+	if (v[1] > v[0] && v[1] - v[0] < (64u << 20))
+		memset((void *)v[0], 0, v[1] - v[0]);
+	if (v[3] > v[2] && v[3] - v[2] < (64u << 20))
+		memset((void *)v[2], 0, v[3] - v[2]);
 }
 
 /* Moves the declared stream fds to 0..3 without clobbering each other. */
@@ -238,18 +279,23 @@ static void on_term(int sig)
 
 static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 {
-	int ex[2], status = 0, e = 0;
+	int ex[2], go[2], status = 0, e = 0;
 	pid_t pid, w;
 	ssize_t n;
 
-	if (pipe2(ex, O_CLOEXEC) < 0) {
+	if (pipe2(ex, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
 		struct sandcell_error err;
 		sc_err(&err, errno, "pipe2");
 		fail(c->sock, &err);
 	}
 	pid = fork();
 	if (pid == 0) {
+		char b;
 		close(ex[0]);
+		close(go[1]);
+		/* Wait until init has scrubbed its copy of the caller's argv. */
+		while (read(go[0], &b, 1) < 0 && errno == EINTR)
+			;
 		execve(c->argv[0], (char *const *)c->argv, (char *const *)c->envp);
 		e = errno;
 		if (write(ex[1], &e, sizeof(e)) < 0)
@@ -257,6 +303,9 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		_exit(127);
 	}
 	close(ex[1]);
+	close(go[0]);
+	scrub_cmdline();
+	close(go[1]);
 	/* init keeps no stream: EOF on them must mean the code is gone. */
 	close(0);
 	close(1);

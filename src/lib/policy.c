@@ -67,7 +67,7 @@ const struct sc_policy_entry sc_policy[] = {
 	A(sched_getparam), A(sched_setparam), A(sched_getscheduler),
 	A(sched_setscheduler), A(sched_get_priority_max),
 	A(sched_get_priority_min), A(sched_rr_get_interval), A(getpriority),
-	A(setpriority), A(getcpu), A(getrlimit), A(setrlimit), A(prlimit64),
+	A(setpriority), A(getcpu), A(getrlimit), A(setrlimit),
 	A(getrusage), A(times), A(sysinfo), A(uname), A(getrandom),
 	A(pidfd_open), A(pidfd_send_signal),
 	/* Local sockets only (socket/socketpair are argument-filtered). */
@@ -89,6 +89,7 @@ const struct sc_policy_entry sc_policy[] = {
 	P(clone, EPERM),	/* no namespace flags */
 	P(prctl, ENOSYS),	/* a short list of harmless options */
 	P(personality, ENOSYS),	/* PER_LINUX and queries only */
+	P(prlimit64, EPERM),	/* own limits only: not the sandbox init's */
 
 	/* clone3 passes its flags in memory that seccomp cannot read; ENOSYS
 	 * makes glibc fall back to clone, whose flags are checked. */

@@ -284,7 +284,7 @@ struct run {
 	int pidfd, sock, scratch_fd, out_dirfd;
 	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
 	pid_t pid;
-	bool killed_wall, killed_cpu, init_exited, got_exit;
+	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit;
 	bool reduced;
 	char workdir[1024];	/* reduced mode's private host directory */
 	int wait_status;
@@ -347,6 +347,12 @@ static void supervise(struct run *rn)
 
 		if (!rn->init_exited && now >= deadline && !rn->killed_wall) {
 			rn->killed_wall = true;
+			kill_tree(rn);
+		}
+		/* cgroup v1 has no memory.oom.group: one OOM kill there ends
+		 * the whole run here, as v2 does in the kernel. */
+		if (!rn->init_exited && rn->have_cg && !rn->killed_oom && sc_cgroup_oom(&rn->cg)) {
+			rn->killed_oom = true;
 			kill_tree(rn);
 		}
 		if (!rn->init_exited && rn->have_cg && !rn->killed_cpu) {
@@ -522,7 +528,7 @@ static void classify(struct run *rn)
 	int sig = 0;
 
 	r->script_exit = -1;
-	if (!rn->got_exit && (rn->killed_wall || rn->killed_cpu) && r->code_started)
+	if (!rn->got_exit && (rn->killed_wall || rn->killed_cpu || rn->killed_oom) && r->code_started)
 		sig = r->script_signal = SIGKILL; /* we killed it; init had no say */
 	if (rn->got_exit) {
 		if (WIFEXITED(st))
@@ -1005,7 +1011,7 @@ static void reset_for_retry(struct run *rn)
 		close_fd(&rn->err_pipe[i]);
 		close_fd(&rn->res_pipe[i]);
 	}
-	rn->killed_wall = rn->killed_cpu = rn->init_exited = rn->got_exit = false;
+	rn->killed_wall = rn->killed_cpu = rn->killed_oom = rn->init_exited = rn->got_exit = false;
 	r->error[0] = '\0';
 	r->setup_errno = 0;
 	r->code_started = false;

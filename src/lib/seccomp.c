@@ -84,6 +84,14 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 			return -1;
 		c = cmp(0, SCMP_CMP_NE, AF_UNIX, 0);
 		return rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 1, &c, e->name, err);
+	} else if (strcmp(e->name, "prlimit64") == 0) {
+		/* pid 0 (self) only: the code shares a uid with the sandbox
+		 * init, and must not lower or read other processes' limits. */
+		c = cmp(0, SCMP_CMP_EQ, 0, 0);
+		if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+			return -1;
+		c = cmp(0, SCMP_CMP_NE, 0, 0);
+		return rule(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), nr, 1, &c, e->name, err);
 	} else if (strcmp(e->name, "clone") == 0) {
 		/* Legacy clone reads only the low 32 flag bits; one deny rule
 		 * per namespace bit, the rest allowed. */
@@ -292,6 +300,7 @@ char *sandcell_policy_json(void)
 			    u64_array(sc_prctl_allow, sizeof(sc_prctl_allow) / sizeof(sc_prctl_allow[0])));
 	json_object_set_new(args, "socket_allowed_domains", json_pack("[i]", AF_UNIX));
 	json_object_set_new(args, "personality_allowed", json_pack("[i,I]", 0, (json_int_t)0xffffffff));
+	json_object_set_new(args, "prlimit64_allowed_pids", json_pack("[i]", 0));
 	json_object_set_new(args, "clone_denied_flags", json_integer((json_int_t)SC_CLONE_NS_MASK));
 	json_object_set_new(root, "arguments", args);
 	out = json_dumps(root, JSON_INDENT(2));

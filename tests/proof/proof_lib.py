@@ -70,6 +70,7 @@ class DeclaredModel:
       prctl        args[0] in prctl_allowed_options            else ERRNO(entry errno)
       personality  args[0] in personality_allowed              else ERRNO(entry errno)
       socket, socketpair  args[0] in socket_allowed_domains    else ERRNO(entry errno)
+      prlimit64    args[0] in prlimit64_allowed_pids            else ERRNO(entry errno)
       clone        args[0] & clone_denied_flags == 0           else ERRNO(entry errno)
     """
 
@@ -79,6 +80,7 @@ class DeclaredModel:
         "personality": (0, "personality_allowed"),
         "socket": (0, "socket_allowed_domains"),
         "socketpair": (0, "socket_allowed_domains"),
+        "prlimit64": (0, "prlimit64_allowed_pids"),
     }
 
     def __init__(self, pol):
@@ -99,7 +101,7 @@ class DeclaredModel:
         a = pol["arguments"]
         self.sets = {k: frozenset(v & M64 for v in a[k]) for k in
                      ("ioctl_allowed_requests", "prctl_allowed_options", "personality_allowed",
-                      "socket_allowed_domains")}
+                      "socket_allowed_domains", "prlimit64_allowed_pids")}
         self.clone_denied = a["clone_denied_flags"] & M64
         for e in pol["syscalls"]:
             if e["verdict"] == "args" and e["name"] not in self.ARG_PREDICATES and e["name"] != "clone":
