@@ -20,7 +20,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py
 
-.PHONY: all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: ablation ablation-check all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
 all: $(BUILD)/sandcell
 
 $(BUILD)/obj/%.o: src/lib/%.c include/sandcell.h src/lib/internal.h | $(BUILD)/obj
@@ -62,6 +62,14 @@ asan-check:
 	ASAN_OPTIONS=detect_leaks=0 SANDCELL_BIN=$(abspath build/asan/sandcell) $(PYTEST) -q -p no:cacheprovider tests/integration tests/attack tests/proof
 
 check: deps all unit integration integration-user asan-check fuzz-replay lint
+
+# Layer ablation and mutation matrix (docs/ablation.md) from a test-hooks build.
+ablation:
+	$(MAKE) --no-print-directory BUILD=build/hooks HOOKS=1 build/hooks/sandcell
+	/usr/bin/python3 tools/ablation.py --bin $(abspath build/hooks/sandcell)
+ablation-check:
+	$(MAKE) --no-print-directory BUILD=build/hooks HOOKS=1 build/hooks/sandcell
+	/usr/bin/python3 tools/ablation.py --check --bin $(abspath build/hooks/sandcell)
 
 # Regenerates docs/syscalls.md from a live sweep (CI checks it is current).
 syscalls-doc: $(BUILD)/sandcell

@@ -244,7 +244,9 @@ static void base_config(const struct st *s, struct sandcell_config *cfg, const c
 	cfg->stdin_fd = -1;
 	cfg->stdout_fd = s->out_fd;
 	cfg->stderr_fd = s->err_fd;
-	cfg->limits.wall_sec = 10;
+	/* Generous wall time: only a broken sandbox or a loaded host gets
+	 * near it; the checks themselves take well under a second. */
+	cfg->limits.wall_sec = 20;
 	cfg->limits.cpu_sec = 10;
 	cfg->limits.memory = 256u << 20;
 	cfg->limits.pids = 32;
@@ -596,6 +598,15 @@ static const char py_env[] = PY_PRELUDE
 	"print(('BAD host variables visible: ' + ' '.join(leaks)) if leaks else\n"
 	"      'OK %d variables, none from the host (canary absent, /proc/1/environ closed)' % len(os.environ))\n";
 
+/* The sandbox init is a fork of this process: its argv pages must have
+ * been scrubbed, or /proc/1/cmdline shows the host command line. */
+static const char py_argv[] = PY_PRELUDE
+	"data = open('/proc/1/cmdline', 'rb').read()\n"
+	"shown = data.replace(b'\\0', b' ').strip()\n"
+	"print(('BAD /proc/1/cmdline shows the host command line: %r' % shown[:60]) if b'selftest' in data else\n"
+	"      'OK /proc/1/cmdline holds no host command line (%d bytes, %d non-NUL)' %\n"
+	"      (len(data), len(data) - data.count(0)))\n";
+
 static const char py_memory[] =
 	"print('START', flush=True)\n"
 	"x = b'\\x01' * (512 << 20)\n"
@@ -928,6 +939,7 @@ static void check_g6(struct st *s)
 	setenv("SANDCELL_SELFTEST_SECRET", s->token, 1);
 	snippet_check(s, "G6", "no host environment variables", py_env, args, 1);
 	unsetenv("SANDCELL_SELFTEST_SECRET");
+	snippet_check(s, "G6", "supervisor command line hidden", py_argv, NULL, 0);
 }
 
 /* A check that a limit stops the run with the documented status. */
@@ -986,6 +998,7 @@ static void check_g7(struct st *s)
 
 	base_config(s, &cfg, py_spin, NULL, 0);
 	cfg.limits.cpu_sec = 0.5;
+	cfg.limits.wall_sec = 60; /* CPU, not wall, must end it, even on a busy host */
 	limit_check(s, "CPU limit -> status cpu-time", &cfg, SANDCELL_CPU_TIME, SANDCELL_EXIT_CPU);
 
 	base_config(s, &cfg, py_sleep, NULL, 0);

@@ -68,7 +68,7 @@ static __attribute__((noreturn)) void fail(int sock, const struct sandcell_error
  * and /proc/1/cmdline would show them to the code.  Zero them in place; the
  * range comes from /proc/self/stat (fields 48-51: arg_start, arg_end,
  * env_start, env_end).  Plain open/read: no malloc after clone. */
-static void scrub_cmdline(void)
+static int scrub_cmdline(void)
 {
 	char buf[2048];
 	unsigned long v[4];
@@ -77,15 +77,15 @@ static void scrub_cmdline(void)
 	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), field, i;
 
 	if (fd < 0)
-		return;
+		return -1;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return;
+		return -1;
 	buf[n] = '\0';
 	p = strrchr(buf, ')'); /* comm may contain spaces */
 	if (p == NULL)
-		return;
+		return -1;
 	/* after ") " comes field 3 */
 	for (field = 3, p += 2; field < 48 && *p; p++)
 		if (*p == ' ')
@@ -94,13 +94,14 @@ static void scrub_cmdline(void)
 		char *end;
 		v[i] = strtoul(p, &end, 10);
 		if (end == p)
-			return;
+			return -1;
 		p = end + (*end == ' ');
 	}
 	if (v[1] > v[0] && v[1] - v[0] < (64u << 20))
 		memset((void *)v[0], 0, v[1] - v[0]);
 	if (v[3] > v[2] && v[3] - v[2] < (64u << 20))
 		memset((void *)v[2], 0, v[3] - v[2]);
+	return 0;
 }
 
 /* Moves the declared stream fds to 0..3 without clobbering each other. */
@@ -304,7 +305,15 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 	}
 	close(ex[1]);
 	close(go[0]);
-	scrub_cmdline();
+	if (pid > 0 && scrub_cmdline() < 0) {
+		/* Fail closed: the code must not start next to a readable
+		 * copy of the caller's command line. */
+		struct sandcell_error err;
+		sc_err(&err, errno ? errno : EIO, "scrubbing the inherited command line");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail(c->sock, &err);
+	}
 	close(go[1]);
 	/* init keeps no stream: EOF on them must mean the code is gone. */
 	close(0);
@@ -324,7 +333,11 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		waitpid(pid, NULL, 0);
 		fail(c->sock, &err);
 	}
-	send_msg(c->sock, SC_MSG_STARTED, 0, (int)pid, NULL, -1);
+	if (send_msg(c->sock, SC_MSG_STARTED, 0, (int)pid, NULL, -1) < 0) {
+		/* The supervisor cannot account for this run: end it. */
+		kill(pid, SIGKILL);
+		_exit(1);
+	}
 	/* Reap everything re-parented to us; stop when the code itself ends.
 	 * Leaving then takes the rest of the namespace down with us. */
 	for (;;) {

@@ -334,10 +334,16 @@ static void supervise(struct run *rn)
 
 	st[2].buf = malloc(l->result_bytes ? l->result_bytes : 1);
 	rn->out_pipe[0] = rn->err_pipe[0] = rn->res_pipe[0] = -1;
-	if (in_eof)
+	if (in_eof) {
 		close_fd(&rn->in_pipe[1]);
-	else
-		fcntl(rn->in_pipe[1], F_SETFL, O_NONBLOCK);
+	} else if (fcntl(rn->in_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
+		/* A blocking stdin pipe could stall this loop and with it every
+		 * limit: stop the run instead. */
+		set_error(r, "pipes: cannot make the stdin pipe non-blocking");
+		kill_tree(rn);
+		in_eof = true;
+		close_fd(&rn->in_pipe[1]);
+	}
 
 	for (;;) {
 		struct pollfd p[7];
@@ -411,6 +417,12 @@ static void supervise(struct run *rn)
 			struct sc_msg m = { 0 };
 			int fd = -1;
 			if (recv_msg(rn->sock, &m, &fd) < 0) {
+				/* Lost contact with init before it said the code
+				 * started: that is a setup failure; stop the run. */
+				if (!r->code_started) {
+					set_error(r, "sandbox setup failed: lost the control socket");
+					kill_tree(rn);
+				}
 				close_fd(&rn->sock);
 			} else if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
 				rn->scratch_fd = fd;

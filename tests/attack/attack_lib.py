@@ -152,7 +152,7 @@ def sandbox_survivors(host_uid=None, sup_pid=None):
             continue
         if uid is None:
             continue
-        if IS_ROOT:
+        if IS_ROOT and (host_uid is None or host_uid >= 2000000000):
             hit = uid == host_uid if host_uid is not None else uid >= 2000000000
         elif tag is not None:
             try:
