@@ -90,6 +90,7 @@ struct sandcell_config {
 	int stderr_fd;
 	const char *output_dir;	     /* host dir for /output, NULL = discard */
 	const char *cgroup_parent;   /* relative cgroup path, NULL = default */
+	int cancel_fd;		     /* readable or hung up: stop the run (-1 = none) */
 	struct sandcell_limits limits;
 	unsigned flags;
 };
@@ -109,6 +110,13 @@ void sandcell_result_free(struct sandcell_result *r);
 const char *sandcell_result_mode(const struct sandcell_result *r);
 const char *const *sandcell_result_not_held(const struct sandcell_result *r);
 const char *sandcell_status_name(enum sandcell_status s);
+
+/* Runs cfg on a warm server (sandcell serve) instead of cold: same
+ * options, same report (returned as JSON text, malloc'd) and exit code.
+ * Input and output paths must be absolute; the caller's stdin, stdout and
+ * stderr fds are passed to the server. */
+int sandcell_run_remote(const char *socket_path, const struct sandcell_config *cfg,
+			char **report_json, int *exit_code, struct sandcell_error *err);
 
 /* The seccomp policy: the compiled filter exactly as installed (struct
  * sock_filter[], malloc'd), and the declared table it was built from as a

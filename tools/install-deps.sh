@@ -3,7 +3,7 @@
 # non-root user it only reports what is missing.
 set -eu
 PKGS="build-essential clang libclang-rt-14-dev pkg-config libseccomp-dev seccomp libjansson-dev libmd-dev
-python3 python3-pytest python3-numpy python3-pandas python3-matplotlib bubblewrap util-linux
+python3 python3-dev python3-pytest python3-numpy python3-pandas python3-matplotlib bubblewrap util-linux
 strace cppcheck hyperfine procps"
 missing=""
 for p in $PKGS; do

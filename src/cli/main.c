@@ -24,6 +24,8 @@ static const char usage_text[] =
 	"Usage: sandcell run [OPTIONS] FILE.py [ARGS...]\n"
 	"       sandcell run [OPTIONS] -c CODE [ARGS...]\n"
 	"       sandcell policy --json | --dump-bpf FILE\n"
+	"       sandcell serve --socket PATH [--slots N] [--preload MODULES] ...\n"
+	"       sandcell selftest [--json]\n"
 	"       sandcell selftest [--json]   check that the confinement holds on this host\n"
 	"\n"
 	"Inputs and outputs:\n"
@@ -40,6 +42,7 @@ static const char usage_text[] =
 	"  --output-files N (1000)  --output-bytes SIZE (512M)\n"
 	"Sandbox:\n"
 	"  --python PATH          interpreter (default /usr/bin/python3)\n"
+	"  --server PATH          run on a warm server (sandcell serve) instead of cold\n"
 	"  --cgroup-parent PATH   delegated cgroup to create runs under\n"
 	"  --allow-reduced        run with Landlock, seccomp and rlimits only when\n"
 	"                         user namespaces or cgroups are unavailable\n"
@@ -111,7 +114,7 @@ static void split_eq(const char *opt, const char *arg, char **name, const char *
 enum {
 	OPT_INPUT = 256, OPT_STDIN, OPT_VALUE, OPT_VALUES, OPT_OUTPUT, OPT_REPORT, OPT_WALL,
 	OPT_CPU, OPT_MEMORY, OPT_PIDS, OPT_DISK, OPT_FILES, OPT_STDOUT_LIMIT, OPT_RESULT_LIMIT,
-	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED,
+	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED, OPT_SERVER,
 };
 
 static const struct option long_opts[] = {
@@ -134,6 +137,7 @@ static const struct option long_opts[] = {
 	{ "python", required_argument, NULL, OPT_PYTHON },
 	{ "cgroup-parent", required_argument, NULL, OPT_CGROUP },
 	{ "allow-reduced", no_argument, NULL, OPT_REDUCED },
+	{ "server", required_argument, NULL, OPT_SERVER },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -172,13 +176,66 @@ static int write_report(const char *path, const char *json)
 	return fclose(f);
 }
 
+/* Makes a path absolute against our cwd: the server has its own. */
+static char *absolute(const char *p)
+{
+	char cwd[4096], *out;
+
+	if (p[0] == '/')
+		return strdup(p);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		die_usage("getcwd: %s", strerror(errno));
+	if (asprintf(&out, "%s/%s", cwd, p) < 0)
+		die_usage("out of memory");
+	return out;
+}
+
+static int run_remote(const char *server, struct sandcell_config *cfg, const char *report,
+		      struct sandcell_input *inputs, size_t n_inputs)
+{
+	struct sandcell_error e = { 0, "" };
+	char *json = NULL, *out_dir = NULL;
+	int rc;
+	size_t i;
+
+	for (i = 0; i < n_inputs; i++) {
+		char *real = realpath(inputs[i].path, NULL);
+		if (real == NULL)
+			die_usage("input '%s' (%s): %s", inputs[i].name, inputs[i].path, strerror(errno));
+		inputs[i].path = real;
+	}
+	if (cfg->output_dir)
+		cfg->output_dir = out_dir = absolute(cfg->output_dir);
+	if (sandcell_run_remote(server, cfg, &json, &rc, &e) < 0) {
+		fprintf(stderr, "sandcell: %s\n", e.msg);
+		return SANDCELL_EXIT_SANDBOX;
+	}
+	if (rc == SANDCELL_EXIT_USAGE || rc == SANDCELL_EXIT_SANDBOX) {
+		/* The server's one-line reason, as a cold run prints it. */
+		const char *p = strstr(json, "\"reason\":");
+		if (p) {
+			p = strchr(p + 9, '"');
+			const char *q = p ? strchr(p + 1, '"') : NULL;
+			if (p && q)
+				fprintf(stderr, "sandcell: %.*s\n", (int)(q - p - 1), p + 1);
+		}
+	}
+	if (report && write_report(report, json) < 0) {
+		fprintf(stderr, "sandcell: cannot write the report to %s: %s\n", report, strerror(errno));
+		rc = SANDCELL_EXIT_SANDBOX;
+	}
+	free(json);
+	free(out_dir);
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct sandcell_config cfg;
 	struct sandcell_input *inputs = NULL;
 	struct sandcell_result *res = NULL;
 	struct sandcell_error e = { 0, "" };
-	const char *report = NULL, *inline_code = NULL, *stdin_file = NULL;
+	const char *report = NULL, *inline_code = NULL, *stdin_file = NULL, *server = NULL;
 	char *values = NULL, *code_buf = NULL;
 	size_t n_inputs = 0;
 	int c, rc;
@@ -242,6 +299,7 @@ static int cmd_run(int argc, char **argv)
 		case OPT_PYTHON: cfg.python = optarg; break;
 		case OPT_CGROUP: cfg.cgroup_parent = optarg; break;
 		case OPT_REDUCED: cfg.flags |= SANDCELL_ALLOW_REDUCED; break;
+		case OPT_SERVER: server = optarg; break;
 		case ':': die_usage("option '%s' needs an argument", argv[optind - 1]);
 		default: die_usage("unknown option '%s'", argv[optind - 1]);
 		}
@@ -272,6 +330,8 @@ static int cmd_run(int argc, char **argv)
 			die_usage("--stdin %s: %s", stdin_file, strerror(errno));
 	}
 
+	if (server)
+		return run_remote(server, &cfg, report, inputs, n_inputs);
 	if (sandcell_run(&cfg, &res, &e) < 0)
 		die_usage("%s", e.msg);
 	rc = sandcell_result_exit_code(res);
@@ -372,6 +432,21 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "policy") == 0)
 		return cmd_policy(argc - 1, argv + 1);
+	if (strcmp(argv[1], "serve") == 0) {
+		/* The warm server is its own binary next to this one: it embeds
+		 * libpython, which cold runs should never pay for. */
+		char self[4096], *slash;
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 32);
+		if (n <= 0)
+			die_usage("cannot find the sandcell-warm binary");
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		strcpy(slash ? slash + 1 : self, "sandcell-warm");
+		argv[1] = self;
+		execv(self, argv + 1);
+		fprintf(stderr, "sandcell: cannot start %s: %s\n", self, strerror(errno));
+		return SANDCELL_EXIT_SANDBOX;
+	}
 	if (strcmp(argv[1], "selftest") == 0) return sandcell_selftest(argc - 1, argv + 1);
 	die_usage("unknown command '%s'", argv[1]);
 }

@@ -27,6 +27,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+sc_exec_hook sc_exec_hook_fn;
+
+void sc_set_exec_hook(sc_exec_hook hook)
+{
+	sc_exec_hook_fn = hook;
+}
+
 static int send_msg(int sock, int type, int e, int value, const char *text, int pass_fd)
 {
 	struct sc_msg m;
@@ -297,6 +304,12 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		/* Wait until init has scrubbed its copy of the caller's argv. */
 		while (read(go[0], &b, 1) < 0 && errno == EINTR)
 			;
+		if (sc_exec_hook_fn) {
+			/* Warm: no exec will close the pipe, so say "started"
+			 * by closing it ourselves, then run in-process. */
+			close(ex[1]);
+			sc_exec_hook_fn(c->argv, c->envp); /* does not return */
+		}
 		execve(c->argv[0], (char *const *)c->argv, (char *const *)c->envp);
 		e = errno;
 		if (write(ex[1], &e, sizeof(e)) < 0)

@@ -238,6 +238,29 @@ struct sandcell_result {
 	struct sc_isolation iso;
 };
 
+/* ---- protocol.c: the warm server's requests (docs/protocol.md) ---- */
+#define SC_REQUEST_MAX (80u << 20)
+struct sc_request {
+	struct sandcell_config cfg;	/* strings point into root */
+	struct sandcell_input *inputs;
+	const char **args;
+	char *values;
+	struct json_t *root;
+};
+char *sc_request_build(const struct sandcell_config *cfg);
+int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct sandcell_error *err);
+void sc_request_free(struct sc_request *q);
+int sc_frame_send(int fd, const char *buf, size_t len, const int *fds, size_t n_fds);
+/* *n_fds: in, how many fds to accept; out, how many arrived. */
+int sc_frame_recv(int fd, char **out, size_t *len, size_t max, int *fds, size_t *n_fds,
+		  int timeout_ms, struct sandcell_error *err);
+
+/* In-process execution for warm runs: when set, the sandbox runs the code
+ * by calling this instead of execve (the interpreter is already loaded). */
+typedef void (*sc_exec_hook)(const char *const *argv, const char *const *envp);
+void sc_set_exec_hook(sc_exec_hook hook);
+extern sc_exec_hook sc_exec_hook_fn;
+
 /* ---- report.c ---- */
 char *sc_report_render(const struct sandcell_result *r);
 

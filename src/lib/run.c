@@ -48,6 +48,7 @@ void sandcell_config_init(struct sandcell_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->python = "/usr/bin/python3";
 	cfg->stdin_fd = -1;
+	cfg->cancel_fd = -1;
 	cfg->stdout_fd = 1;
 	cfg->stderr_fd = 2;
 	cfg->limits.wall_sec = 30;
@@ -284,7 +285,7 @@ struct run {
 	int pidfd, sock, scratch_fd, out_dirfd;
 	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
 	pid_t pid;
-	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit;
+	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
 	bool reduced;
 	char workdir[1024];	/* reduced mode's private host directory */
 	int wait_status;
@@ -346,8 +347,9 @@ static void supervise(struct run *rn)
 	}
 
 	for (;;) {
-		struct pollfd p[7];
-		int np = 0, idx_sock = -1, idx_pid = -1, idx_in = -1, idx_inw = -1, idx_st[3];
+		struct pollfd p[8];
+		int np = 0, idx_sock = -1, idx_pid = -1, idx_in = -1, idx_inw = -1, idx_cancel = -1,
+		    idx_st[3];
 		double now = now_sec();
 		int timeout, i;
 
@@ -390,6 +392,10 @@ static void supervise(struct run *rn)
 			idx_pid = np;
 			p[np++] = (struct pollfd){ rn->pidfd, POLLIN, 0 };
 		}
+		if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !rn->init_exited) {
+			idx_cancel = np;
+			p[np++] = (struct pollfd){ rn->cfg->cancel_fd, POLLIN, 0 };
+		}
 		if (!in_eof && in_off == in_len) {
 			idx_in = np;
 			p[np++] = (struct pollfd){ in_src, POLLIN, 0 };
@@ -409,6 +415,13 @@ static void supervise(struct run *rn)
 			set_error(r, "poll failed");
 			kill_tree(rn);
 			break;
+		}
+		if (idx_cancel >= 0 && p[idx_cancel].revents) {
+			/* The caller went away (e.g. a warm client disconnected):
+			 * the run is killed and its resources freed. */
+			rn->cancelled = true;
+			set_error(r, "run cancelled: the client went away");
+			kill_tree(rn);
 		}
 		for (i = 0; i < 3; i++)
 			if (idx_st[i] >= 0 && p[idx_st[i]].revents)

@@ -1,0 +1,471 @@
+/*
+ * The warm server's wire protocol (docs/protocol.md).  A request is one
+ * frame: a 4-byte little-endian length, then a JSON object describing the
+ * run; it arrives with exactly three fds (stdin, stdout, stderr) as
+ * SCM_RIGHTS.  The answer is one frame holding the JSON report.  Requests
+ * come from other processes, so parsing is strict: size and depth caps,
+ * duplicate keys and unknown fields rejected, every type checked.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LIMIT_KEYS                                                              \
+	X(wall_sec, real) X(cpu_sec, real) X(memory_bytes, u64) X(pids, u64)    \
+	X(disk_bytes, u64) X(disk_inodes, u64) X(open_files, u64)               \
+	X(stream_bytes, u64) X(output_files, u64) X(output_bytes, u64)          \
+	X(output_depth, u64) X(result_bytes, u64)
+
+static uint64_t *lim_u64(struct sandcell_limits *l, const char *k)
+{
+	if (!strcmp(k, "memory_bytes")) return &l->memory;
+	if (!strcmp(k, "pids")) return &l->pids;
+	if (!strcmp(k, "disk_bytes")) return &l->disk;
+	if (!strcmp(k, "disk_inodes")) return &l->disk_inodes;
+	if (!strcmp(k, "open_files")) return &l->files;
+	if (!strcmp(k, "stream_bytes")) return &l->stream;
+	if (!strcmp(k, "output_files")) return &l->output_files;
+	if (!strcmp(k, "output_bytes")) return &l->output_bytes;
+	if (!strcmp(k, "output_depth")) return &l->output_depth;
+	if (!strcmp(k, "result_bytes")) return &l->result_bytes;
+	return NULL;
+}
+
+char *sc_request_build(const struct sandcell_config *cfg)
+{
+	json_t *r = json_object(), *in = json_array(), *args = json_array(), *lim = json_object();
+	const struct sandcell_limits *l = &cfg->limits;
+	json_t *vals = NULL;
+	char *out;
+	size_t i;
+
+	json_object_set_new(r, "v", json_integer(1));
+	json_object_set_new(r, "code", json_stringn(cfg->code, cfg->code_len));
+	json_object_set_new(r, "code_name", cfg->code_name ? json_string(cfg->code_name) : json_null());
+	for (i = 0; i < cfg->n_args; i++)
+		json_array_append_new(args, json_string(cfg->args[i]));
+	json_object_set_new(r, "args", args);
+	for (i = 0; i < cfg->n_inputs; i++)
+		json_array_append_new(in, json_pack("{s:s,s:s}", "name", cfg->inputs[i].name, "path",
+						    cfg->inputs[i].path));
+	json_object_set_new(r, "inputs", in);
+	if (cfg->values_json)
+		vals = json_loads(cfg->values_json, JSON_REJECT_DUPLICATES, NULL);
+	json_object_set_new(r, "values", vals ? vals : json_null());
+	json_object_set_new(r, "output_dir", cfg->output_dir ? json_string(cfg->output_dir) : json_null());
+	json_object_set_new(r, "python", json_string(cfg->python));
+	json_object_set_new(r, "cgroup_parent",
+			    cfg->cgroup_parent ? json_string(cfg->cgroup_parent) : json_null());
+	json_object_set_new(r, "allow_reduced", json_boolean(cfg->flags & SANDCELL_ALLOW_REDUCED));
+	json_object_set_new(lim, "wall_sec", json_real(l->wall_sec));
+	json_object_set_new(lim, "cpu_sec", json_real(l->cpu_sec));
+#define X(k, t) if (strcmp(#t, "u64") == 0) json_object_set_new(lim, #k, json_integer((json_int_t)*lim_u64((struct sandcell_limits *)l, #k)));
+	LIMIT_KEYS
+#undef X
+	json_object_set_new(r, "limits", lim);
+	/* Any string that is not valid UTF-8 made json_string return NULL
+	 * above and the key is missing: the server will reject the request
+	 * with a clear message rather than run something else. */
+	out = json_dumps(r, JSON_COMPACT);
+	json_decref(r);
+	return out;
+}
+
+static int bad(struct sandcell_error *err, const char *what)
+{
+	sc_err(err, 0, "request: %s", what);
+	if (err)
+		err->code = EINVAL;
+	return -1;
+}
+
+static const char *get_str(json_t *o, const char *k, bool nullable, int *rc, struct sandcell_error *err)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (v == NULL || (json_is_null(v) && !nullable) || (!json_is_null(v) && !json_is_string(v))) {
+		char m[96];
+		snprintf(m, sizeof(m), "'%s' must be a string%s", k, nullable ? " or null" : "");
+		*rc = bad(err, m);
+		return NULL;
+	}
+	return json_is_null(v) ? NULL : json_string_value(v);
+}
+
+void sc_request_free(struct sc_request *q)
+{
+	free(q->inputs);
+	free(q->args);
+	free(q->values);
+	json_decref(q->root);
+	memset(q, 0, sizeof(*q));
+}
+
+int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct sandcell_error *err)
+{
+	static const char *const known[] = { "v", "code", "code_name", "args", "inputs", "values",
+					     "output_dir", "python", "cgroup_parent", "allow_reduced",
+					     "limits" };
+	json_t *root = NULL, *v, *lim;
+	const char *key;
+	size_t i;
+	int rc = 0;
+
+	memset(q, 0, sizeof(*q));
+	if (sc_json_parse(buf, len, SC_REQUEST_MAX, SC_JSON_MAX_DEPTH, &root, err) < 0)
+		return sc_err_wrap(err, "request");
+	q->root = root;
+	if (!json_is_object(root)) {
+		rc = bad(err, "not a JSON object");
+		goto fail;
+	}
+	json_object_foreach(root, key, v) {
+		bool ok = false;
+		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			ok |= strcmp(key, known[i]) == 0;
+		if (!ok) {
+			char m[200];
+			snprintf(m, sizeof(m), "unknown field '%.64s'", key);
+			rc = bad(err, m);
+			goto fail;
+		}
+	}
+	v = json_object_get(root, "v");
+	if (!json_is_integer(v) || json_integer_value(v) != 1) {
+		rc = bad(err, "unsupported protocol version (want \"v\": 1)");
+		goto fail;
+	}
+	sandcell_config_init(&q->cfg);
+	v = json_object_get(root, "code");
+	if (!json_is_string(v)) {
+		rc = bad(err, "'code' must be a string");
+		goto fail;
+	}
+	q->cfg.code = json_string_value(v);
+	q->cfg.code_len = json_string_length(v);
+	q->cfg.code_name = get_str(root, "code_name", true, &rc, err);
+	if (rc < 0)
+		goto fail;
+	q->cfg.python = get_str(root, "python", false, &rc, err);
+	if (rc < 0)
+		goto fail;
+	q->cfg.output_dir = get_str(root, "output_dir", true, &rc, err);
+	if (rc < 0)
+		goto fail;
+	q->cfg.cgroup_parent = get_str(root, "cgroup_parent", true, &rc, err);
+	if (rc < 0)
+		goto fail;
+	v = json_object_get(root, "allow_reduced");
+	if (!json_is_boolean(v)) {
+		rc = bad(err, "'allow_reduced' must be a boolean");
+		goto fail;
+	}
+	if (json_is_true(v))
+		q->cfg.flags |= SANDCELL_ALLOW_REDUCED;
+
+	v = json_object_get(root, "args");
+	if (!json_is_array(v) || json_array_size(v) > 256) {
+		rc = bad(err, "'args' must be an array of at most 256 strings");
+		goto fail;
+	}
+	q->args = calloc(json_array_size(v) + 1, sizeof(char *));
+	if (q->args == NULL) {
+		rc = sc_err(err, ENOMEM, "request");
+		goto fail;
+	}
+	for (i = 0; i < json_array_size(v); i++) {
+		json_t *a = json_array_get(v, i);
+		if (!json_is_string(a) || strlen(json_string_value(a)) != json_string_length(a)) {
+			rc = bad(err, "'args' must hold strings without NUL bytes");
+			goto fail;
+		}
+		q->args[i] = json_string_value(a);
+	}
+	q->cfg.args = q->args;
+	q->cfg.n_args = json_array_size(v);
+
+	v = json_object_get(root, "inputs");
+	if (!json_is_array(v) || json_array_size(v) > 1024) {
+		rc = bad(err, "'inputs' must be an array of at most 1024 objects");
+		goto fail;
+	}
+	q->inputs = calloc(json_array_size(v) + 1, sizeof(*q->inputs));
+	if (q->inputs == NULL) {
+		rc = sc_err(err, ENOMEM, "request");
+		goto fail;
+	}
+	for (i = 0; i < json_array_size(v); i++) {
+		json_t *o = json_array_get(v, i), *n, *p;
+		if (!json_is_object(o) || json_object_size(o) != 2 ||
+		    !json_is_string(n = json_object_get(o, "name")) ||
+		    !json_is_string(p = json_object_get(o, "path")) ||
+		    json_string_value(p)[0] != '/' ||
+		    strlen(json_string_value(p)) != json_string_length(p)) {
+			rc = bad(err, "each input must be {\"name\": NAME, \"path\": ABSOLUTE PATH}");
+			goto fail;
+		}
+		if (sandcell_check_name(json_string_value(n), err) < 0) {
+			rc = sc_err_wrap(err, "request: input");
+			goto fail;
+		}
+		q->inputs[i].name = json_string_value(n);
+		q->inputs[i].path = json_string_value(p);
+	}
+	q->cfg.inputs = q->inputs;
+	q->cfg.n_inputs = json_array_size(v);
+
+	v = json_object_get(root, "values");
+	if (v == NULL || !(json_is_null(v) || json_is_object(v))) {
+		rc = bad(err, "'values' must be an object or null");
+		goto fail;
+	}
+	if (json_is_object(v)) {
+		q->values = json_dumps(v, JSON_COMPACT);
+		if (q->values == NULL) {
+			rc = sc_err(err, ENOMEM, "request");
+			goto fail;
+		}
+		q->cfg.values_json = q->values;
+	}
+	if (q->cfg.output_dir && q->cfg.output_dir[0] != '/') {
+		rc = bad(err, "'output_dir' must be an absolute path");
+		goto fail;
+	}
+
+	lim = json_object_get(root, "limits");
+	if (!json_is_object(lim)) {
+		rc = bad(err, "'limits' must be an object");
+		goto fail;
+	}
+	json_object_foreach(lim, key, v) {
+		uint64_t *u = lim_u64(&q->cfg.limits, key);
+		if (strcmp(key, "wall_sec") == 0 || strcmp(key, "cpu_sec") == 0) {
+			double d = json_is_number(v) ? json_number_value(v) : -1;
+			if (!(d > 0 && d <= 1e7)) {
+				rc = bad(err, "time limits must be numbers in (0, 1e7]");
+				goto fail;
+			}
+			*(key[0] == 'w' ? &q->cfg.limits.wall_sec : &q->cfg.limits.cpu_sec) = d;
+		} else if (u != NULL) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0) {
+				char m[128];
+				snprintf(m, sizeof(m), "limit '%.64s' must be a non-negative integer", key);
+				rc = bad(err, m);
+				goto fail;
+			}
+			*u = (uint64_t)json_integer_value(v);
+		} else {
+			char m[128];
+			snprintf(m, sizeof(m), "unknown limit '%.64s'", key);
+			rc = bad(err, m);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	sc_request_free(q);
+	return rc < 0 ? rc : -1;
+}
+
+/* ---- framing: 4-byte little-endian length, then the bytes ---- */
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int sc_frame_send(int fd, const char *buf, size_t len, const int *fds, size_t n_fds)
+{
+	unsigned char hdr[4] = { (unsigned char)len, (unsigned char)(len >> 8),
+				 (unsigned char)(len >> 16), (unsigned char)(len >> 24) };
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { hdr, sizeof(hdr) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (len > UINT32_MAX || n_fds > 4)
+		return -1;
+	if (n_fds > 0) {
+		struct cmsghdr *c;
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+	}
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(hdr))
+		return -1;
+	return write_full(fd, buf, len);
+}
+
+/* Reads exactly len bytes, giving up after timeout_ms of silence. */
+static int read_full(int fd, char *buf, size_t len, int timeout_ms)
+{
+	while (len > 0) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+		int r = poll(&p, 1, timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			errno = r == 0 ? ETIMEDOUT : errno;
+			return -1;
+		}
+		n = recv(fd, buf, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			errno = n == 0 ? EPIPE : errno;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int sc_frame_recv(int fd, char **out, size_t *len, size_t max, int *fds, size_t *n_fds,
+		  int timeout_ms, struct sandcell_error *err)
+{
+	unsigned char hdr[4];
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 8)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { hdr, sizeof(hdr) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+			     .msg_controllen = sizeof(u.b) };
+	struct pollfd p = { fd, POLLIN, 0 };
+	size_t want = n_fds ? *n_fds : 0, got = 0, size;
+	struct cmsghdr *c;
+	ssize_t n;
+	char *buf;
+
+	*out = NULL;
+	if (n_fds)
+		*n_fds = 0;
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return sc_err(err, ETIMEDOUT, "protocol: no frame");
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+	/* Keep the fds we were promised, close anything else. */
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k, cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < cnt; k++) {
+			int f;
+			memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+			if (got < want)
+				fds[got++] = f;
+			else
+				close(f);
+		}
+	}
+	if (n_fds)
+		*n_fds = got;
+	if (n == 0)
+		return sc_err(err, EPIPE, "protocol: connection closed before a frame");
+	if (n != (ssize_t)sizeof(hdr) || (mh.msg_flags & MSG_CTRUNC))
+		return sc_err(err, EPROTO, "protocol: truncated frame header");
+	size = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
+	if (size > max)
+		return sc_err(err, EMSGSIZE, "protocol: frame of %zu bytes exceeds the limit of %zu", size,
+			      max);
+	buf = malloc(size + 1);
+	if (buf == NULL)
+		return sc_err(err, ENOMEM, "protocol");
+	if (read_full(fd, buf, size, timeout_ms) < 0) {
+		int e = errno;
+		free(buf);
+		return sc_err(err, e, "protocol: truncated frame (%zu bytes announced)", size);
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*len = size;
+	return 0;
+}
+
+int sandcell_run_remote(const char *socket_path, const struct sandcell_config *cfg,
+			char **report, int *exit_code, struct sandcell_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fds[3] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd };
+	int s, nullfd = -1, rc = -1;
+	char *req = NULL, *resp = NULL;
+	size_t rlen;
+	json_t *j = NULL;
+
+	*report = NULL;
+	*exit_code = SANDCELL_EXIT_SANDBOX;
+	if (strlen(socket_path) >= sizeof(sa.sun_path))
+		return sc_err(err, ENAMETOOLONG, "server socket %s", socket_path);
+	strcpy(sa.sun_path, socket_path);
+	if (fds[0] < 0) {
+		nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		fds[0] = nullfd;
+	}
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		sc_err(err, errno, "cannot reach the sandcell server at %s", socket_path);
+		goto out;
+	}
+	req = sc_request_build(cfg);
+	if (req == NULL) {
+		sc_err(err, EINVAL, "cannot encode the request (names, paths and code must be UTF-8)");
+		goto out;
+	}
+	if (sc_frame_send(s, req, strlen(req), fds, 3) < 0) {
+		sc_err(err, errno, "sending the request to %s", socket_path);
+		goto out;
+	}
+	/* The answer comes when the run is over: no timeout of our own, the
+	 * server enforces the wall clock and the queue timeout. */
+	if (sc_frame_recv(s, &resp, &rlen, 64u << 20, NULL, NULL, -1, err) < 0) {
+		sc_err_wrap(err, "server %s", socket_path);
+		goto out;
+	}
+	j = json_loadb(resp, rlen, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(j) || !json_is_integer(json_object_get(j, "exit_code"))) {
+		sc_err(err, EPROTO, "server %s sent a malformed report", socket_path);
+		goto out;
+	}
+	*exit_code = (int)json_integer_value(json_object_get(j, "exit_code"));
+	*report = resp;
+	resp = NULL;
+	rc = 0;
+out:
+	json_decref(j);
+	free(resp);
+	free(req);
+	if (s >= 0)
+		close(s);
+	if (nullfd >= 0)
+		close(nullfd);
+	return rc;
+}

@@ -1,0 +1,528 @@
+/*
+ * sandcell-warm: the warm server behind `sandcell serve`.
+ *
+ * One process holds a template interpreter (CPython embedded, with numpy,
+ * pandas and matplotlib already imported).  It never runs user code: for
+ * each request it forks a worker, and the worker runs the request through
+ * the very same sandcell_run() as a cold run, with one difference: where a
+ * cold run would execve python, the sandboxed child (by then in its own
+ * namespaces, cgroup, uid, Landlock domain and seccomp filter, with its own
+ * /tmp, /input and /output) runs the code in the interpreter it inherited.
+ *
+ * Trade-offs (docs/warm.md): every child shares the template's memory
+ * layout (ASLR), so the template re-executes itself after --respawn-runs
+ * runs or --respawn-seconds; BLAS pools are pinned to one thread before
+ * the imports, so the template has a single thread when it forks; RNGs are
+ * reseeded in every child.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SLOTS 256
+#define REQUEST_TIMEOUT_MS 10000
+
+struct opts {
+	const char *socket;
+	const char *python;
+	const char *preload;
+	long slots, queue, respawn_runs;
+	double queue_timeout, respawn_seconds;
+};
+
+struct pending {
+	int fd;
+	double since;
+};
+
+static const char *template_home;
+
+static double now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sandcell serve: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A report-shaped answer for requests refused before any run. */
+static void send_refusal(int fd, const char *why)
+{
+	json_t *j = json_pack("{s:i,s:s,s:s,s:i,s:s}", "schema", SANDCELL_REPORT_SCHEMA, "status",
+			      "sandbox-error", "reason", why, "exit_code", SANDCELL_EXIT_SANDBOX, "error", why);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (s)
+		sc_frame_send(fd, s, strlen(s), NULL, 0);
+	free(s);
+	json_decref(j);
+}
+
+/* ---- the sandboxed side: run the code in the inherited interpreter ---- */
+
+/* Runs in the sandboxed child.  Everything lives in a function: the
+ * bootstrap below reuses __main__'s namespace for the user's code and
+ * clears it, and the exit path must not depend on module globals. */
+static const char warm_boot[] =
+	"def _sc_warm(argv, env):\n"
+	"    import atexit, io, os, random, signal, sys, threading\n"
+	"    os.environ.clear()\n"
+	"    for kv in env:\n"
+	"        k, _, v = kv.partition('=')\n"
+	"        os.environ[k] = v\n"
+	"    sys.argv = list(argv[3:])\n"
+	"    sys.dont_write_bytecode = True\n"
+	/* fresh std streams on the run's pipes, buffered as python3 does */
+	"    def stream(fd, mode, errors, lb):\n"
+	"        raw = io.FileIO(fd, mode, closefd=False)\n"
+	"        buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)\n"
+	"        return io.TextIOWrapper(buf, encoding='utf-8', errors=errors, line_buffering=lb)\n"
+	"    sys.stdin = sys.__stdin__ = stream(0, 'r', 'strict', False)\n"
+	"    sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)\n"
+	"    sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)\n"
+	"    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+	/* every run gets its own random state, never the template's */
+	"    random.seed()\n"
+	"    if 'numpy' in sys.modules:\n"
+	"        sys.modules['numpy'].random.seed()\n"
+	"    d = sys.modules['__main__'].__dict__\n"
+	"    d['__file__'] = sys.argv[0]\n"
+	"    with open(sys.argv[0], 'rb') as f:\n"
+	"        src = f.read()\n"
+	"    code = 0\n"
+	"    try:\n"
+	"        exec(compile(src, sys.argv[0], 'exec'), d)\n"
+	"    except SystemExit as e:\n"
+	"        if e.code is None:\n"
+	"            code = 0\n"
+	"        elif isinstance(e.code, int):\n"
+	"            code = e.code & 0xff\n"
+	"        else:\n"
+	"            print(e.code, file=sys.stderr)\n"
+	"            code = 1\n"
+	/* What interpreter shutdown does that a program can see: join
+	 * non-daemon threads, run atexit, flush.  Tearing down numpy, pandas
+	 * and matplotlib is skipped: nothing can observe it. */
+	"    threading._shutdown()\n"
+	"    atexit._run_exitfuncs()\n"
+	"    for s in (sys.stdout, sys.stderr):\n"
+	"        try:\n"
+	"            s.flush()\n"
+	"        except Exception:\n"
+	"            code = code or 120\n"
+	"    os._exit(code)\n"
+	"_sc_warm(_sc_argv, _sc_env)\n";
+
+static PyObject *str_list(const char *const *v, size_t skip_none)
+{
+	PyObject *l = PyList_New(0);
+	size_t i;
+
+	(void)skip_none;
+	for (i = 0; l && v[i]; i++) {
+		PyObject *s = PyUnicode_DecodeFSDefault(v[i]);
+		if (s == NULL || PyList_Append(l, s) < 0) {
+			Py_XDECREF(s);
+			Py_DECREF(l);
+			return NULL;
+		}
+		Py_DECREF(s);
+	}
+	return l;
+}
+
+static void warm_exec(const char *const *argv, const char *const *envp)
+{
+	PyObject *main_mod, *d, *a, *e;
+	int rc;
+
+	PyOS_AfterFork_Child();
+	main_mod = PyImport_AddModule("__main__");
+	d = main_mod ? PyModule_GetDict(main_mod) : NULL;
+	a = str_list(argv, 0);
+	e = str_list(envp, 0);
+	if (d == NULL || a == NULL || e == NULL || PyDict_SetItemString(d, "_sc_argv", a) < 0 ||
+	    PyDict_SetItemString(d, "_sc_env", e) < 0) {
+		PyErr_Print();
+		_exit(127);
+	}
+	Py_DECREF(a);
+	Py_DECREF(e);
+	/* SystemExit inside exits the process with its code, as python3. */
+	rc = PyRun_SimpleString(warm_boot);
+	if (Py_FinalizeEx() < 0 && rc == 0)
+		rc = 120;
+	_exit(rc == 0 ? 0 : (rc == 120 ? 120 : 1));
+}
+
+/* ---- the worker: one request, one run ---- */
+
+static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
+{
+	struct sandcell_error err = { 0, "" };
+	struct sandcell_result *res = NULL;
+	struct sc_request q;
+	int fds[3] = { -1, -1, -1 };
+	size_t n_fds = 3, len;
+	char *buf = NULL, *report;
+
+	if (sc_frame_recv(conn, &buf, &len, SC_REQUEST_MAX, fds, &n_fds, REQUEST_TIMEOUT_MS, &err) < 0) {
+		send_refusal(conn, err.msg);
+		_exit(1);
+	}
+	if (n_fds != 3) {
+		send_refusal(conn, "protocol: a request carries exactly three fds (stdin, stdout, stderr)");
+		_exit(1);
+	}
+	if (sc_request_parse(buf, len, &q, &err) < 0) {
+		send_refusal(conn, err.msg);
+		_exit(1);
+	}
+	if (strcmp(q.cfg.python, o->python) != 0) {
+		char m[600];
+		snprintf(m, sizeof(m), "this server's template is %s, not %s", o->python, q.cfg.python);
+		send_refusal(conn, m);
+		_exit(1);
+	}
+	q.cfg.stdin_fd = fds[0];
+	q.cfg.stdout_fd = fds[1];
+	q.cfg.stderr_fd = fds[2];
+	/* The client hanging up ends the run and frees its resources. */
+	q.cfg.cancel_fd = conn;
+	if (sandcell_run(&q.cfg, &res, &err) < 0) {
+		/* Invalid configuration: the client's usage error. */
+		json_t *j = json_pack("{s:i,s:s,s:s,s:i,s:s}", "schema", SANDCELL_REPORT_SCHEMA, "status",
+				      "usage-error", "reason", err.msg, "exit_code", SANDCELL_EXIT_USAGE,
+				      "error", err.msg);
+		char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		if (s)
+			sc_frame_send(conn, s, strlen(s), NULL, 0);
+		_exit(1);
+	}
+	report = sandcell_report_json(res);
+	if (report)
+		sc_frame_send(conn, report, strlen(report), NULL, 0);
+	_exit(0);
+}
+
+/* ---- the template ---- */
+
+static int init_python(const struct opts *o)
+{
+	PyConfig config;
+	PyStatus st;
+	char code[1024];
+	char *list, *tok, *save = NULL;
+	wchar_t *w;
+
+	PyConfig_InitIsolatedConfig(&config);
+	config.write_bytecode = 0;
+	w = Py_DecodeLocale(o->python, NULL);
+	if (w) {
+		PyConfig_SetString(&config, &config.program_name, w);
+		PyConfig_SetString(&config, &config.executable, w);
+		PyMem_RawFree(w);
+	}
+	st = Py_InitializeFromConfig(&config);
+	PyConfig_Clear(&config);
+	if (PyStatus_Exception(st))
+		return -1;
+	if (PyRun_SimpleString("import io, os, sys, json, types, random, signal, runpy") < 0)
+		return -1;
+	list = strdup(o->preload);
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (tok[0] == '\0')
+			continue;
+		snprintf(code, sizeof(code), "import %s", tok);
+		if (PyRun_SimpleString(code) < 0) {
+			logmsg("preloading %s failed", tok);
+			free(list);
+			return -1;
+		}
+		if (strcmp(tok, "matplotlib") == 0)
+			PyRun_SimpleString("import matplotlib; matplotlib.use('Agg')");
+	}
+	free(list);
+	/* Objects that survive the preload never move to a young generation
+	 * again: the collector stops touching (and copying) their pages in
+	 * every forked child. */
+	PyRun_SimpleString("import gc; gc.collect(); gc.freeze()");
+	return 0;
+}
+
+static int listen_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int s;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		logmsg("socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	/* Replace a stale socket, never any other file. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			logmsg("%s exists and is not a socket", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	s = socket(AF_UNIX, SOCK_STREAM, 0); /* inherited across respawn */
+	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(s, 128) < 0) {
+		logmsg("cannot listen on %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return s;
+}
+
+/* Only the server's own uid may run code through it: a request names host
+ * paths, which the server opens with its own rights. */
+static bool peer_allowed(int fd)
+{
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) == 0 && cr.uid == geteuid();
+}
+
+static void usage(void)
+{
+	fputs("Usage: sandcell serve --socket PATH [--slots N] [--queue N] [--queue-timeout SEC]\n"
+	      "                      [--preload MODULES] [--respawn-runs N] [--respawn-seconds SEC]\n"
+	      "                      [--python PATH]\n",
+	      stderr);
+	exit(SANDCELL_EXIT_USAGE);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "slots", required_argument, NULL, 'n' },
+		{ "queue", required_argument, NULL, 'q' },
+		{ "queue-timeout", required_argument, NULL, 't' },
+		{ "preload", required_argument, NULL, 'p' },
+		{ "respawn-runs", required_argument, NULL, 'r' },
+		{ "respawn-seconds", required_argument, NULL, 'R' },
+		{ "python", required_argument, NULL, 'y' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { NULL, "/usr/bin/python3", "numpy,pandas,matplotlib,matplotlib.pyplot",
+			  0, 64, 1000, 30.0, 600.0 };
+	struct sandcell_error e;
+	struct pending *queue;
+	pid_t workers[MAX_SLOTS];
+	int pidfds[MAX_SLOTS];
+	long n_workers = 0, n_queue = 0, runs = 0;
+	double started = now_sec();
+	int c, ls = -1;
+	const char *inherited = getenv("SANDCELL_WARM_LISTEN_FD");
+	char **orig_argv = argv;
+	bool draining = false;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		uint64_t v;
+		double d;
+		switch (c) {
+		case 's': o.socket = optarg; break;
+		case 'p': o.preload = optarg; break;
+		case 'y': o.python = optarg; break;
+		case 'n': case 'q': case 'r':
+			if (sandcell_parse_count(optarg, &v, &e) < 0 || v == 0 || v > (c == 'n' ? MAX_SLOTS : 1000000)) {
+				fprintf(stderr, "sandcell serve: bad value '%s'\n", optarg);
+				return SANDCELL_EXIT_USAGE;
+			}
+			*(c == 'n' ? &o.slots : c == 'q' ? &o.queue : &o.respawn_runs) = (long)v;
+			break;
+		case 't': case 'R':
+			if (sandcell_parse_seconds(optarg, &d, &e) < 0) {
+				fprintf(stderr, "sandcell serve: %s\n", e.msg);
+				return SANDCELL_EXIT_USAGE;
+			}
+			*(c == 't' ? &o.queue_timeout : &o.respawn_seconds) = d;
+			break;
+		default: usage();
+		}
+	}
+	if (o.socket == NULL || optind != argc)
+		usage();
+	if (o.slots == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.slots = n > 0 ? n * 2 : 2;
+	}
+	queue = calloc((size_t)o.queue, sizeof(*queue));
+	if (queue == NULL)
+		return SANDCELL_EXIT_SANDBOX;
+
+	/* The template's environment is the sandbox's fixed one: thread
+	 * pools are pinned before numpy is imported. */
+	clearenv();
+	for (c = 0; sc_env[c]; c++)
+		putenv((char *)sc_env[c]);
+	/* The template is a host process: its caches (matplotlib's font list)
+	 * go to a private directory, never to a shared /tmp path. */
+	{
+		static char home[64] = "/tmp/sandcell-template-XXXXXX";
+		static char mpl[96];
+		if (mkdtemp(home) == NULL) {
+			logmsg("mkdtemp: %s", strerror(errno));
+			return SANDCELL_EXIT_SANDBOX;
+		}
+		snprintf(mpl, sizeof(mpl), "%s/.matplotlib", home);
+		setenv("HOME", home, 1);
+		setenv("MPLCONFIGDIR", mpl, 1);
+		setenv("XDG_CACHE_HOME", home, 1);
+		template_home = home;
+	}
+	if (init_python(&o) < 0) {
+		logmsg("cannot start the template interpreter");
+		return SANDCELL_EXIT_SANDBOX;
+	}
+	/* Python installed handlers for its own use; the server itself
+	 * stops on SIGINT/SIGTERM and ignores SIGPIPE. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+	sc_set_exec_hook(warm_exec);
+
+	if (inherited) {
+		ls = atoi(inherited);
+		unsetenv("SANDCELL_WARM_LISTEN_FD");
+	} else {
+		ls = listen_socket(o.socket);
+	}
+	if (ls < 0)
+		return SANDCELL_EXIT_SANDBOX;
+	fcntl(ls, F_SETFD, FD_CLOEXEC);
+	if (!inherited)
+		logmsg("ready on %s (slots %ld, preload %s)", o.socket, o.slots, o.preload);
+
+	for (;;) {
+		struct pollfd p[MAX_SLOTS + 1];
+		int np = 0, i, timeout = 1000;
+		double t = now_sec();
+
+		/* Respawn: the whole layout is shared by every child, so after
+		 * enough runs or time the template re-executes itself (new
+		 * ASLR) once its in-flight runs are done. */
+		if (!draining && (runs >= o.respawn_runs || t - started >= o.respawn_seconds))
+			draining = true;
+		if (draining && n_workers == 0 && n_queue == 0) {
+			char fdbuf[16];
+			snprintf(fdbuf, sizeof(fdbuf), "%d", ls);
+			fcntl(ls, F_SETFD, 0);
+			setenv("SANDCELL_WARM_LISTEN_FD", fdbuf, 1);
+			execv("/proc/self/exe", orig_argv);
+			logmsg("respawn failed: %s", strerror(errno));
+			return SANDCELL_EXIT_SANDBOX;
+		}
+		/* Expire queued requests. */
+		for (i = 0; i < n_queue;) {
+			if (t - queue[i].since >= o.queue_timeout) {
+				send_refusal(queue[i].fd, "server busy: queued longer than --queue-timeout");
+				close(queue[i].fd);
+				memmove(&queue[i], &queue[i + 1], (size_t)(n_queue - i - 1) * sizeof(*queue));
+				n_queue--;
+			} else {
+				i++;
+			}
+		}
+		/* Dispatch queued requests to free slots. */
+		while (n_queue > 0 && n_workers < o.slots) {
+			int conn = queue[0].fd;
+			pid_t pid;
+
+			memmove(&queue[0], &queue[1], (size_t)(n_queue - 1) * sizeof(*queue));
+			n_queue--;
+			PyOS_BeforeFork();
+			pid = fork();
+			if (pid == 0) {
+				PyOS_AfterFork_Child();
+				signal(SIGPIPE, SIG_IGN);
+				close(ls);
+				for (i = 0; i < n_queue; i++)
+					close(queue[i].fd);
+				for (i = 0; i < n_workers; i++)
+					close(pidfds[i]);
+				serve_one(conn, &o);
+			}
+			PyOS_AfterFork_Parent();
+			close(conn);
+			if (pid < 0) {
+				logmsg("fork: %s", strerror(errno));
+				continue;
+			}
+			workers[n_workers] = pid;
+			pidfds[n_workers] = (int)syscall(SYS_pidfd_open, pid, 0);
+			n_workers++;
+			runs++;
+		}
+		if (!draining && n_queue < o.queue) {
+			p[np++] = (struct pollfd){ ls, POLLIN, 0 };
+		}
+		for (i = 0; i < n_workers; i++)
+			p[np++] = (struct pollfd){ pidfds[i], POLLIN, 0 };
+		if (n_queue > 0)
+			timeout = 50;
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
+			break;
+		/* Reap finished workers. */
+		for (i = 0; i < n_workers;) {
+			if (waitpid(workers[i], NULL, WNOHANG) == workers[i]) {
+				close(pidfds[i]);
+				workers[i] = workers[n_workers - 1];
+				pidfds[i] = pidfds[n_workers - 1];
+				n_workers--;
+			} else {
+				i++;
+			}
+		}
+		if (np > 0 && p[0].fd == ls && (p[0].revents & POLLIN)) {
+			int conn = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+			if (conn >= 0) {
+				if (!peer_allowed(conn)) {
+					send_refusal(conn, "permission denied: only the server's own uid may use it");
+					close(conn);
+				} else {
+					queue[n_queue].fd = conn;
+					queue[n_queue].since = now_sec();
+					n_queue++;
+				}
+			}
+		}
+	}
+	return SANDCELL_EXIT_SANDBOX;
+}
