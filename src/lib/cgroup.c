@@ -314,9 +314,9 @@ fail:
 	return -1;
 }
 
-int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, struct sandcell_error *err)
+int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err)
 {
-	const char *dirs[] = { cg->v2, cg->v1_mem, cg->v1_pids, cg->v1_cpu };
+	const char *dirs[] = { skip_v2 ? "" : cg->v2, cg->v1_mem, cg->v1_pids, cg->v1_cpu };
 	char buf[32];
 	size_t i;
 

@@ -144,7 +144,7 @@ struct sc_cgroup {
 };
 int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err);
-int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, struct sandcell_error *err);
+int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err);
 int sc_cgroup_cpu_usec(const struct sc_cgroup *cg, uint64_t *usec);
 int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes);
 bool sc_cgroup_oom(const struct sc_cgroup *cg);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <linux/sched.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -287,6 +288,7 @@ struct run {
 	pid_t pid;
 	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
 	bool reduced;
+	bool v2_attached;	/* cloned straight into the v2 run cgroup */
 	char workdir[1024];	/* reduced mode's private host directory */
 	int wait_status;
 	double t0;
@@ -952,15 +954,38 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	child.reduced = rn->reduced;
 
 	rn->t0 = now_sec();
-	pid = syscall(SYS_clone,
-		      (unsigned long)((rn->reduced ? 0
-						   : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
-							     (sc_hook_on(SC_HOOK_NO_NETNS) ? 0 : CLONE_NEWNET) |
-							     CLONE_NEWIPC | CLONE_NEWUTS) |
-				      CLONE_PIDFD | SIGCHLD),
-		      NULL, &rn->pidfd, NULL, NULL);
-	if (pid == 0)
-		sc_child_main(&child);
+	{
+		uint64_t ns = rn->reduced ? 0
+					  : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
+						    (sc_hook_on(SC_HOOK_NO_NETNS) ? 0 : CLONE_NEWNET) |
+						    CLONE_NEWIPC | CLONE_NEWUTS;
+		int cgfd = rn->have_cg && rn->cg.v2[0]
+				   ? open(rn->cg.v2, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+
+		pid = -1;
+		if (cgfd >= 0) {
+			/* Born in its cgroup: moving a task later takes the
+			 * cgroup threadgroup lock for writing, which waits for
+			 * an RCU grace period (milliseconds per run). */
+			struct clone_args ca;
+			memset(&ca, 0, sizeof(ca));
+			ca.flags = ns | CLONE_PIDFD | CLONE_INTO_CGROUP;
+			ca.pidfd = (uint64_t)(uintptr_t)&rn->pidfd;
+			ca.exit_signal = SIGCHLD;
+			ca.cgroup = (uint64_t)cgfd;
+			pid = syscall(SYS_clone3, &ca, sizeof(ca));
+			if (pid == 0)
+				sc_child_main(&child);
+			if (pid > 0)
+				rn->v2_attached = true;
+			close(cgfd);
+		}
+		if (pid < 0)
+			pid = syscall(SYS_clone, (unsigned long)(ns | CLONE_PIDFD | SIGCHLD), NULL,
+				      &rn->pidfd, NULL, NULL);
+		if (pid == 0)
+			sc_child_main(&child);
+	}
 	if (pid < 0) {
 		int saved = errno;
 		char msg[300];
@@ -992,7 +1017,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 			kill_tree(rn);
 		} else if ((!rn->reduced &&
 			    sc_userns_write_maps(rn->pid, pp->host_uid, pp->host_gid, geteuid() != 0, &e) < 0) ||
-			   (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, &e) < 0)) {
+			   (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, rn->v2_attached, &e) < 0)) {
 			set_error(r, e.msg);
 			kill_tree(rn);
 		} else {
@@ -1047,6 +1072,7 @@ static void reset_for_retry(struct run *rn)
 		rn->have_cg = sc_cgroup_create(&rn->cg, rn->cfg->cgroup_parent, &rn->cfg->limits, &e) == 0;
 	}
 	rn->reduced = true;
+	rn->v2_attached = false;
 	sc_seccomp_free(&rn->bpf);
 	if (sc_seccomp_compile(&rn->bpf, true, &e2) < 0)
 		set_error(r, e2.msg);

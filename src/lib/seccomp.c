@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -126,7 +127,39 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 	return 0;
 }
 
+static int compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err);
+
+/* The policy is fixed, so each process compiles it once per mode (about 2
+ * ms with libseccomp) and hands out copies; the warm template compiles
+ * before it forks, so runs never pay for it.  Test builds (hooks change
+ * the program per run) always compile. */
 int sc_seccomp_compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err)
+{
+#ifdef SANDCELL_TEST_HOOKS
+	return compile(out, reduced, err);
+#else
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct sc_bpf cache[2];
+	struct sc_bpf *c = &cache[reduced];
+	int rc = 0;
+
+	pthread_mutex_lock(&lock);
+	if (c->len == 0)
+		rc = compile(c, reduced, err);
+	if (rc == 0) {
+		out->insns = malloc(c->len * sizeof(struct sock_filter));
+		out->len = c->len;
+		if (out->insns == NULL)
+			rc = sc_err(err, ENOMEM, "seccomp");
+		else
+			memcpy(out->insns, c->insns, c->len * sizeof(struct sock_filter));
+	}
+	pthread_mutex_unlock(&lock);
+	return rc;
+#endif
+}
+
+static int compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err)
 {
 	scmp_filter_ctx ctx;
 	struct stat st;

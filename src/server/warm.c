@@ -417,6 +417,15 @@ int main(int argc, char **argv)
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
 	sc_set_exec_hook(warm_exec);
+	/* Compile the seccomp filter once, here, for every run to inherit. */
+	{
+		struct sc_bpf b;
+		if (sc_seccomp_compile(&b, false, &e) < 0) {
+			logmsg("%s", e.msg);
+			return SANDCELL_EXIT_SANDBOX;
+		}
+		sc_seccomp_free(&b);
+	}
 
 	if (inherited) {
 		ls = atoi(inherited);
