@@ -24,6 +24,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
+# Warm mode (tests/warm/run-warm.sh): runs go through this `sandcell serve`.
+SERVER = os.environ.get("SANDCELL_SERVER") or None
 IS_ROOT = os.geteuid() == 0
 MARK = "@@SANDCELL-ATTACK@@"
 
@@ -214,7 +216,7 @@ def check_host_clean(mounts_before, sup_pid=None, host_uid=None):
 
 
 def sandcell_cmd(code=None, file=None, args=(), opts=(), report=None):
-    cmd = [BIN, "run"]
+    cmd = [BIN, "run"] + (["--server", SERVER] if SERVER else [])
     if report:
         cmd += ["--report", report]
     cmd += list(opts)
