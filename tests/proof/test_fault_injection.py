@@ -121,6 +121,10 @@ TOLERATED = [
     ("init", "newfstatat", r"AT_EMPTY_PATH", "landlock_create_ruleset",
      "Landlock add_path(): a path that cannot be stat'ed gets directory rights; on a file the "
      "kernel refuses the rule"),
+    ("supervisor", "clone3", r".", None,
+     "clone3 into the run cgroup failing falls back to clone plus a cgroup attach: same isolation"),
+    ("supervisor", "openat", r"/run-[^\"]*\", O_RDONLY\|O_CLOEXEC\|O_PATH\|O_DIRECTORY", None,
+     "the v2 run cgroup cannot be opened for clone3: clone plus a cgroup attach instead"),
     ("supervisor", "seccomp", r"SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_\w+, NULL|"
                               r"SECCOMP_GET_NOTIF_SIZES|SECCOMP_GET_ACTION_AVAIL, 0, \[SECCOMP_RET_LOG", None,
      "libseccomp probing for features (TSYNC, LOG, notify...) the filter does not use"),
@@ -133,7 +137,7 @@ STEP_MARKS = {"mount", "pivot_root", "close_range", "capset", "landlock_create_r
 # Errnos are never ENOENT/EEXIST: those are the answers the setup treats as
 # benign on purpose ("this optional file does not exist").
 STEPS = {
-    "clone": ("EAGAIN", r"namespaces"),
+    "clone": ("EAGAIN", r"namespaces|fork"),
     "openat": ("EACCES", r"userns|uid_map|gid_map|setgroups|cgroup|mounts|runtime|input|landlock|"
                          r"interpreter|output directory|caps|rlimit|seccomp|command line"),
     "write": ("EIO", r"userns|cgroup|mounts|seccomp"),
@@ -240,7 +244,7 @@ class Trace:
                             c.name == "access" and '"%s"' % python in c.text), None)
         self.init = None
         for c in self.calls:
-            if c.pid == self.supervisor and c.name == "clone" and "CLONE_NEWUSER" in c.text and \
+            if c.pid == self.supervisor and c.name in ("clone", "clone3") and "CLONE_NEWUSER" in c.text and \
                     c.ret and c.ret.split()[0].isdigit():
                 self.init = int(c.ret.split()[0])
                 break
@@ -411,7 +415,7 @@ def outcomes(clean, tmp_path_factory):
     """Every generated fault, injected once: [(case, verdict dict)]."""
     cases, _ = generate_cases(clean)
     results = []
-    trace_set = set(STEPS) | STEP_MARKS | {"access", "execve", "clone"}
+    trace_set = set(STEPS) | STEP_MARKS | {"access", "execve", "clone", "clone3"}
     for case in cases:
         tmp = str(tmp_path_factory.mktemp("fi"))
         mounts = P.host_mounts()
@@ -555,7 +559,7 @@ def test_unreachable_steps_are_known(clean, outcomes):
     hit = set().union(*(v["hit_keys"] for _, v in outcomes))
     # The supervisor's calls once the init runs (its polls) vary in number
     # from run to run; the rest of the setup is deterministic.
-    clone = next(c.idx for c in clean.calls if c.pid == clean.supervisor and c.name == "clone")
+    clone = next(c.idx for c in clean.calls if c.pid == clean.supervisor and c.name in ("clone", "clone3"))
     chosen = [c for c in chosen if clean.role(c) != "supervisor" or c.idx < clone]
     missed = [c for c in chosen if (clean.role(c), c.name, c.n) not in hit]
     unexplained = [c for c in missed if shadowed(clean, c) is None]
@@ -573,7 +577,7 @@ if __name__ == "__main__":
             continue
         m = P.host_mounts()
         d = tempfile.mkdtemp(dir=tmp)
-        pr, t, o = strace_run(d, inject=case, trace=set(STEPS) | STEP_MARKS | {"access", "execve", "clone"})
+        pr, t, o = strace_run(d, inject=case, trace=set(STEPS) | STEP_MARKS | {"access", "execve", "clone", "clone3"})
         v = judge(case, pr, t, o, m)
         print("%-28s rc=%-3s %-14s setup=%d ran=%d %s | %s | %s %s" % (
             "%s#%d" % case, v["rc"], v["status"], v["setup_hit"], v["ran"], v["hits"],
