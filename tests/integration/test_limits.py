@@ -119,22 +119,20 @@ def test_child_oom_then_clean_exit_is_memory(sandcell, host_postconditions):
 
 
 def test_child_oom_then_hang(sandcell, host_postconditions):
-    """A worker is OOM-killed, then the parent hangs until the wall clock.
-    docs/report.md precedence: timeout (2) before memory (4).  Where the
-    OOM kill takes the whole cgroup down (cgroup v2 memory.oom.group), the
-    wall clock is never reached and the status is memory."""
-    run = sandcell(opts=["--memory", "64M", "--wall-time", "2"], timeout=60, code=textwrap.dedent("""
+    """A worker is OOM-killed while its parent would hang until the wall
+    clock.  One OOM kill ends the whole run (cgroup v2 memory.oom.group; on
+    v1 the supervisor does the same), so the status is memory, not timeout,
+    whether or not the parent got to print first."""
+    run = sandcell(opts=["--memory", "64M", "--wall-time", "20"], timeout=60, code=textwrap.dedent("""
         import subprocess, sys, time
         hog = "b = bytearray(300 << 20)\\nfor i in range(0, len(b), 4096): b[i] = 1"
         p = subprocess.run([sys.executable, "-c", hog])
         print("worker", p.returncode, flush=True)
         time.sleep(100)
     """))
-    if run.out.startswith("worker"):
-        assert run.out == "worker -9\n", run
-        assert_limit_stop(run, "timeout", EXIT_TIMEOUT, ["wall"])
-    else:
-        assert_limit_stop(run, "memory", EXIT_MEMORY, ["memory"])
+    assert run.out in ("", "worker -9\n"), run
+    assert_limit_stop(run, "memory", EXIT_MEMORY, ["memory"])
+    assert run.report["time"]["wall_sec"] < 15, run
 
 
 # --------------------------------------------------------------------- pids
