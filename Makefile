@@ -31,7 +31,7 @@ $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 all: $(BUILD)/sandcell-warm
 
-.PHONY: evidence-check fuzz-ci ablation ablation-check all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
 all: $(BUILD)/sandcell
 
 $(BUILD)/obj/%.o: src/lib/%.c include/sandcell.h src/lib/internal.h | $(BUILD)/obj
@@ -81,7 +81,16 @@ evidence-check: $(BUILD)/sandcell
 fuzz-ci:
 	$(MAKE) -f tests/fuzz/Makefile fuzz FUZZ_SECONDS=$(or $(FUZZ_SECONDS),15)
 
-check: deps all unit integration integration-user asan-check fuzz-replay fuzz-ci ablation-check evidence-check lint
+# The integration and attack tiers against a warm server, then the warm-only tests.
+warm-check: all
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) PYTEST="$(PYTEST)" sh tests/warm/run-warm.sh
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
+
+# Cold (sandcell vs python3 vs bwrap) and warm latency/throughput/memory -> bench/results.md
+bench: all
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
+
+check: deps all unit integration integration-user warm-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check lint
 
 # Layer ablation and mutation matrix (docs/ablation.md) from a test-hooks build.
 ablation:

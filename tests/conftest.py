@@ -15,6 +15,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
+# Warm mode (tests/warm/run-warm.sh): every run of the fixture goes through
+# this `sandcell serve` socket (`sandcell run --server PATH ...`).
+SERVER = os.environ.get("SANDCELL_SERVER") or None
 IS_ROOT = os.geteuid() == 0
 
 # Documented exit codes (include/sandcell.h, docs/report.md).
@@ -64,7 +67,7 @@ def sandcell(tmp_path):
     def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, report=True):
         counter[0] += 1
         rpath = tmp_path / ("report-%d.json" % counter[0])
-        cmd = [BIN, "run"]
+        cmd = [BIN, "run"] + (["--server", SERVER] if SERVER else [])
         if report:
             cmd += ["--report", str(rpath)]
         cmd += list(opts)

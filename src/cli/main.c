@@ -4,6 +4,8 @@
  * This is the only place that prints or dies.
  */
 #include "sandcell.h"
+
+#include <jansson.h>
 #include "selftest.h"
 
 #include <errno.h>
@@ -210,15 +212,34 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 		fprintf(stderr, "sandcell: %s\n", e.msg);
 		return SANDCELL_EXIT_SANDBOX;
 	}
-	if (rc == SANDCELL_EXIT_USAGE || rc == SANDCELL_EXIT_SANDBOX) {
-		/* The server's one-line reason, as a cold run prints it. */
-		const char *p = strstr(json, "\"reason\":");
-		if (p) {
-			p = strchr(p + 9, '"');
-			const char *q = p ? strchr(p + 1, '"') : NULL;
-			if (p && q)
-				fprintf(stderr, "sandcell: %.*s\n", (int)(q - p - 1), p + 1);
+	{
+		/* Print what a cold run prints: usage errors and stops on one
+		 * line, the reduced-mode warning; usage errors write no report. */
+		json_t *j = json_loads(json, 0, NULL);
+		const char *status = json_string_value(json_object_get(j, "status"));
+		const char *reason = json_string_value(json_object_get(j, "reason"));
+		json_t *iso = json_object_get(j, "isolation");
+
+		status = status ? status : "sandbox-error";
+		if (strcmp(status, "usage-error") == 0) {
+			fprintf(stderr, "sandcell: %s\n", reason ? reason : "invalid request");
+			json_decref(j);
+			free(json);
+			free(out_dir);
+			return SANDCELL_EXIT_USAGE;
 		}
+		if (strcmp(json_string_value(json_object_get(iso, "mode")) ?: "", "reduced") == 0) {
+			size_t k;
+			json_t *nh = json_object_get(iso, "not_held");
+			fputs("sandcell: warning: ran in REDUCED mode (Landlock, seccomp and rlimits only); "
+			      "these guarantees do not hold:\n", stderr);
+			for (k = 0; k < json_array_size(nh); k++)
+				fprintf(stderr, "sandcell:   - %s\n", json_string_value(json_array_get(nh, k)));
+		}
+		if (strcmp(status, "ok") && strcmp(status, "exited") && strcmp(status, "signaled"))
+			fprintf(stderr, "sandcell: %s%s%s\n", status, reason && *reason ? ": " : "",
+				reason ? reason : "");
+		json_decref(j);
 	}
 	if (report && write_report(report, json) < 0) {
 		fprintf(stderr, "sandcell: cannot write the report to %s: %s\n", report, strerror(errno));

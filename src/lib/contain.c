@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,7 +76,7 @@ static __attribute__((noreturn)) void fail(int sock, const struct sandcell_error
  * and /proc/1/cmdline would show them to the code.  Zero them in place; the
  * range comes from /proc/self/stat (fields 48-51: arg_start, arg_end,
  * env_start, env_end).  Plain open/read: no malloc after clone. */
-static int scrub_cmdline(void)
+int sc_scrub_cmdline(void)
 {
 	char buf[2048];
 	unsigned long v[4];
@@ -139,6 +140,13 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 {
 	struct sc_msg m;
 
+	/* The code starts with no signal blocked, whatever the caller had
+	 * (sandcell_run blocks SIGPIPE while it supervises). */
+	{
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
 	/* The sandbox dies with its supervisor. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
 		sc_err(err, errno, "prctl(PR_SET_PDEATHSIG)");
@@ -194,6 +202,11 @@ static void setup_reduced(const struct sc_child *c, struct sandcell_error *err)
 {
 	struct sc_msg m;
 
+	{
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
 	    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
 		sc_err(err, errno, "prctl");
@@ -308,6 +321,9 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 			/* Warm: no exec will close the pipe, so say "started"
 			 * by closing it ourselves, then run in-process. */
 			close(ex[1]);
+			/* What execve would have closed: the control socket and
+			 * the go pipe must not reach the code. */
+			syscall(SYS_close_range, 4u, ~0u, 0u);
 			sc_exec_hook_fn(c->argv, c->envp); /* does not return */
 		}
 		execve(c->argv[0], (char *const *)c->argv, (char *const *)c->envp);
@@ -318,7 +334,7 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 	}
 	close(ex[1]);
 	close(go[0]);
-	if (pid > 0 && scrub_cmdline() < 0) {
+	if (pid > 0 && sc_scrub_cmdline() < 0) {
 		/* Fail closed: the code must not start next to a readable
 		 * copy of the caller's command line. */
 		struct sandcell_error err;

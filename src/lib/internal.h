@@ -257,6 +257,9 @@ int sc_frame_recv(int fd, char **out, size_t *len, size_t max, int *fds, size_t 
 
 /* In-process execution for warm runs: when set, the sandbox runs the code
  * by calling this instead of execve (the interpreter is already loaded). */
+/* Zeroes this process's argv and environ pages (what /proc/PID/cmdline
+ * and environ show); contain.c uses it for the sandbox init. */
+int sc_scrub_cmdline(void);
 typedef void (*sc_exec_hook)(const char *const *argv, const char *const *envp);
 void sc_set_exec_hook(sc_exec_hook hook);
 extern sc_exec_hook sc_exec_hook_fn;

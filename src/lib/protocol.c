@@ -88,6 +88,17 @@ static int bad(struct sandcell_error *err, const char *what)
 	return -1;
 }
 
+/* Names from the peer are escaped (no control bytes, valid UTF-8) and cut
+ * on a character boundary before they enter a message. */
+static int bad_name(struct sandcell_error *err, const char *what, const char *name)
+{
+	char m[200], *esc = sc_escape_bytes(name, strnlen(name, 64), NULL);
+
+	snprintf(m, sizeof(m), "%s '%s'%s", what, esc ? esc : "?", strlen(name) > 64 ? "..." : "");
+	free(esc);
+	return bad(err, m);
+}
+
 static const char *get_str(json_t *o, const char *k, bool nullable, int *rc, struct sandcell_error *err)
 {
 	json_t *v = json_object_get(o, k);
@@ -133,9 +144,7 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 			ok |= strcmp(key, known[i]) == 0;
 		if (!ok) {
-			char m[200];
-			snprintf(m, sizeof(m), "unknown field '%.64s'", key);
-			rc = bad(err, m);
+			rc = bad_name(err, "unknown field", key);
 			goto fail;
 		}
 	}
@@ -257,16 +266,12 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 			*(key[0] == 'w' ? &q->cfg.limits.wall_sec : &q->cfg.limits.cpu_sec) = d;
 		} else if (u != NULL) {
 			if (!json_is_integer(v) || json_integer_value(v) < 0) {
-				char m[128];
-				snprintf(m, sizeof(m), "limit '%.64s' must be a non-negative integer", key);
-				rc = bad(err, m);
+				rc = bad(err, "limits other than wall_sec and cpu_sec must be non-negative integers");
 				goto fail;
 			}
 			*u = (uint64_t)json_integer_value(v);
 		} else {
-			char m[128];
-			snprintf(m, sizeof(m), "unknown limit '%.64s'", key);
-			rc = bad(err, m);
+			rc = bad_name(err, "unknown limit", key);
 			goto fail;
 		}
 	}
@@ -382,13 +387,22 @@ int sc_frame_recv(int fd, char **out, size_t *len, size_t max, int *fds, size_t 
 			int f;
 			memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
 			if (got < want)
-				fds[got++] = f;
+				fds[got] = f;
 			else
 				close(f);
+			got++; /* counted even when dropped: the caller checks */
 		}
 	}
 	if (n_fds)
 		*n_fds = got;
+	if (got > want) {
+		size_t k;
+		for (k = 0; k < want; k++)
+			close(fds[k]);
+		if (n_fds)
+			*n_fds = 0;
+		return sc_err(err, EPROTO, "protocol: %zu fds attached, %zu expected", got, want);
+	}
 	if (n == 0)
 		return sc_err(err, EPIPE, "protocol: connection closed before a frame");
 	if (n != (ssize_t)sizeof(hdr) || (mh.msg_flags & MSG_CTRUNC))

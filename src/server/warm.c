@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <poll.h>
@@ -54,6 +55,29 @@ struct pending {
 };
 
 static const char *template_home;
+static char *self_path, **respawn_argv;
+static int inherited_fd = -1;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? 0 : 0;
+}
+
+/* The template's private cache directory goes with the template. */
+static void remove_home(void)
+{
+	if (template_home)
+		nftw(template_home, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static volatile sig_atomic_t stop_sig;
+
+static void on_stop(int sig)
+{
+	stop_sig = sig;
+}
 
 static double now_sec(void)
 {
@@ -80,9 +104,32 @@ static void send_refusal(int fd, const char *why)
 	json_t *j = json_pack("{s:i,s:s,s:s,s:i,s:s}", "schema", SANDCELL_REPORT_SCHEMA, "status",
 			      "sandbox-error", "reason", why, "exit_code", SANDCELL_EXIT_SANDBOX, "error", why);
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	static const char fallback[] =
+		"{\"schema\":1,\"status\":\"sandbox-error\",\"reason\":\"request refused\","
+		"\"exit_code\":126,\"error\":\"request refused\"}";
+
+	/* A reason that cannot be encoded must not cost the client its
+	 * answer. */
+	if (s)
+		sc_frame_send(fd, s, strlen(s), NULL, 0);
+	else
+		sc_frame_send(fd, fallback, sizeof(fallback) - 1, NULL, 0);
+	free(s);
+	json_decref(j);
+}
+
+/* The client's own mistake (as a cold run's exit 125): the client prints
+ * the reason and writes no report. */
+static void send_usage_error(int fd, const char *why)
+{
+	json_t *j = json_pack("{s:s,s:s,s:i}", "status", "usage-error", "reason", why, "exit_code",
+			      SANDCELL_EXIT_USAGE);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	if (s)
 		sc_frame_send(fd, s, strlen(s), NULL, 0);
+	else
+		send_refusal(fd, "invalid request");
 	free(s);
 	json_decref(j);
 }
@@ -109,6 +156,14 @@ static const char warm_boot[] =
 	"    sys.stdin = sys.__stdin__ = stream(0, 'r', 'strict', False)\n"
 	"    sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)\n"
 	"    sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)\n"
+	/* the dispositions python3 starts with, whatever the server had */
+	"    for sig in signal.valid_signals():\n"
+	"        try:\n"
+	"            signal.signal(sig, signal.SIG_DFL)\n"
+	"        except (OSError, ValueError):\n"
+	"            pass\n"
+	"    signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
+	"    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
 	"    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
 	/* every run gets its own random state, never the template's */
 	"    random.seed()\n"
@@ -209,8 +264,13 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	}
 	if (strcmp(q.cfg.python, o->python) != 0) {
 		char m[600];
-		snprintf(m, sizeof(m), "this server's template is %s, not %s", o->python, q.cfg.python);
-		send_refusal(conn, m);
+		if (q.cfg.python[0] != '/' || access(q.cfg.python, X_OK) < 0) {
+			snprintf(m, sizeof(m), "interpreter %.400s: not an executable absolute path", q.cfg.python);
+			send_usage_error(conn, m);
+		} else {
+			snprintf(m, sizeof(m), "this server's template is %.200s, not %.200s", o->python, q.cfg.python);
+			send_refusal(conn, m);
+		}
 		_exit(1);
 	}
 	q.cfg.stdin_fd = fds[0];
@@ -219,13 +279,7 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	/* The client hanging up ends the run and frees its resources. */
 	q.cfg.cancel_fd = conn;
 	if (sandcell_run(&q.cfg, &res, &err) < 0) {
-		/* Invalid configuration: the client's usage error. */
-		json_t *j = json_pack("{s:i,s:s,s:s,s:i,s:s}", "schema", SANDCELL_REPORT_SCHEMA, "status",
-				      "usage-error", "reason", err.msg, "exit_code", SANDCELL_EXIT_USAGE,
-				      "error", err.msg);
-		char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		if (s)
-			sc_frame_send(conn, s, strlen(s), NULL, 0);
+		send_usage_error(conn, err.msg);
 		_exit(1);
 	}
 	report = sandcell_report_json(res);
@@ -350,7 +404,6 @@ int main(int argc, char **argv)
 	double started = now_sec();
 	int c, ls = -1;
 	const char *inherited = getenv("SANDCELL_WARM_LISTEN_FD");
-	char **orig_argv = argv;
 	bool draining = false;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -379,6 +432,30 @@ int main(int argc, char **argv)
 	}
 	if (o.socket == NULL || optind != argc)
 		usage();
+	/* Every run is a fork of this process: nothing of the launcher's
+	 * command line or environment may stay in its memory.  Keep copies of
+	 * what we need, then zero the original pages. */
+	{
+		char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		int k;
+		if (n <= 0)
+			return SANDCELL_EXIT_SANDBOX;
+		self[n] = '\0';
+		self_path = strdup(self);
+		respawn_argv = calloc((size_t)argc + 1, sizeof(char *));
+		if (self_path == NULL || respawn_argv == NULL)
+			return SANDCELL_EXIT_SANDBOX;
+		for (k = 0; k < argc; k++)
+			respawn_argv[k] = strdup(argv[k]);
+		o.socket = strdup(o.socket);
+		o.python = strdup(o.python);
+		o.preload = strdup(o.preload);
+		if (inherited)
+			inherited_fd = atoi(inherited);
+		if (o.socket == NULL || o.python == NULL || o.preload == NULL)
+			return SANDCELL_EXIT_SANDBOX;
+	}
 	if (o.slots == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		o.slots = n > 0 ? n * 2 : 2;
@@ -389,7 +466,15 @@ int main(int argc, char **argv)
 
 	/* The template's environment is the sandbox's fixed one: thread
 	 * pools are pinned before numpy is imported. */
+	/* From here on a stop request is honoured (and the template's
+	 * directory removed), even while the imports run. */
+	signal(SIGINT, on_stop);
+	signal(SIGTERM, on_stop);
 	clearenv();
+	if (sc_scrub_cmdline() < 0) {
+		logmsg("cannot scrub the launcher's command line and environment");
+		return SANDCELL_EXIT_SANDBOX;
+	}
 	for (c = 0; sc_env[c]; c++)
 		putenv((char *)sc_env[c]);
 	/* The template is a host process: its caches (matplotlib's font list)
@@ -413,8 +498,10 @@ int main(int argc, char **argv)
 	}
 	/* Python installed handlers for its own use; the server itself
 	 * stops on SIGINT/SIGTERM and ignores SIGPIPE. */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
+	if (stop_sig) {
+		remove_home();
+		return 0;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	sc_set_exec_hook(warm_exec);
 	/* Compile the seccomp filter once, here, for every run to inherit. */
@@ -428,8 +515,7 @@ int main(int argc, char **argv)
 	}
 
 	if (inherited) {
-		ls = atoi(inherited);
-		unsetenv("SANDCELL_WARM_LISTEN_FD");
+		ls = inherited_fd;
 	} else {
 		ls = listen_socket(o.socket);
 	}
@@ -444,6 +530,16 @@ int main(int argc, char **argv)
 		int np = 0, i, timeout = 1000;
 		double t = now_sec();
 
+		if (stop_sig) {
+			/* In-flight runs finish on their own (their workers are
+			 * independent); queued clients are told why. */
+			for (i = 0; i < n_queue; i++)
+				send_refusal(queue[i].fd, "server shutting down");
+			remove_home();
+			unlink(o.socket);
+			logmsg("stopped by signal %d", (int)stop_sig);
+			return 0;
+		}
 		/* Respawn: the whole layout is shared by every child, so after
 		 * enough runs or time the template re-executes itself (new
 		 * ASLR) once its in-flight runs are done. */
@@ -454,7 +550,8 @@ int main(int argc, char **argv)
 			snprintf(fdbuf, sizeof(fdbuf), "%d", ls);
 			fcntl(ls, F_SETFD, 0);
 			setenv("SANDCELL_WARM_LISTEN_FD", fdbuf, 1);
-			execv("/proc/self/exe", orig_argv);
+			remove_home();
+			execv(self_path, respawn_argv);
 			logmsg("respawn failed: %s", strerror(errno));
 			return SANDCELL_EXIT_SANDBOX;
 		}

@@ -215,6 +215,20 @@ def check_host_clean(mounts_before, sup_pid=None, host_uid=None):
     assert host_mounts() == mounts_before, "host mount table changed"
 
 
+def server_pid(path=None):
+    """Pid of the warm server listening on path (default $SANDCELL_SERVER):
+    SO_PEERCRED of a connection names the process that called listen()."""
+    import socket
+    import struct
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path or SERVER)
+        pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    finally:
+        s.close()
+    return pid
+
+
 def sandcell_cmd(code=None, file=None, args=(), opts=(), report=None):
     cmd = [BIN, "run"] + (["--server", SERVER] if SERVER else [])
     if report:

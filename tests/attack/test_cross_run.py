@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from attack_lib import IS_ROOT, MARK, PRELUDE, case, check_host_clean, host_mounts, load_report, \
-    register_run, run, sandcell_cmd
+from attack_lib import IS_ROOT, MARK, PRELUDE, SERVER, case, check_host_clean, host_mounts, \
+    load_report, register_run, run, sandcell_cmd, server_pid
 
 E = errno
 TOKEN = "sandcell-x-" + secrets.token_hex(6)
@@ -127,8 +127,13 @@ def concurrent():
     try:
         line = a.stdout.readline().decode()
         assert line.startswith("READY"), (line, a.stderr.read(2000) if a.poll() is not None else "")
-        # Run A's code as the host sees it: supervisor -> init -> code.
-        inits = _children(a.pid)
+        # Run A's code as the host sees it: supervisor -> init -> code.  On
+        # a warm server the supervisor is the server's worker, not the
+        # client: server -> worker -> init -> code (A is the only run).
+        if SERVER:
+            inits = [i for w in _children(server_pid()) for i in _children(w)]
+        else:
+            inits = _children(a.pid)
         apid = _children(inits[0])[0] if inits and _children(inits[0]) else 0
         assert apid > 0
         b = run(B_CODE % {"tok": tok, "apid": apid})

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, EXIT_SANDBOX
+from conftest import BIN, EXIT_SANDBOX, SERVER
 
 UNSHARE = shutil.which("unshare")
 
@@ -24,7 +24,15 @@ def run_without_userns(args, tmp_path):
     return proc
 
 
-pytestmark = pytest.mark.skipif(UNSHARE is None, reason="util-linux unshare missing")
+pytestmark = [
+    pytest.mark.skipif(UNSHARE is None, reason="util-linux unshare missing"),
+    # Reduced mode is made by taking user namespaces away from the caller
+    # (unshare); a warm server is another process, reached over a socket,
+    # whose namespaces the test cannot take away: these cold runs say
+    # nothing about warm mode.
+    pytest.mark.skipif(bool(SERVER), reason="warm mode: reduced mode needs the supervisor inside "
+                       "unshare, and the warm server is not"),
+]
 
 
 def test_refuses_without_allow_reduced(tmp_path):

@@ -14,10 +14,18 @@ import textwrap
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, SERVER
 
 UNSHARE = shutil.which("unshare")
-pytestmark = pytest.mark.skipif(UNSHARE is None, reason="util-linux unshare missing")
+pytestmark = [
+    pytest.mark.skipif(UNSHARE is None, reason="util-linux unshare missing"),
+    # Reduced mode is made by taking user namespaces away from the caller
+    # (unshare); a warm server is another process, reached over a socket,
+    # whose namespaces the test cannot take away: these cold runs say
+    # nothing about warm mode.
+    pytest.mark.skipif(bool(SERVER), reason="warm mode: reduced mode needs the supervisor inside "
+                       "unshare, and the warm server is not"),
+]
 
 
 def run_reduced(args, tmp_path):

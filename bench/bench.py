@@ -1,0 +1,453 @@
+#!/usr/bin/python3
+"""sandcell benchmarks: cold (sandcell vs bare python3 vs bubblewrap) and
+warm (`sandcell serve`: latency, throughput, memory).  Writes a markdown
+report (bench/results.md by default).  Run through bench/run.sh.
+
+Everything is measured from outside, end to end: a client process's start
+to its exit, as a caller would see it.  Runs of the compared tools are
+interleaved (round robin) so that drift on the machine hits all alike.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+PY = "/usr/bin/python3"
+with open("/proc/loadavg") as _f:
+    LOAD_AT_START = " / ".join(_f.read().split()[:3])
+
+CELLS = {
+    "pass": "pass",
+    "pandas": ("import numpy, pandas\n"
+               "df = pandas.DataFrame({'a': numpy.arange(1000) % 10, 'b': numpy.arange(1000.0)})\n"
+               "print(df.groupby('a').b.sum().sum())\n"),
+    "savefig": ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                "fig, ax = plt.subplots()\nax.plot(range(100), [i * i for i in range(100)])\n"
+                "fig.savefig('/tmp/plot.png')\n"),
+}
+# The warm "pandas cell": what a notebook cell does once the imports are paid.
+WARM_CELLS = {
+    "trivial": "pass",
+    "pandas": CELLS["pandas"],
+}
+
+BWRAP = ["bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
+         "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+         "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache",
+         "--ro-bind", "/etc/alternatives", "/etc/alternatives",
+         "--ro-bind-try", "/etc/fonts", "/etc/fonts",
+         "--ro-bind-try", "/etc/matplotlibrc", "/etc/matplotlibrc",
+         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+         "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp/.matplotlib",
+         "--unshare-all", "--die-with-parent"]
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def timed(cmd, env=None, cwd=None):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, env=env, cwd=cwd)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError("%r failed (%d): %s" % (cmd[:4], p.returncode, p.stderr[-500:]))
+    return dt
+
+
+# --------------------------------------------------------------------- cold
+
+def cold(sandcell, reps, log):
+    tmp = tempfile.mkdtemp(prefix="sandcell-bench-bare-")
+    bare_env = dict(os.environ, MPLBACKEND="Agg")
+    tools = {
+        "python3": lambda code: timed([PY, "-c", code.replace("/tmp/plot.png", tmp + "/plot.png")],
+                                      env=bare_env),
+        "bwrap": lambda code: timed(BWRAP + [PY, "-c", code]),
+        "sandcell": lambda code: timed([sandcell, "run", "-c", code]),
+    }
+    res = {}
+    for cell, code in CELLS.items():
+        n = reps[cell]
+        times = {t: [] for t in tools}
+        for t, f in tools.items():  # warm-up: page cache, font caches of the host
+            f(code)
+        for _ in range(n):
+            for t, f in tools.items():
+                times[t].append(f(code))
+        res[cell] = times
+        log("cold %-8s %s" % (cell, "  ".join("%s %.1f ms" % (t, 1000 * statistics.median(v))
+                                            for t, v in times.items())))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+# --------------------------------------------------------------------- warm
+
+class Server:
+    def __init__(self, sandcell, opts=()):
+        self.dir = tempfile.mkdtemp(prefix="sandcell-bench-")
+        self.sock = os.path.join(self.dir, "sock")
+        self.logf = open(os.path.join(self.dir, "log"), "w+b")
+        self.proc = subprocess.Popen([sandcell, "serve", "--socket", self.sock] + list(opts),
+                                     stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        t0 = time.monotonic()
+        while True:
+            self.logf.flush()
+            with open(self.logf.name, "rb") as f:
+                if b"ready on" in f.read():
+                    break
+            if self.proc.poll() is not None or time.monotonic() - t0 > 60:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        self.ready_sec = time.monotonic() - t0
+        self.pid = self.proc.pid
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def load(sandcell, sock, code, clients, total, max_sec):
+    """clients threads, each launching `sandcell run --server` back to back,
+    until total runs or max_sec.  Returns (latencies, wall, failures)."""
+    lat, fails = [], [0]
+    lock = threading.Lock()
+    left = [total]
+    deadline = time.monotonic() + max_sec
+    cmd = [sandcell, "run", "--server", sock, "-c", code]
+
+    def worker():
+        while True:
+            with lock:
+                if left[0] <= 0 or time.monotonic() > deadline:
+                    return
+                left[0] -= 1
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            dt = time.perf_counter() - t0
+            with lock:
+                if p.returncode == 0:
+                    lat.append(dt)
+                else:
+                    fails[0] += 1
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return lat, time.perf_counter() - t0, fails[0]
+
+
+def smaps(pid):
+    out = {}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if v.strip().endswith("kB"):
+                    out[k] = int(v.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def descendants(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def memory(sandcell, srv, log):
+    """Idle template, and one live pandas run: PSS and private bytes of the
+    run's processes (worker, init, code) while it sleeps, and the report's
+    peak (pages charged to the run's cgroup)."""
+    time.sleep(0.5)
+    idle = smaps(srv.pid)
+    code = CELLS["pandas"] + "import sys, time\nprint('READY', flush=True)\ntime.sleep(2)\n"
+    rpath = os.path.join(srv.dir, "mem-report.json")
+    p = subprocess.Popen([sandcell, "run", "--server", srv.sock, "--report", rpath, "-c", code],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while True:
+        line = p.stdout.readline()
+        if not line or line.startswith(b"READY"):
+            break
+    time.sleep(0.2)
+    procs = {q: smaps(q) for q in descendants(srv.pid)}
+    p.communicate(timeout=60)
+    with open(rpath) as f:
+        rep = json.load(f)
+    priv = sum(m.get("Private_Clean", 0) + m.get("Private_Dirty", 0) for m in procs.values())
+    pss = sum(m.get("Pss", 0) for m in procs.values())
+    # The same cell cold, for the report's peak.
+    rcold = os.path.join(srv.dir, "cold-report.json")
+    subprocess.run([sandcell, "run", "--report", rcold, "-c", CELLS["pandas"]],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(rcold) as f:
+        cold_peak = json.load(f)["memory"]["peak_bytes"]
+    res = {"idle_rss": idle.get("Rss", 0), "idle_pss": idle.get("Pss", 0),
+           "run_procs": len(procs), "run_pss": pss, "run_private": priv,
+           "run_peak": rep["memory"]["peak_bytes"], "cold_peak": cold_peak}
+    log("memory %s" % res)
+    return res
+
+
+def profile(sandcell, srv, log, seconds=5):
+    """Where a warm run's CPU goes: perf record -a -g while 8 clients run
+    trivial cells; shares of all samples under a few kernel paths."""
+    if shutil.which("perf") is None:
+        return None
+    data = os.path.join(srv.dir, "perf.data")
+    stop = threading.Event()
+
+    def loadgen():
+        while not stop.is_set():
+            subprocess.run([sandcell, "run", "--server", srv.sock, "-c", "pass"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ts = [threading.Thread(target=loadgen) for _ in range(8)]
+    for t in ts:
+        t.start()
+    time.sleep(1)
+    rec = subprocess.run(["perf", "record", "-a", "-g", "-o", data, "--", "sleep", str(seconds)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop.set()
+    for t in ts:
+        t.join()
+    if rec.returncode != 0:
+        return None
+    rep = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "sym", "--stdio",
+                          "-g", "none"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    want = {"copy_process": "fork/clone: copy_process (page tables of the template copied)",
+            "exit_mmap": "exit: exit_mmap (page tables and pages torn down)",
+            "exc_page_fault": "page faults (mostly copy-on-write of template pages)",
+            "path_mount": "mounts (path_mount)",
+            "pv_native_safe_halt": "idle"}
+    out = {}
+    for line in rep.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[0].endswith("%") and f[-1] in want and f[-1] not in out:
+            out[f[-1]] = (want[f[-1]], float(f[0][:-1]))
+    log("profile %s" % {k: v[1] for k, v in out.items()})
+    return [out[k] for k in want if k in out]
+
+
+def warm(sandcell, levels, budget, log):
+    srv = Server(sandcell)
+    res = {"ready_sec": srv.ready_sec, "slots": 2 * (os.cpu_count() or 1), "cells": {}}
+    try:
+        for name, code in WARM_CELLS.items():
+            load(sandcell, srv.sock, code, 2, 10, 30)  # warm-up
+            res["cells"][name] = {}
+            for c in levels:
+                lat, wall, fails = load(sandcell, srv.sock, code, c, budget[name][0] * c,
+                                        budget[name][1])
+                res["cells"][name][c] = {"n": len(lat), "fails": fails, "p50": pct(lat, 50),
+                                         "p99": pct(lat, 99), "mean": statistics.mean(lat),
+                                         "rps": len(lat) / wall}
+                r = res["cells"][name][c]
+                log("warm %-8s c=%-3d n=%-4d p50 %.1f ms  p99 %.1f ms  %.0f runs/s  fails %d" % (
+                    name, c, r["n"], 1000 * r["p50"], 1000 * r["p99"], r["rps"], fails))
+        res["memory"] = memory(sandcell, srv, log)
+        res["profile"] = profile(sandcell, srv, log)
+    finally:
+        srv.stop()
+    return res
+
+
+# ------------------------------------------------------------------- report
+
+def ms(x):
+    return "%.1f ms" % (1000 * x)
+
+
+def mib(x):
+    return "%.1f MiB" % (x / 1048576.0)
+
+
+def facts(sandcell):
+    def first(cmd):
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    cg = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else (
+        "hybrid (v1 memory/pids + v2)" if os.path.isdir("/sys/fs/cgroup/unified") else "v1")
+    with open("/proc/meminfo") as f:
+        mem = f.readline().split()[1]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = first(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "src"], stdout=subprocess.PIPE,
+                           text=True).stdout.strip()
+    return [("date", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
+            ("nproc", str(os.cpu_count())), ("cpu", cpu),
+            ("memory", "%d MiB" % (int(mem) // 1024)),
+            ("kernel", platform.release()), ("cgroups", cg),
+            ("python", first([PY, "--version"])),
+            ("numpy / pandas / matplotlib", first([PY, "-c", "import numpy, pandas, matplotlib; "
+                                                   "print(numpy.__version__, pandas.__version__, "
+                                                   "matplotlib.__version__, sep=' / ')"])),
+            ("bubblewrap", first(["bwrap", "--version"])),
+            ("load average at start (1/5/15 min)", LOAD_AT_START),
+            ("sandcell", "%s (%s)%s" % (sandcell, rev, " + uncommitted src/ changes" if dirty else ""))]
+
+
+def report(path, args, cold_res, warm_res, took):
+    L = []
+    L.append("# sandcell benchmarks\n")
+    L.append("Reproduce (as root, from the repository root; about %d s here):\n" % round(took))
+    L.append("```sh\nsh bench/run.sh%s\n```\n" % ("" if not args.quick else " --quick"))
+    L.append("| machine | |\n|---|---|")
+    for k, v in facts(args.sandcell):
+        L.append("| %s | %s |" % (k, v))
+    L.append("")
+    L.append("All times are end to end: from starting the process (`python3`, `bwrap ... "
+             "python3`, `sandcell run`, `sandcell run --server`) to its exit, measured by a "
+             "Python driver (`bench/bench.py`); the tools' runs are interleaved.\n")
+    if cold_res:
+        L.append("## Cold runs\n")
+        L.append("bwrap: `%s /usr/bin/python3 -c CODE` (the suggested line plus the few /etc "
+                 "entries numpy and matplotlib need, as sandcell binds them); sandcell: `sandcell run -c CODE` (full "
+                 "isolation, default limits). `pandas` = `import numpy, pandas` + a groupby on "
+                 "1000 rows; `savefig` = a matplotlib line plot saved as PNG. sandcell and bwrap "
+                 "start with an empty matplotlib cache directory every run (a fresh tmpfs), bare "
+                 "python3 uses the host's.\n" % " ".join(BWRAP))
+        L.append("| cell | runs | python3 mean / median | bwrap mean / median | sandcell mean / median "
+                 "| bwrap / python3 | sandcell / python3 |")
+        L.append("|---|---|---|---|---|---|---|")
+        for cell, t in cold_res.items():
+            b, w, s = t["python3"], t["bwrap"], t["sandcell"]
+            mb, mw, mS = statistics.median(b), statistics.median(w), statistics.median(s)
+            L.append("| %s | %d | %s / %s | %s / %s | %s / %s | %.2f× | %.2f× |" % (
+                cell, len(b), ms(statistics.mean(b)), ms(mb), ms(statistics.mean(w)), ms(mw),
+                ms(statistics.mean(s)), ms(mS), mw / mb, mS / mb))
+        L.append("")
+    if warm_res:
+        L.append("## Warm runs (`sandcell serve`, default slots = 2 × nproc = %d)\n" % warm_res["slots"])
+        L.append("Template ready %.1f s after start. Latency = one `sandcell run --server SOCK -c CODE` "
+                 "client process, start to exit; C clients run back to back in parallel. "
+                 "`trivial` = `pass`; `pandas` = the cold pandas cell (imports already in the "
+                 "template).\n" % warm_res["ready_sec"])
+        total = sum(r["n"] + r["fails"] for by_c in warm_res["cells"].values() for r in by_c.values())
+        L.append("The server runs with its defaults, so the template re-executes itself every 1000 "
+                 "runs (`--respawn-runs`): %d runs here, %s. A respawn holds new requests for the "
+                 "~1 s the new template needs to import its modules, which shows in p99.\n" % (
+                     total, "so about %d respawn(s) during the measurements" % (total // 1000)
+                     if total >= 1000 else "so no respawn during the measurements"))
+        L.append("| cell | clients | runs | p50 | p99 | mean | throughput |")
+        L.append("|---|---|---|---|---|---|---|")
+        for name, by_c in warm_res["cells"].items():
+            for c, r in by_c.items():
+                L.append("| %s | %d | %d%s | %s | %s | %s | %.0f runs/s |" % (
+                    name, c, r["n"], " (%d failed)" % r["fails"] if r["fails"] else "", ms(r["p50"]),
+                    ms(r["p99"]), ms(r["mean"]), r["rps"]))
+        L.append("")
+        m = warm_res["memory"]
+        L.append("### Memory\n")
+        L.append("| | |\n|---|---|")
+        L.append("| idle template (server process): RSS / PSS | %s / %s |" % (mib(m["idle_rss"]), mib(m["idle_pss"])))
+        L.append("| one live pandas run (%d processes: worker, init, code): PSS / private | %s / %s |" % (
+            m["run_procs"], mib(m["run_pss"]), mib(m["run_private"])))
+        L.append("| same run, report `memory.peak_bytes` (charged to the run's cgroup) | %s |" % mib(m["run_peak"]))
+        L.append("| same cell cold, report `memory.peak_bytes` | %s |" % mib(m["cold_peak"]))
+        L.append("")
+    if warm_res and warm_res.get("profile"):
+        L.append("### Where a warm run's time goes\n")
+        L.append("`perf record -a -g` for 5 s while 8 clients run trivial cells back to back; the "
+                 "share of all CPU samples (inclusive) under each kernel path. A warm run "
+                 "copies the template's address space three times (template -> worker, worker -> "
+                 "sandbox init, init -> code) and tears it down three times.\n")
+        L.append("| path | share of samples |\n|---|---|")
+        for what, share in warm_res["profile"]:
+            L.append("| %s | %.1f %% |" % (what, share))
+        L.append("")
+    if cold_res and warm_res:
+        L.append("## Targets (from the issue)\n")
+        L.append("| target | measured | verdict |\n|---|---|---|")
+        wp = warm_res["cells"]["pandas"].get(1)
+        wt = warm_res["cells"]["trivial"].get(1)
+        rps = max((r["rps"] for r in warm_res["cells"]["trivial"].values()), default=0)
+        cb = statistics.median(cold_res["pass"]["python3"])
+        cs = statistics.median(cold_res["pass"]["sandcell"])
+
+        def verdict(ok, factor):
+            return "met" if ok else "missed by %.1f×" % factor
+        if wp:
+            L.append("| warm pandas cell ≤ 10 ms p50 end to end | %s (1 client) | %s |" % (
+                ms(wp["p50"]), verdict(wp["p50"] <= 0.010, wp["p50"] / 0.010)))
+        if wt:
+            L.append("| trivial warm run ≤ 2 ms p50 | %s (1 client) | %s |" % (
+                ms(wt["p50"]), verdict(wt["p50"] <= 0.002, wt["p50"] / 0.002)))
+        L.append("| ≥ 500 trivial runs/s on 2 cores | %.0f runs/s (best concurrency, %d cores) | %s |" % (
+            rps, os.cpu_count(), verdict(rps >= 500, 500 / rps if rps else float("inf"))))
+        L.append("| cold `pass` within 1.10× bare python3 | %.2f× (%s vs %s median) | %s |" % (
+            cs / cb, ms(cs), ms(cb), "met" if cs / cb <= 1.10 else "missed: %.2f× instead of 1.10×" % (cs / cb)))
+        L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sandcell", required=True)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md"))
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
+    ap.add_argument("--only", choices=["cold", "warm"])
+    args = ap.parse_args()
+    q = args.quick
+    reps = {"pass": 5 if q else 30, "pandas": 3 if q else 10, "savefig": 3 if q else 8}
+    levels = [1, 2, 8, 32]
+    # runs per client, and a time cap per level (seconds)
+    budget = {"trivial": (20 if q else 150, 5 if q else 15), "pandas": (10 if q else 60, 5 if q else 15)}
+    t0 = time.monotonic()
+
+    def log(msg):
+        print("bench: " + msg, flush=True)
+    cold_res = cold(args.sandcell, reps, log) if args.only != "warm" else None
+    warm_res = warm(args.sandcell, levels, budget, log) if args.only != "cold" else None
+    report(args.out, args, cold_res, warm_res, time.monotonic() - t0)
+    log("wrote %s in %.0f s" % (args.out, time.monotonic() - t0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,812 @@
+"""The warm server (`sandcell serve`): what only warm mode can get wrong.
+
+Each test starts its own server(s) through the `server` factory (one
+template per options set, stopped at the end of the module): run
+independence from the shared template, slots and queue timeout, a client
+that goes away mid-run, a hostile peer on the socket (framing, fds, JSON),
+another uid, and respawn (the template's ASLR layout and hash secret are
+shared by every run of one template generation, and only by those).
+
+The black-box tiers also run against a warm server: tests/warm/run-warm.sh.
+"""
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import zlib
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import BIN, EXIT_SANDBOX, IS_ROOT, _sandbox_host_pids  # noqa: E402
+
+READY_TIMEOUT = 60
+
+
+def _children(ppid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                    kids.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return kids
+
+
+def _descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        for k in _children(todo.pop()):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def _uid(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids, seconds=10):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p in pids if _alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+class Result:
+    def __init__(self, rc, out, err, report):
+        self.rc, self.stdout, self.stderr, self.report = rc, out, err, report
+
+    @property
+    def status(self):
+        return self.report["status"] if self.report else None
+
+    @property
+    def out(self):
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def err(self):
+        return self.stderr.decode("utf-8", "replace")
+
+    def json(self):
+        """The last stdout line that parses as JSON."""
+        for line in reversed(self.out.splitlines()):
+            if line.startswith(("{", "[")):
+                return json.loads(line)
+        raise AssertionError("no JSON line: %r" % (self,))
+
+    def __repr__(self):
+        return "Result(rc=%r, status=%r, stdout=%r, stderr=%r, error=%r)" % (
+            self.rc, self.status, self.stdout[-1500:], self.stderr[-1500:],
+            self.report and self.report.get("error"))
+
+
+class Server:
+    """One `sandcell serve` process on a private socket."""
+
+    def __init__(self, opts=(), env=None, sockdir=None, sockname="sock"):
+        self.dir = sockdir or tempfile.mkdtemp(prefix="sandcell-warm-test-")
+        self.sock = os.path.join(self.dir, sockname)
+        self.log = open(os.path.join(self.dir, "server.log"), "w+b")
+        self.cmd = [BIN, "serve", "--socket", self.sock] + list(opts)
+        self.templates_before = set(_template_dirs())
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.log_text().count("ready on"):
+            assert self.proc.poll() is None, "server died: %s" % self.log_text()
+            assert time.monotonic() < deadline, "server not ready: %s" % self.log_text()
+            time.sleep(0.05)
+        # sandcell serve execs sandcell-warm: same pid.
+        self.pid = self.proc.pid
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def cmdline(self, code=None, file=None, opts=(), report=None, args=()):
+        cmd = [BIN, "run", "--server", self.sock]
+        if report:
+            cmd += ["--report", report]
+        cmd += list(opts)
+        cmd += ["-c", code] if code is not None else [str(file)]
+        return cmd + list(args)
+
+    def popen(self, code, opts=(), report=None, **kw):
+        return subprocess.Popen(self.cmdline(textwrap.dedent(code), opts=opts, report=report),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **kw)
+
+    def run(self, code, opts=(), timeout=60):
+        fd, rpath = tempfile.mkstemp(prefix="sandcell-warm-report-", suffix=".json")
+        os.close(fd)
+        try:
+            p = self.popen(code, opts=opts, report=rpath)
+            try:
+                out, err = p.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                raise
+            rep = None
+            if os.path.getsize(rpath):
+                with open(rpath) as f:
+                    rep = json.load(f)
+        finally:
+            os.unlink(rpath)
+        return Result(p.returncode, out, err, rep)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def new_template_dirs(self):
+        return sorted(set(_template_dirs()) - self.templates_before)
+
+
+def _template_dirs():
+    return [os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("sandcell-template-")]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """server(opts...) -> a running Server with those options (one per
+    distinct option list; all stopped at the end of the module)."""
+    made = {}
+
+    def get(*opts, **kw):
+        key = (opts, tuple(sorted(kw.items())))
+        s = made.get(key)
+        if s is None or not s.alive():
+            s = made[key] = Server(opts, **kw)
+        return s
+
+    yield get
+    for s in made.values():
+        s.stop()
+
+
+# ----------------------------------------------------------------- independence
+
+RUN_A = r'''
+import json, os, random, sys, threading, time
+import numpy, pandas
+first = [random.random(), float(numpy.random.rand())]
+numpy.some_attr = "planted"
+json.x = "planted"
+sys.modules["pandas"].options.display.max_rows = 7
+pandas.set_option("display.precision", 2)
+sys.planted = True
+os.environ["SANDCELL_PLANTED"] = "1"
+os.putenv("SANDCELL_PLANTED_C", "1")
+with open("/tmp/planted", "w") as f:
+    f.write("x")
+with open("/output/planted", "w") as f:
+    f.write("x")
+random.seed(42)
+numpy.random.seed(42)
+seeded = [random.random(), float(numpy.random.rand())]
+t = threading.Thread(target=time.sleep, args=(300,), daemon=True)
+t.start()
+import gc
+gc.disable()
+print(json.dumps({"first": first, "seeded": seeded, "threads": threading.active_count()}))
+'''
+
+RUN_B = r'''
+import json, os, random, sys, threading, gc
+import numpy, pandas
+print(json.dumps({
+    "first": [random.random(), float(numpy.random.rand())],
+    "numpy_attr": hasattr(numpy, "some_attr"),
+    "json_x": hasattr(json, "x"),
+    "sys_planted": hasattr(sys, "planted"),
+    "max_rows": pandas.get_option("display.max_rows"),
+    "precision": pandas.get_option("display.precision"),
+    "environ": sorted(k for k in os.environ if k.startswith("SANDCELL_PLANTED")),
+    "getenv_c": os.getenv("SANDCELL_PLANTED_C"),
+    "tmp": os.listdir("/tmp"),
+    "output": os.listdir("/output"),
+    "threads": threading.active_count(),
+    "tasks": os.listdir("/proc/self/task"),
+    "gc": gc.isenabled(),
+}))
+'''
+
+
+def test_runs_are_independent_of_each_other_and_reseeded(server):
+    """Run A changes module state (numpy, json, pandas options, sys), the
+    environment, /tmp and /output, seeds both RNGs and leaves a daemon
+    thread behind; runs B and B' from the same template see none of it,
+    and every run starts from its own random state."""
+    srv = server("--slots", "2")
+    a = srv.run(RUN_A)
+    assert a.status == "ok" and a.rc == 0, a
+    assert a.report["time"]["wall_sec"] < 10, "a daemon thread must not hold the run: %r" % a
+    b1 = srv.run(RUN_B)
+    b2 = srv.run(RUN_B)
+    for b in (b1, b2):
+        assert b.status == "ok", b
+        r = b.json()
+        assert r["numpy_attr"] is False and r["json_x"] is False and r["sys_planted"] is False, r
+        assert r["max_rows"] == 60 and r["precision"] == 6, r
+        assert r["environ"] == [] and r["getenv_c"] is None, r
+        assert r["tmp"] == [] and r["output"] == [], r
+        assert r["threads"] == 1 and len(r["tasks"]) == 1, r
+        assert r["gc"] is True, r
+    ra, rb1, rb2 = a.json(), b1.json(), b2.json()
+    # Reseeded per run: no two runs start from the same state (the
+    # template's, or A's seed 42).
+    firsts = [tuple(ra["first"]), tuple(rb1["first"]), tuple(rb2["first"])]
+    assert len(set(x[0] for x in firsts)) == 3, firsts
+    assert len(set(x[1] for x in firsts)) == 3, firsts
+    for x in firsts:
+        assert list(x) != ra["seeded"], firsts
+
+
+def test_run_sees_a_fresh_interpreter_namespace(server):
+    """__main__ holds nothing of the template or the bootstrap."""
+    srv = server("--slots", "2")
+    r = srv.run('''
+import json, sys
+print(json.dumps({"argv": sys.argv, "name": __name__,
+                  "main": sorted(k for k in globals() if k not in ("json", "sys"))}))
+''')
+    assert r.status == "ok", r
+    res = r.json()
+    assert res["argv"] == ["-c"] and res["name"] == "__main__", res
+    assert res["main"] == ["__builtins__", "__doc__", "__loader__", "__name__", "__package__",
+                           "__spec__"], res
+
+
+# ------------------------------------------------------------------ host secrets
+
+MEMORY_DUMP = r"""
+import ctypes, json, os, zlib
+res = {}
+def grab(p):
+    try:
+        with open(p, "rb") as f:
+            return f.read().decode("latin-1")
+    except OSError as e:
+        return "ERR %d" % e.errno
+for p in ("/proc/self/cmdline", "/proc/self/environ", "/proc/1/cmdline", "/proc/1/environ"):
+    res[p] = grab(p)
+st = open("/proc/self/stat").read()
+v = [int(x) for x in st[st.rindex(")") + 2:].split()[45:49]]
+res["argv-area"] = ctypes.string_at(v[0], v[1] - v[0]).decode("latin-1")
+res["env-area"] = ctypes.string_at(v[2], v[3] - v[2]).decode("latin-1")
+regions = []
+for line in open("/proc/self/maps").read().splitlines():
+    f = line.split()
+    lo, hi = (int(x, 16) for x in f[0].split("-"))
+    name = f[5] if len(f) > 5 else "anon"
+    if not f[1].startswith("r") or name in ("[vvar]", "[vsyscall]", "[vvar_vclock]"):
+        continue
+    if not name.startswith(("[", "anon")):
+        continue  # file mappings: the binaries and libraries
+    regions.append((lo, hi, name))
+with open("/output/memory.z", "wb") as out:
+    for lo, hi, name in regions:
+        for a in range(lo, hi, 16 << 20):
+            chunk = zlib.compress(ctypes.string_at(a, min(hi, a + (16 << 20)) - a), 1)
+            out.write(json.dumps([name, a, len(chunk)]).encode() + b"\n" + chunk)
+res["regions"] = len(regions)
+print(json.dumps(res))
+"""
+
+
+def _dump_hits(path, needle):
+    """Regions of a run's memory dump (MEMORY_DUMP) that hold needle."""
+    hits = []
+    with open(path, "rb") as f:
+        while True:
+            head = f.readline()
+            if not head:
+                break
+            name, addr, n = json.loads(head)
+            data = zlib.decompress(f.read(n))
+            if needle in data:
+                hits.append("%s@%x" % (name, addr))
+    return hits
+
+
+def test_server_argv_and_environment_unreachable_from_runs(tmp_path):
+    """The template is a host process started with the operator's argv and
+    environment.  A run shares its memory (fork, no exec), so the
+    environment (where operators keep secrets) may be nowhere in it: not in
+    /proc/self/environ, not in the original env area (/proc/self/stat
+    fields 50-51), not anywhere in the run's stack, heap or anonymous
+    memory (dumped to /output and searched on the host, so the code itself
+    never holds the secret).  The command line (host paths: the socket)
+    may not be in /proc/self/cmdline or the original argv area."""
+    secret = "sandcell-secret-" + secrets.token_hex(8)
+    pathtag = "sandcell-path-" + secrets.token_hex(8)
+    d = tempfile.mkdtemp(prefix="sandcell-warm-%s-" % pathtag)
+    env = dict(os.environ)
+    env["AWS_SECRET_ACCESS_KEY"] = secret
+    env["SANDCELL_TEST_SECRET"] = secret
+    srv = Server(["--slots", "1"], env=env, sockdir=d)
+    try:
+        out = tmp_path / "out"
+        r = srv.run(MEMORY_DUMP, opts=["--output", str(out), "--disk", "2G", "--memory", "2G",
+                                       "--output-bytes", "2G", "--wall-time", "60"], timeout=120)
+        assert r.status == "ok", r
+        res = r.json()
+        assert res["regions"] > 0
+        leaks = {k: [w for w in ("secret", "pathtag") if {"secret": secret, "pathtag": pathtag}[w] in v]
+                 for k, v in res.items() if isinstance(v, str)}
+        assert leaks == {"/proc/self/cmdline": [], "/proc/self/environ": [], "/proc/1/cmdline": [],
+                         "/proc/1/environ": [], "argv-area": [], "env-area": []}, leaks
+        assert _dump_hits(str(out / "memory.z"), secret.encode()) == []
+    finally:
+        srv.stop()
+
+
+def test_run_fds_and_process_state_as_after_exec(server):
+    """What execve gives a cold run, the in-process start must give too:
+    only fds 0-3 open (no control socket or pipe of the sandbox init),
+    SIGXFSZ and SIGPIPE
+    ignored as python3 does at startup (so a write past --disk raises
+    EFBIG instead of killing the code), no other signal ignored."""
+    srv = server("--slots", "2")
+    r = srv.run(r'''
+import ctypes, json, os, signal
+fds = sorted(n for n in range(1024) if not ctypes.CDLL(None).fcntl(n, 1) < 0)
+ign = int([l for l in open("/proc/self/status") if l.startswith("SigIgn:")][0].split()[1], 16)
+def readable(p):
+    try:
+        open(p, "rb").read(1)
+        return True
+    except OSError:
+        return False
+print(json.dumps({"fds": fds, "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),
+                  "environ": readable("/proc/self/environ"), "auxv": readable("/proc/self/auxv"),
+                  "ignored": sorted(s for s in range(1, 65) if ign & (1 << (s - 1)))}))
+''')
+    assert r.status == "ok", r
+    res = r.json()
+    assert res["fds"] == [0, 1, 2, 3], res
+    # The one documented difference (docs/warm.md): no execve resets the
+    # non-dumpable flag of the sandbox init, so the code's own /proc files
+    # stay closed to it.  Less access, never more.
+    assert res["dumpable"] == 0 and not res["environ"] and not res["auxv"], res
+    assert res["ignored"] == sorted([signal.SIGPIPE, signal.SIGXFSZ]), res
+
+
+def test_write_past_disk_limit_raises_efbig(server):
+    srv = server("--slots", "2")
+    r = srv.run('''
+import errno
+try:
+    with open("/tmp/big", "wb") as f:
+        f.truncate(64 << 20)
+        f.seek((64 << 20) - 1)
+        f.write(b"x")
+    print("no error")
+except OSError as e:
+    print("errno", errno.errorcode[e.errno])
+''', opts=["--disk", "8M"])
+    assert r.out.strip() in ("errno EFBIG", "errno ENOSPC"), r
+    assert r.status == "ok", r
+
+
+# -------------------------------------------------------------------- concurrency
+
+def _overlap(intervals):
+    ev = sorted([(s, 1) for s, e in intervals] + [(e, -1) for s, e in intervals],
+                key=lambda x: (x[0], x[1]))
+    cur = best = 0
+    for _, d in ev:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_slots_bound_concurrent_runs(server, tmp_path):
+    """8 concurrent clients on --slots 2: all succeed, never more than 2
+    runs at once (start/end timestamps written to /output by each run),
+    and 2 do run at once."""
+    srv = server("--slots", "2")
+    code = '''
+import json, time
+t0 = time.time()
+time.sleep(0.4)
+with open("/output/t.json", "w") as f:
+    json.dump([t0, time.time()], f)
+'''
+    procs = []
+    for i in range(8):
+        out = tmp_path / ("out-%d" % i)
+        procs.append((out, srv.popen(code, opts=["--output", str(out)])))
+    intervals = []
+    for out, p in procs:
+        o, e = p.communicate(timeout=120)
+        assert p.returncode == 0, (o, e)
+        intervals.append(tuple(json.loads((out / "t.json").read_text())))
+    assert _overlap(intervals) <= 2, intervals
+    assert _overlap(intervals) == 2, intervals
+
+
+def test_queue_timeout_answers_server_busy(server):
+    """--slots 1 --queue-timeout 0.5: while a long run holds the slot, a
+    second request waits 0.5 s in the queue, then gets a clear sandbox
+    error (exit 126, "server busy"); the long run is unaffected."""
+    srv = server("--slots", "1", "--queue-timeout", "0.5")
+    long = srv.popen('''
+print("READY", flush=True)
+import time
+time.sleep(4)
+print("done")
+''')
+    assert long.stdout.readline() == b"READY\n"
+    t0 = time.monotonic()
+    busy = srv.run("print('should not run')")
+    waited = time.monotonic() - t0
+    assert busy.rc == EXIT_SANDBOX, busy
+    assert busy.report["status"] == "sandbox-error", busy
+    assert "server busy" in busy.report["reason"], busy
+    assert "server busy" in busy.err, busy
+    assert busy.stdout == b"", busy
+    assert 0.4 <= waited < 3, waited
+    out, err = long.communicate(timeout=60)
+    assert long.returncode == 0 and out == b"done\n", (out, err)
+    assert srv.run("print('after')").out == "after\n"
+
+
+def test_client_disconnect_kills_the_run(server):
+    """A client killed while its code sleeps: the run is killed (no
+    process of it survives, its cgroup goes away) and the server keeps
+    serving."""
+    srv = server("--slots", "2")
+    before = set(_descendants(srv.pid))
+    p = srv.popen('''
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print("READY", flush=True)
+time.sleep(300)
+''')
+    assert p.stdout.readline() == b"READY\n"
+    run_pids = [q for q in _descendants(srv.pid) if q not in before]
+    # worker (supervisor), sandbox init, code, its child
+    assert len(run_pids) >= 4, run_pids
+    uids = {_uid(q) for q in run_pids} - {None, 0, os.geteuid()}
+    cgroups = set()
+    for q in run_pids:
+        try:
+            with open("/proc/%d/cgroup" % q) as f:
+                cgroups.update(l.split(":", 2)[2].strip() for l in f if "/run-" in l)
+        except OSError:
+            pass
+    p.kill()
+    p.communicate()
+    assert _wait_gone(run_pids) == [], "run processes survived the client"
+    if IS_ROOT:
+        assert uids and _sandbox_host_pids(uids) == [], uids
+    for cg in cgroups:
+        hits = [d for d in ("/sys/fs/cgroup" + cg, "/sys/fs/cgroup/memory" + cg,
+                            "/sys/fs/cgroup/pids" + cg, "/sys/fs/cgroup/unified" + cg)
+                if os.path.isdir(d)]
+        assert hits == [], hits
+    assert srv.alive()
+    r = srv.run("print('still serving')")
+    assert r.status == "ok" and r.out == "still serving\n", r
+
+
+# ----------------------------------------------------------- hostile protocol
+
+def _connect(srv, timeout=20):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(srv.sock)
+    return s
+
+
+def _read_answer(s):
+    """Returns the decoded answer, None for a closed connection."""
+    hdr = b""
+    try:
+        while len(hdr) < 4:
+            chunk = s.recv(4 - len(hdr))
+            if not chunk:
+                return None
+            hdr += chunk
+        n = struct.unpack("<I", hdr)[0]
+        assert n < (1 << 20), n
+        body = b""
+        while len(body) < n:
+            chunk = s.recv(n - len(body))
+            assert chunk, "answer truncated"
+            body += chunk
+    except ConnectionResetError:
+        return None
+    return json.loads(body)
+
+
+def _send(s, payload, fds=(), length=None):
+    hdr = struct.pack("<I", len(payload) if length is None else length)
+    if fds:
+        s.sendmsg([hdr], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))])
+    else:
+        s.sendall(hdr)
+    if payload:
+        s.sendall(payload)
+
+
+def _request(**over):
+    req = {"v": 1, "code": "print('hostile ran')", "code_name": None, "args": [], "inputs": [],
+           "values": None, "output_dir": None, "python": "/usr/bin/python3",
+           "cgroup_parent": None, "allow_reduced": False,
+           "limits": {"wall_sec": 10.0, "cpu_sec": 10.0}}
+    req.update(over)
+    return {k: v for k, v in req.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+MALFORMED = {
+    # name: (payload bytes, announced length or None, with fds, half-close after)
+    "garbage-length": (b"\xde\xad\xbe\xef" * 4, 0xefbeadde, True, True),
+    "oversized-81MiB": (b"{}", 81 << 20, True, True),
+    "truncated-then-close": (b'{"v": 1, "co', 200, True, True),
+    "header-only-2-bytes": (None, None, False, True),
+    "valid-without-fds": (json.dumps(_request()).encode(), None, False, False),
+    "invalid-json": (b'{"v": 1, "code": "x",,}', None, True, False),
+    "not-an-object": (b'[1, 2, 3]', None, True, False),
+    "trailing-bytes": (json.dumps(_request()).encode() + b" {}", None, True, False),
+    "duplicate-key": (b'{"v": 1, "v": 1}', None, True, False),
+    "nul-in-json": (b'{"v": 1,\x00 "code": "x"}', None, True, False),
+    "unknown-field": (json.dumps(_request(extra=1)).encode(), None, True, False),
+    "unknown-limit": (json.dumps(_request(limits={"wall_sec": 1.0, "bogus": 1})).encode(), None, True, False),
+    "wrong-version": (json.dumps(_request(v=2)).encode(), None, True, False),
+    "missing-code": (json.dumps(_request(code=_DROP)).encode(), None, True, False),
+    "code-not-string": (json.dumps(_request(code=5)).encode(), None, True, False),
+    "args-not-strings": (json.dumps(_request(args=[1])).encode(), None, True, False),
+    "input-relative-path": (json.dumps(_request(inputs=[{"name": "x", "path": "etc/passwd"}])).encode(), None, True, False),
+    "input-bad-name": (json.dumps(_request(inputs=[{"name": "../x", "path": "/etc/passwd"}])).encode(), None, True, False),
+    "values-not-object": (json.dumps(_request(values=[1])).encode(), None, True, False),
+    "output-relative": (json.dumps(_request(output_dir="out")).encode(), None, True, False),
+    "limit-negative": (json.dumps(_request(limits={"memory_bytes": -1})).encode(), None, True, False),
+    "limit-string": (json.dumps(_request(limits={"memory_bytes": "1G"})).encode(), None, True, False),
+    "wall-nan-like": (json.dumps(_request(limits={"wall_sec": 1e308})).encode(), None, True, False),
+    "deep-nesting": (b'{"v": 1, "values": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}", None, True, False),
+    "python-mismatch": (json.dumps(_request(python="/bin/sh")).encode(), None, True, False),
+    "allow-reduced-string": (json.dumps(_request(allow_reduced="yes")).encode(), None, True, False),
+    "empty-frame": (b"", 0, True, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_request_gets_clear_answer(server, name):
+    """Each hostile request gets a report-shaped refusal (sandbox-error or
+    usage error, exit_code 125/126, a reason) or a closed connection; never
+    a run, a crash or a hang.  The server serves a normal run afterwards."""
+    srv = server("--slots", "2")
+    payload, length, with_fds, half_close = MALFORMED[name]
+    r, w = os.pipe()
+    s = _connect(srv)
+    t0 = time.monotonic()
+    try:
+        fds = [r, w, w] if with_fds else []
+        try:  # the server may answer and close before reading everything
+            if payload is None:
+                s.sendall(b"\x10\x00")
+            else:
+                _send(s, payload, fds, length)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        ans = _read_answer(s)
+    finally:
+        s.close()
+        os.close(w)
+    took = time.monotonic() - t0
+    ran = os.read(r, 4096)
+    os.close(r)
+    assert b"hostile ran" not in ran
+    assert took < 15, took
+    if ans is not None:
+        assert ans["status"] in ("sandbox-error", "usage-error"), ans
+        assert ans["exit_code"] in (125, 126), ans
+        assert isinstance(ans["reason"], str) and ans["reason"], ans
+    assert srv.alive(), srv.log_text()
+    ok = srv.run("print('fine')")
+    assert ok.status == "ok" and ok.out == "fine\n", ok
+
+
+def test_request_with_extra_fds_is_refused(server):
+    """The protocol says exactly three fds (stdin, stdout, stderr)."""
+    srv = server("--slots", "2")
+    r, w = os.pipe()
+    s = _connect(srv)
+    try:
+        _send(s, json.dumps(_request()).encode(), [r, w, w, w])
+        ans = _read_answer(s)
+    finally:
+        s.close()
+        os.close(w)
+    ran = os.read(r, 4096)
+    os.close(r)
+    assert ans is not None and ans["exit_code"] == EXIT_SANDBOX, ans
+    assert b"hostile ran" not in ran
+
+
+def test_idle_and_slow_clients_do_not_wedge_the_server(server):
+    """Connections that never send a frame (more than the slots) are
+    dropped after the request timeout; the server then serves runs."""
+    srv = server("--slots", "2")
+    idle = [_connect(srv) for _ in range(4)]
+    try:
+        t0 = time.monotonic()
+        ok = srv.run("print('through')", timeout=60)
+        assert ok.status == "ok", ok
+        assert time.monotonic() - t0 < 40
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_well_formed_raw_request_runs(server):
+    """The raw-socket client above is right: a correct request runs."""
+    srv = server("--slots", "2")
+    r, w = os.pipe()
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    s = _connect(srv)
+    try:
+        _send(s, json.dumps(_request()).encode(), [devnull, w, w])
+        ans = _read_answer(s)
+    finally:
+        s.close()
+        os.close(w)
+        os.close(devnull)
+    out = os.read(r, 4096)
+    os.close(r)
+    assert ans["status"] == "ok" and ans["exit_code"] == 0, ans
+    assert out == b"hostile ran\n"
+
+
+# ------------------------------------------------------------------------ peers
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to connect as another uid")
+def test_other_uid_is_refused(server):
+    """The socket is 0600; even with the file opened up (chmod 0666 on our
+    own test server), a peer of another uid gets a refusal, not a run."""
+    d = tempfile.mkdtemp(prefix="sandcell-warm-uid-")
+    os.chmod(d, 0o755)
+    srv = Server(["--slots", "1"], sockdir=d)
+    client = r'''
+import json, os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(20)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print(json.dumps({"connect": e.errno})); sys.exit(0)
+req = %r.encode()
+try:  # the server may have answered and closed already
+    s.sendmsg([struct.pack("<I", len(req))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+              struct.pack("3i", 0, 1, 2))])
+    s.sendall(req)
+except OSError:
+    pass
+data = b""
+while True:
+    try:
+        b = s.recv(65536)
+    except OSError:
+        break
+    if not b:
+        break
+    data += b
+print(json.dumps({"answer": json.loads(data[4:]) if len(data) > 4 else None}))
+''' % json.dumps(_request(code="print('other uid ran')"))
+    try:
+        assert os.stat(srv.sock).st_mode & 0o777 == 0o600
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+               client, srv.sock]
+        first = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert json.loads(first.stdout) == {"connect": 13}, first
+        os.chmod(srv.sock, 0o666)
+        second = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert b"other uid ran" not in second.stdout, second
+        ans = json.loads(second.stdout.splitlines()[-1])["answer"]
+        assert ans is not None and ans["exit_code"] == EXIT_SANDBOX, second
+        assert "permission denied" in ans["reason"], ans
+        assert srv.alive()
+        assert srv.run("print('owner')").out == "owner\n"
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------------- respawn
+
+LAYOUT = r'''
+import ctypes, json, numpy
+libc = ctypes.CDLL(None)
+print(json.dumps({"printf": ctypes.cast(libc.printf, ctypes.c_void_p).value,
+                  "numpy": id(numpy), "object": id(object),
+                  "hash": hash("sandcell"), "ok": int(numpy.arange(4).sum())}))
+'''
+
+
+def test_respawn_gives_a_new_layout(server):
+    """ASLR trade-off: every run of one template generation shares the
+    template's layout (library addresses, object ids, str hash secret);
+    with --respawn-runs 3 the template re-executes itself after 3 runs, so
+    runs 4-6 share a new layout and none of the old one.  The server keeps
+    its pid and socket and serves throughout."""
+    srv = server("--slots", "1", "--respawn-runs", "3")
+    gens = []
+    for i in range(7):
+        r = srv.run(LAYOUT, timeout=120)
+        assert r.status == "ok", (i, r)
+        gens.append(r.json())
+        assert srv.alive()
+    first, second = gens[0:3], gens[3:6]
+    for key in ("printf", "numpy", "object", "hash"):
+        assert len({g[key] for g in first}) == 1, (key, first)
+        assert len({g[key] for g in second}) == 1, (key, second)
+        assert first[0][key] != second[0][key], (key, first[0], second[0])
+    # run 7 is the third generation's first
+    assert gens[6]["printf"] != second[0]["printf"]
+    assert srv.alive()
+
+
+def test_respawn_leaves_no_template_directories():
+    """Each template generation makes a private HOME in /tmp for its
+    caches; none may pile up across respawns or outlive the server."""
+    srv = Server(["--slots", "1", "--respawn-runs", "1"])
+    try:
+        for _ in range(3):
+            assert srv.run("pass", timeout=120).status == "ok"
+        time.sleep(0.5)
+        during = srv.new_template_dirs()
+    finally:
+        srv.stop()
+    after = srv.new_template_dirs()
+    assert len(during) <= 1, during
+    assert after == [], after
