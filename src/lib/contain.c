@@ -391,6 +391,13 @@ void sc_child_main(const struct sc_child *c)
 {
 	struct sandcell_error err = { 0, "" };
 	int scratch_fd = -1;
+	int sig;
+
+	/* Dispositions a launcher ignored would survive execve (and the warm
+	 * template): the code starts with every signal at its default. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
 
 	if (c->reduced) {
 		struct sigaction sa;
