@@ -394,10 +394,19 @@ void sc_child_main(const struct sc_child *c)
 	int sig;
 
 	/* Dispositions a launcher ignored would survive execve (and the warm
-	 * template): the code starts with every signal at its default. */
-	for (sig = 1; sig < NSIG; sig++)
+	 * template): the code starts with every signal at its default.  The
+	 * raw syscall, because glibc refuses to touch its reserved signals
+	 * (32, 33), which a launcher may still have ignored. */
+	for (sig = 1; sig < NSIG; sig++) {
+		struct {
+			void (*handler)(int);
+			unsigned long flags;
+			void (*restorer)(void);
+			uint64_t mask;
+		} ksa = { SIG_DFL, 0, NULL, 0 };
 		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
+			syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(uint64_t));
+	}
 
 	if (c->reduced) {
 		struct sigaction sa;
