@@ -47,6 +47,30 @@ def publish_summary(text):
         f.write(head + BEGIN + "\n" + matrix + "\n\n" + mutants + "\n" + END + tail)
 
 
+LAYERS = [
+    ("no-seccomp", "seccomp"),
+    ("no-landlock", "Landlock"),
+    ("no-mount-isolation", "mount isolation (old root kept)"),
+    ("no-netns", "network namespace"),
+    ("no-uidmap", "uid mapping (code runs as the caller's uid)"),
+    ("no-limits", "cgroup limits and rlimits"),
+    ("no-fdclose", "fd closing"),
+]
+MUTANTS = [
+    ("mut-no-arch-check", "no arch check (foreign ABIs allowed)"),
+    ("mut-x32-allowed", "x32 ABI allowed"),
+    ("mut-clone3-allowed", "clone3 allowed"),
+    ("mut-io-uring-allowed", "io_uring allowed"),
+    ("mut-default-allow", "default action ALLOW"),
+    ("mut-no-nnp", "no_new_privs not set"),
+    ("no-fdclose", "fds left open"),
+    ("mut-no-setsid", "no setsid"),
+    ("mut-collect-follows", "collector follows symlinks"),
+]
+# G4 *is* the seccomp filter: its cases rest on it by definition.
+SINGLE_LAYER_BY_DEFINITION = {"G4": "seccomp"}
+
+
 def guarantee(nodeid):
     m = re.search(r"\b(G\d+)\b", nodeid.replace("_", " ").replace("[", " ").replace(":", " "))
     return m.group(1) if m else "G?"
