@@ -192,6 +192,37 @@ static int parent_dir(const char *mnt, const char *ctrl, const char *parent, cha
 	return 0;
 }
 
+/*
+ * Run cgroups whose supervisor died (SIGKILL, power loss of a container,
+ * a removal that outlasted its deadline) are removed by the next run that
+ * uses the same parent: a run-PID-... entry whose PID no longer exists.
+ * rmdir only ever removes an empty cgroup without children, so a live
+ * run in it cannot be disturbed; a reused PID merely postpones the removal.
+ */
+static void collect_stale(const char *parent)
+{
+	DIR *d = opendir(parent);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char path[900];
+		int pid;
+		unsigned seq;
+		long ns;
+
+		if (de->d_type != DT_DIR || sscanf(de->d_name, "run-%d-%u-%ld", &pid, &seq, &ns) != 3 ||
+		    pid <= 0 || pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", parent, de->d_name);
+		rmdir(path);
+	}
+	closedir(d);
+}
+
 static int make_run_dir(const char *parent, char *out, size_t size)
 {
 	static unsigned seq;
@@ -199,6 +230,7 @@ static int make_run_dir(const char *parent, char *out, size_t size)
 
 	if (mkdir_p(parent) < 0)
 		return -1;
+	collect_stale(parent);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(out, size, "%s/run-%d-%u-%ld", parent, (int)getpid(), seq++, (long)ts.tv_nsec);
 	if (mkdir(out, 0755) < 0) {
@@ -425,24 +457,68 @@ int sc_cgroup_kill(const struct sc_cgroup *cg)
 	return -1;
 }
 
-static void remove_dir(char *dir)
+static double mono_sec(void)
 {
-	int i;
-
-	if (!dir[0])
-		return;
-	/* Exiting tasks leave the cgroup asynchronously: retry briefly. */
-	for (i = 0; i < 200 && rmdir(dir) < 0 && errno == EBUSY; i++) {
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	dir[0] = '\0';
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void sc_cgroup_destroy(struct sc_cgroup *cg)
+/*
+ * Removes one run cgroup.  rmdir fails with EBUSY while the cgroup is
+ * populated, and a killed task leaves it only after its final exit, which
+ * a loaded host can delay by seconds (podman and mesos retry too).  v2
+ * announces emptiness in cgroup.events, so it is waited for; v1 has no
+ * such event and is retried with a growing pause.  Returns -1, with the
+ * path kept in dir, if the cgroup is still there at the deadline.
+ */
+static int remove_dir(char *dir, double deadline)
 {
-	remove_dir(cg->v2);
-	remove_dir(cg->v1_mem);
-	remove_dir(cg->v1_pids);
-	remove_dir(cg->v1_cpu);
+	char path[640], buf[256];
+	long pause_ns = 1000 * 1000;
+
+	if (!dir[0])
+		return 0;
+	while (rmdir(dir) < 0) {
+		double left = deadline - mono_sec();
+		struct pollfd pfd;
+
+		if ((errno != EBUSY && errno != EINTR) || left <= 0)
+			return errno == ENOENT ? (dir[0] = '\0', 0) : -1;
+		snprintf(path, sizeof(path), "%s/cgroup.events", dir);
+		pfd.fd = open(path, O_RDONLY | O_CLOEXEC);
+		pfd.events = POLLPRI;
+		if (pfd.fd >= 0) {
+			ssize_t n = pread(pfd.fd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			/* populated 0 but EBUSY: a child cgroup, nothing to wait for. */
+			if (n > 0 && strstr(buf, "populated 0")) {
+				close(pfd.fd);
+				if (rmdir(dir) == 0)
+					break;
+				return -1;
+			}
+			poll(&pfd, 1, (int)(left * 1000) + 1);
+			close(pfd.fd);
+		} else {
+			struct timespec ts = { 0, pause_ns };
+			nanosleep(&ts, NULL);
+			if (pause_ns < 100 * 1000 * 1000)
+				pause_ns *= 2;
+		}
+	}
+	dir[0] = '\0';
+	return 0;
+}
+
+int sc_cgroup_destroy(struct sc_cgroup *cg)
+{
+	double deadline = mono_sec() + SC_CGROUP_REMOVE_SEC;
+	int left = 0;
+
+	left -= remove_dir(cg->v2, deadline);
+	left -= remove_dir(cg->v1_mem, deadline);
+	left -= remove_dir(cg->v1_pids, deadline);
+	left -= remove_dir(cg->v1_cpu, deadline);
+	return left;
 }

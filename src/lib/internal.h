@@ -150,7 +150,10 @@ int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes);
 bool sc_cgroup_oom(const struct sc_cgroup *cg);
 /* Kills every task in the run cgroup and waits until it is empty. */
 int sc_cgroup_kill(const struct sc_cgroup *cg);
-void sc_cgroup_destroy(struct sc_cgroup *cg);
+/* Removes the run cgroups, waiting up to SC_CGROUP_REMOVE_SEC for the
+ * last tasks to leave; returns how many are left (their paths stay in cg). */
+#define SC_CGROUP_REMOVE_SEC 10.0
+int sc_cgroup_destroy(struct sc_cgroup *cg);
 
 /* ---- userns.c ---- */
 int sc_userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool deny_setgroups,
@@ -236,6 +239,8 @@ struct sandcell_result {
 	bool outputs_collected;
 	struct sandcell_limits limits;
 	struct sc_isolation iso;
+	char left_behind[8][512]; /* host resources that could not be removed */
+	int n_left_behind;
 };
 
 /* ---- protocol.c: the warm server's requests (docs/protocol.md) ---- */

@@ -362,6 +362,16 @@ char *sc_report_render(const struct sandcell_result *r)
 	set(doc, "limits", render_limits(&r->limits, &bad), &bad);
 	set(doc, "isolation", render_isolation(&r->iso, &bad), &bad);
 	set(doc, "error", buf_or_null(r->error, sizeof(r->error)), &bad);
+	{
+		json_t *left = json_array();
+		size_t n = r->n_left_behind < 0 ? 0 : (size_t)r->n_left_behind;
+		if (n > ARRAY_LEN(r->left_behind))
+			n = ARRAY_LEN(r->left_behind);
+		for (size_t i = 0; left != NULL && i < n; i++)
+			push(left, str_n(r->left_behind[i], strnlen(r->left_behind[i], sizeof(r->left_behind[i]))),
+			     &bad);
+		set(doc, "left_behind", left, &bad);
+	}
 
 	/* Insertion order is kept (jansson >= 2.8), so the document reads in
 	 * the order above: verdict first, details after. */

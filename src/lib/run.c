@@ -1024,6 +1024,24 @@ out:
 	return result;
 }
 
+/* Removes the run cgroups; whatever stays is named in the report. */
+static void destroy_cgroup(struct run *rn)
+{
+	const char *dirs[4];
+	int i;
+
+	if (sc_cgroup_destroy(&rn->cg) == 0)
+		return;
+	dirs[0] = rn->cg.v2;
+	dirs[1] = rn->cg.v1_mem;
+	dirs[2] = rn->cg.v1_pids;
+	dirs[3] = rn->cg.v1_cpu;
+	for (i = 0; i < 4; i++)
+		if (dirs[i][0] && rn->r->n_left_behind < 8)
+			snprintf(rn->r->left_behind[rn->r->n_left_behind++], sizeof(rn->r->left_behind[0]),
+				 "%s", dirs[i]);
+}
+
 static void reset_for_retry(struct run *rn)
 {
 	struct sandcell_result *r = rn->r;
@@ -1046,7 +1064,7 @@ static void reset_for_retry(struct run *rn)
 	if (rn->have_cg) {
 		/* A fresh, empty cgroup for the second attempt. */
 		struct sandcell_error e;
-		sc_cgroup_destroy(&rn->cg);
+		destroy_cgroup(rn);
 		rn->have_cg = sc_cgroup_create(&rn->cg, rn->cfg->cgroup_parent, &rn->cfg->limits, &e) == 0;
 	}
 	rn->reduced = true;
@@ -1182,7 +1200,7 @@ finish:
 	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
 		classify(&rn);
 	if (rn.have_cg)
-		sc_cgroup_destroy(&rn.cg);
+		destroy_cgroup(&rn);
 	remove_workdir(&rn);
 	sc_seccomp_free(&rn.bpf);
 	close_fd(&rn.pidfd);

@@ -17,6 +17,7 @@ TOP_LEVEL = [
     ("exit_code", int), ("script", dict), ("time", dict), ("memory", dict), ("streams", dict),
     ("result", object), ("result_error", STR_OR_NONE), ("outputs", dict),
     ("truncations", list), ("limits", dict), ("isolation", dict), ("error", STR_OR_NONE),
+    ("left_behind", list),
 ]
 STATUSES = {"sandbox-error", "memory", "cpu-time", "timeout", "disk", "output-limit",
             "signaled", "exited", "ok"}
@@ -37,6 +38,7 @@ def check_schema(rep):
     assert rep["schema"] == 1
     assert rep["status"] in STATUSES
     assert is_int(rep["exit_code"])
+    assert all(isinstance(c, str) and c for c in rep["left_behind"]), rep["left_behind"]
 
     s = rep["script"]
     assert list(s) == ["started", "exit_code", "signal", "signal_name"]

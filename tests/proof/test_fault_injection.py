@@ -121,6 +121,11 @@ TOLERATED = [
     ("init", "newfstatat", r"AT_EMPTY_PATH", "landlock_create_ruleset",
      "Landlock add_path(): a path that cannot be stat'ed gets directory rights; on a file the "
      "kernel refuses the rule"),
+    ("supervisor", "openat", r'"/sys/fs/cgroup/[^"]*", O_RDONLY\|O_NONBLOCK\|O_CLOEXEC\|O_DIRECTORY', None,
+     "collect_stale(): a cgroup parent that cannot be listed keeps dead supervisors' empty run "
+     "cgroups until a later run (best-effort cleanup, no isolation step)"),
+    ("supervisor", "newfstatat", r'\(\d+</sys/fs/cgroup/[^>]*>, "", .*AT_EMPTY_PATH', None,
+     "collect_stale(): opendir's fstat of a cgroup parent; as above"),
     ("supervisor", "clone3", r".", None,
      "clone3 into the run cgroup failing falls back to clone plus a cgroup attach: same isolation"),
     ("supervisor", "openat", r"/run-[^\"]*\", O_RDONLY\|O_CLOEXEC\|O_PATH\|O_DIRECTORY", None,

@@ -71,7 +71,7 @@ static void test_empty(void)
 	static const char *const top[] = {
 		"schema", "sandcell_version", "status", "reason", "exit_code", "script",
 		"time", "memory", "streams", "result", "result_error", "outputs",
-		"truncations", "limits", "isolation", "error",
+		"truncations", "limits", "isolation", "error", "left_behind",
 	};
 	const char *key;
 	json_t *doc, *v;
@@ -103,6 +103,7 @@ static void test_empty(void)
 	CHECK(json_is_null(at(doc, "result")));
 	CHECK(json_is_null(at(doc, "result_error")));
 	CHECK(json_is_null(at(doc, "error")));
+	CHECK_EQ_INT(json_array_size(at(doc, "left_behind")), 0);
 	CHECK(json_is_false(at(doc, "outputs.collected")));
 	CHECK_EQ_INT(json_array_size(at(doc, "outputs.files")), 0);
 	CHECK(json_is_array(at(doc, "outputs.files")));
@@ -257,6 +258,8 @@ static void test_sandbox_error(void)
 	r->cpu_sec = INFINITY;
 	r->limits.wall_sec = -INFINITY;
 	r->iso.n_not_held = 1000; /* corrupt count must stay inside the array */
+	r->n_left_behind = 1000;
+	memset(r->left_behind, '\xff', sizeof(r->left_behind));
 
 	doc = render(r);
 	CHECK_STR(str_at(doc, "status"), "sandbox-error");
@@ -267,6 +270,9 @@ static void test_sandbox_error(void)
 	CHECK(json_is_null(at(doc, "time.cpu_sec")));
 	CHECK(json_is_null(at(doc, "limits.wall_sec")));
 	CHECK_EQ_INT(json_array_size(at(doc, "isolation.not_held")), 0);
+	CHECK_EQ_INT(json_array_size(at(doc, "left_behind")), 8);
+	CHECK_EQ_INT(strlen(json_string_value(json_array_get(at(doc, "left_behind"), 7))),
+		     4 * sizeof(r->left_behind[7]));
 	json_decref(doc);
 
 	/* Unterminated fixed buffers and invalid UTF-8 in them. */
