@@ -136,6 +136,16 @@ static int install_stdio(const struct sc_child *c, struct sandcell_error *err)
  * last so no setup syscall has to be allowed by the filter. */
 static void confine(const struct sc_child *c, struct sandcell_error *err);
 
+/* Limits before code: nothing past this point runs outside the run's
+ * cgroups.  Anything but ATTACHED means the supervisor gave up on us. */
+static void wait_attached(const struct sc_child *c)
+{
+	struct sc_msg m;
+
+	if (recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_ATTACHED)
+		_exit(1);
+}
+
 static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
 {
 	struct sc_msg m;
@@ -170,19 +180,14 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		sc_err(err, errno, "switching to the sandbox uid");
 		fail(c->sock, err);
 	}
-	/* 2. cgroup namespace: the run cgroup becomes the visible root. */
-	if (c->cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
-		sc_err(err, errno, "unshare(CLONE_NEWCGROUP)");
-		fail(c->sock, err);
-	}
-	/* 3. uts and net. */
+	/* 2. uts and net. */
 	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0) {
 		sc_err(err, errno, "sethostname");
 		fail(c->sock, err);
 	}
 	if (!sc_hook_on(SC_HOOK_NO_NETNS) && sc_net_loopback_up(err) < 0)
 		fail(c->sock, err);
-	/* 4. filesystem. */
+	/* 3. filesystem. */
 	if (sc_mounts_setup(c->plan, scratch_fd, err) < 0)
 		fail(c->sock, err);
 	if (send_msg(c->sock, SC_MSG_SCRATCH, 0, 0, NULL, *scratch_fd) < 0) {
@@ -191,6 +196,14 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	close(*scratch_fd);
 	*scratch_fd = -1;
+	/* 4. cgroups: the supervisor moved us into every run cgroup while
+	 * the mounts were built; only then does the run cgroup become the
+	 * visible root of a new cgroup namespace. */
+	wait_attached(c);
+	if (c->cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
+		sc_err(err, errno, "unshare(CLONE_NEWCGROUP)");
+		fail(c->sock, err);
+	}
 	confine(c, err);
 }
 
@@ -215,6 +228,7 @@ static void setup_reduced(const struct sc_child *c, struct sandcell_error *err)
 	if (send_msg(c->sock, SC_MSG_READY, 0, 0, NULL, -1) < 0 ||
 	    recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_GO)
 		_exit(1);
+	wait_attached(c);
 	confine(c, err);
 }
 

@@ -8,11 +8,12 @@
 
 enum sc_msg_type {
 	SC_MSG_READY = 1,   /* child -> parent: sources opened, write my maps */
-	SC_MSG_GO,	    /* parent -> child: maps and cgroups are in place */
+	SC_MSG_GO,	    /* parent -> child: the uid/gid maps are written */
 	SC_MSG_SCRATCH,	    /* child -> parent: scratch dir fd (SCM_RIGHTS) */
 	SC_MSG_STARTED,	    /* child -> parent: the interpreter was exec'd */
 	SC_MSG_EXIT,	    /* child -> parent: value = the code's wait status */
 	SC_MSG_ERROR,	    /* child -> parent: setup failed, code never ran */
+	SC_MSG_ATTACHED,    /* parent -> child: every run cgroup holds the child */
 };
 
 struct sc_msg {

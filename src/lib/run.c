@@ -198,6 +198,10 @@ static int recv_msg(int sock, struct sc_msg *m, int *fd_out)
 
 	memset(m, 0, sizeof(*m));
 	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	/* An init that exited with a message of ours unread makes the socket
+	 * report ECONNRESET once, ahead of what it had sent (its error). */
+	if (n < 0 && errno == ECONNRESET)
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	if (fd_out)
 		*fd_out = -1;
 	if (n <= 0)
@@ -288,6 +292,16 @@ static void kill_tree(struct run *rn)
 			syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
 		kill(-rn->pid, SIGKILL);
 	}
+}
+
+/* A bare control message from the supervisor to the sandbox's init. */
+static int send_ctl(int sock, enum sc_msg_type type)
+{
+	struct sc_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	return send(sock, &m, sizeof(m), MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -1;
 }
 
 static void set_error(struct sandcell_result *r, const char *msg)
@@ -788,6 +802,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	size_t argc = 0, n_env = 0, n_ro = 0, n_rw = 0, n_ro_exec = 0, i;
 	enum attempt result = ATTEMPT_DONE;
 	int sp[2] = { -1, -1 };
+	bool attach_failed = false, lost_child = false;
 	long pid;
 
 	memset(&child, 0, sizeof(child));
@@ -993,18 +1008,28 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 				 m.type == SC_MSG_ERROR && m.text[0] ? m.text : "no handshake from the child");
 			set_error(r, msg);
 			kill_tree(rn);
-		} else if ((!rn->reduced &&
-			    sc_userns_write_maps(rn->pid, pp->host_uid, pp->host_gid, geteuid() != 0, &e) < 0) ||
-			   (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, rn->v2_attached, &e) < 0)) {
+		} else if (!rn->reduced &&
+			   sc_userns_write_maps(rn->pid, pp->host_uid, pp->host_gid, geteuid() != 0, &e) < 0) {
 			set_error(r, e.msg);
 			kill_tree(rn);
-		} else {
-			memset(&m, 0, sizeof(m));
-			m.type = SC_MSG_GO;
-			if (send(rn->sock, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
-				set_error(r, "sandbox setup failed: lost the child");
-				kill_tree(rn);
-			}
+		} else if (send_ctl(rn->sock, SC_MSG_GO) < 0) {
+			set_error(r, "sandbox setup failed: lost the child");
+			kill_tree(rn);
+		} else if (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, rn->v2_attached, &e) < 0) {
+			/* Moving a task between cgroups waits for an RCU grace
+			 * period (v1, or v2 without clone3): the child builds
+			 * its mounts meanwhile, and waits for ATTACHED before it
+			 * enters its cgroup namespace or forks the code.  A
+			 * child already gone (ESRCH) reports its own error. */
+			if (e.code != ESRCH)
+				set_error(r, e.msg);
+			attach_failed = true;
+			kill_tree(rn);
+		} else if (send_ctl(rn->sock, SC_MSG_ATTACHED) < 0) {
+			/* The child failed while we attached it: its own
+			 * message, still queued, says why. */
+			lost_child = true;
+			kill_tree(rn);
 		}
 	}
 	supervise(rn);
@@ -1012,6 +1037,10 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		kill_tree(rn);
 		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
 	}
+	if (attach_failed)
+		set_error(r, e.msg);
+	if (lost_child)
+		set_error(r, "sandbox setup failed: lost the child");
 	if (rn->reduced)
 		kill(-rn->pid, SIGKILL); /* stragglers of the session, if any */
 	/* A user namespace that exists but cannot mount (e.g. an LSM that
