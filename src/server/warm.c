@@ -157,11 +157,14 @@ static const char warm_boot[] =
 	"    sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)\n"
 	"    sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)\n"
 	/* the dispositions python3 starts with, whatever the server had */
+	/* The sandbox's init reset every disposition to SIG_DFL (contain.c);
+	 * only the signal module's own table may still remember a handler. */
 	"    for sig in signal.valid_signals():\n"
-	"        try:\n"
-	"            signal.signal(sig, signal.SIG_DFL)\n"
-	"        except (OSError, ValueError):\n"
-	"            pass\n"
+	"        if signal.getsignal(sig) is not signal.SIG_DFL:\n"
+	"            try:\n"
+	"                signal.signal(sig, signal.SIG_DFL)\n"
+	"            except (OSError, ValueError):\n"
+	"                pass\n"
 	"    signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
 	"    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
 	"    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
@@ -184,6 +187,15 @@ static const char warm_boot[] =
 	"        else:\n"
 	"            print(e.code, file=sys.stderr)\n"
 	"            code = 1\n"
+	/* As a cold run's boot: the traceback (without this frame) through
+	 * sys.excepthook, exit status 1, and the shutdown below still runs. */
+	"    except BaseException as e:\n"
+	"        tb = e.__traceback__\n"
+	"        if tb is not None and tb.tb_frame.f_code.co_name == '_sc_warm':\n"
+	"            tb = tb.tb_next\n"
+	"        sys.excepthook(type(e), e, tb)\n"
+	"        del e, tb\n"
+	"        code = 1\n"
 	/* What interpreter shutdown does that a program can see: join
 	 * non-daemon threads, run atexit, flush.  Tearing down numpy, pandas
 	 * and matplotlib is skipped: nothing can observe it. */
@@ -194,8 +206,7 @@ static const char warm_boot[] =
 	"            s.flush()\n"
 	"        except Exception:\n"
 	"            code = code or 120\n"
-	"    os._exit(code)\n"
-	"_sc_warm(_sc_argv, _sc_env)\n";
+	"    os._exit(code)\n";
 
 static PyObject *str_list(const char *const *v, size_t skip_none)
 {
@@ -215,28 +226,48 @@ static PyObject *str_list(const char *const *v, size_t skip_none)
 	return l;
 }
 
+/* _sc_warm, compiled once in the template (not per run), and kept out of
+ * __main__ so the user's code does not see it among its globals. */
+static PyObject *warm_fn;
+
+static int compile_warm_boot(void)
+{
+	PyObject *ns = PyDict_New();
+	PyObject *builtins = PyEval_GetBuiltins();
+	PyObject *r;
+
+	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", builtins) < 0)
+		return -1;
+	r = PyRun_String(warm_boot, Py_file_input, ns, ns);
+	if (r == NULL) {
+		PyErr_Print();
+		Py_DECREF(ns);
+		return -1;
+	}
+	Py_DECREF(r);
+	warm_fn = PyDict_GetItemString(ns, "_sc_warm");
+	Py_XINCREF(warm_fn);
+	Py_DECREF(ns);
+	return warm_fn ? 0 : -1;
+}
+
 static void warm_exec(const char *const *argv, const char *const *envp)
 {
-	PyObject *main_mod, *d, *a, *e;
-	int rc;
+	PyObject *a, *e, *r;
 
 	PyOS_AfterFork_Child();
-	main_mod = PyImport_AddModule("__main__");
-	d = main_mod ? PyModule_GetDict(main_mod) : NULL;
 	a = str_list(argv, 0);
 	e = str_list(envp, 0);
-	if (d == NULL || a == NULL || e == NULL || PyDict_SetItemString(d, "_sc_argv", a) < 0 ||
-	    PyDict_SetItemString(d, "_sc_env", e) < 0) {
+	if (a == NULL || e == NULL) {
 		PyErr_Print();
 		_exit(127);
 	}
-	Py_DECREF(a);
-	Py_DECREF(e);
-	/* SystemExit inside exits the process with its code, as python3. */
-	rc = PyRun_SimpleString(warm_boot);
-	if (Py_FinalizeEx() < 0 && rc == 0)
-		rc = 120;
-	_exit(rc == 0 ? 0 : (rc == 120 ? 120 : 1));
+	/* _sc_warm ends with os._exit(); SystemExit inside is its business.
+	 * Getting here means the bootstrap itself failed. */
+	r = PyObject_CallFunctionObjArgs(warm_fn, a, e, NULL);
+	if (r == NULL)
+		PyErr_Print();
+	_exit(1);
 }
 
 /* ---- the worker: one request, one run ---- */
@@ -329,6 +360,10 @@ static int init_python(const struct opts *o)
 	/* Objects that survive the preload never move to a young generation
 	 * again: the collector stops touching (and copying) their pages in
 	 * every forked child. */
+	if (compile_warm_boot() < 0) {
+		logmsg("compiling the run bootstrap failed");
+		return -1;
+	}
 	PyRun_SimpleString("import gc; gc.collect(); gc.freeze()");
 	return 0;
 }
