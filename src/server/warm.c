@@ -39,14 +39,25 @@
 #include <unistd.h>
 
 #define MAX_SLOTS 256
+#define MAX_SPARES 16
 #define REQUEST_TIMEOUT_MS 10000
 
 struct opts {
 	const char *socket;
 	const char *python;
 	const char *preload;
-	long slots, queue, respawn_runs;
+	long slots, queue, respawn_runs, spares;
 	double queue_timeout, respawn_seconds;
+};
+
+/* A worker forked ahead of time: it waits on sock for the connection of
+ * the request it will serve, so the template's fork is off the request
+ * path.  It is an exact copy of the idle template (which never runs user
+ * code), so what it serves later is what a fresh fork would have served. */
+struct spare {
+	pid_t pid;
+	int pidfd;
+	int sock; /* the template's end of a SOCK_SEQPACKET pair */
 };
 
 struct pending {
@@ -319,6 +330,116 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	_exit(0);
 }
 
+/* A spare waits for the connection it will serve (SCM_RIGHTS).  EOF
+ * means the template is gone, respawning or stopping: nothing to serve. */
+static __attribute__((noreturn)) void spare_main(int sock, const struct opts *o)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	char b;
+	struct iovec iov = { &b, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t n;
+	int conn = -1;
+
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	c = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&conn, CMSG_DATA(c), sizeof(int));
+	close(sock);
+	if (conn < 0)
+		_exit(0);
+	serve_one(conn, o);
+}
+
+/* Hands conn to a spare; the spare then counts as a running worker. */
+static int give_to_spare(const struct spare *sp, int conn)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	char b = 'c';
+	struct iovec iov = { &b, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	memset(&u, 0, sizeof(u));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &conn, sizeof(int));
+	return sendmsg(sp->sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static void close_spares(const struct spare *sp, long n)
+{
+	long i;
+
+	for (i = 0; i < n; i++) {
+		close(sp[i].sock);
+		close(sp[i].pidfd);
+	}
+}
+
+/* Closing its socket tells a spare to exit; it holds nothing else. */
+static void drop_spares(struct spare *sp, long *n)
+{
+	long i;
+
+	for (i = 0; i < *n; i++) {
+		close(sp[i].sock);
+		waitpid(sp[i].pid, NULL, 0);
+		close(sp[i].pidfd);
+	}
+	*n = 0;
+}
+
+static int add_spare(struct spare *sp, long *n, int ls, const int *pidfds, long n_workers,
+		     const struct opts *o)
+{
+	int sv[2];
+	pid_t pid;
+	long i;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		logmsg("socketpair: %s", strerror(errno));
+		return -1;
+	}
+	PyOS_BeforeFork();
+	pid = fork();
+	if (pid == 0) {
+		PyOS_AfterFork_Child();
+		signal(SIGPIPE, SIG_IGN);
+		close(ls);
+		close(sv[0]);
+		for (i = 0; i < n_workers; i++)
+			close(pidfds[i]);
+		close_spares(sp, *n);
+		spare_main(sv[1], o);
+	}
+	PyOS_AfterFork_Parent();
+	close(sv[1]);
+	if (pid < 0) {
+		logmsg("fork: %s", strerror(errno));
+		close(sv[0]);
+		return -1;
+	}
+	sp[*n].pid = pid;
+	sp[*n].pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	sp[*n].sock = sv[0];
+	(*n)++;
+	return 0;
+}
+
 /* ---- the template ---- */
 
 static int init_python(const struct opts *o)
@@ -410,7 +531,7 @@ static void usage(void)
 {
 	fputs("Usage: sandcell serve --socket PATH [--slots N] [--queue N] [--queue-timeout SEC]\n"
 	      "                      [--preload MODULES] [--respawn-runs N] [--respawn-seconds SEC]\n"
-	      "                      [--python PATH]\n",
+	      "                      [--python PATH] [--spares N]\n",
 	      stderr);
 	exit(SANDCELL_EXIT_USAGE);
 }
@@ -426,11 +547,14 @@ int main(int argc, char **argv)
 		{ "respawn-runs", required_argument, NULL, 'r' },
 		{ "respawn-seconds", required_argument, NULL, 'R' },
 		{ "python", required_argument, NULL, 'y' },
+		{ "spares", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { NULL, "/usr/bin/python3", "numpy,pandas,matplotlib,matplotlib.pyplot",
-			  0, 64, 1000, 30.0, 600.0 };
+			  0, 64, 1000, -1, 30.0, 600.0 };
+	struct spare spares[MAX_SPARES];
+	long n_spares = 0;
 	struct sandcell_error e;
 	struct pending *queue;
 	pid_t workers[MAX_SLOTS];
@@ -454,6 +578,14 @@ int main(int argc, char **argv)
 				return SANDCELL_EXIT_USAGE;
 			}
 			*(c == 'n' ? &o.slots : c == 'q' ? &o.queue : &o.respawn_runs) = (long)v;
+			break;
+		case 'S':
+			if (sandcell_parse_count(optarg, &v, &e) < 0 || v > MAX_SPARES) {
+				fprintf(stderr, "sandcell serve: bad value '%s' (--spares 0 to %d)\n", optarg,
+					MAX_SPARES);
+				return SANDCELL_EXIT_USAGE;
+			}
+			o.spares = (long)v;
 			break;
 		case 't': case 'R':
 			if (sandcell_parse_seconds(optarg, &d, &e) < 0) {
@@ -495,6 +627,8 @@ int main(int argc, char **argv)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		o.slots = n > 0 ? n * 2 : 2;
 	}
+	if (o.spares < 0)
+		o.spares = o.slots < 2 ? o.slots : 2;
 	queue = calloc((size_t)o.queue, sizeof(*queue));
 	if (queue == NULL)
 		return SANDCELL_EXIT_SANDBOX;
@@ -567,9 +701,11 @@ int main(int argc, char **argv)
 
 		if (stop_sig) {
 			/* In-flight runs finish on their own (their workers are
-			 * independent); queued clients are told why. */
+			 * independent); queued clients are told why; spares see
+			 * EOF and exit. */
 			for (i = 0; i < n_queue; i++)
 				send_refusal(queue[i].fd, "server shutting down");
+			drop_spares(spares, &n_spares);
 			remove_home();
 			unlink(o.socket);
 			logmsg("stopped by signal %d", (int)stop_sig);
@@ -580,6 +716,8 @@ int main(int argc, char **argv)
 		 * ASLR) once its in-flight runs are done. */
 		if (!draining && (runs >= o.respawn_runs || t - started >= o.respawn_seconds))
 			draining = true;
+		if (draining)
+			drop_spares(spares, &n_spares);
 		if (draining && n_workers == 0 && n_queue == 0) {
 			char fdbuf[16];
 			snprintf(fdbuf, sizeof(fdbuf), "%d", ls);
@@ -608,6 +746,23 @@ int main(int argc, char **argv)
 
 			memmove(&queue[0], &queue[1], (size_t)(n_queue - 1) * sizeof(*queue));
 			n_queue--;
+			if (n_spares > 0) {
+				struct spare sp = spares[--n_spares];
+				bool given = give_to_spare(&sp, conn) == 0;
+				close(sp.sock);
+				if (given) {
+					close(conn);
+					workers[n_workers] = sp.pid;
+					pidfds[n_workers] = sp.pidfd;
+					n_workers++;
+					runs++;
+					continue;
+				}
+				/* A spare that died: reap it, fork on demand. */
+				kill(sp.pid, SIGKILL);
+				waitpid(sp.pid, NULL, 0);
+				close(sp.pidfd);
+			}
 			PyOS_BeforeFork();
 			pid = fork();
 			if (pid == 0) {
@@ -618,6 +773,7 @@ int main(int argc, char **argv)
 					close(queue[i].fd);
 				for (i = 0; i < n_workers; i++)
 					close(pidfds[i]);
+				close_spares(spares, n_spares);
 				serve_one(conn, &o);
 			}
 			PyOS_AfterFork_Parent();
@@ -630,6 +786,12 @@ int main(int argc, char **argv)
 			pidfds[n_workers] = (int)syscall(SYS_pidfd_open, pid, 0);
 			n_workers++;
 			runs++;
+		}
+		/* Refill the spares, one fork per turn so that a request
+		 * arriving meanwhile waits for at most one fork. */
+		if (!draining && n_queue == 0 && n_spares < o.spares && n_workers + n_spares < MAX_SLOTS) {
+			if (add_spare(spares, &n_spares, ls, pidfds, n_workers, &o) == 0 && n_spares < o.spares)
+				timeout = 0;
 		}
 		if (!draining && n_queue < o.queue) {
 			p[np++] = (struct pollfd){ ls, POLLIN, 0 };

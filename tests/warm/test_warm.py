@@ -810,3 +810,68 @@ def test_respawn_leaves_no_template_directories():
     after = srv.new_template_dirs()
     assert len(during) <= 1, during
     assert after == [], after
+
+
+# ---------------------------------------------------------------- spares
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _wait_children(srv, n, seconds=30, other_than=None):
+    """The template's children once there are exactly n live ones (and,
+    with other_than, once they are not that set any more)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        kids = [k for k in _children(srv.pid) if _state(k) not in (None, "Z")]
+        if len(kids) == n and (other_than is None or set(kids) != set(other_than)):
+            return kids
+        time.sleep(0.02)
+    raise AssertionError("template children: %r, wanted %d" % (_children(srv.pid), n))
+
+
+def test_spares_serve_requests_and_are_refilled(server):
+    """--spares N keeps N workers forked ahead of time, so the template's
+    fork is not on the request path: a request is served by one of them
+    (it is gone afterwards) and the template forks a replacement."""
+    srv = server("--slots", "2", "--spares", "2")
+    before = set(_wait_children(srv, 2))
+    r = srv.run("print('served')")
+    assert r.status == "ok" and r.out == "served\n", r
+    # until the used spare's run is over and its replacement is there
+    after = set(_wait_children(srv, 2, other_than=before))
+    assert len(before - after) == 1, (before, after)
+    # zombies never pile up: every child of the template is a live spare
+    assert all(_state(k) != "Z" for k in _children(srv.pid))
+
+
+def test_no_spares_forks_on_demand(server):
+    srv = server("--slots", "1", "--spares", "0")
+    assert _wait_children(srv, 0) == []
+    r = srv.run("print(6 * 7)")
+    assert r.status == "ok" and r.out == "42\n", r
+    assert _wait_children(srv, 0) == []
+
+
+def test_respawn_drops_the_old_generations_spares(server):
+    """Spares are copies of one template generation: a respawn ends them
+    (a new layout needs new spares) and leaves no zombie behind."""
+    srv = server("--slots", "1", "--spares", "2", "--respawn-runs", "1")
+    old = set(_wait_children(srv, 2))
+    assert srv.run("pass", timeout=120).status == "ok"
+    assert _wait_gone(old, seconds=60) == [], "the old generation's spares outlived the respawn"
+    new = set(_wait_children(srv, 2))
+    assert not old & new, (old, new)
+    assert srv.run("pass", timeout=120).status == "ok"
+
+
+@pytest.mark.parametrize("value", ["17", "-1", "x"])
+def test_bad_spares_value_is_a_usage_error(value, tmp_path):
+    p = subprocess.run([BIN, "serve", "--socket", str(tmp_path / "s"), "--spares", value],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 125, p
+    assert b"spares" in p.stderr or b"bad value" in p.stderr, p.stderr
