@@ -109,8 +109,19 @@ struct sc_bpf {
 	void *insns;	/* struct sock_filter[] */
 	size_t len;	/* instructions */
 };
-/* Compiles the policy in the parent (libseccomp never runs in the child). */
+/* Compiles the policy in the parent (libseccomp never runs in the child):
+ * a copy of the program generated at build time (tools/gen-bpf.c) when
+ * it is linked in, else libseccomp's compilation, cached per process. */
 int sc_seccomp_compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err);
+/* Always libseccomp, never a cache: the build tool and its check. */
+int sc_seccomp_compile_fresh(struct sc_bpf *out, bool reduced, struct sandcell_error *err);
+struct sc_bpf_image {
+	const void *insns; /* struct sock_filter[] */
+	size_t len;
+};
+/* [0] full mode, [1] reduced mode (build/gen/bpf_prebuilt.c); the build
+ * tool defines it empty, which means "compile". */
+extern const struct sc_bpf_image sc_bpf_prebuilt[2];
 int sc_seccomp_apply(const struct sc_bpf *bpf, struct sandcell_error *err);
 void sc_seccomp_free(struct sc_bpf *bpf);
 

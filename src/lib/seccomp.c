@@ -129,10 +129,26 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 
 static int compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err);
 
-/* The policy is fixed, so each process compiles it once per mode (about 2
- * ms with libseccomp) and hands out copies; the warm template compiles
- * before it forks, so runs never pay for it.  Test builds (hooks change
- * the program per run) always compile. */
+static int copy_program(struct sc_bpf *out, const void *insns, size_t len, struct sandcell_error *err)
+{
+	out->insns = malloc(len * sizeof(struct sock_filter));
+	out->len = len;
+	if (out->insns == NULL)
+		return sc_err(err, ENOMEM, "seccomp");
+	memcpy(out->insns, insns, len * sizeof(struct sock_filter));
+	return 0;
+}
+
+int sc_seccomp_compile_fresh(struct sc_bpf *out, bool reduced, struct sandcell_error *err)
+{
+	return compile(out, reduced, err);
+}
+
+/* The policy is fixed, so the program is generated once at build time by
+ * the same libseccomp (tools/gen-bpf.c; a unit test keeps it equal to a
+ * fresh compilation).  Without it each process compiles once per mode
+ * (about 2 ms) and hands out copies.  Test builds (hooks change the
+ * program per run) always compile. */
 int sc_seccomp_compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err)
 {
 #ifdef SANDCELL_TEST_HOOKS
@@ -143,17 +159,13 @@ int sc_seccomp_compile(struct sc_bpf *out, bool reduced, struct sandcell_error *
 	struct sc_bpf *c = &cache[reduced];
 	int rc = 0;
 
+	if (sc_bpf_prebuilt[reduced].len > 0)
+		return copy_program(out, sc_bpf_prebuilt[reduced].insns, sc_bpf_prebuilt[reduced].len, err);
 	pthread_mutex_lock(&lock);
 	if (c->len == 0)
 		rc = compile(c, reduced, err);
-	if (rc == 0) {
-		out->insns = malloc(c->len * sizeof(struct sock_filter));
-		out->len = c->len;
-		if (out->insns == NULL)
-			rc = sc_err(err, ENOMEM, "seccomp");
-		else
-			memcpy(out->insns, c->insns, c->len * sizeof(struct sock_filter));
-	}
+	if (rc == 0)
+		rc = copy_program(out, c->insns, c->len, err);
 	pthread_mutex_unlock(&lock);
 	return rc;
 #endif
