@@ -403,30 +403,56 @@ static void drop_spares(struct spare *sp, long *n)
 	*n = 0;
 }
 
-static int add_spare(struct spare *sp, long *n, int ls, const int *pidfds, long n_workers,
-		     const struct opts *o)
+/* What the template holds that a worker must not: the listening socket,
+ * queued clients, the other workers' pidfds, the spares' sockets. */
+struct held {
+	int ls;
+	const struct pending *queue;
+	long n_queue;
+	const int *pidfds;
+	long n_workers;
+	const struct spare *spares;
+	long n_spares;
+};
+
+/* fork() for a worker: in the child, Python and the fds are set up for
+ * serving one request. */
+static pid_t fork_worker(const struct held *h)
 {
-	int sv[2];
 	pid_t pid;
 	long i;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		logmsg("socketpair: %s", strerror(errno));
-		return -1;
-	}
 	PyOS_BeforeFork();
 	pid = fork();
 	if (pid == 0) {
 		PyOS_AfterFork_Child();
 		signal(SIGPIPE, SIG_IGN);
-		close(ls);
-		close(sv[0]);
-		for (i = 0; i < n_workers; i++)
-			close(pidfds[i]);
-		close_spares(sp, *n);
-		spare_main(sv[1], o);
+		close(h->ls);
+		for (i = 0; i < h->n_queue; i++)
+			close(h->queue[i].fd);
+		for (i = 0; i < h->n_workers; i++)
+			close(h->pidfds[i]);
+		close_spares(h->spares, h->n_spares);
+		return 0;
 	}
 	PyOS_AfterFork_Parent();
+	return pid;
+}
+
+static int add_spare(struct spare *sp, long *n, const struct held *h, const struct opts *o)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		logmsg("socketpair: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork_worker(h);
+	if (pid == 0) {
+		close(sv[0]);
+		spare_main(sv[1], o);
+	}
 	close(sv[1]);
 	if (pid < 0) {
 		logmsg("fork: %s", strerror(errno));
@@ -763,20 +789,12 @@ int main(int argc, char **argv)
 				waitpid(sp.pid, NULL, 0);
 				close(sp.pidfd);
 			}
-			PyOS_BeforeFork();
-			pid = fork();
-			if (pid == 0) {
-				PyOS_AfterFork_Child();
-				signal(SIGPIPE, SIG_IGN);
-				close(ls);
-				for (i = 0; i < n_queue; i++)
-					close(queue[i].fd);
-				for (i = 0; i < n_workers; i++)
-					close(pidfds[i]);
-				close_spares(spares, n_spares);
-				serve_one(conn, &o);
+			{
+				struct held h = { ls, queue, n_queue, pidfds, n_workers, spares, n_spares };
+				pid = fork_worker(&h);
 			}
-			PyOS_AfterFork_Parent();
+			if (pid == 0)
+				serve_one(conn, &o);
 			close(conn);
 			if (pid < 0) {
 				logmsg("fork: %s", strerror(errno));
@@ -790,7 +808,8 @@ int main(int argc, char **argv)
 		/* Refill the spares, one fork per turn so that a request
 		 * arriving meanwhile waits for at most one fork. */
 		if (!draining && n_queue == 0 && n_spares < o.spares && n_workers + n_spares < MAX_SLOTS) {
-			if (add_spare(spares, &n_spares, ls, pidfds, n_workers, &o) == 0 && n_spares < o.spares)
+			struct held h = { ls, queue, n_queue, pidfds, n_workers, spares, n_spares };
+			if (add_spare(spares, &n_spares, &h, &o) == 0 && n_spares < o.spares)
 				timeout = 0;
 		}
 		if (!draining && n_queue < o.queue) {

@@ -509,7 +509,14 @@ print("READY", flush=True)
 time.sleep(300)
 ''')
     assert p.stdout.readline() == b"READY\n"
-    run_pids = [q for q in _descendants(srv.pid) if q not in before]
+    # The worker serving it may have been forked before (a spare); the
+    # template may have forked a new spare since: the run is the worker
+    # with new descendants, and those.
+    run_pids = []
+    for w in _children(srv.pid):
+        below = _descendants(w)
+        if any(q not in before for q in below):
+            run_pids = [w] + below
     # worker (supervisor), sandbox init, code, its child
     assert len(run_pids) >= 4, run_pids
     uids = {_uid(q) for q in run_pids} - {None, 0, os.geteuid()}
