@@ -198,6 +198,10 @@ def memory(sandcell, srv, log):
     peak (pages charged to the run's cgroup)."""
     time.sleep(0.5)
     idle = smaps(srv.pid)
+    # The idle server is the template and its spare workers (--spares):
+    # PSS splits their shared pages among them, so it is summed.
+    spares = descendants(srv.pid)
+    idle_pss = idle.get("Pss", 0) + sum(smaps(q).get("Pss", 0) for q in spares)
     code = CELLS["pandas"] + "import sys, time\nprint('READY', flush=True)\ntime.sleep(2)\n"
     rpath = os.path.join(srv.dir, "mem-report.json")
     p = subprocess.Popen([sandcell, "run", "--server", srv.sock, "--report", rpath, "-c", code],
@@ -207,7 +211,15 @@ def memory(sandcell, srv, log):
         if not line or line.startswith(b"READY"):
             break
     time.sleep(0.2)
-    procs = {q: smaps(q) for q in descendants(srv.pid)}
+    # The run: the worker that has new descendants (it may have been a
+    # spare), and those; not the spares forked meanwhile.
+    run = []
+    for w in descendants(srv.pid):
+        below = descendants(w)
+        if any(q not in spares for q in below):
+            run = [w] + below
+            break
+    procs = {q: smaps(q) for q in run}
     p.communicate(timeout=60)
     with open(rpath) as f:
         rep = json.load(f)
@@ -219,7 +231,7 @@ def memory(sandcell, srv, log):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(rcold) as f:
         cold_peak = json.load(f)["memory"]["peak_bytes"]
-    res = {"idle_rss": idle.get("Rss", 0), "idle_pss": idle.get("Pss", 0),
+    res = {"idle_rss": idle.get("Rss", 0), "idle_pss": idle_pss, "idle_spares": len(spares),
            "run_procs": len(procs), "run_pss": pss, "run_private": priv,
            "run_peak": rep["memory"]["peak_bytes"], "cold_peak": cold_peak}
     log("memory %s" % res)
@@ -288,6 +300,55 @@ def warm(sandcell, levels, budget, log):
     return res
 
 
+# ------------------------------------------------- hybrid cgroup migration
+
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+def _remount_unified(opts):
+    """cgroup2 reconfigure: b"favordynmods" sets it, b"" clears it."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(None, UNIFIED.encode(), None, 32, opts) != 0:  # MS_REMOUNT
+        raise OSError(ctypes.get_errno(), "remount %s" % UNIFIED)
+
+
+def migration(sandcell, reps, log):
+    """Hybrid hosts only (v1 memory/pids): the supervisor moves the sandbox
+    into the v1 cgroups by writing cgroup.procs, and such a move first
+    waits for an RCU grace period unless the kernel keeps the cgroup
+    threadgroup lock in its slow-reader mode (cgroup2's `favordynmods`,
+    which makes fork and exit a little slower host-wide).  Measures cold
+    `pass` and warm trivial latency both ways, runs interleaved with a
+    pause between them (back-to-back runs hide the grace period), and
+    restores the mount as it was.  v2-only hosts never move a task: the
+    sandbox is cloned into its cgroup (clone3 CLONE_INTO_CGROUP)."""
+    if os.geteuid() != 0 or not os.path.isdir("/sys/fs/cgroup/memory/") or \
+            not os.path.exists(UNIFIED + "/cgroup.procs"):
+        log("migration: not a hybrid host run as root, skipped")
+        return None
+    with open("/proc/self/mountinfo") as f:
+        was_on = any(l.split()[4] == UNIFIED and "favordynmods" in l for l in f)
+    srv = Server(sandcell)
+    res = {"off": {"cold": [], "warm": []}, "on": {"cold": [], "warm": []}}
+    try:
+        load(sandcell, srv.sock, "pass", 1, 10, 30)
+        for i in range(reps):
+            for mode in ("off", "on"):
+                _remount_unified(b"favordynmods" if mode == "on" else b"")
+                time.sleep(0.1)
+                res[mode]["warm"].append(timed([sandcell, "run", "--server", srv.sock, "-c", "pass"]))
+                time.sleep(0.1)
+                res[mode]["cold"].append(timed([sandcell, "run", "-c", "pass"]))
+    finally:
+        _remount_unified(b"favordynmods" if was_on else b"")
+        srv.stop()
+    for mode in ("off", "on"):
+        log("migration favordynmods %-3s cold p50 %.1f ms  warm p50 %.1f ms" % (
+            mode, 1000 * pct(res[mode]["cold"], 50), 1000 * pct(res[mode]["warm"], 50)))
+    return res
+
+
 # ------------------------------------------------------------------- report
 
 def ms(x):
@@ -332,11 +393,12 @@ def facts(sandcell):
             ("sandcell", "%s (%s)%s" % (sandcell, rev, " + uncommitted src/ changes" if dirty else ""))]
 
 
-def report(path, args, cold_res, warm_res, took):
+def report(path, args, cold_res, warm_res, took, mig=None):
     L = []
     L.append("# sandcell benchmarks\n")
     L.append("Reproduce (as root, from the repository root; about %d s here):\n" % round(took))
-    L.append("```sh\nsh bench/run.sh%s\n```\n" % ("" if not args.quick else " --quick"))
+    L.append("```sh\nsh bench/run.sh%s%s\n```\n" % (" --quick" if args.quick else "",
+                                                 " --migration" if args.migration else ""))
     L.append("| machine | |\n|---|---|")
     for k, v in facts(args.sandcell):
         L.append("| %s | %s |" % (k, v))
@@ -385,7 +447,8 @@ def report(path, args, cold_res, warm_res, took):
         m = warm_res["memory"]
         L.append("### Memory\n")
         L.append("| | |\n|---|---|")
-        L.append("| idle template (server process): RSS / PSS | %s / %s |" % (mib(m["idle_rss"]), mib(m["idle_pss"])))
+        L.append("| idle server: template RSS / PSS of the template and its %d spare worker(s) | %s / %s |" % (
+            m.get("idle_spares", 0), mib(m["idle_rss"]), mib(m["idle_pss"])))
         L.append("| one live pandas run (%d processes: worker, init, code): PSS / private | %s / %s |" % (
             m["run_procs"], mib(m["run_pss"]), mib(m["run_private"])))
         L.append("| same run, report `memory.peak_bytes` (charged to the run's cgroup) | %s |" % mib(m["run_peak"]))
@@ -395,11 +458,32 @@ def report(path, args, cold_res, warm_res, took):
         L.append("### Where a warm run's time goes\n")
         L.append("`perf record -a -g` for 5 s while 8 clients run trivial cells back to back; the "
                  "share of all CPU samples (inclusive) under each kernel path. A warm run "
-                 "copies the template's address space three times (template -> worker, worker -> "
-                 "sandbox init, init -> code) and tears it down three times.\n")
+                 "copies the template's address space three times (template -> worker, forked ahead "
+                 "of time as a spare; worker -> sandbox init; init -> code) and tears it down "
+                 "three times.\n")
         L.append("| path | share of samples |\n|---|---|")
         for what, share in warm_res["profile"]:
             L.append("| %s | %.1f %% |" % (what, share))
+        L.append("")
+    if mig:
+        L.append("## Hybrid cgroups: the cost of moving a task into v1\n")
+        L.append("This host keeps memory and pids on cgroup v1, so each run's sandbox is moved "
+                 "into its v1 cgroups by a write to `cgroup.procs` (the supervisor does it while "
+                 "the sandbox builds its mounts, and the code waits for it). Such a move first "
+                 "waits for an RCU grace period, unless the kernel keeps the cgroup threadgroup "
+                 "lock in its slow-reader mode: cgroup2's `favordynmods` mount option, a host-wide "
+                 "setting sandcell does not change (it makes every fork and exit a little slower). "
+                 "`--migration` measured both, %d runs each, interleaved, one run every ~0.1 s, and "
+                 "restored the mount. On a v2-only host no task is ever "
+                 "moved: the sandbox is cloned straight into its cgroup (`clone3` "
+                 "`CLONE_INTO_CGROUP`).\n" % len(mig["off"]["cold"]))
+        L.append("| `favordynmods` on `%s` | cold `pass` p50 / mean | warm trivial p50 / mean |" % UNIFIED)
+        L.append("|---|---|---|")
+        for mode in ("off", "on"):
+            c, w = mig[mode]["cold"], mig[mode]["warm"]
+            L.append("| %s%s | %s / %s | %s / %s |" % (
+                mode, " (this host's setting)" if mode == "off" else "", ms(pct(c, 50)),
+                ms(statistics.mean(c)), ms(pct(w, 50)), ms(statistics.mean(w))))
         L.append("")
     if cold_res and warm_res:
         L.append("## Targets (from the issue)\n")
@@ -433,6 +517,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md"))
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     ap.add_argument("--only", choices=["cold", "warm"])
+    ap.add_argument("--migration", action="store_true",
+                    help="hybrid hosts, as root: also measure with cgroup2 favordynmods (restored after)")
     args = ap.parse_args()
     q = args.quick
     reps = {"pass": 5 if q else 30, "pandas": 3 if q else 10, "savefig": 3 if q else 8}
@@ -445,7 +531,8 @@ def main():
         print("bench: " + msg, flush=True)
     cold_res = cold(args.sandcell, reps, log) if args.only != "warm" else None
     warm_res = warm(args.sandcell, levels, budget, log) if args.only != "cold" else None
-    report(args.out, args, cold_res, warm_res, time.monotonic() - t0)
+    mig = migration(args.sandcell, 10 if q else 40, log) if args.migration else None
+    report(args.out, args, cold_res, warm_res, time.monotonic() - t0, mig)
     log("wrote %s in %.0f s" % (args.out, time.monotonic() - t0))
 
 
