@@ -1066,7 +1066,7 @@ static void destroy_cgroup(struct run *rn)
 	dirs[2] = rn->cg.v1_pids;
 	dirs[3] = rn->cg.v1_cpu;
 	for (i = 0; i < 4; i++)
-		if (dirs[i][0] && rn->r->n_left_behind < 8)
+		if (dirs[i][0] && rn->r->n_left_behind < (int)(sizeof(rn->r->left_behind) / sizeof(rn->r->left_behind[0])))
 			snprintf(rn->r->left_behind[rn->r->n_left_behind++], sizeof(rn->r->left_behind[0]),
 				 "%s", dirs[i]);
 }
