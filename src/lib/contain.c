@@ -410,16 +410,25 @@ void sc_child_main(const struct sc_child *c)
 	/* Dispositions a launcher ignored would survive execve (and the warm
 	 * template): the code starts with every signal at its default.  The
 	 * raw syscall, because glibc refuses to touch its reserved signals
-	 * (32, 33), which a launcher may still have ignored. */
+	 * (32 SIGCANCEL, 33 SIGSETXID), which a launcher may still have
+	 * ignored.  A handler glibc itself installed on those two stays: a
+	 * warm run inherits glibc's state from a template that has had
+	 * threads, and glibc does not install it again, so without it a
+	 * threaded setuid() (glibc signals every thread) would kill the code. */
 	for (sig = 1; sig < NSIG; sig++) {
 		struct {
 			void (*handler)(int);
 			unsigned long flags;
 			void (*restorer)(void);
 			uint64_t mask;
-		} ksa = { SIG_DFL, 0, NULL, 0 };
-		if (sig != SIGKILL && sig != SIGSTOP)
-			syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(uint64_t));
+		} ksa = { SIG_DFL, 0, NULL, 0 }, old;
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		if ((sig == 32 || sig == 33) &&
+		    syscall(SYS_rt_sigaction, sig, NULL, &old, sizeof(uint64_t)) == 0 &&
+		    old.handler != SIG_IGN)
+			continue;
+		syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(uint64_t));
 	}
 
 	if (c->reduced) {

@@ -103,6 +103,35 @@ def test_eight_threads_do_work(sandcell):
     assert got == {"n": 8, "sums": [sum(range(i * 10000)) for i in range(8)], "broken": False}
 
 
+def test_id_change_with_threads_alive_is_refused_not_fatal(sandcell):
+    """os.setuid/setgid/setgroups in a threaded process: glibc first signals
+    every thread (SIGSETXID) to apply the change everywhere.  The calls must
+    fail with EPERM like any id change in the sandbox, and the process must
+    live; a warm run, whose glibc state comes from a threaded template,
+    once died of signal 33 here."""
+    run = ok(sandcell(code=textwrap.dedent("""
+        import errno, json, os, threading
+        ev = threading.Event()
+        ts = [threading.Thread(target=ev.wait) for _ in range(8)]
+        for t in ts: t.start()
+        out = {}
+        for name, call in (("setuid", lambda: os.setuid(0)), ("setgid", lambda: os.setgid(0)),
+                           ("setgroups", lambda: os.setgroups([0])),
+                           ("seteuid", lambda: os.seteuid(os.geteuid()))):
+            try:
+                call()
+                out[name] = "ok"
+            except OSError as e:
+                out[name] = errno.errorcode[e.errno]
+        ev.set()
+        for t in ts: t.join()
+        print(json.dumps(out))
+    """)))
+    got = last_json_line(run.out)
+    # every id change is refused, even to the uid it already has
+    assert got == {"setuid": "EPERM", "setgid": "EPERM", "setgroups": "EPERM", "seteuid": "EPERM"}, got
+
+
 def test_multiprocessing_pool_map(sandcell, tmp_path):
     script = tmp_path / "pool.py"
     script.write_text(textwrap.dedent("""
