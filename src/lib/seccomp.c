@@ -129,6 +129,7 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 
 static int compile(struct sc_bpf *out, bool reduced, struct sandcell_error *err);
 
+#ifndef SANDCELL_TEST_HOOKS
 static int copy_program(struct sc_bpf *out, const void *insns, size_t len, struct sandcell_error *err)
 {
 	out->insns = malloc(len * sizeof(struct sock_filter));
@@ -138,6 +139,7 @@ static int copy_program(struct sc_bpf *out, const void *insns, size_t len, struc
 	memcpy(out->insns, insns, len * sizeof(struct sock_filter));
 	return 0;
 }
+#endif
 
 int sc_seccomp_compile_fresh(struct sc_bpf *out, bool reduced, struct sandcell_error *err)
 {
