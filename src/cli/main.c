@@ -231,7 +231,7 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 		if (strcmp(json_string_value(json_object_get(iso, "mode")) ?: "", "reduced") == 0) {
 			size_t k;
 			json_t *nh = json_object_get(iso, "not_held");
-			fputs("sandcell: warning: ran in REDUCED mode (Landlock, seccomp and rlimits only); "
+			fputs("sandcell: warning: ran in REDUCED mode (--allow-reduced); "
 			      "these guarantees do not hold:\n", stderr);
 			for (k = 0; k < json_array_size(nh); k++)
 				fprintf(stderr, "sandcell:   - %s\n", json_string_value(json_array_get(nh, k)));
@@ -358,7 +358,7 @@ static int cmd_run(int argc, char **argv)
 	rc = sandcell_result_exit_code(res);
 	if (strcmp(sandcell_result_mode(res), "reduced") == 0) {
 		const char *const *nh = sandcell_result_not_held(res);
-		fputs("sandcell: warning: ran in REDUCED mode (Landlock, seccomp and rlimits only); "
+		fputs("sandcell: warning: ran in REDUCED mode (--allow-reduced); "
 		      "these guarantees do not hold:\n", stderr);
 		for (; nh && *nh; nh++)
 			fprintf(stderr, "sandcell:   - %s\n", *nh);

@@ -650,6 +650,9 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 			NOT_HELD("termination: a daemon that calls setsid can outlive the run");
 	}
 #undef NOT_HELD
+	/* Whatever layer is missing, a run that lacks one says so. */
+	if (iso->n_not_held > 0)
+		iso->mode = "reduced";
 }
 
 /* Writes text to dir/name, fd-relative (reduced mode's private dir). */
