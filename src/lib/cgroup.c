@@ -412,28 +412,44 @@ static bool v1_kill_round(const char *dir)
 	return any;
 }
 
-/* Waits (without sleeping blindly) for v2 cgroup.events to say empty. */
-static void v2_wait_empty(const char *dir)
+static double mono_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits (without sleeping blindly) for v2 cgroup.events to say empty:
+ * 1 once it does, 0 at the deadline, -1 where it cannot be read (v1). */
+static int v2_wait_empty(const char *dir, double deadline)
 {
 	char path[640], buf[256];
 	struct pollfd pfd;
-	int i;
+	int rc = 0;
 
 	snprintf(path, sizeof(path), "%s/cgroup.events", dir);
 	pfd.fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pfd.fd < 0)
-		return;
+		return -1;
 	pfd.events = POLLPRI;
-	for (i = 0; i < 100; i++) {
+	for (;;) {
 		ssize_t n = pread(pfd.fd, buf, sizeof(buf) - 1, 0);
-		if (n < 0)
+		double left = deadline - mono_sec();
+		if (n < 0) {
+			rc = -1;
 			break;
+		}
 		buf[n] = '\0';
-		if (strstr(buf, "populated 0"))
+		if (strstr(buf, "populated 0")) {
+			rc = 1;
 			break;
-		poll(&pfd, 1, 100);
+		}
+		if (left <= 0)
+			break;
+		poll(&pfd, 1, (int)(left * 1000) + 1);
 	}
 	close(pfd.fd);
+	return rc;
 }
 
 int sc_cgroup_kill(const struct sc_cgroup *cg)
@@ -441,7 +457,7 @@ int sc_cgroup_kill(const struct sc_cgroup *cg)
 	int i;
 
 	if (cg->v2[0] && write_str(cg->v2, "cgroup.kill", "1") == 0) {
-		v2_wait_empty(cg->v2);
+		v2_wait_empty(cg->v2, mono_sec() + SC_CGROUP_REMOVE_SEC);
 		return 0;
 	}
 	/* v1 has no cgroup.kill: signal every member until none is left.
@@ -457,13 +473,6 @@ int sc_cgroup_kill(const struct sc_cgroup *cg)
 	return -1;
 }
 
-static double mono_sec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * Removes one run cgroup.  rmdir fails with EBUSY while the cgroup is
  * populated, and a killed task leaves it only after its final exit, which
@@ -474,33 +483,24 @@ static double mono_sec(void)
  */
 static int remove_dir(char *dir, double deadline)
 {
-	char path[640], buf[256];
 	long pause_ns = 1000 * 1000;
 
 	if (!dir[0])
 		return 0;
 	while (rmdir(dir) < 0) {
-		double left = deadline - mono_sec();
-		struct pollfd pfd;
+		int w;
 
-		if ((errno != EBUSY && errno != EINTR) || left <= 0)
+		if ((errno != EBUSY && errno != EINTR) || mono_sec() >= deadline)
 			return errno == ENOENT ? (dir[0] = '\0', 0) : -1;
-		snprintf(path, sizeof(path), "%s/cgroup.events", dir);
-		pfd.fd = open(path, O_RDONLY | O_CLOEXEC);
-		pfd.events = POLLPRI;
-		if (pfd.fd >= 0) {
-			ssize_t n = pread(pfd.fd, buf, sizeof(buf) - 1, 0);
-			buf[n > 0 ? n : 0] = '\0';
-			/* populated 0 but EBUSY: a child cgroup, nothing to wait for. */
-			if (n > 0 && strstr(buf, "populated 0")) {
-				close(pfd.fd);
-				if (rmdir(dir) == 0)
-					break;
-				return -1;
-			}
-			poll(&pfd, 1, (int)(left * 1000) + 1);
-			close(pfd.fd);
-		} else {
+		w = v2_wait_empty(dir, deadline);
+		if (w > 0) {
+			/* Empty, yet busy the second time: a child cgroup,
+			 * nothing to wait for. */
+			if (rmdir(dir) == 0)
+				break;
+			return -1;
+		}
+		if (w < 0) {
 			struct timespec ts = { 0, pause_ns };
 			nanosleep(&ts, NULL);
 			if (pause_ns < 100 * 1000 * 1000)
