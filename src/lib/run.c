@@ -1129,17 +1129,19 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		free(r);
 		return sc_err(err, ENOMEM, "sandcell_run");
 	}
-	if (runtime_dirs(cfg->python, pp->dirs, &pp->n_runtime, err) < 0)
-		goto usage_fail;
-	for (i = 0; i < pp->n_runtime; i++)
-		pp->runtime[i] = pp->dirs[i];
-
+	/* The run state first: every exit path below closes its fds, and
+	 * an uninitialised one could be any descriptor of the caller's (in a
+	 * warm worker, the client's connection). */
 	memset(&rn, 0, sizeof(rn));
 	rn.cfg = cfg;
 	rn.r = r;
 	rn.pidfd = rn.sock = rn.scratch_fd = rn.out_dirfd = -1;
 	rn.in_pipe[0] = rn.in_pipe[1] = rn.out_pipe[0] = rn.out_pipe[1] = -1;
 	rn.err_pipe[0] = rn.err_pipe[1] = rn.res_pipe[0] = rn.res_pipe[1] = -1;
+	if (runtime_dirs(cfg->python, pp->dirs, &pp->n_runtime, err) < 0)
+		goto usage_fail;
+	for (i = 0; i < pp->n_runtime; i++)
+		pp->runtime[i] = pp->dirs[i];
 	r->limits = cfg->limits;
 	r->script_exit = -1;
 	r->iso.mode = "none";
