@@ -180,6 +180,18 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		sc_err(err, errno, "switching to the sandbox uid");
 		fail(c->sock, err);
 	}
+	/* The kernel clears the parent-death signal when the filesystem or
+	 * effective ids change, as they just did: arm it again.  The
+	 * handshakes below (SCRATCH, ATTACHED) prove the supervisor was
+	 * still alive after this point. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+		sc_err(err, errno, "prctl(PR_SET_PDEATHSIG)");
+		fail(c->sock, err);
+	}
+	/* Budgets the kernel keeps per user namespace, while /proc is still
+	 * the host's and we hold CAP_SYS_RESOURCE in our namespace. */
+	if (sc_userns_set_limits(err) < 0)
+		fail(c->sock, err);
 	/* 2. uts and net. */
 	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0) {
 		sc_err(err, errno, "sethostname");
@@ -235,7 +247,7 @@ static void setup_reduced(const struct sc_child *c, struct sandcell_error *err)
 /* The layers every mode shares, in order, seccomp last. */
 static void confine(const struct sc_child *c, struct sandcell_error *err)
 {
-	int keep[2];
+	int keep[3];
 
 	if (chdir(c->workdir) < 0) {
 		sc_err(err, errno, "chdir %s", c->workdir);
@@ -255,12 +267,16 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 		fail(c->sock, err);
 	keep[0] = 3;
 	keep[1] = c->sock;
+	/* The claim on our host uid lasts as long as this init does;
+	 * close-on-exec (and closed before a warm run's code), so the code
+	 * never holds it. */
+	keep[2] = c->id_lock_fd;
 	if (sc_hook_on(SC_HOOK_NO_FDCLOSE)) {
 		/* Ablation: behave like a supervisor that leaks its fds. */
 		for (int fd = 4; fd < 1024; fd++)
 			if (fd != c->sock)
 				fcntl(fd, F_SETFD, 0);
-	} else if (sc_fds_close_except(keep, 2, err) < 0) {
+	} else if (sc_fds_close_except(keep, c->id_lock_fd >= 0 ? 3 : 2, err) < 0) {
 		fail(c->sock, err);
 	}
 	/* 7. resource backstops, after the fd shuffle above (which needs

@@ -14,6 +14,7 @@ struct sc_child {
 	const char *const *envp;
 	const char *workdir;	/* the code's cwd */
 	int sock;
+	int id_lock_fd;		/* held while init lives (-1 = none) */
 	int stdin_r, stdout_w, stderr_w, result_w;
 	bool drop_groups;
 	bool cgroupns;

@@ -169,8 +169,28 @@ int sc_cgroup_destroy(struct sc_cgroup *cg);
 /* ---- userns.c ---- */
 int sc_userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool deny_setgroups,
 			 struct sandcell_error *err);
-/* Host uid the code runs as: a dedicated one for root, the caller's otherwise. */
-void sc_userns_pick_ids(uid_t *uid, gid_t *gid);
+/* Host ids the code runs as: for root a dedicated pair that no other live
+ * run on the host holds (lock_fd keeps the claim; the sandbox init keeps a
+ * copy so the claim lasts as long as the sandbox), else the caller's own. */
+struct sc_ids {
+	uid_t uid;
+	gid_t gid;
+	int lock_fd;	/* -1 when the ids are the caller's */
+};
+int sc_userns_claim_ids(struct sc_ids *ids, struct sandcell_error *err);
+void sc_userns_release_ids(struct sc_ids *ids);
+/* Around the clone that creates the user namespace: makes it owned by the
+ * dedicated uid, so per-user kernel budgets are charged to it, not root. */
+struct sc_owner_saved {
+	bool active;
+	int dumpable, pdeathsig;
+};
+int sc_userns_owner_enter(const struct sc_ids *ids, struct sc_owner_saved *sv,
+			  struct sandcell_error *err);
+void sc_userns_owner_leave(struct sc_owner_saved *sv);
+/* In the sandbox init, before its /proc is replaced: tight per-namespace
+ * budgets (inotify, fanotify, namespaces). */
+int sc_userns_set_limits(struct sandcell_error *err);
 #define SC_SANDBOX_UID 1000
 #define SC_SANDBOX_GID 1000
 

@@ -1,6 +1,7 @@
 /*
  * rlimits: per-process backstops under the cgroup limits.  Soft == hard so
- * the code cannot raise them.  RLIMIT_AS is never used: numpy and glibc
+ * the code cannot raise them.  MEMLOCK, MSGQUEUE and SIGPENDING are also
+ * per-user budgets on the host: see userns.c for why runs do not share them.  RLIMIT_AS is never used: numpy and glibc
  * reserve far more address space than they touch, and memory is bounded by
  * the cgroup instead.
  */
@@ -9,6 +10,11 @@
 #include <errno.h>
 #include <math.h>
 #include <sys/resource.h>
+
+/* Queued signals and POSIX timers: the kernel counts them per user at
+ * every user-namespace level up to the host, so the code's own allowance is
+ * kept small (no library it needs queues more than a few). */
+#define SC_SIGPENDING_MAX 128
 
 static int set(int res, rlim_t soft, rlim_t hard, const char *name, struct sandcell_error *err)
 {
@@ -31,6 +37,7 @@ int sc_rlimits_apply(const struct sandcell_limits *lim, struct sandcell_error *e
 	    set(RLIMIT_CPU, cpu, cpu + 1, "CPU", err) < 0 ||
 	    set(RLIMIT_MEMLOCK, 0, 0, "MEMLOCK", err) < 0 ||
 	    set(RLIMIT_MSGQUEUE, 0, 0, "MSGQUEUE", err) < 0 ||
+	    set(RLIMIT_SIGPENDING, SC_SIGPENDING_MAX, SC_SIGPENDING_MAX, "SIGPENDING", err) < 0 ||
 	    set(RLIMIT_RTPRIO, 0, 0, "RTPRIO", err) < 0)
 		return -1;
 	return 0;

@@ -778,8 +778,7 @@ struct prep {
 	size_t n_runtime;
 	int *input_fds;
 	struct sc_landlock_info ll;
-	uid_t host_uid;
-	gid_t host_gid;
+	struct sc_ids ids;
 };
 
 static bool userns_refused(int e)
@@ -806,13 +805,14 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	enum attempt result = ATTEMPT_DONE;
 	int sp[2] = { -1, -1 };
 	bool attach_failed = false, lost_child = false;
+	struct sc_owner_saved owner = { false, -1, 0 };
 	long pid;
 
 	memset(&child, 0, sizeof(child));
-	child.sock = -1;
+	child.sock = child.id_lock_fd = -1;
 	if (r->error[0])
 		return ATTEMPT_DONE; /* a layer for this attempt could not be prepared */
-	fill_isolation(rn, &pp->ll, pp->host_uid);
+	fill_isolation(rn, &pp->ll, pp->ids.uid);
 
 	if (cfg->code_name) {
 		struct sandcell_error ne;
@@ -949,7 +949,12 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	child.cgroupns = rn->have_cg;
 	child.reduced = rn->reduced;
 
+	child.id_lock_fd = pp->ids.lock_fd;
 	rn->t0 = now_sec();
+	if (!rn->reduced && sc_userns_owner_enter(&pp->ids, &owner, &e) < 0) {
+		set_error(r, e.msg);
+		goto out;
+	}
 	{
 		uint64_t ns = rn->reduced ? 0
 					  : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
@@ -982,6 +987,11 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		if (pid == 0)
 			sc_child_main(&child);
 	}
+	{
+		int saved = errno;
+		sc_userns_owner_leave(&owner);
+		errno = saved;
+	}
 	if (pid < 0) {
 		int saved = errno;
 		char msg[300];
@@ -1012,7 +1022,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 			set_error(r, msg);
 			kill_tree(rn);
 		} else if (!rn->reduced &&
-			   sc_userns_write_maps(rn->pid, pp->host_uid, pp->host_gid, geteuid() != 0, &e) < 0) {
+			   sc_userns_write_maps(rn->pid, pp->ids.uid, pp->ids.gid, geteuid() != 0, &e) < 0) {
 			set_error(r, e.msg);
 			kill_tree(rn);
 		} else if (send_ctl(rn->sock, SC_MSG_GO) < 0) {
@@ -1138,6 +1148,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	rn.pidfd = rn.sock = rn.scratch_fd = rn.out_dirfd = -1;
 	rn.in_pipe[0] = rn.in_pipe[1] = rn.out_pipe[0] = rn.out_pipe[1] = -1;
 	rn.err_pipe[0] = rn.err_pipe[1] = rn.res_pipe[0] = rn.res_pipe[1] = -1;
+	pp->ids.lock_fd = -1;
 	if (runtime_dirs(cfg->python, pp->dirs, &pp->n_runtime, err) < 0)
 		goto usage_fail;
 	for (i = 0; i < pp->n_runtime; i++)
@@ -1189,10 +1200,17 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	} else {
 		rn.have_cg = true;
 	}
-	sc_userns_pick_ids(&pp->host_uid, &pp->host_gid);
+	if (sc_userns_claim_ids(&pp->ids, &e) < 0) {
+		set_error(r, e.msg);
+		goto finish;
+	}
+	/* Above the fds the sandbox init rearranges (0-3). */
+	if (pp->ids.lock_fd >= 0)
+		move_high(&pp->ids.lock_fd);
 	if (sc_hook_on(SC_HOOK_NO_UIDMAP)) {
-		pp->host_uid = geteuid();
-		pp->host_gid = getegid();
+		sc_userns_release_ids(&pp->ids);
+		pp->ids.uid = geteuid();
+		pp->ids.gid = getegid();
 	}
 
 	/* A code that closes its stdin must not kill the supervisor. */
@@ -1201,7 +1219,10 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
 	if (attempt(&rn, pp) == ATTEMPT_RETRY_REDUCED) {
 		reset_for_retry(&rn);
-		pp->host_uid = geteuid();
+		/* Reduced mode runs as the caller: no dedicated ids. */
+		sc_userns_release_ids(&pp->ids);
+		pp->ids.uid = geteuid();
+		pp->ids.gid = getegid();
 		attempt(&rn, pp);
 	}
 	if (rn.have_cg) {
@@ -1247,6 +1268,7 @@ finish:
 		close_fd(&rn.err_pipe[i]);
 		close_fd(&rn.res_pipe[i]);
 	}
+	sc_userns_release_ids(&pp->ids);
 	free(pp->input_fds);
 	free(pp);
 	*out = r;
