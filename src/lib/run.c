@@ -564,8 +564,12 @@ static void classify(struct run *rn)
 		r->status = SANDCELL_TIMEOUT;
 		snprintf(r->stop_reason, sizeof(r->stop_reason),
 			 "wall-clock limit of %g s reached; the process tree was killed", l->wall_sec);
-	} else if (rn->killed_cpu || sig == SIGXCPU ||
-		   (sig == SIGKILL && r->cpu_sec >= l->cpu_sec)) {
+	} else if (rn->killed_cpu ||
+		   ((sig == SIGXCPU || sig == SIGKILL) && r->cpu_sec >= l->cpu_sec)) {
+		/* The signal alone proves nothing (the code can send it to
+		 * itself): the CPU the host measured must have reached the
+		 * limit.  Without a cgroup that is the rusage of the reaped
+		 * tree, which RLIMIT_CPU (limit + 1 s) stops past the limit. */
 		r->status = SANDCELL_CPU_TIME;
 		snprintf(r->stop_reason, sizeof(r->stop_reason),
 			 "CPU-time limit of %g s reached; the process tree was killed", l->cpu_sec);
@@ -574,15 +578,21 @@ static void classify(struct run *rn)
 		snprintf(r->stop_reason, sizeof(r->stop_reason),
 			 "memory limit of %llu bytes reached (OOM kill in the run's cgroup)",
 			 (unsigned long long)l->memory);
-	} else if (sig == SIGXFSZ || ((r->script_exit != 0) && scratch_full(rn->scratch_fd))) {
+	} else if ((r->script_exit != 0 || sig) && scratch_full(rn->scratch_fd)) {
+		/* Only a scratch space the host sees full is a disk stop: a
+		 * SIGXFSZ the code sent itself, or one from a sparse write
+		 * past RLIMIT_FSIZE, wrote nothing and is a plain signal. */
 		r->status = SANDCELL_DISK;
 		snprintf(r->stop_reason, sizeof(r->stop_reason),
 			 "disk limit of %llu bytes (or %llu files) for /tmp and /output reached",
 			 (unsigned long long)l->disk, (unsigned long long)l->disk_inodes);
 	} else if (sig) {
 		r->status = SANDCELL_SIGNALED;
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "the code was killed by signal %d (%s)",
-			 sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+		snprintf(r->stop_reason, sizeof(r->stop_reason), "the code was killed by signal %d (%s)%s",
+			 sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
+			 sig == SIGXCPU ? "; the run had not used its CPU-time limit"
+			 : sig == SIGXFSZ ? "; the scratch space was not full (a sparse write past "
+					    "the file size limit, or the code sent it)" : "");
 	} else if (r->script_exit != 0) {
 		r->status = SANDCELL_EXITED;
 		snprintf(r->stop_reason, sizeof(r->stop_reason), "the code exited with status %d",
