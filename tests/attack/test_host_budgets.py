@@ -236,13 +236,14 @@ def test_G11_host_uid_avoids_ids_held_elsewhere(host_postconditions):
 
 @pytest.mark.skipif(not IS_ROOT, reason="dedicated host uids are for root callers")
 def test_G11_concurrent_runs_hold_distinct_ids(host_postconditions):
-    """Six live runs: six host uids, each locked while its run lives and
+    """Three live runs (a warm server may have only four slots): three
+    host uids, each locked while its run lives and
     free once it has ended."""
-    holders = [Holder(UID_MAP) for _ in range(6)]
+    holders = [Holder(UID_MAP) for _ in range(3)]
     try:
         assert all(h.value for h in holders), [h.release() for h in holders]
         uids = [_host_uid(h) for h in holders]
-        assert len(set(uids)) == 6, uids
+        assert len(set(uids)) == 3, uids
         assert all(_lock_holder(u) for u in uids), uids
     finally:
         reps = [h.release() for h in holders]
