@@ -55,6 +55,8 @@ LAYERS = [
     ("no-uidmap", "uid mapping (code runs as the caller's uid)"),
     ("no-limits", "cgroup limits and rlimits"),
     ("no-fdclose", "fd closing"),
+    ("no-userns-owner", "user namespace owned by the run's uid (root callers)"),
+    ("no-user-budgets", "per-namespace budgets (/proc/sys/user, RLIMIT_SIGPENDING)"),
 ]
 MUTANTS = [
     ("mut-no-arch-check", "no arch check (foreign ABIs allowed)"),
@@ -66,6 +68,8 @@ MUTANTS = [
     ("no-fdclose", "fds left open"),
     ("mut-no-setsid", "no setsid"),
     ("mut-collect-follows", "collector follows symlinks"),
+    ("mut-shared-uid", "host uid from the supervisor pid, no claim"),
+    ("mut-no-pdeathsig", "parent-death signal not armed again after the id change"),
 ]
 # G4 *is* the seccomp filter: its cases rest on it by definition.
 SINGLE_LAYER_BY_DEFINITION = {"G4": "seccomp"}

@@ -184,7 +184,7 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	 * effective ids change, as they just did: arm it again.  The
 	 * handshakes below (SCRATCH, ATTACHED) prove the supervisor was
 	 * still alive after this point. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+	if (!sc_hook_on(SC_HOOK_MUT_NO_PDEATHSIG) && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
 		sc_err(err, errno, "prctl(PR_SET_PDEATHSIG)");
 		fail(c->sock, err);
 	}

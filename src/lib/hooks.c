@@ -29,6 +29,10 @@ static const struct {
 	{ "mut-no-nnp", SC_HOOK_MUT_NO_NNP },
 	{ "mut-no-setsid", SC_HOOK_MUT_NO_SETSID },
 	{ "mut-collect-follows", SC_HOOK_MUT_COLLECT_FOLLOWS },
+	{ "no-userns-owner", SC_HOOK_NO_USERNS_OWNER },
+	{ "no-user-budgets", SC_HOOK_NO_USER_BUDGETS },
+	{ "mut-shared-uid", SC_HOOK_MUT_SHARED_UID },
+	{ "mut-no-pdeathsig", SC_HOOK_MUT_NO_PDEATHSIG },
 };
 
 void sc_hooks_load(void)

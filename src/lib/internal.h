@@ -39,6 +39,10 @@ enum sc_hook {
 	SC_HOOK_MUT_NO_NNP = 1u << 12,
 	SC_HOOK_MUT_NO_SETSID = 1u << 13,
 	SC_HOOK_MUT_COLLECT_FOLLOWS = 1u << 14,
+	SC_HOOK_NO_USERNS_OWNER = 1u << 15,   /* namespace owned by the caller */
+	SC_HOOK_NO_USER_BUDGETS = 1u << 16,   /* no /proc/sys/user caps, no SIGPENDING */
+	SC_HOOK_MUT_SHARED_UID = 1u << 17,    /* host uid from the pid, no claim */
+	SC_HOOK_MUT_NO_PDEATHSIG = 1u << 18,  /* PDEATHSIG not armed after the id change */
 };
 #ifdef SANDCELL_TEST_HOOKS
 extern unsigned sc_hooks;

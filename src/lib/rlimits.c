@@ -37,7 +37,8 @@ int sc_rlimits_apply(const struct sandcell_limits *lim, struct sandcell_error *e
 	    set(RLIMIT_CPU, cpu, cpu + 1, "CPU", err) < 0 ||
 	    set(RLIMIT_MEMLOCK, 0, 0, "MEMLOCK", err) < 0 ||
 	    set(RLIMIT_MSGQUEUE, 0, 0, "MSGQUEUE", err) < 0 ||
-	    set(RLIMIT_SIGPENDING, SC_SIGPENDING_MAX, SC_SIGPENDING_MAX, "SIGPENDING", err) < 0 ||
+	    (!sc_hook_on(SC_HOOK_NO_USER_BUDGETS) &&
+	     set(RLIMIT_SIGPENDING, SC_SIGPENDING_MAX, SC_SIGPENDING_MAX, "SIGPENDING", err) < 0) ||
 	    set(RLIMIT_RTPRIO, 0, 0, "RTPRIO", err) < 0)
 		return -1;
 	return 0;

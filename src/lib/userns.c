@@ -68,6 +68,12 @@ int sc_userns_claim_ids(struct sc_ids *ids, struct sandcell_error *err)
 		ids->gid = getegid();
 		return 0;
 	}
+	if (sc_hook_on(SC_HOOK_MUT_SHARED_UID)) {
+		/* Mutant: an id derived from the pid, claimed by nobody. */
+		ids->uid = (uid_t)(SC_HOST_ID_BASE + (unsigned)getpid() % SC_HOST_ID_SPAN);
+		ids->gid = (gid_t)ids->uid;
+		return 0;
+	}
 	fd = open_lock_file(err);
 	if (fd < 0)
 		return -1;
@@ -114,7 +120,7 @@ int sc_userns_owner_enter(const struct sc_ids *ids, struct sc_owner_saved *sv,
 			  struct sandcell_error *err)
 {
 	sv->active = false;
-	if (geteuid() != 0 || ids->lock_fd < 0)
+	if (geteuid() != 0 || ids->lock_fd < 0 || sc_hook_on(SC_HOOK_NO_USERNS_OWNER))
 		return 0;
 	sv->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 	sv->pdeathsig = 0;
@@ -217,6 +223,8 @@ int sc_userns_set_limits(struct sandcell_error *err)
 {
 	size_t i;
 
+	if (sc_hook_on(SC_HOOK_NO_USER_BUDGETS))
+		return 0;
 	for (i = 0; i < sizeof(ns_limits) / sizeof(ns_limits[0]); i++) {
 		char path[96];
 		size_t len = strlen(ns_limits[i].value);

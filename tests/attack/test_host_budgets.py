@@ -251,6 +251,31 @@ def test_G11_concurrent_runs_hold_distinct_ids(host_postconditions):
     assert not any(_lock_holder(u) for u in uids), uids
 
 
+NS_GET_OWNER_UID = 0xB704
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="dedicated host uids are for root callers")
+def test_G7_user_namespace_owned_by_the_run_uid(host_postconditions):
+    """The kernel charges per-user budgets up to the namespace's owner: the
+    run's user namespace is owned by its dedicated uid, not by root (read
+    from the host with NS_GET_OWNER_UID on the sandbox's /proc/PID/ns/user)."""
+    with Holder(UID_MAP) as h:
+        assert h.value, h.release()
+        uid = _host_uid(h)
+        pids = sandbox_survivors(uid)
+        owners = set()
+        for pid in pids:
+            fd = os.open("/proc/%s/ns/user" % pid, os.O_RDONLY)
+            try:
+                buf = bytearray(4)
+                fcntl.ioctl(fd, NS_GET_OWNER_UID, buf)
+                owners.add(struct.unpack("I", buf)[0])
+            finally:
+                os.close(fd)
+        h.release()
+    assert pids and owners == {uid}, (uid, owners)
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="dedicated host uids are for root callers")
 @pytest.mark.skipif(SERVER is not None, reason="kills the CLI supervisor (cold runs)")
 def test_G8_sandbox_dies_with_a_killed_supervisor(host_postconditions):
