@@ -240,14 +240,28 @@ static int make_run_dir(const char *parent, char *out, size_t size)
 	return 0;
 }
 
+const char *sc_cgroup_swap_state(bool have_memcg, bool limit_written, const char *proc_swaps)
+{
+	const char *nl;
+
+	if (!have_memcg)
+		return "none";
+	if (limit_written)
+		return "limited";
+	/* /proc/swaps: a header line, then one line per active swap area. */
+	nl = strchr(proc_swaps, '\n');
+	return nl != NULL && nl[1] != '\0' ? "unlimited" : "no-swap";
+}
+
 int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err)
 {
-	char v2mnt[64] = "", pdir[600], ctl[512] = "";
-	bool pure_v2 = false;
+	char v2mnt[64] = "", pdir[600], ctl[512] = "", swaps[512] = "";
+	bool pure_v2 = false, swap_limited = false;
 
 	memset(cg, 0, sizeof(*cg));
 	cg->version = "none";
+	cg->swap = "none";
 	if (is_cgroup2(CG_ROOT)) {
 		snprintf(v2mnt, sizeof(v2mnt), "%s", CG_ROOT);
 		pure_v2 = true;
@@ -283,11 +297,14 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 			sc_err(err, errno, "cgroup v2: setting memory limits");
 			goto fail;
 		}
-		/* swap.max is absent when swap accounting is off: no swap then. */
-		if (write_str(cg->v2, "memory.swap.max", "0") < 0 && errno != ENOENT) {
+		/* swap.max is absent when swap accounting is off: whether
+		 * that matters depends on the host having swap at all. */
+		int rc = write_str(cg->v2, "memory.swap.max", "0");
+		if (rc < 0 && errno != ENOENT) {
 			sc_err(err, errno, "cgroup v2: memory.swap.max");
 			goto fail;
 		}
+		swap_limited = rc == 0;
 	} else if (!pure_v2) {
 		if (parent_dir(CG_ROOT "/memory", "memory", parent, pdir, sizeof(pdir)) < 0 ||
 		    make_run_dir(pdir, cg->v1_mem, sizeof(cg->v1_mem)) < 0) {
@@ -299,13 +316,17 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 			sc_err(err, errno, "cgroup v1: memory.limit_in_bytes");
 			goto fail;
 		}
-		if (write_u64(cg->v1_mem, "memory.memsw.limit_in_bytes", lim->memory) < 0 &&
-		    errno != ENOENT) {
+		int rc = write_u64(cg->v1_mem, "memory.memsw.limit_in_bytes", lim->memory);
+		if (rc < 0 && errno != ENOENT) {
 			sc_err(err, errno, "cgroup v1: memory.memsw.limit_in_bytes");
 			goto fail;
 		}
+		swap_limited = rc == 0;
 		write_str(cg->v1_mem, "memory.swappiness", "0");
 	}
+	if (!swap_limited)
+		read_file("/proc", "swaps", swaps, sizeof(swaps));
+	cg->swap = sc_cgroup_swap_state(cg->mem_v2 || cg->v1_mem[0], swap_limited, swaps);
 	if (cg->pids_v2) {
 		if (write_u64(cg->v2, "pids.max", lim->pids) < 0) {
 			sc_err(err, errno, "cgroup v2: pids.max");

@@ -156,7 +156,15 @@ struct sc_cgroup {
 	char v1_cpu[512];
 	bool mem_v2, pids_v2, cpu_v2;
 	const char *version; /* "v2", "v1", "hybrid" or "none" */
+	const char *swap;    /* see sc_cgroup_swap_state() */
 };
+/* Whether --memory also bounds swap: "limited" (memory.swap.max = 0, or v1
+ * memsw = the memory limit), "no-swap" (no swap limit file, and the host
+ * has no active swap in proc_swaps, the text of /proc/swaps), or
+ * "unlimited" (no swap accounting while the host has swap: the code's
+ * pages can go to swap beyond --memory), or "none" without a memory
+ * cgroup. */
+const char *sc_cgroup_swap_state(bool have_memcg, bool limit_written, const char *proc_swaps);
 int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err);
 int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err);
@@ -248,6 +256,7 @@ struct sc_isolation {
 	bool seccomp, nnp, caps_dropped;
 	struct sc_landlock_info landlock;
 	const char *cgroup_version;
+	const char *swap;	/* sc_cgroup_swap_state() */
 	bool cg_mem, cg_pids, cg_cpu;
 	uid_t host_uid;
 	const char *not_held[16]; /* guarantees that do not hold; NULL-terminated */

@@ -294,6 +294,7 @@ static json_t *render_isolation(const struct sc_isolation *iso, bool *bad)
 	set(cg, "memory", json_boolean(iso->cg_mem), bad);
 	set(cg, "pids", json_boolean(iso->cg_pids), bad);
 	set(cg, "cpu", json_boolean(iso->cg_cpu), bad);
+	set(cg, "swap", json_string(iso->swap != NULL ? iso->swap : "none"), bad);
 
 	if (n_not_held > ARRAY_LEN(iso->not_held))
 		n_not_held = ARRAY_LEN(iso->not_held);

@@ -639,11 +639,14 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 	iso->seccomp = iso->nnp = iso->caps_dropped = true;
 	iso->landlock = *ll;
 	iso->cgroup_version = rn->have_cg ? rn->cg.version : "none";
+	iso->swap = rn->have_cg ? rn->cg.swap : "none";
 	iso->cg_mem = rn->have_cg && (rn->cg.mem_v2 || rn->cg.v1_mem[0]);
 	iso->cg_pids = rn->have_cg && (rn->cg.pids_v2 || rn->cg.v1_pids[0]);
 	iso->cg_cpu = rn->have_cg && (rn->cg.cpu_v2 || rn->cg.v1_cpu[0]);
 	iso->host_uid = host_uid;
 #define NOT_HELD(s) iso->not_held[iso->n_not_held++] = (s)
+	if (rn->have_cg && strcmp(rn->cg.swap, "unlimited") == 0)
+		NOT_HELD("memory limit counts RAM only: the host has swap and no swap accounting");
 	if (!rn->have_cg) {
 		NOT_HELD("memory limit (no cgroup)");
 		NOT_HELD("pids limit (no cgroup)");
@@ -1167,6 +1170,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	r->script_exit = -1;
 	r->iso.mode = "none";
 	r->iso.cgroup_version = "none";
+	r->iso.swap = "none";
 
 	/* The host output directory is opened first: a bad --output is the
 	 * caller's error and nothing runs. */
@@ -1209,6 +1213,14 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		}
 	} else {
 		rn.have_cg = true;
+		/* Swap the cgroup cannot bound would let the code's memory
+		 * grow past --memory into swap: a layer missing like any other. */
+		if (strcmp(rn.cg.swap, "unlimited") == 0 && !(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
+			set_error(r, "the host has swap but no swap accounting (no memory.swap.max or "
+				     "memory.memsw.limit_in_bytes), so --memory cannot bound swap; boot with "
+				     "swapaccount=1, turn swap off, or pass --allow-reduced");
+			goto finish;
+		}
 	}
 	if (sc_userns_claim_ids(&pp->ids, &e) < 0) {
 		set_error(r, e.msg);

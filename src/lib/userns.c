@@ -57,13 +57,36 @@ static int open_lock_file(struct sandcell_error *err)
 	return fd;
 }
 
+/* Dedicated ids exist only for root of the host's own user namespace: a
+ * root inside a container's namespace cannot map ids it was not given,
+ * and is then a caller like any other (its own uid is mapped). */
+static bool host_root(void)
+{
+	char buf[128];
+	unsigned a, b, n;
+	ssize_t len;
+	int fd;
+
+	if (geteuid() != 0)
+		return false;
+	fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return false;
+	buf[len] = '\0';
+	return sscanf(buf, "%u %u %u", &a, &b, &n) == 3 && a == 0 && b == 0 && n == 4294967295u;
+}
+
 int sc_userns_claim_ids(struct sc_ids *ids, struct sandcell_error *err)
 {
 	unsigned start, i;
 	int fd;
 
 	ids->lock_fd = -1;
-	if (geteuid() != 0) {
+	if (!host_root()) {
 		ids->uid = geteuid();
 		ids->gid = getegid();
 		return 0;

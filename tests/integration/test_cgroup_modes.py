@@ -63,7 +63,8 @@ def test_v2_only_host_allow_reduced_says_what_does_not_hold(tmp_path, host_postc
     # The namespaces hold; the cgroup limits do not, and both the report
     # and stderr say so.
     assert all(iso["namespaces"][k] for k in ("user", "pid", "mount", "net", "ipc", "uts")), iso
-    assert iso["cgroup"] == {"version": "none", "memory": False, "pids": False, "cpu": False}, iso
+    assert iso["cgroup"] == {"version": "none", "memory": False, "pids": False, "cpu": False,
+                            "swap": "none"}, iso
     assert iso["mode"] == "reduced", iso
     assert any("memory limit" in s for s in iso["not_held"]), iso
     assert any("pids limit" in s for s in iso["not_held"]), iso

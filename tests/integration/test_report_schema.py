@@ -1,5 +1,6 @@
 """The JSON report (docs/report.md, schema 1): keys, order, types, the
 isolation section, and `--report -`."""
+import glob
 import json
 import os
 import subprocess
@@ -96,8 +97,9 @@ def check_schema(rep):
         assert isinstance(iso[k], bool)
     assert list(iso["landlock"]) == ["abi", "fs", "net", "scope_abstract_unix", "scope_signal"]
     assert is_int(iso["landlock"]["abi"])
-    assert list(iso["cgroup"]) == ["version", "memory", "pids", "cpu"]
+    assert list(iso["cgroup"]) == ["version", "memory", "pids", "cpu", "swap"]
     assert iso["cgroup"]["version"] in ("v2", "v1", "hybrid", "none")
+    assert iso["cgroup"]["swap"] in ("limited", "no-swap", "unlimited", "none")
     assert is_int(iso["host_uid"])
     assert all(isinstance(x, str) for x in iso["not_held"])
 
@@ -158,6 +160,33 @@ def test_isolation_full(sandcell):
         assert iso["host_uid"] != 0
     else:
         assert iso["host_uid"] == os.geteuid()
+
+
+def _host_swap_expectation(version):
+    """What isolation.cgroup.swap must say on this host, from the host's
+    own files: swap accounting present where the memory controller is."""
+    if version == "v2":
+        accounted = bool(glob.glob("/sys/fs/cgroup/*/memory.swap.max"))
+    else:  # v1 or hybrid: this CI's memory controller is on v1
+        accounted = os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") or \
+            bool(glob.glob("/sys/fs/cgroup/unified/*/memory.swap.max"))
+    if accounted:
+        return "limited"
+    with open("/proc/swaps") as f:
+        return "unlimited" if len(f.read().splitlines()) > 1 else "no-swap"
+
+
+def test_swap_claim_matches_the_host(sandcell):
+    """G7's swap bound is checked at run time: the report says whether
+    --memory also bounds swap here, and a host where it cannot (swap on,
+    no accounting) refuses to run."""
+    run = sandcell(code="pass")
+    if run.rc == 126:
+        assert "swap accounting" in run.report["error"], run
+        return
+    cg = run.report["isolation"]["cgroup"]
+    assert cg["swap"] == _host_swap_expectation(cg["version"]), run.report["isolation"]
+    assert cg["swap"] in ("limited", "no-swap"), cg
 
 
 def test_isolation_as_seen_from_inside(sandcell):
