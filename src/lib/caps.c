@@ -41,6 +41,22 @@ int sc_caps_drop_all(struct sandcell_error *err)
 	struct __user_cap_data_struct data[2];
 	int cap, last = last_cap();
 
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return sc_err(err, errno, "caps: capget");
+	if (!(data[0].permitted & (1u << CAP_SETPCAP))) {
+		/* Reduced mode of an unprivileged caller: no capability to
+		 * drop the bounding set or lock the securebits with, and none
+		 * to lose.  Holding none at all is then the requirement: with
+		 * no_new_privs (next step) neither setuid nor file
+		 * capabilities can grant one again. */
+		if (data[0].permitted | data[1].permitted | data[0].effective | data[1].effective |
+		    data[0].inheritable | data[1].inheritable)
+			return sc_err(err, EPERM, "caps: capabilities held without CAP_SETPCAP");
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+			return sc_err(err, errno, "caps: clearing the ambient set");
+		return 0;
+	}
 	for (cap = 0; cap <= last; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			return sc_err(err, errno, "caps: PR_CAPBSET_DROP %d", cap);

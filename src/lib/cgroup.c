@@ -248,6 +248,8 @@ const char *sc_cgroup_swap_state(bool have_memcg, bool limit_written, const char
 		return "none";
 	if (limit_written)
 		return "limited";
+	if (proc_swaps == NULL)
+		return "unlimited";
 	/* /proc/swaps: a header line, then one line per active swap area. */
 	nl = strchr(proc_swaps, '\n');
 	return nl != NULL && nl[1] != '\0' ? "unlimited" : "no-swap";
@@ -257,7 +259,7 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err)
 {
 	char v2mnt[64] = "", pdir[600], ctl[512] = "", swaps[512] = "";
-	bool pure_v2 = false, swap_limited = false;
+	bool pure_v2 = false, swap_limited = false, swaps_known;
 
 	memset(cg, 0, sizeof(*cg));
 	cg->version = "none";
@@ -324,9 +326,12 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		swap_limited = rc == 0;
 		write_str(cg->v1_mem, "memory.swappiness", "0");
 	}
-	if (!swap_limited)
-		read_file("/proc", "swaps", swaps, sizeof(swaps));
-	cg->swap = sc_cgroup_swap_state(cg->mem_v2 || cg->v1_mem[0], swap_limited, swaps);
+	/* No /proc/swaps means a kernel without swap; any other failure
+	 * to read it counts as swap present (fail closed). */
+	swaps_known = swap_limited || read_file("/proc", "swaps", swaps, sizeof(swaps)) >= 0 ||
+		      errno == ENOENT;
+	cg->swap = sc_cgroup_swap_state(cg->mem_v2 || cg->v1_mem[0], swap_limited,
+					swaps_known ? swaps : NULL);
 	if (cg->pids_v2) {
 		if (write_u64(cg->v2, "pids.max", lim->pids) < 0) {
 			sc_err(err, errno, "cgroup v2: pids.max");

@@ -232,7 +232,10 @@ static void setup_reduced(const struct sc_child *c, struct sandcell_error *err)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 	}
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+	/* No pid namespace ends the code with init here: a killed
+	 * supervisor sends SIGTERM, which init turns into killing the tree
+	 * (on_term, reap_all) before it exits. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 ||
 	    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
 		sc_err(err, errno, "prctl");
 		fail(c->sock, err);

@@ -161,9 +161,10 @@ struct sc_cgroup {
 /* Whether --memory also bounds swap: "limited" (memory.swap.max = 0, or v1
  * memsw = the memory limit), "no-swap" (no swap limit file, and the host
  * has no active swap in proc_swaps, the text of /proc/swaps), or
- * "unlimited" (no swap accounting while the host has swap: the code's
- * pages can go to swap beyond --memory), or "none" without a memory
- * cgroup. */
+ * "unlimited" (no swap accounting while the host has swap, or proc_swaps
+ * is NULL because it could not be read: the code's pages can go to swap
+ * beyond --memory), or "none" without a memory cgroup.  A snapshot: a
+ * swapon during the run is not seen. */
 const char *sc_cgroup_swap_state(bool have_memcg, bool limit_written, const char *proc_swaps);
 int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err);
@@ -199,7 +200,7 @@ struct sc_owner_saved {
 };
 int sc_userns_owner_enter(const struct sc_ids *ids, struct sc_owner_saved *sv,
 			  struct sandcell_error *err);
-void sc_userns_owner_leave(struct sc_owner_saved *sv);
+int sc_userns_owner_leave(struct sc_owner_saved *sv, struct sandcell_error *err);
 /* In the sandbox init, before its /proc is replaced: tight per-namespace
  * budgets (inotify, fanotify, namespaces). */
 int sc_userns_set_limits(struct sandcell_error *err);

@@ -1002,7 +1002,17 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	}
 	{
 		int saved = errno;
-		sc_userns_owner_leave(&owner);
+		if (sc_userns_owner_leave(&owner, &e) < 0) {
+			/* The supervisor cannot be trusted to manage this
+			 * run with the wrong ids: stop it before any code. */
+			set_error(r, e.msg);
+			if (pid > 0) {
+				rn->pid = (pid_t)pid;
+				kill_tree(rn);
+				syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
+			}
+			goto out;
+		}
 		errno = saved;
 	}
 	if (pid < 0) {
@@ -1216,7 +1226,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		/* Swap the cgroup cannot bound would let the code's memory
 		 * grow past --memory into swap: a layer missing like any other. */
 		if (strcmp(rn.cg.swap, "unlimited") == 0 && !(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
-			set_error(r, "the host has swap but no swap accounting (no memory.swap.max or "
+			set_error(r, "cgroup: the host has swap but no swap accounting (no memory.swap.max or "
 				     "memory.memsw.limit_in_bytes), so --memory cannot bound swap; boot with "
 				     "swapaccount=1, turn swap off, or pass --allow-reduced");
 			goto finish;
@@ -1227,8 +1237,10 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		goto finish;
 	}
 	/* Above the fds the sandbox init rearranges (0-3). */
-	if (pp->ids.lock_fd >= 0)
-		move_high(&pp->ids.lock_fd);
+	if (pp->ids.lock_fd >= 0 && move_high(&pp->ids.lock_fd) < 0) {
+		set_error(r, "userns: fds: moving the host uid claim");
+		goto finish;
+	}
 	if (sc_hook_on(SC_HOOK_NO_UIDMAP)) {
 		sc_userns_release_ids(&pp->ids);
 		pp->ids.uid = geteuid();

@@ -44,14 +44,14 @@ static int open_lock_file(struct sandcell_error *err)
 	int fd;
 
 	if (mkdir(SC_ID_LOCK_DIR, 0700) < 0 && errno != EEXIST)
-		return sc_err(err, errno, "host uid allocation: mkdir %s", SC_ID_LOCK_DIR);
+		return sc_err(err, errno, "userns: host uid allocation: mkdir %s", SC_ID_LOCK_DIR);
 	fd = open(SC_ID_LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return sc_err(err, errno, "host uid allocation: %s", SC_ID_LOCK_FILE);
+		return sc_err(err, errno, "userns: host uid allocation: %s", SC_ID_LOCK_FILE);
 	/* Only root may hold or release these locks. */
 	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 077) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return sc_err(err, EPERM, "host uid allocation: %s is not a root-only file",
+		return sc_err(err, EPERM, "userns: host uid allocation: %s is not a root-only file",
 			      SC_ID_LOCK_FILE);
 	}
 	return fd;
@@ -59,8 +59,9 @@ static int open_lock_file(struct sandcell_error *err)
 
 /* Dedicated ids exist only for root of the host's own user namespace: a
  * root inside a container's namespace cannot map ids it was not given,
- * and is then a caller like any other (its own uid is mapped). */
-static bool host_root(void)
+ * and is then a caller like any other (its own uid is mapped).  Root that
+ * cannot tell must not fall back to mapping itself: 1 yes, 0 no, -1 error. */
+static int host_root(struct sandcell_error *err)
 {
 	char buf[128];
 	unsigned a, b, n;
@@ -68,14 +69,14 @@ static bool host_root(void)
 	int fd;
 
 	if (geteuid() != 0)
-		return false;
+		return 0;
 	fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false;
+		return sc_err(err, errno, "userns: host uid allocation: /proc/self/uid_map");
 	len = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (len <= 0)
-		return false;
+		return sc_err(err, len < 0 ? errno : EIO, "userns: host uid allocation: /proc/self/uid_map");
 	buf[len] = '\0';
 	return sscanf(buf, "%u %u %u", &a, &b, &n) == 3 && a == 0 && b == 0 && n == 4294967295u;
 }
@@ -86,7 +87,10 @@ int sc_userns_claim_ids(struct sc_ids *ids, struct sandcell_error *err)
 	int fd;
 
 	ids->lock_fd = -1;
-	if (!host_root()) {
+	int root = host_root(err);
+	if (root < 0)
+		return -1;
+	if (!root) {
 		ids->uid = geteuid();
 		ids->gid = getegid();
 		return 0;
@@ -117,11 +121,11 @@ int sc_userns_claim_ids(struct sc_ids *ids, struct sandcell_error *err)
 		if (errno != EAGAIN && errno != EACCES) {
 			int e = errno;
 			close(fd);
-			return sc_err(err, e, "host uid allocation: lock %s", SC_ID_LOCK_FILE);
+			return sc_err(err, e, "userns: host uid allocation: lock %s", SC_ID_LOCK_FILE);
 		}
 	}
 	close(fd);
-	return sc_err(err, EUSERS, "host uid allocation: all %u ids are held by live runs",
+	return sc_err(err, EUSERS, "userns: host uid allocation: all %u ids are held by live runs",
 		      SC_HOST_ID_SPAN);
 }
 
@@ -147,8 +151,8 @@ int sc_userns_owner_enter(const struct sc_ids *ids, struct sc_owner_saved *sv,
 		return 0;
 	sv->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 	sv->pdeathsig = 0;
-	if (prctl(PR_GET_PDEATHSIG, &sv->pdeathsig, 0, 0, 0) < 0)
-		sv->pdeathsig = 0;
+	if (sv->dumpable < 0 || prctl(PR_GET_PDEATHSIG, &sv->pdeathsig, 0, 0, 0) < 0)
+		return sc_err(err, errno, "userns: prctl: saving the supervisor's state");
 	if (syscall(SYS_setresgid, -1, ids->gid, -1) < 0)
 		return sc_err(err, errno, "userns: owner gid");
 	if (syscall(SYS_setresuid, -1, ids->uid, -1) < 0) {
@@ -161,25 +165,25 @@ int sc_userns_owner_enter(const struct sc_ids *ids, struct sc_owner_saved *sv,
 	syscall(SYS_setfsgid, 0);
 	/* setfsuid reports nothing; read the value back. */
 	if (syscall(SYS_setfsuid, -1) != 0 || syscall(SYS_setfsgid, -1) != 0) {
-		sc_userns_owner_leave(sv);
+		sc_userns_owner_leave(sv, NULL);
 		return sc_err(err, EPERM, "userns: filesystem ids");
 	}
 	return 0;
 }
 
-void sc_userns_owner_leave(struct sc_owner_saved *sv)
+int sc_userns_owner_leave(struct sc_owner_saved *sv, struct sandcell_error *err)
 {
 	if (!sv->active)
-		return;
+		return 0;
+	sv->active = false;
 	/* Back to euid 0 first: that restores the effective capabilities
 	 * the gid change needs. */
-	syscall(SYS_setresuid, -1, 0, -1);
-	syscall(SYS_setresgid, -1, 0, -1);
-	if (sv->dumpable >= 0)
-		prctl(PR_SET_DUMPABLE, sv->dumpable, 0, 0, 0);
-	if (sv->pdeathsig > 0)
-		prctl(PR_SET_PDEATHSIG, sv->pdeathsig, 0, 0, 0);
-	sv->active = false;
+	if (syscall(SYS_setresuid, -1, 0, -1) < 0 || syscall(SYS_setresgid, -1, 0, -1) < 0)
+		return sc_err(err, errno, "userns: restoring the supervisor's ids");
+	if (prctl(PR_SET_DUMPABLE, sv->dumpable, 0, 0, 0) < 0 ||
+	    (sv->pdeathsig > 0 && prctl(PR_SET_PDEATHSIG, sv->pdeathsig, 0, 0, 0) < 0))
+		return sc_err(err, errno, "userns: prctl: restoring the supervisor's state");
+	return 0;
 }
 
 static int write_proc(pid_t pid, const char *file, const char *text, struct sandcell_error *err)

@@ -8,6 +8,7 @@ nested one (the mechanism of bubblewrap's --disable-userns)."""
 import json
 import os
 import shutil
+import time
 import subprocess
 
 import pytest
@@ -83,3 +84,84 @@ def test_allow_reduced_runs_and_reports(tmp_path):
     assert not os.path.exists("/var/tmp/sandcell-reduced-escape")
     # the private directory is gone after the run
     assert not [p for p in os.listdir(str(tmp_path)) if p.startswith("sandcell-")]
+
+
+def _alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_reduced_run_dies_with_a_killed_supervisor(tmp_path):
+    """G8 without a pid namespace: SIGKILL to the supervisor reaches the
+    sandbox init as SIGTERM (its parent-death signal), and init kills the
+    code and a setsid daemon of it before it exits."""
+    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
+    code = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        print('DAEMON', os.getpid(), flush=True)\n"
+            "        time.sleep(60)\n"
+            "    os._exit(0)\n"
+            "time.sleep(0.2)\n"
+            "print('CODE', os.getpid(), flush=True)\n"
+            "time.sleep(60)\n")
+    p = subprocess.Popen([UNSHARE, "--user", "--map-root-user", "sh", "-c", script, "sh", BIN, "run",
+                          "--allow-reduced", "--wall-time", "60", "-c", code],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path))
+    pids = {}
+    while len(pids) < 2:
+        line = p.stdout.readline().decode()
+        assert line, p.communicate()
+        kind, pid = line.split()
+        pids[kind] = int(pid)
+    assert all(_alive(pid) for pid in pids.values()), pids
+    p.kill()
+    p.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in pids.values() if _alive(pid)]
+    for pid in left:
+        os.kill(pid, 9)
+    assert left == [], "the run outlived its supervisor: %r" % pids
+
+
+NO_CAPS_WRAPPER = r'''
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+uid, gid = os.geteuid(), os.getegid()
+if libc.unshare(0x10000000) != 0:
+    sys.exit("unshare: %d" % ctypes.get_errno())
+open("/proc/self/setgroups", "w").write("deny")
+open("/proc/self/uid_map", "w").write("1000 %d 1" % uid)
+open("/proc/self/gid_map", "w").write("1000 %d 1" % gid)
+open("/proc/sys/user/max_user_namespaces", "w").write("0")
+os.setresgid(1000, 1000, 1000)
+os.setresuid(1000, 1000, 1000)
+os.execv(sys.argv[1], sys.argv[1:])
+'''
+
+
+def test_reduced_mode_without_any_capability(tmp_path):
+    """An unprivileged caller with no capability at all (uid 1000 of its
+    own user namespace, no nested namespaces allowed) still gets reduced
+    mode: there is nothing to drop, so the bounding set and securebits
+    (which need CAP_SETPCAP) are skipped, and no_new_privs keeps it so."""
+    code = ("import os\n"
+            "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines()"
+            " if ':\\t' in l)\n"
+            "print(st['CapPrm'].strip(), st['CapEff'].strip(), st['NoNewPrivs'].strip())\n")
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-c", NO_CAPS_WRAPPER, BIN, "run",
+                           "--allow-reduced", "--report", str(tmp_path / "r.json"), "-c", code],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                          cwd=str(tmp_path), env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc
+    assert proc.stdout.split() == [b"0000000000000000", b"0000000000000000", b"1"], proc
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["isolation"]["mode"] == "reduced", rep
+    assert rep["isolation"]["seccomp"] is True and rep["isolation"]["landlock"]["fs"] is True

@@ -16,6 +16,9 @@ static void test_swap_state(void)
 	CHECK_STR(sc_cgroup_swap_state(true, false, header), "no-swap");
 	CHECK_STR(sc_cgroup_swap_state(true, false, ""), "no-swap");
 	CHECK_STR(sc_cgroup_swap_state(true, false, one_area), "unlimited");
+	/* /proc/swaps unreadable: assume swap (fail closed). */
+	CHECK_STR(sc_cgroup_swap_state(true, false, NULL), "unlimited");
+	CHECK_STR(sc_cgroup_swap_state(true, true, NULL), "limited");
 	/* No memory cgroup at all: nothing is bounded by it. */
 	CHECK_STR(sc_cgroup_swap_state(false, false, one_area), "none");
 	CHECK_STR(sc_cgroup_swap_state(false, true, ""), "none");
