@@ -27,7 +27,7 @@ MODULES = {
     "tests/proof/test_bpf_policy.py": "G4", "tests/proof/test_syscall_sweep.py": "G4",
     "tests/proof/test_arg_sweep.py": "G4", "tests/proof/test_bpf_eval.py": "G4",
     "tests/proof/test_fault_injection.py": "G10", "tests/integration/test_reduced_mode.py": "G10",
-    "tests/integration/test_limits.py": "G7", "tests/integration/test_output_collection.py": "G9",
+    "tests/integration/test_limits.py": "G7", "tests/integration/test_cleanup.py": "G8", "tests/integration/test_output_collection.py": "G9",
 }
 OTHER = {
     "G4": ["make fuzz-replay: libFuzzer harnesses of every parser of sandbox bytes (tests/fuzz)"],

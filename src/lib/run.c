@@ -1288,6 +1288,16 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 finish:
 	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
 		classify(&rn);
+	if (!r->code_started) {
+		/* No code ran, so no layer confined any: the report must not
+		 * list the ones a failed setup had planned or half applied. */
+		uid_t uid = r->iso.host_uid;
+		memset(&r->iso, 0, sizeof(r->iso));
+		r->iso.mode = "none";
+		r->iso.cgroup_version = "none";
+		r->iso.swap = "none";
+		r->iso.host_uid = uid;
+	}
 	if (rn.have_cg)
 		destroy_cgroup(&rn);
 	remove_workdir(&rn);

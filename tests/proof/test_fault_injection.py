@@ -516,6 +516,8 @@ def judge(case, proc, trace, out, mounts_before):
         return v
     if rep["status"] != "sandbox-error" or rep["exit_code"] != 126:
         problems.append("status %s exit_code %s" % (rep["status"], rep["exit_code"]))
+    if rep["isolation"]["mode"] != "none" or rep["isolation"]["seccomp"]:
+        problems.append("isolation claims layers although no code ran: %r" % rep["isolation"])
     if not rep["error"] or not re.search(words, rep["error"], re.I):
         problems.append("error does not name the step (%s): %r" % (words, rep["error"]))
     return v
