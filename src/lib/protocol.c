@@ -40,11 +40,26 @@ static uint64_t *lim_u64(struct sandcell_limits *l, const char *k)
 	return NULL;
 }
 
+/* Sets lim[k] to the limit named k.  Every u64 key of LIMIT_KEYS has a
+ * field, so the lookup cannot fail; should a key ever lack one, the
+ * request is not built rather than sent without that limit (the server
+ * would then apply its default). */
+static int put_u64(json_t *lim, const struct sandcell_limits *l, const char *k)
+{
+	const uint64_t *u = lim_u64((struct sandcell_limits *)l, k);
+
+	if (u == NULL)
+		return -1;
+	json_object_set_new(lim, k, json_integer((json_int_t)*u));
+	return 0;
+}
+
 char *sc_request_build(const struct sandcell_config *cfg)
 {
 	json_t *r = json_object(), *in = json_array(), *args = json_array(), *lim = json_object();
 	const struct sandcell_limits *l = &cfg->limits;
 	json_t *vals = NULL;
+	bool complete = true;
 	char *out;
 	size_t i;
 
@@ -68,10 +83,14 @@ char *sc_request_build(const struct sandcell_config *cfg)
 	json_object_set_new(r, "allow_reduced", json_boolean(cfg->flags & SANDCELL_ALLOW_REDUCED));
 	json_object_set_new(lim, "wall_sec", json_real(l->wall_sec));
 	json_object_set_new(lim, "cpu_sec", json_real(l->cpu_sec));
-#define X(k, t) if (strcmp(#t, "u64") == 0) json_object_set_new(lim, #k, json_integer((json_int_t)*lim_u64((struct sandcell_limits *)l, #k)));
+#define X(k, t) if (strcmp(#t, "u64") == 0 && put_u64(lim, l, #k) < 0) complete = false;
 	LIMIT_KEYS
 #undef X
 	json_object_set_new(r, "limits", lim);
+	if (!complete) {
+		json_decref(r);
+		return NULL;
+	}
 	/* Any string that is not valid UTF-8 made json_string return NULL
 	 * above and the key is missing: the server will reject the request
 	 * with a clear message rather than run something else. */
@@ -319,6 +338,12 @@ int sc_frame_send(int fd, const char *buf, size_t len, const int *fds, size_t n_
 		mh.msg_control = u.b;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
 		c = CMSG_FIRSTHDR(&mh);
+		/* Never NULL, msg_controllen holds a header; checked because
+		 * gcc -fanalyzer cannot tell (at -O1). */
+		if (c == NULL) {
+			errno = EINVAL;
+			return -1;
+		}
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);

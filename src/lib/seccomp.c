@@ -296,7 +296,10 @@ void sc_seccomp_free(struct sc_bpf *bpf)
 
 int sandcell_policy_bpf(void **insns, size_t *n_insns, struct sandcell_error *err)
 {
-	struct sc_bpf b;
+	/* Initialised: the failure returns of sc_seccomp_compile come from
+	 * sc_err in another file, and gcc -fanalyzer cannot see that they are
+	 * all negative. */
+	struct sc_bpf b = { 0 };
 
 	sc_hooks_load();
 	if (sc_seccomp_compile(&b, false, err) < 0)
