@@ -647,6 +647,9 @@ int main(int argc, char **argv)
 		if (inherited)
 			inherited_fd = atoi(inherited);
 		if (o.socket == NULL || o.python == NULL || o.preload == NULL)
+			/* Returning from main ends the process: the copies that
+			 * did succeed are not leaked. */
+			/* cppcheck-suppress memleak */
 			return SANDCELL_EXIT_SANDBOX;
 	}
 	if (o.slots == 0) {
