@@ -181,6 +181,7 @@ static void frame_one(const uint8_t *data, size_t size, unsigned n_send)
 			mh.msg_control = u.b;
 			mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_send);
 			c = CMSG_FIRSTHDR(&mh);
+			FUZZ_ASSERT(c != NULL);
 			c->cmsg_level = SOL_SOCKET;
 			c->cmsg_type = SCM_RIGHTS;
 			c->cmsg_len = CMSG_LEN(sizeof(int) * n_send);

@@ -35,10 +35,12 @@ static void fuzz_add(char *values, const uint8_t *data, size_t size)
 	if (sandcell_values_add(&values, name, json, &err) < 0) {
 		fuzz_check_msg(&err);
 		/* Failure leaves the caller's text alone. */
-		FUZZ_ASSERT((values == NULL) == (before == NULL));
-		FUZZ_ASSERT(values == NULL || strcmp(values, before) == 0);
+		FUZZ_ASSERT(values == NULL ? before == NULL
+					   : before != NULL && strcmp(values, before) == 0);
 		goto out;
 	}
+	/* Without '=' there is no JSON text, and nothing to add. */
+	FUZZ_ASSERT(json != NULL);
 	FUZZ_ASSERT(sandcell_check_name(name, NULL) == 0);
 	FUZZ_ASSERT(sc_json_parse(json, strlen(json), 16 << 20, SC_JSON_MAX_DEPTH, &want,
 				  NULL) == 0);
@@ -67,8 +69,8 @@ static void fuzz_merge(char *values, const uint8_t *data, size_t size)
 
 	if (sandcell_values_merge(&values, (const char *)data, size, &err) < 0) {
 		fuzz_check_msg(&err);
-		FUZZ_ASSERT((values == NULL) == (before == NULL));
-		FUZZ_ASSERT(values == NULL || strcmp(values, before) == 0);
+		FUZZ_ASSERT(values == NULL ? before == NULL
+					   : before != NULL && strcmp(values, before) == 0);
 		goto out;
 	}
 	FUZZ_ASSERT(sc_json_parse((const char *)data, size, size, SC_JSON_MAX_DEPTH, &in,

@@ -33,7 +33,7 @@ static void rejects(const char *s, const char *want, int line)
 static char *repeat(const char *unit, size_t n, const char *tail)
 {
 	size_t ul = strlen(unit), tl = strlen(tail);
-	char *s = malloc(ul * n + tl + 1);
+	char *s = unit_malloc(ul * n + tl + 1);
 
 	for (size_t i = 0; i < n; i++)
 		memcpy(s + i * ul, unit, ul);
@@ -133,7 +133,7 @@ static void test_parse_hostile(void)
 static char *nest(const char *open, size_t n, const char *mid, const char *close)
 {
 	size_t ol = strlen(open), ml = strlen(mid), cl = strlen(close);
-	char *s = malloc((ol + cl) * n + ml + 1), *p = s;
+	char *s = unit_malloc((ol + cl) * n + ml + 1), *p = s;
 
 	for (size_t i = 0; i < n; i++, p += ol)
 		memcpy(p, open, ol);
@@ -189,7 +189,7 @@ static void test_depth(void)
 	/* Brackets inside strings, also after escaped quotes, are text. */
 	s = repeat("[", 1000, "\"]");
 	{
-		char *doc = malloc(strlen(s) + 3);
+		char *doc = unit_malloc(strlen(s) + 3);
 
 		sprintf(doc, "[\"%s", s);
 		CHECK_EQ_INT(parse(doc, &v), 0);

@@ -299,7 +299,7 @@ static void test_values_add(void)
 
 	/* A --value may be 64 deep; the values object holding it is 65. */
 	n = 64;
-	deep = malloc(2 * n + 2);
+	deep = unit_malloc(2 * n + 2);
 	memset(deep, '[', n);
 	memset(deep + n, ']', n);
 	deep[2 * n] = '\0';
@@ -307,7 +307,7 @@ static void test_values_add(void)
 	CHECK_EQ_INT(sandcell_values_add(&values, "after", "1", &err), 0);
 	free(deep);
 	n = 65;
-	deep = malloc(2 * n + 2);
+	deep = unit_malloc(2 * n + 2);
 	memset(deep, '[', n);
 	memset(deep + n, ']', n);
 	deep[2 * n] = '\0';
@@ -315,7 +315,7 @@ static void test_values_add(void)
 	CHECK_STR(err.msg, "value 'deeper': JSON nesting deeper than 64");
 	free(deep);
 	n = 1000000;
-	deep = malloc(n + 1);
+	deep = unit_malloc(n + 1);
 	memset(deep, '{', n);
 	deep[n] = '\0';
 	CHECK_EQ_INT(sandcell_values_add(&values, "bomb", deep, &err), -1);
@@ -324,7 +324,7 @@ static void test_values_add(void)
 
 	/* 16 MiB cap per value. */
 	n = (16u << 20) + 1;
-	deep = malloc(n + 1);
+	deep = unit_malloc(n + 1);
 	memset(deep, ' ', n);
 	deep[0] = '1';
 	deep[n] = '\0';
@@ -379,7 +379,7 @@ static void test_values_merge(void)
 	CHECK_STR(values, "{\"a\":1,\"b\":{\"c\":[2]},\"c\":3,\"d\":\"x\"}");
 
 	{
-		char *deep = malloc(1000001);
+		char *deep = unit_malloc(1000001);
 
 		memset(deep, '[', 1000000);
 		deep[1000000] = '\0';

@@ -67,7 +67,7 @@ static void test_status_names(void)
 /* A zeroed result: every pointer NULL, every string empty. */
 static void test_empty(void)
 {
-	struct sandcell_result *r = calloc(1, sizeof(*r));
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
 	static const char *const top[] = {
 		"schema", "sandcell_version", "status", "reason", "exit_code", "script",
 		"time", "memory", "streams", "result", "result_error", "outputs",
@@ -131,7 +131,7 @@ static struct sc_out_file file(const char *path, uint64_t size, char hexc)
 
 static void test_full(void)
 {
-	struct sandcell_result *r = calloc(1, sizeof(*r));
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
 	json_error_t jerr;
 	json_t *doc, *f;
 
@@ -150,11 +150,11 @@ static void test_full(void)
 	r->result_truncated = true;
 	r->result = json_loads("{\"answer\": 42, \"list\": [1.5, \"x\"]}", 0, &jerr);
 	r->outputs_collected = true;
-	r->outputs.files = calloc(2, sizeof(*r->outputs.files));
+	r->outputs.files = unit_calloc(2, sizeof(*r->outputs.files));
 	r->outputs.files[0] = file("plot.png", 1234, 'a');
 	r->outputs.files[1] = file("sub/dir/data.csv", 0, 'b');
 	r->outputs.n_files = 2;
-	r->outputs.skips = calloc(2, sizeof(*r->outputs.skips));
+	r->outputs.skips = unit_calloc(2, sizeof(*r->outputs.skips));
 	r->outputs.skips[0].path = strdup("link");
 	r->outputs.skips[0].reason = "symlink";
 	/* Invalid UTF-8 the collector should have escaped: still no crash. */
@@ -246,7 +246,7 @@ static void test_full(void)
 
 static void test_sandbox_error(void)
 {
-	struct sandcell_result *r = calloc(1, sizeof(*r));
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
 	json_t *doc;
 
 	r->status = SANDCELL_SANDBOX_ERROR;
@@ -291,7 +291,7 @@ static void test_sandbox_error(void)
 
 static void test_script_exit(void)
 {
-	struct sandcell_result *r = calloc(1, sizeof(*r));
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
 	json_t *doc;
 
 	r->status = SANDCELL_EXITED;
@@ -329,7 +329,7 @@ static void test_script_exit(void)
 /* Report text is indented, and a deep result still renders. */
 static void test_text(void)
 {
-	struct sandcell_result *r = calloc(1, sizeof(*r));
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
 	struct sandcell_error err;
 	char *text, deep[129];
 
