@@ -35,7 +35,9 @@ cleanup() {
 	for h in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/memory /sys/fs/cgroup/pids /sys/fs/cgroup/cpuacct; do
 		[ -d "$h/$PARENT" ] || continue
 		# move ourselves out before removing
-		[ -e "$h/cgroup.procs" ] && echo $$ > "$h/cgroup.procs" 2>/dev/null || true
+		if [ -e "$h/cgroup.procs" ]; then
+			echo $$ > "$h/cgroup.procs" 2>/dev/null || true
+		fi
 		find "$h/$PARENT" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
 		rmdir "$h/$PARENT" 2>/dev/null || true
 	done

@@ -25,6 +25,8 @@ sock=$tmp/sock
 log=$tmp/server.log
 srv=
 
+# ls is fine for these names: sandcell makes them, without odd bytes.
+# shellcheck disable=SC2012
 run_cgroups() {
 	ls -d /sys/fs/cgroup/*/sandcell*/run-* /sys/fs/cgroup/sandcell*/run-* \
 		/sys/fs/cgroup/*/sandcell*/*/run-* 2>/dev/null | sort
@@ -47,6 +49,7 @@ trap 'stop_server; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
 cg_before=$(run_cgroups)
+# shellcheck disable=SC2012 # as in run_cgroups
 tpl_before=$(ls -d /tmp/sandcell-template-* 2>/dev/null | sort)
 
 "$BIN" serve --socket "$sock" --slots "$SLOTS" >"$log" 2>&1 &
@@ -100,6 +103,7 @@ if [ -n "$leftover" ]; then
 	printf '%s' "$leftover" >&2
 	status=1
 fi
+# shellcheck disable=SC2012 # as in run_cgroups
 tpl_after=$(ls -d /tmp/sandcell-template-* 2>/dev/null | sort)
 if [ "$tpl_after" != "$tpl_before" ]; then
 	# shellcheck disable=SC2046 # one word per directory
