@@ -4,6 +4,7 @@
 # would, with the sandcell module importable, and hides its own frames from
 # tracebacks.  Not a security boundary: the kernel layers are.
 def _sandcell_run():
+    # type: () -> None
     # Locals only: the module's globals become the user's __main__ below.
     import os
     import sys
