@@ -23,12 +23,16 @@ CLI_OBJ  := $(patsubst src/cli/%.c,$(BUILD)/obj/cli_%.o,$(CLI_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py
+# Every header an object may include: a changed header rebuilds (and, in
+# make lint, re-analyses) what depends on it.
+LIB_HDR  := include/sandcell.h $(wildcard src/lib/*.h)
+CLI_HDR  := include/sandcell.h $(wildcard src/cli/*.h)
 
 # The warm server embeds Debian's CPython (python3-dev): a binary of its own,
 # so cold runs never load libpython.
 PY_CFLAGS := $(shell /usr/bin/python3-config --includes 2>/dev/null | sed 's/-I/-isystem /g')
 PY_LIBS   := $(shell /usr/bin/python3-config --embed --ldflags 2>/dev/null)
-$(BUILD)/obj/warm.o: src/server/warm.c include/sandcell.h src/lib/internal.h | $(BUILD)/obj
+$(BUILD)/obj/warm.o: src/server/warm.c $(LIB_HDR) | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
@@ -37,9 +41,9 @@ all: $(BUILD)/sandcell-warm
 .PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
 all: $(BUILD)/sandcell
 
-$(BUILD)/obj/%.o: src/lib/%.c include/sandcell.h src/lib/internal.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/lib/%.c $(LIB_HDR) | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
-$(BUILD)/obj/cli_%.o: src/cli/%.c include/sandcell.h | $(BUILD)/obj
+$(BUILD)/obj/cli_%.o: src/cli/%.c $(CLI_HDR) | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/gen/py_sources.c: $(PY_SRC) tools/embed.sh | $(BUILD)/obj
 	mkdir -p $(BUILD)/gen && sh tools/embed.sh $(PY_SRC) > $@
