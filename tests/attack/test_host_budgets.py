@@ -12,7 +12,6 @@ Run identity: as root each live run has a host uid no other live run has
 (an OFD lock on its byte of /run/sandcell/ids.lock, held by the sandbox
 init), and the sandbox dies with a killed supervisor.
 """
-import ctypes
 import fcntl
 import json
 import os
