@@ -22,14 +22,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -65,23 +68,8 @@ struct pending {
 	double since;
 };
 
-static const char *template_home;
 static char *self_path, **respawn_argv;
 static int inherited_fd = -1;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? 0 : 0;
-}
-
-/* The template's private cache directory goes with the template. */
-static void remove_home(void)
-{
-	if (template_home)
-		nftw(template_home, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static volatile sig_atomic_t stop_sig;
 
@@ -107,6 +95,108 @@ static void logmsg(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/*
+ * The template's view.  What the template computes while it imports (the
+ * uname cache of platform, matplotlib's config and cache directories,
+ * os.environ, the locale) every run inherits, and freed copies would stay
+ * in its memory even if a run reset the caches.  So it imports seeing
+ * what a sandbox sees: the sandbox's fixed environment (HOME=/tmp,
+ * MPLCONFIGDIR=/tmp/.matplotlib, ...), an empty private tmpfs on /tmp as
+ * its cwd, and a uts namespace of its own named "sandcell".  The host name
+ * never enters it, and nothing it writes or reads goes through the host's
+ * shared /tmp (where anyone could plant a /tmp/.matplotlib/matplotlibrc).
+ *
+ * As root: private mount and uts namespaces; the mount namespace is left
+ * again after the imports (setns back to the host's), so the server sees
+ * host mounts as before.  Unprivileged: a user namespace mapping the
+ * server's own uid and gid to themselves gives the rights; a user
+ * namespace cannot be left, so the template stays in it (in a copy of the
+ * host's mounts, receiving the host's mount events when / is shared), and
+ * keeps CAP_SYS_ADMIN in it as an ambient capability so that a respawn
+ * can mount its private /tmp again.  The sandbox init drops every
+ * capability, ambient ones included (caps.c).
+ */
+static int host_mnt_fd = -1;
+
+static int write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static int keep_sys_admin(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	d[CAP_TO_INDEX(CAP_SYS_ADMIN)].inheritable |= CAP_TO_MASK(CAP_SYS_ADMIN);
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -1;
+	return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0);
+}
+
+static int template_view_enter(bool respawned, const char **step)
+{
+	if (geteuid() == 0) {
+		*step = "unshare(CLONE_NEWNS|CLONE_NEWUTS)";
+		host_mnt_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+		if (host_mnt_fd < 0 || unshare(CLONE_NEWNS | CLONE_NEWUTS) < 0)
+			return -1;
+	} else if (!respawned) {
+		char map[64];
+		uid_t u = geteuid();
+		gid_t g = getegid();
+
+		*step = "unshare(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWUTS)";
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS) < 0)
+			return -1;
+		*step = "mapping the server's uid and gid";
+		snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)u, (unsigned)u);
+		if (write_text("/proc/self/setgroups", "deny\n") < 0 ||
+		    write_text("/proc/self/uid_map", map) < 0)
+			return -1;
+		snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)g, (unsigned)g);
+		if (write_text("/proc/self/gid_map", map) < 0)
+			return -1;
+		*step = "keeping CAP_SYS_ADMIN for respawns";
+		if (keep_sys_admin() < 0)
+			return -1;
+	}
+	*step = "making the mounts private";
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return -1;
+	*step = "sethostname";
+	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0)
+		return -1;
+	*step = "mounting a private /tmp";
+	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m") < 0 ||
+	    chdir("/tmp") < 0)
+		return -1;
+	return 0;
+}
+
+static int template_view_leave(const char **step)
+{
+	*step = "leaving the private /tmp";
+	if (chdir("/") < 0)
+		return -1;
+	if (host_mnt_fd >= 0) {
+		int rc = setns(host_mnt_fd, CLONE_NEWNS);
+		close(host_mnt_fd);
+		host_mnt_fd = -1;
+		return rc;
+	}
+	return umount2("/tmp", MNT_DETACH);
 }
 
 /* A report-shaped answer for requests refused before any run. */
@@ -470,12 +560,21 @@ static int add_spare(struct spare *sp, long *n, const struct held *h, const stru
 
 static int init_python(const struct opts *o)
 {
+	PyPreConfig pre;
 	PyConfig config;
 	PyStatus st;
 	char code[1024];
 	char *list, *tok, *save = NULL;
 	wchar_t *w;
 
+	/* LC_CTYPE from the fixed environment (C.UTF-8), as `python3 -I`
+	 * sets it in a cold run: the locale is process state every run
+	 * inherits. */
+	PyPreConfig_InitIsolatedConfig(&pre);
+	pre.configure_locale = 1;
+	st = Py_PreInitialize(&pre);
+	if (PyStatus_Exception(st))
+		return -1;
 	PyConfig_InitIsolatedConfig(&config);
 	config.write_bytecode = 0;
 	w = Py_DecodeLocale(o->python, NULL);
@@ -663,9 +762,10 @@ int main(int argc, char **argv)
 		return SANDCELL_EXIT_SANDBOX;
 
 	/* The template's environment is the sandbox's fixed one: thread
-	 * pools are pinned before numpy is imported. */
-	/* From here on a stop request is honoured (and the template's
-	 * directory removed), even while the imports run. */
+	 * pools are pinned before numpy is imported, and what the imports
+	 * cache from it is what a sandbox would compute. */
+	/* From here on a stop request is honoured, even while the imports
+	 * run. */
 	signal(SIGINT, on_stop);
 	signal(SIGTERM, on_stop);
 	clearenv();
@@ -675,31 +775,27 @@ int main(int argc, char **argv)
 	}
 	for (c = 0; sc_env[c]; c++)
 		putenv((char *)sc_env[c]);
-	/* The template is a host process: its caches (matplotlib's font list)
-	 * go to a private directory, never to a shared /tmp path. */
 	{
-		static char home[64] = "/tmp/sandcell-template-XXXXXX";
-		static char mpl[96];
-		if (mkdtemp(home) == NULL) {
-			logmsg("mkdtemp: %s", strerror(errno));
+		const char *step = "";
+		/* Fail closed: a template importing in the host's view would
+		 * hand the host name and its paths to every run. */
+		if (template_view_enter(inherited != NULL, &step) < 0) {
+			logmsg("cannot give the template a sandbox's view (%s): %s", step, strerror(errno));
 			return SANDCELL_EXIT_SANDBOX;
 		}
-		snprintf(mpl, sizeof(mpl), "%s/.matplotlib", home);
-		setenv("HOME", home, 1);
-		setenv("MPLCONFIGDIR", mpl, 1);
-		setenv("XDG_CACHE_HOME", home, 1);
-		template_home = home;
-	}
-	if (init_python(&o) < 0) {
-		logmsg("cannot start the template interpreter");
-		return SANDCELL_EXIT_SANDBOX;
+		if (init_python(&o) < 0) {
+			logmsg("cannot start the template interpreter");
+			return SANDCELL_EXIT_SANDBOX;
+		}
+		if (template_view_leave(&step) < 0) {
+			logmsg("cannot leave the template's import view (%s): %s", step, strerror(errno));
+			return SANDCELL_EXIT_SANDBOX;
+		}
 	}
 	/* Python installed handlers for its own use; the server itself
 	 * stops on SIGINT/SIGTERM and ignores SIGPIPE. */
-	if (stop_sig) {
-		remove_home();
+	if (stop_sig)
 		return 0;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	sc_set_exec_hook(warm_exec);
 	/* Compile the seccomp filter once, here, for every run to inherit. */
@@ -735,7 +831,6 @@ int main(int argc, char **argv)
 			for (i = 0; i < n_queue; i++)
 				send_refusal(queue[i].fd, "server shutting down");
 			drop_spares(spares, &n_spares);
-			remove_home();
 			unlink(o.socket);
 			logmsg("stopped by signal %d", (int)stop_sig);
 			return 0;
@@ -752,7 +847,6 @@ int main(int argc, char **argv)
 			snprintf(fdbuf, sizeof(fdbuf), "%d", ls);
 			fcntl(ls, F_SETFD, 0);
 			setenv("SANDCELL_WARM_LISTEN_FD", fdbuf, 1);
-			remove_home();
 			execv(self_path, respawn_argv);
 			logmsg("respawn failed: %s", strerror(errno));
 			return SANDCELL_EXIT_SANDBOX;
