@@ -14,6 +14,11 @@
  * runs or --respawn-seconds; BLAS pools are pinned to one thread before
  * the imports, so the template has a single thread when it forks; RNGs are
  * reseeded in every child.
+ *
+ * And since a run inherits memory instead of exec'ing, nothing of its
+ * request, of other requests, of the server's command line or of the host
+ * may be in that memory when the code starts (G6): see "What a run's
+ * memory holds" below.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,14 +28,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <linux/capability.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -39,6 +47,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define MAX_SLOTS 256
@@ -68,7 +77,9 @@ struct pending {
 	double since;
 };
 
-static char *self_path, **respawn_argv;
+/* The template's own copies of its command line: host paths (the socket)
+ * that no worker needs, so every worker frees them (drop_template_args). */
+static char *self_path, **respawn_argv, *socket_path;
 static int inherited_fd = -1;
 
 static volatile sig_atomic_t stop_sig;
@@ -95,6 +106,180 @@ static void logmsg(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/* ---- What a run's memory holds ----
+ *
+ * A run is the code forked from the sandbox init, cloned from the worker
+ * that read the request, forked from the template: without an exec, all
+ * their memory is the code's.  What must not be in it (docs/warm.md):
+ *
+ * - the request (its JSON text, the jansson tree, paths, values): workers
+ *   zero every heap block they free (free() and realloc() below replace
+ *   glibc's for every library of the process: jansson, libc's own stdio
+ *   and directory buffers, CPython); the request still parsed when the
+ *   code starts is freed then (warm_exec); a request is served on a stack
+ *   of its own (request_stack), which the code unmaps before it starts;
+ * - the server's command line and environment: the original pages are
+ *   zeroed at startup (main), the copies the template keeps are freed in
+ *   every worker (drop_template_args), and the template zeroes the dead
+ *   part of its main stack before it serves (wipe_dead_stack);
+ * - the host as the template saw it while importing: it imports in the
+ *   sandbox's view instead (template_view_enter).
+ */
+
+/* Set in every worker (and so in the sandbox init and in the code until
+ * it starts): freed heap blocks are zeroed. */
+static bool scrub_heap;
+
+void *__libc_malloc(size_t n);
+void *__libc_realloc(void *p, size_t n);
+void __libc_free(void *p);
+
+void free(void *p)
+{
+	if (p != NULL && scrub_heap)
+		explicit_bzero(p, malloc_usable_size(p));
+	__libc_free(p);
+}
+
+/* glibc's realloc moves or shrinks a block without calling free(): while
+ * scrubbing, a copy, so the old bytes go through free() above. */
+void *realloc(void *p, size_t n)
+{
+	size_t old;
+	void *q;
+
+	if (!scrub_heap || p == NULL)
+		return __libc_realloc(p, n);
+	if (n == 0) {
+		free(p);
+		return NULL;
+	}
+	q = __libc_malloc(n);
+	if (q == NULL)
+		return NULL;
+	old = malloc_usable_size(p);
+	memcpy(q, p, old < n ? old : n);
+	free(p);
+	return q;
+}
+
+/* In a worker: the template's copies of its command line. */
+static void drop_template_args(void)
+{
+	size_t k;
+
+	for (k = 0; respawn_argv && respawn_argv[k]; k++)
+		free(respawn_argv[k]);
+	free(respawn_argv);
+	free(self_path);
+	free(socket_path);
+	respawn_argv = NULL;
+	self_path = socket_path = NULL;
+}
+
+/* The request being served, until the code frees it (warm_exec). */
+static struct sc_request *live_request;
+
+/*
+ * Stacks.  A worker serves its request on request_stack (8 MiB, mapped
+ * once by the template and never touched by it, so each worker writes its
+ * own copy-on-write pages), entered with swapcontext from the main stack.
+ * The sandbox init and the code are copies of the worker running on it.
+ * The code switches back to the main stack, below the point where its
+ * worker left it, and unmaps request_stack: every frame that held the
+ * request is gone.  What is below that point on the main stack is the
+ * template's own dead frames, zeroed once at startup (wipe_dead_stack)
+ * and since then holding only the template's loop.
+ */
+#define REQUEST_STACK (8u << 20)
+static char *request_stack; /* above one guard page */
+static size_t page_size;
+static ucontext_t main_ctx, side_ctx;
+
+/* The stack pointer a ucontext saved (another architecture fails to
+ * compile here, as it should). */
+static char *ctx_sp(const ucontext_t *c)
+{
+#if defined(__aarch64__)
+	return (char *)c->uc_mcontext.sp;
+#else
+	return (char *)c->uc_mcontext.gregs[REG_RSP];
+#endif
+}
+
+static int map_request_stack(void)
+{
+	char *m;
+
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	m = mmap(NULL, REQUEST_STACK + page_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (m == MAP_FAILED || mprotect(m, page_size, PROT_NONE) < 0)
+		return -1;
+	request_stack = m + page_size;
+	return 0;
+}
+
+/* Runs fn on request_stack; returns (on the main stack) when something
+ * switches back to main_ctx. */
+static int on_request_stack(void (*fn)(void))
+{
+	if (getcontext(&side_ctx) < 0)
+		return -1;
+	side_ctx.uc_stack.ss_sp = request_stack;
+	side_ctx.uc_stack.ss_size = REQUEST_STACK;
+	side_ctx.uc_link = NULL;
+	makecontext(&side_ctx, fn, 0);
+	return swapcontext(&main_ctx, &side_ctx);
+}
+
+/* The lowest address of the main stack (which only grows down). */
+static char *main_stack_floor(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char *line = NULL, *floor = NULL;
+	size_t cap = 0;
+	uintptr_t here = (uintptr_t)&f, lo, hi;
+
+	while (f && getline(&line, &cap, f) > 0)
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2 && lo <= here && here < hi) {
+			floor = (char *)lo;
+			break;
+		}
+	free(line);
+	if (f)
+		fclose(f);
+	return floor;
+}
+
+static char *dead_floor;
+
+static void wipe_entry(void)
+{
+	char *top = ctx_sp(&main_ctx);
+	char *page = (char *)((uintptr_t)top & ~(uintptr_t)(page_size - 1));
+
+	/* Whole pages are dropped (zero when touched again), the partial
+	 * one is cleared. */
+	if (page > dead_floor)
+		madvise(dead_floor, (size_t)(page - dead_floor), MADV_DONTNEED);
+	explicit_bzero(page, (size_t)(top - page));
+	setcontext(&main_ctx);
+	_exit(SANDCELL_EXIT_SANDBOX);
+}
+
+/* Zeroes the main stack below the caller's frame: startup's dead frames
+ * hold the command line (getopt, the socket path given to bind, the
+ * "ready" line formatted by stdio).  The zeroing runs on request_stack,
+ * which is then dropped again, untouched for the workers. */
+static int wipe_dead_stack(void)
+{
+	dead_floor = main_stack_floor();
+	if (dead_floor == NULL || on_request_stack(wipe_entry) < 0)
+		return -1;
+	return madvise(request_stack, REQUEST_STACK, MADV_DONTNEED);
 }
 
 /*
@@ -352,23 +537,51 @@ static int compile_warm_boot(void)
 	return warm_fn ? 0 : -1;
 }
 
-static void warm_exec(const char *const *argv, const char *const *envp)
-{
-	PyObject *a, *e, *r;
+static PyObject *code_argv, *code_envp;
 
-	PyOS_AfterFork_Child();
-	a = str_list(argv, 0);
-	e = str_list(envp, 0);
-	if (a == NULL || e == NULL) {
-		PyErr_Print();
+/* In the code, back on the main stack (warm_exec switched). */
+static __attribute__((noreturn)) void start_code(void)
+{
+	PyObject *r;
+
+	/* Only warm_exec switches back, and only after it set these. */
+	if (code_argv == NULL || code_envp == NULL)
 		_exit(127);
-	}
+	/* Every frame of the worker, the sandbox init and the setup. */
+	if (munmap(request_stack - page_size, REQUEST_STACK + page_size) < 0)
+		_exit(127);
+	scrub_heap = false;
 	/* _sc_warm ends with os._exit(); SystemExit inside is its business.
 	 * Getting here means the bootstrap itself failed. */
-	r = PyObject_CallFunctionObjArgs(warm_fn, a, e, NULL);
+	r = PyObject_CallFunctionObjArgs(warm_fn, code_argv, code_envp, NULL);
 	if (r == NULL)
 		PyErr_Print();
 	_exit(1);
+}
+
+/* The exec hook: runs in the code's process, on request_stack, with
+ * every layer of the sandbox applied and the heap still scrubbed. */
+static void warm_exec(const char *const *argv, const char *const *envp)
+{
+	PyOS_AfterFork_Child();
+	code_argv = str_list(argv, 0);
+	code_envp = str_list(envp, 0);
+	if (code_argv == NULL || code_envp == NULL) {
+		PyErr_Print();
+		_exit(127);
+	}
+	/* argv and envp were the last use of the request: its jansson tree,
+	 * values and arrays go (zeroed). */
+	if (live_request) {
+		sc_request_free(live_request);
+		live_request = NULL;
+	}
+	/* Back to where the worker left the main stack; the code keeps the
+	 * signal mask the sandbox init gave it, not the worker's. */
+	if (sigprocmask(SIG_SETMASK, NULL, &main_ctx.uc_sigmask) < 0)
+		_exit(127);
+	setcontext(&main_ctx);
+	_exit(127);
 }
 
 /* ---- the worker: one request, one run ---- */
@@ -394,6 +607,10 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 		send_refusal(conn, err.msg);
 		_exit(1);
 	}
+	live_request = &q;
+	/* The text is parsed: nothing reads it again (zeroed by free). */
+	free(buf);
+	buf = NULL;
 	if (strcmp(q.cfg.python, o->python) != 0) {
 		char m[600];
 		if (q.cfg.python[0] != '/' || access(q.cfg.python, X_OK) < 0) {
@@ -418,6 +635,27 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	if (report)
 		sc_frame_send(conn, report, strlen(report), NULL, 0);
 	_exit(0);
+}
+
+static int side_conn;
+static const struct opts *side_opts;
+
+static void side_entry(void)
+{
+	serve_one(side_conn, side_opts);
+}
+
+/* serve_one on request_stack.  Only the code of the run comes back here
+ * (warm_exec): it starts on the main stack, below the worker's last frame. */
+static __attribute__((noreturn)) void serve(int conn, const struct opts *o)
+{
+	side_conn = conn;
+	side_opts = o;
+	if (on_request_stack(side_entry) < 0) {
+		send_refusal(conn, "server: cannot switch to the request stack");
+		_exit(1);
+	}
+	start_code();
 }
 
 /* A spare waits for the connection it will serve (SCM_RIGHTS).  EOF
@@ -446,7 +684,7 @@ static __attribute__((noreturn)) void spare_main(int sock, const struct opts *o)
 	close(sock);
 	if (conn < 0)
 		_exit(0);
-	serve_one(conn, o);
+	serve(conn, o);
 }
 
 /* Hands conn to a spare; the spare then counts as a running worker. */
@@ -515,6 +753,8 @@ static pid_t fork_worker(const struct held *h)
 	PyOS_BeforeFork();
 	pid = fork();
 	if (pid == 0) {
+		scrub_heap = true;
+		drop_template_args();
 		PyOS_AfterFork_Child();
 		signal(SIGPIPE, SIG_IGN);
 		close(h->ls);
@@ -639,6 +879,9 @@ static int listen_socket(const char *path)
 		logmsg("cannot listen on %s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* A host path: and this frame may be main's, which the stack wipe
+	 * leaves alone (wipe_dead_stack). */
+	explicit_bzero(&sa, sizeof(sa));
 	return s;
 }
 
@@ -740,7 +983,7 @@ int main(int argc, char **argv)
 			return SANDCELL_EXIT_SANDBOX;
 		for (k = 0; k < argc; k++)
 			respawn_argv[k] = strdup(argv[k]);
-		o.socket = strdup(o.socket);
+		o.socket = socket_path = strdup(o.socket);
 		o.python = strdup(o.python);
 		o.preload = strdup(o.preload);
 		if (inherited)
@@ -775,6 +1018,10 @@ int main(int argc, char **argv)
 	}
 	for (c = 0; sc_env[c]; c++)
 		putenv((char *)sc_env[c]);
+	if (map_request_stack() < 0) {
+		logmsg("cannot map the request stack: %s", strerror(errno));
+		return SANDCELL_EXIT_SANDBOX;
+	}
 	{
 		const char *step = "";
 		/* Fail closed: a template importing in the host's view would
@@ -818,6 +1065,10 @@ int main(int argc, char **argv)
 	fcntl(ls, F_SETFD, FD_CLOEXEC);
 	if (!inherited)
 		logmsg("ready on %s (slots %ld, preload %s)", o.socket, o.slots, o.preload);
+	if (wipe_dead_stack() < 0) {
+		logmsg("cannot clear the template's stack: %s", strerror(errno));
+		return SANDCELL_EXIT_SANDBOX;
+	}
 
 	for (;;) {
 		struct pollfd p[MAX_SLOTS + 1];
@@ -891,7 +1142,7 @@ int main(int argc, char **argv)
 				pid = fork_worker(&h);
 			}
 			if (pid == 0)
-				serve_one(conn, &o);
+				serve(conn, &o);
 			close(conn);
 			if (pid < 0) {
 				logmsg("fork: %s", strerror(errno));
