@@ -874,8 +874,12 @@ static int listen_socket(const char *path)
 		unlink(path);
 	}
 	s = socket(AF_UNIX, SOCK_STREAM, 0); /* inherited across respawn */
-	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
-	    listen(s, 128) < 0) {
+	/* The socket is born 0600: with the caller's umask there would be a
+	 * window between bind and chmod in which another uid could connect. */
+	mode_t old_umask = umask(077);
+	int bound = s < 0 ? -1 : bind(s, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_umask);
+	if (bound < 0 || chmod(path, 0600) < 0 || listen(s, 128) < 0) {
 		logmsg("cannot listen on %s: %s", path, strerror(errno));
 		return -1;
 	}
