@@ -33,6 +33,7 @@ static const struct {
 	{ "no-user-budgets", SC_HOOK_NO_USER_BUDGETS },
 	{ "mut-shared-uid", SC_HOOK_MUT_SHARED_UID },
 	{ "mut-no-pdeathsig", SC_HOOK_MUT_NO_PDEATHSIG },
+	{ "shared-inodes", SC_HOOK_SHARED_INODES },
 };
 
 void sc_hooks_load(void)

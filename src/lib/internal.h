@@ -43,6 +43,7 @@ enum sc_hook {
 	SC_HOOK_NO_USER_BUDGETS = 1u << 16,   /* no /proc/sys/user caps, no SIGPENDING */
 	SC_HOOK_MUT_SHARED_UID = 1u << 17,    /* host uid from the pid, no claim */
 	SC_HOOK_MUT_NO_PDEATHSIG = 1u << 18,  /* PDEATHSIG not armed after the id change */
+	SC_HOOK_SHARED_INODES = 1u << 19,     /* plain binds, the host's /dev nodes */
 };
 #ifdef SANDCELL_TEST_HOOKS
 extern unsigned sc_hooks;
@@ -216,6 +217,10 @@ struct sc_mount_plan {
 	const struct sandcell_input *inputs;
 	size_t n_inputs;
 	int *input_fds;
+	/* Filled in the child by sc_mounts_open_sources: the read-only
+	 * overlay that shows each runtime dir, input and /etc entry. */
+	struct sc_private_src *priv;
+	int dev_fd;		     /* sc_mounts_make_dev()'s /dev, or -1: host nodes */
 	const char *code;	     /* written to /code/<code_name> */
 	size_t code_len;
 	const char *code_name;
@@ -225,6 +230,9 @@ struct sc_mount_plan {
 	uint64_t disk, disk_inodes;
 };
 int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err);
+/* In the supervisor, root only: a detached tmpfs holding the run's own
+ * device nodes (*fd = -1 for other callers, who get the host's nodes). */
+int sc_mounts_make_dev(int *fd, struct sandcell_error *err);
 /* Builds the new root and pivots into it.  Returns the scratch dir fd
  * (holding /tmp, /output and /dev/shm) for the supervisor. */
 int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd,

@@ -1,15 +1,30 @@
 /*
  * Mount layer.  The code sees a fresh tmpfs root (read-only once built)
  * holding only:
- *   the interpreter's runtime   read-only, nosuid, nodev binds at host paths
+ *   the interpreter's runtime   read-only, nosuid, nodev, at host paths
  *   /etc                        synthesized, plus a few read-only host files
  *   /dev                        null zero full random urandom, shm
  *   /proc                       a new procfs with subset=pid (no sysctl,
  *                               kallsyms, sysrq; only this pid namespace)
  *   /code, /.sandcell           the code and the sandcell module, read-only
- *   /input/NAME                 read-only, nosuid, nodev, noexec binds
+ *   /input/NAME                 read-only, nosuid, nodev, noexec
  *   /tmp, /output, /dev/shm     one size- and inode-capped tmpfs (noexec)
  * The old root is detached after pivot_root, so no path leads back out.
+ *
+ * Private inodes.  A bind mount shows the code the host's own inode, and
+ * with it everything the kernel keeps per inode rather than per open
+ * file: flock, POSIX and OFD locks (a read lock on a read-only fd blocks
+ * a host writer's lock), leases, inotify and dnotify marks (which report
+ * the host's own opens), and the FIFOs and unix sockets that live in an
+ * input directory.  So each host tree the code sees (runtime dirs, /etc
+ * entries, inputs) is shown through a read-only overlay made for this run
+ * alone: locks and marks attach to the overlay's inodes, which no host
+ * process and no other run shares, and a host FIFO or socket becomes an
+ * inert inode of the overlay.  Reads and mmap still reach the host's page
+ * cache (overlay hands mmap to the real file), so pages stay shared and
+ * futex words in them too: docs/SECURITY.md, Known limits.  For root
+ * callers the device nodes are the run's own as well (sc_mounts_make_dev);
+ * other callers cannot create device nodes and get the host's.
  */
 #include "internal.h"
 
@@ -21,12 +36,20 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define NEWROOT "/tmp"
 #define SCRATCH ".scratch"
+#define STAGE ".stage"
+
+/* What shows one host object (runtime dir, input, /etc entry) to the code. */
+struct sc_private_src {
+	int mnt;	/* detached read-only overlay, -1: bind `file` directly */
+	int file;	/* a non-directory: its O_PATH fd (inside mnt if mnt >= 0) */
+};
 
 /* Host /etc entries the runtime reads; bound read-only when present.
  * alternatives/ holds the BLAS symlinks numpy loads through. */
@@ -134,10 +157,165 @@ static int make_mountpoint(int fd, const char *target, struct sandcell_error *er
 	return write_file(target, "", 0, 0444, err);
 }
 
+/* A detached, read-only overlay whose one real layer is the directory
+ * behind dirfd.  Overlay refuses a single lower layer without an upper
+ * one, so an empty tmpfs is the second.  It is made before the uid
+ * switch: overlay reaches the host files with its creator's credentials
+ * (the caller's, as the bind's O_PATH fds were), and every access of the
+ * code is also checked against the overlay inode, which has the host
+ * file's owner and mode, so the code reads nothing a bind would not show. */
+static int overlay_of(int dirfd, int empty, unsigned attrs, const char *what,
+		      struct sandcell_error *err)
+{
+	char lower[64];
+	int fs, mnt;
+
+	fs = fsopen("overlay", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return sc_err(err, errno, "mounts: overlay for %s", what);
+	snprintf(lower, sizeof(lower), "/proc/self/fd/%d:/proc/self/fd/%d", dirfd, empty);
+	/* xino=off: a lower file keeps its host inode number, which the
+	 * identity check in private_src() compares. */
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", lower, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "xino", "off", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		int e = errno;
+		close(fs);
+		return sc_err(err, e, "mounts: overlay of %s", what);
+	}
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC,
+		      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | attrs);
+	if (mnt < 0) {
+		int e = errno;
+		close(fs);
+		return sc_err(err, e, "mounts: overlay mount of %s", what);
+	}
+	close(fs);
+	return mnt;
+}
+
+static int same_inode(const struct statx *a, const struct statx *b)
+{
+	return a->stx_ino == b->stx_ino && a->stx_mode == b->stx_mode &&
+	       a->stx_size == b->stx_size && a->stx_ctime.tv_sec == b->stx_ctime.tv_sec &&
+	       a->stx_ctime.tv_nsec == b->stx_ctime.tv_nsec;
+}
+
+/* Fills *out for the host object behind the O_PATH fd: a directory gets
+ * its own overlay; anything else is looked up by name in an overlay of its
+ * parent directory, and must be the very inode fd pins (same inode number,
+ * type, size and ctime, which no unprivileged process can set back), or
+ * the setup fails.  A non-directory that is itself a mount point (a file
+ * bound onto another) cannot be reached through its parent: it is bound
+ * directly, and keeps the host inode. */
+static int private_src(int fd, int empty, unsigned attrs, const char *what,
+		       struct sc_private_src *out, struct sandcell_error *err)
+{
+	char link[64], path[PATH_MAX];
+	struct statx want, parent, got;
+	const char *base;
+	char *slash;
+	ssize_t n;
+	int pfd, f;
+
+	out->mnt = out->file = -1;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, &want) < 0)
+		return sc_err(err, errno, "mounts: statx %s", what);
+	if (sc_hook_on(SC_HOOK_SHARED_INODES)) {
+		out->file = fd; /* Ablation: a plain bind of the host inode. */
+		return 0;
+	}
+	if (S_ISDIR(want.stx_mode)) {
+		out->mnt = overlay_of(fd, empty, attrs, what, err);
+		return out->mnt < 0 ? -1 : 0;
+	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0 || (size_t)n >= sizeof(path) - 1 || path[0] != '/')
+		return sc_err(err, n < 0 ? errno : ENAMETOOLONG, "mounts: path of %s", what);
+	path[n] = '\0';
+	slash = strrchr(path, '/');
+	base = slash + 1;
+	if (slash == path)
+		slash[1] = '\0', base = "";
+	else
+		*slash = '\0';
+	if (base[0] == '\0') {
+		/* readlink gave "/x" with x moved to the root: base is gone */
+		return sc_err(err, ESTALE, "mounts: %s has no name", what);
+	}
+	pfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (pfd < 0)
+		return sc_err(err, errno, "mounts: parent of %s", what);
+	if (statx(pfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &parent) < 0) {
+		int e = errno;
+		close(pfd);
+		return sc_err(err, e, "mounts: statx parent of %s", what);
+	}
+	if (!(want.stx_mask & STATX_MNT_ID) || !(parent.stx_mask & STATX_MNT_ID) ||
+	    want.stx_mnt_id != parent.stx_mnt_id) {
+		close(pfd);
+		out->file = fd; /* a mount point of its own */
+		return 0;
+	}
+	out->mnt = overlay_of(pfd, empty, attrs, what, err);
+	close(pfd);
+	if (out->mnt < 0)
+		return -1;
+	f = openat(out->mnt, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (f < 0)
+		return sc_err(err, errno == ENOENT ? ESTALE : errno, "mounts: %s in its overlay", what);
+	if (statx(f, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &got) < 0) {
+		int e = errno;
+		close(f);
+		return sc_err(err, e, "mounts: statx %s in its overlay", what);
+	}
+	if (!same_inode(&want, &got)) {
+		close(f);
+		return sc_err(err, ESTALE, "mounts: %s changed while it was being mounted", what);
+	}
+	out->file = f;
+	return 0;
+}
+
+/* An empty, read-only tmpfs: the second lower layer of every overlay. */
+static int empty_layer(struct sandcell_error *err)
+{
+	int fs = fsopen("tmpfs", FSOPEN_CLOEXEC), mnt;
+
+	if (fs < 0)
+		return sc_err(err, errno, "mounts: empty layer");
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", "1", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		int e = errno;
+		close(fs);
+		return sc_err(err, e, "mounts: empty layer");
+	}
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+					    MOUNT_ATTR_NOEXEC);
+	if (mnt < 0) {
+		int e = errno;
+		close(fs);
+		return sc_err(err, e, "mounts: empty layer");
+	}
+	close(fs);
+	return mnt;
+}
+
+#define N_ETC (sizeof(etc_binds) / sizeof(etc_binds[0]))
+
 int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 {
-	size_t i;
+	char what[PATH_MAX + 16];
+	size_t i, n = p->n_runtime + p->n_inputs + N_ETC;
+	int empty = -1, rc = -1;
 
+	p->priv = calloc(n, sizeof(*p->priv));
+	if (p->priv == NULL)
+		return sc_err(err, ENOMEM, "mounts");
+	for (i = 0; i < n; i++)
+		p->priv[i].mnt = p->priv[i].file = -1;
 	for (i = 0; i < p->n_runtime; i++) {
 		p->runtime_fds[i] = open(p->runtime[i], O_PATH | O_CLOEXEC);
 		if (p->runtime_fds[i] < 0)
@@ -149,10 +327,135 @@ int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 			return sc_err(err, errno, "input '%s' (%s)", p->inputs[i].name,
 				      p->inputs[i].path);
 	}
+	if (!sc_hook_on(SC_HOOK_SHARED_INODES) && (empty = empty_layer(err)) < 0)
+		return -1;
+	for (i = 0; i < p->n_runtime; i++)
+		if (private_src(p->runtime_fds[i], empty, 0, p->runtime[i], &p->priv[i], err) < 0)
+			goto out;
+	for (i = 0; i < p->n_inputs; i++) {
+		snprintf(what, sizeof(what), "input '%s'", p->inputs[i].name);
+		if (private_src(p->input_fds[i], empty, MOUNT_ATTR_NOEXEC, what,
+				&p->priv[p->n_runtime + i], err) < 0)
+			goto out;
+	}
+	for (i = 0; i < N_ETC; i++) {
+		int fd;
+		snprintf(what, sizeof(what), "/etc/%s", etc_binds[i]);
+		fd = open(what, O_PATH | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* optional */
+		if (private_src(fd, empty, MOUNT_ATTR_NOEXEC, what,
+				&p->priv[p->n_runtime + p->n_inputs + i], err) < 0) {
+			close(fd);
+			goto out;
+		}
+		if (p->priv[p->n_runtime + p->n_inputs + i].file != fd)
+			close(fd);
+	}
+	rc = 0;
+out:
+	if (empty >= 0)
+		close(empty);
+	return rc;
+}
+
+/* Device numbers of the five nodes (Documentation/admin-guide/devices.txt:
+ * the memory devices, major 1, are fixed). */
+static const struct {
+	const char *name;
+	unsigned minor;
+} dev_nodes[] = { { "null", 3 }, { "zero", 5 }, { "full", 7 }, { "random", 8 }, { "urandom", 9 } };
+
+int sc_mounts_make_dev(int *fd, struct sandcell_error *err)
+{
+	static const char *const links[][2] = {
+		{ "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
+		{ "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+	};
+	int fs, mnt;
+	size_t i;
+
+	*fd = -1;
+	/* Only root may create device nodes; a user namespace's own mounts
+	 * never honour them (SB_I_NODEV), so this tmpfs is made here, in
+	 * the host namespaces, and moved into the sandbox by its init. */
+	if (geteuid() != 0 || sc_hook_on(SC_HOOK_SHARED_INODES))
+		return 0;
+	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return sc_err(err, errno, "mounts: /dev tmpfs");
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "size", "64k", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", "64", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		int e = errno;
+		close(fs);
+		return sc_err(err, e, "mounts: /dev tmpfs");
+	}
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+	close(fs);
+	if (mnt < 0)
+		return sc_err(err, errno, "mounts: /dev tmpfs");
+	for (i = 0; i < sizeof(dev_nodes) / sizeof(dev_nodes[0]); i++)
+		if (mknodat(mnt, dev_nodes[i].name, S_IFCHR | 0666, makedev(1, dev_nodes[i].minor)) < 0 ||
+		    fchmodat(mnt, dev_nodes[i].name, 0666, 0) < 0) {
+			sc_err(err, errno, "mounts: /dev/%s", dev_nodes[i].name);
+			goto fail;
+		}
+	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++)
+		if (symlinkat(links[i][0], mnt, links[i][1]) < 0) {
+			sc_err(err, errno, "mounts: /dev symlinks");
+			goto fail;
+		}
+	if (mkdirat(mnt, "shm", 01777) < 0 || fchmodat(mnt, "shm", 01777, 0) < 0) {
+		sc_err(err, errno, "mounts: /dev/shm");
+		goto fail;
+	}
+	*fd = mnt;
+	return 0;
+fail:
+	close(mnt);
+	return -1;
+}
+
+/* Shows src at target (which this creates): a directory's overlay is moved
+ * there; a non-directory is bound from its parent's overlay, attached at
+ * STAGE for the bind and detached again; without an overlay, the host
+ * object is bound directly. */
+static int attach_src(const struct sc_private_src *src, const char *target, unsigned long extra,
+		      const char *what, struct sandcell_error *err)
+{
+	char path[64];
+
+	if (src->mnt >= 0 && src->file < 0) {
+		if (mkdirs(target, 0755, err) < 0)
+			return -1;
+		if (move_mount(src->mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return sc_err(err, errno, "mounts: overlay of %s at %s", what, target);
+		return 0;
+	}
+	if (make_mountpoint(src->file, target, err) < 0)
+		return -1;
+	if (src->mnt < 0)
+		return bind_ro_fd(src->file, target, extra, what, err);
+	if (mkdirs(STAGE, 0755, err) < 0)
+		return -1;
+	if (move_mount(src->mnt, "", AT_FDCWD, STAGE, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return sc_err(err, errno, "mounts: overlay of the parent of %s", what);
+	/* The fd was opened in the overlay while it was detached; moving it
+	 * attached that same mount, so the bind source is in our namespace. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", src->file);
+	if (mount(path, target, NULL, MS_BIND, NULL) < 0)
+		return sc_err(err, errno, "mounts: bind %s at %s", what, target);
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | extra,
+		  NULL) < 0)
+		return sc_err(err, errno, "mounts: read-only remount of %s", target);
+	if (umount2(STAGE, MNT_DETACH) < 0)
+		return sc_err(err, errno, "mounts: detaching the overlay of the parent of %s", what);
 	return 0;
 }
 
-static int setup_etc(struct sandcell_error *err)
+static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
 	static const char passwd[] =
 		"root:x:0:0:root:/root:/usr/sbin/nologin\n"
@@ -174,37 +477,36 @@ static int setup_etc(struct sandcell_error *err)
 		return -1;
 	if (symlink("/usr/share/zoneinfo/UTC", "etc/localtime") < 0)
 		return sc_err(err, errno, "mounts: etc/localtime");
-	for (i = 0; i < sizeof(etc_binds) / sizeof(etc_binds[0]); i++) {
-		int fd;
-
+	for (i = 0; i < N_ETC; i++) {
+		const struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
+		if (src->mnt < 0 && src->file < 0)
+			continue; /* optional, and absent */
 		snprintf(host, sizeof(host), "/etc/%s", etc_binds[i]);
 		snprintf(dst, sizeof(dst), "etc/%s", etc_binds[i]);
-		fd = open(host, O_PATH | O_CLOEXEC);
-		if (fd < 0)
-			continue; /* optional */
-		if (make_mountpoint(fd, dst, err) < 0 ||
-		    bind_ro_fd(fd, dst, MS_NOEXEC, host, err) < 0) {
-			close(fd);
+		if (attach_src(src, dst, MS_NOEXEC, host, err) < 0)
 			return -1;
-		}
-		close(fd);
 	}
 	return 0;
 }
 
-static int setup_dev(struct sandcell_error *err)
+static int setup_dev(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
-	static const char *const devs[] = { "null", "zero", "full", "random", "urandom" };
 	char host[64], dst[64];
 	size_t i;
 
 	if (mkdirs("dev", 0755, err) < 0)
 		return -1;
+	if (p->dev_fd >= 0) {
+		/* The run's own nodes, made by the supervisor. */
+		if (move_mount(p->dev_fd, "", AT_FDCWD, "dev", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return sc_err(err, errno, "mounts: moving /dev into place");
+		return 0;
+	}
 	if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") < 0)
 		return sc_err(err, errno, "mounts: tmpfs on /dev");
-	for (i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
-		snprintf(host, sizeof(host), "/dev/%s", devs[i]);
-		snprintf(dst, sizeof(dst), "dev/%s", devs[i]);
+	for (i = 0; i < sizeof(dev_nodes) / sizeof(dev_nodes[0]); i++) {
+		snprintf(host, sizeof(host), "/dev/%s", dev_nodes[i].name);
+		snprintf(dst, sizeof(dst), "dev/%s", dev_nodes[i].name);
 		if (write_file(dst, "", 0, 0666, err) < 0)
 			return -1;
 		/* Device nodes need dev on their own bind; nosuid, noexec. */
@@ -292,8 +594,7 @@ static int setup_runtime(const struct sc_mount_plan *p, struct sandcell_error *e
 	}
 	for (i = 0; i < p->n_runtime; i++) {
 		const char *dst = p->runtime[i] + 1; /* relative to the new root */
-		if (make_mountpoint(p->runtime_fds[i], dst, err) < 0 ||
-		    bind_ro_fd(p->runtime_fds[i], dst, 0, p->runtime[i], err) < 0)
+		if (attach_src(&p->priv[i], dst, 0, p->runtime[i], err) < 0)
 			return -1;
 	}
 	return 0;
@@ -308,8 +609,7 @@ static int setup_inputs(const struct sc_mount_plan *p, struct sandcell_error *er
 		return -1;
 	for (i = 0; i < p->n_inputs; i++) {
 		snprintf(dst, sizeof(dst), "input/%s", p->inputs[i].name);
-		if (make_mountpoint(p->input_fds[i], dst, err) < 0 ||
-		    bind_ro_fd(p->input_fds[i], dst, MS_NOEXEC, p->inputs[i].name, err) < 0)
+		if (attach_src(&p->priv[p->n_runtime + i], dst, MS_NOEXEC, p->inputs[i].name, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -328,10 +628,14 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 		return sc_err(err, errno, "mounts: tmpfs root");
 	if (chdir(NEWROOT) < 0)
 		return sc_err(err, errno, "mounts: chdir new root");
-	if (setup_runtime(p, err) < 0 || setup_etc(err) < 0 || setup_dev(err) < 0 ||
+	if (setup_runtime(p, err) < 0 || setup_etc(p, err) < 0 || setup_dev(p, err) < 0 ||
 	    setup_scratch(p, scratch_fd, err) < 0 || setup_code(p, err) < 0 ||
 	    setup_inputs(p, err) < 0)
 		goto fail;
+	if (rmdir(STAGE) < 0 && errno != ENOENT) {
+		sc_err(err, errno, "mounts: removing the staging dir");
+		goto fail;
+	}
 	if (mkdirs("proc", 0555, err) < 0)
 		goto fail;
 	/* subset=pid: only process directories, none of /proc/sys,
@@ -361,7 +665,9 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 		goto fail;
 	}
 pivoted:
-	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0 ||
+	/* A per-mount flag (MS_BIND): the supervisor's /dev tmpfs belongs to
+	 * the host's user namespace, whose superblock we may not remount. */
+	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0 ||
 	    mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) {
 		sc_err(err, errno, "mounts: read-only root");
 		goto fail;

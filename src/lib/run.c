@@ -935,6 +935,12 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	plan.boot_src = sc_py_boot;
 	plan.disk = cfg->limits.disk;
 	plan.disk_inodes = cfg->limits.disk_inodes;
+	/* The run's own device nodes (root only), made while we are root. */
+	plan.dev_fd = -1;
+	if (!rn->reduced && sc_mounts_make_dev(&plan.dev_fd, &e) < 0) {
+		set_error(r, e.msg);
+		goto out;
+	}
 
 	argv[argc++] = cfg->python;
 	argv[argc++] = "-I";
@@ -1031,6 +1037,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	}
 	rn->pid = (pid_t)pid;
 	close_fd(&child.sock);
+	close_fd(&plan.dev_fd);
 	close_fd(&rn->in_pipe[0]);
 	close_fd(&rn->out_pipe[1]);
 	close_fd(&rn->err_pipe[1]);
@@ -1086,6 +1093,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		result = ATTEMPT_RETRY_REDUCED;
 out:
 	close_fd(&child.sock);
+	close_fd(&plan.dev_fd);
 	return result;
 }
 
