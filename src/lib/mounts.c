@@ -44,6 +44,7 @@
 #define NEWROOT "/tmp"
 #define SCRATCH ".scratch"
 #define STAGE ".stage"
+#define STAGE_ETC ".stage-etc"
 
 /* What shows one host object (runtime dir, input, /etc entry) to the code. */
 struct sc_private_src {
@@ -304,11 +305,76 @@ static int empty_layer(struct sandcell_error *err)
 }
 
 #define N_ETC (sizeof(etc_binds) / sizeof(etc_binds[0]))
+/* An /etc entry found in the shared overlay of /etc (the last priv slot). */
+#define IN_ETC (-2)
+
+/* One overlay of /etc serves every entry that is a plain file or directory
+ * of /etc itself; a symlink or a mount point of its own (a container's
+ * bound file) gets what private_src() gives the object it leads to. */
+static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error *err)
+{
+	struct sc_private_src *etc = &p->priv[p->n_runtime + p->n_inputs + N_ETC];
+	struct statx dir, ent;
+	char what[64];
+	size_t i;
+	int dfd;
+
+	dfd = open("/etc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return sc_err(err, errno, "mounts: /etc");
+	if (statx(dfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &dir) < 0 || !(dir.stx_mask & STATX_MNT_ID)) {
+		int e = errno;
+		close(dfd);
+		return sc_err(err, e, "mounts: statx /etc");
+	}
+	if (!sc_hook_on(SC_HOOK_SHARED_INODES)) {
+		etc->mnt = overlay_of(dfd, empty, MOUNT_ATTR_NOEXEC, "/etc", err);
+		if (etc->mnt < 0) {
+			close(dfd);
+			return -1;
+		}
+	}
+	for (i = 0; i < N_ETC; i++) {
+		struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
+		int fd = openat(dfd, etc_binds[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd < 0)
+			continue; /* optional */
+		if (etc->mnt >= 0 && statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MNT_ID, &ent) == 0 &&
+		    (ent.stx_mask & STATX_MNT_ID) && ent.stx_mnt_id == dir.stx_mnt_id &&
+		    !S_ISLNK(ent.stx_mode)) {
+			close(fd);
+			src->mnt = IN_ETC;
+			src->file = openat(etc->mnt, etc_binds[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (src->file < 0) {
+				sc_err(err, errno, "mounts: /etc/%s in its overlay", etc_binds[i]);
+				goto fail;
+			}
+			continue;
+		}
+		close(fd);
+		snprintf(what, sizeof(what), "/etc/%s", etc_binds[i]);
+		fd = open(what, O_PATH | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* a dangling link */
+		if (private_src(fd, empty, MOUNT_ATTR_NOEXEC, what, src, err) < 0) {
+			close(fd);
+			goto fail;
+		}
+		if (src->file != fd)
+			close(fd);
+	}
+	close(dfd);
+	return 0;
+fail:
+	close(dfd);
+	return -1;
+}
 
 int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 {
 	char what[PATH_MAX + 16];
-	size_t i, n = p->n_runtime + p->n_inputs + N_ETC;
+	size_t i, n = p->n_runtime + p->n_inputs + N_ETC + 1;
 	int empty = -1, rc = -1;
 
 	p->priv = calloc(n, sizeof(*p->priv));
@@ -338,20 +404,8 @@ int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 				&p->priv[p->n_runtime + i], err) < 0)
 			goto out;
 	}
-	for (i = 0; i < N_ETC; i++) {
-		int fd;
-		snprintf(what, sizeof(what), "/etc/%s", etc_binds[i]);
-		fd = open(what, O_PATH | O_CLOEXEC);
-		if (fd < 0)
-			continue; /* optional */
-		if (private_src(fd, empty, MOUNT_ATTR_NOEXEC, what,
-				&p->priv[p->n_runtime + p->n_inputs + i], err) < 0) {
-			close(fd);
-			goto out;
-		}
-		if (p->priv[p->n_runtime + p->n_inputs + i].file != fd)
-			close(fd);
-	}
+	if (etc_sources(p, empty, err) < 0)
+		goto out;
 	rc = 0;
 out:
 	if (empty >= 0)
@@ -422,11 +476,25 @@ fail:
  * there; a non-directory is bound from its parent's overlay, attached at
  * STAGE for the bind and detached again; without an overlay, the host
  * object is bound directly. */
-static int attach_src(const struct sc_private_src *src, const char *target, unsigned long extra,
-		      const char *what, struct sandcell_error *err)
+static int bind_staged(int file, const char *target, unsigned long extra, const char *what,
+		       struct sandcell_error *err)
 {
 	char path[64];
 
+	/* The fd was opened in the overlay while it was detached; moving it
+	 * attached that same mount, so the bind source is in our namespace. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", file);
+	if (mount(path, target, NULL, MS_BIND, NULL) < 0)
+		return sc_err(err, errno, "mounts: bind %s at %s", what, target);
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | extra,
+		  NULL) < 0)
+		return sc_err(err, errno, "mounts: read-only remount of %s", target);
+	return 0;
+}
+
+static int attach_src(const struct sc_private_src *src, const char *target, unsigned long extra,
+		      const char *what, struct sandcell_error *err)
+{
 	if (src->mnt >= 0 && src->file < 0) {
 		if (mkdirs(target, 0755, err) < 0)
 			return -1;
@@ -442,14 +510,8 @@ static int attach_src(const struct sc_private_src *src, const char *target, unsi
 		return -1;
 	if (move_mount(src->mnt, "", AT_FDCWD, STAGE, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return sc_err(err, errno, "mounts: overlay of the parent of %s", what);
-	/* The fd was opened in the overlay while it was detached; moving it
-	 * attached that same mount, so the bind source is in our namespace. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", src->file);
-	if (mount(path, target, NULL, MS_BIND, NULL) < 0)
-		return sc_err(err, errno, "mounts: bind %s at %s", what, target);
-	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | extra,
-		  NULL) < 0)
-		return sc_err(err, errno, "mounts: read-only remount of %s", target);
+	if (bind_staged(src->file, target, extra, what, err) < 0)
+		return -1;
 	if (umount2(STAGE, MNT_DETACH) < 0)
 		return sc_err(err, errno, "mounts: detaching the overlay of the parent of %s", what);
 	return 0;
@@ -464,6 +526,7 @@ static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 	static const char group[] = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
 	static const char hosts[] = "127.0.0.1\tlocalhost sandcell\n::1\tlocalhost\n";
 	static const char nss[] = "passwd: files\ngroup: files\nhosts: files\n";
+	const struct sc_private_src *etc;
 	char host[PATH_MAX], dst[PATH_MAX];
 	size_t i;
 
@@ -477,15 +540,31 @@ static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 		return -1;
 	if (symlink("/usr/share/zoneinfo/UTC", "etc/localtime") < 0)
 		return sc_err(err, errno, "mounts: etc/localtime");
+	etc = &p->priv[p->n_runtime + p->n_inputs + N_ETC];
+	if (etc->mnt >= 0) {
+		if (mkdirs(STAGE_ETC, 0755, err) < 0)
+			return -1;
+		if (move_mount(etc->mnt, "", AT_FDCWD, STAGE_ETC, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return sc_err(err, errno, "mounts: overlay of /etc");
+	}
 	for (i = 0; i < N_ETC; i++) {
 		const struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
 		if (src->mnt < 0 && src->file < 0)
 			continue; /* optional, and absent */
 		snprintf(host, sizeof(host), "/etc/%s", etc_binds[i]);
 		snprintf(dst, sizeof(dst), "etc/%s", etc_binds[i]);
-		if (attach_src(src, dst, MS_NOEXEC, host, err) < 0)
+		if (src->mnt == IN_ETC) {
+			if (make_mountpoint(src->file, dst, err) < 0 ||
+			    bind_staged(src->file, dst, MS_NOEXEC, host, err) < 0)
+				return -1;
+		} else if (attach_src(src, dst, MS_NOEXEC, host, err) < 0) {
 			return -1;
+		}
 	}
+	if (etc->mnt >= 0 && umount2(STAGE_ETC, MNT_DETACH) < 0)
+		return sc_err(err, errno, "mounts: detaching the overlay of /etc");
+	if (etc->mnt >= 0 && rmdir(STAGE_ETC) < 0)
+		return sc_err(err, errno, "mounts: removing the staging dir");
 	return 0;
 }
 
