@@ -29,7 +29,7 @@ const struct sc_policy_entry sc_policy[] = {
 	A(stat), A(fstat), A(lstat), A(newfstatat), A(statx), A(lseek),
 	A(pread64), A(pwrite64), A(readv), A(writev), A(preadv), A(pwritev),
 	A(preadv2), A(pwritev2), A(access), A(faccessat), A(faccessat2),
-	A(pipe), A(pipe2), A(dup), A(dup2), A(dup3), A(fcntl), A(flock),
+	A(pipe), A(pipe2), A(dup), A(dup2), A(dup3), A(flock),
 	A(fsync), A(fdatasync), A(sync_file_range), A(truncate), A(ftruncate),
 	A(fallocate), A(fadvise64), A(readahead), A(getdents), A(getdents64),
 	A(getcwd), A(chdir), A(fchdir), A(rename), A(renameat), A(renameat2),
@@ -62,7 +62,7 @@ const struct sc_policy_entry sc_policy[] = {
 	A(gettid), A(getuid), A(getgid), A(geteuid), A(getegid), A(getresuid),
 	A(getresgid), A(getgroups), A(getpgrp), A(getpgid), A(setpgid),
 	A(getsid), A(setsid), A(capget), A(set_tid_address), A(set_robust_list),
-	A(get_robust_list), A(futex), A(futex_waitv), A(rseq), A(arch_prctl),
+	A(get_robust_list), A(futex_waitv), A(rseq), A(arch_prctl),
 	A(sched_yield), A(sched_getaffinity), A(sched_setaffinity),
 	A(sched_getparam), A(sched_setparam), A(sched_getscheduler),
 	A(sched_setscheduler), A(sched_get_priority_max),
@@ -90,6 +90,18 @@ const struct sc_policy_entry sc_policy[] = {
 	P(prctl, ENOSYS),	/* a short list of harmless options */
 	P(personality, ENOSYS),	/* PER_LINUX and queries only */
 	P(prlimit64, EPERM),	/* own limits only: not the sandbox init's */
+	/* Commands that act on the file's inode on behalf of others are left
+	 * out: leases and dnotify (F_SETLEASE, F_NOTIFY: they block or watch
+	 * other openers of the file) and write-life hints (F_SET_RW_HINT,
+	 * F_SET_FILE_RW_HINT: they change the inode).  Under --allow-reduced
+	 * those inodes are the host's own; otherwise they are the run's. */
+	P(fcntl, ENOSYS),
+	/* No requeue: FUTEX_REQUEUE and FUTEX_CMP_REQUEUE(_PI) move the
+	 * waiters of one futex word to another, and a word in a page of a
+	 * host file is shared with every host process and run that maps it:
+	 * they could be moved to a word of this run's memory that only it
+	 * can wake.  glibc (since 2.25) and CPython never requeue. */
+	P(futex, ENOSYS),
 
 	/* clone3 passes its flags in memory that seccomp cannot read; ENOSYS
 	 * makes glibc fall back to clone, whose flags are checked. */

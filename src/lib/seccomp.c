@@ -49,6 +49,32 @@ static const uint64_t sc_prctl_allow[] = {
 	PR_SET_NO_NEW_PRIVS, PR_GET_TID_ADDRESS, PR_GET_THP_DISABLE,
 };
 
+/* fcntl commands (arg 1).  Absent on purpose: F_SETLEASE/F_GETLEASE,
+ * F_NOTIFY, F_SET_RW_HINT, F_SET_FILE_RW_HINT, and the seals (memfd is
+ * denied, so no file here can take one). */
+static const uint64_t sc_fcntl_allow[] = {
+	F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW,
+	F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG, F_SETOWN_EX, F_GETOWN_EX,
+	F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_DUPFD_CLOEXEC, F_SETPIPE_SZ,
+	F_GETPIPE_SZ,
+};
+
+/* futex operations (arg 1): every command but the requeues, each with and
+ * without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME (the kernel itself
+ * refuses the combinations it does not support). */
+#define SC_FUTEX_OPS(cmd) (cmd), (cmd) | 128, (cmd) | 256, (cmd) | 384
+static const uint64_t sc_futex_allow[] = {
+	SC_FUTEX_OPS(0),  /* FUTEX_WAIT */
+	SC_FUTEX_OPS(1),  /* FUTEX_WAKE */
+	SC_FUTEX_OPS(5),  /* FUTEX_WAKE_OP */
+	SC_FUTEX_OPS(6),  /* FUTEX_LOCK_PI */
+	SC_FUTEX_OPS(7),  /* FUTEX_UNLOCK_PI */
+	SC_FUTEX_OPS(8),  /* FUTEX_TRYLOCK_PI */
+	SC_FUTEX_OPS(9),  /* FUTEX_WAIT_BITSET */
+	SC_FUTEX_OPS(10), /* FUTEX_WAKE_BITSET */
+	SC_FUTEX_OPS(13), /* FUTEX_LOCK_PI2 */
+};
+
 /* All four fields spelled out: libseccomp's SCMP_A*_64 macros leave
  * datum_b implicit, which clang's -Wmissing-field-initializers rejects. */
 static struct scmp_arg_cmp cmp(unsigned arg, enum scmp_compare op, uint64_t a, uint64_t b)
@@ -106,6 +132,15 @@ static int add_arg_rules(scmp_filter_ctx ctx, const struct sc_policy_entry *e,
 		}
 		c = cmp(0, SCMP_CMP_MASKED_EQ, SC_CLONE_NS_MASK, 0);
 		return rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err);
+	} else if (strcmp(e->name, "fcntl") == 0 || strcmp(e->name, "futex") == 0) {
+		const uint64_t *v = e->name[1] == 'c' ? sc_fcntl_allow : sc_futex_allow;
+		size_t n = e->name[1] == 'c' ? sizeof(sc_fcntl_allow) / sizeof(sc_fcntl_allow[0])
+					     : sizeof(sc_futex_allow) / sizeof(sc_futex_allow[0]);
+		for (i = 0; i < n; i++) {
+			c = cmp(1, SCMP_CMP_EQ, v[i], 0);
+			if (rule(ctx, SCMP_ACT_ALLOW, nr, 1, &c, e->name, err) < 0)
+				return -1;
+		}
 	} else if (strcmp(e->name, "prctl") == 0) {
 		for (i = 0; i < sizeof(sc_prctl_allow) / sizeof(sc_prctl_allow[0]); i++) {
 			c = cmp(0, SCMP_CMP_EQ, sc_prctl_allow[i], 0);
@@ -348,6 +383,10 @@ char *sandcell_policy_json(void)
 			    u64_array(sc_ioctl_allow, sizeof(sc_ioctl_allow) / sizeof(sc_ioctl_allow[0])));
 	json_object_set_new(args, "prctl_allowed_options",
 			    u64_array(sc_prctl_allow, sizeof(sc_prctl_allow) / sizeof(sc_prctl_allow[0])));
+	json_object_set_new(args, "fcntl_allowed_commands",
+			    u64_array(sc_fcntl_allow, sizeof(sc_fcntl_allow) / sizeof(sc_fcntl_allow[0])));
+	json_object_set_new(args, "futex_allowed_ops",
+			    u64_array(sc_futex_allow, sizeof(sc_futex_allow) / sizeof(sc_futex_allow[0])));
 	json_object_set_new(args, "socket_allowed_domains", json_pack("[i]", AF_UNIX));
 	json_object_set_new(args, "personality_allowed", json_pack("[i,I]", 0, (json_int_t)0xffffffff));
 	json_object_set_new(args, "prlimit64_allowed_pids", json_pack("[i]", 0));

@@ -152,6 +152,123 @@ def test_multiprocessing_pool_map(sandcell, tmp_path):
     assert got["workers"] >= 1
 
 
+def test_multiprocessing_primitives(sandcell, tmp_path):
+    """Lock, Value, Queue, Event, Semaphore, Condition and a Manager: POSIX
+    semaphores in /dev/shm (shared futexes), pipes and unix sockets."""
+    script = tmp_path / "prims.py"
+    script.write_text(textwrap.dedent("""
+        import json, multiprocessing as mp
+
+        def work(lock, val, q, ev, sem, cond, shared, i):
+            with sem:
+                for _ in range(100):
+                    with lock:
+                        val.value += 1
+            q.put(i)
+            shared[i] = i * i
+            ev.wait(30)
+            with cond:
+                cond.notify_all()
+
+        if __name__ == "__main__":
+            lock, val, q = mp.Lock(), mp.Value("i", 0, lock=False), mp.Queue()
+            ev, sem, cond = mp.Event(), mp.Semaphore(2), mp.Condition()
+            with mp.Manager() as m:
+                shared = m.dict()
+                ps = [mp.Process(target=work, args=(lock, val, q, ev, sem, cond, shared, i))
+                      for i in range(4)]
+                for p in ps:
+                    p.start()
+                got = sorted(q.get(timeout=30) for _ in ps)
+                ev.set()
+                for p in ps:
+                    p.join(30)
+                print(json.dumps({"value": val.value, "queue": got, "shared": dict(shared),
+                                  "exit": [p.exitcode for p in ps]}))
+    """))
+    run = ok(sandcell(file=script))
+    got = last_json_line(run.out)
+    assert got == {"value": 400, "queue": [0, 1, 2, 3],
+                   "shared": {"0": 0, "1": 1, "2": 4, "3": 9}, "exit": [0, 0, 0, 0]}, got
+
+
+def test_sqlite_with_locking_on_scratch(sandcell):
+    """sqlite3 databases on /tmp in rollback-journal and WAL mode, two
+    connections contending (POSIX record locks), a second process."""
+    run = ok(sandcell(code=textwrap.dedent("""
+        import json, multiprocessing as mp, sqlite3
+
+        def writer(path):
+            c = sqlite3.connect(path, timeout=30)
+            with c:
+                c.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100, 200)])
+            c.close()
+
+        if __name__ == "__main__":
+            out = {}
+            for mode in ("delete", "wal"):
+                path = "/tmp/db-%s.sqlite" % mode
+                a = sqlite3.connect(path, timeout=30)
+                out[mode + "-mode"] = a.execute("PRAGMA journal_mode=%s" % mode).fetchone()[0]
+                with a:
+                    a.execute("CREATE TABLE t (x INTEGER)")
+                    a.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+                b = sqlite3.connect(path, timeout=0)
+                a.execute("BEGIN EXCLUSIVE")
+                try:
+                    b.execute("INSERT INTO t VALUES (-1)")
+                    out[mode + "-busy"] = False
+                except sqlite3.OperationalError as e:
+                    out[mode + "-busy"] = "locked" in str(e)
+                a.rollback()
+                p = mp.get_context("fork").Process(target=writer, args=(path,))
+                p.start()
+                p.join(30)
+                out[mode + "-rows"] = a.execute("SELECT count(*), sum(x) FROM t").fetchone()
+                a.close()
+                b.close()
+            print(json.dumps(out))
+    """)))
+    got = last_json_line(run.out)
+    assert got == {"delete-mode": "delete", "delete-busy": True, "delete-rows": [200, 19900],
+                   "wal-mode": "wal", "wal-busy": True, "wal-rows": [200, 19900]}, got
+
+
+def test_file_locks_on_scratch(sandcell):
+    """flock, POSIX and OFD locks between two processes on a /tmp file."""
+    run = ok(sandcell(code=textwrap.dedent("""
+        import fcntl, json, os, struct
+        path = "/tmp/lockfile"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 10, 1, 0))
+        r, w = os.pipe()
+        if os.fork() == 0:
+            res = {}
+            f2 = os.open(path, os.O_RDWR)
+            for name, fn in (("flock", lambda: fcntl.flock(f2, fcntl.LOCK_EX | fcntl.LOCK_NB)),
+                             ("posix", lambda: fcntl.lockf(f2, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)),
+                             ("ofd", lambda: fcntl.fcntl(f2, fcntl.F_OFD_SETLK,
+                                 struct.pack("hhqqi", fcntl.F_WRLCK, 0, 10, 1, 0)))):
+                try:
+                    fn()
+                    res[name] = "taken"
+                except OSError as e:
+                    res[name] = e.errno
+            got = fcntl.fcntl(f2, fcntl.F_GETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 1, 0))
+            res["getlk-type"] = struct.unpack("hhqqi", got)[0]
+            os.write(w, json.dumps(res).encode())
+            os._exit(0)
+        os.close(w)
+        res = json.loads(os.read(r, 4096))
+        os.wait()
+        print(json.dumps(res))
+    """)))
+    got = last_json_line(run.out)
+    assert got == {"flock": 11, "posix": 11, "ofd": 11, "getlk-type": 1}, got
+
+
 def test_subprocess_runs_python_itself(sandcell):
     run = ok(sandcell(code=textwrap.dedent("""
         import subprocess, sys
