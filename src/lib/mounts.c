@@ -338,10 +338,18 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 		struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
 		int fd = openat(dfd, etc_binds[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0 && errno == ENOENT)
 			continue; /* optional */
-		if (etc->mnt >= 0 && statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MNT_ID, &ent) == 0 &&
-		    (ent.stx_mask & STATX_MNT_ID) && ent.stx_mnt_id == dir.stx_mnt_id &&
+		if (fd < 0) {
+			sc_err(err, errno, "mounts: /etc/%s", etc_binds[i]);
+			goto fail;
+		}
+		if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MNT_ID, &ent) < 0) {
+			sc_err(err, errno, "mounts: statx /etc/%s", etc_binds[i]);
+			close(fd);
+			goto fail;
+		}
+		if (etc->mnt >= 0 && (ent.stx_mask & STATX_MNT_ID) && ent.stx_mnt_id == dir.stx_mnt_id &&
 		    !S_ISLNK(ent.stx_mode)) {
 			close(fd);
 			src->mnt = IN_ETC;
@@ -355,8 +363,12 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 		close(fd);
 		snprintf(what, sizeof(what), "/etc/%s", etc_binds[i]);
 		fd = open(what, O_PATH | O_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0 && errno == ENOENT)
 			continue; /* a dangling link */
+		if (fd < 0) {
+			sc_err(err, errno, "mounts: %s", what);
+			goto fail;
+		}
 		if (private_src(fd, empty, MOUNT_ATTR_NOEXEC, what, src, err) < 0) {
 			close(fd);
 			goto fail;

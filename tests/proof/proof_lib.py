@@ -71,6 +71,8 @@ class DeclaredModel:
       personality  args[0] in personality_allowed              else ERRNO(entry errno)
       socket, socketpair  args[0] in socket_allowed_domains    else ERRNO(entry errno)
       prlimit64    args[0] in prlimit64_allowed_pids            else ERRNO(entry errno)
+      fcntl        args[1] in fcntl_allowed_commands            else ERRNO(entry errno)
+      futex        args[1] in futex_allowed_ops                 else ERRNO(entry errno)
       clone        args[0] & clone_denied_flags == 0           else ERRNO(entry errno)
     """
 
@@ -81,6 +83,8 @@ class DeclaredModel:
         "socket": (0, "socket_allowed_domains"),
         "socketpair": (0, "socket_allowed_domains"),
         "prlimit64": (0, "prlimit64_allowed_pids"),
+        "fcntl": (1, "fcntl_allowed_commands"),
+        "futex": (1, "futex_allowed_ops"),
     }
 
     def __init__(self, pol):
@@ -101,7 +105,8 @@ class DeclaredModel:
         a = pol["arguments"]
         self.sets = {k: frozenset(v & M64 for v in a[k]) for k in
                      ("ioctl_allowed_requests", "prctl_allowed_options", "personality_allowed",
-                      "socket_allowed_domains", "prlimit64_allowed_pids")}
+                      "socket_allowed_domains", "prlimit64_allowed_pids",
+                      "fcntl_allowed_commands", "futex_allowed_ops")}
         self.clone_denied = a["clone_denied_flags"] & M64
         for e in pol["syscalls"]:
             if e["verdict"] == "args" and e["name"] not in self.ARG_PREDICATES and e["name"] != "clone":

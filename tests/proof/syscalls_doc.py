@@ -203,6 +203,10 @@ def render(pol, results, kernel=None):
         "| socket, socketpair | domain (arg 0) in %s (AF_UNIX) | %s |"
         % (", ".join(str(v) for v in a["socket_allowed_domains"]),
            otherwise("socket")),
+        "| fcntl | command (arg 1) in %s (no leases, dnotify or write-life hints) | %s |"
+        % (", ".join(str(v) for v in sorted(a["fcntl_allowed_commands"])), otherwise("fcntl")),
+        "| futex | operation (arg 1) in %s (no requeue) | %s |"
+        % (", ".join(str(v) for v in sorted(a["futex_allowed_ops"])), otherwise("futex")),
         "| clone | flags (arg 0) & %#x == 0 (no namespace flag) | %s |"
         % (a["clone_denied_flags"], otherwise("clone")),
         "",

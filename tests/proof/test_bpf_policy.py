@@ -49,7 +49,8 @@ NEVER_ALLOW = ("ptrace", "bpf", "io_uring_setup", "io_uring_enter", "io_uring_re
 # The argument predicates: syscall -> (argument index, allowed values key).
 PREDICATES = {"ioctl": (1, "ioctl_allowed_requests"), "prctl": (0, "prctl_allowed_options"),
               "socket": (0, "socket_allowed_domains"), "socketpair": (0, "socket_allowed_domains"),
-              "personality": (0, "personality_allowed")}
+              "personality": (0, "personality_allowed"),
+              "fcntl": (1, "fcntl_allowed_commands"), "futex": (1, "futex_allowed_ops")}
 
 
 def useful_values(k):
@@ -62,7 +63,7 @@ def all_constants():
     a = L.policy()["arguments"]
     ks = set()
     for key in ("ioctl_allowed_requests", "prctl_allowed_options", "socket_allowed_domains",
-                "personality_allowed"):
+                "personality_allowed", "fcntl_allowed_commands", "futex_allowed_ops"):
         ks.update(a[key])
     ks.add(a["clone_denied_flags"])
     ks.update(1 << b for b in range(64))

@@ -111,8 +111,6 @@ TOLERATED = [
      "accounting read while supervising: the next poll reads it again"),
     ("supervisor", "newfstatat", r'"/(usr|bin|sbin|lib|lib64|lib32)", .*AT_SYMLINK_NOFOLLOW', None,
      "runtime_dirs(): a top-level runtime dir that cannot be examined is not bound (less access)"),
-    ("init", "openat", r'"/etc/[^"]+", O_RDONLY\|O_CLOEXEC\|O_PATH', None,
-     "an optional /etc file of the runtime: not bound means less access"),
     ("init", "openat|read", r".", "close_range",
      "/proc/sys/kernel/cap_last_cap (the first file the capability step opens): unknown, every "
      "capability up to 63 is dropped"),
@@ -151,6 +149,18 @@ STEPS = {
     "umount2": ("EPERM", r"mounts"),
     "pivot_root": ("EPERM", r"pivot_root"),
     "chdir": ("EACCES", r"chdir|mounts"),
+    # The private inodes (mounts.c): overlays and the run's /dev, made
+    # with the new mount API.
+    "fsopen": ("EMFILE", r"mounts"),
+    "fsconfig": ("EINVAL", r"mounts"),
+    "fsmount": ("EMFILE", r"mounts"),
+    "move_mount": ("EPERM", r"mounts"),
+    "mknodat": ("EPERM", r"mounts"),
+    "fchmodat": ("EPERM", r"mounts"),
+    "symlinkat": ("EPERM", r"mounts"),
+    "mkdirat": ("EACCES", r"mounts"),
+    "statx": ("EIO", None),
+    "readlink": ("EIO", None),
     "symlink": ("EPERM", r"mounts"),
     "fchmod": ("EPERM", r"mounts"),
     "sethostname": ("EPERM", r"sethostname"),
