@@ -57,6 +57,7 @@ LAYERS = [
     ("no-fdclose", "fd closing"),
     ("no-userns-owner", "user namespace owned by the run's uid (root callers)"),
     ("no-user-budgets", "per-namespace budgets (/proc/sys/user, RLIMIT_SIGPENDING)"),
+    ("shared-inodes", "private inodes (host inodes bound as they are)"),
 ]
 MUTANTS = [
     ("mut-no-arch-check", "no arch check (foreign ABIs allowed)"),

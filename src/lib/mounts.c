@@ -442,12 +442,17 @@ int sc_mounts_make_dev(int *fd, struct sandcell_error *err)
 	size_t i;
 
 	*fd = -1;
-	/* Only root may create device nodes; a user namespace's own mounts
-	 * never honour them (SB_I_NODEV), so this tmpfs is made here, in
-	 * the host namespaces, and moved into the sandbox by its init. */
+	/* Only a privileged root may create device nodes; a user
+	 * namespace's own mounts never honour them (SB_I_NODEV), so this
+	 * tmpfs is made here, in the host namespaces, and moved into the
+	 * sandbox by its init.  EPERM (root of a user namespace, no
+	 * CAP_MKNOD) means what it means for any unprivileged caller: the
+	 * host's nodes. */
 	if (geteuid() != 0 || sc_hook_on(SC_HOOK_SHARED_INODES))
 		return 0;
 	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0 && errno == EPERM)
+		return 0;
 	if (fs < 0)
 		return sc_err(err, errno, "mounts: /dev tmpfs");
 	if (fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
@@ -462,12 +467,20 @@ int sc_mounts_make_dev(int *fd, struct sandcell_error *err)
 	close(fs);
 	if (mnt < 0)
 		return sc_err(err, errno, "mounts: /dev tmpfs");
-	for (i = 0; i < sizeof(dev_nodes) / sizeof(dev_nodes[0]); i++)
-		if (mknodat(mnt, dev_nodes[i].name, S_IFCHR | 0666, makedev(1, dev_nodes[i].minor)) < 0 ||
-		    fchmodat(mnt, dev_nodes[i].name, 0666, 0) < 0) {
+	for (i = 0; i < sizeof(dev_nodes) / sizeof(dev_nodes[0]); i++) {
+		if (mknodat(mnt, dev_nodes[i].name, S_IFCHR | 0666, makedev(1, dev_nodes[i].minor)) < 0) {
+			if (errno == EPERM) {
+				close(mnt);
+				return 0;
+			}
 			sc_err(err, errno, "mounts: /dev/%s", dev_nodes[i].name);
 			goto fail;
 		}
+		if (fchmodat(mnt, dev_nodes[i].name, 0666, 0) < 0) {
+			sc_err(err, errno, "mounts: /dev/%s", dev_nodes[i].name);
+			goto fail;
+		}
+	}
 	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++)
 		if (symlinkat(links[i][0], mnt, links[i][1]) < 0) {
 			sc_err(err, errno, "mounts: /dev symlinks");
@@ -677,8 +690,10 @@ static int setup_runtime(const struct sc_mount_plan *p, struct sandcell_error *e
 		ssize_t n;
 		snprintf(host, sizeof(host), "/%s", top[i]);
 		n = readlink(host, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
+		if (n < 0 && (errno == ENOENT || errno == EINVAL))
+			continue; /* absent, or a real directory (bound below) */
+		if (n <= 0 || (size_t)n >= sizeof(link) - 1)
+			return sc_err(err, n < 0 ? errno : ENAMETOOLONG, "mounts: readlink /%s", top[i]);
 		link[n] = '\0';
 		if (symlink(link, top[i]) < 0)
 			return sc_err(err, errno, "mounts: symlink /%s", top[i]);

@@ -659,6 +659,8 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 			 "(seccomp refuses chmod, chown and utime instead)");
 		NOT_HELD("disk limit: RLIMIT_FSIZE per file only (no private tmpfs)");
 		NOT_HELD("network: no network namespace (seccomp allows AF_UNIX only, Landlock denies TCP)");
+		NOT_HELD("private inodes: the code's locks and inotify watches are on the host's own "
+			 "runtime, /etc, input and device files (seccomp refuses leases and dnotify)");
 		if (!ll->scope_signal)
 			NOT_HELD("termination: a daemon that calls setsid can outlive the run");
 	}

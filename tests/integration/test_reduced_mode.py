@@ -79,6 +79,8 @@ def test_allow_reduced_runs_and_reports(tmp_path):
     assert rep["isolation"]["namespaces"]["user"] is False
     assert rep["isolation"]["seccomp"] is True and rep["isolation"]["landlock"]["fs"] is True
     assert any("pid namespace" in s for s in rep["isolation"]["not_held"])
+    # No per-run inodes without a mount namespace: said, not hidden.
+    assert any(s.startswith("private inodes:") for s in rep["isolation"]["not_held"])
     assert (out / "out.txt").read_text() == "written"
     assert set(rep["result"]["denied"]) >= {"/etc/shadow", "write", "inet"}
     assert not os.path.exists("/var/tmp/sandcell-reduced-escape")
