@@ -464,3 +464,43 @@ emit({"sent": sent, "requeue": err_of(requeue), "requeue-plain": err_of(requeue_
     assert res["values"][0] == res["values"][1], res
     rate = len(BITS) / res["seconds"]
     print("futex channel between two runs: %d bits in %.4f s (%.0f bit/s)" % (len(BITS), res["seconds"], rate))
+
+
+def test_G6_mountinfo_names_no_input_path(host_postconditions, inputs):
+    """With the inputs shown through overlays of their own, mountinfo names
+    none of their host paths: a directory input is the root of its overlay
+    ("/"), a file input the file's own name in the overlay of its parent
+    directory; the overlays' layers are named by fd (/proc/self/fd/N)."""
+    _, res = probe('emit(open("/proc/self/mountinfo").read())',
+                   opts=["--input", "f=" + inputs["file"], "--input", "d=" + inputs["dir"]])
+    rows = {l.split()[4]: l.split() for l in res.splitlines()}
+    assert rows["/input/d"][3] == "/" and rows["/input/f"][3] == "/data.csv", rows
+    for p in (inputs["file"], inputs["dir"], os.path.dirname(inputs["file"])):
+        assert p not in res, p
+    assert "pytest-of-" not in res
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs a host mount (root)")
+def test_G2_file_input_that_is_a_mount_point_is_bound_directly(host_postconditions, tmp_path):
+    """Known limit: a file input that is itself a mount point (a file bound
+    onto another, as containers do) cannot be looked up through an overlay
+    of its directory (that would show the file underneath): it is bound
+    directly, reads the right bytes, and its locks reach the host."""
+    real = tmp_path / "real.txt"
+    real.write_text("the mounted file\n")
+    spot = tmp_path / "spot.txt"
+    spot.write_text("the file underneath\n")
+    subprocess.run(["mount", "--bind", str(real), str(spot)], check=True)
+    try:
+        with Holder('''
+got, fds = take_locks("/input/f")
+hold({"locks": got, "text": open("/input/f").read()})
+''', ["--input", "f=%s" % spot]) as h:
+            assert h.value is not None, h.release()
+            view = host_lock_view(str(spot))
+            _, rep, err = h.release()
+    finally:
+        subprocess.run(["umount", str(spot)], check=True)
+    assert rep["status"] == "ok", (rep, err)
+    assert h.value == {"locks": {"flock": 0, "posix": 0, "ofd": 0}, "text": "the mounted file\n"}, h.value
+    assert view == {"flock": "EAGAIN", "posix": "locked", "ofd": "locked"}, view

@@ -317,6 +317,19 @@ def test_file_and_directory_inputs(sandcell, tmp_path):
     assert f.read_text() == "hello input\n"
 
 
+def test_file_input_in_a_private_directory(sandcell, tmp_path):
+    """A world-readable file inside a directory only its owner may search
+    (a root caller's /root/data.csv): the code reads it, as with a bind."""
+    d = tmp_path / "private"
+    d.mkdir(mode=0o700)
+    f = d / "data.csv"
+    f.write_text("x,y\n1,2\n")
+    f.chmod(0o644)
+    run = ok(sandcell(opts=["--input", "data=%s" % f],
+                      code="print(open('/input/data').read(), end='')"))
+    assert run.out == "x,y\n1,2\n"
+
+
 # ------------------------------------------------------------------ outputs
 
 def test_nested_outputs_collected(sandcell, tmp_path):
