@@ -1,5 +1,12 @@
 # sandcell build.  `make` builds build/sandcell, `make check` runs every test
 # tier, `make demo` runs the pandas example end to end.
+#
+# Those three first install the Debian packages they need (as root;
+# tools/install-deps.sh names what is missing otherwise), and only then
+# start a second make for the work itself: a prerequisite list cannot order
+# the installation before the compilers under -j, and the Makefile is read
+# before anything is installed.  `build`, `run-demo` and `check-tiers` are
+# the same without that step.
 .DEFAULT_GOAL := all
 CC       ?= gcc
 BUILD    ?= build
@@ -29,17 +36,29 @@ LIB_HDR  := include/sandcell.h $(wildcard src/lib/*.h)
 CLI_HDR  := include/sandcell.h $(wildcard src/cli/*.h)
 
 # The warm server embeds Debian's CPython (python3-dev): a binary of its own,
-# so cold runs never load libpython.
-PY_CFLAGS := $(shell /usr/bin/python3-config --includes 2>/dev/null | sed 's/-I/-isystem /g')
-PY_LIBS   := $(shell /usr/bin/python3-config --embed --ldflags 2>/dev/null)
+# so cold runs never load libpython.  `=`, not `:=`: python3-config is asked
+# when warm.o is compiled and linked, never while the Makefile is read (on a
+# fresh machine python3-dev is not installed yet at that point).
+PY_CFLAGS = $(shell /usr/bin/python3-config --includes 2>/dev/null | sed 's/-I/-isystem /g')
+PY_LIBS   = $(shell /usr/bin/python3-config --embed --ldflags 2>/dev/null)
 $(BUILD)/obj/warm.o: src/server/warm.c $(LIB_HDR) | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
-all: $(BUILD)/sandcell-warm
+build: $(BUILD)/sandcell-warm
 
-.PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all deps check unit integration integration-user asan-check demo fuzz fuzz-replay lint clean syscalls-doc
-all: $(BUILD)/sandcell
+.PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fuzz fuzz-replay lint clean syscalls-doc
+build: $(BUILD)/sandcell
+
+all:
+	@sh tools/install-deps.sh build
+	@$(MAKE) --no-print-directory build
+demo:
+	@sh tools/install-deps.sh
+	@$(MAKE) --no-print-directory run-demo
+check:
+	@sh tools/install-deps.sh
+	@$(MAKE) --no-print-directory check-tiers
 
 $(BUILD)/obj/%.o: src/lib/%.c $(LIB_HDR) | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -65,7 +84,7 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsandcell.a
 $(BUILD)/obj:
 	mkdir -p $@
 
-# Installs the Debian packages the build and the tests need (as root only).
+# Installs the Debian packages the build, the demo and the tests need (as root only).
 deps:
 	@sh tools/install-deps.sh
 
@@ -95,15 +114,15 @@ fuzz-ci:
 	$(MAKE) -f tests/fuzz/Makefile fuzz FUZZ_SECONDS=$(or $(FUZZ_SECONDS),15)
 
 # The integration and attack tiers against a warm server, then the warm-only tests.
-warm-check: all
+warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) PYTEST="$(PYTEST)" sh tests/warm/run-warm.sh
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
 
 # Cold (sandcell vs python3 vs bwrap) and warm latency/throughput/memory -> bench/results.md
-bench: all
+bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check: deps all unit integration integration-user warm-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check lint
+check-tiers: build unit integration integration-user warm-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check lint
 
 # Layer ablation and mutation matrix (docs/ablation.md) from a test-hooks build.
 ablation:
@@ -117,7 +136,7 @@ ablation-check:
 syscalls-doc: $(BUILD)/sandcell
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) /usr/bin/python3 tools/gen-syscalls.py
 
-demo: deps all
+run-demo: build
 	sh examples/demo.sh
 
 fuzz fuzz-replay:

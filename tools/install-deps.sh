@@ -1,17 +1,39 @@
 #!/bin/sh
-# Installs the Debian 12 packages sandcell needs to build and test.  As a
-# non-root user it only reports what is missing.
+# Installs the Debian 12 packages sandcell needs, as root; as any other user
+# it only names what is missing and fails.
+#
+#   sh tools/install-deps.sh          everything: build, demo and every test tier
+#   sh tools/install-deps.sh build    only what `make` needs to compile and link
+#
+# The Makefile runs this before anything else (make, make demo, make check),
+# so that no compiler starts before the headers it includes are installed.
 set -eu
-PKGS="build-essential clang libclang-rt-14-dev pkg-config libseccomp-dev seccomp libjansson-dev libmd-dev
-python3 python3-dev python3-pytest python3-numpy python3-pandas python3-matplotlib bubblewrap util-linux
-strace cppcheck shellcheck pyflakes3 mypy hyperfine procps"
+# To compile and link build/sandcell and build/sandcell-warm.
+BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 python3-dev"
+# The demo's libraries and the test tiers' tools (ASan, fuzzing, lint, bench,
+# the unprivileged-user run).
+MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-numpy python3-pandas
+python3-matplotlib bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps"
+case "${1:-all}" in
+build) PKGS=$BUILD_PKGS ;;
+all) PKGS="$BUILD_PKGS $MORE_PKGS" ;;
+*) echo "usage: sh tools/install-deps.sh [build|all]" >&2; exit 2 ;;
+esac
+# One dpkg-query for all of them: this runs on every `make`.  A package
+# dpkg has never heard of prints nothing and so counts as missing.
+installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PKGS 2>/dev/null |
+	awk '$2 == "installed" { printf "%s ", $1 }') "
 missing=""
 for p in $PKGS; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	case "$installed" in
+	*" $p "*) ;;
+	*) missing="$missing $p" ;;
+	esac
 done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-	echo "sandcell: missing packages:$missing (run as root to install them)" >&2
+	echo "sandcell: missing Debian packages:$missing" >&2
+	echo "sandcell: install them as root (make deps, or apt-get install$missing), then run make again" >&2
 	exit 1
 fi
 echo "sandcell: installing$missing"
