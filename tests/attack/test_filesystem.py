@@ -193,7 +193,7 @@ while stack:
             st = os.lstat(e.path)
             inv["special"].append([e.path, stat.S_IFMT(st.st_mode)])
         for bad in ("/root", "/home", "/var", "/run", "/sys", "/work", "/srv", "/mnt", "/media",
-                    "/boot", "/snap", "/opt", "/tmp/pytest-of-"):
+                    "/boot", "/snap", "/opt", "/tmp/pytest-of-", HARNESS_TMP):
             if e.path == bad or e.path.startswith(bad + "/"):
                 roots.append(e.path)
 inv["host_paths"] = roots[:50]
@@ -218,7 +218,11 @@ def fs(tmp_path_factory):
     for d in (base, data, data / "sub"):
         os.chmod(d, 0o777)
     before = tree_digest(str(base))
-    r, res = probe(CODE, opts=["--input", "data=%s" % data, "--input", "single=%s" % single])
+    # The harness's own temporary directory, wherever --basetemp or TMPDIR
+    # put it (not necessarily /tmp/pytest-of-USER).
+    harness_tmp = str(tmp_path_factory.getbasetemp())
+    r, res = probe("HARNESS_TMP = %r\n" % harness_tmp + CODE,
+                   opts=["--input", "data=%s" % data, "--input", "single=%s" % single])
     assert r.status == "ok", r
     res["_host_changed"] = tree_digest(str(base)) != before
     return res
