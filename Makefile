@@ -47,7 +47,7 @@ $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 
-.PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
@@ -122,7 +122,13 @@ warm-check: build
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check lint
+check-tiers: build unit integration integration-user warm-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint
+
+# The README's first command on a fresh Debian 12 (a throwaway debootstrapped
+# root with only build-essential and git, /tmp on a tmpfs), then a subset of
+# the tests there, with /tmp on the tmpfs and on disk (tools/fresh-check.sh).
+fresh-check:
+	sh tools/fresh-check.sh
 
 # Layer ablation and mutation matrix (docs/ablation.md) from a test-hooks build.
 ablation:

@@ -10,10 +10,11 @@
 set -eu
 # To compile and link build/sandcell and build/sandcell-warm.
 BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 python3-dev"
-# The demo's libraries and the test tiers' tools (ASan, fuzzing, lint, bench,
-# the unprivileged-user run).
+# The demo's libraries, the test tiers' tools (ASan, fuzzing, lint, bench,
+# the unprivileged-user run) and the throwaway root of tools/fresh-check.sh.
 MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-numpy python3-pandas
-python3-matplotlib bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps"
+python3-matplotlib bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps
+debootstrap"
 case "${1:-all}" in
 build) PKGS=$BUILD_PKGS ;;
 all) PKGS="$BUILD_PKGS $MORE_PKGS" ;;
@@ -21,6 +22,7 @@ all) PKGS="$BUILD_PKGS $MORE_PKGS" ;;
 esac
 # One dpkg-query for all of them: this runs on every `make`.  A package
 # dpkg has never heard of prints nothing and so counts as missing.
+# shellcheck disable=SC2086 # lists of package names
 installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PKGS 2>/dev/null |
 	awk '$2 == "installed" { printf "%s ", $1 }') "
 missing=""

@@ -1,0 +1,126 @@
+#!/bin/sh
+# Runs inside the throwaway Debian 12 root of tools/fresh-check.sh, as root,
+# with a clean clone of the tree in /root/sandcell and /tmp on a tmpfs.
+# Every step must pass the first time: nothing is retried.  A failed step
+# that later ones do not depend on is reported and the rest still run;
+# the exit status is 1 if any failed.
+set -eu
+SRC=/root/sandcell
+failed=
+say() { echo "fresh-check: $*"; }
+die() { echo "fresh-check: FAILED: $*" >&2; exit 1; }
+fail() { echo "fresh-check: FAILED: $*" >&2; failed="$failed
+  $*"; }
+now() { date +%s; }
+# The tail of a failed step's log, its compiler errors first.
+show() {
+	grep -m 5 -E 'fatal error|error:|\*\*\*' "$1" >&2 || true
+	echo "---- last lines of $1:" >&2
+	tail -n 25 "$1" >&2
+}
+
+# ---- the state this must start from ----------------------------------------
+[ "$(stat -f -c %T /tmp)" = tmpfs ] || die "/tmp is not a tmpfs"
+[ "$(stat -f -c %T /var/tmp)" != tmpfs ] || die "/var/tmp is a tmpfs, the on-disk case would not be tested"
+for p in python3 python3-dev libjansson-dev libseccomp-dev; do
+	if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ]; then
+		die "$p is already installed: not a fresh machine"
+	fi
+done
+say "fresh root: $(dpkg-query -W -f='.\n' | wc -l) packages, no python3, /tmp on a tmpfs"
+
+# ---- plain make, unprivileged: a clear message, no compiler ---------------------
+t=$(now)
+user_tree=/var/tmp/sandcell-as-nobody
+git -c advice.detachedHead=false clone -q "$SRC" "$user_tree"
+chown -R nobody:nogroup "$user_tree"
+rc=0
+(cd "$user_tree" && setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/nonexistent make) \
+	>/root/make-as-nobody.log 2>&1 || rc=$?
+if [ "$rc" -eq 0 ]; then
+	fail "make as nobody without the packages succeeded"
+elif grep -qE 'error:|\.h: No such file' /root/make-as-nobody.log || [ -e "$user_tree/build" ]; then
+	show /root/make-as-nobody.log
+	fail "make as nobody started compiling without the packages"
+elif ! grep -q "sandcell: missing Debian packages:.* python3-dev" /root/make-as-nobody.log; then
+	show /root/make-as-nobody.log
+	fail "make as nobody did not name the missing packages"
+else
+	say "make as nobody: stops before compiling and names the packages ($(($(now) - t)) s)"
+fi
+rm -rf "$user_tree"
+
+# ---- the README's first command ---------------------------------------------
+cd "$SRC"
+# A run's report says ok with every layer held, and the demo's CSV and PNG
+# were collected.
+check_demo() { # REPORT OUTPUT-DIR
+	/usr/bin/python3 - "$1" "$2" <<'EOF'
+import glob, json, sys
+report = json.load(open(sys.argv[1]))
+files = glob.glob(sys.argv[2] + "/**", recursive=True)
+csv = [f for f in files if f.endswith(".csv")]
+png = [f for f in files if f.endswith(".png")]
+iso = report.get("isolation") or {}
+if report.get("status") != "ok" or iso.get("mode") != "full" or iso.get("not_held") or not csv or not png:
+    sys.exit("status %r, isolation %r, files %r" % (report.get("status"), iso, files))
+for f in png:
+    if open(f, "rb").read(8) != b"\x89PNG\r\n\x1a\n":
+        sys.exit("%s is not a PNG" % f)
+EOF
+}
+t=$(now)
+say "make demo (installs the packages, builds, runs the demo)"
+make demo >/root/make-demo.log 2>&1 || { show /root/make-demo.log; die "make demo"; }
+check_demo build/demo-report.json build/demo-output || { show /root/make-demo.log; die "make demo's results"; }
+say "make demo: ok, status ok, full isolation, CSV and PNG collected ($(($(now) - t)) s)"
+
+# ---- the same analysis through the warm server (build/sandcell-warm embeds
+# the python3-dev that was missing at the start) ------------------------------
+t=$(now)
+wdir=$(mktemp -d /tmp/sandcell-fresh-warm.XXXXXX)
+build/sandcell serve --socket "$wdir/sock" >"$wdir/server.log" 2>&1 &
+srv=$!
+i=0
+until [ -S "$wdir/sock" ] && build/sandcell run --server "$wdir/sock" -c pass </dev/null >/dev/null 2>&1; do
+	if ! kill -0 "$srv" 2>/dev/null || [ $i -ge 600 ]; then
+		cat "$wdir/server.log" >&2
+		die "the warm server did not come up"
+	fi
+	sleep 0.1
+	i=$((i + 1))
+done
+rc=0
+build/sandcell run --server "$wdir/sock" --input sales=examples/data/sales.csv --value top=3 \
+	--output "$wdir/out" --report "$wdir/report.json" --wall-time 60 --memory 1G \
+	examples/analyze.py >"$wdir/run.log" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ] || ! check_demo "$wdir/report.json" "$wdir/out"; then
+	tail -n 20 "$wdir/run.log" "$wdir/server.log" >&2
+	fail "the demo's analysis through the warm server (exit status $rc)"
+else
+	say "warm server: the demo's analysis ok, full isolation ($(($(now) - t)) s)"
+fi
+kill -TERM "$srv"
+wait "$srv" || true
+rm -rf "$wdir"
+
+# ---- a subset of the tests, pytest's directories on the tmpfs /tmp ----------------
+export SANDCELL_BIN="$SRC/build/sandcell"
+PYTEST="/usr/bin/python3 -m pytest -q -p no:cacheprovider"
+SUBSET="tests/integration/test_selftest.py tests/attack/test_proc_leaks.py tests/attack/test_filesystem.py"
+t=$(now)
+say "tests with /tmp on a tmpfs: $SUBSET"
+# shellcheck disable=SC2086
+$PYTEST $SUBSET || fail "tests with /tmp on a tmpfs"
+say "tmpfs /tmp: $(($(now) - t)) s"
+
+# ---- the same on disk ----------------------------------------------------------
+t=$(now)
+mkdir -p /var/tmp/sandcell-fresh-tmp
+say "tests with TMPDIR and pytest's basetemp on disk (/var/tmp)"
+# shellcheck disable=SC2086
+TMPDIR=/var/tmp/sandcell-fresh-tmp $PYTEST --basetemp=/var/tmp/sandcell-fresh-tmp/pytest \
+	tests/attack/test_proc_leaks.py tests/attack/test_filesystem.py || fail "tests with TMPDIR on disk"
+rm -rf /var/tmp/sandcell-fresh-tmp
+say "on-disk /var/tmp: $(($(now) - t)) s"
+[ -z "$failed" ] || die "$failed"
