@@ -6,6 +6,9 @@
 # the exit status is 1 if any failed.
 set -eu
 SRC=/root/sandcell
+# On disk, bound from the host: tools/fresh-check.sh keeps them.
+LOGS=/var/tmp/fresh-check-logs
+mkdir -p "$LOGS"
 failed=
 say() { echo "fresh-check: $*"; }
 die() { echo "fresh-check: FAILED: $*" >&2; exit 1; }
@@ -36,14 +39,14 @@ git -c advice.detachedHead=false clone -q "$SRC" "$user_tree"
 chown -R nobody:nogroup "$user_tree"
 rc=0
 (cd "$user_tree" && setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/nonexistent make) \
-	>/root/make-as-nobody.log 2>&1 || rc=$?
+	>"$LOGS"/make-as-nobody.log 2>&1 || rc=$?
 if [ "$rc" -eq 0 ]; then
 	fail "make as nobody without the packages succeeded"
-elif grep -qE 'error:|\.h: No such file' /root/make-as-nobody.log || [ -e "$user_tree/build" ]; then
-	show /root/make-as-nobody.log
+elif grep -qE 'error:|\.h: No such file' "$LOGS"/make-as-nobody.log || [ -e "$user_tree/build" ]; then
+	show "$LOGS"/make-as-nobody.log
 	fail "make as nobody started compiling without the packages"
-elif ! grep -q "sandcell: missing Debian packages:.* python3-dev" /root/make-as-nobody.log; then
-	show /root/make-as-nobody.log
+elif ! grep -q "sandcell: missing Debian packages:.* python3-dev" "$LOGS"/make-as-nobody.log; then
+	show "$LOGS"/make-as-nobody.log
 	fail "make as nobody did not name the missing packages"
 else
 	say "make as nobody: stops before compiling and names the packages ($(($(now) - t)) s)"
@@ -71,8 +74,8 @@ EOF
 }
 t=$(now)
 say "make demo (installs the packages, builds, runs the demo)"
-make demo >/root/make-demo.log 2>&1 || { show /root/make-demo.log; die "make demo"; }
-check_demo build/demo-report.json build/demo-output || { show /root/make-demo.log; die "make demo's results"; }
+make demo >"$LOGS"/make-demo.log 2>&1 || { show "$LOGS"/make-demo.log; die "make demo"; }
+check_demo build/demo-report.json build/demo-output || { show "$LOGS"/make-demo.log; die "make demo's results"; }
 say "make demo: ok, status ok, full isolation, CSV and PNG collected ($(($(now) - t)) s)"
 
 # ---- the same analysis through the warm server (build/sandcell-warm embeds
@@ -123,4 +126,6 @@ TMPDIR=/var/tmp/sandcell-fresh-tmp $PYTEST --basetemp=/var/tmp/sandcell-fresh-tm
 	tests/attack/test_proc_leaks.py tests/attack/test_filesystem.py || fail "tests with TMPDIR on disk"
 rm -rf /var/tmp/sandcell-fresh-tmp
 say "on-disk /var/tmp: $(($(now) - t)) s"
+# The packages this run did not use leave the download cache.
+apt-get autoclean -q >"$LOGS/autoclean.log" 2>&1 || fail "apt-get autoclean"
 [ -z "$failed" ] || die "$failed"

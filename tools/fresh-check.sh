@@ -9,29 +9,32 @@
 #      so what is not committed is not there either;
 #   3. entered as root in a mount namespace of its own (pivot_root, not
 #      chroot: a chrooted process cannot create user namespaces) with /proc,
-#      /sys (cgroup hierarchies included) and /dev from the host and /tmp on
-#      a tmpfs;
+#      /sys (cgroup hierarchies included), /dev and /run/sandcell from the
+#      host, /tmp, /dev/shm and /run on tmpfs, /var/tmp a directory on disk
+#      (the root itself is unpacked on a tmpfs, see below);
 #   4. there, tools/fresh-check-inside.sh: `make` as an unprivileged user
 #      must stop with the list of missing packages, `make demo` as root must
-#      install them, build and run the demo in one go, then a subset of the
-#      tests runs with pytest's directories on the tmpfs /tmp and on disk.
+#      install them, build and run the demo in one go (full isolation), the
+#      warm server built there must run the same analysis, then a subset of
+#      the tests runs with pytest's directories on the tmpfs /tmp and on disk;
+#   5. nothing started in the root may still run afterwards.
 #
 # Environment:
 #   SANDCELL_FRESH_CACHE   cache directory (default /var/cache/sandcell-fresh):
 #                          base-<key>.tar, the root as debootstrap left it,
 #                          rebuilt after SANDCELL_FRESH_MAX_AGE days (7) or
 #                          when the key (suite, architecture, packages,
-#                          mirror) changes; debs/, the packages the last run
-#                          downloaded (apt checks them against the fresh
-#                          index; only the download is saved, never the
-#                          installation).
-#   SANDCELL_FRESH_WORK    where the root is unpacked (default /var/tmp; on
-#                          disk, not a tmpfs: the on-disk case is tested there)
+#                          mirror) changes; debs/, the root's apt archive
+#                          directory (apt takes a package from it only if it
+#                          matches the fresh index, and autoclean drops the
+#                          superseded ones: downloads are reused, never an
+#                          installation); logs/, the last run's step logs.
+#   SANDCELL_FRESH_WORK    where the root's /var/tmp lives (default /var/tmp;
+#                          must be on disk: the on-disk case is tested there)
 #   SANDCELL_FRESH_REV     commit to clone (default HEAD), e.g. main to see
 #                          the tier fail on an older Makefile
 #   SANDCELL_FRESH_MIRROR  Debian mirror (default: the one this host's apt
 #                          has for bookworm)
-#   SANDCELL_FRESH_KEEP=1  keep the unpacked root (path printed at the end)
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${SANDCELL_FRESH_CACHE:-/var/cache/sandcell-fresh}
@@ -46,13 +49,6 @@ LIMIT=${SANDCELL_FRESH_TIMEOUT:-1800}
 say() { echo "fresh-check: $*"; }
 die() { echo "fresh-check: $*" >&2; exit 1; }
 now() { date +%s; }
-# Hard links where the cache and the root share a filesystem, copies elsewhere.
-link_debs() {
-	for f in "$1"/*.deb; do
-		[ -e "$f" ] || continue
-		ln -f "$f" "$2/" 2>/dev/null || cp "$f" "$2/"
-	done
-}
 t0=$(now)
 
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, namespaces, pivot_root)"
@@ -75,6 +71,9 @@ if ! flock -n 9; then
 fi
 
 # ---- 1. the base root, cached -----------------------------------------------
+# Trees are built and unpacked on tmpfs, inside a mount namespace that takes
+# them along when it ends: deleting a 2 GB root on a disk mounted with
+# discard took over two minutes here.
 key=$(printf '%s\n' "v1" "$SUITE" "$arch" minbase "$INCLUDE" "$mirror" | sha256sum | cut -c1-16)
 base=$CACHE/base-$key.tar
 if [ -s "$base" ] && [ -z "$(find "$base" -mtime "+$MAX_AGE")" ]; then
@@ -82,29 +81,31 @@ if [ -s "$base" ] && [ -z "$(find "$base" -mtime "+$MAX_AGE")" ]; then
 else
 	say "debootstrap $SUITE ($arch, minbase + $INCLUDE) from $mirror"
 	tb=$(now)
-	build=$CACHE/base.build
-	rm -rf --one-file-system "$build"
-	if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$build" "$mirror" \
-		>"$CACHE/debootstrap.log" 2>&1; then
+	mkdir -p "$CACHE/base.build"
+	# shellcheck disable=SC2016 # the inner shell expands them
+	if ! unshare --mount --propagation private /bin/sh -eu -c '
+		b=$1 base=$2
+		mount -t tmpfs -o mode=755 tmpfs "$b"
+		debootstrap --variant=minbase --include="$3" "$4" "$b" "$5"
+		# As the installer leaves a machine: no downloaded packages lying
+		# around (the runs keep theirs in debs/).
+		rm -f "$b"/var/cache/apt/archives/*.deb
+		tar -C "$b" --numeric-owner -cf "$base.tmp" .
+		mv "$base.tmp" "$base"
+		' sh "$CACHE/base.build" "$base" "$INCLUDE" "$SUITE" "$mirror" >"$CACHE/debootstrap.log" 2>&1 9>&-; then
 		tail -n 30 "$CACHE/debootstrap.log" >&2
+		rm -f "$base.tmp"
 		die "debootstrap failed (log: $CACHE/debootstrap.log)"
 	fi
-	# A machine as the installer leaves it: no downloaded packages lying
-	# around (the run's own downloads are cached in debs/).
-	rm -f "$build"/var/cache/apt/archives/*.deb
-	tar -C "$build" --numeric-owner -cf "$base.tmp" .
-	mv "$base.tmp" "$base"
-	rm -rf --one-file-system "$build"
+	rmdir "$CACHE/base.build"
 	find "$CACHE" -maxdepth 1 -name 'base-*.tar' ! -name "base-$key.tar" -delete
 	say "base root built in $(($(now) - tb)) s, cached as $base"
 fi
 
-# ---- 2. unpack, clone -----------------------------------------------------------
+# ---- 2.-4. unpack, clone, enter, run ---------------------------------------------
 avail=$(df -Pk "$WORKBASE" | awk 'NR == 2 { print $4 }')
-[ "$avail" -gt 4000000 ] || die "less than 4 GB free in $WORKBASE"
+[ "$avail" -gt 1000000 ] || die "less than 1 GB free in $WORKBASE"
 work=$(mktemp -d "$WORKBASE/sandcell-fresh.XXXXXX")
-root=$work/root
-keep=${SANDCELL_FRESH_KEEP:-0}
 cleanup() {
 	rc=$?
 	# The mounts live in the namespace that died with the run; if one
@@ -112,8 +113,6 @@ cleanup() {
 	# /sys or /proc: leave it.
 	if grep -qF " $work/" /proc/self/mountinfo; then
 		echo "fresh-check: mounts left below $work, not removing it" >&2
-	elif [ "$keep" = 1 ]; then
-		say "root kept in $root"
 	else
 		rm -rf --one-file-system "$work"
 	fi
@@ -121,45 +120,57 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-mkdir "$root"
-tar -C "$root" --numeric-owner -xf "$base"
-# apt takes a package it already has only if it matches the fresh index.
-link_debs "$CACHE/debs" "$root/var/cache/apt/archives"
-# A local clone copies the whole object store, so $sha is there even on
-# no branch; only committed files are.
-git clone -q --no-hardlinks --no-checkout "$REPO" "$root/root/sandcell"
-git -C "$root/root/sandcell" -c advice.detachedHead=false checkout -q --detach "$sha"
-cp "$REPO/tools/fresh-check-inside.sh" "$root/fresh-check-inside.sh"
-cat /etc/resolv.conf >"$root/etc/resolv.conf"
-say "clone of $(git -C "$REPO" log -1 --format='%h %s' "$sha") in $root/root/sandcell"
-
-# ---- 3./4. enter it and run the README's first command --------------------------
+# The root's /var/tmp: a directory on disk, where the tests run again.
+mkdir -m 1777 "$work/root" "$work/var-tmp"
+# apt downloads into the cache and takes a package from it only if it
+# matches the fresh index; only the download is saved, never an installation.
+mkdir -p "$CACHE/debs/partial"
+rm -rf "$CACHE/logs"
+# What every sandcell on this kernel shares is shared with the host, or
+# runs here and on the host could collide: no pid namespace (the cgroup
+# hierarchies are the host's, and sandcell names a run's cgroup after its
+# supervisor's pid), and the host's /run/sandcell (the lock file through
+# which live runs claim distinct host uids, src/lib/userns.c).
+[ -d /run/sandcell ] || mkdir -m 0700 /run/sandcell
 ti=$(now)
 rc=0
-# No pid namespace: the cgroup hierarchies are the host's, and sandcell
-# names a run's cgroup after its supervisor's pid, which must mean the same
-# process here and on the host.
 # shellcheck disable=SC2016 # the inner shell expands them
 timeout -k 30 "$LIMIT" unshare --mount --propagation private \
 	/bin/sh -eu -c '
-	r=$1
-	readlink /proc/self/ns/mnt >"$2"
-	mount --bind "$r" "$r"
+	work=$1 base=$2 repo=$3 sha=$4 debs=$5
+	r=$work/root
+	readlink /proc/self/ns/mnt >"$work/mntns"
+	mount -t tmpfs -o mode=755 tmpfs "$r"
+	tar -C "$r" --numeric-owner -xf "$base"
+	# A local clone copies the whole object store, so $sha is there even
+	# on no branch; only committed files are.
+	git clone -q --no-hardlinks --no-checkout "$repo" "$r/root/sandcell"
+	git -C "$r/root/sandcell" -c advice.detachedHead=false checkout -q --detach "$sha"
+	echo "fresh-check: clone of $(git -C "$repo" log -1 --format="%h %s" "$sha")"
+	cp "$repo/tools/fresh-check-inside.sh" "$r/fresh-check-inside.sh"
+	cat /etc/resolv.conf >"$r/etc/resolv.conf"
+	# dpkg without an fsync per file, as in Debian container images: what
+	# gets installed is the same, and this root is thrown away anyway.
+	echo force-unsafe-io >"$r/etc/dpkg/dpkg.cfg.d/fresh-check-unsafe-io"
+	mount --bind "$work/var-tmp" "$r/var/tmp"
+	mount --bind "$debs" "$r/var/cache/apt/archives"
 	mount -t proc -o nosuid,nodev,noexec proc "$r/proc"
 	mount --rbind /sys "$r/sys"
 	mount --rbind /dev "$r/dev"
 	mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$r/dev/shm"
 	mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$r/tmp"
 	mount -t tmpfs -o nosuid,nodev,mode=755 tmpfs "$r/run"
+	mkdir -m 0700 "$r/run/sandcell"
+	mount --bind /run/sandcell "$r/run/sandcell"
 	cd "$r"
-	mkdir -p .old-root
+	mkdir .old-root
 	pivot_root . .old-root
 	exec /usr/sbin/chroot . /bin/sh -c "umount -l /.old-root && rmdir /.old-root && exec \"\$@\"" sh \
 		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
 		${http_proxy+http_proxy="$http_proxy"} ${https_proxy+https_proxy="$https_proxy"} \
 		${no_proxy+no_proxy="$no_proxy"} \
 		/bin/sh /fresh-check-inside.sh
-	' sh "$root" "$work/mntns" 9>&- || rc=$?
+	' sh "$work" "$base" "$REPO" "$sha" "$CACHE/debs" 9>&- || rc=$?
 say "in the root: $(($(now) - ti)) s, exit status $rc"
 [ "$rc" -eq 124 ] && echo "fresh-check: timed out after $LIMIT s" >&2
 
@@ -180,14 +191,7 @@ if [ -s "$work/mntns" ]; then
 		[ "$rc" -ne 0 ] || rc=1
 	fi
 fi
-
-# This run's downloads for the next one; after a passing run, only them.
-link_debs "$root/var/cache/apt/archives" "$CACHE/debs"
-if [ "$rc" -eq 0 ]; then
-	for f in "$CACHE"/debs/*.deb; do
-		[ -e "$root/var/cache/apt/archives/${f##*/}" ] || rm -f "$f"
-	done
-fi
-say "total $(($(now) - t0)) s"
+[ -d "$work/var-tmp/fresh-check-logs" ] && cp -r "$work/var-tmp/fresh-check-logs" "$CACHE/logs"
+say "total $(($(now) - t0)) s (logs of the steps in the root: $CACHE/logs)"
 [ "$rc" -eq 0 ] || die "FAILED: the README's first command on a fresh Debian $SUITE (see above)"
 say "passed: make demo and the subset on a fresh Debian $SUITE (/tmp on tmpfs and on disk)"
