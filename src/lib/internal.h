@@ -309,7 +309,9 @@ char *sc_request_build(const struct sandcell_config *cfg);
 int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct sandcell_error *err);
 void sc_request_free(struct sc_request *q);
 int sc_frame_send(int fd, const char *buf, size_t len, const int *fds, size_t n_fds);
-/* *n_fds: in, how many fds to accept; out, how many arrived. */
+/* *n_fds: in, how many fds to accept; out, how many arrived with the
+ * header's bytes (0 on failure: the reader closes them).  More than asked
+ * for refuses the frame. */
 int sc_frame_recv(int fd, char **out, size_t *len, size_t max, int *fds, size_t *n_fds,
 		  int timeout_ms, struct sandcell_error *err);
 
