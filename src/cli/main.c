@@ -37,6 +37,9 @@ static const char usage_text[] =
 	"  --values FILE.json     a JSON object of values\n"
 	"  --output DIR           copy files written under /output to DIR\n"
 	"  --report FILE          write the JSON report to FILE ('-' = stdout)\n"
+	"  --quiet                no status or reduced-mode lines of our own on\n"
+	"                         stderr once the code may have run: stderr is\n"
+	"                         the code's alone (the report says the rest)\n"
 	"Limits (sizes take K/M/G, times take fractions):\n"
 	"  --wall-time SEC (30)   --cpu-time SEC (30)   --memory SIZE (1G)\n"
 	"  --pids N (128)         --disk SIZE (512M)    --files N (256)\n"
@@ -51,6 +54,14 @@ static const char usage_text[] =
 	"\n"
 	"Exit status: the code's own, or 128+signal; 121 disk, 122 memory,\n"
 	"123 cpu-time, 124 timeout, 125 usage error, 126 sandbox error.\n";
+
+/* --quiet: once the code may have run, stderr carries the code's bytes
+ * only, so a program reading it (the Python client) never has to tell our
+ * lines from the code's.  Everything those lines say is in the report.
+ * Messages printed when nothing ran (usage errors, an unreachable server)
+ * and a report that could not be written are still printed: there is no
+ * code output to confuse them with, and no report to say it instead. */
+static bool quiet;
 
 static __attribute__((noreturn, format(printf, 1, 2))) void die_usage(const char *fmt, ...)
 {
@@ -130,7 +141,7 @@ static void split_eq(const char *opt, const char *arg, char **name, const char *
 enum {
 	OPT_INPUT = 256, OPT_STDIN, OPT_VALUE, OPT_VALUES, OPT_OUTPUT, OPT_REPORT, OPT_WALL,
 	OPT_CPU, OPT_MEMORY, OPT_PIDS, OPT_DISK, OPT_FILES, OPT_STDOUT_LIMIT, OPT_RESULT_LIMIT,
-	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED, OPT_SERVER,
+	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED, OPT_SERVER, OPT_QUIET,
 };
 
 static const struct option long_opts[] = {
@@ -154,6 +165,7 @@ static const struct option long_opts[] = {
 	{ "cgroup-parent", required_argument, NULL, OPT_CGROUP },
 	{ "allow-reduced", no_argument, NULL, OPT_REDUCED },
 	{ "server", required_argument, NULL, OPT_SERVER },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -242,7 +254,7 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 			free(out_dir);
 			return SANDCELL_EXIT_USAGE;
 		}
-		if (strcmp(json_string_value(json_object_get(iso, "mode")) ?: "", "reduced") == 0) {
+		if (!quiet && strcmp(json_string_value(json_object_get(iso, "mode")) ?: "", "reduced") == 0) {
 			size_t k;
 			json_t *nh = json_object_get(iso, "not_held");
 			fputs("sandcell: warning: ran in REDUCED mode (--allow-reduced); "
@@ -250,7 +262,7 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 			for (k = 0; k < json_array_size(nh); k++)
 				fprintf(stderr, "sandcell:   - %s\n", json_string_value(json_array_get(nh, k)));
 		}
-		if (strcmp(status, "ok") && strcmp(status, "exited") && strcmp(status, "signaled"))
+		if (!quiet && strcmp(status, "ok") && strcmp(status, "exited") && strcmp(status, "signaled"))
 			fprintf(stderr, "sandcell: %s%s%s\n", status, reason && *reason ? ": " : "",
 				reason ? reason : "");
 		json_decref(j);
@@ -335,6 +347,7 @@ static int cmd_run(int argc, char **argv)
 		case OPT_CGROUP: cfg.cgroup_parent = optarg; break;
 		case OPT_REDUCED: cfg.flags |= SANDCELL_ALLOW_REDUCED; break;
 		case OPT_SERVER: server = optarg; break;
+		case OPT_QUIET: quiet = true; break;
 		case ':': die_usage("option '%s' needs an argument", argv[optind - 1]);
 		default: die_usage("unknown option '%s'", argv[optind - 1]);
 		}
@@ -370,7 +383,7 @@ static int cmd_run(int argc, char **argv)
 	if (sandcell_run(&cfg, &res, &e) < 0)
 		die_usage("%s", e.msg);
 	rc = sandcell_result_exit_code(res);
-	if (strcmp(sandcell_result_mode(res), "reduced") == 0) {
+	if (!quiet && strcmp(sandcell_result_mode(res), "reduced") == 0) {
 		const char *const *nh = sandcell_result_not_held(res);
 		fputs("sandcell: warning: ran in REDUCED mode (--allow-reduced); "
 		      "these guarantees do not hold:\n", stderr);
@@ -386,7 +399,7 @@ static int cmd_run(int argc, char **argv)
 		}
 		free(json);
 	}
-	switch (sandcell_result_status(res)) {
+	switch (quiet ? SANDCELL_OK : sandcell_result_status(res)) {
 	case SANDCELL_OK:
 	case SANDCELL_EXITED:
 	case SANDCELL_SIGNALED:
