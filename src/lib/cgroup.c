@@ -16,6 +16,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,38 @@
 #include <unistd.h>
 
 #define CG_ROOT "/sys/fs/cgroup"
+
+/* What an unprivileged caller has to set up, said in every message about
+ * a cgroup it lacks, so it can act without reading the source.  v2 forbids
+ * processes in a cgroup that hands controllers down, hence the leaf.
+ * docs/client.md shows both set-ups; the Python client makes the systemd
+ * one itself. */
+#define V2_DELEGATE                                                                      \
+	"an unprivileged caller needs a cgroup v2 directory it owns, with memory and pids " \
+	"in its cgroup.subtree_control and the caller in a leaf below it, named by "      \
+	"--cgroup-parent (systemd-run --user --scope -p Delegate=yes gives one)"
+#define V1_DELEGATE                                                                     \
+	"an unprivileged caller needs a directory it owns at the same path in the memory, " \
+	"pids and cpuacct hierarchies, named by --cgroup-parent"
+
+/* sc_err with the errno text before the hint, which unprivileged callers
+ * get (root creates its own /sandcell and needs none). */
+static int __attribute__((format(printf, 4, 5)))
+cg_err(struct sandcell_error *err, int e, const char *hint, const char *fmt, ...)
+{
+	char what[300];
+	va_list ap;
+	bool show = hint != NULL && geteuid() != 0;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	sc_err(err, 0, "%s%s%s%s%s", what, e ? ": " : "", e ? strerror(e) : "", show ? "; " : "",
+	       show ? hint : "");
+	if (err != NULL)
+		err->code = e;
+	return -1;
+}
 
 static int write_str(const char *dir, const char *file, const char *val)
 {
@@ -275,8 +309,8 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		if (parent_dir(v2mnt, "", parent, pdir, sizeof(pdir)) < 0 ||
 		    make_run_dir(pdir, cg->v2, sizeof(cg->v2)) < 0) {
 			if (pure_v2)
-				return sc_err(err, errno, "cgroup v2: cannot create a run cgroup under %s "
-					      "(delegate one with --cgroup-parent)", pdir);
+				return cg_err(err, errno, V2_DELEGATE,
+					      "cgroup v2: cannot create a run cgroup under %.150s", pdir);
 			cg->v2[0] = '\0';
 		} else {
 			/* Enable what the parent can hand down; a controller
@@ -310,8 +344,8 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 	} else if (!pure_v2) {
 		if (parent_dir(CG_ROOT "/memory", "memory", parent, pdir, sizeof(pdir)) < 0 ||
 		    make_run_dir(pdir, cg->v1_mem, sizeof(cg->v1_mem)) < 0) {
-			sc_err(err, errno, "cgroup v1: cannot create a memory cgroup under %s "
-			       "(delegate one with --cgroup-parent)", pdir);
+			cg_err(err, errno, V1_DELEGATE, "cgroup v1: cannot create a memory cgroup under %.150s",
+			       pdir);
 			goto fail;
 		}
 		if (write_u64(cg->v1_mem, "memory.limit_in_bytes", lim->memory) < 0) {
@@ -340,7 +374,8 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 	} else if (!pure_v2) {
 		if (parent_dir(CG_ROOT "/pids", "pids", parent, pdir, sizeof(pdir)) < 0 ||
 		    make_run_dir(pdir, cg->v1_pids, sizeof(cg->v1_pids)) < 0) {
-			sc_err(err, errno, "cgroup v1: cannot create a pids cgroup under %s", pdir);
+			cg_err(err, errno, V1_DELEGATE, "cgroup v1: cannot create a pids cgroup under %.150s",
+			       pdir);
 			goto fail;
 		}
 		if (write_u64(cg->v1_pids, "pids.max", lim->pids) < 0) {
@@ -351,13 +386,17 @@ int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 	if (!cg->cpu_v2 && !pure_v2) {
 		if (parent_dir(CG_ROOT "/cpuacct", "cpuacct", parent, pdir, sizeof(pdir)) < 0 ||
 		    make_run_dir(pdir, cg->v1_cpu, sizeof(cg->v1_cpu)) < 0) {
-			sc_err(err, errno, "cgroup v1: cannot create a cpuacct cgroup under %s", pdir);
+			cg_err(err, errno, V1_DELEGATE, "cgroup v1: cannot create a cpuacct cgroup under %.150s",
+			       pdir);
 			goto fail;
 		}
 	}
 	if (!(cg->mem_v2 || cg->v1_mem[0]) || !(cg->pids_v2 || cg->v1_pids[0])) {
-		sc_err(err, ENOTSUP, "cgroup: no memory or pids controller available "
+		cg_err(err, 0, pure_v2 ? V2_DELEGATE : V1_DELEGATE,
+		       "cgroup: no memory or pids controller available "
 		       "(v2 controllers not delegated, no v1 fallback)");
+		if (err != NULL)
+			err->code = ENOTSUP;
 		goto fail;
 	}
 	if (cg->mem_v2 && cg->pids_v2)

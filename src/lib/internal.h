@@ -282,7 +282,7 @@ struct sandcell_result {
 	bool code_started;
 	int setup_errno;	/* errno of a failed setup step, 0 if none */
 	char error[512];	/* sandbox-error message */
-	char stop_reason[256];	/* one-sentence cause of the status */
+	char stop_reason[512];	/* cause of the status (a sandbox error whole) */
 	uint64_t stdout_bytes, stderr_bytes;
 	bool stdout_truncated, stderr_truncated;
 	bool result_truncated;

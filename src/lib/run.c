@@ -1226,7 +1226,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	} else if (sc_cgroup_create(&rn.cg, cfg->cgroup_parent, &cfg->limits, &e) < 0) {
 		if (!(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
 			char msg[600];
-			snprintf(msg, sizeof(msg), "%.400s; pass --allow-reduced to run without cgroup limits",
+			snprintf(msg, sizeof(msg), "%.440s; pass --allow-reduced to run without cgroup limits",
 				 e.msg);
 			set_error(r, msg);
 			goto finish;
