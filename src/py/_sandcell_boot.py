@@ -10,7 +10,10 @@ def _sandcell_run():
     import sys
     boot = __file__
     mode, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    sys.path.append(os.path.dirname(os.path.abspath(boot)))
+    # Ahead of the site directories: the host package of the same name
+    # (python/sandcell, `make install`) lives in one of them, and /usr is
+    # visible in here, so `import sandcell` must find this one first.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(boot)))
     with open(path, "rb") as f:
         source = f.read()
     if mode == "file":
