@@ -47,7 +47,19 @@ $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 
-.PHONY: warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fuzz fuzz-replay lint clean syscalls-doc
+# Installation (make install; PREFIX=/usr/local, DESTDIR honoured).  The
+# Python package goes where Debian's /usr/bin/python3 imports packages
+# from for PREFIX (tools/pydir.py computes it).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PYTHONDIR  ?= $(shell /usr/bin/python3 -I tools/pydir.py $(abspath $(PREFIX)))
+INSTALL    ?= install
+CLIENT_PY  := $(sort $(wildcard python/sandcell/*.py)) python/sandcell/py.typed
+
+.PHONY: install uninstall client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
@@ -118,11 +130,34 @@ warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) PYTEST="$(PYTEST)" sh tests/warm/run-warm.sh
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
 
+# The host Python package (python/sandcell) against this build, cold and warm.
+client-check: build
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/client
+
+install: build
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(PYTHONDIR)/sandcell
+	$(INSTALL) -m 755 $(BUILD)/sandcell $(BUILD)/sandcell-warm $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(BUILD)/libsandcell.a $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 include/sandcell.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 644 man/sandcell.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 $(CLIENT_PY) $(DESTDIR)$(PYTHONDIR)/sandcell/
+	/usr/bin/python3 -I tools/install-paths.py $(BINDIR) > $(DESTDIR)$(PYTHONDIR)/sandcell/_install.py
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		tools/sandcell.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sandcell.pc
+	/usr/bin/python3 -I -m compileall -q -d $(PYTHONDIR)/sandcell $(DESTDIR)$(PYTHONDIR)/sandcell
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sandcell $(DESTDIR)$(BINDIR)/sandcell-warm \
+		$(DESTDIR)$(LIBDIR)/libsandcell.a $(DESTDIR)$(LIBDIR)/pkgconfig/sandcell.pc \
+		$(DESTDIR)$(INCLUDEDIR)/sandcell.h $(DESTDIR)$(MANDIR)/man1/sandcell.1
+	rm -rf $(DESTDIR)$(PYTHONDIR)/sandcell
+
 # Cold (sandcell vs python3 vs bwrap) and warm latency/throughput/memory -> bench/results.md
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint
+check-tiers: build unit integration integration-user warm-check client-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint
 
 # The README's first command on a fresh Debian 12 (a throwaway debootstrapped
 # root with only build-essential and git, /tmp on a tmpfs), then a subset of

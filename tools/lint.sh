@@ -9,7 +9,8 @@
 #   cppcheck: all of that C, plain and with SANDCELL_TEST_HOOKS;
 #   shell scripts: shellcheck on every one;
 #   pyflakes: all Python;
-#   mypy: mypy --strict on the in-sandbox module (src/py).
+#   mypy: mypy --strict on the in-sandbox module (src/py) and the host
+#     package (python/sandcell).
 # Builds are incremental: a second run only redoes what changed.
 # LINT_JOBS sets the parallelism (default 2).
 set -u
@@ -69,8 +70,9 @@ step clang build_with build/clang clang
 step cppcheck cppcheck_all
 # shellcheck disable=SC2046 # the paths have no spaces
 step shellcheck shellcheck $(shell_scripts | sort)
-step pyflakes pyflakes3 src/py tools bench tests examples
+step pyflakes pyflakes3 src/py python tools bench tests examples
 step mypy mypy --strict --cache-dir build/mypy-cache src/py
+step mypy-client mypy --strict --cache-dir build/mypy-cache python/sandcell
 
 if [ -n "$failed" ]; then
 	echo "lint: FAILED:$failed ($(($(date +%s) - start)) s)" >&2

@@ -1,0 +1,28 @@
+"""sandcell for the host: run untrusted Python sandboxed, from Python.
+
+    import sandcell
+    res = sandcell.run("print(1 + 1)", limits={"memory": "512M", "wall_time": 10})
+    res.status      # "ok", "exited", "timeout", "memory", ... (the report's status)
+    res.outputs     # nbformat v4 outputs, in order
+    res.files       # collected /output files (path, size, sha256, read_bytes())
+    res.report      # the whole report, typed; res.usage: time, memory, bytes
+
+    with sandcell.Server() as srv:          # a warm server for the block
+        srv.run("import pandas as pd; print(pd.__version__)")
+
+Standard library only (numpy and pandas once datasets are in).  Nothing
+that comes back from a sandbox is unpickled or evaluated: reports are JSON,
+parsed strictly.  docs/client.md is the reference.
+"""
+from ._api import run
+from ._errors import BadRequest, Busy, Cancelled, Error, ProtocolError, SandboxError, Unreachable
+from ._report import Report
+from ._request import LIMIT_KEYS
+from ._result import OutputFile, Result, Usage
+from ._server import Server
+
+__version__ = "0.1.0"
+
+__all__ = ["run", "Server", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",
+           "Error", "Busy", "BadRequest", "SandboxError", "Unreachable", "Cancelled",
+           "ProtocolError", "__version__"]

@@ -1,0 +1,158 @@
+"""Warm runs: the server's protocol spoken directly (docs/warm.md).
+
+One connection per run: a frame (4-byte little-endian length, then the
+JSON request) with the run's stdin, stdout and stderr as SCM_RIGHTS on the
+header, then one frame back holding the report.  stdout and stderr are two
+files in the run's private directory; the server's supervisor writes the
+code's (capped) streams into them and they are read once the answer is in.
+Closing the connection early cancels the run on the server's side, which
+is what an interruption of ours (Ctrl-C) does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from typing import Dict, Optional
+
+from ._common import complete, new_workdir, read_answer, read_capped
+from ._datasets import datasets_in
+from ._errors import BadRequest, SandboxError
+from ._refusals import connect_error
+from ._report import REPORT_MAX
+from ._request import DEFAULT_PYTHON, RunSpec
+from ._result import Result
+
+# The supervisor caps each stream (stdout_limit); this only bounds a
+# stream file that is not what the supervisor wrote.
+_STREAM_MAX = 1 << 36
+
+__all__ = ["run_warm", "build_request", "REQUEST_MAX"]
+
+#: The server's cap on a request (SC_REQUEST_MAX).
+REQUEST_MAX = 80 << 20
+_HDR = struct.Struct("<I")
+
+
+def build_request(spec: RunSpec, output_dir: str, extra_inputs: "list[tuple[str, str]]",
+                  cgroup_parent: Optional[str]) -> Dict[str, object]:
+    req: Dict[str, object] = {
+        "v": 1,
+        "code": spec.code,
+        # As a cold run of the file cell.py: the same tracebacks and argv.
+        "code_name": "cell.py",
+        "args": list(spec.args),
+        "inputs": [{"name": n, "path": p} for n, p in spec.inputs + extra_inputs],
+        "values": spec.values,
+        "output_dir": output_dir,
+        "python": spec.python or DEFAULT_PYTHON,
+        "cgroup_parent": spec.cgroup_parent or cgroup_parent,
+        "allow_reduced": spec.allow_reduced,
+        "limits": dict(spec.request_limits),
+    }
+    if spec.cell:
+        req["cell"] = True          # SEAM (cell mode): only when the server has it
+    return req
+
+
+def _recv_exact(s: socket.socket, n: int) -> Optional[bytes]:
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = s.recv(min(n - len(buf), 1 << 20))
+        except ConnectionResetError:
+            # A peer that closes with our request unread resets the
+            # connection: no answer, as an orderly close would be.
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _open_stdin(spec: RunSpec, work: str) -> int:
+    if spec.stdin is None:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    if isinstance(spec.stdin, bytes):
+        p = os.path.join(work, "stdin")
+        fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        _write_all(fd, spec.stdin)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+    return os.open(spec.stdin, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _exchange(sock_path: str, body: bytes, fds: "list[int]") -> Optional[bytes]:
+    """Sends the request, returns the answer's bytes (None: the server hung
+    up without one)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        try:
+            s.connect(sock_path)
+        except OSError as e:
+            raise connect_error(sock_path, e) from None
+        hdr = _HDR.pack(len(body))
+        try:
+            sent = socket.send_fds(s, [hdr], fds)
+            s.sendall(hdr[sent:] + body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server refused early (e.g. not our uid) and hung up: its
+            # answer, if any, is still readable.
+            pass
+        head = _recv_exact(s, _HDR.size)
+        if head is None:
+            return None
+        (size,) = _HDR.unpack(head)
+        if size > REPORT_MAX:
+            raise SandboxError("the server announced a %d-byte answer, over the limit" % size)
+        return _recv_exact(s, size)
+    finally:
+        # Closing early (an exception, Ctrl-C) is how a run is cancelled.
+        s.close()
+
+
+def run_warm(spec: RunSpec, sock_path: str, cgroup_parent: Optional[str] = None) -> Result:
+    """spec.cell is resolved by the caller against the server's features."""
+    tmp = new_workdir()
+    work = tmp.path
+    fds: "list[int]" = []
+    try:
+        extra = datasets_in(spec.datasets, work)
+        out_dir = spec.output_dir or os.path.join(work, "output")
+        req = build_request(spec, out_dir, extra, cgroup_parent)
+        try:
+            body = json.dumps(req, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as e:
+            raise BadRequest("the request cannot be encoded as JSON: %s" % e) from None
+        if len(body) > REQUEST_MAX:
+            raise BadRequest("the request is %d bytes, over the server's limit of %d"
+                             % (len(body), REQUEST_MAX))
+        fds.append(_open_stdin(spec, work))
+        for name in ("stdout", "stderr"):
+            fds.append(os.open(os.path.join(work, name),
+                               os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        data = _exchange(sock_path, body, fds)
+        for fd in fds:
+            os.close(fd)
+        fds = []
+        if data is None:
+            raise SandboxError("the server at %s closed the connection without an answer"
+                               % sock_path)
+        answer, report = read_answer(data, "server answer")
+        stdout = read_capped(os.path.join(work, "stdout"), _STREAM_MAX)
+        stderr = read_capped(os.path.join(work, "stderr"), _STREAM_MAX)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        tmp.remove()
+        raise
+    return complete(answer, report, tmp=tmp, stdout=stdout, stderr=stderr, output_dir=out_dir,
+                    caller_output_dir=spec.output_dir is not None)
