@@ -108,10 +108,13 @@ static int bad(struct sandcell_error *err, const char *what)
 }
 
 /* Names from the peer are escaped (no control bytes, valid UTF-8) and cut
- * on a character boundary before they enter a message. */
+ * on a character boundary before they enter a message: at most 64 bytes of
+ * the name, each at most 4 escaped bytes, so the message holds all of the
+ * escaped text (cutting it would split a UTF-8 sequence, and a refusal
+ * that is not valid UTF-8 cannot be sent as JSON). */
 static int bad_name(struct sandcell_error *err, const char *what, const char *name)
 {
-	char m[200], *esc = sc_escape_bytes(name, strnlen(name, 64), NULL);
+	char m[64 + 4 * 64 + 8], *esc = sc_escape_bytes(name, strnlen(name, 64), NULL);
 
 	snprintf(m, sizeof(m), "%s '%s'%s", what, esc ? esc : "?", strlen(name) > 64 ? "..." : "");
 	free(esc);
