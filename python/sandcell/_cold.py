@@ -24,12 +24,11 @@ from ._request import RunSpec
 from ._result import Result
 from ._systemd import decide, host_facts, scope_argv
 
+__all__ = ["run_cold", "cli_argv"]
+
 # The supervisor caps each stream (stdout_limit); this only bounds a
 # stream file that is not what the supervisor wrote.
 _STREAM_MAX = 1 << 36
-
-__all__ = ["run_cold", "cli_argv"]
-
 _MESSAGE_MAX = 64 << 10
 
 

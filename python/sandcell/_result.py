@@ -53,10 +53,12 @@ class Usage:
 
 def _safe_relpath(p: str) -> Tuple[str, ...]:
     """The report's relative path as components, refusing anything that
-    could leave the output directory.  The collector only copies names it
-    considers safe, so a refusal here means the report is not one."""
+    could leave the output directory.  Collected files are listed by their
+    exact names (only skipped entries are escaped for display), and the
+    collector copies no name it considers unsafe, so a refusal here means
+    the report is not one."""
     parts = tuple(p.split("/"))
-    if (not p or p.startswith("/") or "\0" in p or "\\" in p
+    if (not p or p.startswith("/") or "\0" in p
             or any(c in ("", ".", "..") for c in parts)):
         raise ProtocolError("report: output file path %r is not a safe relative path" % p[:200])
     return parts

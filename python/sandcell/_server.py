@@ -15,7 +15,7 @@ import weakref
 from typing import Any, List, Mapping, Optional, Sequence, Union
 
 from ._common import stop_process
-from ._errors import SandboxError
+from ._errors import BadRequest, SandboxError
 from ._locate import Features, features, find_cli
 from ._request import DEFAULT_PYTHON, PathLike, make_spec
 from ._result import Result
@@ -177,8 +177,11 @@ class Server:
                     return
                 if proc.poll() is not None:
                     self._read_available(err_fd)
-                    raise SandboxError("sandcell serve exited with status %s before it listened: %s"
-                                       % (proc.returncode, self.log.strip()[-2000:]))
+                    # 125 is the server's usage error: an option of ours.
+                    cls = BadRequest if proc.returncode == 125 else SandboxError
+                    raise cls("sandcell serve exited with status %s before it listened: %s"
+                              % (proc.returncode, self.log.strip()[-2000:]),
+                              exit_code=proc.returncode)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SandboxError("sandcell serve did not listen within %g s: %s"

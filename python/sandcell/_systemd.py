@@ -80,10 +80,10 @@ def decide(f: HostFacts) -> Plan:
     return Plan("none", why="no delegated cgroup and no systemd user manager")
 
 
-def _read(path: str) -> str:
+def _read(path: str, cap: int = 1 << 16) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read(65536)
+            return fh.read(cap)
     except OSError:
         return ""
 
@@ -120,7 +120,8 @@ def host_facts(cgroup_parent: Optional[str], env: Mapping[str, str]) -> HostFact
     for line in _read("/proc/self/cgroup").splitlines():
         if line.startswith("0::"):
             own = line[3:]
-    v2 = _cgroup2_only(_read("/proc/self/mountinfo"))
+    # A host with many mounts has a long mountinfo: read all of it.
+    v2 = _cgroup2_only(_read("/proc/self/mountinfo", 1 << 24))
     rt = env.get("XDG_RUNTIME_DIR", "")
     manager = os.path.isdir("/run/systemd/system") and bool(rt) and (
         os.path.exists(os.path.join(rt, "systemd", "private"))

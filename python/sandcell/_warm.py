@@ -24,11 +24,11 @@ from ._report import REPORT_MAX
 from ._request import DEFAULT_PYTHON, RunSpec
 from ._result import Result
 
+__all__ = ["run_warm", "build_request", "REQUEST_MAX"]
+
 # The supervisor caps each stream (stdout_limit); this only bounds a
 # stream file that is not what the supervisor wrote.
 _STREAM_MAX = 1 << 36
-
-__all__ = ["run_warm", "build_request", "REQUEST_MAX"]
 
 #: The server's cap on a request (SC_REQUEST_MAX).
 REQUEST_MAX = 80 << 20

@@ -167,6 +167,25 @@ open("/output/sub/deeper/b.bin", "wb").write(bytes(range(256)) * 4)
     assert not os.path.exists(res.output_dir)
 
 
+def test_odd_file_names(runner, no_leftover_dirs):
+    """Names the collector copies are listed exactly and readable; the ones
+    it refuses are listed as skipped, escaped for display."""
+    code = r"""
+import os
+for n in ["a\\b", "é", "x y", "-dash", ".hidden", "new\nline"]:
+    open("/output/" + n, "w").write(n)
+open(b"/output/bad\xff", "w").write("x")
+os.symlink("/etc/passwd", "/output/link")
+"""
+    with runner(code) as res:
+        assert res.status == "ok", res
+        got = {f.path: f.read_text() for f in res.files}
+        assert got == {n: n for n in ["a\\b", "é", "x y", "-dash", ".hidden"]}, got
+        skipped = {s.path: s.reason for s in res.report.outputs.skipped}
+        assert skipped == {"link": "symlink", "bad\\xff": "unsafe name",
+                           "new\\x0aline": "unsafe name"}, skipped
+
+
 def test_private_directory_lives_as_long_as_the_result(runner, no_leftover_dirs):
     before = set(run_dirs())
     res = runner("open('/output/x', 'w').write('x')")

@@ -53,7 +53,7 @@ def test_socket_path_of_the_caller(tmp_path, no_leftover_dirs):
 
 def test_a_server_that_cannot_start_says_why(no_leftover_dirs):
     t0 = time.monotonic()
-    with pytest.raises(sandcell.SandboxError, match="exited with status 125.*bad value") as ei:
+    with pytest.raises(sandcell.BadRequest, match="exited with status 125.*bad value") as ei:
         sandcell.Server(slots=0).start()
     assert time.monotonic() - t0 < 30, "the exit is noticed, not waited out"
     assert "sandcell serve" in str(ei.value)
