@@ -14,7 +14,7 @@ BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 pyth
 # the unprivileged-user run) and the throwaway root of tools/fresh-check.sh.
 MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-numpy python3-pandas
 python3-matplotlib bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps
-debootstrap"
+debootstrap groff-base"
 case "${1:-all}" in
 build) PKGS=$BUILD_PKGS ;;
 all) PKGS="$BUILD_PKGS $MORE_PKGS" ;;
