@@ -1,0 +1,608 @@
+"""The one test harness of every Python tier (integration, attack, proof,
+warm) and of bench/bench.py: running the CLI cold or through a warm server,
+the run's report, the host post-conditions of threat model 4.6 (no
+surviving process, no run cgroup, no new mount, runtime files unchanged),
+process trees, a `sandcell serve` of a test's own, and the attack tier's
+probe runs.
+
+Test modules import it by name: pytest puts tests/ on sys.path for
+tests/conftest.py (tests/ is not a package).  Tools outside tests/ add
+tests/ to sys.path themselves.
+
+The binary under test is $SANDCELL_BIN (default build/sandcell); with
+$SANDCELL_SERVER set (tests/warm/run-warm.sh) runs go through that warm
+server unless a caller asks for a cold one (server=None).
+
+    python3 tests/harness.py orphan-cgroups   # for tests/warm/run-warm.sh
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Iterable, NamedTuple, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
+# Warm mode (tests/warm/run-warm.sh): runs go through this `sandcell serve`.
+SERVER = os.environ.get("SANDCELL_SERVER") or None
+IS_ROOT = os.geteuid() == 0
+HOST_PYTHON = "/usr/bin/python3"
+
+# Documented exit codes (include/sandcell.h, docs/report.md).
+EXIT_DISK, EXIT_MEMORY, EXIT_CPU, EXIT_TIMEOUT, EXIT_USAGE, EXIT_SANDBOX = 121, 122, 123, 124, 125, 126
+SIGSYS = 31
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MARK = "@@SANDCELL-ATTACK@@"
+
+# Root callers' runs get host uid SC_HOST_ID_BASE + supervisor pid % 65536
+# (src/lib/userns.c); tests/integration/test_harness.py fails if it changes.
+SANDBOX_UID_MIN, SANDBOX_UID_SPAN = 2000000000, 65536
+
+
+def sandbox_host_uid(supervisor: int) -> int:
+    """The host uid a root caller's run made by that supervisor gets."""
+    return SANDBOX_UID_MIN + supervisor % SANDBOX_UID_SPAN
+
+
+# ------------------------------------------------------------------- runs
+
+class Run:
+    """One finished `sandcell run` (or any command): exit status, bytes of
+    stdout/stderr, the parsed report (None when none was written)."""
+
+    def __init__(self, cmd: list[str], rc: int, stdout: bytes, stderr: bytes,
+                 report: dict[str, Any] | None, pid: int) -> None:
+        self.cmd, self.rc, self.stdout, self.stderr = cmd, rc, stdout, stderr
+        self.report, self.pid = report, pid
+
+    @property
+    def status(self) -> str | None:
+        return self.report["status"] if self.report else None
+
+    @property
+    def script(self) -> dict[str, Any] | None:
+        return self.report["script"] if self.report else None
+
+    @property
+    def out(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def err(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
+
+    def result(self, mark: str = MARK) -> Any:
+        """The JSON the probe printed after mark (the last one wins)."""
+        lines = [ln for ln in self.out.splitlines() if ln.startswith(mark)]
+        assert lines, "probe printed no result: %r" % (self,)
+        return json.loads(lines[-1][len(mark):])
+
+    def json(self) -> Any:
+        """The last stdout line that parses as JSON."""
+        return last_json_line(self.out)
+
+    def __repr__(self) -> str:
+        return "Run(rc=%r, status=%r, stdout=%r, stderr=%r, error=%r)" % (
+            self.rc, self.status, self.stdout[-3000:], self.stderr[-3000:],
+            self.report and self.report.get("error"))
+
+
+def last_json_line(text: str) -> Any:
+    """The last line of text that parses as JSON (what the code printed)."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith(("{", "[")):
+            return json.loads(line)
+    raise AssertionError("no JSON line in %r" % text[-2000:])
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The report at path; None if none was written (or it is empty)."""
+    if os.path.exists(path) and os.path.getsize(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def sandcell_cmd(code: str | None = None, file: str | os.PathLike[str] | None = None,
+                 args: Sequence[str] = (), opts: Sequence[str] = (), report: str | None = None,
+                 server: str | None = SERVER) -> list[str]:
+    """argv of `sandcell run`: through server when one is given."""
+    cmd = [BIN, "run"] + (["--server", server] if server else [])
+    if report:
+        cmd += ["--report", report]
+    cmd += list(opts)
+    if code is not None:
+        cmd += ["-c", code]
+    elif file is not None:
+        cmd += [str(file)]
+    return cmd + list(args)
+
+
+# Every run made through this harness (or registered): (supervisor pid,
+# host uid or None).  host_postconditions (tests/conftest.py) checks the
+# runs of its test only, so suites running at the same time on one host
+# do not see each other's live sandboxes.
+RUNS: list[tuple[int, int | None]] = []
+
+
+def register_run(supervisor: int, host_uid: int | None) -> None:
+    """Makes host_postconditions check a run made outside run_cli()."""
+    RUNS.append((supervisor, host_uid))
+
+
+def host_uid_of(report: dict[str, Any] | None) -> int | None:
+    return report["isolation"]["host_uid"] if report and report.get("isolation") else None
+
+
+def run_cmd(cmd: list[str], stdin: bytes | None = b"", timeout: float = 120,
+            env: dict[str, str] | None = None, cwd: str | None = None) -> Run:
+    """Runs cmd to its end (killed after timeout, then TimeoutExpired);
+    stdin=None gives it /dev/null."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
+    try:
+        out, err = p.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    return Run(cmd, p.returncode, out, err, None, p.pid)
+
+
+def run_cli(code: str | None = None, file: str | os.PathLike[str] | None = None,
+            args: Sequence[str] = (), opts: Sequence[str] = (), stdin: bytes | None = b"",
+            timeout: float = 120, env: dict[str, str] | None = None,
+            report: bool | str | os.PathLike[str] = True, server: str | None = SERVER) -> Run:
+    """One `sandcell run`, cold or through server, with a report (kept at
+    report when that is a path; report=False asks for none).  The run is
+    registered for host_postconditions; nothing is asserted."""
+    if report is True:
+        fd, rpath = tempfile.mkstemp(prefix="sandcell-test-report-", suffix=".json")
+        os.close(fd)
+    else:
+        rpath = str(report) if report else ""
+    try:
+        r = run_cmd(sandcell_cmd(code, file, args, opts, rpath or None, server), stdin, timeout, env)
+        r.report = load_report(rpath) if rpath else None
+    finally:
+        if report is True:
+            os.unlink(rpath)
+    register_run(r.pid, host_uid_of(r.report))
+    return r
+
+
+# ------------------------------------------------------------- host state
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def host_files(root: str | os.PathLike[str]) -> list[str]:
+    """Every regular file below root, as relative '/'-separated paths."""
+    out = []
+    for d, _dirs, files in os.walk(root):
+        for name in files:
+            out.append(os.path.relpath(os.path.join(d, name), root).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def tree_digest(path: str) -> dict[str, tuple[Any, ...]]:
+    """Content, mode and mtime of every entry below path (no following)."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for n in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            rec: tuple[Any, ...] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid)
+            if os.path.isfile(p) and not os.path.islink(p):
+                rec += (sha256_file(p),)
+            out[os.path.relpath(p, path)] = rec
+    st = os.lstat(path)
+    out["."] = (st.st_mode, st.st_mtime_ns)
+    return out
+
+
+def host_mounts() -> list[str]:
+    """The host mount table (mount point and root of each mount)."""
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(ln.split()[3:5]) for ln in f)
+
+
+RUNTIME_CANARIES = [os.path.realpath(sys.executable), "/usr/lib/python3/dist-packages/numpy/__init__.py",
+                    "/etc/passwd"]
+
+
+class HostState(NamedTuple):
+    mounts: list[str]
+    canaries: dict[str, str]
+
+
+def host_state() -> HostState:
+    """What the post-conditions compare: mounts and runtime file digests."""
+    return HostState(host_mounts(), {p: sha256_file(p) for p in RUNTIME_CANARIES if os.path.exists(p)})
+
+
+def cgroup_mounts() -> list[str]:
+    """Mount points of every cgroup (v1) and cgroup2 hierarchy."""
+    with open("/proc/self/mountinfo") as f:
+        return sorted({ln.split()[4] for ln in f
+                       if ln.split(" - ", 1)[1].split()[0] in ("cgroup", "cgroup2")})
+
+
+def _run_cgroup_prefix(supervisor: int | None) -> str:
+    """The start of a run cgroup's name: src/lib/cgroup.c make_run_dir()
+    names them run-<supervisor pid>-<seq>-<nsec> (docs/report.md, Cleanup).
+    The only place the tests know it; tests/integration/test_harness.py
+    fails if cgroup.c's naming changes."""
+    return "run-" if supervisor is None else "run-%d-" % supervisor
+
+
+def run_cgroup_supervisor(path: str) -> int | None:
+    """The supervisor pid a run cgroup is named after (None: not a run's)."""
+    name = os.path.basename(path.rstrip("/"))
+    head, _, rest = name[len(_run_cgroup_prefix(None)):].partition("-")
+    return int(head) if name.startswith(_run_cgroup_prefix(None)) and head.isdigit() and rest else None
+
+
+def run_cgroups(supervisor: int | None = None, depth: int = 4) -> list[str]:
+    """Run cgroups on the host, up to depth levels below a hierarchy's
+    root; with supervisor only those of the runs that process made."""
+    prefix = _run_cgroup_prefix(supervisor)
+    found = []
+    for top in cgroup_mounts():
+        for d, dirs, _files in os.walk(top):
+            level = d[len(top):].count("/")
+            runs = [n for n in dirs if n.startswith(_run_cgroup_prefix(None))]
+            found += [os.path.join(d, n) for n in runs if n.startswith(prefix)]
+            # a run cgroup has no children; other trees only to depth
+            dirs[:] = [n for n in dirs if n not in runs] if level < depth - 1 else []
+    return sorted(found)
+
+
+def orphan_run_cgroups() -> list[str]:
+    """Run cgroups whose supervisor is gone: left behind (what the next run
+    under the same parent would remove)."""
+    sups = {c: run_cgroup_supervisor(c) for c in run_cgroups()}
+    return [c for c, s in sups.items() if s is not None and not os.path.exists("/proc/%d" % s)]
+
+
+def _proc_field(pid: int | str, key: str) -> list[str] | None:
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return line.split()[1:]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def pids_of_uids(uids: Iterable[int]) -> list[int]:
+    """Live processes whose real uid is one of uids."""
+    want = set(uids)
+    found = []
+    for pid in _all_pids() if want else []:
+        uid = _proc_field(pid, "Uid")
+        if uid and int(uid[0]) in want:
+            found.append(pid)
+    return found
+
+
+def pids_in_run_cgroups(supervisors: Iterable[int]) -> list[int]:
+    """Live processes in one of the run cgroups of those supervisors."""
+    tags = ["/" + _run_cgroup_prefix(s) for s in supervisors]
+    found = []
+    for pid in _all_pids() if tags else []:
+        try:
+            with open("/proc/%d/cgroup" % pid) as f:
+                text = f.read()
+        except OSError:
+            continue
+        if any(t in text for t in tags):
+            found.append(pid)
+    return found
+
+
+def sandbox_survivors(host_uid: int | None = None, sup_pid: int | None = None) -> list[int]:
+    """Host pids of processes left of a run: as root, those of its dedicated
+    host uid; those in one of its supervisor's run cgroups (an unprivileged
+    run shares the caller's uid).  With neither: as root any process of a
+    sandbox host uid, else any of the caller's in a nested pid namespace."""
+    if host_uid is None and sup_pid is None:
+        found = []
+        for pid in _all_pids():
+            uid, nspid = _proc_field(pid, "Uid"), _proc_field(pid, "NSpid")
+            if uid and (int(uid[0]) >= SANDBOX_UID_MIN if IS_ROOT else
+                        int(uid[0]) == os.geteuid() and nspid is not None and len(nspid) > 1):
+                found.append(pid)
+        return found
+    return _survivors([(sup_pid, host_uid)])
+
+
+def _survivors(runs: list[tuple[int | None, int | None]]) -> list[int]:
+    uids = [u for _, u in runs if u is not None and u >= SANDBOX_UID_MIN]
+    return sorted(set(pids_of_uids(uids)) | set(pids_in_run_cgroups(s for s, _ in runs if s is not None)))
+
+
+def check_host_clean(mounts_before: list[str], sup_pid: int | None = None,
+                     host_uid: int | None = None) -> None:
+    """Threat model 4.6 after a run: nothing of it survives, no run cgroup of
+    its supervisor is left, the host mount table is unchanged."""
+    assert sandbox_survivors(host_uid, sup_pid) == [], "sandbox processes survived the run"
+    assert run_cgroups(sup_pid) == [], "run cgroups left behind"
+    assert host_mounts() == mounts_before, "host mount table changed"
+
+
+def check_runs_clean(before: HostState, runs: Sequence[tuple[int, int | None]]) -> None:
+    """check_host_clean() for a test's runs (a run without a known host uid
+    is looked for by its cgroups only), then runtime files byte-identical."""
+    sups = {s for s, _ in runs}
+    assert _survivors(list(runs)) == [], "sandbox processes survived the run"
+    assert [c for c in run_cgroups() if run_cgroup_supervisor(c) in sups] == [], "run cgroups left behind"
+    assert host_mounts() == before.mounts, "host mount table changed"
+    for p, h in before.canaries.items():
+        assert sha256_file(p) == h, "runtime file changed: " + p
+
+
+# -------------------------------------------------------------- processes
+
+def _all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: state, ppid, ..."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def children(ppid: int) -> list[int]:
+    return sorted(p for p in _all_pids() if (_stat_fields(p) or ["", "0"])[1] == str(ppid))
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (one snapshot of /proc)."""
+    kids: dict[int, list[int]] = {}
+    for p in _all_pids():
+        f = _stat_fields(p)
+        if f:
+            kids.setdefault(int(f[1]), []).append(p)
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of pid (None: no such process)."""
+    f = _stat_fields(pid)
+    return f[0] if f else None
+
+
+def alive(pid: int) -> bool:
+    return proc_state(pid) not in (None, "Z")
+
+
+def proc_uid(pid: int) -> int | None:
+    uid = _proc_field(pid, "Uid")
+    return int(uid[0]) if uid else None
+
+
+def wait_gone(pids: Iterable[int], seconds: float = 10) -> list[int]:
+    """Waits until none of pids is alive; returns those still alive."""
+    pids = list(pids)
+    deadline = time.monotonic() + seconds
+    while [p for p in pids if alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+# ------------------------------------------------------------ warm server
+
+def server_pid(path: str | None = None) -> int:
+    """Pid of the warm server listening on path (default $SANDCELL_SERVER):
+    SO_PEERCRED of a connection names the process that called listen()."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path or SERVER or "")
+        pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    finally:
+        s.close()
+    return pid
+
+
+def template_dirs() -> list[str]:
+    """The warm templates' private HOME directories in /tmp."""
+    return [os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("sandcell-template-")]
+
+
+class WarmServer:
+    """One `sandcell serve` on a private socket, ready when constructed."""
+
+    READY_TIMEOUT = 60
+
+    def __init__(self, opts: Sequence[str] = (), env: dict[str, str] | None = None,
+                 sockdir: str | None = None, sockname: str = "sock", binary: str = BIN) -> None:
+        self.dir = sockdir or tempfile.mkdtemp(prefix="sandcell-warm-test-")
+        self.sock = os.path.join(self.dir, sockname)
+        self.log = open(os.path.join(self.dir, "server.log"), "w+b")
+        self.cmd = [binary, "serve", "--socket", self.sock] + list(opts)
+        self.templates_before = set(template_dirs())
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+        while "ready on" not in self.log_text():
+            assert self.proc.poll() is None, "server died: %s" % self.log_text()
+            assert time.monotonic() - t0 < self.READY_TIMEOUT, "server not ready: %s" % self.log_text()
+            time.sleep(0.05)
+        self.ready_sec = time.monotonic() - t0
+        # sandcell serve execs sandcell-warm: same pid.
+        self.pid = self.proc.pid
+
+    def log_text(self) -> str:
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def cmdline(self, code: str | None = None, file: str | None = None, opts: Sequence[str] = (),
+                report: str | None = None, args: Sequence[str] = ()) -> list[str]:
+        return sandcell_cmd(code, file, args, opts, report, self.sock)
+
+    def popen(self, code: str, opts: Sequence[str] = (), report: str | None = None,
+              **kw: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.cmdline(textwrap.dedent(code), opts=opts, report=report),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **kw)
+
+    def run(self, code: str, opts: Sequence[str] = (), timeout: float = 60) -> Run:
+        return run_cli(textwrap.dedent(code), opts=opts, stdin=None, timeout=timeout, server=self.sock)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def new_template_dirs(self) -> list[str]:
+        return sorted(set(template_dirs()) - self.templates_before)
+
+
+# ------------------------------------------------------- the attack tier
+# Every attack test names the guarantee it checks (threat model section 1,
+# G1..G11) in its id: parametrized cases get "G4:..." ids through case(),
+# plain tests are called test_G<n>_...  Many small probes share one run
+# (probe()): the code prints one JSON document after MARK, each case then
+# asserts one entry of it.
+
+def case(gid: str, name: str, *values: Any, **kw: Any) -> Any:
+    """pytest.param whose id starts with the guarantee id, e.g. "G4:x32-getpid"."""
+    import pytest  # here: bench/bench.py uses this module without pytest
+    return pytest.param(*values, id="%s:%s" % (gid, name), **kw)
+
+
+PRELUDE = r'''
+import ctypes, errno, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+MARK = %r
+def sc(nr, *args):
+    """Raw x86_64 syscall; returns (ret, errno).  Every argument is passed
+    as a full 64-bit register value."""
+    a = [ctypes.c_ulong(x & 0xffffffffffffffff) if isinstance(x, int) else x for x in args]
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *a)
+    return r, ctypes.get_errno()
+def err_of(r):
+    return r[1] if r[0] == -1 else 0
+def oserr(fn, *a, **k):
+    """0 if fn succeeded, else the errno of the OSError it raised."""
+    try:
+        fn(*a, **k)
+        return 0
+    except OSError as e:
+        return e.errno if e.errno is not None else -1
+def in_child(fn):
+    """Runs fn() in a forked child; returns {"signal": n} if the child was
+    killed, else {"exit": code, "value": what fn returned (JSON)}."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            v = fn()
+        except BaseException as e:
+            v = "exception: %%r" %% (e,)
+        os.write(w, json.dumps(v).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        data += b
+    os.close(r)
+    _, st = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(st):
+        return {"signal": os.WTERMSIG(st)}
+    return {"exit": os.WEXITSTATUS(st), "value": json.loads(data) if data else None}
+def emit(obj):
+    sys.stdout.flush()
+    print(MARK + json.dumps(obj), flush=True)
+''' % (MARK,)
+
+
+def run(code: str | None = None, file: str | None = None, args: Sequence[str] = (),
+        opts: Sequence[str] = (), stdin: bytes = b"", timeout: float = 120,
+        env: dict[str, str] | None = None, prelude: bool = True, check_host: bool = True) -> Run:
+    """One sandboxed run of code (after PRELUDE) with a report; checks the
+    host post-conditions right away (module-scoped runs cannot use the
+    host_postconditions fixture) and that the run was in full mode."""
+    if code is not None:
+        code = (PRELUDE if prelude else "import os, sys") + "\n" + textwrap.dedent(code)
+    mounts = host_mounts()
+    r = run_cli(code, file, args, opts, stdin=stdin, timeout=timeout, env=env)
+    if check_host:
+        check_host_clean(mounts, r.pid, host_uid_of(r.report))
+    assert r.report is not None, r
+    assert r.report["isolation"]["mode"] == "full", r
+    return r
+
+
+def probe(code: str, **kw: Any) -> tuple[Run, Any]:
+    """Runs code (with PRELUDE) and returns (Run, the emitted JSON)."""
+    r = run(code, **kw)
+    return r, r.result()
+
+
+# ------------------------------------------------------------ assertions
+
+def assert_limit_stop(run: Run, status: str, rc: int, reason_words: Iterable[str]) -> None:
+    """A run stopped by a limit: documented status, exit code, a reason
+    naming the limit in the report and the one-line cause on stderr."""
+    assert run.report is not None, run
+    assert run.status == status, run
+    assert run.rc == rc, run
+    assert run.report["exit_code"] == rc, run
+    reason = run.report["reason"]
+    assert isinstance(reason, str) and reason, run
+    for w in reason_words:
+        assert w in reason.lower(), (w, reason)
+    assert ("sandcell: %s" % status) in run.err, run
+    assert run.report["script"]["started"] is True, run
+    assert run.report["error"] is None, run
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["orphan-cgroups"]:
+        sys.exit("usage: harness.py orphan-cgroups")
+    print("\n".join(orphan_run_cgroups()))
