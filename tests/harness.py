@@ -253,6 +253,11 @@ def _run_cgroup_prefix(supervisor: int | None) -> str:
     return "run-" if supervisor is None else "run-%d-" % supervisor
 
 
+def run_cgroup_name(supervisor: int, seq: int, nsec: int) -> str:
+    """The name cgroup.c gives the seq-th run cgroup of a supervisor."""
+    return "%s%d-%d" % (_run_cgroup_prefix(supervisor), seq, nsec)
+
+
 def run_cgroup_supervisor(path: str) -> int | None:
     """The supervisor pid a run cgroup is named after (None: not a run's)."""
     name = os.path.basename(path.rstrip("/"))

@@ -8,14 +8,12 @@ in a private mount namespace: the unified hierarchy, which has no
 controllers here, is bind-mounted over /sys/fs/cgroup, so sandcell sees a
 v2-only host and takes its pure-v2 path.
 """
-import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import BIN, IS_ROOT, SERVER
+from harness import BIN, IS_ROOT, SERVER, host_uid_of, load_report, register_run, run_cmd
 
 UNIFIED = "/sys/fs/cgroup/unified"
 
@@ -37,8 +35,10 @@ def run_v2_only(tmp_path, *opts):
     script = 'mount --bind %s /sys/fs/cgroup && exec "$@"' % UNIFIED
     cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", BIN, "run",
            "--report", str(rpath)] + list(opts) + ["-c", "print('the code ran')"]
-    p = subprocess.run(cmd, capture_output=True, timeout=120)
-    rep = json.loads(rpath.read_text()) if rpath.exists() and rpath.stat().st_size else None
+    # unshare and sh exec: the supervisor is the process started here
+    p = run_cmd(cmd, stdin=None)
+    rep = load_report(rpath)
+    register_run(p.pid, host_uid_of(rep))
     return p, rep
 
 
@@ -46,7 +46,7 @@ def test_v2_only_host_without_controllers_fails_closed(tmp_path, host_postcondit
     if "memory" in controllers() or "pids" in controllers():
         pytest.skip("this host's v2 hierarchy has controllers")
     p, rep = run_v2_only(tmp_path)
-    assert p.returncode == 126, p
+    assert p.rc == 126, p
     assert b"the code ran" not in p.stdout
     assert rep["status"] == "sandbox-error" and rep["script"]["started"] is False, rep
     assert "no memory or pids controller" in rep["error"] and "--allow-reduced" in rep["error"], rep
@@ -58,7 +58,7 @@ def test_v2_only_host_allow_reduced_says_what_does_not_hold(tmp_path, host_postc
     if "memory" in controllers() or "pids" in controllers():
         pytest.skip("this host's v2 hierarchy has controllers")
     p, rep = run_v2_only(tmp_path, "--allow-reduced")
-    assert p.returncode == 0 and p.stdout == b"the code ran\n", p
+    assert p.rc == 0 and p.stdout == b"the code ran\n", p
     iso = rep["isolation"]
     # The namespaces hold; the cgroup limits do not, and both the report
     # and stderr say so.

@@ -14,17 +14,10 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, RUNS
+from harness import BIN, run_cgroup_name, run_cli
 
 # Above the largest pid_max Linux allows (2^22): never a live process.
 DEAD_PID = (1 << 22) + 17
-
-
-def run_once():
-    p = subprocess.Popen([BIN, "run", "-c", "pass"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = p.communicate(timeout=120)
-    RUNS.append((p.pid, None))
-    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
@@ -52,14 +45,14 @@ def test_cgroups_left_behind_are_reported_then_collected(tmp_path, host_postcond
             with open(os.path.join(c, "cgroup.procs")) as f:
                 assert f.read() == "", "a listed cgroup still has processes"
         parents = sorted({os.path.dirname(c) for c in left})
-        decoys_dead = [os.path.join(d, "run-%d-0-1" % DEAD_PID) for d in parents]
-        decoys_live = [os.path.join(d, "run-%d-0-2" % os.getpid()) for d in parents]
+        decoys_dead = [os.path.join(d, run_cgroup_name(DEAD_PID, 0, 1)) for d in parents]
+        decoys_live = [os.path.join(d, run_cgroup_name(os.getpid(), 0, 2)) for d in parents]
         decoys_other = [os.path.join(d, "not-a-run-%d" % DEAD_PID) for d in parents]
         for c in decoys_dead + decoys_live + decoys_other:
             os.mkdir(c)
             made.append(c)
-        r = run_once()
-        assert r.returncode == 0, r.stderr
+        r = run_cli("pass", report=False, server=None)
+        assert r.rc == 0, r
         assert [c for c in left + decoys_dead if os.path.exists(c)] == [], \
             "run cgroups of dead supervisors not removed"
         assert all(os.path.isdir(c) for c in decoys_live), "a live supervisor's cgroup was removed"

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from ._util import PNG_MAGIC, host_files, last_json_line, sha256_file
+from harness import PNG_MAGIC, host_files, last_json_line, sha256_file
 
 
 def ok(run):

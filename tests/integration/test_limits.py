@@ -5,9 +5,8 @@ import textwrap
 
 import pytest
 
-from conftest import EXIT_CPU, EXIT_DISK, EXIT_MEMORY, EXIT_TIMEOUT
-
-from ._util import assert_limit_stop, host_files, last_json_line, sha256_file
+from harness import EXIT_CPU, EXIT_DISK, EXIT_MEMORY, EXIT_TIMEOUT, assert_limit_stop, host_files, \
+    last_json_line, sha256_file
 
 MiB = 1 << 20
 

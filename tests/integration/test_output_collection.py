@@ -3,7 +3,7 @@ report says about every entry that was or was not copied."""
 import os
 import textwrap
 
-from ._util import host_files, sha256_file
+from harness import host_files, sha256_file
 
 
 def skipped(run):

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, EXIT_SANDBOX, SERVER
+from harness import BIN, EXIT_SANDBOX, SERVER
 
 UNSHARE = shutil.which("unshare")
 

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from conftest import BIN, SERVER
+from harness import BIN, SERVER
 
 UNSHARE = shutil.which("unshare")
 pytestmark = [

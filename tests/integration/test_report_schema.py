@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import BIN, IS_ROOT
+from harness import BIN, IS_ROOT
 
 NUM = (int, float)
 STR_OR_NONE = (str, type(None))

@@ -7,10 +7,9 @@ that says the same.  The selftest's own runs must leave nothing behind.
 """
 import json
 import re
-import subprocess
 import time
 
-from conftest import BIN, EXIT_USAGE, RUNS
+from harness import BIN, EXIT_USAGE, register_run, run_cmd
 
 GUARANTEES = ["G%d" % i for i in range(1, 12)]
 ROW = re.compile(r"^(G\d+)\s*\|\s*(.+?)\s*\|\s*(PASS|FAIL)\s*\|\s*(.*)$")
@@ -20,25 +19,16 @@ def selftest(*args, timeout=120):
     """Runs `sandcell selftest ARGS`; registers its runs (all made by that
     one supervisor process) for the host_postconditions fixture."""
     t0 = time.monotonic()
-    cmd = [BIN, "selftest"] + list(args)
-    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as p:
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.communicate()
-            raise
-    proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
-    m = re.search(rb"sandbox host uid (\d+)", out) or re.search(rb'"host_uid": (\d+)', out)
-    RUNS.append((p.pid, int(m.group(1)) if m else None))
+    proc = run_cmd([BIN, "selftest"] + list(args), stdin=None, timeout=timeout)
+    m = re.search(rb"sandbox host uid (\d+)", proc.stdout) or re.search(rb'"host_uid": (\d+)', proc.stdout)
+    register_run(proc.pid, int(m.group(1)) if m else None)
     return proc, time.monotonic() - t0
 
 
 def test_selftest_table_all_pass(host_postconditions):
     proc, secs = selftest()
     out = proc.stdout.decode("utf-8", "replace")
-    assert proc.returncode == 0, (out, proc.stderr)
+    assert proc.rc == 0, (out, proc.stderr)
     rows = [m.groups() for m in map(ROW.match, out.splitlines()) if m]
     assert rows, out
     failed = [r for r in rows if r[2] != "PASS"]
@@ -55,7 +45,7 @@ def test_selftest_table_all_pass(host_postconditions):
 
 def test_selftest_json(host_postconditions):
     proc, _ = selftest("--json")
-    assert proc.returncode == 0, proc
+    assert proc.rc == 0, proc
     doc = json.loads(proc.stdout)
     assert doc["ok"] is True and doc["exit_code"] == 0 and doc["error"] is None, doc
     assert doc["mode"] == "full", doc
@@ -69,13 +59,13 @@ def test_selftest_json(host_postconditions):
 
 def test_selftest_usage_error():
     proc, _ = selftest("--no-such-option")
-    assert proc.returncode == EXIT_USAGE, proc
+    assert proc.rc == EXIT_USAGE, proc
     assert b"selftest" in proc.stderr and proc.stdout == b""
 
 
 def test_selftest_cannot_start_is_126():
     proc, _ = selftest("--json", "--python", "/nonexistent/python3")
-    assert proc.returncode == 126, proc
+    assert proc.rc == 126, proc
     doc = json.loads(proc.stdout)
     assert doc["ok"] is False and doc["exit_code"] == 126 and doc["checks"] == [], doc
     assert "python3" in doc["error"], doc

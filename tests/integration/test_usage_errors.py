@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, EXIT_USAGE
+from harness import BIN, EXIT_USAGE
 
 CRASH_WORDS = ("Traceback", "Segmentation", "core dumped", "Aborted", "AddressSanitizer",
                "runtime error", "double free")
