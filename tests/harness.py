@@ -224,6 +224,41 @@ def host_mounts() -> list[str]:
         return sorted(" ".join(ln.split()[3:5]) for ln in f)
 
 
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    return bytes(field, "utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
+
+
+def fs_root_path(path: str) -> str:
+    """path as the kernel prints it in the root field of a mountinfo line:
+    relative to the root of the filesystem it lives on, not to the caller's
+    root.  On a tmpfs /tmp that is /pytest-of-root/... (no /tmp); below a
+    bind mount or a pivot_root it is the path inside the bound tree.  Found
+    from our own /proc/self/mountinfo (the same kernel rule, so the same
+    answer as a sandbox's view of a bind of path): the mount that path
+    resolves through is the last one listed at the longest mountpoint that
+    prefixes it, and it must be on path's device."""
+    path = os.path.realpath(path)
+    dev = os.stat(path).st_dev
+    best = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            root, mnt = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
+            if not (path == mnt or path.startswith(mnt.rstrip("/") + "/")):
+                continue
+            if best is None or len(mnt) >= len(best[1]):
+                best = (root, mnt, fields[2])
+    assert best is not None, "no mount holds %s" % path
+    root, mnt, majmin = best
+    major, minor = (int(x) for x in majmin.split(":"))
+    assert (os.major(dev), os.minor(dev)) == (major, minor), \
+        "%s is on %d:%d, the mount found for it (%s) on %s" % (
+            path, os.major(dev), os.minor(dev), mnt, majmin)
+    rel = os.path.relpath(path, mnt)
+    return os.path.normpath(os.path.join(root, rel)) if rel != "." else root
+
+
 RUNTIME_CANARIES = [os.path.realpath(sys.executable), "/usr/lib/python3/dist-packages/numpy/__init__.py",
                     "/etc/passwd"]
 

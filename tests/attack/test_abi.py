@@ -11,7 +11,7 @@ import errno
 
 import pytest
 
-from attack_lib import SIGSYS, case, probe, run
+from harness import SIGSYS, case, probe, run
 
 SIGILL, SIGSEGV = 4, 11
 

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from attack_lib import IS_ROOT, MARK, PRELUDE, SERVER, case, check_host_clean, host_mounts, \
+from harness import IS_ROOT, MARK, PRELUDE, SERVER, case, check_host_clean, children, host_mounts, \
     load_report, register_run, run, sandcell_cmd, server_pid
 
 E = errno
@@ -101,20 +101,6 @@ emit(res)
 '''
 
 
-def _children(ppid):
-    kids = []
-    for st in os.listdir("/proc"):
-        if not st.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % st) as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
-                    kids.append(int(st))
-        except (OSError, ValueError, IndexError):
-            pass
-    return kids
-
-
 @pytest.fixture(scope="module")
 def concurrent():
     tok = "sandcell-x-run-a-" + secrets.token_hex(6)
@@ -131,10 +117,10 @@ def concurrent():
         # a warm server the supervisor is the server's worker, not the
         # client: server -> worker -> init -> code (A is the only run).
         if SERVER:
-            inits = [i for w in _children(server_pid()) for i in _children(w)]
+            inits = [i for w in children(server_pid()) for i in children(w)]
         else:
-            inits = _children(a.pid)
-        apid = _children(inits[0])[0] if inits and _children(inits[0]) else 0
+            inits = children(a.pid)
+        apid = children(inits[0])[0] if inits and children(inits[0]) else 0
         assert apid > 0
         b = run(B_CODE % {"tok": tok, "apid": apid})
         out, err = a.communicate(b"", timeout=60)

@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from attack_lib import case, probe, tree_digest
+from harness import case, probe, tree_digest
 
 E = errno
 

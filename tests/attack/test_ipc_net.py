@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from attack_lib import case, probe, run
+from harness import case, probe, run
 
 E = errno
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from attack_lib import case, probe, run
+from harness import case, probe, run
 
 E = errno
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from attack_lib import IS_ROOT, case, probe
+from harness import IS_ROOT, case, probe
 
 SETUID_CANDIDATES = ["mount", "umount", "su", "passwd", "chsh", "chfn", "gpasswd", "newgrp"]
 SETUID_BINS = [b for b in SETUID_CANDIDATES

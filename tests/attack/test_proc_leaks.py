@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from attack_lib import SERVER, case, fs_root_path, probe
+from harness import SERVER, case, fs_root_path, probe
 
 E = errno
 CANARY = "sandcell-canary-" + secrets.token_hex(8)

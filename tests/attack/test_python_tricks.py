@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from attack_lib import SERVER, case, probe, run
+from harness import SERVER, case, probe, run
 
 E = errno
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from attack_lib import EXIT_CPU, EXIT_DISK, EXIT_MEMORY, EXIT_TIMEOUT, case, probe, run
+from harness import EXIT_CPU, EXIT_DISK, EXIT_MEMORY, EXIT_TIMEOUT, case, probe, run
 
 E = errno
 

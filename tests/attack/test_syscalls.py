@@ -18,7 +18,7 @@ import errno
 
 import pytest
 
-from attack_lib import case, probe
+from harness import case, probe
 
 E = errno
 
