@@ -16,7 +16,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "proof"))
+sys.path[:0] = [os.path.join(ROOT, "tests", "proof"), os.path.join(ROOT, "tests")]
 
 import proof_lib  # noqa: E402
 import syscalls_doc  # noqa: E402

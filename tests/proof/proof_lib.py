@@ -1,6 +1,7 @@
 """Shared helpers for the proof tier (tests/proof): the declared policy as
 an executable model, the dumped BPF program, and sandboxed / host runs of
-the in-sandbox probes (sysprobe.py, argprobe.py).
+the in-sandbox probes (sysprobe.py, argprobe.py).  Running sandcell and
+checking the host are tests/harness.py's.
 
 The declared policy comes from `sandcell policy --json` (src/lib/policy.c,
 the argument sets of src/lib/seccomp.c); the filter from `sandcell policy
@@ -9,27 +10,23 @@ the argument sets of src/lib/seccomp.c); the filter from `sandcell policy
 compare the compiled program and the live kernel against it.
 """
 import functools
-import glob
 import json
 import os
 import subprocess
 import tempfile
+from typing import Any, Sequence
 
 import bpf_eval as B
+import harness as H
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
-IS_ROOT = os.geteuid() == 0
-HOST_PYTHON = "/usr/bin/python3"
-SIGSYS = 31
 
 M64 = 0xffffffffffffffff
 
 
 @functools.lru_cache(maxsize=None)
 def policy():
-    out = subprocess.run([BIN, "policy", "--json"], stdout=subprocess.PIPE, check=True).stdout
+    out = subprocess.run([H.BIN, "policy", "--json"], stdout=subprocess.PIPE, check=True).stdout
     return json.loads(out)
 
 
@@ -38,7 +35,7 @@ def bpf_bytes():
     fd, path = tempfile.mkstemp(prefix="sandcell-proof-", suffix=".bpf")
     os.close(fd)
     try:
-        subprocess.run([BIN, "policy", "--dump-bpf", path], check=True)
+        subprocess.run([H.BIN, "policy", "--dump-bpf", path], check=True)
         with open(path, "rb") as f:
             return f.read()
     finally:
@@ -150,103 +147,30 @@ def model():
     return DeclaredModel(policy())
 
 
-# ---------------------------------------------------------------- host state
-
-CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory",
-                "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpuacct")
-
-
-def run_cgroups(supervisor_pid):
-    """Run cgroups left by the sandcell process supervisor_pid (src/lib/
-    cgroup.c names them run-<supervisor pid>-<n>-<stamp>).  Scoped to one
-    run so that concurrent sandcell runs of other suites do not interfere."""
-    pat = "run-%d-*" % supervisor_pid
-    found = []
-    for r in CGROUP_ROOTS:
-        for depth in ("*/", "*/*/", "*/*/*/"):
-            found += glob.glob(os.path.join(r, depth + pat))
-    return sorted(set(found))
-
-
-def run_survivors(supervisor_pid):
-    """Processes still in one of that run's cgroups."""
-    tag = "/run-%d-" % supervisor_pid
-    found = []
-    for cg in glob.glob("/proc/[0-9]*/cgroup"):
-        try:
-            with open(cg) as f:
-                if tag in f.read():
-                    found.append(cg.split("/")[2])
-        except OSError:
-            continue
-    return found
-
-
-def host_mounts():
-    with open("/proc/self/mountinfo") as f:
-        return sorted(" ".join(l.split()[3:5]) for l in f)
-
-
 # ---------------------------------------------------------------- probe runs
 
-class ProbeRun:
-    def __init__(self, proc, report, mark):
-        self.proc = proc
-        self.rc = proc.returncode
-        self.report = report
-        self.stdout = proc.stdout.decode("utf-8", "replace")
-        self.stderr = proc.stderr.decode("utf-8", "replace")
-        lines = [l for l in self.stdout.splitlines() if l.startswith(mark)]
-        self.result = json.loads(lines[-1][len(mark):]) if lines else None
-
-    def __repr__(self):
-        return "ProbeRun(rc=%r, status=%r, stdout=%r, stderr=%r)" % (
-            self.rc, self.report and self.report.get("status"), self.stdout[-2000:],
-            self.stderr[-2000:])
-
-
-def run_sandboxed(script, spec, mark, opts=(), timeout=170):
-    """One sandcell run of tests/proof/<script> with argv[1] = JSON spec;
-    checks the host post-conditions (threat model 4.6) afterwards."""
-    mounts = host_mounts()
-    fd, rpath = tempfile.mkstemp(prefix="sandcell-proof-report-", suffix=".json")
-    os.close(fd)
-    try:
-        cmd = [BIN, "run", "--report", rpath, "--wall-time", "150", "--cpu-time", "150",
-               "--pids", "256", "--result-limit", "8M"] + list(opts) + [
-               os.path.join(HERE, script), json.dumps(spec)]
-        with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) as p:
-            try:
-                out, err = p.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                raise
-        proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
-        report = None
-        if os.path.getsize(rpath):
-            with open(rpath) as f:
-                report = json.load(f)
-    finally:
-        os.unlink(rpath)
-    run = ProbeRun(proc, report, mark)
-    assert run_survivors(p.pid) == [], "sandbox processes survived the run"
-    assert run_cgroups(p.pid) == [], "run cgroups left behind"
-    assert host_mounts() == mounts, "host mount table changed"
+def run_sandboxed(script: str, spec: dict[str, Any], mark: str, opts: Sequence[str] = (),
+                  timeout: float = 170) -> Any:
+    """One cold sandcell run of tests/proof/<script> with argv[1] = JSON
+    spec; checks the host post-conditions (threat model 4.6) afterwards.
+    Returns the JSON the probe printed after mark."""
+    mounts = H.host_mounts()
+    run = H.run_cli(file=os.path.join(HERE, script), args=[json.dumps(spec)],
+                    opts=["--wall-time", "150", "--cpu-time", "150", "--pids", "256",
+                          "--result-limit", "8M"] + list(opts),
+                    stdin=None, timeout=timeout, server=None)
+    H.check_host_clean(mounts, run.pid, H.host_uid_of(run.report))
     assert run.report is not None, run
     assert run.report["status"] == "ok", run
     assert run.report["isolation"]["mode"] == "full", run
-    assert run.result is not None, run
-    return run
+    return run.result(mark)
 
 
-def run_host(script, spec, mark, timeout=120):
+def run_host(script: str, spec: dict[str, Any], mark: str, timeout: float = 120) -> Any:
     """The same probe unsandboxed (the host baseline), in a throwaway
-    process with no stdin; the probe itself forks a child per call."""
-    spec = dict(spec, host=True)
-    proc = subprocess.run([HOST_PYTHON, "-I", "-B", os.path.join(HERE, script), json.dumps(spec)],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=timeout, cwd="/")
-    run = ProbeRun(proc, None, mark)
-    assert proc.returncode == 0 and run.result is not None, run
-    return run
+    process with no stdin; the probe itself forks a child per call.
+    Returns the JSON it printed after mark."""
+    run = H.run_cmd([H.HOST_PYTHON, "-I", "-B", os.path.join(HERE, script),
+                     json.dumps(dict(spec, host=True))], stdin=None, timeout=timeout, cwd="/")
+    assert run.rc == 0, run
+    return run.result(mark)

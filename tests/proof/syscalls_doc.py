@@ -34,8 +34,8 @@ _ERRNO_NAMES.update({errno.EAGAIN: "EAGAIN", errno.EDEADLK: "EDEADLK", errno.EOP
 def live_sweep():
     """One sandboxed run of sysprobe.py over every ABI; returns
     (results {"abi:nr": [kind, value]}, self-info of the probe)."""
-    run = L.run_sandboxed("sysprobe.py", SWEEP_SPEC, sysprobe.MARK)
-    return run.result["results"], run.result["self"]
+    res = L.run_sandboxed("sysprobe.py", SWEEP_SPEC, sysprobe.MARK)
+    return res["results"], res["self"]
 
 
 def errno_name(e):

@@ -30,13 +30,13 @@ SPEC = {"ioctls": ioctl_consts.REQUESTS}
 
 @pytest.fixture(scope="module")
 def sandbox():
-    return L.run_sandboxed("argprobe.py", SPEC, argprobe.MARK).result
+    return L.run_sandboxed("argprobe.py", SPEC, argprobe.MARK)
 
 
 @pytest.fixture(scope="module")
 def host():
     return L.run_host("argprobe.py", dict(SPEC, sections=["ioctl", "socket", "prctl"]),
-                      argprobe.MARK).result
+                      argprobe.MARK)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import time
 import pytest
 
 import bpf_eval as B
+import harness as H
 import proof_lib as L
 
 M64 = L.M64
@@ -320,26 +321,6 @@ PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_SECCOMP_GET_FILTER = 17, 0
 WALL = 0x40000000
 
 
-def _descendants(root_pid):
-    children = {}
-    for st in os.listdir("/proc"):
-        if not st.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % st) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(st))
-        except (OSError, IndexError, ValueError):
-            continue
-    out, todo = [], [root_pid]
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def _read_filter(pid):
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.restype = ctypes.c_long
@@ -362,9 +343,9 @@ def _read_filter(pid):
         libc.ptrace(PTRACE_DETACH, pid, None, None)
 
 
-@pytest.mark.skipif(not L.IS_ROOT, reason="PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN")
+@pytest.mark.skipif(not H.IS_ROOT, reason="PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN")
 def test_dump_equals_installed_filter():
-    proc = subprocess.Popen([L.BIN, "run", "--wall-time", "30", "-c",
+    proc = subprocess.Popen([H.BIN, "run", "--wall-time", "30", "-c",
                              "import sys; print('ready', flush=True); sys.stdin.read()"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -372,7 +353,7 @@ def test_dump_equals_installed_filter():
         got = {}
         deadline = time.monotonic() + 10
         while not got and time.monotonic() < deadline:
-            for pid in _descendants(proc.pid):
+            for pid in H.descendants(proc.pid):
                 try:
                     with open("/proc/%d/status" % pid) as f:
                         status = dict(l.split(":", 1) for l in f if ":" in l)

@@ -51,7 +51,7 @@ import tempfile
 
 import pytest
 
-import proof_lib as P
+import harness as H
 
 STRACE = shutil.which("strace")
 pytestmark = pytest.mark.skipif(STRACE is None, reason="strace is not installed (apt-get install strace)")
@@ -326,10 +326,10 @@ def strace_run(tmp, inject=None, trace=None):
     if inject:
         name, n = inject
         cmd += ["-e", "inject=%s:error=%s:when=%d" % (name, STEPS[name][0], n)]
-    cmd += [P.BIN, "run", "--report", "-", "--output", out, "--wall-time", "20", "-c", CODE]
+    cmd += [H.BIN, "run", "--report", "-", "--output", out, "--wall-time", "20", "-c", CODE]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=90)
-    return proc, Trace(log, P.HOST_PYTHON), out
+    return proc, Trace(log, H.HOST_PYTHON), out
 
 
 def report_of(stdout):
@@ -385,8 +385,8 @@ def leftovers(trace):
     found = []
     if sup is None:
         return found
-    found += ["cgroup " + c for c in P.run_cgroups(sup)]
-    found += ["process %s in a run cgroup" % p for p in P.run_survivors(sup)]
+    found += ["cgroup " + c for c in H.run_cgroups(sup)]
+    found += ["process %s in a run cgroup" % p for p in H.pids_in_run_cgroups([sup])]
     # Every process the trace saw, by host pid: none may still live in a
     # nested pid namespace (the supervisor itself has exited).
     for pid in sorted({c.pid for c in trace.calls} - {sup}):
@@ -397,23 +397,13 @@ def leftovers(trace):
             continue
         if nspid and len(nspid[0].split()) > 2:
             found.append("process %d of the run (%s)" % (pid, nspid[0].strip()))
-    if P.IS_ROOT:
+    if H.IS_ROOT:
         # The run's host uid, from the supervisor's uid_map write.
         m = next((re.search(r'uid_map>, "1000 (\d+) 1', c.text) for c in trace.calls
                   if c.pid == sup and c.name == "write" and "uid_map>" in c.text), None)
-        uid = int(m.group(1)) if m else -1
-        for st in os.listdir("/proc"):
-            if not st.isdigit():
-                continue
-            try:
-                with open("/proc/%s/status" % st) as f:
-                    for line in f:
-                        if line.startswith("Uid:"):
-                            if int(line.split()[1]) == uid:
-                                found.append("process %s with the run's host uid %d" % (st, uid))
-                            break
-            except OSError:
-                continue
+        if m:
+            uid = int(m.group(1))
+            found += ["process %d with the run's host uid %d" % (p, uid) for p in H.pids_of_uids([uid])]
     return found
 
 
@@ -421,7 +411,7 @@ def leftovers(trace):
 def clean(tmp_path_factory):
     """The clean run under strace: it must behave exactly like a plain run."""
     tmp = str(tmp_path_factory.mktemp("fi-clean"))
-    mounts = P.host_mounts()
+    mounts = H.host_mounts()
     proc, trace, out = strace_run(tmp)
     rep = report_of(proc.stdout)
     assert proc.returncode == 0 and rep and rep["status"] == "ok", (proc.returncode, proc.stdout[-3000:],
@@ -429,7 +419,7 @@ def clean(tmp_path_factory):
     assert MARK.encode() in proc.stdout and os.path.exists(os.path.join(out, MARK))
     assert rep["isolation"]["mode"] == "full", rep
     assert trace.anchor is not None and trace.code_start is not None, "roles not found in the trace"
-    assert leftovers(trace) == [] and P.host_mounts() == mounts
+    assert leftovers(trace) == [] and H.host_mounts() == mounts
     return trace
 
 
@@ -441,7 +431,7 @@ def outcomes(clean, tmp_path_factory):
     trace_set = set(STEPS) | STEP_MARKS | {"access", "execve", "clone", "clone3"}
     for case in cases:
         tmp = str(tmp_path_factory.mktemp("fi"))
-        mounts = P.host_mounts()
+        mounts = H.host_mounts()
         proc, trace, out = strace_run(tmp, inject=case, trace=trace_set)
         results.append((case, judge(case, proc, trace, out, mounts)))
         shutil.rmtree(tmp, ignore_errors=True)
@@ -487,7 +477,7 @@ def judge(case, proc, trace, out, mounts_before):
     left = leftovers(trace)
     if left:
         problems.append("left behind: " + "; ".join(left))
-    if P.host_mounts() != mounts_before:
+    if H.host_mounts() != mounts_before:
         problems.append("host mount table changed")
     if not setup_hits:
         return v  # not a setup fault (e.g. the interpreter's own call)
@@ -616,7 +606,7 @@ if __name__ == "__main__":
     for case in cases:
         if len(sys.argv) > 1 and case[0] not in sys.argv[1:]:
             continue
-        m = P.host_mounts()
+        m = H.host_mounts()
         d = tempfile.mkdtemp(dir=tmp)
         pr, t, o = strace_run(d, inject=case, trace=set(STEPS) | STEP_MARKS | {"access", "execve", "clone", "clone3"})
         v = judge(case, pr, t, o, m)

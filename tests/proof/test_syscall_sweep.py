@@ -28,12 +28,13 @@ import re
 
 import pytest
 
+import harness as H
 import proof_lib as L
 import syscall_names as N
 import syscalls_doc as D
 import sysprobe
 
-SIGSYS_KILL = ["signal", L.SIGSYS]
+SIGSYS_KILL = ["signal", H.SIGSYS]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +76,8 @@ def baseline_nrs(model):
 
 @pytest.fixture(scope="module")
 def baseline(model):
-    run = L.run_host("sysprobe.py", {"x86_64": baseline_nrs(model), "concurrency": 32}, sysprobe.MARK)
-    return run.result["results"]
+    return L.run_host("sysprobe.py", {"x86_64": baseline_nrs(model), "concurrency": 32},
+                      sysprobe.MARK)["results"]
 
 
 def test_probe_ran_under_one_filter(sweep):
@@ -161,8 +162,7 @@ def host_ia32():
     """Whether this kernel runs i386 syscalls at all: int 0x80 getpid (20)
     on the host.  With ia32_emulation=0 it raises SIGSEGV before any
     syscall entry, and then so must every i386 call in the sandbox."""
-    run = L.run_host("sysprobe.py", {"i386": [20]}, sysprobe.MARK)
-    return run.result["results"]["i386:20"]
+    return L.run_host("sysprobe.py", {"i386": [20]}, sysprobe.MARK)["results"]["i386:20"]
 
 
 def test_i386_every_number_killed(sweep, host_ia32):
@@ -205,7 +205,7 @@ def test_static_names_agree_with_policy_json(model):
     assert not diff, diff
 
 
-DOC = os.path.join(L.ROOT, "docs", "syscalls.md")
+DOC = os.path.join(H.ROOT, "docs", "syscalls.md")
 
 
 def test_docs_syscalls_md_matches_live_sweep(sweep):
