@@ -13,7 +13,7 @@ The binary under test is $SANDCELL_BIN (default build/sandcell); with
 $SANDCELL_SERVER set (tests/warm/run-warm.sh) runs go through that warm
 server unless a caller asks for a cold one (server=None).
 
-    python3 tests/harness.py orphan-cgroups   # for tests/warm/run-warm.sh
+    python3 tests/harness.py run-cgroups|orphan-cgroups   # tests/warm/run-warm.sh
 """
 from __future__ import annotations
 
@@ -643,6 +643,7 @@ def assert_limit_stop(run: Run, status: str, rc: int, reason_words: Iterable[str
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["orphan-cgroups"]:
-        sys.exit("usage: harness.py orphan-cgroups")
-    print("\n".join(orphan_run_cgroups()))
+    if sys.argv[1:] not in (["run-cgroups"], ["orphan-cgroups"]):
+        sys.exit("usage: harness.py run-cgroups|orphan-cgroups")
+    found = run_cgroups() if sys.argv[1] == "run-cgroups" else orphan_run_cgroups()
+    print("\n".join(found), end="\n" if found else "")

@@ -25,11 +25,10 @@ sock=$tmp/sock
 log=$tmp/server.log
 srv=
 
-# ls is fine for these names: sandcell makes them, without odd bytes.
-# shellcheck disable=SC2012
+# Run cgroups on the host, all or only those whose supervisor is gone (left
+# behind): tests/harness.py is the one place that knows their names.
 run_cgroups() {
-	ls -d /sys/fs/cgroup/*/sandcell*/run-* /sys/fs/cgroup/sandcell*/run-* \
-		/sys/fs/cgroup/*/sandcell*/*/run-* 2>/dev/null | sort
+	/usr/bin/python3 "$ROOT/tests/harness.py" "$1"
 }
 
 stop_server() {
@@ -48,8 +47,9 @@ stop_server() {
 trap 'stop_server; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-cg_before=$(run_cgroups)
-# shellcheck disable=SC2012 # as in run_cgroups
+cg_before=$(run_cgroups run-cgroups)
+# ls is fine for these names: sandcell makes them, without odd bytes.
+# shellcheck disable=SC2012
 tpl_before=$(ls -d /tmp/sandcell-template-* 2>/dev/null | sort)
 
 "$BIN" serve --socket "$sock" --slots "$SLOTS" >"$log" 2>&1 &
@@ -84,26 +84,18 @@ if ! kill -0 "$srv" 2>/dev/null; then
 fi
 stop_server
 sleep 0.2
-cg_after=$(run_cgroups)
-if [ -n "$cg_before" ]; then
-	new_cgs=$(printf '%s\n' "$cg_after" | grep -vxF "$(printf '%s\n' "$cg_before")" || true)
-else
-	new_cgs=$cg_after
+# A new run cgroup whose supervisor is gone was left behind; one with a
+# live supervisor is another suite's run.
+orphans=$(run_cgroups orphan-cgroups)
+if [ -n "$cg_before" ] && [ -n "$orphans" ]; then
+	orphans=$(printf '%s\n' "$orphans" | grep -vxF "$(printf '%s\n' "$cg_before")" || true)
 fi
-# cgroup.c names a run's cgroup run-<supervisor pid>-...: one whose
-# supervisor is gone was left behind; a live one is another suite's run.
-leftover=
-for cg in $new_cgs; do
-	sup=$(basename "$cg" | cut -d- -f2)
-	[ -d "/proc/$sup" ] || leftover="$leftover$cg
-"
-done
-if [ -n "$leftover" ]; then
+if [ -n "$orphans" ]; then
 	echo "warm-check: run cgroups left behind:" >&2
-	printf '%s' "$leftover" >&2
+	printf '%s\n' "$orphans" >&2
 	status=1
 fi
-# shellcheck disable=SC2012 # as in run_cgroups
+# shellcheck disable=SC2012 # as for tpl_before
 tpl_after=$(ls -d /tmp/sandcell-template-* 2>/dev/null | sort)
 if [ "$tpl_after" != "$tpl_before" ]; then
 	# shellcheck disable=SC2046 # one word per directory

@@ -12,187 +12,24 @@ The black-box tiers also run against a warm server: tests/warm/run-warm.sh.
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import zlib
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from conftest import BIN, EXIT_SANDBOX, IS_ROOT, _sandbox_host_pids  # noqa: E402
-
-READY_TIMEOUT = 60
-
-
-def _children(ppid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
-                    kids.append(int(d))
-        except (OSError, ValueError, IndexError):
-            pass
-    return kids
-
-
-def _descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        for k in _children(todo.pop()):
-            out.append(k)
-            todo.append(k)
-    return out
-
-
-def _uid(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_gone(pids, seconds=10):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        left = [p for p in pids if _alive(p)]
-        if not left:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
-
-
-class Result:
-    def __init__(self, rc, out, err, report):
-        self.rc, self.stdout, self.stderr, self.report = rc, out, err, report
-
-    @property
-    def status(self):
-        return self.report["status"] if self.report else None
-
-    @property
-    def out(self):
-        return self.stdout.decode("utf-8", "replace")
-
-    @property
-    def err(self):
-        return self.stderr.decode("utf-8", "replace")
-
-    def json(self):
-        """The last stdout line that parses as JSON."""
-        for line in reversed(self.out.splitlines()):
-            if line.startswith(("{", "[")):
-                return json.loads(line)
-        raise AssertionError("no JSON line: %r" % (self,))
-
-    def __repr__(self):
-        return "Result(rc=%r, status=%r, stdout=%r, stderr=%r, error=%r)" % (
-            self.rc, self.status, self.stdout[-1500:], self.stderr[-1500:],
-            self.report and self.report.get("error"))
-
-
-class Server:
-    """One `sandcell serve` process on a private socket."""
-
-    def __init__(self, opts=(), env=None, sockdir=None, sockname="sock"):
-        self.dir = sockdir or tempfile.mkdtemp(prefix="sandcell-warm-test-")
-        self.sock = os.path.join(self.dir, sockname)
-        self.log = open(os.path.join(self.dir, "server.log"), "w+b")
-        self.cmd = [BIN, "serve", "--socket", self.sock] + list(opts)
-        self.templates_before = set(_template_dirs())
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self.log_text().count("ready on"):
-            assert self.proc.poll() is None, "server died: %s" % self.log_text()
-            assert time.monotonic() < deadline, "server not ready: %s" % self.log_text()
-            time.sleep(0.05)
-        # sandcell serve execs sandcell-warm: same pid.
-        self.pid = self.proc.pid
-
-    def log_text(self):
-        self.log.flush()
-        with open(self.log.name, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def cmdline(self, code=None, file=None, opts=(), report=None, args=()):
-        cmd = [BIN, "run", "--server", self.sock]
-        if report:
-            cmd += ["--report", report]
-        cmd += list(opts)
-        cmd += ["-c", code] if code is not None else [str(file)]
-        return cmd + list(args)
-
-    def popen(self, code, opts=(), report=None, **kw):
-        return subprocess.Popen(self.cmdline(textwrap.dedent(code), opts=opts, report=report),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, **kw)
-
-    def run(self, code, opts=(), timeout=60):
-        fd, rpath = tempfile.mkstemp(prefix="sandcell-warm-report-", suffix=".json")
-        os.close(fd)
-        try:
-            p = self.popen(code, opts=opts, report=rpath)
-            try:
-                out, err = p.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.communicate()
-                raise
-            rep = None
-            if os.path.getsize(rpath):
-                with open(rpath) as f:
-                    rep = json.load(f)
-        finally:
-            os.unlink(rpath)
-        return Result(p.returncode, out, err, rep)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def new_template_dirs(self):
-        return sorted(set(_template_dirs()) - self.templates_before)
-
-
-def _template_dirs():
-    return [os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("sandcell-template-")]
+from harness import BIN, EXIT_SANDBOX, IS_ROOT, WarmServer, children, descendants, pids_of_uids, \
+    proc_state, proc_uid, wait_gone
 
 
 @pytest.fixture(scope="module")
 def server():
-    """server(opts...) -> a running Server with those options (one per
+    """server(opts...) -> a running harness.WarmServer with those options (one per
     distinct option list; all stopped at the end of the module)."""
     made = {}
 
@@ -200,7 +37,7 @@ def server():
         key = (opts, tuple(sorted(kw.items())))
         s = made.get(key)
         if s is None or not s.alive():
-            s = made[key] = Server(opts, **kw)
+            s = made[key] = WarmServer(opts, **kw)
         return s
 
     yield get
@@ -368,7 +205,7 @@ def test_server_argv_and_environment_unreachable_from_runs(tmp_path):
     env = dict(os.environ)
     env["AWS_SECRET_ACCESS_KEY"] = secret
     env["SANDCELL_TEST_SECRET"] = secret
-    srv = Server(["--slots", "1"], env=env, sockdir=d)
+    srv = WarmServer(["--slots", "1"], env=env, sockdir=d)
     try:
         out = tmp_path / "out"
         r = srv.run(MEMORY_DUMP, opts=["--output", str(out), "--disk", "2G", "--memory", "2G",
@@ -501,7 +338,7 @@ def test_client_disconnect_kills_the_run(server):
     process of it survives, its cgroup goes away) and the server keeps
     serving."""
     srv = server("--slots", "2")
-    before = set(_descendants(srv.pid))
+    before = set(descendants(srv.pid))
     p = srv.popen('''
 import os, subprocess, sys, time
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
@@ -513,13 +350,13 @@ time.sleep(300)
     # template may have forked a new spare since: the run is the worker
     # with new descendants, and those.
     run_pids = []
-    for w in _children(srv.pid):
-        below = _descendants(w)
+    for w in children(srv.pid):
+        below = descendants(w)
         if any(q not in before for q in below):
             run_pids = [w] + below
     # worker (supervisor), sandbox init, code, its child
     assert len(run_pids) >= 4, run_pids
-    uids = {_uid(q) for q in run_pids} - {None, 0, os.geteuid()}
+    uids = {proc_uid(q) for q in run_pids} - {None, 0, os.geteuid()}
     cgroups = set()
     for q in run_pids:
         try:
@@ -529,9 +366,9 @@ time.sleep(300)
             pass
     p.kill()
     p.communicate()
-    assert _wait_gone(run_pids) == [], "run processes survived the client"
+    assert wait_gone(run_pids) == [], "run processes survived the client"
     if IS_ROOT:
-        assert uids and _sandbox_host_pids(uids) == [], uids
+        assert uids and pids_of_uids(uids) == [], uids
     for cg in cgroups:
         hits = [d for d in ("/sys/fs/cgroup" + cg, "/sys/fs/cgroup/memory" + cg,
                             "/sys/fs/cgroup/pids" + cg, "/sys/fs/cgroup/unified" + cg)
@@ -724,7 +561,7 @@ def test_other_uid_is_refused(server):
     own test server), a peer of another uid gets a refusal, not a run."""
     d = tempfile.mkdtemp(prefix="sandcell-warm-uid-")
     os.chmod(d, 0o755)
-    srv = Server(["--slots", "1"], sockdir=d)
+    srv = WarmServer(["--slots", "1"], sockdir=d)
     client = r'''
 import json, os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -806,7 +643,7 @@ def test_respawn_gives_a_new_layout(server):
 def test_respawn_leaves_no_template_directories():
     """Each template generation makes a private HOME in /tmp for its
     caches; none may pile up across respawns or outlive the server."""
-    srv = Server(["--slots", "1", "--respawn-runs", "1"])
+    srv = WarmServer(["--slots", "1", "--respawn-runs", "1"])
     try:
         for _ in range(3):
             assert srv.run("pass", timeout=120).status == "ok"
@@ -821,24 +658,16 @@ def test_respawn_leaves_no_template_directories():
 
 # ---------------------------------------------------------------- spares
 
-def _state(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
 def _wait_children(srv, n, seconds=30, other_than=None):
     """The template's children once there are exactly n live ones (and,
     with other_than, once they are not that set any more)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        kids = [k for k in _children(srv.pid) if _state(k) not in (None, "Z")]
+        kids = [k for k in children(srv.pid) if proc_state(k) not in (None, "Z")]
         if len(kids) == n and (other_than is None or set(kids) != set(other_than)):
             return kids
         time.sleep(0.02)
-    raise AssertionError("template children: %r, wanted %d" % (_children(srv.pid), n))
+    raise AssertionError("template children: %r, wanted %d" % (children(srv.pid), n))
 
 
 def test_spares_serve_requests_and_are_refilled(server):
@@ -853,7 +682,7 @@ def test_spares_serve_requests_and_are_refilled(server):
     after = set(_wait_children(srv, 2, other_than=before))
     assert len(before - after) == 1, (before, after)
     # zombies never pile up: every child of the template is a live spare
-    assert all(_state(k) != "Z" for k in _children(srv.pid))
+    assert all(proc_state(k) != "Z" for k in children(srv.pid))
 
 
 def test_no_spares_forks_on_demand(server):
@@ -870,7 +699,7 @@ def test_respawn_drops_the_old_generations_spares(server):
     srv = server("--slots", "1", "--spares", "2", "--respawn-runs", "1")
     old = set(_wait_children(srv, 2))
     assert srv.run("pass", timeout=120).status == "ok"
-    assert _wait_gone(old, seconds=60) == [], "the old generation's spares outlived the respawn"
+    assert wait_gone(old, seconds=60) == [], "the old generation's spares outlived the respawn"
     new = set(_wait_children(srv, 2))
     assert not old & new, (old, new)
     assert srv.run("pass", timeout=120).status == "ok"
