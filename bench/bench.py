@@ -13,12 +13,15 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
+import sys
 import subprocess
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from harness import WarmServer, descendants  # noqa: E402  (the tests' warm server and process tree)
 
 PY = "/usr/bin/python3"
 with open("/proc/loadavg") as _f:
@@ -98,36 +101,6 @@ def cold(sandcell, reps, log):
 
 # --------------------------------------------------------------------- warm
 
-class Server:
-    def __init__(self, sandcell, opts=()):
-        self.dir = tempfile.mkdtemp(prefix="sandcell-bench-")
-        self.sock = os.path.join(self.dir, "sock")
-        self.logf = open(os.path.join(self.dir, "log"), "w+b")
-        self.proc = subprocess.Popen([sandcell, "serve", "--socket", self.sock] + list(opts),
-                                     stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        t0 = time.monotonic()
-        while True:
-            self.logf.flush()
-            with open(self.logf.name, "rb") as f:
-                if b"ready on" in f.read():
-                    break
-            if self.proc.poll() is not None or time.monotonic() - t0 > 60:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        self.ready_sec = time.monotonic() - t0
-        self.pid = self.proc.pid
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def load(sandcell, sock, code, clients, total, max_sec):
     """clients threads, each launching `sandcell run --server` back to back,
     until total runs or max_sec.  Returns (latencies, wall, failures)."""
@@ -172,23 +145,6 @@ def smaps(pid):
                     out[k] = int(v.split()[0]) * 1024
     except OSError:
         pass
-    return out
-
-
-def descendants(pid):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        for k in kids.get(todo.pop(), []):
-            out.append(k)
-            todo.append(k)
     return out
 
 
@@ -278,7 +234,7 @@ def profile(sandcell, srv, log, seconds=5):
 
 
 def warm(sandcell, levels, budget, log):
-    srv = Server(sandcell)
+    srv = WarmServer(binary=sandcell)
     res = {"ready_sec": srv.ready_sec, "slots": 2 * (os.cpu_count() or 1), "cells": {}}
     try:
         for name, code in WARM_CELLS.items():
@@ -329,7 +285,7 @@ def migration(sandcell, reps, log):
         return None
     with open("/proc/self/mountinfo") as f:
         was_on = any(l.split()[4] == UNIFIED and "favordynmods" in l for l in f)
-    srv = Server(sandcell)
+    srv = WarmServer(binary=sandcell)
     res = {"off": {"cold": [], "warm": []}, "on": {"cold": [], "warm": []}}
     try:
         load(sandcell, srv.sock, "pass", 1, 10, 30)
