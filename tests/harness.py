@@ -280,7 +280,7 @@ def cgroup_mounts() -> list[str]:
                        if ln.split(" - ", 1)[1].split()[0] in ("cgroup", "cgroup2")})
 
 
-def _run_cgroup_prefix(supervisor: int | None) -> str:
+def run_cgroup_prefix(supervisor: int | None = None) -> str:
     """The start of a run cgroup's name: src/lib/cgroup.c make_run_dir()
     names them run-<supervisor pid>-<seq>-<nsec> (docs/report.md, Cleanup).
     The only place the tests know it; tests/integration/test_harness.py
@@ -290,25 +290,25 @@ def _run_cgroup_prefix(supervisor: int | None) -> str:
 
 def run_cgroup_name(supervisor: int, seq: int, nsec: int) -> str:
     """The name cgroup.c gives the seq-th run cgroup of a supervisor."""
-    return "%s%d-%d" % (_run_cgroup_prefix(supervisor), seq, nsec)
+    return "%s%d-%d" % (run_cgroup_prefix(supervisor), seq, nsec)
 
 
 def run_cgroup_supervisor(path: str) -> int | None:
     """The supervisor pid a run cgroup is named after (None: not a run's)."""
     name = os.path.basename(path.rstrip("/"))
-    head, _, rest = name[len(_run_cgroup_prefix(None)):].partition("-")
-    return int(head) if name.startswith(_run_cgroup_prefix(None)) and head.isdigit() and rest else None
+    head, _, rest = name[len(run_cgroup_prefix(None)):].partition("-")
+    return int(head) if name.startswith(run_cgroup_prefix(None)) and head.isdigit() and rest else None
 
 
 def run_cgroups(supervisor: int | None = None, depth: int = 4) -> list[str]:
     """Run cgroups on the host, up to depth levels below a hierarchy's
     root; with supervisor only those of the runs that process made."""
-    prefix = _run_cgroup_prefix(supervisor)
+    prefix = run_cgroup_prefix(supervisor)
     found = []
     for top in cgroup_mounts():
         for d, dirs, _files in os.walk(top):
             level = d[len(top):].count("/")
-            runs = [n for n in dirs if n.startswith(_run_cgroup_prefix(None))]
+            runs = [n for n in dirs if n.startswith(run_cgroup_prefix(None))]
             found += [os.path.join(d, n) for n in runs if n.startswith(prefix)]
             # a run cgroup has no children; other trees only to depth
             dirs[:] = [n for n in dirs if n not in runs] if level < depth - 1 else []
@@ -346,7 +346,7 @@ def pids_of_uids(uids: Iterable[int]) -> list[int]:
 
 def pids_in_run_cgroups(supervisors: Iterable[int]) -> list[int]:
     """Live processes in one of the run cgroups of those supervisors."""
-    tags = ["/" + _run_cgroup_prefix(s) for s in supervisors]
+    tags = ["/" + run_cgroup_prefix(s) for s in supervisors]
     found = []
     for pid in _all_pids() if tags else []:
         try:

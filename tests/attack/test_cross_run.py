@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from harness import IS_ROOT, MARK, PRELUDE, SERVER, case, check_host_clean, children, host_mounts, \
-    load_report, register_run, run, sandcell_cmd, server_pid
+from harness import IS_ROOT, MARK, PRELUDE, SANDBOX_UID_MIN, SERVER, case, check_host_clean, children, \
+    host_mounts, load_report, register_run, run, sandcell_cmd, server_pid
 
 E = errno
 TOKEN = "sandcell-x-" + secrets.token_hex(6)
@@ -170,6 +170,6 @@ def test_G11_concurrent_runs_have_distinct_host_uids(host_postconditions, concur
     ua = concurrent["a_report"]["isolation"]["host_uid"]
     ub = concurrent["b_report"]["isolation"]["host_uid"]
     if IS_ROOT:
-        assert ua != ub and ua >= 2000000000 and ub >= 2000000000
+        assert ua != ub and ua >= SANDBOX_UID_MIN and ub >= SANDBOX_UID_MIN
     else:
         assert ua == ub == os.geteuid()

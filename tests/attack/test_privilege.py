@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from harness import IS_ROOT, case, probe
+from harness import IS_ROOT, SANDBOX_UID_MIN, case, probe
 
 SETUID_CANDIDATES = ["mount", "umount", "su", "passwd", "chsh", "chfn", "gpasswd", "newgrp"]
 SETUID_BINS = [b for b in SETUID_CANDIDATES
@@ -160,8 +160,8 @@ def test_G3_user_namespace_maps_one_unprivileged_id(host_postconditions, results
     assert results["ids"][:4] == [1000, 1000, 1000, 1000]
     assert sorted(set(results["ids"][4])) == GROUPS
     if IS_ROOT:
-        assert host_uid >= 2000000000 and host_uid != os.geteuid()
-        assert int(results["gid_map"][1]) >= 2000000000
+        assert host_uid >= SANDBOX_UID_MIN and host_uid != os.geteuid()
+        assert int(results["gid_map"][1]) >= SANDBOX_UID_MIN
     else:
         assert host_uid == os.geteuid()
         assert int(results["gid_map"][1]) == os.getegid()

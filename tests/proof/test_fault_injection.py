@@ -126,7 +126,7 @@ TOLERATED = [
      "collect_stale(): opendir's fstat of a cgroup parent; as above"),
     ("supervisor", "clone3", r".", None,
      "clone3 into the run cgroup failing falls back to clone plus a cgroup attach: same isolation"),
-    ("supervisor", "openat", r"/run-[^\"]*\", O_RDONLY\|O_CLOEXEC\|O_PATH\|O_DIRECTORY", None,
+    ("supervisor", "openat", "/" + H.run_cgroup_prefix() + r"[^\"]*\", O_RDONLY\|O_CLOEXEC\|O_PATH\|O_DIRECTORY", None,
      "the v2 run cgroup cannot be opened for clone3: clone plus a cgroup attach instead"),
     ("supervisor", "seccomp", r"SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_\w+, NULL|"
                               r"SECCOMP_GET_NOTIF_SIZES|SECCOMP_GET_ACTION_AVAIL, 0, \[SECCOMP_RET_LOG", None,

@@ -23,8 +23,8 @@ import zlib
 
 import pytest
 
-from harness import BIN, EXIT_SANDBOX, IS_ROOT, WarmServer, children, descendants, pids_of_uids, \
-    proc_state, proc_uid, wait_gone
+from harness import BIN, EXIT_SANDBOX, IS_ROOT, WarmServer, children, descendants, pids_in_run_cgroups, \
+    pids_of_uids, proc_state, proc_uid, run_cgroups, wait_gone
 
 
 @pytest.fixture(scope="module")
@@ -357,23 +357,15 @@ time.sleep(300)
     # worker (supervisor), sandbox init, code, its child
     assert len(run_pids) >= 4, run_pids
     uids = {proc_uid(q) for q in run_pids} - {None, 0, os.geteuid()}
-    cgroups = set()
-    for q in run_pids:
-        try:
-            with open("/proc/%d/cgroup" % q) as f:
-                cgroups.update(l.split(":", 2)[2].strip() for l in f if "/run-" in l)
-        except OSError:
-            pass
+    # the worker is the run's supervisor: its cgroups are the run's
+    cgroups = run_cgroups(run_pids[0])
+    assert cgroups and set(run_pids[1:]) <= set(pids_in_run_cgroups([run_pids[0]])), (cgroups, run_pids)
     p.kill()
     p.communicate()
     assert wait_gone(run_pids) == [], "run processes survived the client"
     if IS_ROOT:
         assert uids and pids_of_uids(uids) == [], uids
-    for cg in cgroups:
-        hits = [d for d in ("/sys/fs/cgroup" + cg, "/sys/fs/cgroup/memory" + cg,
-                            "/sys/fs/cgroup/pids" + cg, "/sys/fs/cgroup/unified" + cg)
-                if os.path.isdir(d)]
-        assert hits == [], hits
+    assert [c for c in cgroups if os.path.isdir(c)] == [] and run_cgroups(run_pids[0]) == []
     assert srv.alive()
     r = srv.run("print('still serving')")
     assert r.status == "ok" and r.out == "still serving\n", r
