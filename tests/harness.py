@@ -263,6 +263,11 @@ RUNTIME_CANARIES = [os.path.realpath(sys.executable), "/usr/lib/python3/dist-pac
                     "/etc/passwd"]
 
 
+def _mount_diff(before: list[str]) -> str:
+    now = host_mounts()
+    return "new %r, gone %r" % (sorted(set(now) - set(before)), sorted(set(before) - set(now)))
+
+
 class HostState(NamedTuple):
     mounts: list[str]
     canaries: dict[str, str]
@@ -386,7 +391,7 @@ def check_host_clean(mounts_before: list[str], sup_pid: int | None = None,
     its supervisor is left, the host mount table is unchanged."""
     assert sandbox_survivors(host_uid, sup_pid) == [], "sandbox processes survived the run"
     assert run_cgroups(sup_pid) == [], "run cgroups left behind"
-    assert host_mounts() == mounts_before, "host mount table changed"
+    assert host_mounts() == mounts_before, "host mount table changed: " + _mount_diff(mounts_before)
 
 
 def check_runs_clean(before: HostState, runs: Sequence[tuple[int, int | None]]) -> None:
@@ -395,7 +400,7 @@ def check_runs_clean(before: HostState, runs: Sequence[tuple[int, int | None]]) 
     sups = {s for s, _ in runs}
     assert _survivors(list(runs)) == [], "sandbox processes survived the run"
     assert [c for c in run_cgroups() if run_cgroup_supervisor(c) in sups] == [], "run cgroups left behind"
-    assert host_mounts() == before.mounts, "host mount table changed"
+    assert host_mounts() == before.mounts, "host mount table changed: " + _mount_diff(before.mounts)
     for p, h in before.canaries.items():
         assert sha256_file(p) == h, "runtime file changed: " + p
 
