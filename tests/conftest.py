@@ -7,7 +7,8 @@ as root and, through tests/run-as-user.sh, as an unprivileged user; they
 must pass both ways.
 """
 import itertools
-from typing import Callable, Iterator
+import pathlib
+from typing import Callable, Iterator, Sequence
 
 import pytest
 
@@ -15,7 +16,7 @@ import harness
 
 
 @pytest.fixture
-def sandcell(tmp_path) -> Callable[..., harness.Run]:
+def sandcell(tmp_path: pathlib.Path) -> Callable[..., harness.Run]:
     """sandcell(code=..., file=..., args=[...], opts=[...], stdin=bytes) -> Run.
 
     Always asks for a report (kept in tmp_path as report-N.json) unless
@@ -23,8 +24,10 @@ def sandcell(tmp_path) -> Callable[..., harness.Run]:
     before one could be written, e.g. a usage error)."""
     counter = itertools.count(1)
 
-    def run(code=None, file=None, args=(), opts=(), stdin=b"", timeout=120, report=True):
-        rpath = tmp_path / ("report-%d.json" % next(counter)) if report else False
+    def run(code: str | None = None, file: str | pathlib.Path | None = None, args: Sequence[str] = (),
+            opts: Sequence[str] = (), stdin: bytes = b"", timeout: float = 120,
+            report: bool = True) -> harness.Run:
+        rpath: pathlib.Path | bool = tmp_path / ("report-%d.json" % next(counter)) if report else False
         return harness.run_cli(code, file, args, opts, stdin=stdin, timeout=timeout, report=rpath)
 
     return run

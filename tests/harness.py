@@ -110,7 +110,8 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The report at path; None if none was written (or it is empty)."""
     if os.path.exists(path) and os.path.getsize(path):
         with open(path) as f:
-            return json.load(f)
+            report: dict[str, Any] = json.load(f)
+            return report
     return None
 
 
@@ -471,7 +472,7 @@ def server_pid(path: str | None = None) -> int:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path or SERVER or "")
-        pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        pid: int = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
     finally:
         s.close()
     return pid
