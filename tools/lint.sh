@@ -9,8 +9,9 @@
 #   cppcheck: all of that C, plain and with SANDCELL_TEST_HOOKS;
 #   shell scripts: shellcheck on every one;
 #   pyflakes: all Python;
-#   mypy: mypy --strict on the in-sandbox module (src/py) and the host
-#     package (python/sandcell).
+#   mypy: mypy --strict on the in-sandbox module (src/py), the host
+#     package (python/sandcell) and the test harness (tests/harness.py,
+#     tests/conftest.py).
 # Builds are incremental: a second run only redoes what changed.
 # LINT_JOBS sets the parallelism (default 2).
 set -u
@@ -73,6 +74,7 @@ step shellcheck shellcheck $(shell_scripts | sort)
 step pyflakes pyflakes3 src/py python tools bench tests examples
 step mypy mypy --strict --cache-dir build/mypy-cache src/py
 step mypy-client mypy --strict --cache-dir build/mypy-cache python/sandcell
+step mypy-harness mypy --strict --cache-dir build/mypy-cache tests/harness.py tests/conftest.py
 
 if [ -n "$failed" ]; then
 	echo "lint: FAILED:$failed ($(($(date +%s) - start)) s)" >&2
