@@ -328,7 +328,7 @@ def orphan_run_cgroups() -> list[str]:
     return [c for c, s in sups.items() if s is not None and not os.path.exists("/proc/%d" % s)]
 
 
-def _proc_field(pid: int | str, key: str) -> list[str] | None:
+def _proc_field(pid: int, key: str) -> list[str] | None:
     try:
         with open("/proc/%s/status" % pid) as f:
             for line in f:
@@ -365,31 +365,22 @@ def pids_in_run_cgroups(supervisors: Iterable[int]) -> list[int]:
     return found
 
 
-def sandbox_survivors(host_uid: int | None = None, sup_pid: int | None = None) -> list[int]:
-    """Host pids of processes left of a run: as root, those of its dedicated
-    host uid; those in one of its supervisor's run cgroups (an unprivileged
-    run shares the caller's uid).  With neither: as root any process of a
-    sandbox host uid, else any of the caller's in a nested pid namespace."""
-    if host_uid is None and sup_pid is None:
-        found = []
-        for pid in _all_pids():
-            uid, nspid = _proc_field(pid, "Uid"), _proc_field(pid, "NSpid")
-            if uid and (int(uid[0]) >= SANDBOX_UID_MIN if IS_ROOT else
-                        int(uid[0]) == os.geteuid() and nspid is not None and len(nspid) > 1):
-                found.append(pid)
-        return found
+def sandbox_survivors(host_uid: int | None, sup_pid: int) -> list[int]:
+    """Host pids of processes left of one run: those in its supervisor's
+    run cgroups and, as root, those of its dedicated host uid (an
+    unprivileged run shares the caller's uid)."""
     return _survivors([(sup_pid, host_uid)])
 
 
-def _survivors(runs: list[tuple[int | None, int | None]]) -> list[int]:
+def _survivors(runs: Sequence[tuple[int, int | None]]) -> list[int]:
     uids = [u for _, u in runs if u is not None and u >= SANDBOX_UID_MIN]
-    return sorted(set(pids_of_uids(uids)) | set(pids_in_run_cgroups(s for s, _ in runs if s is not None)))
+    return sorted(set(pids_of_uids(uids)) | set(pids_in_run_cgroups(s for s, _ in runs)))
 
 
-def check_host_clean(mounts_before: list[str], sup_pid: int | None = None,
-                     host_uid: int | None = None) -> None:
-    """Threat model 4.6 after a run: nothing of it survives, no run cgroup of
-    its supervisor is left, the host mount table is unchanged."""
+def check_host_clean(mounts_before: list[str], sup_pid: int, host_uid: int | None = None) -> None:
+    """Threat model 4.6 after one run (supervisor sup_pid, host uid from its
+    report): nothing of it survives, no run cgroup of it is left, the host
+    mount table is unchanged."""
     assert sandbox_survivors(host_uid, sup_pid) == [], "sandbox processes survived the run"
     assert run_cgroups(sup_pid) == [], "run cgroups left behind"
     assert host_mounts() == mounts_before, "host mount table changed: " + _mount_diff(mounts_before)
@@ -399,7 +390,7 @@ def check_runs_clean(before: HostState, runs: Sequence[tuple[int, int | None]]) 
     """check_host_clean() for a test's runs (a run without a known host uid
     is looked for by its cgroups only), then runtime files byte-identical."""
     sups = {s for s, _ in runs}
-    assert _survivors(list(runs)) == [], "sandbox processes survived the run"
+    assert _survivors(runs) == [], "sandbox processes survived the run"
     assert [c for c in run_cgroups() if run_cgroup_supervisor(c) in sups] == [], "run cgroups left behind"
     assert host_mounts() == before.mounts, "host mount table changed: " + _mount_diff(before.mounts)
     for p, h in before.canaries.items():
@@ -484,7 +475,8 @@ def template_dirs() -> list[str]:
 
 
 class WarmServer:
-    """One `sandcell serve` on a private socket, ready when constructed."""
+    """One `sandcell serve` on a private socket, ready when constructed
+    (binary: the server's; clients are BIN)."""
 
     READY_TIMEOUT = 60
 

@@ -39,6 +39,9 @@ def test_harness_finds_a_live_runs_cgroups_processes_and_uid(tmp_path, host_post
         assert {H.run_cgroup_supervisor(c) for c in found} == {p.pid}
         assert set(below) <= set(H.pids_in_run_cgroups([p.pid])), below
         assert set(below) <= set(H.sandbox_survivors(None, p.pid)), below
+        if H.IS_ROOT:  # the code runs as the run's own host uid
+            mine = H.pids_of_uids([H.sandbox_host_uid(p.pid)])
+            assert mine and set(mine) <= set(below), (mine, below)
         p.stdin.close()
         assert p.wait(timeout=60) == 0, p.stderr.read()
     finally:

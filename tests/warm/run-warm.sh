@@ -4,9 +4,9 @@
 #   sh tests/warm/run-warm.sh [PYTEST ARGS...]     (make warm-check)
 #
 # Starts `sandcell serve --socket $tmp/sock --slots 4`, waits until it
-# answers a run, runs pytest with SANDCELL_SERVER set (the `sandcell`
-# fixture and the attack runner then add `--server $SANDCELL_SERVER` right
-# after `run`), stops the server and prints one closing line.  The tests
+# answers a run, runs pytest with SANDCELL_SERVER set (tests/harness.py
+# then adds `--server $SANDCELL_SERVER` right after `run`), stops the
+# server and prints one closing line.  The tests
 # that cannot apply to warm mode skip themselves when SANDCELL_SERVER is
 # set; tests that call the binary directly (usage errors, selftest, ...)
 # stay cold.  Exit status: pytest's, or 1 if the server died during the
