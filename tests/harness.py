@@ -44,14 +44,10 @@ SIGSYS = 31
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MARK = "@@SANDCELL-ATTACK@@"
 
-# Root callers' runs get host uid SC_HOST_ID_BASE + supervisor pid % 65536
-# (src/lib/userns.c); tests/integration/test_harness.py fails if it changes.
+# A root caller's run gets a host uid of its own in [MIN, MIN + SPAN)
+# (src/lib/userns.c SC_HOST_ID_BASE, SC_HOST_ID_SPAN); the report names it.
+# tests/integration/test_harness.py fails if the range changes.
 SANDBOX_UID_MIN, SANDBOX_UID_SPAN = 2000000000, 65536
-
-
-def sandbox_host_uid(supervisor: int) -> int:
-    """The host uid a root caller's run made by that supervisor gets."""
-    return SANDBOX_UID_MIN + supervisor % SANDBOX_UID_SPAN
 
 
 # ------------------------------------------------------------------- runs
@@ -181,6 +177,55 @@ def run_cli(code: str | None = None, file: str | os.PathLike[str] | None = None,
             os.unlink(rpath)
     register_run(r.pid, host_uid_of(r.report))
     return r
+
+
+class LiveRun:
+    """A `sandcell run` in the background whose code talks to the test:
+    started, its first line of stdout read (the code saying it is ready, or
+    what it holds); finish() then feeds stdin and waits (and registers the
+    run for host_postconditions), or kill() kills the supervisor."""
+
+    def __init__(self, code: str, opts: Sequence[str] = (), server: str | None = SERVER) -> None:
+        fd, self.rpath = tempfile.mkstemp(prefix="sandcell-live-report-", suffix=".json")
+        os.close(fd)
+        self.cmd = sandcell_cmd(code, opts=opts, report=self.rpath, server=server)
+        self.p = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        assert self.p.stdout is not None
+        self.first = self.p.stdout.readline()
+        self.first_line = self.first.decode("utf-8", "replace")
+        self.run: Run | None = None
+
+    def finish(self, stdin: bytes = b"", timeout: float = 90) -> Run:
+        """Feeds stdin, waits for the end; the Run's stdout includes the
+        first line."""
+        if self.run is None:
+            try:
+                out, err = self.p.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise
+            self.run = Run(self.cmd, self.p.returncode, self.first + out, err, load_report(self.rpath),
+                           self.p.pid)
+            os.unlink(self.rpath)
+            register_run(self.p.pid, host_uid_of(self.run.report))
+        return self.run
+
+    def kill(self) -> None:
+        """SIGKILL to the supervisor (a no-op once the run has ended).  Not
+        registered: a killed supervisor's cgroups stay until the next run
+        under the same parent removes them (docs/report.md, Cleanup)."""
+        if self.run is None:
+            self.p.kill()
+            out, err = self.p.communicate(timeout=30)
+            self.run = Run(self.cmd, self.p.returncode, self.first + out, err, None, self.p.pid)
+            os.unlink(self.rpath)
+
+    def __enter__(self) -> LiveRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
 
 
 # ------------------------------------------------------------- host state
@@ -365,16 +410,17 @@ def pids_in_run_cgroups(supervisors: Iterable[int]) -> list[int]:
     return found
 
 
-def sandbox_survivors(host_uid: int | None, sup_pid: int) -> list[int]:
-    """Host pids of processes left of one run: those in its supervisor's
-    run cgroups and, as root, those of its dedicated host uid (an
-    unprivileged run shares the caller's uid)."""
+def sandbox_survivors(host_uid: int | None = None, sup_pid: int | None = None) -> list[int]:
+    """Host pids of processes of one run: as root, those of its dedicated
+    host uid; those in its supervisor's run cgroups (an unprivileged run
+    shares the caller's uid)."""
     return _survivors([(sup_pid, host_uid)])
 
 
-def _survivors(runs: Sequence[tuple[int, int | None]]) -> list[int]:
+def _survivors(runs: Sequence[tuple[int | None, int | None]]) -> list[int]:
     uids = [u for _, u in runs if u is not None and u >= SANDBOX_UID_MIN]
-    return sorted(set(pids_of_uids(uids)) | set(pids_in_run_cgroups(s for s, _ in runs)))
+    sups = [s for s, _ in runs if s is not None]
+    return sorted(set(pids_of_uids(uids)) | set(pids_in_run_cgroups(sups)))
 
 
 def check_host_clean(mounts_before: list[str], sup_pid: int, host_uid: int | None = None) -> None:

@@ -2,16 +2,13 @@
 run into the next, and concurrent runs neither see nor affect each other.
 """
 import errno
-import json
 import os
 import secrets
-import subprocess
-import tempfile
 
 import pytest
 
-from harness import IS_ROOT, MARK, PRELUDE, SANDBOX_UID_MIN, SERVER, case, check_host_clean, children, \
-    host_mounts, load_report, register_run, run, sandcell_cmd, server_pid
+from harness import IS_ROOT, PRELUDE, SANDBOX_UID_MIN, SERVER, LiveRun, case, check_host_clean, children, \
+    host_mounts, host_uid_of, run, server_pid
 
 E = errno
 TOKEN = "sandcell-x-" + secrets.token_hex(6)
@@ -105,37 +102,22 @@ emit(res)
 def concurrent():
     tok = "sandcell-x-run-a-" + secrets.token_hex(6)
     mounts = host_mounts()
-    fd, rpath = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    a_code = PRELUDE + A_BODY % {"tok": tok}
-    a = subprocess.Popen(sandcell_cmd(a_code, report=rpath), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        line = a.stdout.readline().decode()
-        assert line.startswith("READY"), (line, a.stderr.read(2000) if a.poll() is not None else "")
+    with LiveRun(PRELUDE + A_BODY % {"tok": tok}) as a:
+        assert a.first_line.startswith("READY"), a.finish()
         # Run A's code as the host sees it: supervisor -> init -> code.  On
         # a warm server the supervisor is the server's worker, not the
         # client: server -> worker -> init -> code (A is the only run).
         if SERVER:
             inits = [i for w in children(server_pid()) for i in children(w)]
         else:
-            inits = children(a.pid)
+            inits = children(a.p.pid)
         apid = children(inits[0])[0] if inits and children(inits[0]) else 0
         assert apid > 0
         b = run(B_CODE % {"tok": tok, "apid": apid})
-        out, err = a.communicate(b"", timeout=60)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.communicate()
-    rep = load_report(rpath)
-    os.unlink(rpath)
-    register_run(a.pid, rep["isolation"]["host_uid"] if rep else None)
-    check_host_clean(mounts, a.pid, rep["isolation"]["host_uid"] if rep else None)
-    lines = [l for l in out.decode().splitlines() if l.startswith(MARK)]
-    assert rep["status"] == "ok", (rep, err)
-    return {"a": json.loads(lines[-1][len(MARK):]), "a_report": rep, "b": b.result(),
-            "b_report": b.report}
+        ra = a.finish(b"", timeout=60)
+    check_host_clean(mounts, ra.pid, host_uid_of(ra.report))
+    assert ra.status == "ok", ra
+    return {"a": ra.result(), "a_report": ra.report, "b": b.result(), "b_report": b.report}
 
 
 def test_G11_concurrent_run_sees_only_its_own_pids(host_postconditions, concurrent):

@@ -18,16 +18,13 @@ import os
 import signal
 import struct
 import subprocess
-import tempfile
 import textwrap
-import time
 
 import pytest
 
-from attack_lib import (IS_ROOT, MARK, PRELUDE, SERVER, case, load_report, probe,
-                        register_run, sandcell_cmd, sandbox_survivors)
+from harness import (IS_ROOT, MARK, PRELUDE, SANDBOX_UID_MIN as ID_BASE, SANDBOX_UID_SPAN as ID_SPAN, SERVER,
+                     LiveRun, case, descendants, probe, sandbox_survivors, wait_gone)
 
-ID_BASE, ID_SPAN = 2000000000, 65536
 ID_LOCK = "/run/sandcell/ids.lock"
 
 HOLD = r'''
@@ -38,37 +35,18 @@ def hold(obj):
 '''
 
 
-class Holder:
+class Holder(LiveRun):
     """A run in the background that takes a budget, reports it, and holds
     it until release(); stdin is the handshake, so nothing sleeps."""
 
     def __init__(self, code, opts=()):
-        fd, self.rpath = tempfile.mkstemp(prefix="sandcell-hold-", suffix=".json")
-        os.close(fd)
-        src = PRELUDE + HOLD + textwrap.dedent(code)
-        cmd = sandcell_cmd(src, report=self.rpath,
-                           opts=["--wall-time", "60"] + list(opts))
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        self.value = None
-        line = self.p.stdout.readline().decode("utf-8", "replace")
-        if line.startswith(MARK):
-            self.value = json.loads(line[len(MARK):])
+        super().__init__(PRELUDE + HOLD + textwrap.dedent(code), opts=["--wall-time", "60"] + list(opts))
+        self.value = json.loads(self.first_line[len(MARK):]) if self.first_line.startswith(MARK) else None
 
     def release(self):
         """Lets the run end; returns (report, stderr)."""
-        _, err = self.p.communicate(b"go\n", timeout=90)
-        rep = load_report(self.rpath)
-        os.unlink(self.rpath)
-        register_run(self.p.pid, rep["isolation"]["host_uid"] if rep and rep.get("isolation") else None)
-        return rep, err
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.p.returncode is None:
-            self.release()
+        r = self.finish(b"go\n")
+        return r.report, r.stderr
 
 
 def host_python(code):
@@ -275,34 +253,6 @@ def test_G7_user_namespace_owned_by_the_run_uid(host_postconditions):
     assert pids and owners == {uid}, (uid, owners)
 
 
-def _descendants(root):
-    """Host pids below root, from the parent links in /proc."""
-    parent = {}
-    for st in os.listdir("/proc"):
-        if st.isdigit():
-            try:
-                with open("/proc/%s/stat" % st) as f:
-                    parent[int(st)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, todo = set(), [root]
-    while todo:
-        p = todo.pop()
-        for child, par in parent.items():
-            if par == p and child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(SERVER is not None, reason="kills the CLI supervisor (cold runs)")
 def test_G8_sandbox_dies_with_a_killed_supervisor(host_postconditions):
     """SIGKILL to the supervisor: the sandbox init has the parent-death
@@ -312,17 +262,12 @@ def test_G8_sandbox_dies_with_a_killed_supervisor(host_postconditions):
     h = Holder(UID_MAP + "import time\ntime.sleep(50)\n")
     assert h.value, h.release()
     uid = _host_uid(h)
-    run_pids = _descendants(h.p.pid)
+    run_pids = descendants(h.p.pid)
     assert run_pids, "no sandbox processes found below the supervisor"
-    h.p.kill()
-    h.p.communicate(timeout=30)
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in run_pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [p for p in run_pids if _alive(p)]
+    h.kill()
+    left = wait_gone(run_pids, seconds=5)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
-    os.unlink(h.rpath)
     assert left == [], "the sandbox outlived its supervisor"
     if IS_ROOT:
         assert not _lock_holder(uid)

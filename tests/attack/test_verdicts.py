@@ -9,7 +9,7 @@ checks that the report calls it what it is.
 """
 import pytest
 
-from attack_lib import EXIT_CPU, EXIT_DISK, EXIT_MEMORY, EXIT_TIMEOUT, case, run
+from harness import EXIT_CPU, EXIT_DISK, EXIT_MEMORY, EXIT_TIMEOUT, case, run
 
 FORGERIES = {
     # The signals RLIMIT_CPU and RLIMIT_FSIZE deliver, sent by the code.
