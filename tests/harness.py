@@ -157,6 +157,14 @@ def run_cmd(cmd: list[str], stdin: bytes | None = b"", timeout: float = 120,
     return Run(cmd, p.returncode, out, err, None, p.pid)
 
 
+def without_userns(cmd: list[str]) -> list[str]:
+    """cmd run where user namespaces are unavailable for real: in a user
+    namespace of our own whose max_user_namespaces is 0, which forbids any
+    nested one (bubblewrap's --disable-userns).  Needs util-linux unshare."""
+    return ["unshare", "--user", "--map-root-user", "sh", "-c",
+            'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh"] + cmd
+
+
 def run_cli(code: str | None = None, file: str | os.PathLike[str] | None = None,
             args: Sequence[str] = (), opts: Sequence[str] = (), stdin: bytes | None = b"",
             timeout: float = 120, env: dict[str, str] | None = None,

@@ -24,13 +24,12 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import pytest
 
-from attack_lib import (IS_ROOT, MARK, PRELUDE, case, check_host_clean, host_mounts, load_report,
-                        probe, register_run, sandcell_cmd)
+from harness import (IS_ROOT, MARK, PRELUDE, LiveRun, case, check_host_clean, host_mounts, host_uid_of,
+                     probe)
 
 E = errno
 PY = os.path.realpath(sys.executable)            # the runtime's interpreter binary
@@ -63,45 +62,26 @@ def take_locks(path):
 '''
 
 
-class Holder:
+class Holder(LiveRun):
     """A run in the background that takes some state, reports it (one JSON
     line after MARK) and holds it until release(); stdin is the handshake,
     so nothing sleeps."""
 
     def __init__(self, code, opts=()):
-        fd, self.rpath = tempfile.mkstemp(prefix="sandcell-shared-", suffix=".json")
-        os.close(fd)
         self.mounts = host_mounts()
-        src = PRELUDE + HOLD + textwrap.dedent(code)
-        self.p = subprocess.Popen(sandcell_cmd(src, report=self.rpath, opts=["--wall-time", "60"] + list(opts)),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.value = None
-        self.released = False
-        line = self.p.stdout.readline().decode("utf-8", "replace")
-        if line.startswith(MARK):
-            self.value = json.loads(line[len(MARK):])
+        super().__init__(PRELUDE + HOLD + textwrap.dedent(code), opts=["--wall-time", "60"] + list(opts))
+        self.value = json.loads(self.first_line[len(MARK):]) if self.first_line.startswith(MARK) else None
 
     def release(self, data=b"\n"):
-        """Lets the run go on; returns (last JSON it printed, report, stderr)."""
-        if self.released:
-            return self.final
-        self.released = True
-        try:
-            out, err = self.p.communicate(data, timeout=60)
-        finally:
-            if self.p.poll() is None:
-                self.p.kill()
-                self.p.communicate()
-        rep = load_report(self.rpath)
-        os.unlink(self.rpath)
-        register_run(self.p.pid, rep["isolation"]["host_uid"] if rep and rep.get("isolation") else None)
-        check_host_clean(self.mounts, self.p.pid, rep["isolation"]["host_uid"] if rep else None)
-        lines = [l for l in out.decode("utf-8", "replace").splitlines() if l.startswith(MARK)]
-        self.final = (json.loads(lines[-1][len(MARK):]) if lines else None, rep, err)
-        return self.final
-
-    def __enter__(self):
-        return self
+        """Lets the run go on; returns (last JSON it printed after the first
+        line, report, stderr)."""
+        fresh = self.run is None
+        r = self.finish(data, timeout=60)
+        if fresh:
+            check_host_clean(self.mounts, r.pid, host_uid_of(r.report))
+        lines = [ln for ln in r.stdout[len(self.first):].decode("utf-8", "replace").splitlines()
+                 if ln.startswith(MARK)]
+        return (json.loads(lines[-1][len(MARK):]) if lines else None, r.report, r.stderr)
 
     def __exit__(self, *exc):
         self.release()

@@ -3,24 +3,24 @@
 build/sandcell), a warm server per module, and a `runner` fixture that runs
 every parametrised test once cold and once warm.
 
-Test modules import this by name (pytest puts tests/client on sys.path).
+Test modules import this by name (pytest puts tests/client on sys.path);
+what is not about the client comes from tests/harness.py.
 """
 from __future__ import annotations
 
 import glob
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell")))
+import harness
+
+ROOT, IS_ROOT = harness.ROOT, harness.IS_ROOT
+BIN = os.path.abspath(harness.BIN)
 PY_DIR = os.path.join(ROOT, "python")
-IS_ROOT = os.geteuid() == 0
 TEST_USER = "sandcell-test"
 
 # The client finds its CLI through $SANDCELL_BIN first: the build under test.
@@ -39,18 +39,11 @@ def run_dirs() -> List[str]:
     return sorted(glob.glob(os.path.join(tempfile.gettempdir(), "sandcell-run-*")))
 
 
-def cli_report(*args: str, stdin: bytes = b"") -> "tuple[subprocess.CompletedProcess[bytes], Optional[Dict[str, Any]]]":
-    """`sandcell run --report FILE ARGS` with the CLI itself: the reference
-    the client's typed results are compared with."""
-    with tempfile.TemporaryDirectory() as d:
-        rpath = os.path.join(d, "report.json")
-        p = subprocess.run([BIN, "run", "--report", rpath] + list(args), input=stdin,
-                           capture_output=True, timeout=120)
-        rep = None
-        if os.path.exists(rpath) and os.path.getsize(rpath):
-            with open(rpath, encoding="utf-8") as f:
-                rep = json.load(f)
-        return p, rep
+def cli_report(*args: str, stdin: bytes = b"") -> "tuple[harness.Run, Optional[Dict[str, Any]]]":
+    """`sandcell run --report FILE ARGS` with the CLI itself (cold): the
+    reference the client's typed results are compared with."""
+    r = harness.run_cli(args=args, stdin=stdin, server=None)
+    return r, r.report
 
 
 @pytest.fixture(scope="module")

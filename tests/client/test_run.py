@@ -58,7 +58,7 @@ def test_report_fields_match_the_cli(runner, tmp_path, no_leftover_dirs):
     src.write_text(code)
     p, ref = cli_report("--stdin", os.devnull, "--memory", "256M", str(src))
     res = runner(code, limits={"memory": "256M"})
-    assert ref is not None and p.returncode == 3
+    assert ref is not None and p.rc == 3
     r = res.report
     assert (res.status, res.exit_code) == (ref["status"], ref["exit_code"]) == ("exited", 3)
     assert r.schema == ref["schema"] and r.sandcell_version == ref["sandcell_version"]

@@ -8,21 +8,17 @@ nested one (the mechanism of bubblewrap's --disable-userns)."""
 import json
 import os
 import shutil
-import time
 import subprocess
 
 import pytest
 
-from harness import BIN, EXIT_SANDBOX, SERVER
+from harness import BIN, EXIT_SANDBOX, SERVER, alive, run_cmd, wait_gone, without_userns
 
 UNSHARE = shutil.which("unshare")
 
 
 def run_without_userns(args, tmp_path):
-    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
-    proc = subprocess.run([UNSHARE, "--user", "--map-root-user", "sh", "-c", script, "sh", BIN, "run"] + args,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, cwd=str(tmp_path))
-    return proc
+    return run_cmd(without_userns([BIN, "run"] + args), stdin=None, cwd=str(tmp_path))
 
 
 pytestmark = [
@@ -38,7 +34,7 @@ pytestmark = [
 
 def test_refuses_without_allow_reduced(tmp_path):
     proc = run_without_userns(["--report", str(tmp_path / "r.json"), "-c", "open('/tmp/ran','w')"], tmp_path)
-    assert proc.returncode == EXIT_SANDBOX, proc
+    assert proc.rc == EXIT_SANDBOX, proc
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["status"] == "sandbox-error"
     assert rep["script"]["started"] is False
@@ -71,7 +67,7 @@ def test_allow_reduced_runs_and_reports(tmp_path):
     out = tmp_path / "out"
     proc = run_without_userns(["--allow-reduced", "--input", "d=%s" % data, "--output", str(out),
                                "--report", str(tmp_path / "r.json"), "-c", code], tmp_path)
-    assert proc.returncode == 0, proc
+    assert proc.rc == 0, proc
     assert proc.stdout.decode().strip() == "hello input"
     assert b"REDUCED mode" in proc.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -88,20 +84,10 @@ def test_allow_reduced_runs_and_reports(tmp_path):
     assert not [p for p in os.listdir(str(tmp_path)) if p.startswith("sandcell-")]
 
 
-def _alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_reduced_run_dies_with_a_killed_supervisor(tmp_path):
     """G8 without a pid namespace: SIGKILL to the supervisor reaches the
     sandbox init as SIGTERM (its parent-death signal), and init kills the
     code and a setsid daemon of it before it exits."""
-    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
     code = ("import os, sys, time\n"
             "if os.fork() == 0:\n"
             "    os.setsid()\n"
@@ -112,8 +98,7 @@ def test_reduced_run_dies_with_a_killed_supervisor(tmp_path):
             "time.sleep(0.2)\n"
             "print('CODE', os.getpid(), flush=True)\n"
             "time.sleep(60)\n")
-    p = subprocess.Popen([UNSHARE, "--user", "--map-root-user", "sh", "-c", script, "sh", BIN, "run",
-                          "--allow-reduced", "--wall-time", "60", "-c", code],
+    p = subprocess.Popen(without_userns([BIN, "run", "--allow-reduced", "--wall-time", "60", "-c", code]),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path))
     pids = {}
     while len(pids) < 2:
@@ -121,13 +106,10 @@ def test_reduced_run_dies_with_a_killed_supervisor(tmp_path):
         assert line, p.communicate()
         kind, pid = line.split()
         pids[kind] = int(pid)
-    assert all(_alive(pid) for pid in pids.values()), pids
+    assert all(alive(pid) for pid in pids.values()), pids
     p.kill()
     p.communicate(timeout=30)
-    deadline = time.monotonic() + 5
-    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [pid for pid in pids.values() if _alive(pid)]
+    left = wait_gone(pids.values(), seconds=5)
     for pid in left:
         os.kill(pid, 9)
     assert left == [], "the run outlived its supervisor: %r" % pids

@@ -29,13 +29,8 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import BIN, IS_ROOT  # noqa: E402
-import test_warm  # noqa: E402
-from test_warm import Server  # noqa: E402
+from harness import BIN, IS_ROOT, WarmServer, run_cgroup_prefix
 
 SCAN = r'''
 import ctypes, hashlib, json, sys
@@ -93,7 +88,7 @@ def _half_and_hash(needles):
 
 
 def _uts_server(tmp_path, hostname, opts):
-    """A Server (tests/warm/test_warm.py) started with a cwd of its own
+    """A harness.WarmServer started with a cwd of its own
     (the cwd is a host path too) and, given a hostname (needs root), in a
     uts namespace of its own with that name, so that the host's name is
     distinctive."""
@@ -108,13 +103,7 @@ def _uts_server(tmp_path, hostname, opts):
     else:
         wrapper.write_text('#!/bin/sh\ncd "%s" || exit 1\nexec "%s" "$@"\n' % (cwd, BIN))
     wrapper.chmod(0o755)
-    saved = test_warm.BIN
-    test_warm.BIN = str(wrapper)
-    try:
-        srv = Server(list(opts))
-    finally:
-        test_warm.BIN = saved
-    return srv, cwd
+    return WarmServer(list(opts), binary=str(wrapper)), cwd
 
 
 def test_G6_warm_memory_holds_no_request_server_or_host_data(tmp_path):
@@ -170,14 +159,14 @@ def test_G6_warm_memory_holds_no_request_server_or_host_data(tmp_path):
             ("concurrent run's output dir", "out-" + tok["concurrent_out"]),
             # the run's cgroup directory on the host: <parent>/run-<pid>-...
             ("run's cgroup path", os.environ.get("SANDCELL_CGROUP_PARENT", "sandcell")
-             .strip("/").split("/")[-1] + "/run-"),
+             .strip("/").split("/")[-1] + "/" + run_cgroup_prefix()),
         ] + [("template temp dir", t) for t in templates]
         if hostname:
             needles.append(("host name", hostname))
         script = codedir / "scan.py"
         script.write_text(SCAN % repr(_half_and_hash(needles)))
         report = tmp_path / ("report-" + tok["report"] + ".json")
-        cmd = [test_warm.BIN, "run", "--server", srv.sock, "--report", str(report),
+        cmd = [BIN, "run", "--server", srv.sock, "--report", str(report),
                "--input", "data=%s" % (indir / "data.csv"),
                "--value", "own=" + json.dumps("own-" + tok["value"]),
                "--output", str(tmp_path / ("out-" + tok["out"])),
