@@ -40,7 +40,7 @@ OTHER = {
 def collect():
     env = dict(os.environ, SANDCELL_BIN=os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell")))
     out = subprocess.run(["/usr/bin/python3", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                          "tests/attack", "tests/proof", "tests/integration"],
+                          "tests/attack", "tests/proof", "tests/integration", "tests/warm"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          universal_newlines=True, check=True).stdout
     return [l.strip() for l in out.splitlines() if "::" in l]
