@@ -337,7 +337,8 @@ def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
         base = _MASKED[dtype.name]
         mask = np.asarray(arr.isna(), dtype=bool)
         fill = False if base == "bool" else 0
-        values = arr.to_numpy(dtype=base, na_value=fill)
+        with np.errstate(invalid="ignore"):  # a signalling NaN is copied bit for bit, numpy just warns
+            values = arr.to_numpy(dtype=base, na_value=fill)
         return {"kind": "masked", "dtype": dtype.name, "values": w.add(values), "mask": w.add(mask)}
     if not isinstance(dtype, np.dtype):
         raise TypeError(f"{where}: dtype {dtype} is not supported by the sandcell frame format "
@@ -388,8 +389,9 @@ def _enc_index(w: _Writer, idx: pd.Index, where: str) -> dict:
     if isinstance(idx, pd.MultiIndex):
         levels = []
         for i, (lev, codes) in enumerate(zip(idx.levels, idx.codes)):
+            freq = _freq_of(lev) if isinstance(lev, (pd.DatetimeIndex, pd.TimedeltaIndex)) else None
             levels.append({"values": _enc_values(w, lev, f"{where} level {i}", "level"),
-                           "codes": w.add(np.asarray(codes))})
+                           "codes": w.add(np.asarray(codes)), "freq": freq})
         return {"kind": "multi", "names": [_enc_label(n, f"{where} level name", lim) for n in idx.names],
                 "levels": levels}
     if isinstance(idx, (pd.PeriodIndex, pd.IntervalIndex)):
@@ -758,7 +760,8 @@ def _dec_label(v: Any, where: str, limits: Limits) -> Any:
         h = v["float"]
         if len(h) > 40 or not _HEXFLOAT.match(h):
             raise _bad(f"{where}: {_short(h)} is not a hex float")
-        return float.fromhex(h)
+        x = float.fromhex(h)
+        return np.nan if x != x else x  # pandas' own NaN object: label lookups compare by identity
     raise _bad(f"{where}: a label is null, true, false, an integer, a string or {{\"float\": hex}}")
 
 
@@ -1088,8 +1091,9 @@ _DECODERS: dict[str, Callable[[_Reader, dict, str, int | None], _Decoded]] = {
 
 
 def _owned(a: Any) -> Any:
-    """A numpy view into the archive becomes an array of its own (index
-    values must not pin the whole archive in memory, nor be read-only)."""
+    """A numpy view into the archive becomes an array of its own: pandas
+    does not always copy (a lone int64 column stays a view), and a loaded
+    frame must be writable and must not pin the whole archive in memory."""
     return a.copy() if isinstance(a, np.ndarray) and a.base is not None and not a.flags.writeable else a
 
 
@@ -1147,10 +1151,10 @@ def _dec_index(r: _Reader, desc: Any, where: str, length: int) -> pd.Index:
     levels, codes = [], []
     for i, lv in enumerate(levels_d):
         lw = f"{where}.levels[{i}]"
-        _obj(lv, lw, ("values", "codes"))
+        _obj(lv, lw, ("values", "codes", "freq"))
         dec = _dec_values(r, lv["values"], f"{lw}.values", "level", None)
         _check_unique_present(dec.kind, dec.check, f"{lw}.values")
-        lev = _index_of(dec, None, None, lw)
+        lev = _index_of(dec, None, _dec_freq(lv["freq"], f"{lw}.freq", dec.kind), lw)
         c = r.buffer(lv["codes"], f"{lw}.codes", _CODE_DTYPES, length)
         if length and (c.min() < -1 or c.max() >= len(lev)):
             raise _bad(f"{lw}.codes: a code outside [-1, {len(lev)})")
@@ -1176,7 +1180,7 @@ def _frame(r: _Reader, doc: Any) -> pd.DataFrame:
     columns = _dec_index(r, doc["columns"], "schema.columns", len(data_d))
     arrays = {}
     for i, d in enumerate(data_d):
-        arrays[i] = _dec_values(r, d, f"schema.data[{i}]", "data", rows).array
+        arrays[i] = _owned(_dec_values(r, d, f"schema.data[{i}]", "data", rows).array)
     if not all(r.used):
         raise _bad(f"buffer {r.used.index(False)} is not used by the schema")
     df = pd.DataFrame(arrays, index=index, copy=False)
