@@ -545,12 +545,16 @@ def _read_source(src: Any, limits: Limits) -> bytes:
             fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError as e:
             raise _bad(f"cannot open {os.fsdecode(src)!r}: {e.strerror}") from None
-        with open(fd, "rb", buffering=0, closefd=True) as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise _bad(f"{os.fsdecode(src)!r} is not a regular file")
             if st.st_size > limits.max_bytes:
                 raise _bad(f"archive of {st.st_size} bytes exceeds max_bytes={limits.max_bytes}")
+        except BaseException:
+            os.close(fd)
+            raise
+        with open(fd, "rb", buffering=0, closefd=True) as f:
             return _read_capped(f, limits.max_bytes)
     if hasattr(src, "read"):
         return _read_capped(src, limits.max_bytes)
@@ -918,16 +922,19 @@ def _check_unique_present(kind: str, values: Any, where: str) -> None:
         raise _bad(f"{where}: holds a duplicate value")
 
 
-def _categorical_dtype(categories: pd.Index, ordered: bool) -> pd.CategoricalDtype:
-    """A CategoricalDtype for categories already checked (unique, no
-    missing).  pandas' public constructor re-checks uniqueness by hashing,
-    which crafted int64/float64 categories turn quadratic; its fast path
-    skips that.  Falls back to the public constructor if a future pandas
-    drops the fast path."""
-    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
-    if fast is not None:
-        return fast(categories, ordered)
-    return pd.CategoricalDtype(categories, ordered)
+def _known_unique(idx: pd.Index) -> pd.Index:
+    """Marks an index whose values _check_unique_present() has checked as
+    unique, so that pandas does not check again.  pandas checks category
+    uniqueness by hashing (in every Categorical constructor, fast path
+    included), and its integer hash tables are quadratic on crafted keys:
+    200,000 colliding int64 categories took 157 s.  Index.is_unique is a
+    cached property; seeding its cache is the one hook that keeps the public
+    constructors.  tests/frames/test_hostile.py fails if a pandas release
+    stops honouring it."""
+    cache = getattr(idx, "_cache", None)
+    if isinstance(cache, dict):
+        cache["is_unique"] = True
+    return idx
 
 
 class _Decoded:
@@ -1048,10 +1055,10 @@ def _dec_categorical(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded
     codes = r.buffer(d["codes"], f"{where}.codes", _CODE_DTYPES, n)
     cats = _dec_values(r, d["categories"], f"{where}.categories", "categories", None)
     _check_unique_present(cats.kind, cats.check, f"{where}.categories")
-    k = _index_of(cats, None, None, f"{where}.categories")
+    k = _known_unique(_index_of(cats, None, None, f"{where}.categories"))
     if len(codes) and (codes.min() < -1 or codes.max() >= len(k)):
         raise _bad(f"{where}.codes: a code outside [-1, {len(k)})")
-    cat = pd.Categorical.from_codes(codes.copy(), dtype=_categorical_dtype(k, ordered))
+    cat = pd.Categorical.from_codes(codes.copy(), dtype=pd.CategoricalDtype(k, ordered))
     return _Decoded("categorical", cat, codes)
 
 
@@ -1154,7 +1161,7 @@ def _dec_index(r: _Reader, desc: Any, where: str, length: int) -> pd.Index:
         _obj(lv, lw, ("values", "codes", "freq"))
         dec = _dec_values(r, lv["values"], f"{lw}.values", "level", None)
         _check_unique_present(dec.kind, dec.check, f"{lw}.values")
-        lev = _index_of(dec, None, _dec_freq(lv["freq"], f"{lw}.freq", dec.kind), lw)
+        lev = _known_unique(_index_of(dec, None, _dec_freq(lv["freq"], f"{lw}.freq", dec.kind), lw))
         c = r.buffer(lv["codes"], f"{lw}.codes", _CODE_DTYPES, length)
         if length and (c.min() < -1 or c.max() >= len(lev)):
             raise _bad(f"{lw}.codes: a code outside [-1, {len(lev)})")

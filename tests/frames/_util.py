@@ -165,7 +165,7 @@ EOCD = struct.Struct("<IHHHHIIH")
 def raw_zip(entries, comment=b"", trailing=b"", eocd_patch=None):
     """A ZIP built field by field, independent of the module under test.
     entries: dicts with name (bytes), data (bytes) and optional overrides:
-    method, flags, crc, csize, usize, extra (local), cextra (central),
+    method, flags, crc, local_crc, csize, usize, extra (local), cextra (central),
     local_name, offset (the central directory's local-header offset),
     align (pad the data to 64 bytes with the format's extra record)."""
     out = bytearray()
@@ -178,7 +178,7 @@ def raw_zip(entries, comment=b"", trailing=b"", eocd_patch=None):
             pad = (-(len(out) + 30 + len(e.get("local_name", name)) + 6)) % 64 if e.get("align", True) else None
             extra = struct.pack("<HHH", 0xD935, 2 + pad, 64) + bytes(pad) if pad is not None else b""
         offsets.append(len(out))
-        out += LOCAL.pack(0x04034B50, 20, e.get("flags", 0), e.get("method", 0), 0, 0x21, crc,
+        out += LOCAL.pack(0x04034B50, 20, e.get("flags", 0), e.get("method", 0), 0, 0x21, e.get("local_crc", crc),
                           e.get("csize", len(data)), e.get("usize", len(data)),
                           len(e.get("local_name", name)), len(extra))
         out += e.get("local_name", name) + extra + data
