@@ -130,6 +130,10 @@ _TZ_NAME = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*\Z")
 _TZ_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})\Z")
 _FREQ = re.compile(r"-?[A-Za-z0-9]+(-[A-Za-z0-9]+)?\Z")
 _HEXFLOAT = re.compile(r"-?(0x[0-9a-f]+(\.[0-9a-f]*)?p[+-][0-9]+|inf|nan)\Z")
+# A calendar frequency (business days, month starts...) is checked by
+# generating the dates one by one (pandas does, up to 130 us each for custom
+# business hours), so it is only carried on indexes this long or shorter.
+_FREQ_GENERATE_MAX = 10_000
 _MEMBER = re.compile(r"(0|[1-9][0-9]{0,4})\.npy\Z")
 _NPY_HEADER_CHARS = re.compile(rb"[ -~\n]*\Z")  # printable ASCII and the final newline
 
@@ -368,9 +372,12 @@ def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
 
 def _freq_of(idx: pd.Index) -> str | None:
     """The frequency alias of a DatetimeIndex/TimedeltaIndex, when it has a
-    plain one that parses back to the same offset (else it is dropped)."""
+    plain one that parses back to the same offset and a reader will check it
+    (_check_freq), else None: the frequency is dropped."""
     freq = getattr(idx, "freq", None)
     if freq is None:
+        return None
+    if not isinstance(freq, pd.offsets.Tick) and len(idx) > _FREQ_GENERATE_MAX:
         return None
     s = getattr(idx, "freqstr", None)
     if not isinstance(s, str) or len(s) > 32 or not _FREQ.match(s):
@@ -1104,14 +1111,42 @@ def _owned(a: Any) -> Any:
     return a.copy() if isinstance(a, np.ndarray) and a.base is not None and not a.flags.writeable else a
 
 
+def _check_freq(idx: pd.Index, freq: Any, where: str) -> None:
+    """idx (built without a frequency) must equal what pandas generates for
+    freq from its first value.  pandas checks that too when it is given the
+    frequency, but first infers one from the values, and that inference
+    hashes their differences into an int64 table: crafted values make it
+    quadratic.  On values checked here the differences take one or a few
+    values, so pandas' own check is then cheap."""
+    n = len(idx)
+    if n == 0:
+        return
+    if not isinstance(freq, pd.offsets.Tick) and n > _FREQ_GENERATE_MAX:
+        raise _bad(f"{where}: a calendar frequency on more than {_FREQ_GENERATE_MAX} values is not carried")
+    if np.any(idx.isna()):
+        raise _bad(f"{where}: an index with a frequency holds NaT")
+    try:
+        if isinstance(idx, pd.DatetimeIndex):
+            expected = pd.date_range(start=idx[0], periods=n, freq=freq)
+        else:
+            expected = pd.timedelta_range(start=idx[0], periods=n, freq=freq)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise _bad(f"{where}: the frequency does not fit the values ({type(e).__name__})") from None
+    if len(expected) != n or not np.array_equal(expected.asi8, idx.asi8):
+        raise _bad(f"{where}: the values do not follow the frequency {freq.freqstr!r}")
+
+
 def _index_of(dec: _Decoded, name: Any, freq: Any, where: str) -> pd.Index:
     arr = _owned(dec.array)
     if dec.kind == "categorical":
         return pd.CategoricalIndex(arr, name=name)
-    if dec.kind == "datetime":
-        return pd.DatetimeIndex(arr, name=name, freq=freq)
-    if dec.kind == "timedelta":
-        return pd.TimedeltaIndex(arr, name=name, freq=freq)
+    if dec.kind in ("datetime", "timedelta"):
+        cls = pd.DatetimeIndex if dec.kind == "datetime" else pd.TimedeltaIndex
+        idx = cls(arr, name=name)
+        if freq is None:
+            return idx
+        _check_freq(idx, freq, where)
+        return cls(arr, name=name, freq=freq)
     if dec.kind in ("text", "labels"):
         return pd.Index(arr, dtype=object, name=name)
     return pd.Index(arr, name=name, dtype=arr.dtype)
