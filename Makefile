@@ -157,13 +157,19 @@ uninstall:
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check client-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint
+check-tiers: build unit integration integration-user warm-check client-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check
 
 # The README's first command on a fresh Debian 12 (a throwaway debootstrapped
 # root with only build-essential and git, /tmp on a tmpfs), then a subset of
 # the tests there, with /tmp on the tmpfs and on disk (tools/fresh-check.sh).
 fresh-check:
 	sh tools/fresh-check.sh
+
+# The DataFrame codec (src/py/sandcell_frames.py, docs/datasets.md): round
+# trip, hostile input, mutation fuzzing, corpus replay.  Pure Python, no build.
+.PHONY: frames-check
+frames-check:
+	$(PYTEST) -q -p no:cacheprovider tests/frames
 
 # Layer ablation and mutation matrix (docs/ablation.md) from a test-hooks build.
 ablation:

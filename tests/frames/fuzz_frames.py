@@ -4,15 +4,15 @@
     /usr/bin/python3 tests/frames/fuzz_frames.py --seconds 600 [--seed N]
         [--out build/frames-fuzz] [--save-corpus tests/frames/corpus]
 
-Mutates the seed archives of _mutate.py (every kind, index shape and label
-type) with the same mutators as test_mutation.py and checks the same
-contract (_mutate.check_contract): FrameFormatError or a frame that
+Mutates the seed archives of _frames_mutate.py (every kind, index shape and label
+type) with the same mutators as test_frames_mutation.py and checks the same
+contract (_frames_mutate.check_contract): FrameFormatError or a frame that
 round-trips, within a time and memory bound.  An input that breaks it is a
 finding: written to OUT/finding-<sha256>.scf with the error beside it, and
 the exit status is 1.  --save-corpus adds, for each distinct rejection
 message (numbers and quoted values stripped), the first input that produced
 it to CORPUS/reject/, and a few accepted mutants to CORPUS/accept/: that is
-how the replayed corpus (test_corpus.py) was grown.  Nothing is written into
+how the replayed corpus (test_frames_corpus.py) was grown.  Nothing is written into
 the tree unless --save-corpus is given.
 """
 import argparse
@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _mutate  # noqa: E402
+import _frames_mutate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,11 +63,11 @@ def main():
     runs = 0
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
-        archive = _mutate.mutate(rng, rng.choice(_mutate.SEEDS), _mutate.ALL, rounds=rng.randint(1, 4))
+        archive = _frames_mutate.mutate(rng, rng.choice(_frames_mutate.SEEDS), _frames_mutate.ALL, rounds=rng.randint(1, 4))
         runs += 1
         try:
-            outcome = _mutate.check_contract(archive)
-        except _mutate.Finding as e:
+            outcome = _frames_mutate.check_contract(archive)
+        except _frames_mutate.Finding as e:
             findings += 1
             path = save(args.out, archive, "finding")
             with open(path + ".txt", "w") as f:

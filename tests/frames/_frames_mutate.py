@@ -1,5 +1,5 @@
 """Mutations of valid frame archives, shared by the hypothesis tests
-(test_mutation.py, driven by st.randoms()) and the time-boxed fuzzer
+(test_frames_mutation.py, driven by st.randoms()) and the time-boxed fuzzer
 (fuzz_frames.py, driven by random.Random).  Raw byte mutations mostly meet
 the container checks (a CRC catches a flipped data byte); member, schema,
 .npy header and buffer-value mutations re-pack the archive with valid CRCs
@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from _util import assert_identical, repack, sf, unpack
+from _frames_util import assert_identical, repack, sf, unpack
 
 # Bounds on one load of a small hostile archive.  Generous for a loaded CI
 # machine; what they catch is a hang or an allocation sized by the input.
@@ -221,8 +221,8 @@ def buffer_values(rng, a):
     if op == "byte":
         raw[rng.randrange(raw.size)] = rng.choice([0, 1, 2, 0x80, 0xC0, 0xED, 0xFF])
     elif op == "value" and dtype.kind in "iu":
-        arr[rng.randrange(arr.size)] = rng.choice([-2, -1, 0, 1, 2, arr.size, arr.size + 1,
-                                                   int(np.iinfo(dtype).max), int(np.iinfo(dtype).min)])
+        v = rng.choice([-2, -1, 0, 1, 2, arr.size, arr.size + 1, int(np.iinfo(dtype).max), int(np.iinfo(dtype).min)])
+        arr[rng.randrange(arr.size)] = np.array(v, dtype=np.int64).astype(dtype)  # wraps, as intended
     elif op == "shuffle":
         rng.shuffle(arr)
     elif op == "extreme" and dtype.kind in "iu":

@@ -1,7 +1,7 @@
 """Hostile archives, one per rejection rule of docs/datasets.md: each must
 raise FrameFormatError (and nothing else) with a message that says what is
 wrong.  The archives are built independently of the writer where the rule is
-about the container (tests/frames/_util.py raw_zip), and from the writer's
+about the container (tests/frames/_frames_util.py raw_zip), and from the writer's
 output with one thing changed otherwise."""
 import copy
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _util import entries_of, npy, raw_zip, repack, schema_of, sf, unpack, with_member, with_schema
+from _frames_util import entries_of, npy, raw_zip, repack, schema_of, sf, unpack, with_member, with_schema
 
 I64 = np.dtype("<i8")
 
@@ -424,13 +424,20 @@ def test_hash_flood_frequency_inference_avoided():
     assert time.perf_counter() - t < 3
 
 
-@pytest.mark.parametrize("where", ["categories", "level"])
+@pytest.mark.parametrize("where", ["categories", "categorical-index", "level", "categorical-level"])
 def test_hash_flood_categories_and_levels_load_fast(where):
-    keys = colliding_int64(100_000)  # pandas' own check: 10 s and more
+    keys = colliding_int64(100_000)  # pandas' own check: 30 s
     codes = np.arange(4, dtype=np.int32)
+    cat = {"kind": "categorical", "ordered": False, "codes": 0,
+           "categories": {"kind": "int", "dtype": "int64", "values": 1}}
     if where == "categories":
-        archive = frame(4, [{"kind": "categorical", "ordered": False, "codes": 0,
-                             "categories": {"kind": "int", "dtype": "int64", "values": 1}}], [codes, keys])
+        archive = frame(4, [cat], [codes, keys])
+    elif where == "categorical-index":
+        archive = frame(4, [], [codes, keys], index={"kind": "index", "name": None, "freq": None, "values": cat})
+    elif where == "categorical-level":
+        # A level whose values are a categorical over the colliding keys.
+        archive = frame(4, [], [codes, keys, codes], index={"kind": "multi", "names": [None], "levels": [
+            {"values": cat, "codes": 2, "freq": None}]})
     else:
         archive = frame(4, [], [keys, codes], index={"kind": "multi", "names": [None], "levels": [
             {"values": {"kind": "int", "dtype": "int64", "values": 0}, "codes": 1, "freq": None}]})
@@ -439,5 +446,6 @@ def test_hash_flood_categories_and_levels_load_fast(where):
     assert time.perf_counter() - t < 3
     assert len(df) == 4
     # The categories/levels are usable, and pandas still knows they are unique.
-    idx = df[0].cat.categories if where == "categories" else df.index.levels[0]
+    idx = {"categories": lambda: df[0].cat.categories, "categorical-index": lambda: df.index.categories,
+           "level": lambda: df.index.levels[0], "categorical-level": lambda: df.index.levels[0].categories}[where]()
     assert idx.is_unique and len(idx) == len(keys)

@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _strategies import column, frames, index, multi_index, plain_index
-from _util import assert_identical, sf, unpack
+from _frames_strategies import column, float_array, frames, index, multi_index
+from _frames_util import assert_identical, sf, unpack
 
 # pandas' own assert_frame_equal casts signalling NaNs and numpy warns;
 # the codec itself does not (it copies bits), see test_float_bits_exact.
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning"),
+              # hypothesis' pretty-printer of a failing example, not the codec
+              pytest.mark.filterwarnings("ignore:Index.ravel returning ndarray is deprecated:FutureWarning")]
 EXAMPLES = int(os.environ.get("FRAMES_EXAMPLES", "200"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -69,9 +71,7 @@ def test_roundtrip_multiindex_both_axes(data):
 @given(st.data())
 def test_float_bits_exact(data):
     n = data.draw(st.integers(1, 50))
-    df = pd.DataFrame({"f": data.draw(column(n).filter(lambda a: getattr(a, "dtype", None) is not None
-                                                        and np.dtype(a.dtype).kind == "f"
-                                                        if isinstance(a, np.ndarray) else False))})
+    df = pd.DataFrame({"f": data.draw(float_array(n))})
     out = sf.load(sf.dumps(df))
     a = df["f"].to_numpy()
     b = out["f"].to_numpy()

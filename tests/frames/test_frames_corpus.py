@@ -1,14 +1,14 @@
 """Replays tests/frames/corpus: inputs the fuzzer (fuzz_frames.py
 --save-corpus) kept, one per distinct rejection rule it reached (reject/)
 plus mutants that are still valid frames (accept/).  Every input must keep
-its verdict and the reader's contract (_mutate.check_contract).  A finding
+its verdict and the reader's contract (_frames_mutate.check_contract).  A finding
 fixed later goes here too, so CI replays it."""
 import os
 
 import pytest
 
-import _mutate
-from _util import CORPUS
+import _frames_mutate
+from _frames_util import CORPUS
 
 CASES = sorted((verdict, name) for verdict in ("accept", "reject")
                for name in os.listdir(os.path.join(CORPUS, verdict)) if name.endswith(".scf"))
@@ -23,7 +23,7 @@ def test_corpus_is_there():
 def test_replay(verdict, name):
     with open(os.path.join(CORPUS, verdict, name), "rb") as f:
         archive = f.read()
-    outcome = _mutate.check_contract(archive)
+    outcome = _frames_mutate.check_contract(archive)
     if verdict == "accept":
         assert outcome == "ok"
     else:
