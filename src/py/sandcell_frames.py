@@ -124,7 +124,7 @@ _ROLE_KINDS = {
     "data": frozenset(_KINDS) - {"labels"},
     "index": frozenset(_KINDS),
     "level": frozenset(_KINDS),
-    "categories": frozenset({"int", "float", "bool", "text", "string", "datetime", "timedelta"}),
+    "categories": frozenset({"int", "float", "bool", "masked", "text", "string", "datetime", "timedelta"}),
 }
 _TZ_NAME = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*\Z")
 _TZ_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})\Z")
@@ -134,15 +134,12 @@ _HEXFLOAT = re.compile(r"-?(0x[0-9a-f]+(\.[0-9a-f]*)?p[+-][0-9]+|inf|nan)\Z")
 # generating the dates one by one (pandas does, up to 130 us each for custom
 # business hours), so it is only carried on indexes this long or shorter.
 _FREQ_GENERATE_MAX = 10_000
-_MEMBER = re.compile(r"(0|[1-9][0-9]{0,4})\.npy\Z")
 _NPY_HEADER_CHARS = re.compile(rb"[ -~\n]*\Z")  # printable ASCII and the final newline
-
-_np_dtype = np.dtype
 
 
 def _le(name: str) -> np.dtype:
     """The little-endian numpy dtype for a format dtype name."""
-    return _np_dtype(name).newbyteorder("<")
+    return np.dtype(name).newbyteorder("<")
 
 
 # ---------------------------------------------------------------------------
@@ -231,10 +228,10 @@ def _tz_name(tz: Any, where: str) -> str:
                     "convert it, e.g. with .dt.tz_convert('Europe/Berlin')")
 
 
-def _datetime_unit(dtype: Any) -> str:
+def _datetime_unit(dtype: Any, where: str) -> str:
     unit = np.datetime_data(dtype)[0] if isinstance(dtype, np.dtype) else getattr(dtype, "unit", "ns")
     if unit not in _UNITS:
-        raise TypeError(f"datetime unit {unit!r} is not supported (s, ms, us, ns)")
+        raise TypeError(f"{where}: datetime unit {unit!r} is not supported (s, ms, us, ns)")
     return unit
 
 
@@ -318,7 +315,15 @@ def _enc_labels(arr: Any, where: str, limits: Limits) -> dict:
 
 
 def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
-    """One values description (plus its buffers) for a Series or an Index."""
+    """One values description (plus its buffers) for a Series or an Index,
+    of a kind a reader accepts where it sits (role)."""
+    desc = _enc_values_any(w, obj, where, role)
+    if desc["kind"] not in _ROLE_KINDS[role]:
+        raise TypeError(f"{where}: {obj.dtype} values are not supported as {role}")
+    return desc
+
+
+def _enc_values_any(w: _Writer, obj: Any, where: str, role: str) -> dict:
     dtype = obj.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         if role == "categories":
@@ -329,7 +334,7 @@ def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
                 "categories": _enc_values(w, cat.categories, f"{where} categories", "categories")}
     if isinstance(dtype, pd.DatetimeTZDtype):
         arr = obj.array if isinstance(obj, (pd.Series, pd.Index)) else obj
-        return {"kind": "datetime", "unit": _datetime_unit(dtype), "tz": _tz_name(dtype.tz, where),
+        return {"kind": "datetime", "unit": _datetime_unit(dtype, where), "tz": _tz_name(dtype.tz, where),
                 "values": w.add(np.asarray(arr.asi8, dtype=np.int64))}
     if isinstance(dtype, pd.StringDtype):
         if dtype.storage != "python":
@@ -357,7 +362,7 @@ def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
         return {"kind": "bool", "values": w.add(arr)}
     if k in "Mm":
         kind = "datetime" if k == "M" else "timedelta"
-        desc = {"kind": kind, "unit": _datetime_unit(dtype)}
+        desc = {"kind": kind, "unit": _datetime_unit(dtype, where)}
         if kind == "datetime":
             desc["tz"] = None
         desc["values"] = w.add(arr.view(np.int64))
@@ -542,10 +547,12 @@ def _read_source(src: Any, limits: Limits) -> bytes:
     """The archive's bytes, at most max_bytes of them, without trusting a
     file's reported size (it is only used to refuse early)."""
     if isinstance(src, (bytes, bytearray, memoryview)):
-        data = bytes(src)  # a private, immutable copy: the caller cannot change it under us
-        if len(data) > limits.max_bytes:
-            raise _bad(f"archive of {len(data)} bytes exceeds max_bytes={limits.max_bytes}")
-        return data
+        size = memoryview(src).nbytes
+        if size > limits.max_bytes:
+            raise _bad(f"archive of {size} bytes exceeds max_bytes={limits.max_bytes}")
+        # bytes are used as they are; a bytearray or memoryview is copied so
+        # that the caller cannot change it while it is being checked and used.
+        return src if isinstance(src, bytes) else memoryview(src).tobytes()
     if isinstance(src, (str, os.PathLike)):
         # O_NONBLOCK: opening a FIFO must not hang; it is refused just below.
         try:

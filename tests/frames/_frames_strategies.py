@@ -89,12 +89,20 @@ def unique_values(draw, kind, min_size=0, max_size=6):
     if kind == "timedelta":
         vals = draw(st.lists(st.integers(*NS_RANGE), min_size=min_size, max_size=max_size, unique=True))
         return pd.TimedeltaIndex(np.array(vals, dtype=np.int64).view("m8[ns]"))
+    if kind == "masked":
+        vals = draw(st.lists(st.integers(-(1 << 63), (1 << 63) - 1), min_size=min_size, max_size=max_size,
+                             unique=True))
+        return pd.Index(pd.array(vals, dtype="Int64"))
+    if kind == "bool":
+        vals = draw(st.lists(st.booleans(), min_size=min(min_size, 2), max_size=2, unique=True))
+        return pd.Index(np.array(vals, dtype=bool))
     raise AssertionError(kind)
 
 
 @st.composite
 def categorical(draw, n):
-    cats = draw(unique_values(draw(st.sampled_from(["text", "int", "float", "datetime", "timedelta"]))))
+    cats = draw(unique_values(draw(st.sampled_from(["text", "int", "float", "datetime", "timedelta", "masked",
+                                                    "bool"]))))
     codes = draw(st.lists(st.integers(-1, len(cats) - 1), min_size=n, max_size=n))
     return pd.Categorical.from_codes(codes, categories=cats, ordered=draw(st.booleans()))
 
@@ -175,8 +183,8 @@ def multi_index(draw, n):
     nlevels = draw(st.integers(1, 3))
     levels, codes = [], []
     for _ in range(nlevels):
-        lev = draw(unique_values(draw(st.sampled_from(["text", "int", "float", "datetime", "timedelta"])),
-                                 min_size=1))
+        lev = draw(unique_values(draw(st.sampled_from(["text", "int", "float", "datetime", "timedelta",
+                                                       "masked", "bool"])), min_size=1))
         levels.append(lev)
         codes.append(draw(st.lists(st.integers(-1, len(lev) - 1), min_size=n, max_size=n)))
     names = draw(st.lists(labels, min_size=nlevels, max_size=nlevels))

@@ -104,6 +104,8 @@ def test_every_listed_dtype_in_one_frame():
         "string": pd.array(["a", None, "c", "", "é", "😀"], dtype="string"),
         "category": pd.Categorical(["x", "y", None, "x", "y", "x"], categories=["y", "x"], ordered=True),
         "category_int": pd.Categorical([1, 2, 1, 2, None, 1]),
+        "category_Int64": pd.Categorical(pd.array([1, 2, 1, 2, None, 1], dtype="Int64")),
+        "category_bool": pd.Categorical([True, False, None, True, True, False]),
         "datetime": pd.to_datetime(["2020-01-01", None, "1970-01-01", "2262-04-11", "1677-09-22", "2000-02-29"]),
         "datetime_tz": pd.date_range("2020-03-29", periods=n, freq="H", tz="Europe/Berlin"),
         "datetime_fixed": pd.date_range("2020-03-29", periods=n, freq="H",
