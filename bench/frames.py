@@ -21,7 +21,6 @@ table and writes it to --out when given.
 """
 import argparse
 import datetime
-import io
 import json
 import os
 import pickle

@@ -63,7 +63,8 @@ def main():
     runs = 0
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
-        archive = _frames_mutate.mutate(rng, rng.choice(_frames_mutate.SEEDS), _frames_mutate.ALL, rounds=rng.randint(1, 4))
+        seed_archive = rng.choice(_frames_mutate.SEEDS)
+        archive = _frames_mutate.mutate(rng, seed_archive, _frames_mutate.ALL, rounds=rng.randint(1, 4))
         runs += 1
         try:
             outcome = _frames_mutate.check_contract(archive)

@@ -3,13 +3,11 @@ raise FrameFormatError (and nothing else) with a message that says what is
 wrong.  The archives are built independently of the writer where the rule is
 about the container (tests/frames/_frames_util.py raw_zip), and from the writer's
 output with one thing changed otherwise."""
-import copy
 import json
 import os
 import struct
 import threading
 import time
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -89,7 +87,8 @@ CASES = {
                       "central directory size"),
     "dotdot-name": (raw_zip([entries_of(SIMPLE)[0], {"name": b"../0.npy", "data": entries_of(SIMPLE)[1]["data"]}]),
                     "central directory size"),
-    "absolute-name-same-length": (raw_zip([entries_of(SIMPLE)[0], {"name": b"/.npy", "data": entries_of(SIMPLE)[1]["data"]}]),
+    "absolute-name-same-length": (raw_zip([entries_of(SIMPLE)[0],
+                                           {"name": b"/.npy", "data": entries_of(SIMPLE)[1]["data"]}]),
                                   "must be named '0.npy'"),
     "deflated": (zip_edit(method=8), "compression"),
     "encrypted-flag": (zip_edit(flags=1), "flags"),
@@ -449,3 +448,18 @@ def test_hash_flood_categories_and_levels_load_fast(where):
     idx = {"categories": lambda: df[0].cat.categories, "categorical-index": lambda: df.index.categories,
            "level": lambda: df.index.levels[0], "categorical-level": lambda: df.index.levels[0].categories}[where]()
     assert idx.is_unique and len(idx) == len(keys)
+
+
+def test_npy_header_other_writers():
+    """A header numpy's parser accepts but that is not the byte form numpy's
+    writer makes (other key order, spacing) is parsed by numpy's parser
+    rather than the canonical fast path, and accepted; the same header with
+    another dtype is not."""
+    body = "{'shape': (2,), 'descr': '<i8',  'fortran_order': False}"
+    pad = 64 - (10 + len(body) + 1) % 64
+    header = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body) + pad + 1) + body.encode() + b" " * pad + b"\n"
+    data = np.array([7, 8], I64).tobytes()
+    assert sf.load(with_member(SIMPLE, 1, header + data))[0].tolist() == [7, 8]
+    bad = header.replace(b"<i8", b"<u8")
+    with pytest.raises(sf.FrameFormatError, match="dtype '<u8'"):
+        sf.load(with_member(SIMPLE, 1, bad + data))
