@@ -41,11 +41,18 @@ import re
 import stat
 import struct
 import zlib
+import importlib
 from typing import Any, BinaryIO, Callable, Union
 
 import numpy as np
-import numpy.lib.format as _npy
-import pandas as pd
+import numpy.lib.format
+import pandas as pd  # type: ignore[import]  # pandas 1.5 ships no type information
+from numpy.typing import NDArray
+
+# numpy's .npy reader and writer are declared without types: called as Any.
+_npy: Any = numpy.lib.format
+Array = NDArray[Any]
+Desc = dict[str, Any]  # a JSON object of the schema
 
 __all__ = ["FrameFormatError", "Limits", "DEFAULT_LIMITS", "dump", "dumps", "load",
            "FORMAT", "VERSION", "MEDIA_SUFFIX"]
@@ -139,7 +146,7 @@ _NPY_CANONICAL = re.compile(rb"\{'descr': '([<|][bfiu][1248])', 'fortran_order':
                             rb"'shape': \(([1-9][0-9]{0,18}|0),\), \} *\n\Z")
 
 
-def _le(name: str) -> np.dtype:
+def _le(name: str) -> np.dtype[Any]:
     """The little-endian numpy dtype for a format dtype name."""
     return np.dtype(name).newbyteorder("<")
 
@@ -152,9 +159,9 @@ class _Writer:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.buffers: list[np.ndarray] = []
+        self.buffers: list[Array] = []
 
-    def add(self, arr: np.ndarray) -> int:
+    def add(self, arr: Array) -> int:
         """Registers one 1-D buffer (copied to little-endian, contiguous
         layout only if it is not already) and returns its id."""
         arr = np.asarray(arr)
@@ -237,7 +244,7 @@ def _datetime_unit(dtype: Any, where: str) -> str:
     return unit
 
 
-def _enc_text(w: _Writer, arr: np.ndarray, where: str, kind: str) -> dict:
+def _enc_text(w: _Writer, arr: Array, where: str, kind: str) -> Desc:
     """Object (or StringDtype) values that are str or missing, as UTF-8 bytes,
     int64 offsets (rows + 1) and a uint8 nulls code per row."""
     arr = np.asarray(arr, dtype=object)
@@ -283,7 +290,7 @@ def _null_code(v: Any, where: str, i: int) -> int:
                     "a text column may hold are None, NaN and pd.NA")
 
 
-def _utf8_join(arr: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _utf8_join(arr: list[str], where: str) -> tuple[Array, Array]:
     """All strings of arr (no missing values left) as one UTF-8 byte array
     and n + 1 byte offsets.  The fast path joins with NUL separators in C and
     finds them with numpy; strings that contain NUL take the slow path."""
@@ -311,12 +318,12 @@ def _utf8_join(arr: list, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets
 
 
-def _enc_labels(arr: Any, where: str, limits: Limits) -> dict:
+def _enc_labels(arr: Any, where: str, limits: Limits) -> Desc:
     return {"kind": "labels",
             "labels": [_enc_label(v, f"{where} row {i}", limits) for i, v in enumerate(np.asarray(arr, dtype=object))]}
 
 
-def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
+def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> Desc:
     """One values description (plus its buffers) for a Series or an Index,
     of a kind a reader accepts where it sits (role)."""
     desc = _enc_values_any(w, obj, where, role)
@@ -325,7 +332,7 @@ def _enc_values(w: _Writer, obj: Any, where: str, role: str) -> dict:
     return desc
 
 
-def _enc_values_any(w: _Writer, obj: Any, where: str, role: str) -> dict:
+def _enc_values_any(w: _Writer, obj: Any, where: str, role: str) -> Desc:
     dtype = obj.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         if role == "categories":
@@ -364,7 +371,7 @@ def _enc_values_any(w: _Writer, obj: Any, where: str, role: str) -> dict:
         return {"kind": "bool", "values": w.add(arr)}
     if k in "Mm":
         kind = "datetime" if k == "M" else "timedelta"
-        desc = {"kind": kind, "unit": _datetime_unit(dtype, where)}
+        desc: Desc = {"kind": kind, "unit": _datetime_unit(dtype, where)}
         if kind == "datetime":
             desc["tz"] = None
         desc["values"] = w.add(arr.view(np.int64))
@@ -396,7 +403,7 @@ def _freq_of(idx: pd.Index) -> str | None:
         return None
 
 
-def _enc_index(w: _Writer, idx: pd.Index, where: str) -> dict:
+def _enc_index(w: _Writer, idx: pd.Index, where: str) -> Desc:
     lim = w.limits
     if isinstance(idx, pd.RangeIndex):
         return {"kind": "range", "start": int(idx.start), "stop": int(idx.stop), "step": int(idx.step),
@@ -416,7 +423,7 @@ def _enc_index(w: _Writer, idx: pd.Index, where: str) -> dict:
             "values": _enc_values(w, idx, where, "index")}
 
 
-def _schema(df: pd.DataFrame, w: _Writer) -> dict:
+def _schema(df: pd.DataFrame, w: _Writer) -> Desc:
     lim = w.limits
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"dump() takes a pandas DataFrame, not {type(df).__name__}")
@@ -425,7 +432,7 @@ def _schema(df: pd.DataFrame, w: _Writer) -> dict:
         raise ValueError(f"the frame has {rows} rows, more than max_rows={lim.max_rows}")
     if cols > lim.max_columns:
         raise ValueError(f"the frame has {cols} columns, more than max_columns={lim.max_columns}")
-    schema: dict = {"format": FORMAT, "version": VERSION, "rows": rows,
+    schema: Desc = {"format": FORMAT, "version": VERSION, "rows": rows,
                     "index": _enc_index(w, df.index, "index"),
                     "columns": _enc_index(w, df.columns, "columns"), "data": []}
     for i in range(cols):
@@ -434,7 +441,7 @@ def _schema(df: pd.DataFrame, w: _Writer) -> dict:
     return schema
 
 
-def _npy_header(arr: np.ndarray) -> bytes:
+def _npy_header(arr: Array) -> bytes:
     f = io.BytesIO()
     _npy.write_array_header_1_0(f, _npy.header_data_from_array_1_0(arr))
     return f.getvalue()
@@ -449,48 +456,57 @@ def _pad_extra(offset: int, name_len: int) -> bytes:
     return struct.pack("<HHH", _PAD_ID, 2 + pad, ALIGN) + bytes(pad)
 
 
-def _members(schema_bytes: bytes, buffers: list[np.ndarray]) -> list[tuple[bytes, list[Any]]]:
+def _members(schema_bytes: bytes, buffers: list[Array]) -> list[tuple[bytes, list[Any]]]:
     out: list[tuple[bytes, list[Any]]] = [(SCHEMA_NAME.encode(), [schema_bytes])]
     for i, arr in enumerate(buffers):
         out.append((f"{i}.npy".encode(), [_npy_header(arr), arr.view(np.uint8)]))
     return out
 
 
-def _plan(members: list[tuple[bytes, list[Any]]], max_bytes: int) -> tuple[list[tuple], int, int]:
-    """The layout of docs/datasets.md for these members: (name, parts,
-    size, crc, extra, offset) per member, the central directory's offset
-    and size.  The total size is checked before any CRC is computed."""
+@dataclasses.dataclass
+class _Entry:
+    """One member's place in the archive being written."""
+    name: bytes
+    parts: list[Any]  # bytes-like buffers, written one after the other
+    size: int
+    extra: bytes      # the local header's alignment padding
+    offset: int       # of the local header
+    crc: int = 0
+
+
+def _plan(members: list[tuple[bytes, list[Any]]], max_bytes: int) -> tuple[list[_Entry], int, int]:
+    """The layout of docs/datasets.md for these members, the central
+    directory's offset and its size.  The total size is checked before any
+    CRC is computed."""
     entries = []
     offset = 0
     for name, parts in members:
         size = sum(memoryview(p).nbytes for p in parts)
         extra = _pad_extra(offset, len(name))
-        entries.append([name, parts, size, 0, extra, offset])
+        entries.append(_Entry(name, parts, size, extra, offset))
         offset += _LOCAL.size + len(name) + len(extra) + size
-    cd_size = sum(_CENTRAL.size + len(e[0]) for e in entries)
+    cd_size = sum(_CENTRAL.size + len(e.name) for e in entries)
     total = offset + cd_size + _EOCD.size
     cap = min(max_bytes, _ZIP_MAX)
     if total > cap:
         raise ValueError(f"the archive would be {total} bytes, more than "
                          + (f"max_bytes={max_bytes}" if cap == max_bytes else "the 4 GiB of format version 1"))
     for e in entries:
-        crc = 0
-        for p in e[1]:
-            crc = zlib.crc32(p, crc)
-        e[3] = crc
-    return [tuple(e) for e in entries], offset, cd_size
+        for p in e.parts:
+            e.crc = zlib.crc32(p, e.crc)
+    return entries, offset, cd_size
 
 
-def _parts(entries: list[tuple], cd_off: int, cd_size: int) -> list[Any]:
+def _parts(entries: list[_Entry], cd_off: int, cd_size: int) -> list[Any]:
     """The archive as a list of byte buffers, in order (no copy of the data)."""
     out: list[Any] = []
-    for name, parts, size, crc, extra, _ in entries:
-        out.append(_LOCAL.pack(_SIG_LOCAL, _ZIP_VERSION, 0, 0, _DOS_TIME, _DOS_DATE, crc, size, size,
-                               len(name), len(extra)) + name + extra)
-        out.extend(parts)
-    for name, _, size, crc, _, off in entries:
-        out.append(_CENTRAL.pack(_SIG_CENTRAL, _ZIP_VERSION, _ZIP_VERSION, 0, 0, _DOS_TIME, _DOS_DATE, crc,
-                                 size, size, len(name), 0, 0, 0, 0, 0, off) + name)
+    for e in entries:
+        out.append(_LOCAL.pack(_SIG_LOCAL, _ZIP_VERSION, 0, 0, _DOS_TIME, _DOS_DATE, e.crc, e.size, e.size,
+                               len(e.name), len(e.extra)) + e.name + e.extra)
+        out.extend(e.parts)
+    for e in entries:
+        out.append(_CENTRAL.pack(_SIG_CENTRAL, _ZIP_VERSION, _ZIP_VERSION, 0, 0, _DOS_TIME, _DOS_DATE, e.crc,
+                                 e.size, e.size, len(e.name), 0, 0, 0, 0, 0, e.offset) + e.name)
     out.append(_EOCD.pack(_SIG_EOCD, 0, 0, len(entries), len(entries), cd_size, cd_off, 0))
     return out
 
@@ -506,7 +522,7 @@ def _encode(df: pd.DataFrame, limits: Limits) -> list[Any]:
     return _parts(*_plan(_members(raw, w.buffers), limits.max_bytes))
 
 
-def dump(df: pd.DataFrame, dest: Union[str, os.PathLike, BinaryIO], *, limits: Limits = DEFAULT_LIMITS) -> int:
+def dump(df: pd.DataFrame, dest: Union[str, "os.PathLike[str]", BinaryIO], *, limits: Limits = DEFAULT_LIMITS) -> int:
     """Writes df to dest (a path, created or truncated, or a binary file
     object: nothing is seeked) and returns the archive's size in bytes.
 
@@ -671,7 +687,7 @@ def _check_local(data: bytes, off: int, name: str, crc: int, size: int, limit: i
     pid, plen, palign = struct.unpack_from("<HHH", data, p)
     if pid != _PAD_ID or plen != xlen - 4 or palign != ALIGN or any(data[p + 6:p + xlen]):
         raise _bad(f"ZIP member {name!r}: extra field is not the alignment padding")
-    start = p + xlen
+    start = int(p + xlen)
     if start % ALIGN:
         raise _bad(f"ZIP member {name!r}: data is not {ALIGN}-byte aligned")
     if start + size > limit:
@@ -681,7 +697,7 @@ def _check_local(data: bytes, off: int, name: str, crc: int, size: int, limit: i
     return start
 
 
-def _no_dup_keys(pairs: list[tuple[str, Any]]) -> dict:
+def _no_dup_keys(pairs: list[tuple[str, Any]]) -> Desc:
     d = {}
     for k, v in pairs:
         if k in d:
@@ -704,7 +720,7 @@ def _json_int(s: str) -> int:
     return int(s)
 
 
-def _parse_schema(raw: memoryview, limits: Limits) -> dict:
+def _parse_schema(raw: memoryview, limits: Limits) -> Any:
     if len(raw) > limits.max_json_bytes:
         raise _bad(f"schema.json of {len(raw)} bytes exceeds max_json_bytes={limits.max_json_bytes}")
     try:
@@ -731,7 +747,7 @@ def _check_depth(doc: Any, limit: int) -> None:
             stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
 
 
-def _obj(v: Any, where: str, keys: tuple[str, ...]) -> dict:
+def _obj(v: Any, where: str, keys: tuple[str, ...]) -> Desc:
     """v must be a JSON object with exactly these keys."""
     if not isinstance(v, dict):
         raise _bad(f"{where}: expected an object")
@@ -798,7 +814,7 @@ class _Reader:
         self.used = [False] * len(self.members)
         self.limits = limits
 
-    def buffer(self, ref: Any, where: str, dtypes: tuple[str, ...], length: int | None) -> np.ndarray:
+    def buffer(self, ref: Any, where: str, dtypes: tuple[str, ...], length: int | None) -> Array:
         """The read-only array of buffer ref: its .npy header parsed by numpy
         (at most _NPY_HEADER_MAX bytes, version 1.0), its dtype one of
         dtypes, 1-D, C order, with exactly `length` items when length is
@@ -826,7 +842,7 @@ class _Reader:
         return np.frombuffer(self.data, dtype=allowed[dtype.str], count=count, offset=m.start + hlen)
 
 
-def _npy_header_of(head: bytes, where: str) -> tuple[tuple, bool, np.dtype, int]:
+def _npy_header_of(head: bytes, where: str) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
     """Parses a .npy 1.0 header with numpy's own (literal-only) parser."""
     if len(head) < 10 or head[:8] != b"\x93NUMPY\x01\x00":
         raise _bad(f"{where}: not a .npy version 1.0 array")
@@ -859,14 +875,14 @@ def _npy_header_for(descr: str, count: int) -> bytes:
     return f.getvalue()
 
 
-def _strict_bool(arr: np.ndarray, where: str) -> np.ndarray:
+def _strict_bool(arr: Array, where: str) -> Array:
     """A bool buffer must hold only the bytes 0 and 1."""
     if len(arr) and arr.view(np.uint8).max() > 1:
         raise _bad(f"{where}: bool buffer holds a byte other than 0 and 1")
     return arr
 
 
-def _to_ns(values: np.ndarray, unit: str, where: str) -> np.ndarray:
+def _to_ns(values: Array, unit: str, where: str) -> Array:
     """int64 ticks of `unit` as int64 nanoseconds (pandas 1.5 holds only
     ns); NaT stays NaT, anything that would overflow is refused."""
     f = _UNIT_NS[unit]
@@ -883,16 +899,16 @@ def _to_ns(values: np.ndarray, unit: str, where: str) -> np.ndarray:
 
 def _tz_known(name: str) -> bool:
     try:
-        import pytz  # pandas 1.5 turns tz names into pytz zones: ask its (static) list
-        return name in pytz.all_timezones_set
+        # pandas 1.5 turns tz names into pytz zones: ask its (static) list.
+        return name in importlib.import_module("pytz").all_timezones_set
     except ImportError:
         return name in _zoneinfo_names()
 
 
-_ZONEINFO_NAMES: frozenset | None = None
+_ZONEINFO_NAMES: frozenset[str] | None = None
 
 
-def _zoneinfo_names() -> frozenset:
+def _zoneinfo_names() -> frozenset[str]:
     global _ZONEINFO_NAMES
     if _ZONEINFO_NAMES is None:
         import zoneinfo
@@ -950,8 +966,8 @@ def _check_unique_present(kind: str, values: Any, where: str) -> None:
             raise _bad(f"{where}: holds a missing value")
         if kind in ("datetime", "timedelta") and np.any(arr == _NAT):
             raise _bad(f"{where}: holds a missing value")
-    s = np.sort(arr, kind="stable")  # stable = radix/timsort for ints: O(n log n) at worst
-    if len(s) > 1 and np.any(s[1:] == s[:-1]):
+    ordered = np.sort(arr, kind="stable")  # stable = radix/timsort for ints: O(n log n) at worst
+    if len(ordered) > 1 and np.any(ordered[1:] == ordered[:-1]):
         raise _bad(f"{where}: holds a duplicate value")
 
 
@@ -989,27 +1005,27 @@ def _dec_values(r: _Reader, desc: Any, where: str, role: str, length: int | None
     return _DECODERS[kind](r, desc, where, length)
 
 
-def _dec_int(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_int(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "dtype", "values"))
     dt = _choice(d["dtype"], f"{where}.dtype", _INT_DTYPES)
     v = r.buffer(d["values"], f"{where}.values", (dt,), n)
     return _Decoded("int", v, v)
 
 
-def _dec_float(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_float(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "dtype", "values"))
     dt = _choice(d["dtype"], f"{where}.dtype", _FLOAT_DTYPES)
     v = r.buffer(d["values"], f"{where}.values", (dt,), n)
     return _Decoded("float", v, v)
 
 
-def _dec_bool(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_bool(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "values"))
     v = _strict_bool(r.buffer(d["values"], f"{where}.values", ("bool",), n), where)
     return _Decoded("bool", v, v)
 
 
-def _dec_masked(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_masked(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "dtype", "values", "mask"))
     name = _choice(d["dtype"], f"{where}.dtype", tuple(_MASKED))
     base = _MASKED[name]
@@ -1022,9 +1038,9 @@ def _dec_masked(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
     return _Decoded("masked", cls(v.copy(), mask.copy()), (v, mask))
 
 
-def _dec_text_kind(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
-    kind = d.get("kind")
+def _dec_text_kind(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "data", "offsets", "nulls"))
+    kind: str = d["kind"]  # "text" or "string": _dec_values chose this decoder by it
     nulls = r.buffer(d["nulls"], f"{where}.nulls", ("uint8",), n)
     rows = len(nulls)
     offsets = r.buffer(d["offsets"], f"{where}.offsets", ("int64",), rows + 1)
@@ -1053,7 +1069,7 @@ def _dec_text_kind(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
     return _Decoded(kind, arr, (strs, nulls))
 
 
-def _utf8_split(data: np.ndarray, offsets: np.ndarray, n: int, where: str) -> np.ndarray:
+def _utf8_split(data: Array, offsets: Array, n: int, where: str) -> Array:
     """n Python str from UTF-8 bytes and checked offsets, as an object array.
     Each string must be valid UTF-8 on its own.  Fast path: insert a NUL
     between the strings, decode once (which also catches an offset inside a
@@ -1082,7 +1098,7 @@ def _utf8_split(data: np.ndarray, offsets: np.ndarray, n: int, where: str) -> np
     return out
 
 
-def _dec_categorical(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_categorical(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "ordered", "codes", "categories"))
     ordered = _bool(d["ordered"], f"{where}.ordered")
     codes = r.buffer(d["codes"], f"{where}.codes", _CODE_DTYPES, n)
@@ -1095,7 +1111,7 @@ def _dec_categorical(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded
     return _Decoded("categorical", cat, codes)
 
 
-def _dec_datetime(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_datetime(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "unit", "tz", "values"))
     unit = _choice(d["unit"], f"{where}.unit", _UNITS)
     tz = _dec_tz(d["tz"], f"{where}.tz", r.limits)
@@ -1105,14 +1121,14 @@ def _dec_datetime(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
     return _Decoded("datetime", arr, v)
 
 
-def _dec_timedelta(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_timedelta(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "unit", "values"))
     unit = _choice(d["unit"], f"{where}.unit", _UNITS)
     v = r.buffer(d["values"], f"{where}.values", ("int64",), n)
     return _Decoded("timedelta", _to_ns(v, unit, where).astype(np.int64, copy=True).view("m8[ns]"), v)
 
 
-def _dec_labels(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
+def _dec_labels(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     _obj(d, where, ("kind", "labels"))
     labels = d["labels"]
     if not isinstance(labels, list) or (n is not None and len(labels) != n):
@@ -1123,7 +1139,7 @@ def _dec_labels(r: _Reader, d: dict, where: str, n: int | None) -> _Decoded:
     return _Decoded("labels", arr, vals)
 
 
-_DECODERS: dict[str, Callable[[_Reader, dict, str, int | None], _Decoded]] = {
+_DECODERS: dict[str, Callable[[_Reader, Desc, str, int | None], _Decoded]] = {
     "int": _dec_int, "float": _dec_float, "bool": _dec_bool, "masked": _dec_masked,
     "text": _dec_text_kind, "string": _dec_text_kind, "categorical": _dec_categorical,
     "datetime": _dec_datetime, "timedelta": _dec_timedelta, "labels": _dec_labels,
@@ -1256,7 +1272,7 @@ def _frame(r: _Reader, doc: Any) -> pd.DataFrame:
     return df
 
 
-def load(src: Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO], *,
+def load(src: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO], *,
          limits: Limits = DEFAULT_LIMITS) -> pd.DataFrame:
     """Reads a frame archive from a path, bytes or a binary file object.
 
