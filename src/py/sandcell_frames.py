@@ -69,6 +69,8 @@ _NPY_HEADER_MAX = 1024          # ours are 128 bytes; numpy's own cap is 10000
 _LABEL_INT_MIN, _LABEL_INT_MAX = -(1 << 63), (1 << 64) - 1
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _NAT = np.iinfo(np.int64).min
+_TWO_DAYS_NS = 2 * 86_400 * 10**9  # more than any UTC offset there has been
+_EDGE_MAX = 10_000
 
 # ZIP record layouts (APPNOTE 6.3.x, little-endian, the fields we use).
 _LOCAL = struct.Struct("<IHHHHHIIIHH")          # 30 bytes
@@ -343,8 +345,12 @@ def _enc_values_any(w: _Writer, obj: Any, where: str, role: str) -> Desc:
                 "categories": _enc_values(w, cat.categories, f"{where} categories", "categories")}
     if isinstance(dtype, pd.DatetimeTZDtype):
         arr = obj.array if isinstance(obj, (pd.Series, pd.Index)) else obj
+        i8 = np.asarray(arr.asi8, dtype=np.int64)
+        if _local_out_of_range(i8, dtype):
+            raise ValueError(f"{where}: a value's local time in {dtype.tz} is outside pandas' range "
+                             "(pandas holds it but cannot show or take it out)")
         return {"kind": "datetime", "unit": _datetime_unit(dtype, where), "tz": _tz_name(dtype.tz, where),
-                "values": w.add(np.asarray(arr.asi8, dtype=np.int64))}
+                "values": w.add(i8)}
     if isinstance(dtype, pd.StringDtype):
         if dtype.storage != "python":
             raise TypeError(f"{where}: StringDtype storage {dtype.storage!r} is not supported (python only)")
@@ -1116,9 +1122,36 @@ def _dec_datetime(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:
     unit = _choice(d["unit"], f"{where}.unit", _UNITS)
     tz = _dec_tz(d["tz"], f"{where}.tz", r.limits)
     v = r.buffer(d["values"], f"{where}.values", ("int64",), n)
-    ns = _to_ns(v, unit, where).astype(np.int64, copy=True).view("M8[ns]")
-    arr: Any = ns if tz is None else pd.arrays.DatetimeArray(ns, dtype=pd.DatetimeTZDtype("ns", tz))
-    return _Decoded("datetime", arr, v)
+    i8 = _to_ns(v, unit, where).astype(np.int64, copy=True)
+    if tz is None:
+        return _Decoded("datetime", i8.view("M8[ns]"), v)
+    dtype = pd.DatetimeTZDtype("ns", tz)
+    if _local_out_of_range(i8, dtype):
+        raise _bad(f"{where}: a value's local time in {tz} is outside datetime64[ns]")
+    return _Decoded("datetime", pd.arrays.DatetimeArray(i8.view("M8[ns]"), dtype=dtype), v)
+
+
+def _local_out_of_range(i8: Array, dtype: Any) -> bool:
+    """Whether a UTC instant of a tz-aware column has a local time outside
+    datetime64[ns] (within a day or two of 1677-09-21 or 2262-04-11).
+    pandas stores such a value but raises OutOfBoundsDatetime when it
+    shows or boxes it (and its vectorised tz_localize(None) wraps around
+    silently), so the format refuses it on both sides.  Only values near
+    the ends are checked, one by one with pandas' own boxing: elsewhere
+    every UTC offset fits.  More than _EDGE_MAX of them count as out of
+    range rather than cost a Python call each."""
+    edge = (i8 != _NAT) & ((i8 < _NAT + _TWO_DAYS_NS) | (i8 > _I64_MAX - _TWO_DAYS_NS))
+    n = int(np.count_nonzero(edge))
+    if n == 0:
+        return False
+    if n > _EDGE_MAX:
+        return True
+    for v in i8[edge].tolist():
+        try:
+            pd.Timestamp(v, tz=dtype.tz)
+        except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+            return True
+    return False
 
 
 def _dec_timedelta(r: _Reader, d: Desc, where: str, n: int | None) -> _Decoded:

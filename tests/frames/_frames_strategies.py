@@ -60,8 +60,11 @@ def text_array(draw, n, missing=MISSING_OBJ):
 
 
 @st.composite
-def ns_values(draw, n, nat=True):
-    vals = draw(st.lists(st.one_of(st.integers(*NS_RANGE), st.just(None) if nat else st.nothing()),
+def ns_values(draw, n, nat=True, edges=False):
+    """int64 nanoseconds (None: NaT); edges adds the ends of the range,
+    which only tz-naive values may use (a local time must fit too)."""
+    ends = st.sampled_from([-(1 << 63) + 1, (1 << 63) - 1]) if edges else st.nothing()
+    vals = draw(st.lists(st.one_of(st.integers(*NS_RANGE), ends, st.just(None) if nat else st.nothing()),
                          min_size=n, max_size=n))
     return np.array([np.iinfo(np.int64).min if v is None else v for v in vals], dtype=np.int64)
 
@@ -133,11 +136,11 @@ def column(draw, n):
     if kind == "categorical":
         return draw(categorical(n))
     if kind == "datetime":
-        return draw(ns_values(n)).view("M8[ns]")
+        return draw(ns_values(n, edges=True)).view("M8[ns]")
     if kind == "datetime-tz":
         tz = draw(st.sampled_from(TZS))
         return pd.arrays.DatetimeArray(draw(ns_values(n)).view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", tz))
-    return draw(ns_values(n)).view("m8[ns]")
+    return draw(ns_values(n, edges=True)).view("m8[ns]")
 
 
 @st.composite

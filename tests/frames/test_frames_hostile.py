@@ -227,6 +227,12 @@ CASES = {
                               [np.zeros(1, I64)]), "UTC offset"),
     "tz-offset-zero": (frame(1, [{"kind": "datetime", "unit": "ns", "tz": "+00:00", "values": 0}],
                              [np.zeros(1, I64)]), "UTC offset"),
+    "tz-local-overflow-high": (frame(1, [{"kind": "datetime", "unit": "ns", "tz": "Europe/Berlin", "values": 0}],
+                                     [np.array([np.iinfo(np.int64).max], I64)]), "local time"),
+    "tz-local-overflow-low": (frame(1, [{"kind": "datetime", "unit": "ns", "tz": "America/New_York", "values": 0}],
+                                    [np.array([np.iinfo(np.int64).min + 1], I64)]), "local time"),
+    "tz-local-too-many-edge-values": (frame(10_001, [{"kind": "datetime", "unit": "ns", "tz": "UTC", "values": 0}],
+                                            [np.full(10_001, np.iinfo(np.int64).max, I64)]), "local time"),
     "tz-not-string": (frame(1, [{"kind": "datetime", "unit": "ns", "tz": 5, "values": 0}],
                             [np.zeros(1, I64)]), "expected a string"),
     # --- indexes and labels -----------------------------------------------
@@ -302,6 +308,9 @@ def test_rejected(name):
 
 def test_valid_baseline_loads():
     """The cases above are one change away from archives that load."""
+    edge = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min + 1], I64)
+    df = sf.load(frame(2, [{"kind": "datetime", "unit": "ns", "tz": "UTC", "values": 0}], [edge]))
+    assert str(df[0][0]) == "2262-04-11 23:47:16.854775807+00:00"
     assert sf.load(VALID).shape == (2, 4)
     assert sf.load(SIMPLE).shape == (2, 1)
     assert sf.load(raw_zip(entries_of(SIMPLE))).shape == (2, 1)
