@@ -10,7 +10,8 @@ characters, categorical, datetime64 with a time zone), side by side in one
 run, medians of REPS repetitions:
 
 1. host, in process: sandcell_frames dumps + load vs pickle.dumps + loads
-   (protocol 5), and the same through a file;
+   (protocol 5), and the same through a file, the steps taking turns in
+   each repetition;
 2. host -> sandbox -> host: the host writes the archive, `sandcell run`
    reads it from --input, writes it back into /output, the host reads what
    was collected; beside it the same code run by bare python3 (no
@@ -58,26 +59,25 @@ def make_frame(rows):
     })
 
 
-def timed(fn, reps):
-    times, result = [], None
+def interleaved(steps, reps):
+    """Median seconds of each named step, the steps taking turns in every
+    repetition, so that a change of load on a shared machine hits all of
+    them alike rather than whichever block ran at the time."""
+    times = {name: [] for name, _ in steps}
     for _ in range(reps):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), result
+        for name, fn in steps:
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def host_bench(df, reps, tmp):
-    out = {}
-    out["frames_dump"], blob = timed(lambda: sf.dumps(df), reps)
-    out["frames_load"], back = timed(lambda: sf.load(blob), reps)
-    pd.testing.assert_frame_equal(df, back, check_exact=True)
-    out["pickle_dump"], pk = timed(lambda: pickle.dumps(df, protocol=pickle.HIGHEST_PROTOCOL), reps)
-    out["pickle_load"], _ = timed(lambda: pickle.loads(pk), reps)
+    blob = sf.dumps(df)
+    pd.testing.assert_frame_equal(df, sf.load(blob), check_exact=True)
+    pk = pickle.dumps(df, protocol=pickle.HIGHEST_PROTOCOL)
     path = os.path.join(tmp, "host.scf")
     ppath = os.path.join(tmp, "host.pkl")
-    out["frames_dump_file"], _ = timed(lambda: sf.dump(df, path), reps)
-    out["frames_load_file"], _ = timed(lambda: sf.load(path), reps)
 
     def pdump():
         with open(ppath, "wb") as f:
@@ -86,8 +86,12 @@ def host_bench(df, reps, tmp):
     def pload():
         with open(ppath, "rb") as f:
             return pickle.load(f)
-    out["pickle_dump_file"], _ = timed(pdump, reps)
-    out["pickle_load_file"], _ = timed(pload, reps)
+    out = interleaved([
+        ("frames_dump", lambda: sf.dumps(df)), ("frames_load", lambda: sf.load(blob)),
+        ("pickle_dump", lambda: pickle.dumps(df, protocol=pickle.HIGHEST_PROTOCOL)),
+        ("pickle_load", lambda: pickle.loads(pk)),
+        ("frames_dump_file", lambda: sf.dump(df, path)), ("frames_load_file", lambda: sf.load(path)),
+        ("pickle_dump_file", pdump), ("pickle_load_file", pload)], reps)
     out["frames_bytes"], out["pickle_bytes"] = len(blob), len(pk)
     return out
 
@@ -122,9 +126,13 @@ def one_crossing(df, tmp, runner, mode="frames"):
             "cell_import": inner["import"], "cell_load": inner["load"], "cell_dump": inner["dump"]}
 
 
-def median_runs(reps, fn):
-    runs = [fn() for _ in range(reps)]
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+def median_runs(reps, fns):
+    """{label: {step: median seconds}}, the labelled runs taking turns."""
+    runs = {label: [] for label in fns}
+    for _ in range(reps):
+        for label, fn in fns.items():
+            runs[label].append(fn())
+    return {label: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for label, rs in runs.items()}
 
 
 def sandbox_bench(df, reps, tmp, sandcell):
@@ -147,16 +155,16 @@ def sandbox_bench(df, reps, tmp, sandcell):
             return {"run": time.perf_counter() - t}
         return run
     sf.dump(df, os.path.join(tmp, "in.scf"))
-    over = {
-        "sandcell run -c pass (same options)": median_runs(reps, overhead("pass")),
-        "sandcell run: copy the archive to /output (no pandas)": median_runs(reps, overhead(
-            "open('/output/copy', 'wb').write(open('/input/ds', 'rb').read())")),
-    }
-    return over, {
-        "bare python3, frames": median_runs(reps, lambda: one_crossing(df, tmp, bare)),
-        "sandcell run, frames": median_runs(reps, lambda: one_crossing(df, tmp, sandboxed)),
-        "bare python3, pickle (unsafe reference)": median_runs(reps, lambda: one_crossing(df, tmp, bare, "pickle")),
-    }
+    over = median_runs(reps, {
+        "sandcell run -c pass (same options)": overhead("pass"),
+        "sandcell run: copy the archive to /output (no pandas)": overhead(
+            "open('/output/copy', 'wb').write(open('/input/ds', 'rb').read())"),
+    })
+    return over, median_runs(reps, {
+        "bare python3, frames": lambda: one_crossing(df, tmp, bare),
+        "sandcell run, frames": lambda: one_crossing(df, tmp, sandboxed),
+        "bare python3, pickle (unsafe reference)": lambda: one_crossing(df, tmp, bare, "pickle"),
+    })
 
 
 def ms(x):
@@ -170,8 +178,9 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return "%s, %d CPUs, Linux %s, Python %s, numpy %s, pandas %s" % (
-        cpu, os.cpu_count(), platform.release(), platform.python_version(), np.__version__, pd.__version__)
+    return "%s, %d CPUs, Linux %s, Python %s, numpy %s, pandas %s; load average %.1f at the end" % (
+        cpu, os.cpu_count(), platform.release(), platform.python_version(), np.__version__, pd.__version__,
+        os.getloadavg()[0])
 
 
 def report(args, rows, host, sandbox, scaling):
@@ -246,11 +255,12 @@ def main():
         scaling = {}
         for n in (int(x) for x in args.scaling.split(",") if x):
             small = make_frame(n)
-            f_dump, blob = timed(lambda: sf.dumps(small), args.reps * 3)
-            f_load, _ = timed(lambda: sf.load(blob), args.reps * 3)
-            p_dump, pk = timed(lambda: pickle.dumps(small, protocol=pickle.HIGHEST_PROTOCOL), args.reps * 3)
-            p_load, _ = timed(lambda: pickle.loads(pk), args.reps * 3)
-            scaling[n] = (f_dump + f_load, p_dump + p_load)
+            blob = sf.dumps(small)
+            pk = pickle.dumps(small, protocol=pickle.HIGHEST_PROTOCOL)
+            t = interleaved([("fd", lambda: sf.dumps(small)), ("fl", lambda: sf.load(blob)),
+                             ("pd", lambda: pickle.dumps(small, protocol=pickle.HIGHEST_PROTOCOL)),
+                             ("pl", lambda: pickle.loads(pk))], args.reps * 3)
+            scaling[n] = (t["fd"] + t["fl"], t["pd"] + t["pl"])
         host = host_bench(df, args.reps, tmp)
         sandbox = None
         if not args.no_sandbox:
