@@ -193,10 +193,13 @@ class LiveRun:
     what it holds); finish() then feeds stdin and waits (and registers the
     run for host_postconditions), or kill() kills the supervisor."""
 
-    def __init__(self, code: str, opts: Sequence[str] = (), server: str | None = SERVER) -> None:
+    def __init__(self, code: str, opts: Sequence[str] = (), server: str | None = SERVER,
+                 prefix: Sequence[str] = ()) -> None:
+        """prefix: a command that execs the rest (so the supervisor keeps
+        the pid), e.g. to run it in a namespace of the test's own."""
         fd, self.rpath = tempfile.mkstemp(prefix="sandcell-live-report-", suffix=".json")
         os.close(fd)
-        self.cmd = sandcell_cmd(code, opts=opts, report=self.rpath, server=server)
+        self.cmd = list(prefix) + sandcell_cmd(code, opts=opts, report=self.rpath, server=server)
         self.p = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
         assert self.p.stdout is not None

@@ -22,13 +22,12 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from harness import (IS_ROOT, MARK, PRELUDE, LiveRun, case, check_host_clean, host_mounts, host_uid_of,
+from harness import (IS_ROOT, MARK, PRELUDE, SERVER, LiveRun, case, check_host_clean, host_mounts, host_uid_of,
                      probe)
 
 E = errno
@@ -67,9 +66,10 @@ class Holder(LiveRun):
     line after MARK) and holds it until release(); stdin is the handshake,
     so nothing sleeps."""
 
-    def __init__(self, code, opts=()):
+    def __init__(self, code, opts=(), prefix=()):
         self.mounts = host_mounts()
-        super().__init__(PRELUDE + HOLD + textwrap.dedent(code), opts=["--wall-time", "60"] + list(opts))
+        super().__init__(PRELUDE + HOLD + textwrap.dedent(code), opts=["--wall-time", "60"] + list(opts),
+                         prefix=prefix)
         self.value = json.loads(self.first_line[len(MARK):]) if self.first_line.startswith(MARK) else None
 
     def release(self, data=b"\n"):
@@ -460,27 +460,29 @@ def test_G6_mountinfo_names_no_input_path(host_postconditions, inputs):
     assert "pytest-of-" not in res
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="needs a host mount (root)")
+@pytest.mark.skipif(not IS_ROOT, reason="needs a mount namespace of the test's own (root)")
+@pytest.mark.skipif(SERVER is not None, reason="the bind is made in the CLI's own mount namespace")
 def test_G2_file_input_that_is_a_mount_point_is_bound_directly(host_postconditions, tmp_path):
     """Known limit: a file input that is itself a mount point (a file bound
     onto another, as containers do) cannot be looked up through an overlay
     of its directory (that would show the file underneath): it is bound
-    directly, reads the right bytes, and its locks reach the host."""
+    directly, reads the right bytes, and its locks reach the host.  The
+    bind is made in a private mount namespace the CLI runs in, so the
+    host's mount table (which concurrent suites check) never changes."""
     real = tmp_path / "real.txt"
     real.write_text("the mounted file\n")
     spot = tmp_path / "spot.txt"
     spot.write_text("the file underneath\n")
-    subprocess.run(["mount", "--bind", str(real), str(spot)], check=True)
-    try:
-        with Holder('''
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", str(real), str(spot)]
+    with Holder('''
 got, fds = take_locks("/input/f")
 hold({"locks": got, "text": open("/input/f").read()})
-''', ["--input", "f=%s" % spot]) as h:
-            assert h.value is not None, h.release()
-            view = host_lock_view(str(spot))
-            _, rep, err = h.release()
-    finally:
-        subprocess.run(["umount", str(spot)], check=True)
+''', ["--input", "f=%s" % spot], prefix=prefix) as h:
+        assert h.value is not None, h.release()
+        # The host sees the inode the bind showed the run: real.txt.
+        view = host_lock_view(str(real))
+        _, rep, err = h.release()
     assert rep["status"] == "ok", (rep, err)
     assert h.value == {"locks": {"flock": 0, "posix": 0, "ofd": 0}, "text": "the mounted file\n"}, h.value
     assert view == {"flock": "EAGAIN", "posix": "locked", "ofd": "locked"}, view
