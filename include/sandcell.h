@@ -22,8 +22,11 @@ extern "C" {
 #define SANDCELL_REPORT_SCHEMA 1
 
 /* Documented exit codes of the CLI (docs/report.md).  A finished script
- * exits with its own code or 128+signal. */
+ * exits with its own code or 128+signal; 117 to 126 are sandcell's. */
 enum {
+	SANDCELL_EXIT_UNREACHABLE = 117, /* no warm server answered at the socket */
+	SANDCELL_EXIT_BUSY = 118,	 /* the warm server is at capacity: retry */
+	SANDCELL_EXIT_CANCELLED = 119,	 /* the caller cancelled the run */
 	SANDCELL_EXIT_DISK = 121,
 	SANDCELL_EXIT_MEMORY = 122,
 	SANDCELL_EXIT_CPU = 123,
@@ -47,6 +50,11 @@ enum sandcell_status {
 	SANDCELL_DISK,		/* scratch space or file size limit */
 	SANDCELL_OUTPUT_LIMIT,	/* outputs or result exceeded their caps */
 	SANDCELL_SANDBOX_ERROR, /* a layer could not be set up: code never ran */
+	/* Refusals and cancellation (docs/report.md, "Statuses"). */
+	SANDCELL_USAGE_ERROR,	/* bad request or configuration: nothing ran */
+	SANDCELL_BUSY,		/* the warm server is at capacity: nothing ran */
+	SANDCELL_UNREACHABLE,	/* no warm server answered: nothing ran */
+	SANDCELL_CANCELLED,	/* the caller cancelled: killed, outputs collected */
 };
 
 struct sandcell_limits {
@@ -90,7 +98,11 @@ struct sandcell_config {
 	int stderr_fd;
 	const char *output_dir;	     /* host dir for /output, NULL = discard */
 	const char *cgroup_parent;   /* relative cgroup path, NULL = default */
-	int cancel_fd;		     /* readable or hung up: stop the run (-1 = none) */
+	/* Readable or hung up: cancel the run (-1 = none).  The run is killed,
+	 * what /output holds so far is collected, the status is cancelled.
+	 * sandcell_run_remote() half-closes the connection instead, and the
+	 * server does the same. */
+	int cancel_fd;
 	struct sandcell_limits limits;
 	unsigned flags;
 };
@@ -110,11 +122,25 @@ void sandcell_result_free(struct sandcell_result *r);
 const char *sandcell_result_mode(const struct sandcell_result *r);
 const char *const *sandcell_result_not_held(const struct sandcell_result *r);
 const char *sandcell_status_name(enum sandcell_status s);
+/* The result of a request refused before any run, as a full report gives
+ * it (script.started false, isolation mode "none"): status is one of
+ * SANDCELL_USAGE_ERROR, _BUSY, _UNREACHABLE, _SANDBOX_ERROR or
+ * _CANCELLED, reason says why (the error too for a sandbox error), limits
+ * are the request's (NULL: the defaults).  Free it with
+ * sandcell_result_free().  NULL for another status or without memory. */
+struct sandcell_result *sandcell_result_refused(enum sandcell_status status, const char *reason,
+						const struct sandcell_limits *limits);
 
 /* Runs cfg on a warm server (sandcell serve) instead of cold: same
  * options, same report (returned as JSON text, malloc'd) and exit code.
  * Input and output paths must be absolute; the caller's stdin, stdout and
- * stderr fds are passed to the server. */
+ * stderr fds are passed to the server.  Every outcome returns 0 with a
+ * full report, including a server that cannot be reached (status
+ * unreachable), a busy one, and one that hangs up without an answer
+ * (sandbox-error).  cfg->cancel_fd becoming readable cancels the run on
+ * the server (the connection is half-closed); its report still comes.
+ * -1 only for a request that cannot be sent (a socket path too long,
+ * text that is not UTF-8: a usage error) or without memory. */
 int sandcell_run_remote(const char *socket_path, const struct sandcell_config *cfg,
 			char **report_json, int *exit_code, struct sandcell_error *err);
 

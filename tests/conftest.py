@@ -20,8 +20,8 @@ def sandcell(tmp_path: pathlib.Path) -> Callable[..., harness.Run]:
     """sandcell(code=..., file=..., args=[...], opts=[...], stdin=bytes) -> Run.
 
     Always asks for a report (kept in tmp_path as report-N.json) unless
-    report=False; .report is the parsed JSON (None if the run was refused
-    before one could be written, e.g. a usage error)."""
+    report=False; .report is the parsed JSON (every outcome has one, usage
+    errors included; None only if it could not be written)."""
     counter = itertools.count(1)
 
     def run(code: str | None = None, file: str | pathlib.Path | None = None, args: Sequence[str] = (),

@@ -40,6 +40,7 @@ HOST_PYTHON = "/usr/bin/python3"
 
 # Documented exit codes (include/sandcell.h, docs/report.md).
 EXIT_DISK, EXIT_MEMORY, EXIT_CPU, EXIT_TIMEOUT, EXIT_USAGE, EXIT_SANDBOX = 121, 122, 123, 124, 125, 126
+EXIT_UNREACHABLE, EXIT_BUSY, EXIT_CANCELLED = 117, 118, 119
 SIGSYS = 31
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MARK = "@@SANDCELL-ATTACK@@"

@@ -35,7 +35,7 @@ static const char usage_text[] =
 	"  --stdin FILE           feed FILE to the code's stdin (default: our stdin)\n"
 	"  --value NAME=JSON      sandcell.values[NAME] (repeatable)\n"
 	"  --values FILE.json     a JSON object of values\n"
-	"  --output DIR           copy files written under /output to DIR\n"
+	"  --output DIR           copy files written under /output to DIR (new or empty)\n"
 	"  --report FILE          write the JSON report to FILE ('-' = stdout)\n"
 	"  --quiet                no status or reduced-mode lines of our own on\n"
 	"                         stderr once the code may have run: stderr is\n"
@@ -53,26 +53,94 @@ static const char usage_text[] =
 	"                         user namespaces or cgroups are unavailable\n"
 	"\n"
 	"Exit status: the code's own, or 128+signal; 121 disk, 122 memory,\n"
-	"123 cpu-time, 124 timeout, 125 usage error, 126 sandbox error.\n";
+	"123 cpu-time, 124 timeout, 125 usage error, 126 sandbox error, 117 server\n"
+	"unreachable, 118 server busy, 119 cancelled (SIGINT, SIGTERM or SIGHUP:\n"
+	"the run is killed, its outputs so far collected, the report written).\n";
 
 /* --quiet: once the code may have run, stderr carries the code's bytes
  * only, so a program reading it (the Python client) never has to tell our
  * lines from the code's.  Everything those lines say is in the report.
- * Messages printed when nothing ran (usage errors, an unreachable server)
- * and a report that could not be written are still printed: there is no
- * code output to confuse them with, and no report to say it instead. */
+ * Messages printed when nothing ran (usage errors, an unreachable or busy
+ * server) and a report that could not be written are still printed: there
+ * is no code output to confuse them with. */
 static bool quiet;
+
+/* `sandcell run`'s --report and the limits parsed so far: a usage error
+ * gets a full report too (status usage-error) when one was asked for. */
+static const char *report_path;
+static const struct sandcell_limits *report_limits;
+
+static int write_report(const char *path, const char *json);
+
+/* Writes the report of a run refused before it started; false if it
+ * could not be written (said on stderr). */
+static bool write_refusal(enum sandcell_status st, const char *why)
+{
+	struct sandcell_result *r;
+	char *json;
+	bool ok;
+
+	if (report_path == NULL)
+		return true;
+	r = sandcell_result_refused(st, why, report_limits);
+	json = r ? sandcell_report_json(r) : NULL;
+	ok = json != NULL && write_report(report_path, json) == 0;
+	if (!ok)
+		fprintf(stderr, "sandcell: cannot write the report to %s: %s\n", report_path,
+			json ? strerror(errno) : "out of memory");
+	free(json);
+	sandcell_result_free(r);
+	return ok;
+}
 
 static __attribute__((noreturn, format(printf, 1, 2))) void die_usage(const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	fputs("sandcell: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputs("\nTry 'sandcell --help'.\n", stderr);
+	fprintf(stderr, "sandcell: %s\nTry 'sandcell --help'.\n", msg);
+	write_refusal(SANDCELL_USAGE_ERROR, msg);
 	exit(SANDCELL_EXIT_USAGE);
+}
+
+/* SIGINT, SIGTERM and SIGHUP cancel a run: the handler only makes the
+ * cancel pipe readable, and the supervisor (or sandcell_run_remote)
+ * watching it kills the run, collects what /output holds so far and
+ * returns the report, status cancelled.  A signal the caller had us
+ * ignore (nohup, a shell's background job) stays ignored.  Repeated
+ * signals change nothing: the report is on its way (SIGKILL stops us
+ * without one). */
+static int cancel_pipe[2] = { -1, -1 };
+
+static void on_cancel(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	if (write(cancel_pipe[1], "c", 1) < 0) {
+		/* full: it is readable already */
+	}
+	errno = saved;
+}
+
+static int arm_cancel(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa, old;
+
+	if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_cancel;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+	return cancel_pipe[0];
 }
 
 /* Reads all of f (path names it in messages).  The caller owns f: stdin is
@@ -191,16 +259,22 @@ static void parse_secs(const char *opt, const char *arg, double *out)
 		die_usage("%s: %s", opt, e.msg);
 }
 
+/* Two branches rather than f == stdout tests: gcc -fanalyzer cannot
+ * follow those and reports the file as leaked. */
 static int write_report(const char *path, const char *json)
 {
-	FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "we");
+	FILE *f;
 
+	if (strcmp(path, "-") == 0) {
+		fputs(json, stdout);
+		fputc('\n', stdout);
+		return fflush(stdout);
+	}
+	f = fopen(path, "we");
 	if (f == NULL)
 		return -1;
 	fputs(json, f);
 	fputc('\n', f);
-	if (f == stdout)
-		return fflush(f);
 	return fclose(f);
 }
 
@@ -216,6 +290,25 @@ static char *absolute(const char *p)
 	if (asprintf(&out, "%s/%s", cwd, p) < 0)
 		die_usage("out of memory");
 	return out;
+}
+
+/* The one-line cause on stderr, for statuses the code did not produce
+ * itself: refusals (printed even with --quiet, since nothing ran) and
+ * stops (not with --quiet). */
+static void say_status(const char *status, const char *reason)
+{
+	bool refused = strcmp(status, "usage-error") == 0 || strcmp(status, "unreachable") == 0 ||
+		       strcmp(status, "busy") == 0;
+
+	if (strcmp(status, "ok") == 0 || strcmp(status, "exited") == 0 || strcmp(status, "signaled") == 0)
+		return;
+	if (quiet && !refused)
+		return;
+	if (strcmp(status, "usage-error") == 0)
+		fprintf(stderr, "sandcell: %s\n", reason && *reason ? reason : "invalid request");
+	else
+		fprintf(stderr, "sandcell: %s%s%s\n", status, reason && *reason ? ": " : "",
+			reason ? reason : "");
 }
 
 static int run_remote(const char *server, struct sandcell_config *cfg, const char *report,
@@ -235,25 +328,20 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 	if (cfg->output_dir)
 		cfg->output_dir = out_dir = absolute(cfg->output_dir);
 	if (sandcell_run_remote(server, cfg, &json, &rc, &e) < 0) {
+		if (e.code != ENOMEM)
+			die_usage("%s", e.msg);
 		fprintf(stderr, "sandcell: %s\n", e.msg);
+		write_refusal(SANDCELL_SANDBOX_ERROR, e.msg);
 		return SANDCELL_EXIT_SANDBOX;
 	}
 	{
-		/* Print what a cold run prints: usage errors and stops on one
-		 * line, the reduced-mode warning; usage errors write no report. */
+		/* Print what a cold run prints: the cause of a stop or a
+		 * refusal on one line, the reduced-mode warning. */
 		json_t *j = json_loads(json, 0, NULL);
 		const char *status = json_string_value(json_object_get(j, "status"));
 		const char *reason = json_string_value(json_object_get(j, "reason"));
 		json_t *iso = json_object_get(j, "isolation");
 
-		status = status ? status : "sandbox-error";
-		if (strcmp(status, "usage-error") == 0) {
-			fprintf(stderr, "sandcell: %s\n", reason ? reason : "invalid request");
-			json_decref(j);
-			free(json);
-			free(out_dir);
-			return SANDCELL_EXIT_USAGE;
-		}
 		if (!quiet && strcmp(json_string_value(json_object_get(iso, "mode")) ?: "", "reduced") == 0) {
 			size_t k;
 			json_t *nh = json_object_get(iso, "not_held");
@@ -262,18 +350,34 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 			for (k = 0; k < json_array_size(nh); k++)
 				fprintf(stderr, "sandcell:   - %s\n", json_string_value(json_array_get(nh, k)));
 		}
-		if (!quiet && strcmp(status, "ok") && strcmp(status, "exited") && strcmp(status, "signaled"))
-			fprintf(stderr, "sandcell: %s%s%s\n", status, reason && *reason ? ": " : "",
-				reason ? reason : "");
+		say_status(status ? status : "sandbox-error", reason);
 		json_decref(j);
 	}
 	if (report && write_report(report, json) < 0) {
 		fprintf(stderr, "sandcell: cannot write the report to %s: %s\n", report, strerror(errno));
-		rc = SANDCELL_EXIT_SANDBOX;
+		/* A refusal keeps its own code: it says more than this. */
+		if (rc != SANDCELL_EXIT_USAGE && rc != SANDCELL_EXIT_UNREACHABLE && rc != SANDCELL_EXIT_BUSY)
+			rc = SANDCELL_EXIT_SANDBOX;
 	}
 	free(json);
 	free(out_dir);
 	return rc;
+}
+
+/* Finds --report before the options are parsed, so that a usage error in
+ * any of them is reported: the same getopt_long walk as the real one
+ * (abbreviations, '+', "--"), every other option and error ignored. */
+static const char *find_report(int argc, char **argv)
+{
+	const char *found = NULL;
+	int c;
+
+	optind = 0; /* glibc: start afresh */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:c:h", long_opts, NULL)) != -1)
+		if (c == OPT_REPORT)
+			found = optarg;
+	return found;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -290,9 +394,16 @@ static int cmd_run(int argc, char **argv)
 
 	sandcell_config_init(&cfg);
 	cfg.stdin_fd = 0;
+	report_limits = &cfg.limits;
+	report_path = find_report(argc, argv);
+	/* From here on a signal cancels: one that comes before the run
+	 * starts cancels it as soon as it does (the pipe stays readable). */
+	cfg.cancel_fd = arm_cancel();
+	if (cfg.cancel_fd < 0)
+		die_usage("cannot set up cancellation: %s", strerror(errno));
 	if (getenv("SANDCELL_CGROUP_PARENT") && *getenv("SANDCELL_CGROUP_PARENT"))
 		cfg.cgroup_parent = getenv("SANDCELL_CGROUP_PARENT");
-	optind = 1;
+	optind = 0;
 	opterr = 0; /* our own messages, with our own name */
 	/* '+': options stop at FILE.py, everything after it is the code's;
 	 * ':': a missing argument is told apart from an unknown option. */
@@ -380,8 +491,13 @@ static int cmd_run(int argc, char **argv)
 
 	if (server)
 		return run_remote(server, &cfg, report, inputs, n_inputs);
-	if (sandcell_run(&cfg, &res, &e) < 0)
-		die_usage("%s", e.msg);
+	if (sandcell_run(&cfg, &res, &e) < 0) {
+		if (e.code != ENOMEM)
+			die_usage("%s", e.msg);
+		fprintf(stderr, "sandcell: %s\n", e.msg);
+		write_refusal(SANDCELL_SANDBOX_ERROR, e.msg);
+		return SANDCELL_EXIT_SANDBOX;
+	}
 	rc = sandcell_result_exit_code(res);
 	if (!quiet && strcmp(sandcell_result_mode(res), "reduced") == 0) {
 		const char *const *nh = sandcell_result_not_held(res);

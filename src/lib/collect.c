@@ -17,9 +17,19 @@
  *    st_size only ever lets us skip a file early, never admit one.
  *  - The walk is iterative with a bounded stack of open directories, so a
  *    deep tree costs neither C stack nor unbounded fds.
+ *  - The walk is deterministic: depth first, each directory's entries in
+ *    byte order of their names (all of them read and sorted before the
+ *    first is looked at), so when a cap stops collection, what is kept and
+ *    what is listed as skipped depends on the tree only, never on the
+ *    order the code created its files in.  The names held at once are
+ *    bounded (SC_NAMES_MAX, SC_NAME_BYTES_MAX): a directory with more is
+ *    skipped whole, which is deterministic too.
  *  - On the host, only single components are ever opened relative to the
- *    destination directory fd, and nothing is written through an existing
- *    symlink, FIFO, device or hard link.
+ *    destination directory fd, and nothing that exists there is replaced,
+ *    written through or merged into: a name already taken on the host is
+ *    skipped ("exists").  The caller hands us a new or empty directory
+ *    (run.c), so that only happens when something else writes into it
+ *    while the run goes on.
  */
 #include "internal.h"
 
@@ -44,6 +54,12 @@
  * would still allow 512 levels, i.e. more fds than a default RLIMIT_NOFILE. */
 #define SC_DEPTH_CEILING 128
 #define SC_COPY_BUF 65536
+/* Names of the open directories held at once (count and bytes): at most
+ * the scratch space's inodes (every name costs one there, a hard link
+ * too, so no real tree has more), and never more than these, whatever
+ * disk_inodes a request asked for. */
+#define SC_NAMES_MAX (1u << 17)
+#define SC_NAME_BYTES_MAX (16u << 20)
 
 /* The fixed skip reasons; reports show them verbatim. */
 #define R_SYMLINK "symlink"
@@ -57,15 +73,19 @@
 #define R_PATH "path too long"
 #define R_UNREADABLE "unreadable"
 #define R_CHANGED "changed during collection"
-#define R_CONFLICT "host path conflict"
+#define R_EXISTS "exists"
+#define R_TOO_MANY "too many entries"
 #define R_WRITE "write failed"
 
-/* One open directory of the walk. */
+/* One open directory of the walk, with its entries' names, sorted. */
 struct frame {
 	DIR *dir;	/* source stream; owns the source fd */
 	int dst;	/* host directory fd, or -1 when only hashing */
 	size_t plen;	/* length of this directory's relative path */
 	uint64_t depth; /* 0 for the root; its entries are at depth + 1 */
+	char **names;	/* malloc'd, each malloc'd */
+	size_t n_names, next;
+	size_t name_bytes; /* charged to the walk's budget */
 };
 
 struct walk {
@@ -74,12 +94,14 @@ struct walk {
 	struct sandcell_error *err;
 	struct frame *stack;
 	size_t n_stack, cap_stack;
-	size_t cap_files, cap_skips;
+	size_t cap_files;
 	uint64_t max_depth;
 	/* Bytes read for files that were then dropped for the byte cap.
 	 * Bounded too, so a writer that keeps growing files under us cannot
 	 * make the host read without end. */
 	uint64_t wasted;
+	/* Names held by the frames on the stack, and how many may be. */
+	size_t names_held, name_bytes_held, names_max;
 	/* Relative path of the current entry: a parent path that passed the
 	 * cap, '/', and a name of at most SC_NAME_MAX bytes. */
 	char path[SC_PATH_MAX + 1 + SC_NAME_MAX + 1];
@@ -158,17 +180,9 @@ static int oom(struct walk *w)
 	return sc_err(w->err, ENOMEM, "collecting outputs");
 }
 
-/* gcc 12's -fanalyzer reports the grown skips array as leaked when skip()
- * returns.  It is not: it is stored in the caller's struct sc_collect
- * (through w->out) and sc_collect_free() frees it; the asan-check unit tests
- * and the fuzz_collect harness run this code with the leak checker on.
- * Only this warning, only in this function. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
-#endif
 /* Records a skipped entry.  The path is escaped because it may hold any
- * byte the sandbox chose. */
+ * byte the sandbox chose.  The records' array holds SC_SKIPS_MAX, made
+ * once by sc_collect_tree. */
 static int skip(struct walk *w, size_t len, const char *reason, bool is_limit)
 {
 	struct sc_collect *o = w->out;
@@ -176,22 +190,11 @@ static int skip(struct walk *w, size_t len, const char *reason, bool is_limit)
 
 	if (is_limit)
 		o->limit_hit = true;
+	o->n_skipped_total++;
 	if (o->n_skips >= SC_SKIPS_MAX) {
 		/* The report is incomplete from here on; say so. */
 		o->limit_hit = true;
 		return 0;
-	}
-	if (o->n_skips == w->cap_skips) {
-		size_t ncap = w->cap_skips ? w->cap_skips * 2 : 16;
-		struct sc_out_skip *p;
-
-		if (ncap > SC_SKIPS_MAX)
-			ncap = SC_SKIPS_MAX;
-		p = realloc(o->skips, ncap * sizeof(*p));
-		if (p == NULL)
-			return oom(w);
-		o->skips = p;
-		w->cap_skips = ncap;
 	}
 	shown = sc_escape_bytes(w->path, len, NULL);
 	if (shown == NULL)
@@ -201,9 +204,6 @@ static int skip(struct walk *w, size_t len, const char *reason, bool is_limit)
 	o->n_skips++;
 	return 0;
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 static int add_file(struct walk *w, size_t len, uint64_t size, const char *hex)
 {
@@ -249,42 +249,27 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 	return 0;
 }
 
-/* Creates the host copy of a file as a fresh inode.  An existing regular
- * file is unlinked rather than truncated, so a host-side hard link (say to a
- * file outside the output directory) is never written through and no old
- * ACL, owner or xattr carries over.  Anything else already at the name is a
- * conflict: we neither follow it nor remove it.  Returns the fd, or -1 with
- * *reason set. */
+/* Creates the host copy of a file as a fresh inode, at a name nothing
+ * holds: O_EXCL with O_NOFOLLOW fails on anything already there (a file,
+ * a directory, a symlink even dangling, a FIFO), which is then left as it
+ * is and the entry skipped ("exists").  So no host file is replaced,
+ * truncated or written through.  Returns the fd, or -1 with *reason set
+ * (NULL for a fatal error). */
 static int host_create(struct walk *w, int dfd, const char *name, const char **reason)
 {
-	struct stat st;
-	int fd;
+	/* O_NONBLOCK and O_NOCTTY: nothing here can be a FIFO or a terminal
+	 * we open (O_EXCL creates), but cost nothing. */
+	int fd = openat(dfd, name,
+			O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+			0644);
 
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISREG(st.st_mode)) {
-			*reason = R_CONFLICT;
-			return -1;
-		}
-		if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
-			*reason = R_WRITE;
-			return -1;
-		}
-	} else if (errno != ENOENT) {
-		*reason = R_WRITE;
-		return -1;
-	}
-	/* O_EXCL: if something appeared at the name since, we do not touch it.
-	 * O_NONBLOCK guards against that something being a FIFO anyway. */
-	fd = openat(dfd, name,
-		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
-		    0644);
 	if (fd < 0) {
 		if (fatal_errno(errno)) {
 			sc_err(w->err, errno, "creating an output file");
 			*reason = NULL;
 			return -1;
 		}
-		*reason = (errno == EEXIST || errno == ELOOP) ? R_CONFLICT : R_WRITE;
+		*reason = (errno == EEXIST || errno == ELOOP) ? R_EXISTS : R_WRITE;
 		return -1;
 	}
 	/* The mode is fixed, whatever the umask or the source said. */
@@ -371,21 +356,19 @@ static int copy_file(struct walk *w, int sfd, const struct stat *st, int dfd, co
 	return add_file(w, plen, got, hex);
 }
 
-/* Creates (or reuses) the host directory for a source directory.  An
- * existing name is accepted only if opening it with O_NOFOLLOW|O_DIRECTORY
- * yields a real directory, so a host symlink to elsewhere is never entered.
- * Returns the fd, or -1 with *reason set (NULL for a fatal error). */
+/* Creates the host directory for a source directory.  A name already
+ * taken on the host (even by a directory) is not merged into: the entry is
+ * skipped ("exists").  The directory is opened O_NOFOLLOW|O_DIRECTORY, so
+ * should it have been swapped for a symlink since mkdirat, nothing is
+ * entered.  Returns the fd, or -1 with *reason set (NULL for a fatal
+ * error). */
 static int host_mkdir(struct walk *w, int dfd, const char *name, const char **reason)
 {
-	bool created = true;
 	int fd;
 
 	if (mkdirat(dfd, name, 0755) < 0) {
-		if (errno != EEXIST) {
-			*reason = R_WRITE;
-			return -1;
-		}
-		created = false;
+		*reason = errno == EEXIST ? R_EXISTS : R_WRITE;
+		return -1;
 	}
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -394,12 +377,11 @@ static int host_mkdir(struct walk *w, int dfd, const char *name, const char **re
 			*reason = NULL;
 			return -1;
 		}
-		*reason = R_CONFLICT;
+		*reason = R_EXISTS;
 		return -1;
 	}
-	/* Only directories we made get the fixed mode; an existing host
-	 * directory belongs to whoever made it. */
-	if (created && fchmod(fd, 0755) < 0) {
+	/* The mode is fixed, whatever the umask said. */
+	if (fchmod(fd, 0755) < 0) {
 		close(fd);
 		*reason = R_WRITE;
 		return -1;
@@ -407,7 +389,92 @@ static int host_mkdir(struct walk *w, int dfd, const char *name, const char **re
 	return fd;
 }
 
-static int push(struct walk *w, DIR *dir, int dst, size_t plen, uint64_t depth)
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(struct walk *w, char **names, size_t n, size_t bytes)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	w->names_held -= n;
+	w->name_bytes_held -= bytes;
+}
+
+/* Reads every entry name of dir and sorts them.  Returns 0; 1 when the
+ * directory holds more names than the walk may hold (nothing is kept); -1
+ * without memory.  A read error keeps the names read so far and records
+ * the directory as unreadable (the record's path is w->path[0..plen]). */
+static int load_names(struct walk *w, DIR *dir, size_t plen, char ***names_out, size_t *n_out,
+		      size_t *bytes_out)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0, bytes = 0;
+	struct dirent *de;
+
+	*names_out = NULL;
+	*n_out = *bytes_out = 0;
+	for (;;) {
+		char *copy;
+		size_t len;
+
+		errno = 0;
+		de = readdir(dir);
+		if (de == NULL)
+			break;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		len = strlen(de->d_name) + 1;
+		if (w->names_held >= w->names_max || len > SC_NAME_BYTES_MAX - w->name_bytes_held) {
+			free_names(w, names, n, bytes);
+			return 1;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **p = realloc(names, ncap * sizeof(*p));
+
+			if (p == NULL) {
+				free_names(w, names, n, bytes);
+				return oom(w);
+			}
+			names = p;
+			cap = ncap;
+		}
+		copy = strdup(de->d_name);
+		if (copy == NULL) {
+			free_names(w, names, n, bytes);
+			return oom(w);
+		}
+		names[n++] = copy;
+		bytes += len;
+		w->names_held++;
+		w->name_bytes_held += len;
+	}
+	if (errno != 0) {
+		/* The rest of this directory is lost; say so. */
+		size_t shown = plen;
+
+		if (shown == 0) {
+			w->path[0] = '.';
+			shown = 1;
+		}
+		if (skip(w, shown, R_UNREADABLE, false) < 0) {
+			free_names(w, names, n, bytes);
+			return -1;
+		}
+	}
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_names);
+	*names_out = names;
+	*n_out = n;
+	*bytes_out = bytes;
+	return 0;
+}
+
+static int push(struct walk *w, DIR *dir, int dst, size_t plen, uint64_t depth, char **names,
+		size_t n_names, size_t name_bytes)
 {
 	if (w->n_stack == w->cap_stack) {
 		size_t ncap = w->cap_stack ? w->cap_stack * 2 : 16;
@@ -418,7 +485,7 @@ static int push(struct walk *w, DIR *dir, int dst, size_t plen, uint64_t depth)
 		w->stack = p;
 		w->cap_stack = ncap;
 	}
-	w->stack[w->n_stack++] = (struct frame){ dir, dst, plen, depth };
+	w->stack[w->n_stack++] = (struct frame){ dir, dst, plen, depth, names, n_names, 0, name_bytes };
 	return 0;
 }
 
@@ -429,33 +496,43 @@ static void pop(struct walk *w)
 	closedir(f->dir);
 	if (f->dst >= 0)
 		close(f->dst);
+	free_names(w, f->names, f->n_names, f->name_bytes);
 }
 
 /* Mirrors a verified source directory on the host and pushes it, so the
- * walk continues inside it (iteratively: no recursion). */
+ * walk continues inside it (iteratively: no recursion).  Its names are
+ * read first: a directory with too many is skipped before anything is
+ * made for it on the host. */
 static int enter_dir(struct walk *w, int fd, int pdst, const char *name, size_t plen,
 		     uint64_t depth)
 {
 	const char *reason = NULL;
-	int dst = -1;
+	char **names;
+	size_t n_names, name_bytes;
+	int dst = -1, rc;
 	DIR *dir;
 
-	if (pdst >= 0) {
-		dst = host_mkdir(w, pdst, name, &reason);
-		if (dst < 0) {
-			close(fd);
-			return reason == NULL ? -1 : skip(w, plen, reason, false);
-		}
-	}
 	dir = fdopendir(fd);
 	if (dir == NULL) {
 		close(fd);
-		if (dst >= 0)
-			close(dst);
 		return oom(w);
 	}
-	if (push(w, dir, dst, plen, depth) < 0) {
+	rc = load_names(w, dir, plen, &names, &n_names, &name_bytes);
+	if (rc != 0) {
 		closedir(dir);
+		return rc < 0 ? -1 : skip(w, plen, R_TOO_MANY, true);
+	}
+	if (pdst >= 0) {
+		dst = host_mkdir(w, pdst, name, &reason);
+		if (dst < 0) {
+			closedir(dir);
+			free_names(w, names, n_names, name_bytes);
+			return reason == NULL ? -1 : skip(w, plen, reason, false);
+		}
+	}
+	if (push(w, dir, dst, plen, depth, names, n_names, name_bytes) < 0) {
+		closedir(dir);
+		free_names(w, names, n_names, name_bytes);
 		if (dst >= 0)
 			close(dst);
 		return oom(w);
@@ -549,28 +626,13 @@ static int walk(struct walk *w)
 {
 	while (w->n_stack > 0) {
 		struct frame *f = &w->stack[w->n_stack - 1];
-		struct dirent *de;
 
-		errno = 0;
-		de = readdir(f->dir);
-		if (de == NULL) {
-			if (errno != 0) {
-				/* The rest of this directory is lost; say so. */
-				size_t plen = f->plen;
-
-				if (plen == 0) {
-					w->path[0] = '.';
-					plen = 1;
-				}
-				if (skip(w, plen, R_UNREADABLE, false) < 0)
-					return -1;
-			}
+		if (f->next == f->n_names) {
 			pop(w);
 			continue;
 		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (entry(w, de->d_name) < 0)
+		/* entry() may push a frame (moving the stack): index first. */
+		if (entry(w, f->names[f->next++]) < 0)
 			return -1;
 	}
 	return 0;
@@ -605,21 +667,40 @@ int sc_collect_tree(int src_dirfd, int dst_dirfd, const struct sandcell_limits *
 		close(fd);
 		return sc_err(err, rc, "collecting outputs");
 	}
+	/* Every skip record there may be, up front: grown in skip(), the
+	 * array would be one more thing gcc's analyzer loses track of. */
+	out->skips = calloc(SC_SKIPS_MAX, sizeof(*out->skips));
 	w = calloc(1, sizeof(*w));
-	if (w == NULL || (w->buf = malloc(SC_COPY_BUF)) == NULL) {
+	if (out->skips == NULL || w == NULL || (w->buf = malloc(SC_COPY_BUF)) == NULL) {
 		free(w);
 		closedir(dir);
+		sc_collect_free(out);
 		return sc_err(err, ENOMEM, "collecting outputs");
 	}
 	w->lim = lim;
 	w->out = out;
 	w->err = err;
 	w->max_depth = lim->output_depth < SC_DEPTH_CEILING ? lim->output_depth : SC_DEPTH_CEILING;
-	if (push(w, dir, -1, 0, 0) < 0) {
-		closedir(dir);
-		free(w->buf);
-		free(w);
-		return sc_err(err, ENOMEM, "collecting outputs");
+	w->names_max = lim->disk_inodes > 0 && lim->disk_inodes < SC_NAMES_MAX ? (size_t)lim->disk_inodes
+									       : SC_NAMES_MAX;
+	{
+		char **names = NULL;
+		size_t n_names = 0, name_bytes = 0;
+
+		rc = load_names(w, dir, 0, &names, &n_names, &name_bytes);
+		if (rc == 1) {
+			/* More names than may be held: nothing is collected. */
+			w->path[0] = '.';
+			rc = skip(w, 1, R_TOO_MANY, true);
+		}
+		if (rc < 0 || push(w, dir, -1, 0, 0, names, n_names, name_bytes) < 0) {
+			free_names(w, names, n_names, name_bytes);
+			closedir(dir);
+			free(w->buf);
+			free(w);
+			sc_collect_free(out);
+			return rc < 0 ? -1 : sc_err(err, ENOMEM, "collecting outputs");
+		}
 	}
 	/* The root frame gets its own copy of the caller's host fd so that
 	 * pop() can close every frame alike. */

@@ -83,7 +83,8 @@ struct sc_collect {
 	struct sc_out_file *files;
 	size_t n_files;
 	struct sc_out_skip *skips;
-	size_t n_skips;
+	size_t n_skips;		/* listed: the first SC_SKIPS_MAX in walk order */
+	uint64_t n_skipped_total; /* every entry not collected, listed or not */
 	uint64_t bytes;
 	bool limit_hit;	/* a file, byte, depth or name cap was reached */
 };

@@ -30,6 +30,10 @@ static const char *const status_names[] = {
 	[SANDCELL_DISK] = "disk",
 	[SANDCELL_OUTPUT_LIMIT] = "output-limit",
 	[SANDCELL_SANDBOX_ERROR] = "sandbox-error",
+	[SANDCELL_USAGE_ERROR] = "usage-error",
+	[SANDCELL_BUSY] = "busy",
+	[SANDCELL_UNREACHABLE] = "unreachable",
+	[SANDCELL_CANCELLED] = "cancelled",
 };
 
 const char *sandcell_status_name(enum sandcell_status s)
@@ -61,6 +65,45 @@ void sandcell_result_free(struct sandcell_result *r)
 char *sandcell_report_json(const struct sandcell_result *r)
 {
 	return sc_report_render(r);
+}
+
+struct sandcell_result *sandcell_result_refused(enum sandcell_status status, const char *reason,
+						const struct sandcell_limits *limits)
+{
+	struct sandcell_result *r;
+	struct sandcell_config defaults;
+	int code;
+
+	switch (status) {
+	case SANDCELL_USAGE_ERROR: code = SANDCELL_EXIT_USAGE; break;
+	case SANDCELL_BUSY: code = SANDCELL_EXIT_BUSY; break;
+	case SANDCELL_UNREACHABLE: code = SANDCELL_EXIT_UNREACHABLE; break;
+	case SANDCELL_SANDBOX_ERROR: code = SANDCELL_EXIT_SANDBOX; break;
+	case SANDCELL_CANCELLED: code = SANDCELL_EXIT_CANCELLED; break;
+	default: return NULL; /* the other statuses need a run */
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	if (limits == NULL) {
+		sandcell_config_init(&defaults);
+		limits = &defaults.limits;
+	}
+	r->status = status;
+	r->exit_code = code;
+	r->script_exit = -1;
+	r->limits = *limits;
+	/* Nothing ran, so no layer confined anything (as after a failed
+	 * setup): every layer reads false or "none". */
+	r->iso.mode = "none";
+	r->iso.cgroup_version = "none";
+	r->iso.swap = "none";
+	if (reason == NULL || reason[0] == '\0')
+		reason = "request refused";
+	snprintf(r->stop_reason, sizeof(r->stop_reason), "%s", reason);
+	if (status == SANDCELL_SANDBOX_ERROR)
+		snprintf(r->error, sizeof(r->error), "%s", reason);
+	return r;
 }
 
 /*
@@ -218,6 +261,7 @@ static json_t *render_outputs(const struct sandcell_result *r, bool *bad)
 	set(o, "collected", json_boolean(r->outputs_collected), bad);
 	set(o, "files", files, bad);
 	set(o, "skipped", skipped, bad);
+	set(o, "skipped_total", u64(c->n_skipped_total > c->n_skips ? c->n_skipped_total : c->n_skips), bad);
 	set(o, "bytes", u64(c->bytes), bad);
 	set(o, "limit_hit", json_boolean(c->limit_hit), bad);
 	return o;

@@ -269,6 +269,7 @@ struct run {
 	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
 	pid_t pid;
 	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
+	bool cancel_verdict;	/* the cancel came before any other stop or failure */
 	bool reduced;
 	bool v2_attached;	/* cloned straight into the v2 run cgroup */
 	char workdir[1024];	/* reduced mode's private host directory */
@@ -411,10 +412,12 @@ static void supervise(struct run *rn)
 			break;
 		}
 		if (idx_cancel >= 0 && p[idx_cancel].revents) {
-			/* The caller went away (e.g. a warm client disconnected):
-			 * the run is killed and its resources freed. */
+			/* The caller cancelled (the CLI got SIGINT or SIGTERM, a
+			 * warm client half-closed or went away): the run is killed
+			 * and what /output holds so far is collected.  A stop or a
+			 * failure decided before stays the verdict. */
 			rn->cancelled = true;
-			set_error(r, "run cancelled: the client went away");
+			rn->cancel_verdict = !r->error[0] && !rn->killed_wall && !rn->killed_cpu && !rn->killed_oom;
 			kill_tree(rn);
 		}
 		for (i = 0; i < 3; i++)
@@ -547,7 +550,8 @@ static void classify(struct run *rn)
 	int sig = 0;
 
 	r->script_exit = -1;
-	if (!rn->got_exit && (rn->killed_wall || rn->killed_cpu || rn->killed_oom) && r->code_started)
+	if (!rn->got_exit && (rn->killed_wall || rn->killed_cpu || rn->killed_oom || rn->cancel_verdict) &&
+	    r->code_started)
 		sig = r->script_signal = SIGKILL; /* we killed it; init had no say */
 	if (rn->got_exit) {
 		if (WIFEXITED(st))
@@ -555,7 +559,15 @@ static void classify(struct run *rn)
 		else if (WIFSIGNALED(st))
 			sig = r->script_signal = WTERMSIG(st);
 	}
-	if (r->error[0] || !r->code_started) {
+	if (rn->cancel_verdict) {
+		/* What failed while the tree was being killed (the control
+		 * socket closing under a setup, say) is the cancel's doing. */
+		r->status = SANDCELL_CANCELLED;
+		r->error[0] = '\0';
+		snprintf(r->stop_reason, sizeof(r->stop_reason), "the run was cancelled by its caller; %s",
+			 r->code_started ? "the process tree was killed"
+					 : "the code had not started");
+	} else if (r->error[0] || !r->code_started) {
 		r->status = SANDCELL_SANDBOX_ERROR;
 		if (!r->error[0])
 			set_error(r, "the sandbox ended before the code started");
@@ -607,6 +619,7 @@ static void classify(struct run *rn)
 	}
 	switch (r->status) {
 	case SANDCELL_SANDBOX_ERROR: r->exit_code = SANDCELL_EXIT_SANDBOX; break;
+	case SANDCELL_CANCELLED: r->exit_code = SANDCELL_EXIT_CANCELLED; break;
 	case SANDCELL_TIMEOUT: r->exit_code = SANDCELL_EXIT_TIMEOUT; break;
 	case SANDCELL_CPU_TIME: r->exit_code = SANDCELL_EXIT_CPU; break;
 	case SANDCELL_MEMORY: r->exit_code = SANDCELL_EXIT_MEMORY; break;
@@ -1149,6 +1162,51 @@ static void reset_for_retry(struct run *rn)
 		set_error(r, e2.msg);
 }
 
+/* 1 if a cancel is pending on fd, 0 if not (or no fd), -1 if that
+ * cannot be known. */
+static int cancel_pending(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	int r;
+
+	if (fd < 0)
+		return 0;
+	do
+		r = poll(&p, 1, 0);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -1 : r > 0;
+}
+
+/* 1 if the directory holds no entry, 0 (err says so) if it holds one,
+ * -1 if it cannot be read.  getdents64 on the fd itself (only openat
+ * relative to it follows): no second open, no stdio-like buffering. */
+static int dir_is_empty(int dirfd, struct sandcell_error *err)
+{
+	union {
+		char b[4096];
+		struct dirent64 align;
+	} u;
+	long n;
+
+	while ((n = syscall(SYS_getdents64, dirfd, u.b, sizeof(u.b))) > 0) {
+		for (long off = 0; off < n;) {
+			const struct dirent64 *d = (const struct dirent64 *)(const void *)(u.b + off);
+
+			if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0) {
+				sc_err(err, 0, "is not empty (outputs are collected only into a new or "
+					"empty directory, so that no host file is replaced)");
+				if (err)
+					err->code = ENOTEMPTY;
+				return 0;
+			}
+			off += d->d_reclen;
+		}
+	}
+	if (n < 0)
+		return sc_err(err, errno, "reading it");
+	return 1;
+}
+
 int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out,
 		 struct sandcell_error *err)
 {
@@ -1193,7 +1251,9 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	r->iso.swap = "none";
 
 	/* The host output directory is opened first: a bad --output is the
-	 * caller's error and nothing runs. */
+	 * caller's error and nothing runs.  It must be new or empty, so that
+	 * no host file is ever replaced and what it holds afterwards is this
+	 * run's outputs only (docs/report.md, "Output collection"). */
 	if (cfg->output_dir) {
 		if (mkdir(cfg->output_dir, 0755) < 0 && errno != EEXIST) {
 			sc_err(err, errno, "output directory %s", cfg->output_dir);
@@ -1202,6 +1262,10 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		rn.out_dirfd = open(cfg->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		if (rn.out_dirfd < 0) {
 			sc_err(err, errno, "output directory %s", cfg->output_dir);
+			goto usage_fail;
+		}
+		if (dir_is_empty(rn.out_dirfd, err) <= 0) {
+			sc_err_wrap(err, "output directory %s", cfg->output_dir);
 			goto usage_fail;
 		}
 	}
@@ -1261,7 +1325,16 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-	if (attempt(&rn, pp) == ATTEMPT_RETRY_REDUCED) {
+	/* A run cancelled before its sandbox exists is not started; one
+	 * cancelled during its first attempt is not tried again. */
+	int pending = cancel_pending(cfg->cancel_fd);
+
+	if (pending < 0) {
+		/* A cancel that cannot be seen now could not be later either. */
+		set_error(r, "cannot watch for a cancel: poll failed");
+	} else if (pending > 0) {
+		rn.cancelled = rn.cancel_verdict = true;
+	} else if (attempt(&rn, pp) == ATTEMPT_RETRY_REDUCED && !rn.cancelled) {
 		reset_for_retry(&rn);
 		/* Reduced mode runs as the caller: no dedicated ids. */
 		sc_userns_release_ids(&pp->ids);

@@ -384,40 +384,27 @@ static int template_view_leave(const char **step)
 	return umount2("/tmp", MNT_DETACH);
 }
 
-/* A report-shaped answer for requests refused before any run. */
-static void send_refusal(int fd, const char *why)
-{
-	json_t *j = json_pack("{s:i,s:s,s:s,s:i,s:s}", "schema", SANDCELL_REPORT_SCHEMA, "status",
-			      "sandbox-error", "reason", why, "exit_code", SANDCELL_EXIT_SANDBOX, "error", why);
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	static const char fallback[] =
-		"{\"schema\":1,\"status\":\"sandbox-error\",\"reason\":\"request refused\","
-		"\"exit_code\":126,\"error\":\"request refused\"}";
+/* A refused request's answer is a full report like any run's
+ * (docs/report.md): status busy (the queue timed out), unreachable (the
+ * server is stopping, or serves another uid), usage-error (the request,
+ * a bad one: the CLI's 125) or sandbox-error; limits are the request's
+ * when it was parsed, else the defaults.  Rendering needs memory: without
+ * it, the template's own rendering of a sandbox error, made at startup,
+ * goes instead, so a refusal always reaches the client whole. */
+static char *refusal_fallback;
 
-	/* A reason that cannot be encoded must not cost the client its
-	 * answer. */
-	if (s)
-		sc_frame_send(fd, s, strlen(s), NULL, 0);
-	else
-		sc_frame_send(fd, fallback, sizeof(fallback) - 1, NULL, 0);
-	free(s);
-	json_decref(j);
-}
-
-/* The client's own mistake (as a cold run's exit 125): the client prints
- * the reason and writes no report. */
-static void send_usage_error(int fd, const char *why)
+static void send_refusal(int fd, enum sandcell_status st, const char *why,
+			 const struct sandcell_limits *lim)
 {
-	json_t *j = json_pack("{s:s,s:s,s:i}", "status", "usage-error", "reason", why, "exit_code",
-			      SANDCELL_EXIT_USAGE);
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	struct sandcell_result *r = sandcell_result_refused(st, why, lim);
+	char *s = r ? sandcell_report_json(r) : NULL;
 
 	if (s)
 		sc_frame_send(fd, s, strlen(s), NULL, 0);
-	else
-		send_refusal(fd, "invalid request");
+	else if (refusal_fallback)
+		sc_frame_send(fd, refusal_fallback, strlen(refusal_fallback), NULL, 0);
 	free(s);
-	json_decref(j);
+	sandcell_result_free(r);
 }
 
 /* ---- the sandboxed side: run the code in the inherited interpreter ---- */
@@ -595,16 +582,19 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	size_t n_fds = 3, len;
 	char *buf = NULL, *report;
 
+	/* A request the server cannot read or parse is the client's mistake:
+	 * a usage error, as the same mistake on the CLI's command line is. */
 	if (sc_frame_recv(conn, &buf, &len, SC_REQUEST_MAX, fds, &n_fds, REQUEST_TIMEOUT_MS, &err) < 0) {
-		send_refusal(conn, err.msg);
+		send_refusal(conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
 		_exit(1);
 	}
 	if (n_fds != 3) {
-		send_refusal(conn, "protocol: a request carries exactly three fds (stdin, stdout, stderr)");
+		send_refusal(conn, SANDCELL_USAGE_ERROR,
+			     "protocol: a request carries exactly three fds (stdin, stdout, stderr)", NULL);
 		_exit(1);
 	}
 	if (sc_request_parse(buf, len, &q, &err) < 0) {
-		send_refusal(conn, err.msg);
+		send_refusal(conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
 		_exit(1);
 	}
 	live_request = &q;
@@ -615,25 +605,30 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 		char m[600];
 		if (q.cfg.python[0] != '/' || access(q.cfg.python, X_OK) < 0) {
 			snprintf(m, sizeof(m), "interpreter %.400s: not an executable absolute path", q.cfg.python);
-			send_usage_error(conn, m);
 		} else {
 			snprintf(m, sizeof(m), "this server's template is %.200s, not %.200s", o->python, q.cfg.python);
-			send_refusal(conn, m);
 		}
+		send_refusal(conn, SANDCELL_USAGE_ERROR, m, &q.cfg.limits);
 		_exit(1);
 	}
 	q.cfg.stdin_fd = fds[0];
 	q.cfg.stdout_fd = fds[1];
 	q.cfg.stderr_fd = fds[2];
-	/* The client hanging up ends the run and frees its resources. */
+	/* The client half-closing its side (or sending anything more, or
+	 * hanging up) cancels the run: the report still goes back to it. */
 	q.cfg.cancel_fd = conn;
 	if (sandcell_run(&q.cfg, &res, &err) < 0) {
-		send_usage_error(conn, err.msg);
+		/* Only memory is not the request's fault. */
+		send_refusal(conn, err.code == ENOMEM ? SANDCELL_SANDBOX_ERROR : SANDCELL_USAGE_ERROR, err.msg,
+			     &q.cfg.limits);
 		_exit(1);
 	}
 	report = sandcell_report_json(res);
 	if (report)
 		sc_frame_send(conn, report, strlen(report), NULL, 0);
+	else
+		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "the report could not be rendered (out of memory)",
+			     &q.cfg.limits);
 	_exit(0);
 }
 
@@ -652,7 +647,7 @@ static __attribute__((noreturn)) void serve(int conn, const struct opts *o)
 	side_conn = conn;
 	side_opts = o;
 	if (on_request_stack(side_entry) < 0) {
-		send_refusal(conn, "server: cannot switch to the request stack");
+		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "server: cannot switch to the request stack", NULL);
 		_exit(1);
 	}
 	start_code();
@@ -1059,6 +1054,17 @@ int main(int argc, char **argv)
 		sc_seccomp_free(&b);
 	}
 
+	/* See send_refusal. */
+	{
+		struct sandcell_result *r = sandcell_result_refused(SANDCELL_SANDBOX_ERROR, "request refused",
+								    NULL);
+		refusal_fallback = r ? sandcell_report_json(r) : NULL;
+		sandcell_result_free(r);
+		if (refusal_fallback == NULL) {
+			logmsg("out of memory");
+			return SANDCELL_EXIT_SANDBOX;
+		}
+	}
 	if (inherited) {
 		ls = inherited_fd;
 	} else {
@@ -1084,7 +1090,7 @@ int main(int argc, char **argv)
 			 * independent); queued clients are told why; spares see
 			 * EOF and exit. */
 			for (i = 0; i < n_queue; i++)
-				send_refusal(queue[i].fd, "server shutting down");
+				send_refusal(queue[i].fd, SANDCELL_UNREACHABLE, "server shutting down", NULL);
 			drop_spares(spares, &n_spares);
 			unlink(o.socket);
 			logmsg("stopped by signal %d", (int)stop_sig);
@@ -1109,7 +1115,8 @@ int main(int argc, char **argv)
 		/* Expire queued requests. */
 		for (i = 0; i < n_queue;) {
 			if (t - queue[i].since >= o.queue_timeout) {
-				send_refusal(queue[i].fd, "server busy: queued longer than --queue-timeout");
+				send_refusal(queue[i].fd, SANDCELL_BUSY,
+					     "server busy: queued longer than --queue-timeout", NULL);
 				close(queue[i].fd);
 				memmove(&queue[i], &queue[i + 1], (size_t)(n_queue - i - 1) * sizeof(*queue));
 				n_queue--;
@@ -1188,7 +1195,8 @@ int main(int argc, char **argv)
 			int conn = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 			if (conn >= 0) {
 				if (!peer_allowed(conn)) {
-					send_refusal(conn, "permission denied: only the server's own uid may use it");
+					send_refusal(conn, SANDCELL_UNREACHABLE,
+						     "permission denied: only the server's own uid may use it", NULL);
 					close(conn);
 				} else {
 					queue[n_queue].fd = conn;

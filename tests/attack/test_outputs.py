@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import case, probe, run
+from harness import EXIT_USAGE, LiveRun, case, probe, run, run_cli
 
 E = errno
 
@@ -240,10 +240,15 @@ for i in range(10000):
         f.write("x")
 ''', opts=["--output", str(out), "--output-files", "500"], prelude=False)
     assert r.status == "output-limit", r
-    assert len(r.report["outputs"]["files"]) == 500
+    o = r.report["outputs"]
+    assert len(o["files"]) == 500
     assert len(os.listdir(out / "many")) == 500
-    assert r.report["outputs"]["limit_hit"] is True
-    assert len(r.report["outputs"]["skipped"]) <= 1000
+    assert o["limit_hit"] is True
+    # Kept and listed: the first in name order (not the last created);
+    # the listing is capped, the count is not.
+    assert [f["path"] for f in o["files"]] == ["many/%05d" % i for i in range(500)]
+    assert [s["path"] for s in o["skipped"]] == ["many/%05d" % i for i in range(500, 1500)]
+    assert o["skipped_total"] == 9500
     assert "outputs" in r.report["truncations"]
     assert time.monotonic() - t0 < 30
 
@@ -313,3 +318,67 @@ emit(res)
     assert (out / "small").read_bytes() == b"z" * 100
     assert r.report["outputs"]["bytes"] <= 1 << 20
     assert time.monotonic() - t0 < 20
+
+
+def _hard_link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system: the symlink cases still stand
+        dst.write_text(src.read_text())
+
+
+@pytest.mark.parametrize("plant", [case("G2", "output-dir-not-empty-" + k, k)
+                                   for k in ("symlink", "hardlink", "file")])
+def test_output_dir_with_host_entries_refused(host_postconditions, tmp_path, plant):
+    """G2/G9: an --output directory that holds anything (a symlink or a
+    hard link to a host file the code would like to overwrite) is refused
+    before anything runs; the host file keeps its bytes."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    if plant == "symlink":
+        os.symlink(victim, out / "x.txt")
+    elif plant == "hardlink":
+        _hard_link_or_copy(victim, out / "x.txt")
+    else:
+        (out / "x.txt").write_text("host's own")
+    r = run_cli("open('/output/x.txt', 'w').write('pwned')", opts=["--output", str(out)], stdin=None,
+                timeout=60)
+    assert r.rc == EXIT_USAGE, r
+    assert r.status == "usage-error" and r.report["script"]["started"] is False, r
+    assert victim.read_text() == "precious"
+    assert os.listdir(out) == ["x.txt"]
+
+
+def test_G2_names_planted_during_the_run_are_never_written(host_postconditions, tmp_path):
+    """G2/G9: host entries that appear in the output directory while the
+    run goes on (a symlink and a hard link to a host file, a directory, a
+    FIFO) are neither replaced, written through, merged into nor opened:
+    each is skipped ("exists"), and the host file keeps its bytes."""
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    code = (
+        "import os, sys\n"
+        "for n in ('sym.txt', 'hard.txt', 'fifo.txt', 'ok.txt'):\n"
+        "    open('/output/' + n, 'w').write('pwned')\n"
+        "os.mkdir('/output/dir')\n"
+        "open('/output/dir/x', 'w').write('pwned')\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n")
+    live = LiveRun(code, opts=["--output", str(out)])
+    assert live.first == b"ready\n", live.finish()
+    os.symlink(victim, out / "sym.txt")
+    _hard_link_or_copy(victim, out / "hard.txt")
+    os.mkfifo(out / "fifo.txt")
+    (out / "dir").mkdir()
+    r = live.finish()
+    assert r.status == "ok", r
+    o = r.report["outputs"]
+    assert {s["path"]: s["reason"] for s in o["skipped"]} == \
+        {"sym.txt": "exists", "hard.txt": "exists", "fifo.txt": "exists", "dir": "exists"}, o
+    assert [f["path"] for f in o["files"]] == ["ok.txt"]
+    assert victim.read_text() == "precious"
+    assert os.path.islink(out / "sym.txt") and stat.S_ISFIFO(os.lstat(out / "fifo.txt").st_mode)
+    assert os.listdir(out / "dir") == []

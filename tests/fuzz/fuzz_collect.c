@@ -461,13 +461,31 @@ static bool reason_ok(const char *r)
 		"symlink",     "fifo",		"socket",	  "device",
 		"unsafe name", "file limit",	"byte limit",	  "depth limit",
 		"path too long", "unreadable",	"changed during collection",
-		"host path conflict", "write failed",
+		"exists", "too many entries", "write failed",
 	};
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (strcmp(r, known[i]) == 0)
 			return true;
 	return false;
+}
+
+/* Compares two relative paths component by component (strcmp on each). */
+static int path_cmp(const char *a, const char *b)
+{
+	for (;;) {
+		size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
+		int c = memcmp(a, b, la < lb ? la : lb);
+
+		if (c != 0)
+			return c;
+		if (la != lb)
+			return la < lb ? -1 : 1;
+		if (a[la] == '\0' || b[lb] == '\0')
+			return (a[la] != '\0') - (b[lb] != '\0');
+		a += la + 1;
+		b += lb + 1;
+	}
 }
 
 static bool listed(const struct sc_collect *out, const char *path)
@@ -509,11 +527,14 @@ static void check_host(const struct ctx *c, const struct sc_collect *out,
 		check(fstatat(dirfd(h->d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0, "host stat");
 		for (size_t i = 0; h->depth == 0 && i < c->n_planted; i++)
 			planted |= strcmp(de->d_name, c->planted[i]) == 0;
-		/* Host traps stay as they were, except that a regular file may
-		 * be replaced (then it is listed and checked like any other)
-		 * and a real directory reused (its contents are checked). */
-		if (planted && !S_ISDIR(sb.st_mode) &&
-		    !(S_ISREG(sb.st_mode) && !hash_only && listed(out, de->d_name)))
+		/* Host traps stay as they were: nothing is replaced, written
+		 * through or merged into.  A planted name is never reported as
+		 * collected (but in hash-only mode, which looks at no host
+		 * name), and a planted directory stays empty (anything the walk
+		 * below finds in it counts as a file and breaks the files ==
+		 * reported check). */
+		check(hash_only || !planted || !listed(out, de->d_name), "a planted name is never collected");
+		if (planted && !S_ISDIR(sb.st_mode))
 			continue;
 		check(!hash_only || planted, "hash-only mode writes nothing");
 		/* The harness made the planted entries, not the collector. */
@@ -571,6 +592,11 @@ static void check_result(const struct ctx *c, const struct sc_collect *out,
 		check(size == f->size && strcmp(hex, f->sha256) == 0, "host copy matches");
 	}
 	check(sum == out->bytes, "bytes == sum of sizes");
+	/* Walk order: depth first, names in byte order, so the reported
+	 * paths increase component by component. */
+	for (size_t i = 1; i < out->n_files; i++)
+		check(path_cmp(out->files[i - 1].path, out->files[i].path) < 0, "files in walk order");
+	check(out->n_skipped_total >= out->n_skips, "skip count covers the list");
 	/* Hash-only mode must leave the host untouched. */
 	check_host(c, out, lim, hash_only);
 	/* Nothing outside the destination was written. */
@@ -599,6 +625,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	d = u8(&g);
 	lim.output_depth = (d & 0x7f) % 12;
 	hash_only = (d & 0x80) != 0;
+	/* A small name budget (the scratch space's inodes) now and then. */
+	lim.disk_inodes = 4 * lim.output_files + 8;
 
 	check(mkdirat(base_fd, "src", 0755) == 0, "mkdir src");
 	check(mkdirat(base_fd, "dst", 0755) == 0, "mkdir dst");

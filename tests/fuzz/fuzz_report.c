@@ -65,7 +65,7 @@ static void build(struct sandcell_result *r, const uint8_t *ctl, const uint8_t *
 	struct sandcell_error err = { 0 };
 	size_t seg = 0, paths = 0;
 
-	r->status = (enum sandcell_status)(ctl[0] % 10);
+	r->status = (enum sandcell_status)(ctl[0] % 14);
 	r->exit_code = (int8_t)ctl[1];
 	r->script_exit = (int8_t)ctl[2];
 	r->script_signal = ctl[3] % 80;

@@ -1,9 +1,15 @@
 """Collection of /output into --output: caps, special files, and what the
-report says about every entry that was or was not copied."""
+report says about every entry that was or was not copied; the --output
+rule (a new or empty directory, nothing on the host ever replaced); what a
+cap keeps is the same whatever order the code created its files in."""
 import os
+import random
 import textwrap
 
-from harness import host_files, sha256_file
+import pytest
+
+from harness import EXIT_USAGE, LiveRun, host_files, sha256_file
+from .test_report_schema import check_refusal
 
 
 def skipped(run):
@@ -40,10 +46,11 @@ def test_output_files_cap(sandcell, tmp_path):
     assert len(host_files(out)) == 5
     assert_files_match_host(run, out)
     sk = skipped(run)
-    assert len(sk) == 15
+    assert len(sk) == 15 and o["skipped_total"] == 15
     assert set(sk.values()) == {"file limit"}
-    # Collected and skipped together account for every file written.
-    assert set(sk) | {f["path"] for f in o["files"]} == {"f%02d.txt" % i for i in range(20)}
+    # The first five in name order are kept, the rest listed in order.
+    assert [f["path"] for f in o["files"]] == ["f%02d.txt" % i for i in range(5)]
+    assert [s["path"] for s in o["skipped"]] == ["f%02d.txt" % i for i in range(5, 20)]
     assert "outputs" in run.report["truncations"]
     assert run.report["limits"]["output_files"] == 5
     assert run.report["reason"]
@@ -176,28 +183,128 @@ def test_depth_cap(sandcell, tmp_path):
     assert not any(p.endswith("deep.txt") for p in host_files(out))
 
 
-def test_host_symlink_in_output_dir_is_not_written_through(sandcell, tmp_path):
+@pytest.mark.parametrize("plant", ["file", "symlink", "dir", "dotfile"])
+def test_nonempty_output_dir_is_refused(sandcell, tmp_path, plant):
+    """--output must name a new or empty directory: anything in it (even a
+    symlink to a host file, even a dot file) refuses the run up front, a
+    usage error; nothing runs and the host entry stays as it was."""
     out = tmp_path / "out"
     out.mkdir()
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    os.symlink(victim, out / "result.txt")
+    if plant == "file":
+        (out / "result.txt").write_text("old contents")
+    elif plant == "symlink":
+        os.symlink(victim, out / "result.txt")
+    elif plant == "dir":
+        (out / "result.txt").mkdir()
+    else:
+        (out / ".keep").write_text("")
     run = sandcell(opts=["--output", str(out)],
-                   code="open('/output/result.txt', 'w').write('overwritten?')")
-    assert run.rc == 0, run
+                   code="open('/output/result.txt', 'w').write('overwritten?'); print('ran')")
+    assert run.rc == EXIT_USAGE, run
+    check_refusal(run.report, "usage-error")
+    assert "not empty" in run.report["reason"], run.report
+    assert run.stdout == b""
     assert victim.read_text() == "precious"
-    assert os.path.islink(out / "result.txt")
-    assert "result.txt" in skipped(run)
+    if plant == "file":
+        assert (out / "result.txt").read_text() == "old contents"
+    elif plant == "symlink":
+        assert os.path.islink(out / "result.txt")
+    assert len(os.listdir(out)) == 1
 
 
-def test_existing_host_file_is_replaced(sandcell, tmp_path):
+def test_empty_existing_output_dir_is_used(sandcell, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "r.txt").write_text("old contents")
     run = sandcell(opts=["--output", str(out)], code="open('/output/r.txt', 'w').write('new')")
-    assert run.rc == 0, run
+    assert run.rc == 0 and run.status == "ok", run
     assert (out / "r.txt").read_text() == "new"
     assert_files_match_host(run, out)
+
+
+def test_names_taken_on_the_host_during_the_run_are_skipped(tmp_path):
+    """Something on the host writes into the (empty) output directory
+    while the run goes on: a name it took is never replaced, written
+    through or merged into; the entry is skipped, reason "exists", the
+    rest is collected, the status is the run's own."""
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    live = LiveRun(textwrap.dedent("""
+        import os, sys
+        for name in ("r.txt", "link.txt", "fresh.txt"):
+            open("/output/" + name, "w").write("from the run")
+        os.makedirs("/output/d")
+        open("/output/d/x", "w").write("from the run")
+        print("ready", flush=True)
+        sys.stdin.read()
+    """), opts=["--output", str(out)])
+    assert live.first == b"ready\n", live.finish()
+    (out / "r.txt").write_text("host's own")
+    os.symlink(victim, out / "link.txt")
+    (out / "d").mkdir()
+    (out / "d" / "keep").write_text("host's own")
+    r = live.finish()
+    assert r.rc == 0 and r.status == "ok", r
+    o = r.report["outputs"]
+    assert {s["path"]: s["reason"] for s in o["skipped"]} == \
+        {"r.txt": "exists", "link.txt": "exists", "d": "exists"}, o
+    assert o["limit_hit"] is False
+    assert [f["path"] for f in o["files"]] == ["fresh.txt"], o
+    assert (out / "r.txt").read_text() == "host's own"
+    assert os.path.islink(out / "link.txt") and victim.read_text() == "precious"
+    assert os.listdir(out / "d") == ["keep"]
+    assert (out / "fresh.txt").read_text() == "from the run"
+
+
+# Depth first, each directory in byte order of its names.
+ORDERED = ["0.txt", "A.txt", "B/1.txt", "B/2.txt", "B/C/deep.txt", "Z.txt", "_.txt", "a.txt",
+           "b/x.txt", "\u00e9t\u00e9.txt"]
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse", "shuffled"])
+@pytest.mark.parametrize("cap", [1, 4, 7])
+def test_cap_keeps_the_first_in_name_order(sandcell, tmp_path, order, cap):
+    """When the file cap stops collection, the files kept are the first in
+    the walk's order (depth first, names in byte order), whatever order the
+    code created them in; the rest are listed, in that order."""
+    names = list(ORDERED)
+    if order == "reverse":
+        names.reverse()
+    elif order == "shuffled":
+        random.Random(cap).shuffle(names)
+    out = tmp_path / "out"
+    run = sandcell(opts=["--output", str(out), "--output-files", str(cap)], code=textwrap.dedent("""
+        import os
+        for p in %r:
+            os.makedirs(os.path.dirname("/output/" + p), exist_ok=True)
+            open("/output/" + p, "w").write(p)
+    """ % names))
+    assert run.rc == 0 and run.status == "output-limit", run
+    o = run.report["outputs"]
+    assert [f["path"] for f in o["files"]] == ORDERED[:cap], o
+    assert [s["path"] for s in o["skipped"]] == ORDERED[cap:], o
+    assert o["skipped_total"] == len(ORDERED) - cap
+    assert host_files(out) == sorted(ORDERED[:cap])
+    assert_files_match_host(run, out)
+
+
+def test_byte_cap_keeps_what_fits_in_name_order(sandcell, tmp_path):
+    """The byte cap goes through the same order: each file that still fits
+    is kept, one that does not is skipped (a later, smaller one may fit)."""
+    out = tmp_path / "out"
+    sizes = {"e": 100, "d": 600, "c": 300, "b": 500, "a": 200}
+    run = sandcell(opts=["--output", str(out), "--output-bytes", "1000"], code=textwrap.dedent("""
+        for n, size in %r.items():
+            open("/output/" + n, "wb").write(b"x" * size)
+    """ % sizes))
+    assert run.status == "output-limit", run
+    o = run.report["outputs"]
+    # a 200, b 700, c 1000, d over, e over.
+    assert [f["path"] for f in o["files"]] == ["a", "b", "c"], o
+    assert skipped(run) == {"d": "byte limit", "e": "byte limit"}
+    assert o["bytes"] == 1000
 
 
 def test_exited_beats_output_limit(sandcell, tmp_path):

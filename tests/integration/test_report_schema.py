@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from harness import BIN, IS_ROOT
+from harness import BIN, EXIT_SANDBOX, EXIT_UNREACHABLE, EXIT_USAGE, IS_ROOT
 
 NUM = (int, float)
 STR_OR_NONE = (str, type(None))
@@ -21,7 +21,11 @@ TOP_LEVEL = [
     ("left_behind", list),
 ]
 STATUSES = {"sandbox-error", "memory", "cpu-time", "timeout", "disk", "output-limit",
-            "signaled", "exited", "ok"}
+            "signaled", "exited", "ok", "usage-error", "busy", "unreachable", "cancelled"}
+# Outcomes where no code ran (or a cancel), with their exit codes
+# (docs/report.md, "Exit codes").
+REFUSALS = {"usage-error": 125, "busy": 118, "unreachable": 117, "sandbox-error": 126,
+            "cancelled": 119}
 LIMIT_KEYS = ["wall_sec", "cpu_sec", "memory_bytes", "pids", "disk_bytes", "disk_inodes",
               "open_files", "stream_bytes", "output_files", "output_bytes", "output_depth",
               "result_bytes"]
@@ -63,9 +67,11 @@ def check_schema(rep):
         assert isinstance(st["truncated"], bool)
 
     o = rep["outputs"]
-    assert list(o) == ["collected", "files", "skipped", "bytes", "limit_hit"]
+    assert list(o) == ["collected", "files", "skipped", "skipped_total", "bytes", "limit_hit"]
     assert isinstance(o["collected"], bool) and isinstance(o["limit_hit"], bool)
     assert is_int(o["bytes"])
+    assert is_int(o["skipped_total"]) and o["skipped_total"] >= len(o["skipped"]), o
+    assert len(o["skipped"]) <= 1000
     for f in o["files"]:
         assert list(f) == ["path", "size", "sha256"]
         assert isinstance(f["path"], str) and is_int(f["size"])
@@ -102,6 +108,27 @@ def check_schema(rep):
     assert iso["cgroup"]["swap"] in ("limited", "no-swap", "unlimited", "none")
     assert is_int(iso["host_uid"])
     assert all(isinstance(x, str) for x in iso["not_held"])
+
+    if rep["status"] in REFUSALS:
+        assert rep["exit_code"] == REFUSALS[rep["status"]], rep
+        assert rep["reason"], rep
+        # error: a sandbox error's message, null for the others.
+        assert (rep["error"] is not None) == (rep["status"] == "sandbox-error"), rep
+
+
+def check_refusal(rep, status):
+    """A report of a request refused before any code ran: every key of
+    any report, nothing claimed that did not happen."""
+    check_schema(rep)
+    assert rep["status"] == status, rep
+    assert rep["script"] == {"started": False, "exit_code": None, "signal": None,
+                             "signal_name": None}, rep
+    assert rep["outputs"] == {"collected": False, "files": [], "skipped": [], "skipped_total": 0,
+                              "bytes": 0, "limit_hit": False}, rep
+    assert rep["result"] is None and rep["truncations"] == [], rep
+    iso = rep["isolation"]
+    assert iso["mode"] == "none" and iso["not_held"] == [], iso
+    assert not any(iso["namespaces"].values()) and not iso["seccomp"], iso
 
 
 def test_schema_ok_run(sandcell, tmp_path):
@@ -256,3 +283,69 @@ def test_report_file_is_complete_json_with_newline(sandcell, tmp_path):
     text = reports[-1].read_text()
     assert text.endswith("}\n")
     assert json.loads(text) == run.report
+
+
+# ---- every outcome has a full report: refusals (docs/report.md, "Statuses") ----
+
+def test_schema_usage_error(sandcell):
+    """A request sandcell refuses (limits too small to start python) gets a
+    full report, cold and warm alike, with the limits as requested."""
+    run = sandcell(opts=["--memory", "1M"], code="print('ran')")
+    assert run.rc == EXIT_USAGE, run
+    check_refusal(run.report, "usage-error")
+    assert "limits too small" in run.report["reason"], run.report
+    assert run.report["limits"]["memory_bytes"] == 1 << 20
+    assert run.stdout == b""
+
+
+@pytest.mark.parametrize("argv", [
+    ["--frobnicate", "--report", "{r}", "-c", "pass"],
+    ["--wall-time", "abc", "--rep={r}", "-c", "pass"],
+    ["--report", "{r}", "--value", "v=[", "-c", "pass"],
+    ["--report", "{r}"],
+], ids=["unknown-option-before", "bad-value-abbreviated-report", "bad-json-after", "no-code"])
+def test_schema_usage_error_on_the_command_line(tmp_path, argv):
+    """A command-line mistake anywhere, before or after --report (also
+    abbreviated), still gets the report asked for."""
+    r = tmp_path / "r.json"
+    proc = subprocess.run([BIN, "run"] + [a.format(r=r) for a in argv], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == EXIT_USAGE, proc
+    rep = json.loads(r.read_text())
+    check_refusal(rep, "usage-error")
+    # The report's reason is the message on stderr.
+    assert ("sandcell: %s\n" % rep["reason"]).encode() in proc.stderr, (rep, proc.stderr)
+
+
+def test_schema_unreachable_server(tmp_path):
+    """No server at the socket: exit 117 and a full report (not 126 and
+    nothing)."""
+    r = tmp_path / "r.json"
+    proc = subprocess.run([BIN, "run", "--server", str(tmp_path / "none.sock"), "--report", str(r),
+                           "--wall-time", "7", "-c", "pass"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == EXIT_UNREACHABLE, proc
+    rep = json.loads(r.read_text())
+    check_refusal(rep, "unreachable")
+    assert "cannot reach the sandcell server" in rep["reason"], rep
+    assert rep["limits"]["wall_sec"] == 7.0
+    assert b"sandcell: unreachable: cannot reach" in proc.stderr, proc
+
+
+def test_schema_sandbox_error(sandcell, tmp_path):
+    """A layer that cannot be set up (a cgroup parent below a file)."""
+    run = sandcell(opts=["--cgroup-parent", "cgroup.procs/x"], code="print('ran')")
+    assert run.rc == EXIT_SANDBOX, run
+    check_refusal(run.report, "sandbox-error")
+    assert "cgroup" in run.report["error"], run.report
+    assert run.stdout == b""
+
+
+def test_usage_error_report_to_stdout():
+    """`--report -`: the report of a usage error goes to stdout too."""
+    proc = subprocess.run([BIN, "run", "--report", "-", "--pids", "2", "-c", "pass"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=60)
+    assert proc.returncode == EXIT_USAGE, proc
+    check_refusal(json.loads(proc.stdout), "usage-error")
+

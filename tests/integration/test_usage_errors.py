@@ -1,10 +1,12 @@
 """Bad command lines: exit 125, one clear message on stderr naming the
-problem, no traceback or crash, nothing run and no report written."""
+problem, no traceback or crash, nothing run, and the report asked for
+(status usage-error, its reason the same message)."""
 import subprocess
 
 import pytest
 
 from harness import BIN, EXIT_USAGE
+from .test_report_schema import check_refusal
 
 CRASH_WORDS = ("Traceback", "Segmentation", "core dumped", "Aborted", "AddressSanitizer",
                "runtime error", "double free")
@@ -12,7 +14,9 @@ CRASH_WORDS = ("Traceback", "Segmentation", "core dumped", "Aborted", "AddressSa
 
 def check_usage_error(run, *expect_in_err):
     assert run.rc == EXIT_USAGE, run
-    assert run.report is None, run
+    assert run.report is not None, run
+    check_refusal(run.report, "usage-error")
+    assert "sandcell: %s\n" % run.report["reason"] in run.err, run
     assert run.stdout == b"", run
     err = run.err
     assert "sandcell: " in err, err
@@ -210,7 +214,7 @@ def test_help_and_version():
 
 def test_usage_error_runs_nothing(sandcell, tmp_path):
     """A usage error detected late (after other options parsed fine) still
-    runs nothing: no output directory content, no report."""
+    runs nothing: no output directory content, a usage-error report."""
     out = tmp_path / "out"
     run = sandcell(opts=["--output", str(out), "--value", "v=1", "--value", "v=[",
                          ], code="open('/output/ran', 'w').write('x')")

@@ -504,7 +504,7 @@ def judge(case, proc, trace, out, mounts_before):
         problems.append("report: script.started is %r" % rep["script"]["started"])
     usage = [c for c in setup_hits if c.pid == trace.supervisor and c.name in ("mkdir", "openat") and
              out in c.text]
-    if usage and proc.returncode == 125 and rep is None:
+    if usage and proc.returncode == 125 and (rep is None or rep["status"] == "usage-error"):
         return v  # the output directory could not be opened: a usage error, nothing ran
     if proc.returncode != 126:
         problems.append("exit status %d, not 126" % proc.returncode)

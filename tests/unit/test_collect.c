@@ -445,9 +445,15 @@ static void test_file_cap(void)
 	CHECK_EQ_INT(c.n_files, 100);
 	CHECK_EQ_INT(c.bytes, 100);
 	CHECK(c.limit_hit);
-	/* 1900 skipped, at most 1000 recorded. */
+	/* 1900 skipped, at most 1000 recorded, all counted. */
 	CHECK_EQ_INT(c.n_skips, 1000);
+	CHECK_EQ_INT(c.n_skipped_total, 1900);
 	CHECK_EQ_INT(count_reason(&c, "file limit"), 1000);
+	/* The first 100 in name order are kept, the next 1000 listed. */
+	CHECK(find_file(&c, "f0000") != NULL && find_file(&c, "f0099") != NULL);
+	CHECK(find_file(&c, "f0100") == NULL);
+	CHECK_STR(c.skips[0].path, "f0100");
+	CHECK_STR(c.skips[999].path, "f1099");
 	CHECK_EQ_INT(count_entries(t.dst), 100);
 	sc_collect_free(&c);
 	tree_close(&t);
@@ -606,6 +612,9 @@ static void test_names(void)
 	tree_close(&t);
 }
 
+/* Nothing that exists at a name in the destination is replaced, written
+ * through or merged into (run.c hands over a new or empty directory; these
+ * are what something else put there meanwhile): each is skipped, "exists". */
 static void test_host_conflicts(void)
 {
 	struct sandcell_limits lim = limits(100, 1 << 20, 32);
@@ -623,48 +632,185 @@ static void test_host_conflicts(void)
 	put(victim, "linked", "original", 8);
 	snprintf(p, sizeof(p), "%s/victim/target", t.dir);
 	CHECK(symlinkat(p, t.dst, "out.txt") == 0);
+	CHECK(symlinkat("/nonexistent/dangling", t.dst, "dangling.txt") == 0);
 	snprintf(p, sizeof(p), "%s/victim", t.dir);
 	CHECK(symlinkat(p, t.dst, "sub") == 0);
 	CHECK(mkfifoat(t.dst, "fifo.txt", 0644) == 0);
 	CHECK(linkat(victim, "linked", t.dst, "hl.txt", 0) == 0);
 	CHECK(mkdirat(t.dst, "isdir", 0755) == 0);
-	close(sub(t.dst, "existing"));
+	put(t.dst, "plain.txt", "host's own", 10);
+	d = sub(t.dst, "existing");
+	put(d, "keep", "host's own", 10);
+	close(d);
 
 	put(t.src, "out.txt", "attacker", 8);
+	put(t.src, "dangling.txt", "attacker", 8);
 	d = sub(t.src, "sub");
 	put(d, "target", "attacker", 8);
 	close(d);
 	put(t.src, "fifo.txt", "attacker", 8);
 	put(t.src, "hl.txt", "attacker", 8);
 	put(t.src, "isdir", "attacker", 8);
+	put(t.src, "plain.txt", "attacker", 8);
 	d = sub(t.src, "existing");
 	put(d, "x", "new", 3);
+	put(d, "keep", "attacker", 8);
 	close(d);
+	put(t.src, "fresh.txt", "fresh", 5);
 
 	alarm(10);
 	CHECK_EQ_INT(sc_collect_tree(t.src, t.dst, &lim, &c, &err), 0);
 	alarm(0);
-	CHECK_STR(skip_reason(&c, "out.txt"), "host path conflict");
-	CHECK_STR(skip_reason(&c, "sub"), "host path conflict");
-	CHECK_STR(skip_reason(&c, "fifo.txt"), "host path conflict");
-	CHECK_STR(skip_reason(&c, "isdir"), "host path conflict");
+	CHECK_STR(skip_reason(&c, "out.txt"), "exists");
+	CHECK_STR(skip_reason(&c, "dangling.txt"), "exists");
+	CHECK_STR(skip_reason(&c, "sub"), "exists");
+	CHECK_STR(skip_reason(&c, "fifo.txt"), "exists");
+	CHECK_STR(skip_reason(&c, "hl.txt"), "exists");
+	CHECK_STR(skip_reason(&c, "isdir"), "exists");
+	CHECK_STR(skip_reason(&c, "plain.txt"), "exists");
+	CHECK_STR(skip_reason(&c, "existing"), "exists");
+	/* A name taken on the host is not a cap. */
+	CHECK(!c.limit_hit);
+	CHECK_EQ_INT(c.n_skips, 8);
+	CHECK_EQ_INT(c.n_skipped_total, 8);
+	CHECK_EQ_INT(c.n_files, 1);
+	CHECK(find_file(&c, "fresh.txt") != NULL);
 	CHECK(S_ISLNK(host_mode(t.dst, "out.txt")));
+	CHECK(S_ISLNK(host_mode(t.dst, "dangling.txt")));
 	CHECK(S_ISLNK(host_mode(t.dst, "sub")));
 	CHECK(S_ISFIFO(host_mode(t.dst, "fifo.txt")));
 	read_small(victim, "target", buf, sizeof(buf));
 	CHECK_STR(buf, "original");
-	/* A host hard link is replaced, never written through. */
-	CHECK(find_file(&c, "hl.txt") != NULL);
 	read_small(victim, "linked", buf, sizeof(buf));
 	CHECK_STR(buf, "original");
-	read_small(t.dst, "hl.txt", buf, sizeof(buf));
-	CHECK_STR(buf, "attacker");
-	CHECK(fstatat(t.dst, "hl.txt", &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink == 1);
-	/* An existing real directory is reused. */
-	CHECK(find_file(&c, "existing/x") != NULL);
+	/* The host's hard link stays, the host's files keep their bytes. */
+	CHECK(fstatat(t.dst, "hl.txt", &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink == 2);
+	read_small(t.dst, "plain.txt", buf, sizeof(buf));
+	CHECK_STR(buf, "host's own");
+	read_small(t.dst, "existing/keep", buf, sizeof(buf));
+	CHECK_STR(buf, "host's own");
+	CHECK(host_mode(t.dst, "existing/x") == -1);
 	CHECK_EQ_INT(count_entries(victim), 2);
+	CHECK_EQ_INT(count_entries(t.dst), 9);
 	sc_collect_free(&c);
 	close(victim);
+	tree_close(&t);
+}
+
+/* What a cap keeps does not depend on the order the code created its
+ * files in: depth first, each directory in byte order of its names. */
+static void test_deterministic_order(void)
+{
+	static const char *const order[] = {
+		/* byte order: digits, upper case, '_', lower case, UTF-8 */
+		"0", "A", "B/b1", "B/b2", "B/c/deep", "Z", "_x", "a", "b", "\xc3\xa9t\xc3\xa9",
+	};
+	const size_t n = sizeof(order) / sizeof(order[0]);
+	struct sandcell_error err = { 0 };
+
+	/* Created forwards, backwards and shuffled; capped at every k. */
+	for (int how = 0; how < 3; how++) {
+		for (size_t k = 0; k <= n; k++) {
+			struct sandcell_limits lim = limits(k, 1 << 20, 32);
+			struct sc_collect c;
+			struct tree t = { .src = -1, .dst = -1 };
+			char name[32];
+			size_t idx[sizeof(order) / sizeof(order[0])];
+
+			for (size_t i = 0; i < n; i++)
+				idx[i] = how == 1 ? n - 1 - i : i;
+			if (how == 2)
+				for (size_t i = 0; i < n; i++) {
+					size_t j = (i * 7 + 3) % n, tmp = idx[i];
+					idx[i] = idx[j];
+					idx[j] = tmp;
+				}
+			snprintf(name, sizeof(name), "order-%d-%zu", how, k);
+			tree_open(&t, name);
+			for (size_t i = 0; i < n; i++) {
+				const char *path = order[idx[i]];
+				const char *slash = strrchr(path, '/');
+				int d = dup(t.src);
+
+				/* Parent directories as needed, in creation order. */
+				for (const char *p = path; d >= 0 && (slash = strchr(p, '/')) != NULL; p = slash + 1) {
+					char comp[32];
+					int next;
+
+					snprintf(comp, sizeof(comp), "%.*s", (int)(slash - p), p);
+					mkdirat(d, comp, 0755);
+					next = openat(d, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+					close(d);
+					d = next;
+				}
+				CHECK(d >= 0);
+				put(d, strrchr(path, '/') ? strrchr(path, '/') + 1 : path, path, strlen(path));
+				close(d);
+			}
+			CHECK_EQ_INT(sc_collect_tree(t.src, t.dst, &lim, &c, &err), 0);
+			CHECK_EQ_INT(c.n_files, k);
+			CHECK_EQ_INT(c.n_skips, n - k);
+			CHECK_EQ_INT(c.n_skipped_total, n - k);
+			CHECK(c.limit_hit == (k < n));
+			for (size_t i = 0; i < n; i++) {
+				if (i < k) {
+					CHECK(c.files != NULL && unit_str_eq(c.files[i].path, order[i]));
+				} else {
+					CHECK(c.skips != NULL && unit_str_eq(c.skips[i - k].path, order[i]));
+					CHECK(c.skips != NULL && unit_str_eq(c.skips[i - k].reason, "file limit"));
+				}
+			}
+			sc_collect_free(&c);
+			tree_close(&t);
+		}
+	}
+}
+
+/* A directory with more names than the walk may hold is skipped whole:
+ * more than the scratch space has inodes (which no real tree can have). */
+static void test_too_many_entries(void)
+{
+	struct sandcell_limits lim = limits(1000, 1 << 20, 32);
+	struct sandcell_error err = { 0 };
+	struct sc_collect c;
+	struct tree t = { .src = -1, .dst = -1 };
+	char name[32];
+	int d;
+
+	lim.disk_inodes = 60;
+	tree_open(&t, "toomany");
+	put(t.src, "a.txt", "a", 1);
+	put(t.src, "z.txt", "z", 1);
+	d = sub(t.src, "m");
+	for (unsigned i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "%u", i);
+		put(d, name, "", 0);
+	}
+	close(d);
+	d = sub(t.src, "n");
+	for (unsigned i = 0; i < 57; i++) {
+		snprintf(name, sizeof(name), "%u", i);
+		put(d, name, "", 0);
+	}
+	close(d);
+	/* 4 + 50 names fit in 60 (m), 4 + 57 do not (n). */
+	CHECK_EQ_INT(sc_collect_tree(t.src, t.dst, &lim, &c, &err), 0);
+	CHECK_EQ_INT(c.n_files, 52);
+	CHECK(find_file(&c, "a.txt") != NULL && find_file(&c, "z.txt") != NULL);
+	CHECK(find_file(&c, "m/49") != NULL);
+	CHECK_STR(skip_reason(&c, "n"), "too many entries");
+	CHECK_EQ_INT(c.n_skips, 1);
+	CHECK(c.limit_hit);
+	/* Nothing was made on the host for it. */
+	CHECK(host_mode(t.dst, "n") == -1);
+	sc_collect_free(&c);
+	/* The root itself: nothing is collected. */
+	lim.disk_inodes = 3;
+	CHECK_EQ_INT(sc_collect_tree(t.src, -1, &lim, &c, &err), 0);
+	CHECK_EQ_INT(c.n_files, 0);
+	CHECK_STR(skip_reason(&c, "."), "too many entries");
+	CHECK(c.limit_hit);
+	sc_collect_free(&c);
 	tree_close(&t);
 }
 
@@ -716,6 +862,8 @@ int main(void)
 	test_path_cap();
 	test_names();
 	test_host_conflicts();
+	test_deterministic_order();
+	test_too_many_entries();
 	test_modes();
 	rm_rf(root);
 	return unit_done("test_collect");

@@ -1,14 +1,19 @@
 /* The warm server's framing (sc_frame_recv): the fds may come with any of
  * the header's bytes, in as many writes as the client likes; too many fds,
  * fds with the body, a stall mid-header and a closed peer are refused and
- * leave no fd open. */
+ * leave no fd open.  And the client (sandcell_run_remote): a full report
+ * for every outcome, the cancel as a half-close. */
 #include "internal.h"
 #include "unit.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int open_fds(void)
@@ -140,6 +145,141 @@ static void fds_with_the_body(void)
 	CHECK_EQ_INT(open_fds(), before);
 }
 
+/* A one-connection server in a child: it reads the request, then per
+ * mode hangs up, answers garbage, or waits for the client's half-close
+ * and answers with a report saying it saw one. */
+enum fake { HANG_UP, GARBAGE, AWAIT_CANCEL };
+
+static pid_t fake_server(const char *path, enum fake mode)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	pid_t pid;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 1) < 0)
+		abort();
+	pid = fork();
+	if (pid == 0) {
+		/* A whole frame, but not JSON. */
+		static const char garbage[] = "\x05\x00\x00\x00{\"ex\"";
+		int fds[3] = { -1, -1, -1 }, c = accept(ls, NULL, NULL);
+		size_t n_fds = 3, len;
+		char *req = NULL, b;
+		struct sandcell_error e;
+
+		if (c < 0 || sc_frame_recv(c, &req, &len, 1 << 20, fds, &n_fds, 5000, &e) < 0 || n_fds != 3)
+			_exit(2);
+		if (mode == GARBAGE && write(c, garbage, sizeof(garbage) - 1) < 0)
+			_exit(3);
+		if (mode == AWAIT_CANCEL) {
+			struct sandcell_result *r;
+			char *rep;
+
+			/* EOF, nothing more: the client shut its side down. */
+			if (read(c, &b, 1) != 0)
+				_exit(4);
+			r = sandcell_result_refused(SANDCELL_CANCELLED, "saw the half-close", NULL);
+			rep = r ? sandcell_report_json(r) : NULL;
+			if (rep == NULL || sc_frame_send(c, rep, strlen(rep), NULL, 0) < 0)
+				_exit(5);
+		}
+		_exit(0);
+	}
+	close(ls);
+	return pid;
+}
+
+static json_t *remote(const char *path, int cancel_fd, int *code, int *rc)
+{
+	struct sandcell_config cfg;
+	struct sandcell_error err = { 0, "" };
+	char *report = NULL;
+	json_t *doc;
+
+	sandcell_config_init(&cfg);
+	cfg.code = "pass";
+	cfg.code_len = 4;
+	cfg.cancel_fd = cancel_fd;
+	cfg.stdout_fd = cfg.stderr_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	*rc = sandcell_run_remote(path, &cfg, &report, code, &err);
+	close(cfg.stdout_fd);
+	doc = report ? json_loads(report, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	free(report);
+	return doc;
+}
+
+static void check_status(json_t *doc, const char *status, int code, const char *words)
+{
+	const char *reason = json_string_value(json_object_get(doc, "reason"));
+
+	CHECK(doc != NULL);
+	CHECK_STR(json_string_value(json_object_get(doc, "status")), status);
+	CHECK_EQ_INT(json_integer_value(json_object_get(doc, "exit_code")), code);
+	CHECK(json_is_false(json_object_get(json_object_get(doc, "script"), "started")));
+	CHECK(json_object_get(doc, "limits") != NULL && json_object_get(doc, "isolation") != NULL);
+	CHECK(reason != NULL && strstr(reason, words) != NULL);
+	if (reason == NULL || strstr(reason, words) == NULL)
+		fprintf(stderr, "reason: %s\n", reason ? reason : "(none)");
+}
+
+static void run_remote_outcomes(void)
+{
+	char path[64];
+	int code, rc, st, p[2];
+	json_t *doc;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "/tmp/sc_test_protocol.%d.sock", (int)getpid());
+	/* Nobody there. */
+	unlink(path);
+	doc = remote(path, -1, &code, &rc);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(code, SANDCELL_EXIT_UNREACHABLE);
+	check_status(doc, "unreachable", SANDCELL_EXIT_UNREACHABLE, "cannot reach the sandcell server");
+	json_decref(doc);
+	/* A server that hangs up, or answers garbage: a sandbox error. */
+	pid = fake_server(path, HANG_UP);
+	doc = remote(path, -1, &code, &rc);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK_EQ_INT(rc, 0);
+	check_status(doc, "sandbox-error", SANDCELL_EXIT_SANDBOX, "without an answer");
+	json_decref(doc);
+	pid = fake_server(path, GARBAGE);
+	doc = remote(path, -1, &code, &rc);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	check_status(doc, "sandbox-error", SANDCELL_EXIT_SANDBOX, "malformed report");
+	json_decref(doc);
+	/* A cancel: the connection is half-closed, and the report comes. */
+	if (pipe(p) < 0 || write(p[1], "c", 1) != 1)
+		abort();
+	pid = fake_server(path, AWAIT_CANCEL);
+	doc = remote(path, p[0], &code, &rc);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(code, SANDCELL_EXIT_CANCELLED);
+	check_status(doc, "cancelled", SANDCELL_EXIT_CANCELLED, "saw the half-close");
+	json_decref(doc);
+	close(p[0]);
+	close(p[1]);
+	/* A request that cannot be sent is the caller's: -1. */
+	{
+		struct sandcell_config cfg;
+		struct sandcell_error err = { 0, "" };
+		char long_path[200], *report = NULL;
+
+		memset(long_path, 'x', sizeof(long_path) - 1);
+		long_path[sizeof(long_path) - 1] = '\0';
+		sandcell_config_init(&cfg);
+		cfg.code = "pass";
+		cfg.code_len = 4;
+		CHECK_EQ_INT(sandcell_run_remote(long_path, &cfg, &report, &code, &err), -1);
+		CHECK(report == NULL && code == SANDCELL_EXIT_USAGE);
+	}
+	unlink(path);
+}
+
 int main(void)
 {
 	static const struct plan plans[] = {
@@ -164,5 +304,6 @@ int main(void)
 	for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++)
 		run_plan(&plans[i]);
 	fds_with_the_body();
+	run_remote_outcomes();
 	return unit_done("test_protocol");
 }

@@ -51,10 +51,10 @@ static void test_status_names(void)
 {
 	static const char *const want[] = {
 		"ok", "exited", "signaled", "timeout", "cpu-time", "memory", "disk",
-		"output-limit", "sandbox-error",
+		"output-limit", "sandbox-error", "usage-error", "busy", "unreachable", "cancelled",
 	};
 
-	for (int s = SANDCELL_OK; s <= SANDCELL_SANDBOX_ERROR; s++)
+	for (int s = SANDCELL_OK; s <= SANDCELL_CANCELLED; s++)
 		CHECK_STR(sandcell_status_name((enum sandcell_status)s), want[s]);
 	CHECK_STR(sandcell_status_name((enum sandcell_status)99), "unknown");
 	CHECK_STR(sandcell_status_name((enum sandcell_status)-1), "unknown");
@@ -108,6 +108,7 @@ static void test_empty(void)
 	CHECK_EQ_INT(json_array_size(at(doc, "outputs.files")), 0);
 	CHECK(json_is_array(at(doc, "outputs.files")));
 	CHECK(json_is_array(at(doc, "outputs.skipped")));
+	CHECK_EQ_INT(int_at(doc, "outputs.skipped_total"), 0);
 	CHECK(json_is_array(at(doc, "truncations")));
 	CHECK_EQ_INT(json_array_size(at(doc, "truncations")), 0);
 	CHECK_STR(str_at(doc, "isolation.mode"), "none");
@@ -344,9 +345,110 @@ static void test_text(void)
 	sandcell_result_free(r);
 }
 
+/* A refused request's report: every key of a run's, nothing claimed. */
+static void test_refused(void)
+{
+	static const struct {
+		enum sandcell_status status;
+		const char *name;
+		int code;
+	} cases[] = {
+		{ SANDCELL_USAGE_ERROR, "usage-error", SANDCELL_EXIT_USAGE },
+		{ SANDCELL_BUSY, "busy", SANDCELL_EXIT_BUSY },
+		{ SANDCELL_UNREACHABLE, "unreachable", SANDCELL_EXIT_UNREACHABLE },
+		{ SANDCELL_SANDBOX_ERROR, "sandbox-error", SANDCELL_EXIT_SANDBOX },
+		{ SANDCELL_CANCELLED, "cancelled", SANDCELL_EXIT_CANCELLED },
+	};
+	struct sandcell_config cfg;
+	struct sandcell_result *r;
+	char *ref, *text;
+	json_t *doc, *refdoc;
+	const char *key;
+	json_t *v;
+
+	CHECK_EQ_INT(SANDCELL_EXIT_UNREACHABLE, 117);
+	CHECK_EQ_INT(SANDCELL_EXIT_BUSY, 118);
+	CHECK_EQ_INT(SANDCELL_EXIT_CANCELLED, 119);
+	/* The keys of a run's report, to compare with. */
+	r = unit_calloc(1, sizeof(*r));
+	ref = sandcell_report_json(r);
+	refdoc = ref ? json_loads(ref, 0, NULL) : NULL;
+	free(ref);
+	sandcell_result_free(r);
+	CHECK(refdoc != NULL);
+	sandcell_config_init(&cfg);
+	cfg.limits.memory = 1u << 20;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = sandcell_result_refused(cases[i].status, "the reason", i % 2 ? &cfg.limits : NULL);
+		CHECK(r != NULL);
+		if (r == NULL)
+			continue;
+		CHECK_EQ_INT(sandcell_result_status(r), cases[i].status);
+		CHECK_EQ_INT(sandcell_result_exit_code(r), cases[i].code);
+		CHECK_STR(sandcell_result_mode(r), "none");
+		doc = render(r);
+		CHECK_EQ_INT(json_object_size(doc), json_object_size(refdoc));
+		json_object_foreach(refdoc, key, v)
+			CHECK(json_object_get(doc, key) != NULL);
+		CHECK_STR(str_at(doc, "status"), cases[i].name);
+		CHECK_EQ_INT(int_at(doc, "exit_code"), cases[i].code);
+		CHECK_STR(str_at(doc, "reason"), "the reason");
+		if (cases[i].status == SANDCELL_SANDBOX_ERROR)
+			CHECK_STR(str_at(doc, "error"), "the reason");
+		else
+			CHECK(json_is_null(at(doc, "error")));
+		CHECK(json_is_false(at(doc, "script.started")));
+		CHECK(json_is_null(at(doc, "script.exit_code")));
+		CHECK(json_is_false(at(doc, "outputs.collected")));
+		CHECK_STR(str_at(doc, "isolation.mode"), "none");
+		CHECK(json_is_false(at(doc, "isolation.seccomp")));
+		CHECK_EQ_INT(int_at(doc, "limits.memory_bytes"), i % 2 ? 1 << 20 : 1 << 30);
+		json_decref(doc);
+		sandcell_result_free(r);
+	}
+	/* No reason: still one. */
+	r = sandcell_result_refused(SANDCELL_BUSY, NULL, NULL);
+	text = r ? sandcell_report_json(r) : NULL;
+	CHECK(text != NULL && strstr(text, "\"reason\": \"request refused\"") != NULL);
+	free(text);
+	sandcell_result_free(r);
+	/* Only refusals and a cancel can be made without a run. */
+	CHECK(sandcell_result_refused(SANDCELL_OK, "x", NULL) == NULL);
+	CHECK(sandcell_result_refused(SANDCELL_TIMEOUT, "x", NULL) == NULL);
+	CHECK(sandcell_result_refused((enum sandcell_status)99, "x", NULL) == NULL);
+	json_decref(refdoc);
+}
+
+/* The skip count covers what the listing cap left out. */
+static void test_skipped_total(void)
+{
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
+	json_t *doc;
+
+	r->outputs.skips = unit_calloc(2, sizeof(*r->outputs.skips));
+	r->outputs.skips[0].path = strdup("a");
+	r->outputs.skips[0].reason = "file limit";
+	r->outputs.skips[1].path = strdup("b");
+	r->outputs.skips[1].reason = "file limit";
+	r->outputs.n_skips = 2;
+	r->outputs.n_skipped_total = 5000;
+	doc = render(r);
+	CHECK_EQ_INT(json_array_size(at(doc, "outputs.skipped")), 2);
+	CHECK_EQ_INT(int_at(doc, "outputs.skipped_total"), 5000);
+	json_decref(doc);
+	/* A count below the list (a bogus result) never says fewer. */
+	r->outputs.n_skipped_total = 1;
+	doc = render(r);
+	CHECK_EQ_INT(int_at(doc, "outputs.skipped_total"), 2);
+	json_decref(doc);
+	sandcell_result_free(r);
+}
+
 int main(void)
 {
 	test_status_names();
+	test_refused();
+	test_skipped_total();
 	test_empty();
 	test_full();
 	test_sandbox_error();

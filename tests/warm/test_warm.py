@@ -23,8 +23,9 @@ import zlib
 
 import pytest
 
-from harness import BIN, EXIT_SANDBOX, IS_ROOT, WarmServer, children, descendants, pids_in_run_cgroups, \
-    pids_of_uids, proc_state, proc_uid, run_cgroups, wait_gone
+from harness import BIN, EXIT_BUSY, EXIT_CANCELLED, EXIT_UNREACHABLE, EXIT_USAGE, IS_ROOT, WarmServer, \
+    children, descendants, pids_in_run_cgroups, pids_of_uids, proc_state, proc_uid, run_cgroups, wait_gone
+from integration.test_report_schema import check_refusal, check_schema
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +310,8 @@ with open("/output/t.json", "w") as f:
 
 def test_queue_timeout_answers_server_busy(server):
     """--slots 1 --queue-timeout 0.5: while a long run holds the slot, a
-    second request waits 0.5 s in the queue, then gets a clear sandbox
-    error (exit 126, "server busy"); the long run is unaffected."""
+    second request waits 0.5 s in the queue, then is refused as busy
+    (exit 118, a full report, "server busy"); the long run is unaffected."""
     srv = server("--slots", "1", "--queue-timeout", "0.5")
     long = srv.popen('''
 print("READY", flush=True)
@@ -322,8 +323,8 @@ print("done")
     t0 = time.monotonic()
     busy = srv.run("print('should not run')")
     waited = time.monotonic() - t0
-    assert busy.rc == EXIT_SANDBOX, busy
-    assert busy.report["status"] == "sandbox-error", busy
+    assert busy.rc == EXIT_BUSY, busy
+    check_refusal(busy.report, "busy")
     assert "server busy" in busy.report["reason"], busy
     assert "server busy" in busy.err, busy
     assert busy.stdout == b"", busy
@@ -369,6 +370,84 @@ time.sleep(300)
     assert srv.alive()
     r = srv.run("print('still serving')")
     assert r.status == "ok" and r.out == "still serving\n", r
+
+
+CANCEL_CODE = """
+import os, sys, time
+open("/output/before.txt", "w").write("before")
+print("READY", flush=True)
+time.sleep(60)
+open("/output/after.txt", "w").write("after")
+"""
+
+
+@pytest.mark.parametrize("how", ["half-close", "extra-byte"])
+def test_client_cancel_still_gets_the_report(server, tmp_path, how):
+    """The protocol's cancel (docs/warm.md): after its request, the client
+    shuts its side down for writing (or sends anything more); the server
+    kills the run, collects /output so far and answers with the report,
+    status cancelled, exit_code 119."""
+    srv = server("--slots", "2")
+    out = tmp_path / "out"
+    r, w = os.pipe()
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    s = _connect(srv, timeout=60)
+    try:
+        _send(s, json.dumps(_request(code=CANCEL_CODE, output_dir=str(out),
+                                     limits={"wall_sec": 60.0})).encode(), [devnull, w, w])
+        os.close(w)
+        w = -1
+        assert os.read(r, 100) == b"READY\n"
+        t0 = time.monotonic()
+        if how == "half-close":
+            s.shutdown(socket.SHUT_WR)
+        else:
+            s.sendall(b"x")
+        ans = _read_answer(s)
+    finally:
+        s.close()
+        if w >= 0:
+            os.close(w)
+        os.close(devnull)
+        os.close(r)
+    assert time.monotonic() - t0 < 20
+    check_schema(ans)
+    assert ans["status"] == "cancelled" and ans["exit_code"] == EXIT_CANCELLED, ans
+    assert ans["script"]["started"] is True and ans["script"]["signal_name"] == "SIGKILL", ans
+    assert [f["path"] for f in ans["outputs"]["files"]] == ["before.txt"], ans["outputs"]
+    assert (out / "before.txt").read_text() == "before" and not (out / "after.txt").exists()
+    assert srv.run("print('still serving')").out == "still serving\n"
+
+
+def test_cancel_while_queued(server, tmp_path):
+    """A request cancelled while it waits for a slot is cancelled as soon
+    as it gets one, before its sandbox exists: a full report, nothing of
+    its code run."""
+    srv = server("--slots", "1", "--queue-timeout", "20")
+    long = subprocess.Popen(srv.cmdline("import sys\nprint('READY', flush=True)\nsys.stdin.read()\n"),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert long.stdout.readline() == b"READY\n"
+    r, w = os.pipe()
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    s = _connect(srv, timeout=60)
+    try:
+        _send(s, json.dumps(_request(code="print('queued ran')")).encode(), [devnull, w, w])
+        s.shutdown(socket.SHUT_WR)
+        os.close(w)
+        w = -1
+        long.communicate(b"", timeout=60)      # the slot frees up
+        ans = _read_answer(s)
+    finally:
+        s.close()
+        if w >= 0:
+            os.close(w)
+        os.close(devnull)
+    ran = os.read(r, 4096)
+    os.close(r)
+    check_schema(ans)
+    assert ans["status"] == "cancelled" and ans["exit_code"] == EXIT_CANCELLED, ans
+    assert ans["script"]["started"] is False, ans
+    assert b"queued ran" not in ran
 
 
 # ----------------------------------------------------------- hostile protocol
@@ -457,9 +536,10 @@ MALFORMED = {
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_malformed_request_gets_clear_answer(server, name):
-    """Each hostile request gets a report-shaped refusal (sandbox-error or
-    usage error, exit_code 125/126, a reason) or a closed connection; never
-    a run, a crash or a hang.  The server serves a normal run afterwards."""
+    """Each hostile request gets a full report refusing it as a usage error
+    (exit_code 125, the CLI's for the same mistake, a reason) or a closed
+    connection; never a run, a crash or a hang.  The server serves a
+    normal run afterwards."""
     srv = server("--slots", "2")
     payload, length, with_fds, half_close = MALFORMED[name]
     r, w = os.pipe()
@@ -486,9 +566,7 @@ def test_malformed_request_gets_clear_answer(server, name):
     assert b"hostile ran" not in ran
     assert took < 15, took
     if ans is not None:
-        assert ans["status"] in ("sandbox-error", "usage-error"), ans
-        assert ans["exit_code"] in (125, 126), ans
-        assert isinstance(ans["reason"], str) and ans["reason"], ans
+        check_refusal(ans, "usage-error")
     assert srv.alive(), srv.log_text()
     ok = srv.run("print('fine')")
     assert ok.status == "ok" and ok.out == "fine\n", ok
@@ -507,7 +585,8 @@ def test_request_with_extra_fds_is_refused(server):
         os.close(w)
     ran = os.read(r, 4096)
     os.close(r)
-    assert ans is not None and ans["exit_code"] == EXIT_SANDBOX, ans
+    assert ans is not None and ans["exit_code"] == EXIT_USAGE, ans
+    check_refusal(ans, "usage-error")
     assert b"hostile ran" not in ran
 
 
@@ -590,7 +669,8 @@ print(json.dumps({"answer": json.loads(data[4:]) if len(data) > 4 else None}))
         second = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         assert b"other uid ran" not in second.stdout, second
         ans = json.loads(second.stdout.splitlines()[-1])["answer"]
-        assert ans is not None and ans["exit_code"] == EXIT_SANDBOX, second
+        assert ans is not None and ans["exit_code"] == EXIT_UNREACHABLE, second
+        check_refusal(ans, "unreachable")
         assert "permission denied" in ans["reason"], ans
         assert srv.alive()
         assert srv.run("print('owner')").out == "owner\n"
