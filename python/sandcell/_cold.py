@@ -5,17 +5,22 @@ the code (``cell.py``), the values, stdin bytes; it writes the report
 there and collects /output there (unless the caller gave ``output_dir=``).
 Its stdout and stderr go to two files there: with ``--quiet`` the CLI
 prints nothing of its own once the code may have run, so they hold the
-code's streams and nothing else.  When no report comes back, nothing ran,
-and stderr holds the CLI's own message for the exception.
+code's streams and nothing else.  When no report comes back (the CLI
+could not write it, or died), stderr holds the CLI's own message for the
+exception.
+
+A KeyboardInterrupt while the CLI runs cancels the run: the CLI gets
+SIGTERM, kills the run, collects /output so far and writes the report,
+and Cancelled is raised from the interrupt with that report and Result.
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-from typing import List
+from typing import List, Optional
 
-from ._common import complete, new_workdir, read_answer, read_capped, stop_process
+from ._common import complete, new_workdir, read_answer, read_capped, wait_exit
 from ._datasets import datasets_in
 from ._errors import SandboxError
 from ._locate import Features
@@ -89,7 +94,7 @@ def run_cold(spec: RunSpec, cli: str, feats: Features) -> Result:
             argv[2:2] = ["--cgroup-parent", plan.cgroup_parent]
         elif plan.action == "scope" and facts.systemd_run:
             argv = scope_argv(facts.systemd_run, argv)
-        rc = _spawn(argv, work)
+        rc, interrupt = _spawn(argv, work)
         rpath = os.path.join(work, "report.json")
         data = read_capped(rpath, REPORT_MAX + 1) if os.path.exists(rpath) and \
             os.path.getsize(rpath) > 0 else None
@@ -104,7 +109,8 @@ def run_cold(spec: RunSpec, cli: str, feats: Features) -> Result:
         # Nothing ran: stderr is the CLI's (or systemd-run's) own message.
         message = _cli_message(stderr)
     return complete(answer, report, tmp=tmp, stdout=stdout, stderr=stderr, output_dir=out_dir,
-                    caller_output_dir=spec.output_dir is not None, exit_code=rc, message=message)
+                    caller_output_dir=spec.output_dir is not None, exit_code=rc, message=message,
+                    interrupt=interrupt)
 
 
 def _cli_message(stderr: bytes) -> str:
@@ -114,15 +120,30 @@ def _cli_message(stderr: bytes) -> str:
     return "; ".join(lines)
 
 
-def _spawn(argv: List[str], work: str) -> int:
-    """Runs the CLI to completion; on any interruption of ours (Ctrl-C in a
-    notebook backend) it is stopped, reaped, and the interruption goes on."""
+#: How long a cancelled CLI may take to kill the run, collect and report.
+CANCEL_GRACE = 30.0
+
+
+def _spawn(argv: List[str], work: str) -> "tuple[int, Optional[KeyboardInterrupt]]":
+    """Runs the CLI to completion: (its exit status, the KeyboardInterrupt
+    that cancelled it or None).  A KeyboardInterrupt (Ctrl-C in a notebook
+    backend) sends it SIGTERM: it cancels the run and writes the report,
+    within CANCEL_GRACE seconds or it is killed.  Any other interruption,
+    or a second one, kills it; the CLI is always reaped."""
     with open(os.path.join(work, "stdout"), "wb") as out, \
             open(os.path.join(work, "stderr"), "wb") as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 close_fds=True, cwd=work)
         try:
-            return proc.wait()
+            try:
+                return proc.wait(), None
+            except KeyboardInterrupt as e:
+                proc.send_signal(signal.SIGTERM)
+                if not wait_exit(proc, CANCEL_GRACE):
+                    proc.kill()
+                return proc.wait(), e
         except BaseException:
-            stop_process(proc, signal.SIGTERM, 30.0)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
             raise

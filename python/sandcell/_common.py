@@ -9,7 +9,7 @@ import tempfile
 from typing import Mapping, Optional
 
 from ._datasets import datasets_out
-from ._errors import Error
+from ._errors import Cancelled, Error
 from ._outputs import build_outputs
 from ._refusals import classify
 from ._report import Report, parse_json, parse_report
@@ -66,27 +66,37 @@ def read_capped(path: str, cap: int) -> bytes:
 
 
 def read_answer(data: Optional[bytes], what: str) -> "tuple[Optional[Mapping[str, object]], Optional[Report]]":
-    """Parses a report or a server's answer: (the JSON object, the full
-    report if it is one).  A short refusal is an object but not a report;
-    anything else malformed raises ProtocolError."""
+    """Parses a report or a server's answer, always a full report: (the
+    JSON object, the report).  Anything malformed raises ProtocolError."""
     if data is None:
         return None, None
     doc = parse_json(data, what)
-    status = doc.get("status")
-    if status == "usage-error" or (status == "sandbox-error" and "script" not in doc):
-        return doc, None
     return doc, parse_report(doc)
 
 
 def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *, tmp: TempDir,
              stdout: bytes, stderr: bytes, output_dir: Optional[str], caller_output_dir: bool,
-             exit_code: Optional[int] = None, message: str = "") -> Result:
+             exit_code: Optional[int] = None, message: str = "",
+             interrupt: Optional[BaseException] = None) -> Result:
     """The Result of a run, or the exception for a refusal.  The private
-    directory is removed unless it holds collected files."""
+    directory is removed unless it holds collected files.
+
+    A cancelled run raises Cancelled carrying the Result of what it did.
+    ``interrupt`` is the KeyboardInterrupt that made us cancel the run:
+    then it is Cancelled (raised from it) whatever came back, with the
+    report and, for a run that started, its Result."""
+    err: Optional[Error] = None
     try:
-        err: Optional[Error] = classify(answer, report, exit_code=exit_code, message=message)
-        if err is not None:
-            raise err
+        err = classify(answer, report, exit_code=exit_code, message=message)
+        if interrupt is not None and not isinstance(err, Cancelled):
+            why = str(err) if err is not None else \
+                "the run had already ended: %s" % report.status if report is not None else \
+                "no report came back"
+            err = Cancelled("interrupted (%s); %s" % (type(interrupt).__name__, why), report=report,
+                            answer=answer, exit_code=report.exit_code if report else exit_code)
+        if err is not None and (report is None or not isinstance(err, Cancelled) or
+                                not report.script.started):
+            raise err from interrupt
         assert report is not None  # classify() returns an error otherwise
         keep = tmp if report.outputs.files and not caller_output_dir else None
         root = output_dir if report.outputs.collected else None
@@ -105,8 +115,14 @@ def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *
             p = os.path.join(tmp.path, name)
             if p != output_dir and os.path.isfile(p):
                 os.unlink(p)
-    return Result(status=report.status, exit_code=report.exit_code, outputs=outputs,
-                  datasets=datasets, files=files, report=report, usage=Usage.from_report(report),
-                  stdout=stdout, stderr=stderr, value=report.result,
-                  output_dir=root if files else (output_dir if caller_output_dir else None),
-                  _tmp=keep)
+    res = Result(status=report.status, exit_code=report.exit_code, outputs=outputs,
+                 datasets=datasets, files=files, report=report, usage=Usage.from_report(report),
+                 stdout=stdout, stderr=stderr, value=report.result,
+                 output_dir=root if files else (output_dir if caller_output_dir else None),
+                 _tmp=keep)
+    if isinstance(err, Cancelled):
+        err.result = res
+        if interrupt is not None:
+            raise err from interrupt
+        raise err
+    return res

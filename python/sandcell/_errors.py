@@ -15,7 +15,8 @@ caller can do about it:
                    side than report it (the CLI's 126)
 ``Unreachable``    no server answers at that address (or it is going away,
                    or it serves another user)
-``Cancelled``      the run was cancelled before it finished
+``Cancelled``      the run was cancelled before it finished (its report and
+                   partial result come with it)
 ``ProtocolError``  the CLI or server answered something this client cannot
                    read (a version mismatch or a bug; never the code's doing)
 =================  ==========================================================
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Mapping, Optional
 
 if TYPE_CHECKING:
     from ._report import Report
+    from ._result import Result
 
 __all__ = ["Error", "Busy", "BadRequest", "SandboxError", "Unreachable", "Cancelled",
            "ProtocolError"]
@@ -75,7 +77,20 @@ class Unreachable(Error):
 
 
 class Cancelled(Error):
-    """The run was cancelled before it finished."""
+    """The run was cancelled before it finished: a ``KeyboardInterrupt``
+    while it ran (raised from it), or a cancel the CLI or the server got.
+
+    ``report`` is its report (status ``cancelled``, or the run's own when
+    it had ended before the cancel reached it), and ``result`` the
+    :class:`~sandcell.Result` of what it did until then: streams so far,
+    the files collected from /output.  Both are None when no report came
+    back."""
+
+    def __init__(self, message: str, *, report: Optional["Report"] = None,
+                 answer: Optional[Mapping[str, object]] = None,
+                 exit_code: Optional[int] = None, result: Optional["Result"] = None) -> None:
+        super().__init__(message, report=report, answer=answer, exit_code=exit_code)
+        self.result = result
 
 
 class ProtocolError(Error):

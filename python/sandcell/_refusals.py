@@ -1,30 +1,29 @@
 """From what came back to the exception the caller sees, in one place.
 
-SEAM (refusals): today's CLI and server do not yet say every refusal in
-words of its own: an unreachable server is exit 126 without a report, and
-over the socket a busy server, a bad request and a broken sandbox are all
-``sandbox-error`` (a short, report-shaped answer).  :func:`classify` maps
-today's signals as well as they allow; when the CLI and the server gain
-distinct statuses (cancelled, busy, ...), this function and
-``_report.STATUSES`` are what changes.
+Every outcome comes back as a full report (docs/report.md) whose status
+says what happened: the statuses of a run that happened make a Result;
+the refusals (``usage-error``, ``busy``, ``unreachable``,
+``sandbox-error``) and ``cancelled`` make the exception of that name.
+Without a report (the CLI died, or could not write it) only its exit
+status and its own words on stderr are left.
 """
 from __future__ import annotations
 
 import errno
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional, Type
 
-from ._errors import BadRequest, Busy, Cancelled, Error, ProtocolError, SandboxError, Unreachable
+from ._errors import BadRequest, Busy, Cancelled, Error, SandboxError, Unreachable
 from ._report import Report
 
-__all__ = ["classify", "connect_error"]
+__all__ = ["classify", "connect_error", "EXIT_CODES"]
 
-EXIT_USAGE = 125
-EXIT_SANDBOX = 126
+#: The CLI's own exit codes (include/sandcell.h) by status.
+EXIT_CODES = {"unreachable": 117, "busy": 118, "cancelled": 119, "usage-error": 125,
+              "sandbox-error": 126}
 
-# The server's refusal reasons (src/server/warm.c send_refusal) by prefix.
-_BUSY = ("server busy",)
-_GONE = ("server shutting down", "permission denied: only the server's own uid")
-_BAD = ("request:", "protocol:", "this server's template is")
+_BY_STATUS: Dict[str, Type[Error]] = {
+    "usage-error": BadRequest, "busy": Busy, "unreachable": Unreachable,
+    "sandbox-error": SandboxError, "cancelled": Cancelled}
 
 # connect() errors that mean "no server there" rather than "bad address".
 _UNREACHABLE_ERRNOS = {errno.ENOENT, errno.ECONNREFUSED, errno.EACCES, errno.EPERM,
@@ -44,43 +43,26 @@ def classify(answer: Optional[Mapping[str, object]], report: Optional[Report], *
     """The exception for this outcome, or None when it is a result.
 
     ``answer`` is the JSON object that came back (None if nothing did),
-    ``report`` the same parsed as a full report (None if it is not one),
-    ``exit_code`` the CLI's exit status (cold runs) and ``message`` the
-    CLI's own words on stderr when there is no report (nothing ran, so
-    stderr holds no output of the code)."""
-    if answer is None:
-        if exit_code == EXIT_USAGE:
-            return BadRequest(message or "sandcell refused the request (usage error)",
-                              exit_code=exit_code)
+    ``report`` the same parsed as a full report, ``exit_code`` the CLI's
+    exit status (cold runs) and ``message`` the CLI's own words on stderr
+    when there is no report."""
+    if report is None:
+        # Nothing readable came back: the exit status is all there is.
         if exit_code is not None and exit_code < 0:
             return SandboxError("the sandcell CLI was killed by signal %d without a report%s"
                                 % (-exit_code, ": " + message if message else ""),
                                 exit_code=exit_code)
+        for status, code in EXIT_CODES.items():
+            if exit_code == code:
+                return _BY_STATUS[status](message or "sandcell exited with status %d (%s) "
+                                          "without a report" % (code, status), answer=answer,
+                                          exit_code=exit_code)
         return SandboxError(message or "no report came back (exit status %r)" % (exit_code,),
-                            exit_code=exit_code)
-    status = answer.get("status")
-    reason = answer.get("reason")
-    reason = reason if isinstance(reason, str) else ""
-    code = answer.get("exit_code")
-    code = code if isinstance(code, int) and not isinstance(code, bool) else exit_code
-    if status == "usage-error":
-        return BadRequest(reason or "invalid request", answer=answer, exit_code=code)
-    if status == "cancelled":
-        return Cancelled(reason or "the run was cancelled", report=report, answer=answer,
-                         exit_code=code)
-    if status == "sandbox-error":
-        err = answer.get("error")
-        text = err if isinstance(err, str) and err else reason
-        if report is None:
-            # A short refusal from the server: only the words tell them apart.
-            if text.startswith(_BUSY):
-                return Busy(text, answer=answer, exit_code=code)
-            if text.startswith(_GONE):
-                return Unreachable(text, answer=answer, exit_code=code)
-            if text.startswith(_BAD):
-                return BadRequest(text, answer=answer, exit_code=code)
-        return SandboxError(text or "sandbox error", report=report, answer=answer, exit_code=code)
-    if report is None:
-        return ProtocolError("an answer with status %r but not a full report" % (status,),
-                             answer=answer, exit_code=code)
-    return None
+                            answer=answer, exit_code=exit_code)
+    cls = _BY_STATUS.get(report.status)
+    if cls is None:
+        return None
+    text = report.reason
+    if report.status == "sandbox-error" and report.error:
+        text = report.error
+    return cls(text or report.status, report=report, answer=answer, exit_code=report.exit_code)

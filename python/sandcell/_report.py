@@ -19,16 +19,18 @@ from ._errors import ProtocolError
 
 __all__ = ["Report", "Script", "Times", "Memory", "StreamInfo", "Streams", "FileEntry",
            "SkippedEntry", "Collection", "Isolation", "parse_json", "parse_report",
-           "STATUSES", "REPORT_MAX"]
+           "STATUSES", "RUN_STATUSES", "REPORT_MAX"]
 
 #: Largest report or server answer read, in bytes (the C client's cap).
 REPORT_MAX = 64 << 20
 
-#: Statuses a full report may carry (docs/report.md, "Statuses").
-#: SEAM (refusals): new statuses (cancelled, busy, ...) are added here and in
-#: _refusals.classify().
-STATUSES = frozenset({"ok", "exited", "signaled", "timeout", "cpu-time", "memory", "disk",
-                      "output-limit", "sandbox-error"})
+#: Statuses a full report may carry (docs/report.md, "Statuses"): the
+#: outcomes of a run, then the refusals and the cancel, which
+#: _refusals.classify() turns into exceptions.
+RUN_STATUSES = frozenset({"ok", "exited", "signaled", "timeout", "cpu-time", "memory", "disk",
+                          "output-limit"})
+STATUSES = RUN_STATUSES | frozenset({"sandbox-error", "usage-error", "busy", "unreachable",
+                                     "cancelled"})
 
 def _reject_constant(name: str) -> object:
     raise ValueError("%s is not JSON" % name)
@@ -195,9 +197,12 @@ class Collection:
     """The report's ``outputs`` object: files collected from /output."""
     collected: bool
     files: Tuple[FileEntry, ...]
+    #: The first 1000 entries not collected, in the collector's walk order.
     skipped: Tuple[SkippedEntry, ...]
     bytes: int
     limit_hit: bool
+    #: How many entries were not collected, listed or not.
+    skipped_total: int
 
 
 @dataclass(frozen=True)
@@ -305,7 +310,8 @@ def parse_report(doc: Mapping[str, object]) -> Report:
             files=tuple(_file_entry(v, i) for i, v in enumerate(_list(out, "files", "outputs"))),
             skipped=tuple(_skipped(v, i) for i, v in enumerate(_list(out, "skipped", "outputs"))),
             bytes=_int(out, "bytes", "outputs"),
-            limit_hit=_bool(out, "limit_hit", "outputs")),
+            limit_hit=_bool(out, "limit_hit", "outputs"),
+            skipped_total=_int(out, "skipped_total", "outputs")),
         truncations=_str_list(doc, "truncations", top),
         limits=limits,
         isolation=Isolation(mode=_str(iso, "mode", "isolation"),

@@ -5,8 +5,11 @@ JSON request) with the run's stdin, stdout and stderr as SCM_RIGHTS on the
 header, then one frame back holding the report.  stdout and stderr are two
 files in the run's private directory; the server's supervisor writes the
 code's (capped) streams into them and they are read once the answer is in.
-Closing the connection early cancels the run on the server's side, which
-is what an interruption of ours (Ctrl-C) does.
+
+A KeyboardInterrupt while the run is in flight cancels it: the client
+shuts its side of the connection down for writing, the server kills the
+run, collects /output so far and still answers with the report, and
+Cancelled is raised from the interrupt with that report and Result.
 """
 from __future__ import annotations
 
@@ -89,9 +92,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _exchange(sock_path: str, body: bytes, fds: "list[int]") -> Optional[bytes]:
-    """Sends the request, returns the answer's bytes (None: the server hung
-    up without one)."""
+#: How long a cancelled run's server may take to kill it, collect and answer.
+CANCEL_GRACE = 30.0
+
+
+def _answer(s: socket.socket) -> Optional[bytes]:
+    head = _recv_exact(s, _HDR.size)
+    if head is None:
+        return None
+    (size,) = _HDR.unpack(head)
+    if size > REPORT_MAX:
+        raise SandboxError("the server announced a %d-byte answer, over the limit" % size)
+    return _recv_exact(s, size)
+
+
+def _exchange(sock_path: str, body: bytes,
+              fds: "list[int]") -> "tuple[Optional[bytes], Optional[KeyboardInterrupt]]":
+    """Sends the request: (the answer's bytes, None if the server hung up
+    without one; the KeyboardInterrupt that cancelled the run, or None).
+    Interrupted while sending, nothing runs and the interrupt goes on."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         try:
@@ -106,15 +125,23 @@ def _exchange(sock_path: str, body: bytes, fds: "list[int]") -> Optional[bytes]:
             # The server refused early (e.g. not our uid) and hung up: its
             # answer, if any, is still readable.
             pass
-        head = _recv_exact(s, _HDR.size)
-        if head is None:
-            return None
-        (size,) = _HDR.unpack(head)
-        if size > REPORT_MAX:
-            raise SandboxError("the server announced a %d-byte answer, over the limit" % size)
-        return _recv_exact(s, size)
+        try:
+            return _answer(s), None
+        except KeyboardInterrupt as e:
+            # The protocol's cancel (docs/warm.md): our side shut down for
+            # writing; the run's report still comes.
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            s.settimeout(CANCEL_GRACE)
+            try:
+                return _answer(s), e
+            except (socket.timeout, OSError):
+                return None, e
     finally:
-        # Closing early (an exception, Ctrl-C) is how a run is cancelled.
+        # Closing early (any other exception, a second Ctrl-C) cancels the
+        # run too, without waiting for its report.
         s.close()
 
 
@@ -139,11 +166,11 @@ def run_warm(spec: RunSpec, sock_path: str, cgroup_parent: Optional[str] = None)
         for name in ("stdout", "stderr"):
             fds.append(os.open(os.path.join(work, name),
                                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        data = _exchange(sock_path, body, fds)
+        data, interrupt = _exchange(sock_path, body, fds)
         for fd in fds:
             os.close(fd)
         fds = []
-        if data is None:
+        if data is None and interrupt is None:
             raise SandboxError("the server at %s closed the connection without an answer"
                                % sock_path)
         answer, report = read_answer(data, "server answer")
@@ -155,4 +182,4 @@ def run_warm(spec: RunSpec, sock_path: str, cgroup_parent: Optional[str] = None)
         tmp.remove()
         raise
     return complete(answer, report, tmp=tmp, stdout=stdout, stderr=stderr, output_dir=out_dir,
-                    caller_output_dir=spec.output_dir is not None)
+                    caller_output_dir=spec.output_dir is not None, interrupt=interrupt)

@@ -41,7 +41,7 @@ def test_quiet_still_prints_what_ran_nothing(tmp_path):
     p = cli("--quiet", "--memory", "1M", "-c", "pass")
     assert p.rc == 125 and b"limits too small" in p.stderr
     p = cli("--quiet", "--server", str(tmp_path / "none.sock"), "-c", "pass")
-    assert p.rc == 126 and b"cannot reach the sandcell server" in p.stderr
+    assert p.rc == 117 and b"unreachable: cannot reach the sandcell server" in p.stderr
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")

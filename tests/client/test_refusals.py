@@ -79,17 +79,31 @@ def test_values_nested_too_deep(runner, no_leftover_dirs):
 
 
 def test_bad_requests_refused_by_sandcell(runner, tmp_path, no_leftover_dirs):
-    """What only the CLI or the server checks comes back as BadRequest too
-    (the CLI's exit 125; the server's usage-error answer)."""
+    """What only the CLI or the server checks comes back as BadRequest too,
+    with the full report (status usage-error, exit code 125), cold and warm
+    alike."""
     with pytest.raises(sandcell.BadRequest, match="limits too small") as ei:
         runner("pass", limits={"memory": "1M"})
-    assert ei.value.report is None
-    if runner.mode == "cold":
-        assert ei.value.exit_code == 125
+    e = ei.value
+    assert e.report is not None and e.report.status == "usage-error", e.report
+    assert e.exit_code == 125 and e.report.exit_code == 125
+    assert e.report.script.started is False and e.report.limits["memory_bytes"] == 1 << 20
     f = tmp_path / "file"
     f.write_text("not a directory")
     with pytest.raises(sandcell.BadRequest, match="output directory"):
         runner("pass", output_dir=f / "sub")
+
+
+def test_nonempty_output_dir_is_a_bad_request(runner, tmp_path, no_leftover_dirs):
+    """output_dir= must be new or empty (docs/report.md, "Output
+    collection"): nothing of the caller's is ever replaced."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(sandcell.BadRequest, match="not empty") as ei:
+        runner("open('/output/mine.txt', 'w').write('theirs')", output_dir=out)
+    assert ei.value.report.status == "usage-error"
+    assert (out / "mine.txt").read_text() == "mine" and os.listdir(out) == ["mine.txt"]
 
 
 def test_sandbox_error_carries_the_report(runner, no_leftover_dirs):
@@ -140,7 +154,8 @@ def test_busy_is_retryable(tmp_path, no_leftover_dirs):
         with pytest.raises(sandcell.Busy) as ei:
             srv.run("print('second')")
         assert ei.value.retryable and "busy" in str(ei.value)
-        assert ei.value.answer is not None and ei.value.report is None
+        assert ei.value.report is not None and ei.value.report.status == "busy"
+        assert ei.value.exit_code == 118 and ei.value.report.script.started is False
         os.close(in_w)     # the holder's stdin ends: it finishes
         head = holder.recv(4, socket.MSG_WAITALL)
         (n,) = struct.unpack("<I", head)
@@ -150,51 +165,115 @@ def test_busy_is_retryable(tmp_path, no_leftover_dirs):
         assert srv.run("print('second')").stdout == b"second\n"
 
 
-def test_interrupt_cancels_and_cleans_up(runner, no_leftover_dirs):
-    """Ctrl-C (KeyboardInterrupt) while a run is in flight: the run is
-    stopped (cold: the CLI gets SIGTERM; warm: the connection closes, the
-    server kills the run), the exception goes on, nothing is left."""
+def _interrupted(run, after: float):
+    """run() with a KeyboardInterrupt raised in it after `after` seconds."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
     old = signal.signal(signal.SIGALRM, interrupt)
-    t0 = time.monotonic()
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.8)
-        with pytest.raises(KeyboardInterrupt):
-            runner("import time\ntime.sleep(60)\n", limits={"wall_time": 60})
+        signal.setitimer(signal.ITIMER_REAL, after)
+        return run()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_interrupt_cancels_with_report_and_result(runner, no_leftover_dirs):
+    """Ctrl-C (KeyboardInterrupt) while a run is in flight: the run is
+    cancelled (cold: the CLI gets SIGTERM; warm: the connection is
+    half-closed), and Cancelled is raised from the interrupt, carrying the
+    report (status cancelled) and the Result so far: the stream printed,
+    the file written before the interrupt."""
+    code = ("import time\nopen('/output/part.txt', 'w').write('so far')\n"
+            "print('working', flush=True)\ntime.sleep(60)\n")
+    t0 = time.monotonic()
+    with pytest.raises(sandcell.Cancelled) as ei:
+        _interrupted(lambda: runner(code, limits={"wall_time": 60}), 1.5)
     assert time.monotonic() - t0 < 30
+    e = ei.value
+    assert isinstance(e.__cause__, KeyboardInterrupt)
+    assert e.report is not None and e.report.status == "cancelled" and e.exit_code == 119, e.report
+    assert e.report.script.started is True
+    res = e.result
+    assert res is not None and res.status == "cancelled"
+    assert res.stdout == b"working\n"
+    assert [f.path for f in res.files] == ["part.txt"] and res.files[0].read_text() == "so far"
+    res.close()
     assert runner("print('after')").stdout == b"after\n"
 
 
-# ---- classify(): today's signals, one mapping ----
+def test_interrupt_before_the_code_starts(runner, no_leftover_dirs):
+    """An interrupt so early that the code may not have started: still
+    Cancelled from it; a report when one came back, and nothing left."""
+    with pytest.raises(sandcell.Cancelled) as ei:
+        _interrupted(lambda: runner("import time\ntime.sleep(60)\n", limits={"wall_time": 60}), 0.05)
+    assert isinstance(ei.value.__cause__, KeyboardInterrupt)
+    if ei.value.result is not None:
+        ei.value.result.close()
 
-@pytest.mark.parametrize("answer, cls", [
-    ({"status": "usage-error", "reason": "bad", "exit_code": 125}, sandcell.BadRequest),
-    ({"status": "sandbox-error", "reason": "server busy: queued longer than --queue-timeout",
-      "exit_code": 126, "error": "server busy: queued longer than --queue-timeout"}, sandcell.Busy),
-    ({"status": "sandbox-error", "error": "server shutting down", "exit_code": 126}, sandcell.Unreachable),
-    ({"status": "sandbox-error", "error": "permission denied: only the server's own uid may use it"},
-     sandcell.Unreachable),
-    ({"status": "sandbox-error", "error": "request: unknown field 'x'"}, sandcell.BadRequest),
-    ({"status": "sandbox-error", "error": "protocol: truncated frame header"}, sandcell.BadRequest),
-    ({"status": "sandbox-error", "error": "this server's template is /a, not /b"}, sandcell.BadRequest),
-    ({"status": "sandbox-error", "error": "fork: out of memory"}, sandcell.SandboxError),
-    ({"status": "cancelled", "reason": "cancelled by the client"}, sandcell.Cancelled),
-    ({"status": "ok"}, sandcell.ProtocolError),   # not a full report
+
+def test_cancelled_without_interrupt(tmp_path, no_leftover_dirs):
+    """A run cancelled by someone else (SIGTERM to the CLI from outside)
+    is Cancelled too, not a Result, with its report and Result."""
+    wrapper = tmp_path / "sandcell"
+    # The real CLI, signalled once the code's first line is in its stdout
+    # file (the client runs the CLI in its private directory).
+    wrapper.write_text('#!/bin/sh\n'
+                       '[ "$1" = --help ] && exec %s --help\n'
+                       '%s "$@" & pid=$!\n'
+                       'until grep -q started stdout 2>/dev/null; do sleep 0.05; done\n'
+                       'kill -TERM $pid\n'
+                       'wait $pid\n' % (BIN, BIN))
+    wrapper.chmod(0o755)
+    with pytest.raises(sandcell.Cancelled) as ei:
+        sandcell.run("import time\nprint('started', flush=True)\ntime.sleep(60)\n",
+                     binary=str(wrapper), limits={"wall_time": 60})
+    e = ei.value
+    assert e.__cause__ is None and e.exit_code == 119
+    assert e.report.status == "cancelled" and e.result.stdout == b"started\n"
+    e.result.close()
+
+
+# ---- classify(): the report's status, one mapping ----
+
+@pytest.mark.parametrize("status, cls", [
+    ("usage-error", sandcell.BadRequest),
+    ("busy", sandcell.Busy),
+    ("unreachable", sandcell.Unreachable),
+    ("sandbox-error", sandcell.SandboxError),
+    ("cancelled", sandcell.Cancelled),
+    ("ok", None), ("exited", None), ("timeout", None), ("output-limit", None),
 ])
-def test_classify_answers(answer, cls):
-    e = _refusals.classify(answer, None)
-    assert type(e) is cls and e.answer == answer
+def test_classify_by_status(status, cls):
+    rep = full_report(status=status, reason="why " + status,
+                      error="the error" if status == "sandbox-error" else None)
+    answer, r = parse(rep)
+    e = _refusals.classify(answer, r)
+    if cls is None:
+        assert e is None
+        return
+    assert type(e) is cls and e.report is r and e.answer == answer
+    assert str(e) == ("the error" if status == "sandbox-error" else "why " + status)
 
 
-def test_classify_without_answer():
-    assert type(_refusals.classify(None, None, exit_code=125, message="m")) is sandcell.BadRequest
-    assert type(_refusals.classify(None, None, exit_code=126, message="m")) is sandcell.SandboxError
+def test_classify_without_a_report():
+    """The CLI died or could not write its report: its exit status says
+    what it can."""
+    for code, cls in [(117, sandcell.Unreachable), (118, sandcell.Busy), (119, sandcell.Cancelled),
+                      (125, sandcell.BadRequest), (126, sandcell.SandboxError), (1, sandcell.SandboxError)]:
+        e = _refusals.classify(None, None, exit_code=code, message="m")
+        assert type(e) is cls and str(e) == "m" and e.exit_code == code, (code, e)
     e = _refusals.classify(None, None, exit_code=-9)
     assert type(e) is sandcell.SandboxError and "signal 9" in str(e)
+
+
+def test_short_answers_are_protocol_errors():
+    """Every answer is a full report now; the old short refusals are not."""
+    for short in ({"status": "usage-error", "reason": "bad", "exit_code": 125},
+                  {"status": "sandbox-error", "reason": "server busy", "exit_code": 126,
+                   "error": "server busy"}):
+        with pytest.raises(sandcell.ProtocolError, match="missing key"):
+            parse(short)
 
 
 # ---- hostile and broken reports: parsed as data, refused cleanly ----
@@ -324,7 +403,7 @@ def fake_cli(tmp_path):
     ("hostile", sandcell.ProtocolError, "missing key"),
     ("usage", sandcell.BadRequest, "^--frobnicate: no such thing$"),
     ("crash", sandcell.SandboxError, "signal 9"),
-    ("silent", sandcell.SandboxError, "no report"),
+    ("silent", sandcell.SandboxError, "status 126 .* without a report"),
 ])
 def test_misbehaving_cli(fake_cli, monkeypatch, no_leftover_dirs, mode, cls, match):
     monkeypatch.setenv("MODE", mode)
@@ -363,7 +442,7 @@ def serve_once(path, answer: bytes, raw: bool = False):
 @pytest.mark.parametrize("answer, raw, cls, match", [
     (b'{"status": "ok", "exit_code": 0}', False, sandcell.ProtocolError, "missing key"),
     (b'{"status": "sandbox-error", "reason": "server busy: queued", "exit_code": 126}', False,
-     sandcell.Busy, "busy"),
+     sandcell.ProtocolError, "missing key"),
     (b"\x00\x00\x00\x7f", True, sandcell.SandboxError, "over the limit"),
     (b"\x05\x00\x00\x00ab", True, sandcell.SandboxError, "without an answer"),
     (b"", True, sandcell.SandboxError, "without an answer"),
@@ -374,6 +453,19 @@ def test_misbehaving_server(tmp_path, no_leftover_dirs, answer, raw, cls, match)
     t = serve_once(path, answer, raw)
     with pytest.raises(cls, match=match):
         sandcell.run("pass", server=path)
+    t.join(10)
+
+
+@pytest.mark.parametrize("status, cls", [("busy", sandcell.Busy), ("unreachable", sandcell.Unreachable),
+                                         ("usage-error", sandcell.BadRequest)])
+def test_server_refusals_by_status(tmp_path, no_leftover_dirs, status, cls):
+    """A server's refusal is a full report; its status picks the class."""
+    path = str(tmp_path / "fake.sock")
+    rep = full_report(status=status, reason="refused: " + status)
+    t = serve_once(path, json.dumps(rep).encode())
+    with pytest.raises(cls, match="refused: " + status) as ei:
+        sandcell.run("pass", server=path)
+    assert ei.value.report is not None and ei.value.report.status == status
     t.join(10)
 
 
