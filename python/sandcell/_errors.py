@@ -23,7 +23,7 @@ caller can do about it:
 
 All are subclasses of :class:`Error`; each carries ``report`` (the parsed
 report when a full one came back, else ``None``) and ``answer`` (the raw JSON
-object that came back, e.g. a server's short refusal, else ``None``).
+object that came back, else ``None``).
 """
 from __future__ import annotations
 
