@@ -59,7 +59,7 @@ PYTHONDIR  ?= $(shell /usr/bin/python3 -I tools/pydir.py $(abspath $(PREFIX)))
 INSTALL    ?= install
 CLIENT_PY  := $(sort $(wildcard python/sandcell/*.py)) python/sandcell/py.typed
 
-.PHONY: install uninstall client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: install uninstall client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
@@ -164,6 +164,9 @@ check-tiers: build unit integration integration-user warm-check client-check asa
 # the tests there, with /tmp on the tmpfs and on disk (tools/fresh-check.sh).
 fresh-check:
 	sh tools/fresh-check.sh
+# Both README commands there: `make demo`, then the whole `make check`.
+fresh-check-full:
+	SANDCELL_FRESH_FULL=1 sh tools/fresh-check.sh
 
 # The DataFrame codec (src/py/sandcell_frames.py, docs/datasets.md): round
 # trip, hostile input, mutation fuzzing, corpus replay.  Pure Python, no build.
