@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define SANDCELL_REPORT_SCHEMA 1
+#define SANDCELL_REPORT_SCHEMA 2
 
 /* Documented exit codes of the CLI (docs/report.md).  A finished script
  * exits with its own code or 128+signal; 117 to 126 are sandcell's. */
@@ -69,7 +69,10 @@ struct sandcell_limits {
 	uint64_t output_files;	/* files collected from /output */
 	uint64_t output_bytes;	/* bytes collected from /output */
 	uint64_t output_depth;	/* directory depth collected from /output */
-	uint64_t result_bytes;	/* bytes of the result channel */
+	uint64_t result_bytes;	/* bytes of one result record */
+	uint64_t cell_bytes;	/* bytes the cell's outputs may take in the report */
+	uint64_t cell_outputs;	/* output records kept */
+	uint64_t cell_output_bytes; /* bytes of one output */
 };
 
 struct sandcell_input {
@@ -81,6 +84,10 @@ enum {
 	/* Accept running without user namespaces or cgroups (Landlock,
 	 * seccomp and rlimits only).  The report says what still holds. */
 	SANDCELL_ALLOW_REDUCED = 1u << 0,
+	/* Run the code as a notebook cell (docs/report.md, "Cell mode"): the
+	 * last expression's value, rich displays, figures and ordered streams
+	 * become the report's cell.outputs. */
+	SANDCELL_CELL = 1u << 1,
 };
 
 struct sandcell_config {

@@ -40,11 +40,16 @@ static const char usage_text[] =
 	"  --quiet                no status or reduced-mode lines of our own on\n"
 	"                         stderr once the code may have run: stderr is\n"
 	"                         the code's alone (the report says the rest)\n"
+	"  --cell                 run the code as a notebook cell: its last expression,\n"
+	"                         displays, figures and ordered streams become the\n"
+	"                         report's cell.outputs (nbformat v4)\n"
 	"Limits (sizes take K/M/G, times take fractions):\n"
 	"  --wall-time SEC (30)   --cpu-time SEC (30)   --memory SIZE (1G)\n"
 	"  --pids N (128)         --disk SIZE (512M)    --files N (256)\n"
 	"  --stdout-limit SIZE (8M, per stream)         --result-limit SIZE (1M)\n"
 	"  --output-files N (1000)  --output-bytes SIZE (512M)\n"
+	"  --cell-limit SIZE (16M, the outputs in the report)  --cell-outputs N (10000)\n"
+	"  --cell-output-limit SIZE (8M, one output)\n"
 	"Sandbox:\n"
 	"  --python PATH          interpreter (default /usr/bin/python3)\n"
 	"  --server PATH          run on a warm server (sandcell serve) instead of cold\n"
@@ -210,6 +215,7 @@ enum {
 	OPT_INPUT = 256, OPT_STDIN, OPT_VALUE, OPT_VALUES, OPT_OUTPUT, OPT_REPORT, OPT_WALL,
 	OPT_CPU, OPT_MEMORY, OPT_PIDS, OPT_DISK, OPT_FILES, OPT_STDOUT_LIMIT, OPT_RESULT_LIMIT,
 	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED, OPT_SERVER, OPT_QUIET,
+	OPT_CELL, OPT_CELL_LIMIT, OPT_CELL_OUTPUTS, OPT_CELL_OUTPUT_LIMIT,
 };
 
 static const struct option long_opts[] = {
@@ -234,6 +240,10 @@ static const struct option long_opts[] = {
 	{ "allow-reduced", no_argument, NULL, OPT_REDUCED },
 	{ "server", required_argument, NULL, OPT_SERVER },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "cell", no_argument, NULL, OPT_CELL },
+	{ "cell-limit", required_argument, NULL, OPT_CELL_LIMIT },
+	{ "cell-outputs", required_argument, NULL, OPT_CELL_OUTPUTS },
+	{ "cell-output-limit", required_argument, NULL, OPT_CELL_OUTPUT_LIMIT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -337,7 +347,7 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 	{
 		/* Print what a cold run prints: the cause of a stop or a
 		 * refusal on one line, the reduced-mode warning. */
-		json_t *j = json_loads(json, 0, NULL);
+		json_t *j = json_loads(json, JSON_ALLOW_NUL, NULL);
 		const char *status = json_string_value(json_object_get(j, "status"));
 		const char *reason = json_string_value(json_object_get(j, "reason"));
 		json_t *iso = json_object_get(j, "isolation");
@@ -459,6 +469,12 @@ static int cmd_run(int argc, char **argv)
 		case OPT_REDUCED: cfg.flags |= SANDCELL_ALLOW_REDUCED; break;
 		case OPT_SERVER: server = optarg; break;
 		case OPT_QUIET: quiet = true; break;
+		case OPT_CELL: cfg.flags |= SANDCELL_CELL; break;
+		case OPT_CELL_LIMIT: parse_size("--cell-limit", optarg, &cfg.limits.cell_bytes); break;
+		case OPT_CELL_OUTPUTS: parse_count("--cell-outputs", optarg, &cfg.limits.cell_outputs); break;
+		case OPT_CELL_OUTPUT_LIMIT:
+			parse_size("--cell-output-limit", optarg, &cfg.limits.cell_output_bytes);
+			break;
 		case ':': die_usage("option '%s' needs an argument", argv[optind - 1]);
 		default: die_usage("unknown option '%s'", argv[optind - 1]);
 		}

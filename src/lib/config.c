@@ -25,4 +25,7 @@ void sandcell_config_init(struct sandcell_config *cfg)
 	cfg->limits.output_bytes = 512ull << 20;
 	cfg->limits.output_depth = 32;
 	cfg->limits.result_bytes = 1ull << 20;
+	cfg->limits.cell_bytes = 16ull << 20;
+	cfg->limits.cell_outputs = 10000;
+	cfg->limits.cell_output_bytes = 8ull << 20;
 }

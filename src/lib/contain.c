@@ -324,6 +324,21 @@ static void reap_all(const struct sc_child *c)
 }
 
 static volatile sig_atomic_t stop_requested;
+/* The code's pid, for on_where (0 until it is forked). */
+static volatile sig_atomic_t code_pid;
+
+/* The supervisor's "where is the code?" (run.c, ask_where): passed on as
+ * SIGURG, whose default is to be ignored, so code that installed no
+ * handler (a bootstrap that failed, a subprocess) is not disturbed. */
+static void on_where(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	if (code_pid > 0)
+		kill((pid_t)code_pid, SIGURG);
+	errno = e;
+}
 
 static void on_term(int sig)
 {
@@ -342,9 +357,21 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		sc_err(&err, errno, "pipe2");
 		fail(c->sock, &err);
 	}
+	{
+		/* Installed before the code exists: the supervisor asks only
+		 * once it was told the code started (SC_MSG_STARTED, below). */
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_where;
+		sa.sa_flags = SA_RESTART;
+		sigaction(SC_WHERE_SIGNAL, &sa, NULL);
+	}
 	pid = fork();
 	if (pid == 0) {
 		char b;
+		/* The code starts with every disposition at its default (execve
+		 * does this for handlers; a warm run does not exec). */
+		signal(SC_WHERE_SIGNAL, SIG_DFL);
 		close(ex[0]);
 		close(go[1]);
 		/* Wait until init has scrubbed its copy of the caller's argv. */
@@ -367,6 +394,8 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 	}
 	close(ex[1]);
 	close(go[0]);
+	if (pid > 0)
+		code_pid = pid;
 	if (pid > 0 && sc_scrub_cmdline() < 0) {
 		/* Fail closed: the code must not start next to a readable
 		 * copy of the caller's command line. */

@@ -60,14 +60,48 @@ void sc_hooks_load(void);
  * over max_depth and texts over max_len bytes. */
 int sc_json_parse(const char *buf, size_t len, size_t max_len, size_t max_depth,
 		  struct json_t **out, struct sandcell_error *err);
-/* Result channel from the sandbox: newline-framed JSON records; the last
- * complete record wins.  buf holds at most limit bytes; truncated says the
- * sandbox wrote more. */
-int sc_result_channel_parse(const char *buf, size_t len, bool truncated,
-			    struct json_t **out, struct sandcell_error *err);
+/* The same; SC_JSON_ALLOW_NUL admits \u0000 in string values (the code's
+ * data: what it printed may hold NULs; keys never do). */
+#define SC_JSON_ALLOW_NUL 1u
+int sc_json_parse_ex(const char *buf, size_t len, size_t max_len, size_t max_depth, unsigned flags,
+		     struct json_t **out, struct sandcell_error *err);
 /* Returns a malloc'd JSON string value for arbitrary bytes: valid UTF-8 is
  * kept, anything else and control bytes become \xNN text. */
 char *sc_escape_bytes(const char *s, size_t len, bool *escaped);
+
+/* ---- channel.c: the code's channel (fd 3): result, outputs, error, location ---- */
+struct sc_chan_limits {
+	size_t result_bytes;	/* one result record */
+	size_t out_bytes;	/* output records kept, in total */
+	size_t out_one;		/* one output record */
+	size_t out_count;	/* output records kept */
+};
+struct sc_chan;
+struct sc_chan *sc_chan_new(const struct sc_chan_limits *lim);
+/* Routes bytes as they arrive; never fails (what cannot be kept is counted). */
+void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len);
+void sc_chan_free(struct sc_chan *c);
+struct sc_chan_out {
+	struct json_t *result;	   /* the last result record, or NULL */
+	char result_error[256];	   /* why it was rejected, or "" */
+	bool result_truncated;	   /* it passed result_bytes */
+	struct json_t *outputs;	   /* nbformat v4 outputs, markers where some were dropped */
+	uint64_t bytes;		   /* what the kept outputs take in the report */
+	uint64_t dropped;	   /* output records not kept (rejected, too big, over a cap) */
+	bool truncated;		   /* the count or total cap stopped collection */
+	struct json_t *exception;  /* {"ename","evalue","traceback"} or NULL */
+	struct json_t *where;	   /* {"traceback"} or NULL */
+	struct json_t *problems;   /* why records were rejected or dropped (strings) */
+};
+/* Parses what the channel kept; fails only without memory. */
+int sc_chan_finish(struct sc_chan *c, struct sc_chan_out *out, struct sandcell_error *err);
+void sc_chan_out_free(struct sc_chan_out *o);
+/* The documented value tags only (docs/values.md), anywhere in v. */
+int sc_chan_check_value(struct json_t *v, struct sandcell_error *err);
+bool sc_base64_ok(const char *s, size_t n);
+/* nbformat error outputs: from an exception record; for a stopped run. */
+struct json_t *sc_chan_error_output(struct json_t *exception);
+struct json_t *sc_chan_stop_output(const char *reason, struct json_t *where);
 
 /* ---- collect.c: copies /output out of the sandbox (an attack surface) ---- */
 struct sc_out_file {
@@ -226,8 +260,7 @@ struct sc_mount_plan {
 	size_t code_len;
 	const char *code_name;
 	const char *values_json;
-	const char *module_src;	     /* the in-sandbox sandcell module */
-	const char *boot_src;
+	const struct sc_py_file *py_files; /* the sandcell module and its bootstrap */
 	uint64_t disk, disk_inodes;
 };
 int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err);
@@ -255,9 +288,12 @@ int sc_fds_close_except(const int *keep, size_t n_keep, struct sandcell_error *e
 /* ---- env.c ---- */
 extern const char *const sc_env[];
 
-/* ---- sandbox module sources (generated from src/py) ---- */
-extern const char sc_py_module[];
-extern const char sc_py_boot[];
+/* ---- sandbox module sources (generated from src/py by tools/embed.sh) ---- */
+struct sc_py_file {
+	const char *name;	/* in /.sandcell */
+	const char *src;
+};
+extern const struct sc_py_file sc_py_files[]; /* ends with { NULL, NULL } */
 
 /* ---- result ---- */
 struct sc_isolation {
@@ -289,6 +325,15 @@ struct sandcell_result {
 	bool result_truncated;
 	struct json_t *result;	/* the published value, or NULL */
 	char result_error[256];
+	/* The rest of the code's channel (channel.c), as classify() kept it. */
+	bool cell_mode;		/* SANDCELL_CELL */
+	struct json_t *cell_outputs; /* nbformat v4 outputs, or NULL (none) */
+	uint64_t cell_bytes, cell_dropped;
+	bool cell_truncated;
+	struct json_t *cell_problems; /* strings, or NULL */
+	struct json_t *exception; /* {"ename","evalue","traceback"} or NULL */
+	struct json_t *stopped_at; /* {"traceback"} or NULL */
+	bool where_asked, cancelled;
 	struct sc_collect outputs;
 	bool outputs_collected;
 	struct sandcell_limits limits;

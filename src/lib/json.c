@@ -1,5 +1,5 @@
 /* Strict JSON parsing for every JSON byte that crosses a trust boundary
- * (the result channel written by the sandbox, --value texts, values files).
+ * (the channel written by the sandbox, --value texts, values files).
  *
  * jansson does the grammar; this file adds the limits jansson does not
  * enforce the way we need them: a byte cap, a nesting cap that is checked
@@ -108,6 +108,12 @@ static bool depth_ok(json_t *v, size_t depth, size_t max_depth)
 int sc_json_parse(const char *buf, size_t len, size_t max_len, size_t max_depth,
 		  struct json_t **out, struct sandcell_error *err)
 {
+	return sc_json_parse_ex(buf, len, max_len, max_depth, 0, out, err);
+}
+
+int sc_json_parse_ex(const char *buf, size_t len, size_t max_len, size_t max_depth, unsigned flags,
+		     struct json_t **out, struct sandcell_error *err)
+{
 	json_error_t jerr;
 	json_t *v;
 
@@ -123,7 +129,10 @@ int sc_json_parse(const char *buf, size_t len, size_t max_len, size_t max_depth,
 
 	/* No JSON_DISABLE_EOF_CHECK: anything after the value but whitespace
 	 * is an error, so "1 x" or two concatenated documents never pass. */
-	v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	v = json_loadb(buf, len,
+		       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
+			       (flags & SC_JSON_ALLOW_NUL ? JSON_ALLOW_NUL : 0),
+		       &jerr);
 	if (v == NULL) {
 		/* jansson quotes the offending token; it may hold control
 		 * bytes from untrusted input, so escape before it can reach a
@@ -144,34 +153,6 @@ int sc_json_parse(const char *buf, size_t len, size_t max_len, size_t max_depth,
 		return inval(err, "JSON nesting deeper than %zu", max_depth);
 	}
 	*out = v;
-	return 0;
-}
-
-int sc_result_channel_parse(const char *buf, size_t len, bool truncated,
-			    struct json_t **out, struct sandcell_error *err)
-{
-	const char *last_nl, *start;
-
-	if (out == NULL)
-		return inval(err, "sc_result_channel_parse: no output pointer");
-	*out = NULL;
-	/* A record cut at the cap could still parse (e.g. "12345" cut to
-	 * "12"), so a truncated channel is never trusted. */
-	if (truncated)
-		return inval(err, "result channel exceeded its size limit");
-	if (buf == NULL || len == 0)
-		return 0;
-
-	/* Bytes after the last newline are a record the code was still
-	 * writing when it ended; the last complete record wins. */
-	last_nl = memrchr(buf, '\n', len);
-	if (last_nl == NULL)
-		return inval(err, "incomplete result record");
-	start = last_nl == buf ? NULL : memrchr(buf, '\n', (size_t)(last_nl - buf));
-	start = start == NULL ? buf : start + 1;
-
-	if (sc_json_parse(start, (size_t)(last_nl - start), len, SC_JSON_MAX_DEPTH, out, err) < 0)
-		return sc_err_wrap(err, "result record");
 	return 0;
 }
 

@@ -671,9 +671,12 @@ static int setup_code(const struct sc_mount_plan *p, struct sandcell_error *err)
 	} else if (write_file("code/__main__.py", p->code, p->code_len, 0444, err) < 0) {
 		return -1;
 	}
-	if (write_file(".sandcell/sandcell.py", p->module_src, strlen(p->module_src), 0444, err) < 0 ||
-	    write_file(".sandcell/_sandcell_boot.py", p->boot_src, strlen(p->boot_src), 0444, err) < 0 ||
-	    write_file(".sandcell/values.json", vals, strlen(vals), 0444, err) < 0)
+	for (const struct sc_py_file *f = p->py_files; f && f->name; f++) {
+		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
+		if (write_file(path, f->src, strlen(f->src), 0444, err) < 0)
+			return -1;
+	}
+	if (write_file(".sandcell/values.json", vals, strlen(vals), 0444, err) < 0)
 		return -1;
 	return 0;
 }

@@ -4,7 +4,12 @@
 #ifndef SANDCELL_PROTO_H
 #define SANDCELL_PROTO_H
 
+#include <signal.h>
 #include <stdint.h>
+
+/* Supervisor -> sandbox init: ask the code where it is (init passes
+ * SIGURG on to it; run.c, "ask_where"). */
+#define SC_WHERE_SIGNAL SIGUSR1
 
 enum sc_msg_type {
 	SC_MSG_READY = 1,   /* child -> parent: sources opened, write my maps */

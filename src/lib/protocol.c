@@ -23,7 +23,8 @@
 	X(wall_sec, real) X(cpu_sec, real) X(memory_bytes, u64) X(pids, u64)    \
 	X(disk_bytes, u64) X(disk_inodes, u64) X(open_files, u64)               \
 	X(stream_bytes, u64) X(output_files, u64) X(output_bytes, u64)          \
-	X(output_depth, u64) X(result_bytes, u64)
+	X(output_depth, u64) X(result_bytes, u64) X(cell_bytes, u64)          \
+	X(cell_outputs, u64) X(cell_output_bytes, u64)
 
 static uint64_t *lim_u64(struct sandcell_limits *l, const char *k)
 {
@@ -37,6 +38,9 @@ static uint64_t *lim_u64(struct sandcell_limits *l, const char *k)
 	if (!strcmp(k, "output_bytes")) return &l->output_bytes;
 	if (!strcmp(k, "output_depth")) return &l->output_depth;
 	if (!strcmp(k, "result_bytes")) return &l->result_bytes;
+	if (!strcmp(k, "cell_bytes")) return &l->cell_bytes;
+	if (!strcmp(k, "cell_outputs")) return &l->cell_outputs;
+	if (!strcmp(k, "cell_output_bytes")) return &l->cell_output_bytes;
 	return NULL;
 }
 
@@ -81,6 +85,7 @@ char *sc_request_build(const struct sandcell_config *cfg)
 	json_object_set_new(r, "cgroup_parent",
 			    cfg->cgroup_parent ? json_string(cfg->cgroup_parent) : json_null());
 	json_object_set_new(r, "allow_reduced", json_boolean(cfg->flags & SANDCELL_ALLOW_REDUCED));
+	json_object_set_new(r, "cell", json_boolean(cfg->flags & SANDCELL_CELL));
 	json_object_set_new(lim, "wall_sec", json_real(l->wall_sec));
 	json_object_set_new(lim, "cpu_sec", json_real(l->cpu_sec));
 #define X(k, t) if (strcmp(#t, "u64") == 0 && put_u64(lim, l, #k) < 0) complete = false;
@@ -147,7 +152,7 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 {
 	static const char *const known[] = { "v", "code", "code_name", "args", "inputs", "values",
 					     "output_dir", "python", "cgroup_parent", "allow_reduced",
-					     "limits" };
+					     "cell", "limits" };
 	json_t *root = NULL, *v, *lim;
 	const char *key;
 	size_t i;
@@ -202,6 +207,14 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 	}
 	if (json_is_true(v))
 		q->cfg.flags |= SANDCELL_ALLOW_REDUCED;
+	/* Optional (added within protocol v1): absent means a plain run. */
+	v = json_object_get(root, "cell");
+	if (v != NULL && !json_is_boolean(v)) {
+		rc = bad(err, "'cell' must be a boolean");
+		goto fail;
+	}
+	if (json_is_true(v))
+		q->cfg.flags |= SANDCELL_CELL;
 
 	v = json_object_get(root, "args");
 	if (!json_is_array(v) || json_array_size(v) > 256) {
@@ -599,7 +612,8 @@ int sandcell_run_remote(const char *socket_path, const struct sandcell_config *c
 		rc = local_report(SANDCELL_SANDBOX_ERROR, cfg, m, report, exit_code, err);
 		goto out;
 	}
-	j = json_loadb(resp, rlen, JSON_REJECT_DUPLICATES, NULL);
+	/* A report may carry NULs the code printed (as \u0000). */
+	j = json_loadb(resp, rlen, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
 	if (!json_is_object(j) || !json_is_integer(json_object_get(j, "exit_code")) ||
 	    !json_is_string(json_object_get(j, "status"))) {
 		snprintf(why, sizeof(why), "the server at %.400s sent a malformed report", socket_path);

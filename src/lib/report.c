@@ -58,6 +58,10 @@ void sandcell_result_free(struct sandcell_result *r)
 	if (r == NULL)
 		return;
 	json_decref(r->result);
+	json_decref(r->cell_outputs);
+	json_decref(r->cell_problems);
+	json_decref(r->exception);
+	json_decref(r->stopped_at);
 	sc_collect_free(&r->outputs);
 	free(r);
 }
@@ -267,6 +271,52 @@ static json_t *render_outputs(const struct sandcell_result *r, bool *bad)
 	return o;
 }
 
+/* Copies of what channel.c parsed: it is already validated JSON. */
+static json_t *copy_or(json_t *v, json_t *fallback)
+{
+	if (v == NULL)
+		return fallback;
+	json_decref(fallback);
+	return json_deep_copy(v);
+}
+
+static json_t *render_cell(const struct sandcell_result *r, bool *bad)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	set(o, "mode", json_string(r->cell_mode ? "cell" : "script"), bad);
+	set(o, "outputs", copy_or(r->cell_outputs, json_array()), bad);
+	set(o, "bytes", u64(r->cell_bytes), bad);
+	set(o, "dropped", u64(r->cell_dropped), bad);
+	set(o, "problems", copy_or(r->cell_problems, json_array()), bad);
+	return o;
+}
+
+/* A sandbox error's message (a string), else the code's uncaught
+ * exception (an object), else null. */
+static json_t *render_error(const struct sandcell_result *r)
+{
+	if (strnlen(r->error, sizeof(r->error)) > 0)
+		return buf_or_null(r->error, sizeof(r->error));
+	return copy_or(r->exception, json_null());
+}
+
+static json_t *render_stopped_at(const struct sandcell_result *r, bool *bad)
+{
+	json_t *o;
+
+	if (r->stopped_at == NULL)
+		return json_null();
+	o = json_object();
+	if (o == NULL)
+		return NULL;
+	set(o, "traceback", copy_or(json_object_get(r->stopped_at, "traceback"), json_array()), bad);
+	set(o, "reported_by", json_string("code"), bad);
+	return o;
+}
+
 static json_t *render_truncations(const struct sandcell_result *r, bool *bad)
 {
 	json_t *a = json_array();
@@ -279,6 +329,8 @@ static json_t *render_truncations(const struct sandcell_result *r, bool *bad)
 		push(a, json_string("stderr"), bad);
 	if (r->result_truncated)
 		push(a, json_string("result"), bad);
+	if (r->cell_truncated)
+		push(a, json_string("cell"), bad);
 	if (r->outputs.limit_hit)
 		push(a, json_string("outputs"), bad);
 	return a;
@@ -302,6 +354,9 @@ static json_t *render_limits(const struct sandcell_limits *l, bool *bad)
 	set(o, "output_bytes", u64(l->output_bytes), bad);
 	set(o, "output_depth", u64(l->output_depth), bad);
 	set(o, "result_bytes", u64(l->result_bytes), bad);
+	set(o, "cell_bytes", u64(l->cell_bytes), bad);
+	set(o, "cell_outputs", u64(l->cell_outputs), bad);
+	set(o, "cell_output_bytes", u64(l->cell_output_bytes), bad);
 	return o;
 }
 
@@ -402,11 +457,13 @@ char *sc_report_render(const struct sandcell_result *r)
 
 	set(doc, "result", r->result != NULL ? json_incref(r->result) : json_null(), &bad);
 	set(doc, "result_error", buf_or_null(r->result_error, sizeof(r->result_error)), &bad);
+	set(doc, "cell", render_cell(r, &bad), &bad);
 	set(doc, "outputs", render_outputs(r, &bad), &bad);
 	set(doc, "truncations", render_truncations(r, &bad), &bad);
 	set(doc, "limits", render_limits(&r->limits, &bad), &bad);
 	set(doc, "isolation", render_isolation(&r->iso, &bad), &bad);
-	set(doc, "error", buf_or_null(r->error, sizeof(r->error)), &bad);
+	set(doc, "error", render_error(r), &bad);
+	set(doc, "stopped_at", render_stopped_at(r, &bad), &bad);
 	{
 		json_t *left = json_array();
 		size_t n = r->n_left_behind < 0 ? 0 : (size_t)r->n_left_behind;

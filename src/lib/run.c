@@ -43,6 +43,8 @@
 #define SC_CHILD_FD_MIN 10
 #define SC_SETUP_TIMEOUT_MS 10000
 #define SC_CPU_POLL_MS 50
+/* Largest result and cell-output limits: the report carries them. */
+#define SC_CELL_BYTES_MAX (32u << 20)
 
 static double now_sec(void)
 {
@@ -66,6 +68,12 @@ static int validate(const struct sandcell_config *cfg, struct sandcell_error *er
 	    l->disk < (1u << 20) || l->files < 16 || l->disk_inodes < 64)
 		return sc_err(err, EINVAL, "limits too small to start python "
 			      "(memory >= 16M, pids >= 4, disk >= 1M, files >= 16)");
+	/* The outputs travel in the report, which a warm client reads into
+	 * memory (at most 64 MiB). */
+	if (l->cell_bytes > SC_CELL_BYTES_MAX || l->cell_output_bytes > SC_CELL_BYTES_MAX ||
+	    l->result_bytes > SC_CELL_BYTES_MAX)
+		return sc_err(err, EINVAL, "the result and cell output limits are at most %u MiB",
+			      SC_CELL_BYTES_MAX >> 20);
 	for (i = 0; i < cfg->n_inputs; i++) {
 		if (sandcell_check_name(cfg->inputs[i].name, err) < 0)
 			return -1;
@@ -130,7 +138,7 @@ struct stream {
 	uint64_t total, kept, limit;
 	bool truncated;
 	const char *name;
-	char *buf;	/* the result channel keeps its bytes */
+	struct sc_chan *chan;	/* the code's channel: routed, parsed after the run */
 };
 
 static void write_all(int fd, const char *p, size_t n)
@@ -160,13 +168,15 @@ static void pump(struct stream *s)
 		return;
 	}
 	s->total += (uint64_t)n;
+	if (s->chan) {
+		sc_chan_feed(s->chan, buf, (size_t)n);
+		return;
+	}
 	if (s->kept < s->limit) {
 		size_t take = (size_t)n;
 		if (take > s->limit - s->kept)
 			take = (size_t)(s->limit - s->kept);
-		if (s->buf)
-			memcpy(s->buf + s->kept, buf, take);
-		else if (s->out >= 0)
+		if (s->out >= 0)
 			write_all(s->out, buf, take);
 		s->kept += take;
 		if (take < (size_t)n)
@@ -174,7 +184,7 @@ static void pump(struct stream *s)
 	} else {
 		s->truncated = true;
 	}
-	if (s->truncated && s->buf == NULL && s->out >= 0 && s->kept == s->limit) {
+	if (s->truncated && s->out >= 0 && s->kept == s->limit) {
 		char marker[128];
 		int m = snprintf(marker, sizeof(marker),
 				 "\n[sandcell: %s truncated after %llu bytes]\n", s->name,
@@ -270,6 +280,8 @@ struct run {
 	pid_t pid;
 	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
 	bool cancel_verdict;	/* the cancel came before any other stop or failure */
+	bool where_sent;	/* the code was asked where it is (SC_WHERE_SIGNAL) */
+	double kill_at;		/* cancelled: the kill after the question's grace, or 0 */
 	bool reduced;
 	bool v2_attached;	/* cloned straight into the v2 run cgroup */
 	char workdir[1024];	/* reduced mode's private host directory */
@@ -295,6 +307,27 @@ static void kill_tree(struct run *rn)
 	}
 }
 
+/* Before a stop the supervisor decided (wall or CPU limit, cancel), the
+ * code is asked where it is: SC_WHERE_SIGNAL to the sandbox's init, which
+ * passes SIGURG on to the code (contain.c); the bootstrap answers with a W
+ * record.  At most once per run, only once the code runs, and never in
+ * the way of the kill: at a limit it comes WHERE_GRACE before the kill
+ * (which stays when it was), on cancel the kill follows WHERE_GRACE later,
+ * whatever the code does. */
+#define WHERE_GRACE_MAX 0.25
+static double where_grace(double limit)
+{
+	return limit / 10 < WHERE_GRACE_MAX ? limit / 10 : WHERE_GRACE_MAX;
+}
+
+static void ask_where(struct run *rn)
+{
+	if (rn->where_sent || !rn->r->code_started || rn->init_exited || rn->pidfd < 0)
+		return;
+	rn->where_sent = true;
+	syscall(SYS_pidfd_send_signal, rn->pidfd, SC_WHERE_SIGNAL, NULL, 0);
+}
+
 /* A bare control message from the supervisor to the sandbox's init. */
 static int send_ctl(int sock, enum sc_msg_type type)
 {
@@ -317,18 +350,25 @@ static void supervise(struct run *rn)
 {
 	const struct sandcell_limits *l = &rn->cfg->limits;
 	struct sandcell_result *r = rn->r;
+	struct sc_chan_limits cl = { (size_t)l->result_bytes, (size_t)l->cell_bytes,
+				     (size_t)l->cell_output_bytes, (size_t)l->cell_outputs };
 	struct stream st[3] = {
 		{ rn->out_pipe[0], rn->cfg->stdout_fd, 0, 0, l->stream, false, "stdout", NULL },
 		{ rn->err_pipe[0], rn->cfg->stderr_fd, 0, 0, l->stream, false, "stderr", NULL },
-		{ rn->res_pipe[0], -1, 0, 0, l->result_bytes, false, "result", NULL },
+		{ rn->res_pipe[0], -1, 0, 0, 0, false, "channel", NULL },
 	};
 	int in_src = rn->cfg->stdin_fd;
 	char in_buf[65536];
 	size_t in_len = 0, in_off = 0;
 	bool in_eof = in_src < 0;
 	double deadline = rn->t0 + l->wall_sec, drain_deadline = 0;
+	double where_at = deadline - where_grace(l->wall_sec);
 
-	st[2].buf = malloc(l->result_bytes ? l->result_bytes : 1);
+	st[2].chan = sc_chan_new(&cl);
+	if (st[2].chan == NULL) {
+		set_error(r, "out of memory for the code's channel");
+		kill_tree(rn);
+	}
 	rn->out_pipe[0] = rn->err_pipe[0] = rn->res_pipe[0] = -1;
 	if (in_eof) {
 		close_fd(&rn->in_pipe[1]);
@@ -348,8 +388,14 @@ static void supervise(struct run *rn)
 		double now = now_sec();
 		int timeout, i;
 
+		if (!rn->init_exited && now >= where_at)
+			ask_where(rn);
 		if (!rn->init_exited && now >= deadline && !rn->killed_wall) {
 			rn->killed_wall = true;
+			kill_tree(rn);
+		}
+		if (!rn->init_exited && rn->kill_at > 0 && now >= rn->kill_at) {
+			rn->kill_at = 0;
 			kill_tree(rn);
 		}
 		/* cgroup v1 has no memory.oom.group: one OOM kill there ends
@@ -363,6 +409,8 @@ static void supervise(struct run *rn)
 			if (sc_cgroup_cpu_usec(&rn->cg, &us) == 0 && (double)us / 1e6 >= l->cpu_sec) {
 				rn->killed_cpu = true;
 				kill_tree(rn);
+			} else if ((double)us / 1e6 >= l->cpu_sec - where_grace(l->cpu_sec)) {
+				ask_where(rn);
 			}
 		}
 		if (rn->init_exited && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
@@ -400,6 +448,11 @@ static void supervise(struct run *rn)
 			p[np++] = (struct pollfd){ rn->in_pipe[1], POLLOUT, 0 };
 		}
 		timeout = rn->init_exited ? 1000 : (int)ceil((deadline - now) * 1000);
+		if (!rn->init_exited && !rn->where_sent && r->code_started &&
+		    timeout > (int)ceil((where_at - now) * 1000))
+			timeout = (int)ceil((where_at - now) * 1000);
+		if (!rn->init_exited && rn->kill_at > 0 && timeout > (int)ceil((rn->kill_at - now) * 1000))
+			timeout = (int)ceil((rn->kill_at - now) * 1000);
 		if (rn->have_cg && timeout > SC_CPU_POLL_MS)
 			timeout = SC_CPU_POLL_MS;
 		if (timeout < 0)
@@ -418,7 +471,12 @@ static void supervise(struct run *rn)
 			 * failure decided before stays the verdict. */
 			rn->cancelled = true;
 			rn->cancel_verdict = !r->error[0] && !rn->killed_wall && !rn->killed_cpu && !rn->killed_oom;
-			kill_tree(rn);
+			if (r->code_started && !rn->where_sent) {
+				ask_where(rn);
+				rn->kill_at = now + WHERE_GRACE_MAX;
+			} else {
+				kill_tree(rn);
+			}
 		}
 		for (i = 0; i < 3; i++)
 			if (idx_st[i] >= 0 && p[idx_st[i]].revents)
@@ -520,16 +578,34 @@ static void supervise(struct run *rn)
 	r->stderr_bytes = st[1].kept < st[1].limit ? st[1].kept : st[1].limit;
 	r->stdout_truncated = st[0].truncated;
 	r->stderr_truncated = st[1].truncated;
-	r->result_truncated = st[2].truncated;
-	if (st[2].buf && (st[2].kept > 0 || st[2].truncated)) {
+	if (st[2].chan) {
 		struct sandcell_error e = { 0, "" };
-		if (sc_result_channel_parse(st[2].buf, (size_t)st[2].kept, st[2].truncated, &r->result,
-					    &e) < 0) {
+		struct sc_chan_out co;
+
+		if (sc_chan_finish(st[2].chan, &co, &e) < 0) {
 			snprintf(r->result_error, sizeof(r->result_error), "%s", e.msg);
-			r->result = NULL;
+		} else {
+			/* A retried attempt replaces what an earlier one had. */
+			json_decref(r->result);
+			json_decref(r->cell_outputs);
+			json_decref(r->cell_problems);
+			json_decref(r->exception);
+			json_decref(r->stopped_at);
+			r->result = co.result;
+			snprintf(r->result_error, sizeof(r->result_error), "%s", co.result_error);
+			r->result_truncated = co.result_truncated;
+			r->cell_outputs = co.outputs;
+			r->cell_bytes = co.bytes;
+			r->cell_dropped = co.dropped;
+			r->cell_truncated = co.truncated;
+			r->cell_problems = co.problems;
+			r->exception = co.exception;
+			r->stopped_at = co.where;
 		}
+		sc_chan_free(st[2].chan);
 	}
-	free(st[2].buf);
+	r->where_asked = rn->where_sent;
+	r->cancelled = rn->cancelled;
 }
 
 static bool scratch_full(int fd)
@@ -629,6 +705,39 @@ static void classify(struct run *rn)
 	}
 }
 
+/* What the code said about itself (channel.c), kept only where the host's
+ * own evidence agrees, since the code can write any record: an exception
+ * ends the code with exit status 1 (the bootstrap's), so a record from
+ * code that exited 0 or was killed is no uncaught exception; a location
+ * counts only after the supervisor asked for one and then stopped the
+ * run.  In cell mode the outputs end with an error output, as a notebook
+ * shows one: the exception's, or, for a run stopped at a limit, killed by
+ * a signal or cancelled, one that names the cause (and the location). */
+static void settle_channel(struct run *rn)
+{
+	struct sandcell_result *r = rn->r;
+	enum sandcell_status s = r->status;
+	bool we_stopped = s == SANDCELL_TIMEOUT || s == SANDCELL_CPU_TIME ||
+			  (s == SANDCELL_CANCELLED && r->code_started);
+	json_t *out = NULL;
+
+	if (r->exception && !(r->script_exit > 0 && s != SANDCELL_SANDBOX_ERROR)) {
+		json_decref(r->exception);
+		r->exception = NULL;
+	}
+	if (r->stopped_at && !(rn->where_sent && we_stopped)) {
+		json_decref(r->stopped_at);
+		r->stopped_at = NULL;
+	}
+	if (!r->cell_mode || r->cell_outputs == NULL || !r->code_started)
+		return;
+	if (r->exception)
+		out = sc_chan_error_output(r->exception);
+	else if (we_stopped || s == SANDCELL_MEMORY || s == SANDCELL_DISK || s == SANDCELL_SIGNALED)
+		out = sc_chan_stop_output(r->stop_reason, r->stopped_at);
+	if (out != NULL && json_array_append_new(r->cell_outputs, out) < 0)
+		r->cell_dropped++;
+}
 
 const char *sandcell_result_mode(const struct sandcell_result *r)
 {
@@ -775,11 +884,16 @@ static int make_workdir(struct run *rn, const char *code_name, struct sandcell_e
 	}
 	snprintf(path, sizeof(path), "code/%s", code_name);
 	if (put_file(fd, path, cfg->code, cfg->code_len) < 0 ||
-	    put_file(fd, ".sandcell/sandcell.py", sc_py_module, strlen(sc_py_module)) < 0 ||
-	    put_file(fd, ".sandcell/_sandcell_boot.py", sc_py_boot, strlen(sc_py_boot)) < 0 ||
 	    put_file(fd, ".sandcell/values.json", vals, strlen(vals)) < 0) {
 		close(fd);
 		return sc_err(err, errno, "reduced mode: writing the code");
+	}
+	for (const struct sc_py_file *f = sc_py_files; f->name; f++) {
+		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
+		if (put_file(fd, path, f->src, strlen(f->src)) < 0) {
+			close(fd);
+			return sc_err(err, errno, "reduced mode: writing the code");
+		}
 	}
 	sub = openat(fd, "input", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	for (i = 0; sub >= 0 && i < cfg->n_inputs; i++) {
@@ -946,8 +1060,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	plan.code_len = cfg->code_len;
 	plan.code_name = code_name;
 	plan.values_json = cfg->values_json;
-	plan.module_src = sc_py_module;
-	plan.boot_src = sc_py_boot;
+	plan.py_files = sc_py_files;
 	plan.disk = cfg->limits.disk;
 	plan.disk_inodes = cfg->limits.disk_inodes;
 	/* The run's own device nodes (root only), made while we are root. */
@@ -961,7 +1074,10 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	argv[argc++] = "-I";
 	argv[argc++] = "-B";
 	argv[argc++] = boot_path;
-	argv[argc++] = cfg->code_name ? "file" : "code";
+	if (cfg->flags & SANDCELL_CELL)
+		argv[argc++] = cfg->code_name ? "cell-file" : "cell-code";
+	else
+		argv[argc++] = cfg->code_name ? "file" : "code";
 	argv[argc++] = code_path;
 	for (i = 0; i < cfg->n_args; i++)
 		argv[argc++] = cfg->args[i];
@@ -1246,6 +1362,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		pp->runtime[i] = pp->dirs[i];
 	r->limits = cfg->limits;
 	r->script_exit = -1;
+	r->cell_mode = (cfg->flags & SANDCELL_CELL) != 0;
 	r->iso.mode = "none";
 	r->iso.cgroup_version = "none";
 	r->iso.swap = "none";
@@ -1371,6 +1488,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 finish:
 	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
 		classify(&rn);
+	settle_channel(&rn);
 	if (!r->code_started) {
 		/* No code ran, so no layer confined any: the report must not
 		 * list the ones a failed setup had planned or half applied. */

@@ -1,4 +1,4 @@
-/* Strict JSON parsing, the result channel framing and byte escaping. */
+/* Strict JSON parsing and byte escaping (the channel: test_channel.c). */
 #include "internal.h"
 #include "unit.h"
 
@@ -207,69 +207,6 @@ static void test_depth(void)
 	CHECK_EQ_INT(sc_json_parse("[]", 2, 10, 0, &v, &err), -1);
 }
 
-static int channel(const char *s, bool truncated, json_t **out)
-{
-	memset(&err, 0, sizeof(err));
-	return sc_result_channel_parse(s, strlen(s), truncated, out, &err);
-}
-
-static void test_channel(void)
-{
-	json_t *v = (json_t *)1;
-	char *s;
-
-	CHECK_EQ_INT(channel("", false, &v), 0);
-	CHECK(v == NULL);
-	CHECK_EQ_INT(sc_result_channel_parse(NULL, 0, false, &v, &err), 0);
-	CHECK(v == NULL);
-
-	CHECK_EQ_INT(channel("{\"a\": 1}\n", false, &v), 0);
-	CHECK_EQ_INT(json_integer_value(json_object_get(v, "a")), 1);
-	json_decref(v);
-
-	/* The last complete record wins; a partial one after it is ignored. */
-	CHECK_EQ_INT(channel("1\n2\n", false, &v), 0);
-	CHECK_EQ_INT(json_integer_value(v), 2);
-	json_decref(v);
-	CHECK_EQ_INT(channel("1\n2\n{\"partial", false, &v), 0);
-	CHECK_EQ_INT(json_integer_value(v), 2);
-	json_decref(v);
-	CHECK_EQ_INT(channel("null\n", false, &v), 0);
-	CHECK(json_is_null(v));
-	json_decref(v);
-	CHECK_EQ_INT(channel("\"x\"\r\n", false, &v), 0);
-	CHECK_STR(json_string_value(v), "x");
-	json_decref(v);
-
-	/* An earlier bad record does not matter, a bad last one does. */
-	CHECK_EQ_INT(channel("garbage\n[1]\n", false, &v), 0);
-	json_decref(v);
-	CHECK_EQ_INT(channel("[1]\ngarbage\n", false, &v), -1);
-	CHECK(v == NULL);
-	CHECK(strncmp(err.msg, "result record: line 1", 21) == 0);
-	CHECK_EQ_INT(channel("[1]\n\n", false, &v), -1);
-	CHECK(strstr(err.msg, "empty JSON text") != NULL);
-	CHECK_EQ_INT(channel("{\"a\":1,\"a\":2}\n", false, &v), -1);
-	CHECK(strstr(err.msg, "duplicate") != NULL);
-	CHECK_EQ_INT(channel("[NaN]\n", false, &v), -1);
-	CHECK_EQ_INT(channel("1 2\n", false, &v), -1);
-	CHECK_EQ_INT(channel("\"\xff\"\n", false, &v), -1);
-
-	CHECK_EQ_INT(channel("{\"partial", false, &v), -1);
-	CHECK_STR(err.msg, "incomplete result record");
-	CHECK(v == NULL);
-
-	CHECK_EQ_INT(channel("1\n", true, &v), -1);
-	CHECK_STR(err.msg, "result channel exceeded its size limit");
-	CHECK(v == NULL);
-	CHECK_EQ_INT(channel("", true, &v), -1);
-
-	s = repeat("[", 1000000, "\n");
-	CHECK_EQ_INT(channel(s, false, &v), -1);
-	CHECK_STR(err.msg, "result record: JSON nesting deeper than 64");
-	free(s);
-}
-
 static void escapes(const char *in, size_t len, const char *want, bool want_changed)
 {
 	bool changed = !want_changed;
@@ -333,7 +270,6 @@ int main(void)
 	test_parse_ok();
 	test_parse_hostile();
 	test_depth();
-	test_channel();
 	test_escape();
 	return unit_done("test_json");
 }

@@ -70,8 +70,8 @@ static void test_empty(void)
 	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
 	static const char *const top[] = {
 		"schema", "sandcell_version", "status", "reason", "exit_code", "script",
-		"time", "memory", "streams", "result", "result_error", "outputs",
-		"truncations", "limits", "isolation", "error", "left_behind",
+		"time", "memory", "streams", "result", "result_error", "cell", "outputs",
+		"truncations", "limits", "isolation", "error", "stopped_at", "left_behind",
 	};
 	const char *key;
 	json_t *doc, *v;
@@ -103,6 +103,14 @@ static void test_empty(void)
 	CHECK(json_is_null(at(doc, "result")));
 	CHECK(json_is_null(at(doc, "result_error")));
 	CHECK(json_is_null(at(doc, "error")));
+	CHECK(json_is_null(at(doc, "stopped_at")));
+	CHECK_STR(str_at(doc, "cell.mode"), "script");
+	CHECK(json_is_array(at(doc, "cell.outputs")));
+	CHECK_EQ_INT(json_array_size(at(doc, "cell.outputs")), 0);
+	CHECK_EQ_INT(int_at(doc, "cell.bytes"), 0);
+	CHECK_EQ_INT(int_at(doc, "cell.dropped"), 0);
+	CHECK_EQ_INT(json_array_size(at(doc, "cell.problems")), 0);
+	CHECK_EQ_INT(json_object_size(at(doc, "cell")), 5);
 	CHECK_EQ_INT(json_array_size(at(doc, "left_behind")), 0);
 	CHECK(json_is_false(at(doc, "outputs.collected")));
 	CHECK_EQ_INT(json_array_size(at(doc, "outputs.files")), 0);
@@ -114,7 +122,7 @@ static void test_empty(void)
 	CHECK_STR(str_at(doc, "isolation.mode"), "none");
 	CHECK_STR(str_at(doc, "isolation.cgroup.version"), "none");
 	CHECK(json_is_array(at(doc, "isolation.not_held")));
-	CHECK_EQ_INT(json_object_size(at(doc, "limits")), 12);
+	CHECK_EQ_INT(json_object_size(at(doc, "limits")), 15);
 	CHECK_EQ_INT(json_object_size(at(doc, "isolation.namespaces")), 7);
 	CHECK_EQ_INT(json_object_size(at(doc, "isolation.landlock")), 5);
 	json_decref(doc);
@@ -168,8 +176,17 @@ static void test_full(void)
 		.wall_sec = 5, .cpu_sec = 30.5, .memory = 512ull << 20, .pids = 64,
 		.disk = 64ull << 20, .disk_inodes = 4096, .files = 256, .stream = 1 << 20,
 		.output_files = 100, .output_bytes = 64ull << 20, .output_depth = 8,
-		.result_bytes = UINT64_MAX,
+		.result_bytes = UINT64_MAX, .cell_bytes = 16 << 20, .cell_outputs = 7,
+		.cell_output_bytes = 1 << 20,
 	};
+	r->cell_mode = true;
+	r->cell_outputs = json_loads("[{\"output_type\": \"stream\", \"name\": \"stdout\", \"text\": \"hi\\n\"}]",
+				     0, &jerr);
+	r->cell_bytes = 99;
+	r->cell_dropped = 2;
+	r->cell_truncated = true;
+	r->cell_problems = json_loads("[\"output 3 was rejected: line 1\"]", 0, &jerr);
+	r->stopped_at = json_loads("{\"traceback\": [\"  File \\\"<cell>\\\", line 2\"]}", 0, &jerr);
 	r->iso.mode = "reduced";
 	r->iso.userns = true;
 	r->iso.pidns = true;
@@ -214,11 +231,24 @@ static void test_full(void)
 	{
 		json_t *t = at(doc, "truncations");
 
-		CHECK_EQ_INT(json_array_size(t), 3);
+		CHECK_EQ_INT(json_array_size(t), 4);
 		CHECK_STR(json_string_value(json_array_get(t, 0)), "stdout");
 		CHECK_STR(json_string_value(json_array_get(t, 1)), "result");
-		CHECK_STR(json_string_value(json_array_get(t, 2)), "outputs");
+		CHECK_STR(json_string_value(json_array_get(t, 2)), "cell");
+		CHECK_STR(json_string_value(json_array_get(t, 3)), "outputs");
 	}
+	CHECK_STR(str_at(doc, "cell.mode"), "cell");
+	CHECK(json_equal(at(doc, "cell.outputs"), r->cell_outputs));
+	CHECK_EQ_INT(int_at(doc, "cell.bytes"), 99);
+	CHECK_EQ_INT(int_at(doc, "cell.dropped"), 2);
+	CHECK_STR(json_string_value(json_array_get(at(doc, "cell.problems"), 0)),
+		  "output 3 was rejected: line 1");
+	CHECK_STR(json_string_value(json_array_get(at(doc, "stopped_at.traceback"), 0)),
+		  "  File \"<cell>\", line 2");
+	CHECK_STR(str_at(doc, "stopped_at.reported_by"), "code");
+	CHECK_EQ_INT(int_at(doc, "limits.cell_bytes"), 16 << 20);
+	CHECK_EQ_INT(int_at(doc, "limits.cell_outputs"), 7);
+	CHECK_EQ_INT(int_at(doc, "limits.cell_output_bytes"), 1 << 20);
 	CHECK(json_real_value(at(doc, "limits.cpu_sec")) == 30.5);
 	CHECK(json_is_real(at(doc, "limits.wall_sec")));
 	CHECK_EQ_INT(int_at(doc, "limits.memory_bytes"), 512ll << 20);
@@ -302,6 +332,7 @@ static void test_script_exit(void)
 	r->result = json_integer(7);
 	doc = render(r);
 	CHECK_STR(str_at(doc, "status"), "exited");
+	CHECK(json_is_null(at(doc, "error")));
 	CHECK_EQ_INT(int_at(doc, "script.exit_code"), 3);
 	CHECK(json_is_null(at(doc, "script.signal_name")));
 	CHECK_EQ_INT(int_at(doc, "result"), 7);
@@ -327,6 +358,36 @@ static void test_script_exit(void)
 	sandcell_result_free(r);
 }
 
+/* The error key: a sandbox error's message, else the code's exception as
+ * an object, else null. */
+static void test_error_kinds(void)
+{
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r));
+	json_error_t jerr;
+	json_t *doc;
+
+	r->status = SANDCELL_EXITED;
+	r->exit_code = 1;
+	r->script_exit = 1;
+	r->code_started = true;
+	r->exception = json_loads("{\"ename\": \"KeyError\", \"evalue\": \"'k'\", "
+				  "\"traceback\": [\"Traceback (most recent call last):\", \"KeyError: 'k'\"]}",
+				  0, &jerr);
+	doc = render(r);
+	CHECK_STR(str_at(doc, "error.ename"), "KeyError");
+	CHECK_STR(str_at(doc, "error.evalue"), "'k'");
+	CHECK_EQ_INT(json_array_size(at(doc, "error.traceback")), 2);
+	CHECK_EQ_INT(json_object_size(at(doc, "error")), 3);
+	json_decref(doc);
+
+	snprintf(r->error, sizeof(r->error), "sandbox setup failed: x");
+	r->status = SANDCELL_SANDBOX_ERROR;
+	doc = render(r);
+	CHECK_STR(str_at(doc, "error"), "sandbox setup failed: x");
+	json_decref(doc);
+	sandcell_result_free(r);
+}
+
 /* Report text is indented, and a deep result still renders. */
 static void test_text(void)
 {
@@ -340,7 +401,7 @@ static void test_text(void)
 	CHECK_EQ_INT(sc_json_parse(deep, 128, 128, SC_JSON_MAX_DEPTH, &r->result, &err), 0);
 	text = sc_report_render(r);
 	CHECK(text != NULL);
-	CHECK(text != NULL && strncmp(text, "{\n  \"schema\": 1,\n  \"sandcell_version\"", 37) == 0);
+	CHECK(text != NULL && strncmp(text, "{\n  \"schema\": 2,\n  \"sandcell_version\"", 37) == 0);
 	free(text);
 	sandcell_result_free(r);
 }
@@ -453,6 +514,7 @@ int main(void)
 	test_full();
 	test_sandbox_error();
 	test_script_exit();
+	test_error_kinds();
 	test_text();
 	return unit_done("test_report");
 }
