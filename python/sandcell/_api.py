@@ -16,8 +16,8 @@ __all__ = ["run", "resolve_cell"]
 
 
 def resolve_cell(cell: Optional[bool], feats: Features) -> bool:
-    """SEAM (cell mode): None runs the code as a notebook cell when the
-    sandcell in use has cell mode, True requires it, False never asks."""
+    """None runs the code as a notebook cell when the sandcell in use has
+    cell mode, True requires it, False never asks."""
     if cell is None:
         return feats.cell
     if cell and not feats.cell:

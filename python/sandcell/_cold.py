@@ -60,7 +60,7 @@ def cli_argv(cli: str, spec: RunSpec, feats: Features, work: str, out_dir: str,
     if spec.allow_reduced:
         argv.append("--allow-reduced")
     if spec.cell:
-        argv.append("--cell")       # SEAM (cell mode): only when feats.cell
+        argv.append("--cell")       # only when feats.cell (resolve_cell)
     # The code as a file: tracebacks name /code/cell.py and show its lines,
     # as a warm run's do, and no argv length limit applies.
     argv.append(os.path.join(work, "cell.py"))

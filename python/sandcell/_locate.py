@@ -54,7 +54,7 @@ class Features:
     """What a CLI (and the server binary beside it) supports, read from its
     ``--help``: the client passes a flag only when the binary lists it."""
     quiet: bool
-    #: SEAM (cell mode): the planned ``--cell`` flag / request field.
+    #: Cell mode: the ``--cell`` flag / request field (docs/report.md).
     cell: bool
 
 

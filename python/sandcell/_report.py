@@ -5,7 +5,7 @@ them (the result value, file names) are the sandboxed code's bytes.  So the
 text is parsed with :mod:`json` only (no pickle, no eval, no object hooks
 that build anything but dicts and lists), with a size cap, duplicate keys,
 NaN and Infinity rejected, and every key this client reads checked for its
-type.  Keys this client does not know are allowed (schema 1 may grow), kept
+type.  Keys this client does not know are allowed (a schema may grow), kept
 in :attr:`Report.raw`, and never interpreted.  Any violation is a
 :class:`~sandcell.ProtocolError`.
 """
@@ -18,8 +18,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from ._errors import ProtocolError
 
 __all__ = ["Report", "Script", "Times", "Memory", "StreamInfo", "Streams", "FileEntry",
-           "SkippedEntry", "Collection", "Isolation", "parse_json", "parse_report",
-           "STATUSES", "RUN_STATUSES", "REPORT_MAX"]
+           "SkippedEntry", "Collection", "Isolation", "Cell", "CodeError", "parse_json",
+           "parse_report", "STATUSES", "RUN_STATUSES", "REPORT_MAX", "SCHEMAS", "OUTPUT_TYPES"]
 
 #: Largest report or server answer read, in bytes (the C client's cap).
 REPORT_MAX = 64 << 20
@@ -31,6 +31,13 @@ RUN_STATUSES = frozenset({"ok", "exited", "signaled", "timeout", "cpu-time", "me
                           "output-limit"})
 STATUSES = RUN_STATUSES | frozenset({"sandbox-error", "usage-error", "busy", "unreachable",
                                      "cancelled"})
+
+#: Report schemas this client reads (docs/report.md; 2 added cell outputs
+#: and the structured error).
+SCHEMAS = frozenset({1, 2})
+
+#: nbformat v4 output types a report's cell outputs may hold.
+OUTPUT_TYPES = frozenset({"stream", "display_data", "execute_result", "error"})
 
 def _reject_constant(name: str) -> object:
     raise ValueError("%s is not JSON" % name)
@@ -216,8 +223,33 @@ class Isolation:
 
 
 @dataclass(frozen=True)
+class CodeError:
+    """The code's uncaught exception, as the code reported it (the report's
+    ``error`` when it is an object): its name, its value, and the traceback
+    as printed (the strings joined with newlines)."""
+    ename: str
+    evalue: str
+    traceback: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The report's ``cell`` object: ``mode`` ("cell" or "script"),
+    ``outputs`` (nbformat v4 output dicts, in order, as the host checked
+    them; JSON values keep the value tags of docs/values.md), ``bytes``,
+    ``dropped`` and ``problems``."""
+    mode: str
+    outputs: Tuple[Mapping[str, object], ...]
+    bytes: int
+    dropped: int
+    problems: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Report:
-    """A run report (schema 1).  Attribute names follow the JSON keys."""
+    """A run report (schema 1 or 2).  Attribute names follow the JSON keys,
+    except that ``error`` (a string or an object) is split: ``error`` is a
+    sandbox error's message, ``code_error`` the code's exception."""
     schema: int
     sandcell_version: str
     status: str
@@ -237,6 +269,11 @@ class Report:
     isolation: Isolation
     error: Optional[str]
     left_behind: Tuple[str, ...]
+    #: Schema 2 (None in a schema 1 report): the cell's outputs, the
+    #: code's uncaught exception, where a stopped run was (the code's word).
+    cell: Optional[Cell]
+    code_error: Optional[CodeError]
+    stopped_at: Optional[Tuple[str, ...]]
     #: The whole document as parsed (plain dicts and lists).
     raw: Mapping[str, object]
 
@@ -270,12 +307,35 @@ def _stream(o: Mapping[str, object], k: str) -> StreamInfo:
                       truncated=_bool(s, "truncated", "streams." + k))
 
 
+def _code_error(v: Mapping[str, object]) -> CodeError:
+    return CodeError(ename=_str(v, "ename", "error"), evalue=_str(v, "evalue", "error"),
+                     traceback=_str_list(v, "traceback", "error"))
+
+
+def _cell(doc: Mapping[str, object]) -> Cell:
+    c = _obj(doc, "cell", "report")
+    mode = _str(c, "mode", "cell")
+    if mode not in ("cell", "script"):
+        raise ProtocolError("report: cell.mode %r is not cell or script" % mode[:64])
+    outs = []
+    for i, o in enumerate(_list(c, "outputs", "cell")):
+        if not isinstance(o, dict):
+            raise _bad("cell", "outputs[%d]" % i, "an object", o)
+        t = _str(o, "output_type", "cell.outputs[%d]" % i)
+        if t not in OUTPUT_TYPES:
+            raise ProtocolError("report: cell.outputs[%d] has output_type %r" % (i, t[:64]))
+        outs.append(o)
+    return Cell(mode=mode, outputs=tuple(outs), bytes=_int(c, "bytes", "cell"),
+                dropped=_int(c, "dropped", "cell"), problems=_str_list(c, "problems", "cell"))
+
+
 def parse_report(doc: Mapping[str, object]) -> Report:
     """Checks a parsed report document and returns it typed."""
     top = "report"
     schema = _int(doc, "schema", top)
-    if schema != 1:
-        raise ProtocolError("report: schema %d, this client reads schema 1" % schema)
+    if schema not in SCHEMAS:
+        raise ProtocolError("report: schema %d, this client reads schemas %s" %
+                            (schema, " and ".join(str(s) for s in sorted(SCHEMAS))))
     status = _str(doc, "status", top)
     if status not in STATUSES:
         raise ProtocolError("report: unknown status %r" % status[:64])
@@ -285,6 +345,10 @@ def parse_report(doc: Mapping[str, object]) -> Report:
     st = _obj(doc, "streams", top)
     out = _obj(doc, "outputs", top)
     iso = _obj(doc, "isolation", top)
+    err = _get(doc, "error", top)
+    if err is not None and not isinstance(err, str) and not (schema >= 2 and isinstance(err, dict)):
+        raise _bad(top, "error", "a string, an object or null" if schema >= 2 else "a string or null",
+                   err)
     limits: Dict[str, float] = {}
     for k, v in _obj(doc, "limits", top).items():
         if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -318,7 +382,11 @@ def parse_report(doc: Mapping[str, object]) -> Report:
                             not_held=_str_list(iso, "not_held", "isolation"),
                             host_uid=_opt_int(iso, "host_uid", "isolation") if "host_uid" in iso else None,
                             details=iso),
-        error=_opt_str(doc, "error", top),
+        error=err if isinstance(err, str) else None,
         left_behind=_str_list(doc, "left_behind", top),
         raw=doc,
+        cell=_cell(doc) if schema >= 2 else None,
+        code_error=_code_error(err) if isinstance(err, dict) else None,
+        stopped_at=(_str_list(_obj(doc, "stopped_at", top), "traceback", "stopped_at")
+                    if schema >= 2 and _get(doc, "stopped_at", top) is not None else None),
     )

@@ -55,7 +55,7 @@ def build_request(spec: RunSpec, output_dir: str, extra_inputs: "list[tuple[str,
         "limits": dict(spec.request_limits),
     }
     if spec.cell:
-        req["cell"] = True          # SEAM (cell mode): only when the server has it
+        req["cell"] = True          # only when the server has it (resolve_cell)
     return req
 
 

@@ -112,7 +112,10 @@ def test_limits_are_applied(runner, no_leftover_dirs):
     assert lim["wall_sec"] == 0.5 and lim["memory_bytes"] == 300 << 20
     assert lim["pids"] == 32 and lim["cpu_sec"] == 5.0
     # The CLI's own status line is not in the code's stderr (--quiet).
-    assert res.stderr == b"" and res.outputs == []
+    assert res.stderr == b""
+    # A cell stopped by sandcell ends with an error output naming the stop.
+    assert [(o["output_type"], o["ename"]) for o in res.outputs] == [("error", "SandcellStopped")]
+    assert res.outputs[0]["evalue"] == res.report.reason
     assert "wall-clock" in res.report.reason
 
 
@@ -220,11 +223,19 @@ def test_output_dir_of_the_caller_is_kept(runner, tmp_path, no_leftover_dirs):
 
 
 def test_failing_code_is_a_result_not_an_exception(runner, no_leftover_dirs):
-    res = runner("def f():\n    raise ValueError('boom')\nf()\n")
-    assert res.status == "exited" and res.exit_code == 1
-    text = res.stderr.decode()
-    assert "ValueError: boom" in text and 'File "/code/cell.py", line 3' in text
-    assert res.outputs == [{"output_type": "stream", "name": "stderr", "text": text}]
+    for cell in (None, False):
+        res = runner("def f():\n    raise ValueError('boom')\nf()\n", cell=cell)
+        assert res.status == "exited" and res.exit_code == 1
+        text = res.stderr.decode()
+        assert "ValueError: boom" in text and 'File "/code/cell.py", line 3' in text
+        err = res.report.code_error
+        assert (err.ename, err.evalue) == ("ValueError", "boom")
+        assert "\n".join(err.traceback) + "\n" == text
+        if cell is None:  # a cell: the error output (the traceback is not a stream)
+            assert res.outputs == [{"output_type": "error", "ename": "ValueError", "evalue": "boom",
+                                    "traceback": list(err.traceback)}]
+        else:
+            assert res.outputs == [{"output_type": "stream", "name": "stderr", "text": text}]
     # Exit codes sandcell itself uses are still the code's own here.
     for code in (125, 126):
         r = runner("import sys; sys.exit(%d)" % code)
@@ -240,9 +251,13 @@ def test_signaled_and_memory_statuses(runner, no_leftover_dirs):
 
 
 def test_non_utf8_output(runner, no_leftover_dirs):
-    res = runner("import sys; sys.stdout.buffer.write(b'ok \\xff\\n')")
+    """A plain run's streams are decoded with U+FFFD for what is not UTF-8;
+    in a cell, bytes written below sys.stdout are in the stream only."""
+    res = runner("import sys; sys.stdout.buffer.write(b'ok \\xff\\n')", cell=False)
     assert res.stdout == b"ok \xff\n"
     assert res.outputs[0]["text"] == "ok \ufffd\n"
+    res = runner("import sys; n = sys.stdout.buffer.write(b'ok \\xff\\n')")
+    assert res.stdout == b"ok \xff\n" and res.outputs == []
 
 
 def test_large_code_runs(runner, no_leftover_dirs):
@@ -261,6 +276,42 @@ def test_cell_mode_is_asked_only_when_supported(runner, no_leftover_dirs):
             runner("1 + 1", cell=True)
         # Auto (None) and False run as a plain script; no output is invented.
         assert runner("1 + 1").outputs == [] and runner("1 + 1", cell=False).outputs == []
+
+
+def test_cell_mode_outputs_error_and_location(runner, no_leftover_dirs):
+    """The default where the CLI has --cell: the report's ordered outputs,
+    the code's exception typed, where a stopped run was."""
+    res = runner("print('a')\nimport sandcell\nsandcell.display(sandcell.HTML('<b>x</b>'))\n"
+                 "sandcell.result(float('nan'))\n1 + 1\n")
+    assert res.status == "ok" and res.report.cell.mode == "cell", res.report
+    assert res.outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "a\n"},
+        {"output_type": "display_data", "data": {"text/html": "<b>x</b>", "text/plain": "<HTML object>"},
+         "metadata": {}},
+        {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {},
+         "execution_count": None},
+    ]
+    assert res.value == {"$float": "NaN"}  # docs/values.md's tag, as plain JSON data
+    assert res.report.code_error is None and res.report.stopped_at is None
+
+    res = runner("def f():\n    raise KeyError('k')\nf()\n")
+    assert res.status == "exited" and res.exit_code == 1
+    err = res.report.code_error
+    assert err.ename == "KeyError" and err.evalue == "'k'" and res.report.error is None
+    assert err.traceback[-1] == "KeyError: 'k'" and "raise KeyError('k')" in "\n".join(err.traceback)
+    assert res.outputs[-1] == {"output_type": "error", "ename": "KeyError", "evalue": "'k'",
+                               "traceback": list(err.traceback)}
+
+    res = runner("import time\ndef wait():\n    while True:\n        time.sleep(0.01)\nwait()\n",
+                 limits={"wall_time": 2})
+    assert res.status == "timeout"
+    assert any("in wait" in line for line in res.report.stopped_at), res.report.stopped_at
+    assert res.outputs[-1]["ename"] == "SandcellStopped"
+
+    # cell=False: the plain run's outputs, the exception still typed.
+    res = runner("print('p')\nraise ValueError('v')\n", cell=False)
+    assert res.report.cell.mode == "script" and res.report.code_error.ename == "ValueError"
+    assert [o["name"] for o in res.outputs] == ["stdout", "stderr"]
 
 
 def test_datasets_need_the_codec(runner, no_leftover_dirs):
