@@ -13,7 +13,7 @@ BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 pyth
 # The demo's libraries, the test tiers' tools (ASan, fuzzing, lint, bench,
 # the unprivileged-user run) and the throwaway root of tools/fresh-check.sh.
 MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-hypothesis python3-numpy python3-pandas
-python3-matplotlib bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps
+python3-matplotlib python3-nbformat bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps
 debootstrap groff-base"
 case "${1:-all}" in
 build) PKGS=$BUILD_PKGS ;;

@@ -577,10 +577,12 @@ def test_traceback_shows_only_user_frames_script(sandcell, tmp_path):
 
 
 def test_traceback_shows_only_user_frames_inline(sandcell):
+    """-c code is "<cell>", and its source lines are shown as a file's are."""
     run = sandcell(code="x = 1\n1 / 0\n")
     assert run.rc == 1, run
     frames = [l.strip() for l in run.err.splitlines() if l.strip().startswith("File ")]
-    assert frames == ['File "<string>", line 2, in <module>'], run.err
+    assert frames == ['File "<cell>", line 2, in <module>'], run.err
+    assert "    1 / 0\n" in run.err, run.err
     assert run.err.rstrip().endswith("ZeroDivisionError: division by zero")
 
 

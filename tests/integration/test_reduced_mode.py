@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from harness import BIN, EXIT_SANDBOX, SERVER, alive, run_cmd, wait_gone, without_userns
+from harness import BIN, EXIT_SANDBOX, SERVER, alive, nb_validate, run_cmd, wait_gone, without_userns
 
 UNSHARE = shutil.which("unshare")
 
@@ -149,3 +149,23 @@ def test_reduced_mode_without_any_capability(tmp_path):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["isolation"]["mode"] == "reduced", rep
     assert rep["isolation"]["seccomp"] is True and rep["isolation"]["landlock"]["fs"] is True
+
+
+def test_cell_mode_reduced(tmp_path):
+    """Cell mode where the bootstrap and its modules sit in a private host
+    directory: outputs, the structured error and the location work the same."""
+    code = ("import matplotlib.pyplot as plt\nprint('p')\nplt.plot([1])\nplt.show()\n"
+            "def f():\n    raise ValueError('v')\nf()\n")
+    rpath = tmp_path / "r.json"
+    proc = run_without_userns(["--allow-reduced", "--cell", "--report", str(rpath), "-c", code],
+                              tmp_path)
+    rep = json.loads(rpath.read_text())
+    assert rep["isolation"]["mode"] == "reduced", rep
+    assert proc.rc == 1 and rep["status"] == "exited", proc
+    outs = rep["cell"]["outputs"]
+    assert [o["output_type"] for o in outs] == ["stream", "display_data", "error"], outs
+    assert rep["error"]["ename"] == "ValueError"
+    tb = "\n".join(rep["error"]["traceback"])
+    assert 'File "<cell>", line 7, in <module>' in tb and "raise ValueError('v')" in tb, tb
+    assert ".sandcell" not in tb and "sandcell-" not in tb, tb
+    nb_validate(outs)

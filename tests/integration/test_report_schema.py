@@ -1,4 +1,4 @@
-"""The JSON report (docs/report.md, schema 1): keys, order, types, the
+"""The JSON report (docs/report.md, schema 2): keys, order, types, the
 isolation section, and `--report -`."""
 import glob
 import json
@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from harness import BIN, EXIT_SANDBOX, EXIT_UNREACHABLE, EXIT_USAGE, IS_ROOT
+from harness import BIN, EXIT_SANDBOX, EXIT_UNREACHABLE, EXIT_USAGE, IS_ROOT, nb_validate
 
 NUM = (int, float)
 STR_OR_NONE = (str, type(None))
@@ -16,9 +16,9 @@ STR_OR_NONE = (str, type(None))
 TOP_LEVEL = [
     ("schema", int), ("sandcell_version", str), ("status", str), ("reason", str),
     ("exit_code", int), ("script", dict), ("time", dict), ("memory", dict), ("streams", dict),
-    ("result", object), ("result_error", STR_OR_NONE), ("outputs", dict),
-    ("truncations", list), ("limits", dict), ("isolation", dict), ("error", STR_OR_NONE),
-    ("left_behind", list),
+    ("result", object), ("result_error", STR_OR_NONE), ("cell", dict), ("outputs", dict),
+    ("truncations", list), ("limits", dict), ("isolation", dict),
+    ("error", (str, dict, type(None))), ("stopped_at", (dict, type(None))), ("left_behind", list),
 ]
 STATUSES = {"sandbox-error", "memory", "cpu-time", "timeout", "disk", "output-limit",
             "signaled", "exited", "ok", "usage-error", "busy", "unreachable", "cancelled"}
@@ -28,7 +28,7 @@ REFUSALS = {"usage-error": 125, "busy": 118, "unreachable": 117, "sandbox-error"
             "cancelled": 119}
 LIMIT_KEYS = ["wall_sec", "cpu_sec", "memory_bytes", "pids", "disk_bytes", "disk_inodes",
               "open_files", "stream_bytes", "output_files", "output_bytes", "output_depth",
-              "result_bytes"]
+              "result_bytes", "cell_bytes", "cell_outputs", "cell_output_bytes"]
 
 
 def is_int(v):
@@ -40,7 +40,7 @@ def check_schema(rep):
     assert list(rep)[:len(TOP_LEVEL)] == [k for k, _ in TOP_LEVEL], list(rep)
     for key, typ in TOP_LEVEL:
         assert isinstance(rep[key], typ), (key, rep[key])
-    assert rep["schema"] == 1
+    assert rep["schema"] == 2
     assert rep["status"] in STATUSES
     assert is_int(rep["exit_code"])
     assert all(isinstance(c, str) and c for c in rep["left_behind"]), rep["left_behind"]
@@ -81,7 +81,24 @@ def check_schema(rep):
         assert list(sk) == ["path", "reason"]
         assert isinstance(sk["path"], str) and isinstance(sk["reason"], str) and sk["reason"]
 
-    order = ["stdout", "stderr", "result", "outputs"]
+    c = rep["cell"]
+    assert list(c) == ["mode", "outputs", "bytes", "dropped", "problems"]
+    assert c["mode"] in ("cell", "script")
+    assert is_int(c["bytes"]) and is_int(c["dropped"]) and c["bytes"] >= 0
+    assert all(isinstance(p, str) and p for p in c["problems"])
+    nb_validate(c["outputs"])  # nbformat's own schema
+    if isinstance(rep["error"], dict):
+        assert list(rep["error"]) == ["ename", "evalue", "traceback"]
+        assert isinstance(rep["error"]["ename"], str) and isinstance(rep["error"]["evalue"], str)
+        assert all(isinstance(x, str) for x in rep["error"]["traceback"])
+    elif isinstance(rep["error"], str):
+        assert rep["status"] == "sandbox-error", rep
+    if rep["stopped_at"] is not None:
+        assert list(rep["stopped_at"]) == ["traceback", "reported_by"]
+        assert rep["stopped_at"]["reported_by"] == "code"
+        assert all(isinstance(x, str) for x in rep["stopped_at"]["traceback"])
+
+    order = ["stdout", "stderr", "result", "cell", "outputs"]
     assert all(t in order for t in rep["truncations"])
     assert rep["truncations"] == sorted(rep["truncations"], key=order.index)
 

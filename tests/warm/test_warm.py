@@ -18,13 +18,15 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import zlib
 
 import pytest
 
 from harness import BIN, EXIT_BUSY, EXIT_CANCELLED, EXIT_UNREACHABLE, EXIT_USAGE, IS_ROOT, WarmServer, \
-    children, descendants, pids_in_run_cgroups, pids_of_uids, proc_state, proc_uid, run_cgroups, wait_gone
+    children, descendants, nb_validate, pids_in_run_cgroups, pids_of_uids, proc_state, proc_uid, run_cgroups, \
+    run_cli, wait_gone
 from integration.test_report_schema import check_refusal, check_schema
 
 
@@ -783,3 +785,54 @@ def test_bad_spares_value_is_a_usage_error(value, tmp_path):
                        capture_output=True, timeout=30)
     assert p.returncode == 125, p
     assert b"spares" in p.stderr or b"bad value" in p.stderr, p.stderr
+
+
+# ------------------------------------------------------------ cell mode
+
+CELLS = {
+    "outputs": """
+import sys, sandcell
+import matplotlib.pyplot as plt, pandas as pd
+print("out"); print("err", file=sys.stderr)
+df = pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")]})
+display(df)
+plt.plot(df.a); plt.show()
+plt.figure(); plt.bar(["x", "y"], [1, 2])
+sandcell.result({"sum": df.a.sum(), "b": df.b})
+df.a.sum()
+""",
+    "exception": """
+def f(x):
+    return 1 / x
+print("before")
+f(0)
+""",
+    "timeout": """
+import time
+def wait():
+    while True:
+        time.sleep(0.01)
+wait()
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cell_reports_match_cold(server, name):
+    """A warm cell gives the cold report: the same outputs (figures byte
+    for byte), error, location, result and status."""
+    srv = server("--slots", "2")
+    opts = ["--cell", "--wall-time", "3" if name == "timeout" else "60"]
+    code = textwrap.dedent(CELLS[name])
+    warm, cold = srv.run(code, opts=opts), run_cli(code, opts=opts, stdin=None, server=None)
+    for k in ("status", "exit_code", "result", "result_error", "cell", "error", "stopped_at",
+              "truncations"):
+        assert warm.report[k] == cold.report[k], (k, warm.report[k], cold.report[k])
+    assert warm.stdout == cold.stdout and warm.stderr == cold.stderr
+    outs = warm.report["cell"]["outputs"]
+    nb_validate(outs)
+    assert outs and warm.report["cell"]["problems"] == []
+    want = {"outputs": ["stream", "stream", "display_data", "display_data", "execute_result",
+                        "display_data"],
+            "exception": ["stream", "error"], "timeout": ["error"]}[name]
+    assert [o["output_type"] for o in outs] == want, outs
