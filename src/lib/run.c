@@ -405,12 +405,14 @@ static void supervise(struct run *rn)
 			kill_tree(rn);
 		}
 		if (!rn->init_exited && rn->have_cg && !rn->killed_cpu) {
-			uint64_t us;
-			if (sc_cgroup_cpu_usec(&rn->cg, &us) == 0 && (double)us / 1e6 >= l->cpu_sec) {
-				rn->killed_cpu = true;
-				kill_tree(rn);
-			} else if ((double)us / 1e6 >= l->cpu_sec - where_grace(l->cpu_sec)) {
-				ask_where(rn);
+			uint64_t us = 0;
+			if (sc_cgroup_cpu_usec(&rn->cg, &us) == 0) {
+				if ((double)us / 1e6 >= l->cpu_sec) {
+					rn->killed_cpu = true;
+					kill_tree(rn);
+				} else if ((double)us / 1e6 >= l->cpu_sec - where_grace(l->cpu_sec)) {
+					ask_where(rn);
+				}
 			}
 		}
 		if (rn->init_exited && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
