@@ -128,3 +128,29 @@ def test_ignored_sigint_stays_ignored(host_postconditions, tmp_path):
     assert p.returncode == 0, (p.returncode, err)
     assert rep["status"] == "ok" and stdout == b"done\n", rep
 
+
+
+def test_cancel_says_where_the_code_was(host_postconditions, tmp_path):
+    """A cancelled cell: before the kill the code is asked where it is
+    (docs/report.md, "Stopped runs"); the cell's outputs end with an error
+    output naming the cancel."""
+    code = textwrap.dedent("""
+        import time
+        print("ready", flush=True)
+        def wait():
+            while True:
+                time.sleep(0.01)
+        wait()
+    """)
+    p, rpath, out = start(tmp_path, code, opts=["--cell"])
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(signal.SIGINT)
+    stdout, err, rep = finish(p, rpath)
+    check_schema(rep)
+    assert rep["status"] == "cancelled" and p.returncode == EXIT_CANCELLED, (rep, err)
+    assert rep["script"]["signal_name"] == "SIGKILL", rep["script"]
+    text = "\n".join(rep["stopped_at"]["traceback"])
+    assert 'File "<cell>", line 6, in wait' in text and "time.sleep(0.01)" in text, text
+    outs = rep["cell"]["outputs"]
+    assert [o["output_type"] for o in outs] == ["stream", "error"], outs
+    assert outs[1]["ename"] == "SandcellStopped" and outs[1]["evalue"] == rep["reason"]
