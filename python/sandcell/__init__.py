@@ -5,12 +5,13 @@
     res.status      # "ok", "exited", "timeout", "memory", ... (the report's status)
     res.outputs     # nbformat v4 outputs, in order
     res.files       # collected /output files (path, size, sha256, read_bytes())
+    res.datasets    # DataFrames the code published: sandcell.datasets["x"] = df
     res.report      # the whole report, typed; res.usage: time, memory, bytes
 
     with sandcell.Server() as srv:          # a warm server for the block
         srv.run("import pandas as pd; print(pd.__version__)")
 
-Standard library only (numpy and pandas once datasets are in).  Nothing
+Standard library only (numpy and pandas when datasets are used).  Nothing
 that comes back from a sandbox is unpickled or evaluated: reports are JSON,
 parsed strictly.  docs/client.md is the reference.
 """
@@ -22,6 +23,15 @@ from ._result import OutputFile, Result, Usage
 from ._server import Server
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # sandcell.frames (the frame archive codec, docs/datasets.md) needs numpy
+    # and pandas: imported when first used, not with the package.
+    if name == "frames":
+        from . import frames
+        return frames
+    raise AttributeError("module 'sandcell' has no attribute %r" % name)
 
 __all__ = ["run", "Server", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",
            "Error", "Busy", "BadRequest", "SandboxError", "Unreachable", "Cancelled",

@@ -7,12 +7,18 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from ._cold import run_cold
 from ._errors import BadRequest, SandboxError
 from ._locate import Features, features, find_cli
-from ._request import PathLike, make_spec
+from ._request import PathLike, RunSpec, make_spec
 from ._result import Result
 from ._server import Server
 from ._warm import run_warm
 
-__all__ = ["run", "resolve_cell"]
+__all__ = ["run", "resolve_cell", "check_datasets"]
+
+
+def check_datasets(spec: RunSpec, feats: Features) -> None:
+    """Datasets need a sandcell that takes them: refused, never dropped."""
+    if spec.datasets and not feats.dataset:
+        raise BadRequest("datasets=: this sandcell has no --dataset option (too old)")
 
 
 def resolve_cell(cell: Optional[bool], feats: Features) -> bool:
@@ -49,7 +55,9 @@ def run(code: str, *, datasets: Optional[Mapping[str, Any]] = None,
     ``stdin``: bytes (the content) or a host file path; default empty.
     ``output_dir``: where /output is collected; default a private
     directory, removed by ``Result.close()``.  ``args``: ``sys.argv[1:]``.
-    ``datasets``: name -> DataFrame (needs the dataset codec).
+    ``datasets``: name -> DataFrame (or the path of a frame archive),
+    ``sandcell.datasets[NAME]`` inside; what the code publishes there
+    comes back in ``Result.datasets`` (docs/datasets.md).
     ``cell``: run as a notebook cell (None: when supported).
     ``python``, ``cgroup_parent``, ``allow_reduced``: as the CLI's options.
     ``binary``: the sandcell CLI to use (default: see docs/client.md).
@@ -69,6 +77,7 @@ def run(code: str, *, datasets: Optional[Mapping[str, Any]] = None,
         cli = find_cli(binary)
         feats = features(cli)
         spec.cell = resolve_cell(spec.cell, feats)
+        check_datasets(spec, feats)
         return run_cold(spec, cli, feats)
     # A server named by its socket: its features are those of the CLI
     # installed with this package (the server binary ships beside it).

@@ -38,7 +38,7 @@ _MESSAGE_MAX = 64 << 10
 
 
 def cli_argv(cli: str, spec: RunSpec, feats: Features, work: str, out_dir: str,
-             extra_inputs: List["tuple[str, str]"]) -> List[str]:
+             dataset_inputs: List["tuple[str, str]"]) -> List[str]:
     """The ``sandcell run`` command line for spec (files already in work)."""
     argv = [cli, "run", "--quiet", "--report", os.path.join(work, "report.json"),
             "--output", out_dir]
@@ -48,8 +48,10 @@ def cli_argv(cli: str, spec: RunSpec, feats: Features, work: str, out_dir: str,
         argv += ["--stdin", os.path.join(work, "stdin")]
     else:
         argv += ["--stdin", spec.stdin]
-    for name, path in spec.inputs + extra_inputs:
+    for name, path in spec.inputs:
         argv += ["--input", "%s=%s" % (name, path)]
+    for name, path in dataset_inputs:
+        argv += ["--dataset", "%s=%s" % (name, path)]
     if spec.values_json is not None:
         argv += ["--values", os.path.join(work, "values.json")]
     argv += spec.cli_limits

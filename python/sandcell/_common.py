@@ -102,7 +102,7 @@ def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *
         root = output_dir if report.outputs.collected else None
         files = tuple(OutputFile.from_entry(e, root, keep) for e in report.outputs.files) \
             if root is not None else ()
-        datasets = datasets_out(report, root)
+        datasets, dataset_errors = datasets_out(files)
         outputs = build_outputs(report, stdout, stderr)
     except BaseException:
         tmp.remove()
@@ -116,7 +116,7 @@ def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *
             if p != output_dir and os.path.isfile(p):
                 os.unlink(p)
     res = Result(status=report.status, exit_code=report.exit_code, outputs=outputs,
-                 datasets=datasets, files=files, report=report, usage=Usage.from_report(report),
+                 datasets=datasets, dataset_errors=dataset_errors, files=files, report=report, usage=Usage.from_report(report),
                  stdout=stdout, stderr=stderr, value=report.result,
                  output_dir=root if files else (output_dir if caller_output_dir else None),
                  _tmp=keep)

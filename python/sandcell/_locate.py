@@ -56,6 +56,8 @@ class Features:
     quiet: bool
     #: Cell mode: the ``--cell`` flag / request field (docs/report.md).
     cell: bool
+    #: Datasets: the ``--dataset`` option / the inputs' ``dataset`` field.
+    dataset: bool = False
 
 
 _cache: Dict[Tuple[str, int, int], Features] = {}
@@ -78,7 +80,8 @@ def features(cli: str) -> Features:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SandboxError("%s --help: %s" % (cli, e)) from None
     text = p.stdout.decode("utf-8", "replace")
-    f = Features(quiet=_has_option(text, "--quiet"), cell=_has_option(text, "--cell"))
+    f = Features(quiet=_has_option(text, "--quiet"), cell=_has_option(text, "--cell"),
+                 dataset=_has_option(text, "--dataset"))
     with _lock:
         _cache[key] = f
     return f

@@ -145,6 +145,7 @@ class Result:
     #: The host directory holding ``files`` (None when nothing was collected).
     output_dir: Optional[str]
     _tmp: Optional[TempDir] = field(default=None, repr=False, compare=False)
+    dataset_errors: Dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

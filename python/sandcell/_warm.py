@@ -38,7 +38,7 @@ REQUEST_MAX = 80 << 20
 _HDR = struct.Struct("<I")
 
 
-def build_request(spec: RunSpec, output_dir: str, extra_inputs: "list[tuple[str, str]]",
+def build_request(spec: RunSpec, output_dir: str, dataset_inputs: "list[tuple[str, str]]",
                   cgroup_parent: Optional[str]) -> Dict[str, object]:
     req: Dict[str, object] = {
         "v": 1,
@@ -46,7 +46,8 @@ def build_request(spec: RunSpec, output_dir: str, extra_inputs: "list[tuple[str,
         # As a cold run of the file cell.py: the same tracebacks and argv.
         "code_name": "cell.py",
         "args": list(spec.args),
-        "inputs": [{"name": n, "path": p} for n, p in spec.inputs + extra_inputs],
+        "inputs": [{"name": n, "path": p} for n, p in spec.inputs] +
+                  [{"name": n, "path": p, "dataset": True} for n, p in dataset_inputs],
         "values": spec.values,
         "output_dir": output_dir,
         "python": spec.python or DEFAULT_PYTHON,

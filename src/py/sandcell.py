@@ -6,6 +6,8 @@
     sandcell.output                   # directory whose files are collected
     sandcell.result({"rows": 10})     # publish one value (last call wins)
     sandcell.display(df)              # one notebook output (a MIME bundle)
+    sandcell.datasets["sales"]        # a DataFrame handed in by the caller
+    sandcell.datasets["by_region"] = df   # publish a DataFrame to the caller
 
 result() and display() accept any object and never raise on a value:
 numpy and pandas objects, NaN and infinities, datetimes, Decimals and bytes
@@ -27,7 +29,7 @@ import os as _os
 import sys as _sys
 import types as _types
 
-__all__ = ["values", "inputs", "output", "result", "display", "set_figure_formats",
+__all__ = ["values", "inputs", "output", "datasets", "result", "display", "set_figure_formats",
            "HTML", "Markdown", "SVG", "Image", "JSON"]
 
 _VALUES_PATH = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "values.json")
@@ -45,18 +47,147 @@ def _load_values():
         return {}
 
 
-def _list_inputs():
-    # type: () -> dict[str, str]
-    root = _os.environ.get("SANDCELL_INPUT_DIR", "/input")
+_INPUT_DIR = _os.environ.get("SANDCELL_INPUT_DIR", "/input")
+
+
+def _list_dir(root):
+    # type: (str) -> dict[str, str]
+    # Input names never start with '.' (the host refuses them): what does
+    # is sandcell's, like .datasets.
     try:
-        return {name: _os.path.join(root, name) for name in sorted(_os.listdir(root))}
+        return {name: _os.path.join(root, name) for name in sorted(_os.listdir(root))
+                if not name.startswith(".")}
     except OSError:
         return {}
 
 
 values = _types.MappingProxyType(_load_values())
-inputs = _types.MappingProxyType(_list_inputs())
+inputs = _types.MappingProxyType(_list_dir(_INPUT_DIR))
 output = _os.environ.get("SANDCELL_OUTPUT_DIR", "/output")
+
+# Names as the host checks them (src/lib/parse.c, check_name).
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_NAME_MAX = 255
+
+
+class Datasets(object):
+    """sandcell.datasets: pandas DataFrames in and out of the run.
+
+        df = sandcell.datasets["sales"]        # handed in by the caller
+        sandcell.datasets["by_region"] = out   # published to the caller
+        "sales" in sandcell.datasets, list(sandcell.datasets), len(...)
+        del sandcell.datasets["by_region"]     # withdraws a publication
+
+    A dataset crosses the boundary as a frame archive (docs/datasets.md):
+    typed and columnar, so dtypes, NaN/NaT, categoricals, time zones and
+    the index come back exactly.  One handed in is read (and checked) on
+    first access, then the same object is returned.  Publishing writes the
+    archive at once to /output/datasets/NAME.scf, so it counts against the
+    run's disk and output limits and is kept even if the run is stopped
+    later; changing the DataFrame afterwards changes nothing published
+    (assign it again).  A DataFrame the format cannot carry raises
+    TypeError or ValueError naming the column, and nothing is written.
+    Names: letters, digits, '.', '_', '-', not starting with '.' or '-'."""
+
+    def __init__(self, given_dir, out_dir):
+        # type: (str, str) -> None
+        self._given = _list_dir(given_dir)
+        self._out_dir = out_dir
+        self._loaded = {}  # type: dict[str, object]
+        self._published = {}  # type: dict[str, object]
+
+    @staticmethod
+    def _check(name):
+        # type: (object) -> str
+        if not isinstance(name, str):
+            raise TypeError("dataset names are str, not %s" % type(name).__name__)
+        if not name or len(name.encode("utf-8")) > _NAME_MAX or name in (".", "..") or \
+                name[0] in ".-" or not _NAME_CHARS.issuperset(name):
+            raise ValueError("dataset name %r: letters, digits, '.', '_', '-' only, at most "
+                             "%d bytes, not starting with '.' or '-'" % (name, _NAME_MAX))
+        return name
+
+    def __getitem__(self, name):
+        # type: (str) -> object
+        if name in self._published:
+            return self._published[name]
+        if name in self._loaded:
+            return self._loaded[name]
+        if name not in self._given:
+            raise KeyError("no dataset %r (handed in: %s)" % (
+                name, ", ".join(sorted(self._given)) or "none"))
+        import sandcell_frames
+        df = sandcell_frames.load(self._given[name])
+        self._loaded[name] = df
+        return df
+
+    def __setitem__(self, name, df):
+        # type: (str, object) -> None
+        self._check(name)
+        import sandcell_frames
+        data = sandcell_frames.dumps(df)  # checks everything before a byte is written
+        d = _os.path.join(self._out_dir, "datasets")
+        _os.makedirs(d, exist_ok=True)
+        path = _os.path.join(d, name + sandcell_frames.MEDIA_SUFFIX)
+        tmp = _os.path.join(d, "." + name + ".tmp")
+        # Written aside and renamed: a run stopped mid-write leaves the
+        # earlier version or nothing, never a torn archive under the name.
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            _os.replace(tmp, path)
+        except BaseException:
+            try:
+                _os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        self._published[name] = df
+
+    def __delitem__(self, name):
+        # type: (str) -> None
+        if name not in self._published:
+            raise KeyError("dataset %r was not published by this run" % (name,))
+        import sandcell_frames
+        _os.unlink(_os.path.join(self._out_dir, "datasets", name + sandcell_frames.MEDIA_SUFFIX))
+        del self._published[name]
+
+    def __contains__(self, name):
+        # type: (object) -> bool
+        return name in self._published or name in self._given
+
+    def __iter__(self):
+        # type: () -> object
+        return iter(self.keys())
+
+    def __len__(self):
+        # type: () -> int
+        return len(self.keys())
+
+    def keys(self):
+        # type: () -> list[str]
+        return sorted(set(self._given) | set(self._published))
+
+    def given(self):
+        # type: () -> list[str]
+        """Names of the datasets the caller handed in."""
+        return sorted(self._given)
+
+    def published(self):
+        # type: () -> list[str]
+        """Names of the datasets this run has published."""
+        return sorted(self._published)
+
+    def get(self, name, default=None):
+        # type: (str, object) -> object
+        return self[name] if name in self else default
+
+    def __repr__(self):
+        # type: () -> str
+        return "<sandcell.datasets given=%r published=%r>" % (self.given(), self.published())
+
+
+datasets = Datasets(_os.path.join(_INPUT_DIR, ".datasets"), output)
 
 
 def _io():

@@ -314,13 +314,6 @@ def test_cell_mode_outputs_error_and_location(runner, no_leftover_dirs):
     assert [o["name"] for o in res.outputs] == ["stdout", "stderr"]
 
 
-def test_datasets_need_the_codec(runner, no_leftover_dirs):
-    with pytest.raises(sandcell.BadRequest, match="codec"):
-        runner("pass", datasets={"sales": object()})
-    with pytest.raises(sandcell.BadRequest, match="dataset"):
-        runner("pass", datasets={"../x": object()})
-
-
 def test_run_with_server_argument(server, no_leftover_dirs):
     """sandcell.run(server=...) takes a socket path or a Server."""
     r1 = sandcell.run("print('via path')", server=server.socket)

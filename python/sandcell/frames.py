@@ -1,0 +1,1 @@
+../../src/py/sandcell_frames.py
