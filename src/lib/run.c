@@ -75,15 +75,39 @@ static int validate(const struct sandcell_config *cfg, struct sandcell_error *er
 		return sc_err(err, EINVAL, "the result and cell output limits are at most %u MiB",
 			      SC_CELL_BYTES_MAX >> 20);
 	for (i = 0; i < cfg->n_inputs; i++) {
-		if (sandcell_check_name(cfg->inputs[i].name, err) < 0)
-			return -1;
+		const struct sandcell_input *in = &cfg->inputs[i];
+		const char *kind = sc_input_is_dataset(in) ? "dataset" : "input";
+		struct stat st;
+
+		/* A flag this library does not know would be silently shown
+		 * as something else: refuse it. */
+		if (in->flags & ~(unsigned)SANDCELL_INPUT_DATASET)
+			return sc_err(err, EINVAL, "input '%s': unknown flags 0x%x", in->name,
+				      in->flags);
+		if (sandcell_check_name(in->name, err) < 0)
+			return sc_input_is_dataset(in) ? sc_err_wrap(err, "dataset") : -1;
+		/* Datasets live in /input/.datasets, inputs in /input: a
+		 * name is unique within its own kind only. */
 		for (j = 0; j < i; j++)
-			if (strcmp(cfg->inputs[i].name, cfg->inputs[j].name) == 0)
-				return sc_err(err, EINVAL, "input '%s' given twice",
-					      cfg->inputs[i].name);
-		if (access(cfg->inputs[i].path, R_OK) < 0)
-			return sc_err(err, errno, "input '%s' (%s)", cfg->inputs[i].name,
-				      cfg->inputs[i].path);
+			if (cfg->inputs[j].flags == in->flags &&
+			    strcmp(in->name, cfg->inputs[j].name) == 0)
+				return sc_err(err, EINVAL, "%s '%s' given twice", kind, in->name);
+		if (access(in->path, R_OK) < 0)
+			return sc_err(err, errno, "%s '%s' (%s)", kind, in->name, in->path);
+		/* Checked again on the descriptor the mount is made from
+		 * (sc_mounts_open_sources), where a swap cannot follow. */
+		if (sc_input_is_dataset(in)) {
+			if (stat(in->path, &st) < 0)
+				return sc_err(err, errno, "dataset '%s' (%s)", in->name, in->path);
+			if (!S_ISREG(st.st_mode)) {
+				/* Code 0: strerror's "Invalid argument" adds nothing. */
+				sc_err(err, 0, "dataset '%s' (%s): not a regular file (a dataset "
+				       "is one frame archive)", in->name, in->path);
+				if (err)
+					err->code = EINVAL;
+				return -1;
+			}
+		}
 	}
 	if (cfg->values_json) {
 		json_t *v = NULL;
@@ -858,8 +882,8 @@ static void remove_workdir(struct run *rn)
 }
 
 /* Reduced mode's private directory: tmp/ and output/ (writable), code/,
- * .sandcell/ and input/ (symlinks to the host inputs, which Landlock
- * allows read-only). */
+ * .sandcell/ and input/ (symlinks to the host inputs, and in
+ * input/.datasets/ to the datasets, which Landlock allows read-only). */
 static int make_workdir(struct run *rn, const char *code_name, struct sandcell_error *err)
 {
 	const struct sandcell_config *cfg = rn->cfg;
@@ -898,17 +922,27 @@ static int make_workdir(struct run *rn, const char *code_name, struct sandcell_e
 		}
 	}
 	sub = openat(fd, "input", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (i = 0; sub >= 0 && i < cfg->n_inputs; i++) {
-		char real[PATH_MAX];
-		if (realpath(cfg->inputs[i].path, real) == NULL ||
-		    symlinkat(real, sub, cfg->inputs[i].name) < 0) {
+	if (sub < 0) {
+		close(fd);
+		return sc_err(err, errno, "reduced mode: private directory layout");
+	}
+	for (i = 0; i < cfg->n_inputs; i++) {
+		const struct sandcell_input *in = &cfg->inputs[i];
+		char real[PATH_MAX], link[PATH_MAX];
+
+		/* Datasets as in full mode: input/.datasets/NAME. */
+		snprintf(link, sizeof(link), "%s%s", sc_input_is_dataset(in) ? SC_DATASETS_DIR "/" : "",
+			 in->name);
+		if ((sc_input_is_dataset(in) && mkdirat(sub, SC_DATASETS_DIR, 0700) < 0 &&
+		     errno != EEXIST) ||
+		    realpath(in->path, real) == NULL || symlinkat(real, sub, link) < 0) {
 			close(sub);
 			close(fd);
-			return sc_err(err, errno, "reduced mode: input '%s'", cfg->inputs[i].name);
+			return sc_err(err, errno, "reduced mode: %s '%s'",
+				      sc_input_is_dataset(in) ? "dataset" : "input", in->name);
 		}
 	}
-	if (sub >= 0)
-		close(sub);
+	close(sub);
 	rn->scratch_fd = fd;
 	return 0;
 }

@@ -48,8 +48,11 @@ def _load_values():
 def _list_inputs():
     # type: () -> dict[str, str]
     root = _os.environ.get("SANDCELL_INPUT_DIR", "/input")
+    # No input name starts with '.': such entries are sandcell's own
+    # (.datasets holds the datasets), not inputs.
     try:
-        return {name: _os.path.join(root, name) for name in sorted(_os.listdir(root))}
+        return {name: _os.path.join(root, name) for name in sorted(_os.listdir(root))
+                if not name.startswith(".")}
     except OSError:
         return {}
 
