@@ -955,6 +955,9 @@ struct prep {
 	int runtime_fds[SC_MAX_RUNTIME];
 	size_t n_runtime;
 	int *input_fds;
+	/* Reduced mode: each input's Landlock path, its symlink in the
+	 * private directory (absolute, and the very target the code opens). */
+	char (*input_ro)[PATH_MAX];
 	struct sc_landlock_info ll;
 	struct sc_ids ids;
 };
@@ -1042,8 +1045,16 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		ro[n_ro++] = env_buf[2];
 		ro[n_ro++] = env_buf[3];
 		ro[n_ro++] = env_buf[4];
-		for (i = 0; i < cfg->n_inputs && n_ro < 40; i++)
-			ro[n_ro++] = cfg->inputs[i].path;
+		/* The symlinks make_workdir() made, not the caller's paths:
+		 * a relative path would resolve against the private directory
+		 * the child runs in, and Landlock skips a path it cannot
+		 * find, leaving the input unreadable. */
+		for (i = 0; i < cfg->n_inputs && n_ro < 40; i++) {
+			snprintf(pp->input_ro[i], sizeof(pp->input_ro[i]), "%s/input/%s%s", rn->workdir,
+				 sc_input_is_dataset(&cfg->inputs[i]) ? SC_DATASETS_DIR "/" : "",
+				 cfg->inputs[i].name);
+			ro[n_ro++] = pp->input_ro[i];
+		}
 		for (i = 0; i < sizeof(etc_ro) / sizeof(etc_ro[0]); i++)
 			ro[n_ro++] = etc_ro[i];
 		rw[n_rw++] = env_buf[5];
@@ -1377,7 +1388,10 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		return sc_err(err, E2BIG, "too many arguments (max 256)");
 	pp = calloc(1, sizeof(*pp));
 	r = calloc(1, sizeof(*r));
-	if (pp == NULL || r == NULL || (pp->input_fds = calloc(cfg->n_inputs + 1, sizeof(int))) == NULL) {
+	if (pp == NULL || r == NULL || (pp->input_fds = calloc(cfg->n_inputs + 1, sizeof(int))) == NULL ||
+	    (pp->input_ro = calloc(cfg->n_inputs + 1, sizeof(*pp->input_ro))) == NULL) {
+		if (pp)
+			free(pp->input_fds);
 		free(pp);
 		free(r);
 		return sc_err(err, ENOMEM, "sandcell_run");
@@ -1551,12 +1565,14 @@ finish:
 	}
 	sc_userns_release_ids(&pp->ids);
 	free(pp->input_fds);
+	free(pp->input_ro);
 	free(pp);
 	*out = r;
 	return 0;
 usage_fail:
 	close_fd(&rn.out_dirfd);
 	free(pp->input_fds);
+	free(pp->input_ro);
 	free(pp);
 	free(r);
 	return -1;
