@@ -4,9 +4,11 @@ each is a read-only regular file at $SANDCELL_INPUT_DIR/.datasets/NAME
 way inputs are (a per-run read-only overlay, nosuid, nodev, noexec), never
 listed in sandcell.inputs; a dataset and an input may share a name; a
 bad name, a directory, a missing file or a name given twice is a usage
-error.  Cold, through a warm server of the test's own, and in reduced
-mode.  The bytes are opaque to sandcell (docs/datasets.md is the format
-the Python side reads), so arbitrary bytes stand in for an archive."""
+error.  Cold and in reduced mode here; through a warm server of the
+test's own in tests/warm/test_warm_datasets.py (and this whole module
+through one with tests/warm/run-warm.sh).  The bytes are opaque to
+sandcell (docs/datasets.md is the format the Python side reads), so
+arbitrary bytes stand in for an archive."""
 import hashlib
 import json
 import os
@@ -15,7 +17,7 @@ import stat
 
 import pytest
 
-from harness import BIN, EXIT_USAGE, SERVER, WarmServer, load_report, run_cmd, without_userns
+from harness import BIN, EXIT_USAGE, SERVER, load_report, run_cmd, without_userns
 from .test_usage_errors import check_usage_error
 
 # Every byte value, so that nothing on the way may treat the file as text.
@@ -196,58 +198,6 @@ def test_dataset_usage_errors(sandcell, tmp_path, case):
 def test_help_names_dataset():
     run = run_cmd([BIN, "--help"], stdin=None)
     assert run.rc == 0 and "--dataset NAME=FILE" in run.out and "/input/.datasets/NAME" in run.out
-
-
-# ------------------------------------------------------------------ warm
-
-@pytest.fixture(scope="module")
-def warm():
-    srv = WarmServer(["--slots", "2"])
-    yield srv
-    srv.stop()
-
-
-def warm_run(srv, tmp_path, opts, code):
-    rpath = tmp_path / "warm-report.json"
-    if rpath.exists():
-        rpath.unlink()
-    cmd = srv.cmdline(code=code, opts=opts, report=str(rpath))
-    run = run_cmd(cmd, stdin=None, timeout=90)
-    run.report = load_report(rpath)
-    return run
-
-
-def test_warm_dataset_read_only_and_shares_a_name(warm, tmp_path):
-    a, b = make_datasets(tmp_path)
-    csv = tmp_path / "in.csv"
-    csv.write_text("k\n1\n")
-    run = warm_run(warm, tmp_path, ["--dataset", "sales=%s" % a, "--dataset", "other=%s" % b,
-                                    "--input", "sales=%s" % csv], PROBE)
-    assert run.report and run.report["status"] == "ok", run
-    got = probe_of(run)
-    assert got["seen"]["sales"]["sha"] == sha(BLOB)
-    assert got["seen"]["other"]["sha"] == sha(b"second dataset\n")
-    check_read_only(got, ["sales", "other"])
-    assert got["inputs"] == ["sales"] and got["root_list"] == [".datasets", "sales"], got
-    check_host_unchanged(a, BLOB, 0o666)
-
-
-def test_warm_dataset_relative_path_is_made_absolute(warm, tmp_path):
-    make_datasets(tmp_path)
-    cmd = warm.cmdline(code=PROBE, opts=["--dataset", "sales=sales.scf"])
-    run = run_cmd(cmd, stdin=None, cwd=str(tmp_path), timeout=90)
-    assert probe_of(run)["seen"]["sales"]["sha"] == sha(BLOB)
-
-
-@pytest.mark.parametrize("case", USAGE)
-def test_warm_dataset_usage_errors(warm, tmp_path, case):
-    """The same mistakes through the server: refused, by the client (names,
-    a missing file) or by the server (a duplicate, a directory), with the
-    same status, code and message."""
-    opts, words = usage_cases(tmp_path)[case]
-    run = warm_run(warm, tmp_path, opts, "open('/tmp/x', 'w'); print('ran')")
-    check_usage_error(run, *words)
-    assert warm.alive(), warm.log_text()
 
 
 # --------------------------------------------------------------- reduced
