@@ -75,9 +75,18 @@ struct sandcell_limits {
 	uint64_t cell_output_bytes; /* bytes of one output */
 };
 
+enum {
+	/* A dataset (docs/datasets.md): a frame archive the code reads at
+	 * /input/.datasets/NAME.  The path must be a regular file.  Datasets
+	 * are a namespace of their own: a dataset and a plain input may share
+	 * a name, two datasets may not. */
+	SANDCELL_INPUT_DATASET = 1u << 0,
+};
+
 struct sandcell_input {
 	const char *name; /* appears at /input/NAME, validated */
-	const char *path; /* host file or directory */
+	const char *path; /* host file or directory (a regular file for a dataset) */
+	unsigned flags;	  /* 0: a plain input; SANDCELL_INPUT_DATASET */
 };
 
 enum {

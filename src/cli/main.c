@@ -32,6 +32,8 @@ static const char usage_text[] =
 	"\n"
 	"Inputs and outputs:\n"
 	"  --input NAME=PATH      file or directory, read-only at /input/NAME (repeatable)\n"
+	"  --dataset NAME=FILE    a frame archive (docs/datasets.md), read-only at\n"
+	"                         /input/.datasets/NAME (repeatable; names apart from inputs')\n"
 	"  --stdin FILE           feed FILE to the code's stdin (default: our stdin)\n"
 	"  --value NAME=JSON      sandcell.values[NAME] (repeatable)\n"
 	"  --values FILE.json     a JSON object of values\n"
@@ -215,11 +217,12 @@ enum {
 	OPT_INPUT = 256, OPT_STDIN, OPT_VALUE, OPT_VALUES, OPT_OUTPUT, OPT_REPORT, OPT_WALL,
 	OPT_CPU, OPT_MEMORY, OPT_PIDS, OPT_DISK, OPT_FILES, OPT_STDOUT_LIMIT, OPT_RESULT_LIMIT,
 	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED, OPT_SERVER, OPT_QUIET,
-	OPT_CELL, OPT_CELL_LIMIT, OPT_CELL_OUTPUTS, OPT_CELL_OUTPUT_LIMIT,
+	OPT_CELL, OPT_CELL_LIMIT, OPT_CELL_OUTPUTS, OPT_CELL_OUTPUT_LIMIT, OPT_DATASET,
 };
 
 static const struct option long_opts[] = {
 	{ "input", required_argument, NULL, OPT_INPUT },
+	{ "dataset", required_argument, NULL, OPT_DATASET },
 	{ "stdin", required_argument, NULL, OPT_STDIN },
 	{ "value", required_argument, NULL, OPT_VALUE },
 	{ "values", required_argument, NULL, OPT_VALUES },
@@ -332,7 +335,9 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 	for (i = 0; i < n_inputs; i++) {
 		char *real = realpath(inputs[i].path, NULL);
 		if (real == NULL)
-			die_usage("input '%s' (%s): %s", inputs[i].name, inputs[i].path, strerror(errno));
+			die_usage("%s '%s' (%s): %s",
+				  inputs[i].flags & SANDCELL_INPUT_DATASET ? "dataset" : "input",
+				  inputs[i].name, inputs[i].path, strerror(errno));
 		inputs[i].path = real;
 	}
 	if (cfg->output_dir)
@@ -424,16 +429,23 @@ static int cmd_run(int argc, char **argv)
 		case 'c': inline_code = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case OPT_INPUT:
-			split_eq("--input", optarg, &name, &val);
+		case OPT_DATASET: {
+			const char *opt = c == OPT_INPUT ? "--input" : "--dataset";
+			split_eq(opt, optarg, &name, &val);
 			if (sandcell_check_name(name, &e) < 0)
-				die_usage("--input: %s", e.msg);
+				die_usage("%s: %s", opt, e.msg);
 			inputs = realloc(inputs, (n_inputs + 1) * sizeof(*inputs));
 			if (inputs == NULL)
 				die_usage("out of memory");
 			inputs[n_inputs].name = name;
 			inputs[n_inputs].path = val;
+			/* Duplicates and a dataset that is not a regular file
+			 * are refused by the library (validate()), cold or on
+			 * the server. */
+			inputs[n_inputs].flags = c == OPT_DATASET ? SANDCELL_INPUT_DATASET : 0;
 			n_inputs++;
 			break;
+		}
 		case OPT_STDIN: stdin_file = optarg; break;
 		case OPT_VALUE:
 			split_eq("--value", optarg, &name, &val);

@@ -739,6 +739,7 @@ static void check_g2(struct st *s)
 	}
 	in.name = "in.txt";
 	in.path = input;
+	in.flags = 0;
 	base_config(s, &cfg, py_writes, args, 1);
 	cfg.inputs = &in;
 	cfg.n_inputs = 1;

@@ -244,6 +244,13 @@ int sc_userns_set_limits(struct sandcell_error *err);
 #define SC_SANDBOX_GID 1000
 
 /* ---- mounts.c ---- */
+/* Datasets (SANDCELL_INPUT_DATASET) appear at /input/.datasets/NAME: an
+ * input name never starts with '.', so no input can take this place. */
+#define SC_DATASETS_DIR ".datasets"
+static inline bool sc_input_is_dataset(const struct sandcell_input *in)
+{
+	return (in->flags & SANDCELL_INPUT_DATASET) != 0;
+}
 struct sc_mount_plan {
 	const char *python;	     /* interpreter path (host == sandbox path) */
 	const char *const *runtime;  /* host dirs bound read-only at the same path */

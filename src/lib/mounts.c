@@ -8,6 +8,7 @@
  *                               kallsyms, sysrq; only this pid namespace)
  *   /code, /.sandcell           the code and the sandcell module, read-only
  *   /input/NAME                 read-only, nosuid, nodev, noexec
+ *   /input/.datasets/NAME       datasets (regular files only), the same
  *   /tmp, /output, /dev/shm     one size- and inode-capped tmpfs (noexec)
  * The old root is detached after pivot_root, so no path leads back out.
  *
@@ -400,10 +401,22 @@ int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 			return sc_err(err, errno, "runtime %s", p->runtime[i]);
 	}
 	for (i = 0; i < p->n_inputs; i++) {
-		p->input_fds[i] = open(p->inputs[i].path, O_PATH | O_CLOEXEC);
+		const struct sandcell_input *in = &p->inputs[i];
+		const char *kind = sc_input_is_dataset(in) ? "dataset" : "input";
+		struct stat st;
+
+		p->input_fds[i] = open(in->path, O_PATH | O_CLOEXEC);
 		if (p->input_fds[i] < 0)
-			return sc_err(err, errno, "input '%s' (%s)", p->inputs[i].name,
-				      p->inputs[i].path);
+			return sc_err(err, errno, "%s '%s' (%s)", kind, in->name, in->path);
+		/* validate() looked at the path; this is the object that is
+		 * mounted, so the check that counts is made on it. */
+		if (sc_input_is_dataset(in)) {
+			if (fstat(p->input_fds[i], &st) < 0)
+				return sc_err(err, errno, "dataset '%s' (%s)", in->name, in->path);
+			if (!S_ISREG(st.st_mode))
+				return sc_err(err, EINVAL, "dataset '%s' (%s): not a regular file",
+					      in->name, in->path);
+		}
 	}
 	if (!sc_hook_on(SC_HOOK_SHARED_INODES) && (empty = empty_layer(err)) < 0)
 		return -1;
@@ -411,7 +424,8 @@ int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 		if (private_src(p->runtime_fds[i], empty, 0, p->runtime[i], &p->priv[i], err) < 0)
 			goto out;
 	for (i = 0; i < p->n_inputs; i++) {
-		snprintf(what, sizeof(what), "input '%s'", p->inputs[i].name);
+		snprintf(what, sizeof(what), "%s '%s'",
+			 sc_input_is_dataset(&p->inputs[i]) ? "dataset" : "input", p->inputs[i].name);
 		if (private_src(p->input_fds[i], empty, MOUNT_ATTR_NOEXEC, what,
 				&p->priv[p->n_runtime + i], err) < 0)
 			goto out;
@@ -709,16 +723,29 @@ static int setup_runtime(const struct sc_mount_plan *p, struct sandcell_error *e
 	return 0;
 }
 
+/* Inputs at input/NAME, datasets at input/.datasets/NAME: the directory is
+ * made here, in the root tmpfs, only when there is a dataset, and becomes
+ * read-only with the root. */
 static int setup_inputs(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
-	char dst[PATH_MAX];
+	char dst[PATH_MAX], what[PATH_MAX + 16];
 	size_t i;
 
 	if (mkdirs("input", 0755, err) < 0)
 		return -1;
 	for (i = 0; i < p->n_inputs; i++) {
-		snprintf(dst, sizeof(dst), "input/%s", p->inputs[i].name);
-		if (attach_src(&p->priv[p->n_runtime + i], dst, MS_NOEXEC, p->inputs[i].name, err) < 0)
+		const struct sandcell_input *in = &p->inputs[i];
+
+		if (sc_input_is_dataset(in)) {
+			if (mkdirs("input/" SC_DATASETS_DIR, 0755, err) < 0)
+				return -1;
+			snprintf(dst, sizeof(dst), "input/" SC_DATASETS_DIR "/%s", in->name);
+			snprintf(what, sizeof(what), "dataset '%s'", in->name);
+		} else {
+			snprintf(dst, sizeof(dst), "input/%s", in->name);
+			snprintf(what, sizeof(what), "input '%s'", in->name);
+		}
+		if (attach_src(&p->priv[p->n_runtime + i], dst, MS_NOEXEC, what, err) < 0)
 			return -1;
 	}
 	return 0;

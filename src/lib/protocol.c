@@ -73,9 +73,22 @@ char *sc_request_build(const struct sandcell_config *cfg)
 	for (i = 0; i < cfg->n_args; i++)
 		json_array_append_new(args, json_string(cfg->args[i]));
 	json_object_set_new(r, "args", args);
-	for (i = 0; i < cfg->n_inputs; i++)
-		json_array_append_new(in, json_pack("{s:s,s:s}", "name", cfg->inputs[i].name, "path",
-						    cfg->inputs[i].path));
+	for (i = 0; i < cfg->n_inputs; i++) {
+		json_t *o = json_pack("{s:s,s:s}", "name", cfg->inputs[i].name, "path",
+				      cfg->inputs[i].path);
+		/* Only when set: a plain input stays readable by servers that
+		 * predate datasets.  Any other flag cannot be sent: the request
+		 * is not built rather than sent without it. */
+		if (cfg->inputs[i].flags & ~(unsigned)SANDCELL_INPUT_DATASET)
+			complete = false;
+		/* A name or path that is not UTF-8: the entry would be left
+		 * out of the array, and the run would lack it without a word. */
+		if (o == NULL)
+			complete = false;
+		if (o != NULL && (cfg->inputs[i].flags & SANDCELL_INPUT_DATASET))
+			json_object_set_new(o, "dataset", json_true());
+		json_array_append_new(in, o);
+	}
 	json_object_set_new(r, "inputs", in);
 	if (cfg->values_json)
 		vals = json_loads(cfg->values_json, JSON_REJECT_DUPLICATES, NULL);
@@ -248,21 +261,31 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 		goto fail;
 	}
 	for (i = 0; i < json_array_size(v); i++) {
-		json_t *o = json_array_get(v, i), *n, *p;
-		if (!json_is_object(o) || json_object_size(o) != 2 ||
+		json_t *o = json_array_get(v, i), *n, *p, *d = NULL;
+		/* "dataset" is optional (added within protocol v1): with
+		 * name and path it makes three keys, and no other key. */
+		if (json_is_object(o))
+			d = json_object_get(o, "dataset");
+		if (!json_is_object(o) || json_object_size(o) != (d != NULL ? 3u : 2u) ||
 		    !json_is_string(n = json_object_get(o, "name")) ||
 		    !json_is_string(p = json_object_get(o, "path")) ||
 		    json_string_value(p)[0] != '/' ||
 		    strlen(json_string_value(p)) != json_string_length(p)) {
-			rc = bad(err, "each input must be {\"name\": NAME, \"path\": ABSOLUTE PATH}");
+			rc = bad(err, "each input must be {\"name\": NAME, \"path\": ABSOLUTE PATH} "
+				 "with an optional \"dataset\": BOOLEAN");
+			goto fail;
+		}
+		if (d != NULL && !json_is_boolean(d)) {
+			rc = bad(err, "an input's 'dataset' must be a boolean");
 			goto fail;
 		}
 		if (sandcell_check_name(json_string_value(n), err) < 0) {
-			rc = sc_err_wrap(err, "request: input");
+			rc = sc_err_wrap(err, json_is_true(d) ? "request: dataset" : "request: input");
 			goto fail;
 		}
 		q->inputs[i].name = json_string_value(n);
 		q->inputs[i].path = json_string_value(p);
+		q->inputs[i].flags = json_is_true(d) ? SANDCELL_INPUT_DATASET : 0;
 	}
 	q->cfg.inputs = q->inputs;
 	q->cfg.n_inputs = json_array_size(v);
@@ -578,7 +601,8 @@ int sandcell_run_remote(const char *socket_path, const struct sandcell_config *c
 	strcpy(sa.sun_path, socket_path);
 	req = sc_request_build(cfg);
 	if (req == NULL)
-		return sc_err(err, EINVAL, "cannot encode the request (names, paths and code must be UTF-8)");
+		return sc_err(err, EINVAL, "cannot encode the request (names, paths and code must be "
+				   "UTF-8, input flags known)");
 	if (fds[0] < 0) {
 		nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		fds[0] = nullfd;

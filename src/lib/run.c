@@ -75,15 +75,39 @@ static int validate(const struct sandcell_config *cfg, struct sandcell_error *er
 		return sc_err(err, EINVAL, "the result and cell output limits are at most %u MiB",
 			      SC_CELL_BYTES_MAX >> 20);
 	for (i = 0; i < cfg->n_inputs; i++) {
-		if (sandcell_check_name(cfg->inputs[i].name, err) < 0)
-			return -1;
+		const struct sandcell_input *in = &cfg->inputs[i];
+		const char *kind = sc_input_is_dataset(in) ? "dataset" : "input";
+		struct stat st;
+
+		/* A flag this library does not know would be silently shown
+		 * as something else: refuse it. */
+		if (in->flags & ~(unsigned)SANDCELL_INPUT_DATASET)
+			return sc_err(err, EINVAL, "input '%s': unknown flags 0x%x", in->name,
+				      in->flags);
+		if (sandcell_check_name(in->name, err) < 0)
+			return sc_input_is_dataset(in) ? sc_err_wrap(err, "dataset") : -1;
+		/* Datasets live in /input/.datasets, inputs in /input: a
+		 * name is unique within its own kind only. */
 		for (j = 0; j < i; j++)
-			if (strcmp(cfg->inputs[i].name, cfg->inputs[j].name) == 0)
-				return sc_err(err, EINVAL, "input '%s' given twice",
-					      cfg->inputs[i].name);
-		if (access(cfg->inputs[i].path, R_OK) < 0)
-			return sc_err(err, errno, "input '%s' (%s)", cfg->inputs[i].name,
-				      cfg->inputs[i].path);
+			if (cfg->inputs[j].flags == in->flags &&
+			    strcmp(in->name, cfg->inputs[j].name) == 0)
+				return sc_err(err, EINVAL, "%s '%s' given twice", kind, in->name);
+		if (access(in->path, R_OK) < 0)
+			return sc_err(err, errno, "%s '%s' (%s)", kind, in->name, in->path);
+		/* Checked again on the descriptor the mount is made from
+		 * (sc_mounts_open_sources), where a swap cannot follow. */
+		if (sc_input_is_dataset(in)) {
+			if (stat(in->path, &st) < 0)
+				return sc_err(err, errno, "dataset '%s' (%s)", in->name, in->path);
+			if (!S_ISREG(st.st_mode)) {
+				/* Code 0: strerror's "Invalid argument" adds nothing. */
+				sc_err(err, 0, "dataset '%s' (%s): not a regular file (a dataset "
+				       "is one frame archive)", in->name, in->path);
+				if (err)
+					err->code = EINVAL;
+				return -1;
+			}
+		}
 	}
 	if (cfg->values_json) {
 		json_t *v = NULL;
@@ -858,8 +882,8 @@ static void remove_workdir(struct run *rn)
 }
 
 /* Reduced mode's private directory: tmp/ and output/ (writable), code/,
- * .sandcell/ and input/ (symlinks to the host inputs, which Landlock
- * allows read-only). */
+ * .sandcell/ and input/ (symlinks to the host inputs, and in
+ * input/.datasets/ to the datasets, which Landlock allows read-only). */
 static int make_workdir(struct run *rn, const char *code_name, struct sandcell_error *err)
 {
 	const struct sandcell_config *cfg = rn->cfg;
@@ -898,17 +922,27 @@ static int make_workdir(struct run *rn, const char *code_name, struct sandcell_e
 		}
 	}
 	sub = openat(fd, "input", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (i = 0; sub >= 0 && i < cfg->n_inputs; i++) {
-		char real[PATH_MAX];
-		if (realpath(cfg->inputs[i].path, real) == NULL ||
-		    symlinkat(real, sub, cfg->inputs[i].name) < 0) {
+	if (sub < 0) {
+		close(fd);
+		return sc_err(err, errno, "reduced mode: private directory layout");
+	}
+	for (i = 0; i < cfg->n_inputs; i++) {
+		const struct sandcell_input *in = &cfg->inputs[i];
+		char real[PATH_MAX], link[PATH_MAX];
+
+		/* Datasets as in full mode: input/.datasets/NAME. */
+		snprintf(link, sizeof(link), "%s%s", sc_input_is_dataset(in) ? SC_DATASETS_DIR "/" : "",
+			 in->name);
+		if ((sc_input_is_dataset(in) && mkdirat(sub, SC_DATASETS_DIR, 0700) < 0 &&
+		     errno != EEXIST) ||
+		    realpath(in->path, real) == NULL || symlinkat(real, sub, link) < 0) {
 			close(sub);
 			close(fd);
-			return sc_err(err, errno, "reduced mode: input '%s'", cfg->inputs[i].name);
+			return sc_err(err, errno, "reduced mode: %s '%s'",
+				      sc_input_is_dataset(in) ? "dataset" : "input", in->name);
 		}
 	}
-	if (sub >= 0)
-		close(sub);
+	close(sub);
 	rn->scratch_fd = fd;
 	return 0;
 }
@@ -921,6 +955,9 @@ struct prep {
 	int runtime_fds[SC_MAX_RUNTIME];
 	size_t n_runtime;
 	int *input_fds;
+	/* Reduced mode: each input's Landlock path, its symlink in the
+	 * private directory (absolute, and the very target the code opens). */
+	char (*input_ro)[PATH_MAX];
 	struct sc_landlock_info ll;
 	struct sc_ids ids;
 };
@@ -1008,8 +1045,16 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		ro[n_ro++] = env_buf[2];
 		ro[n_ro++] = env_buf[3];
 		ro[n_ro++] = env_buf[4];
-		for (i = 0; i < cfg->n_inputs && n_ro < 40; i++)
-			ro[n_ro++] = cfg->inputs[i].path;
+		/* The symlinks make_workdir() made, not the caller's paths:
+		 * a relative path would resolve against the private directory
+		 * the child runs in, and Landlock skips a path it cannot
+		 * find, leaving the input unreadable. */
+		for (i = 0; i < cfg->n_inputs && n_ro < 40; i++) {
+			snprintf(pp->input_ro[i], sizeof(pp->input_ro[i]), "%s/input/%s%s", rn->workdir,
+				 sc_input_is_dataset(&cfg->inputs[i]) ? SC_DATASETS_DIR "/" : "",
+				 cfg->inputs[i].name);
+			ro[n_ro++] = pp->input_ro[i];
+		}
 		for (i = 0; i < sizeof(etc_ro) / sizeof(etc_ro[0]); i++)
 			ro[n_ro++] = etc_ro[i];
 		rw[n_rw++] = env_buf[5];
@@ -1343,7 +1388,10 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		return sc_err(err, E2BIG, "too many arguments (max 256)");
 	pp = calloc(1, sizeof(*pp));
 	r = calloc(1, sizeof(*r));
-	if (pp == NULL || r == NULL || (pp->input_fds = calloc(cfg->n_inputs + 1, sizeof(int))) == NULL) {
+	if (pp == NULL || r == NULL || (pp->input_fds = calloc(cfg->n_inputs + 1, sizeof(int))) == NULL ||
+	    (pp->input_ro = calloc(cfg->n_inputs + 1, sizeof(*pp->input_ro))) == NULL) {
+		if (pp)
+			free(pp->input_fds);
 		free(pp);
 		free(r);
 		return sc_err(err, ENOMEM, "sandcell_run");
@@ -1517,12 +1565,14 @@ finish:
 	}
 	sc_userns_release_ids(&pp->ids);
 	free(pp->input_fds);
+	free(pp->input_ro);
 	free(pp);
 	*out = r;
 	return 0;
 usage_fail:
 	close_fd(&rn.out_dirfd);
 	free(pp->input_fds);
+	free(pp->input_ro);
 	free(pp);
 	free(r);
 	return -1;

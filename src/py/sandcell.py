@@ -67,7 +67,7 @@ output = _os.environ.get("SANDCELL_OUTPUT_DIR", "/output")
 
 # Names as the host checks them (src/lib/parse.c, check_name).
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-_NAME_MAX = 255
+_NAME_MAX = 128
 
 
 class Datasets(object):

@@ -90,6 +90,7 @@ static void check_accepted(const struct sc_request *q)
 	for (i = 0; i < c->n_inputs; i++) {
 		FUZZ_ASSERT(sandcell_check_name(c->inputs[i].name, NULL) == 0);
 		FUZZ_ASSERT(c->inputs[i].path[0] == '/');
+		FUZZ_ASSERT((c->inputs[i].flags & ~(unsigned)SANDCELL_INPUT_DATASET) == 0);
 	}
 	if (c->values_json) {
 		json_t *v = NULL;
@@ -121,6 +122,7 @@ static void check_accepted(const struct sc_request *q)
 	for (i = 0; i < c->n_inputs; i++) {
 		FUZZ_ASSERT(strcmp(q2.cfg.inputs[i].name, c->inputs[i].name) == 0);
 		FUZZ_ASSERT(strcmp(q2.cfg.inputs[i].path, c->inputs[i].path) == 0);
+		FUZZ_ASSERT(q2.cfg.inputs[i].flags == c->inputs[i].flags);
 	}
 	FUZZ_ASSERT(json_text_eq(q2.cfg.values_json, c->values_json));
 	FUZZ_ASSERT(memcmp(&q2.cfg.limits, l, sizeof(*l)) == 0);

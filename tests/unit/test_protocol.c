@@ -2,7 +2,8 @@
  * the header's bytes, in as many writes as the client likes; too many fds,
  * fds with the body, a stall mid-header and a closed peer are refused and
  * leave no fd open.  And the client (sandcell_run_remote): a full report
- * for every outcome, the cancel as a half-close. */
+ * for every outcome, the cancel as a half-close.  And an input's optional
+ * "dataset" field: strict on the way in, sent only when set, round trip. */
 #include "internal.h"
 #include "unit.h"
 
@@ -280,6 +281,109 @@ static void run_remote_outcomes(void)
 	unlink(path);
 }
 
+/* A request around one inputs array (JSON text). */
+static char *request_with_inputs(const char *inputs)
+{
+	static const char fmt[] =
+		"{\"v\":1,\"code\":\"print(1)\",\"code_name\":null,\"args\":[],\"inputs\":%s,"
+		"\"values\":null,\"output_dir\":null,\"python\":\"/usr/bin/python3\","
+		"\"cgroup_parent\":null,\"allow_reduced\":false,\"limits\":{}}";
+	char *out = NULL;
+
+	if (asprintf(&out, fmt, inputs) < 0)
+		abort();
+	return out;
+}
+
+static void parse_inputs(const char *inputs, bool ok, const char *words, struct sc_request *q)
+{
+	struct sandcell_error err = { 0, "" };
+	char *text = request_with_inputs(inputs);
+	int rc = sc_request_parse(text, strlen(text), q, &err);
+
+	free(text);
+	CHECK_EQ_INT(rc, ok ? 0 : -1);
+	if (!ok && (words == NULL || strstr(err.msg, words) == NULL)) {
+		unit_failures++;
+		fprintf(stderr, "FAIL inputs %s: message \"%s\" lacks \"%s\"\n", inputs, err.msg,
+			words ? words : "");
+	}
+}
+
+static void dataset_field(void)
+{
+	static const struct {
+		const char *inputs, *words;
+	} refused[] = {
+		{ "[{\"name\":\"x\",\"path\":\"/a\",\"dataset\":\"true\"}]", "'dataset' must be a boolean" },
+		{ "[{\"name\":\"x\",\"path\":\"/a\",\"dataset\":1}]", "'dataset' must be a boolean" },
+		{ "[{\"name\":\"x\",\"path\":\"/a\",\"dataset\":null}]", "'dataset' must be a boolean" },
+		{ "[{\"name\":\"x\",\"path\":\"/a\",\"dataset\":true,\"mode\":\"rw\"}]", "optional \"dataset\"" },
+		{ "[{\"name\":\"x\",\"path\":\"/a\",\"mode\":\"rw\"}]", "optional \"dataset\"" },
+		{ "[{\"name\":\"x\",\"dataset\":true,\"mode\":\"/a\"}]", "optional \"dataset\"" },
+		{ "[{\"name\":\"x\",\"path\":\"a\",\"dataset\":true}]", "ABSOLUTE PATH" },
+		{ "[{\"name\":\".x\",\"path\":\"/a\",\"dataset\":true}]", "request: dataset: name '.x'" },
+		{ "[{\"name\":\".x\",\"path\":\"/a\"}]", "request: input: name '.x'" },
+	};
+	struct sandcell_input in[3] = {
+		{ "sales", "/srv/sales.scf", SANDCELL_INPUT_DATASET },
+		{ "sales", "/srv/sales.csv", 0 },
+		{ "raw", "/srv/raw", 0 },
+	};
+	struct sandcell_config cfg;
+	struct sc_request q, q2;
+	struct sandcell_error err = { 0, "" };
+	char *text;
+	size_t i;
+
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		parse_inputs(refused[i].inputs, false, refused[i].words, &q);
+		/* A refused request is freed by the parser. */
+		CHECK(q.root == NULL && q.inputs == NULL);
+	}
+
+	parse_inputs("[{\"name\":\"a\",\"path\":\"/a\",\"dataset\":true},"
+		     "{\"name\":\"a\",\"path\":\"/b\",\"dataset\":false},"
+		     "{\"name\":\"b\",\"path\":\"/c\"}]", true, NULL, &q);
+	CHECK_EQ_INT(q.cfg.n_inputs, 3);
+	if (q.cfg.n_inputs == 3) {
+		CHECK_EQ_INT(q.cfg.inputs[0].flags, SANDCELL_INPUT_DATASET);
+		CHECK_EQ_INT(q.cfg.inputs[1].flags, 0);
+		CHECK_EQ_INT(q.cfg.inputs[2].flags, 0);
+		CHECK_STR(q.cfg.inputs[0].path, "/a");
+	}
+	sc_request_free(&q);
+
+	/* What the client sends: "dataset" only on datasets (a server that
+	 * predates them still reads plain inputs), and it parses back. */
+	sandcell_config_init(&cfg);
+	cfg.code = "print(1)";
+	cfg.code_len = 8;
+	cfg.inputs = in;
+	cfg.n_inputs = 3;
+	text = sc_request_build(&cfg);
+	CHECK(text != NULL);
+	if (text == NULL)
+		return;
+	CHECK(strstr(text, "{\"name\":\"sales\",\"path\":\"/srv/sales.scf\",\"dataset\":true}") != NULL);
+	CHECK(strstr(text, "{\"name\":\"sales\",\"path\":\"/srv/sales.csv\"}") != NULL);
+	CHECK(strstr(text, "{\"name\":\"raw\",\"path\":\"/srv/raw\"}") != NULL);
+	CHECK_EQ_INT(sc_request_parse(text, strlen(text), &q2, &err), 0);
+	free(text);
+	CHECK_EQ_INT(q2.cfg.n_inputs, 3);
+	for (i = 0; i < 3 && i < q2.cfg.n_inputs; i++) {
+		CHECK_STR(q2.cfg.inputs[i].name, in[i].name);
+		CHECK_STR(q2.cfg.inputs[i].path, in[i].path);
+		CHECK_EQ_INT(q2.cfg.inputs[i].flags, in[i].flags);
+	}
+	sc_request_free(&q2);
+
+	/* A flag the protocol cannot carry: no request rather than one
+	 * without it. */
+	in[2].flags = 1u << 5;
+	CHECK(sc_request_build(&cfg) == NULL);
+}
+
 int main(void)
 {
 	static const struct plan plans[] = {
@@ -305,5 +409,6 @@ int main(void)
 		run_plan(&plans[i]);
 	fds_with_the_body();
 	run_remote_outcomes();
+	dataset_field();
 	return unit_done("test_protocol");
 }
