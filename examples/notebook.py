@@ -194,7 +194,7 @@ def main() -> int:
           (len(results), took, out))
     # Cells 1 and 2 must succeed with every layer held; cell 3 ends in the
     # NameError it was written to raise, after the sandbox denied the rest.
-    want = [("ok", "ok"), ("ok", "ok"), ("exited", "error")]
+    want = [("ok", "execute_result"), ("ok", "execute_result"), ("exited", "error")]
     got = [(r.status, r.outputs[-1]["output_type"]) for r in results]
     full = all(r.report.isolation.mode == "full" for r in results)
     if got != want or not full:

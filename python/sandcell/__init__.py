@@ -29,8 +29,8 @@ def __getattr__(name: str) -> object:
     # sandcell.frames (the frame archive codec, docs/datasets.md) needs numpy
     # and pandas: imported when first used, not with the package.
     if name == "frames":
-        from . import frames
-        return frames
+        import importlib
+        return importlib.import_module(__name__ + ".frames")
     raise AttributeError("module 'sandcell' has no attribute %r" % name)
 
 __all__ = ["run", "Server", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",

@@ -13,6 +13,7 @@ numpy and pandas are imported only when datasets are used.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
@@ -33,7 +34,7 @@ def datasets_in(datasets: Mapping[str, Any], workdir: str) -> List[Tuple[str, st
     in ``workdir`` (private to this run), paths of archives as given."""
     if not datasets:
         return []
-    from . import frames
+    frames: Any = importlib.import_module(__package__ + ".frames")
     d = os.path.join(workdir, "datasets")
     os.mkdir(d, 0o700)
     out: List[Tuple[str, str]] = []
@@ -62,7 +63,7 @@ def datasets_out(files: Sequence[OutputFile],
     found = [(m.group(1), f) for f in files for m in [_PUBLISHED.match(f.path)] if m]
     if not found:
         return {}, {}
-    from . import frames
+    frames: Any = importlib.import_module(__package__ + ".frames")
     lim = limits if limits is not None else frames.DEFAULT_LIMITS
     loaded: Dict[str, Any] = {}
     errors: Dict[str, str] = {}

@@ -20,6 +20,10 @@ becomes ordered `stream` outputs, matplotlib figures (plt.show() and any
 left open) become images, and display() is a builtin, as in Jupyter.  The
 outputs land in the report's `cell.outputs` (docs/report.md).
 
+sandcell.datasets (class Datasets below) carries pandas DataFrames in and
+out as typed, columnar frame archives (docs/datasets.md): dtypes, NaN/NaT,
+categoricals, time zones and the index come back exactly.
+
 Everything here is plain Python running inside the sandbox: it is a
 convenience, not a security boundary.  The host parses what it sends
 strictly, with size and depth caps.
@@ -29,7 +33,7 @@ import os as _os
 import sys as _sys
 import types as _types
 
-__all__ = ["values", "inputs", "output", "datasets", "result", "display", "set_figure_formats",
+__all__ = ["values", "inputs", "output", "datasets", "Datasets", "result", "display", "set_figure_formats",
            "HTML", "Markdown", "SVG", "Image", "JSON"]
 
 _VALUES_PATH = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "values.json")

@@ -188,3 +188,17 @@ def test_cli_dataset_option_round_trip(tmp_path):
     assert os.listdir(out) == ["datasets"] and os.listdir(out / "datasets") == ["copy.scf"]
     pd.testing.assert_frame_equal(sandcell.frames.load(str(out / "datasets" / "copy.scf")), df,
                                   check_exact=True)
+
+
+def test_help_inside_documents_the_whole_module(runner, no_leftover_dirs):
+    """help(sandcell) works in a run and covers every public name."""
+    code = ("import sandcell, io, contextlib, pydoc\n"
+            "text = pydoc.render_doc(sandcell, renderer=pydoc.plaintext)\n"
+            "missing = [n for n in sandcell.__all__ if n not in text]\n"
+            "print(missing, 'sandcell.datasets[\"by_region\"] = df' in text, len(text) > 3000)\n"
+            "help(sandcell.datasets)\n")
+    with runner(code) as res:
+        assert res.status == "ok", res.stderr
+        first, rest = res.stdout.decode().split("\n", 1)
+        assert first == "[] True True"
+        assert "Help on Datasets in module sandcell" in rest and "published" in rest
