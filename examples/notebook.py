@@ -12,7 +12,6 @@ person can open; a summary of each run goes to summary.json.
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
 import os
@@ -25,7 +24,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 
 import nbformat  # noqa: E402
-import pandas as pd  # noqa: E402
 
 import sandcell  # noqa: E402
 
