@@ -15,7 +15,11 @@ run, medians of REPS repetitions:
 2. host -> sandbox -> host: the host writes the archive, `sandcell run`
    reads it from --input, writes it back into /output, the host reads what
    was collected; beside it the same code run by bare python3 (no
-   sandbox), and bare python3 passing a pickle (the unsafe reference).
+   sandbox), and bare python3 passing a pickle (the unsafe reference);
+3. the same crossing as a platform makes it, through the host client:
+   sandcell.run(code, datasets={"ds": df}) with the code publishing it
+   back (sandcell.datasets["out"] = sandcell.datasets["ds"]), cold and on
+   a warm server, the DataFrame in Result.datasets at the end.
 
 Part 2 needs root (the sandbox's setup as root) and a built sandcell; it is
 skipped with --no-sandbox or when SANDCELL is missing.  Prints a markdown
@@ -167,6 +171,30 @@ def sandbox_bench(df, reps, tmp, sandcell):
     })
 
 
+CLIENT_CODE = "import sandcell\nsandcell.datasets['out'] = sandcell.datasets['ds']\n"
+CLIENT_LIMITS = {"memory": "2G", "disk": "1G", "wall_time": 300, "cpu_time": 300}
+
+
+def client_bench(df, reps, sandcell_bin):
+    """DataFrame to DataFrame through sandcell.run(datasets=...), cold and warm."""
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import sandcell
+
+    def crossing(run):
+        def one():
+            t = time.perf_counter()
+            with run(CLIENT_CODE, datasets={"ds": df}, limits=CLIENT_LIMITS) as res:
+                assert res.status == "ok" and len(res.datasets["out"]) == len(df), res.stderr
+            return {"total": time.perf_counter() - t}
+        return one
+
+    def cold(code, **kw):
+        return sandcell.run(code, binary=sandcell_bin, **kw)
+    with sandcell.Server(binary=sandcell_bin, slots=1) as srv:
+        return median_runs(reps, {"sandcell.run(datasets=...), cold": crossing(cold),
+                                  "sandcell.run(datasets=...), warm server": crossing(srv.run)})
+
+
 def ms(x):
     return "%.0f ms" % (x * 1000)
 
@@ -183,7 +211,7 @@ def machine():
         os.getloadavg()[0])
 
 
-def report(args, rows, host, sandbox, scaling):
+def report(args, rows, host, sandbox, scaling, client=None):
     lines = ["# Frame codec benchmark", "",
              "`%s` on %s (%s). Frame: %d rows x 6 columns (int64, float64, bool, 10-character str, "
              "categorical, datetime64[ns, Europe/Berlin]); medians of %d repetitions (host) and %d (sandbox)."
@@ -235,6 +263,17 @@ def report(args, rows, host, sandbox, scaling):
                   "| | run |", "|---|---|"]
         for label, r in over.items():
             lines.append("| %s | %s |" % (label, ms(r["run"])))
+    if client:
+        ref = host["pickle_dump"] + host["pickle_load"]
+        lines += ["", "## Through the host client", "",
+                  "What a platform writes: `sandcell.run(code, datasets={\"ds\": df})`, the code publishing "
+                  "it back, the DataFrame read from `Result.datasets`: the host's dump, the run (interpreter, "
+                  "`import pandas` on a cold run, the cell's load and dump, setup, collection) and the "
+                  "host's checked load, end to end.", "",
+                  "| | DataFrame to DataFrame | vs the in-process pickle round trip (%s) |" % ms(ref),
+                  "|---|---|---|"]
+        for label, r in client.items():
+            lines.append("| %s | %s | %.2fx |" % (label, ms(r["total"]), r["total"] / ref))
     return "\n".join(lines) + "\n"
 
 
@@ -262,15 +301,16 @@ def main():
                              ("pl", lambda: pickle.loads(pk))], args.reps * 3)
             scaling[n] = (t["fd"] + t["fl"], t["pd"] + t["pl"])
         host = host_bench(df, args.reps, tmp)
-        sandbox = None
+        sandbox = client = None
         if not args.no_sandbox:
             if not os.access(args.sandcell, os.X_OK):
                 print("bench/frames.py: %s missing, sandbox part skipped" % args.sandcell, file=sys.stderr)
             else:
                 sandbox = sandbox_bench(df, args.sandbox_reps, tmp, args.sandcell)
+                client = client_bench(df, args.sandbox_reps, os.path.abspath(args.sandcell))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = report(args, args.rows, host, sandbox, scaling)
+    text = report(args, args.rows, host, sandbox, scaling, client)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
