@@ -1,7 +1,8 @@
 # Started by sandcell as: python3 -I -B /.sandcell/_sandcell_boot.py MODE PATH ARGS...
 # (in reduced mode the directory is a private host directory instead; warm
 # runs execute this same file in-process, see src/server/warm.c).
-# MODE is "file" or "code" (-c), prefixed "cell-" for --cell.
+# MODE is "file" or "code" (-c), prefixed "cell-" for --cell, or "session"
+# (PATH is then unused: the cells come from the host).
 # Runs the user's code as __main__ the way `python3 FILE` or `python3 -c`
 # would, with the sandcell module importable; its tracebacks show the
 # code's own source lines (-c code is "<cell>") without this file's frames,
@@ -38,6 +39,24 @@ def _sandcell_run():
     # (python/sandcell, `make install`) lives in one of them, and /usr is
     # visible in here, so `import sandcell` must find this one first.
     sys.path.insert(0, here)
+    if mode == "session":
+        # A session (docs/sessions.md): cells come from the host, one by
+        # one, into one __main__; the working directory is importable.
+        sys.argv = [""]
+        sys.path.insert(1, "")
+        g = sys.modules["__main__"].__dict__
+        builtins = g["__builtins__"]
+        g.clear()
+        g.update(__name__="__main__", __builtins__=builtins, __doc__=None,
+                 __spec__=None, __loader__=None, __package__=None)
+        saved = sys.path[:]
+        sys.path[:] = own_path
+        try:
+            import _sandcell_session
+        finally:
+            sys.path[:] = saved
+        _sandcell_session.main()
+        return
     with open(path, "rb") as f:
         source = f.read()
     if kind == "file":

@@ -286,6 +286,14 @@ def run_cell(source, filename, g):
     """Runs source as a notebook cell in the namespace g; the exit status
     (0, or 1 after an uncaught exception).  SystemExit passes through."""
     _install()
+    return 1 if execute(source, filename, g) else 0
+
+
+def execute(source, filename, g, execution_count=None):
+    # type: (bytes, str, dict[str, object], int | None) -> int
+    """One cell in g, the streams and display already installed: 0, 1
+    after an uncaught exception, 2 after KeyboardInterrupt.  SystemExit
+    passes through."""
     try:
         text = source_text(source)
         tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
@@ -300,7 +308,7 @@ def run_cell(source, filename, g):
             if value is not None:
                 data, meta = sio._bundle(value)
                 sio._emit_output({"output_type": "execute_result", "data": data,
-                                       "metadata": meta, "execution_count": None})
+                                       "metadata": meta, "execution_count": execution_count})
                 sio._mark_shown(value)
     except SystemExit:
         _finish()
@@ -308,6 +316,6 @@ def run_cell(source, filename, g):
     except BaseException as e:
         _finish()
         report_exception(e, source, filename)
-        return 1
+        return 2 if isinstance(e, KeyboardInterrupt) else 1
     _finish()
     return 0
