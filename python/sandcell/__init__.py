@@ -21,6 +21,7 @@ from ._report import Report
 from ._request import LIMIT_KEYS
 from ._result import OutputFile, Result, Usage
 from ._server import Server
+from ._session import CellResult, Session, SessionEnded
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,6 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(__name__ + ".frames")
     raise AttributeError("module 'sandcell' has no attribute %r" % name)
 
-__all__ = ["run", "Server", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",
+__all__ = ["run", "Server", "Session", "CellResult", "SessionEnded", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",
            "Error", "Busy", "BadRequest", "SandboxError", "Unreachable", "Cancelled",
            "ProtocolError", "__version__"]

@@ -1,0 +1,395 @@
+"""``sandcell.Session``: one long-lived sandbox, cells sent one by one.
+
+    with sandcell.Session(limits={"memory": "1G"}) as s:
+        s.run("import pandas as pd; df = pd.DataFrame({'a': [1, 2]})")
+        r = s.run("df.a.sum()", on_output=print)      # outputs as they come
+        r.outputs, r.status, r.execution_count, r.error
+
+A session is a ``sandcell session`` process (docs/sessions.md): the
+commands go to its stdin and its events come back on its stdout, one JSON
+object per line.  The events are the supervisor's, re-serialized from what
+it parsed; they are still checked here (sizes, types) before use.  Cells
+run one at a time; ``run`` from several threads waits its turn.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ._common import new_workdir, read_answer, wait_exit
+from ._datasets import datasets_in, datasets_out
+from ._errors import BadRequest, Error, ProtocolError, SandboxError
+from ._locate import find_cli
+from ._report import CodeError, Report
+from ._request import PathLike, make_spec
+from ._result import OutputFile
+from ._systemd import decide, host_facts, scope_argv
+
+__all__ = ["Session", "CellResult", "SessionEnded"]
+
+#: One event line from the CLI (an output is capped at 32 MiB by the
+#: supervisor; a line is a little more with its JSON wrapping).
+EVENT_MAX = 64 << 20
+_CLOSE_GRACE = 30.0
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
+
+_SESSION_LIMITS = {"cell_wall_time": "--cell-wall-time", "cell_cpu_time": "--cell-cpu-time",
+                   "idle_timeout": "--idle-timeout"}
+
+
+class SessionEnded(Error):
+    """The session is over (closed, idle, a limit, the sandbox died);
+    ``report`` says why."""
+
+
+@dataclass
+class CellResult:
+    """One cell of a session.  ``status``: "ok", "error", "interrupted",
+    or "killed" (the session ended during the cell); ``outputs``: nbformat
+    v4 outputs in order, an ``error`` output last after an exception;
+    ``error``: the exception (ename, evalue, traceback); ``value``: what
+    the cell passed to sandcell.result(); ``files`` and ``datasets``:
+    what it left in /output, collected after the cell."""
+    id: str
+    status: str
+    execution_count: int
+    outputs: List[Dict[str, Any]]
+    error: Optional[CodeError]
+    value: object
+    files: Tuple[OutputFile, ...]
+    datasets: Dict[str, Any]
+    dataset_errors: Dict[str, str]
+    wall_sec: Optional[float]
+    cpu_sec: Optional[float]
+    event: Mapping[str, object] = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _check_event(line: bytes) -> Dict[str, Any]:
+    try:
+        ev = json.loads(line)
+    except ValueError as e:
+        raise ProtocolError("session: an event is not JSON: %s" % e) from None
+    if not isinstance(ev, dict) or not isinstance(ev.get("ev"), str):
+        raise ProtocolError("session: an event is not an object with 'ev'")
+    return ev
+
+
+class Session:
+    """A sandboxed interpreter whose state lasts from cell to cell.
+
+    The arguments are :func:`sandcell.run`'s (``inputs``, ``datasets``,
+    ``values``, ``limits``, ``output_dir``, ``python``, ``cgroup_parent``,
+    ``allow_reduced``, ``binary``); ``limits`` also takes
+    ``cell_wall_time``, ``cell_cpu_time`` and ``idle_timeout`` (seconds),
+    and its ``wall_time``/``cpu_time`` are the whole session's."""
+
+    def __init__(self, *, inputs: Optional[Mapping[str, PathLike]] = None,
+                 datasets: Optional[Mapping[str, Any]] = None,
+                 values: Optional[Mapping[str, object]] = None,
+                 limits: Optional[Mapping[str, object]] = None,
+                 output_dir: Optional[PathLike] = None, python: Optional[str] = None,
+                 cgroup_parent: Optional[str] = None, allow_reduced: bool = False,
+                 binary: Optional[str] = None) -> None:
+        lim = dict(limits or {})
+        extra: List[str] = []
+        for key, opt in _SESSION_LIMITS.items():
+            if key in lim:
+                v = lim.pop(key)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                    raise BadRequest("limits: %s must be a positive number of seconds" % key)
+                extra += [opt, repr(float(v))]
+        spec = make_spec("", inputs=inputs, values=values, limits=lim, output_dir=output_dir,
+                         python=python, cgroup_parent=cgroup_parent,
+                         allow_reduced=allow_reduced, datasets=datasets)
+        self._tmp = new_workdir()
+        work = self._tmp.path
+        self.output_dir = spec.output_dir or os.path.join(work, "output")
+        self._report_path = os.path.join(work, "report.json")
+        self._events: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._ids = 0
+        self._ended: Optional[Dict[str, Any]] = None
+        self.report: Optional[Report] = None
+        try:
+            cli = find_cli(binary)
+            ds = datasets_in(spec.datasets, work)
+            argv = [cli, "session", "--quiet", "--report", self._report_path,
+                    "--output", self.output_dir]
+            for name, path in spec.inputs:
+                argv += ["--input", "%s=%s" % (name, path)]
+            for name, path in ds:
+                argv += ["--dataset", "%s=%s" % (name, path)]
+            if spec.values_json is not None:
+                vpath = os.path.join(work, "values.json")
+                with open(vpath, "w", encoding="utf-8") as f:
+                    f.write(spec.values_json)
+                argv += ["--values", vpath]
+            argv += spec.cli_limits + extra
+            if spec.python:
+                argv += ["--python", spec.python]
+            if spec.allow_reduced:
+                argv.append("--allow-reduced")
+            facts = host_facts(spec.cgroup_parent, os.environ)
+            plan = decide(facts)
+            if spec.cgroup_parent:
+                argv[2:2] = ["--cgroup-parent", spec.cgroup_parent]
+            elif plan.action == "parent" and plan.cgroup_parent:
+                argv[2:2] = ["--cgroup-parent", plan.cgroup_parent]
+            elif plan.action == "scope" and facts.systemd_run:
+                argv = scope_argv(facts.systemd_run, argv)
+            self._stderr = open(os.path.join(work, "stderr"), "wb")
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=self._stderr, close_fds=True, cwd=work)
+        except BaseException:
+            self._tmp.remove()
+            raise
+        self._reader = threading.Thread(target=self._read, name="sandcell-session", daemon=True)
+        self._reader.start()
+        first = self._next(None)
+        if first.get("ev") != "ready":
+            self._fail_start(first)
+
+    # ---- events
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        try:
+            while True:
+                line = self._proc.stdout.readline(EVENT_MAX + 1)
+                if not line:
+                    break
+                if len(line) > EVENT_MAX:
+                    self._events.put({"ev": "_bad", "why": "an event over %d bytes" % EVENT_MAX})
+                    break
+                try:
+                    self._events.put(_check_event(line))
+                except ProtocolError as e:
+                    self._events.put({"ev": "_bad", "why": str(e)})
+                    break
+        finally:
+            self._events.put(None)
+
+    def _next(self, timeout: Optional[float]) -> Dict[str, Any]:
+        try:
+            ev = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no event from the session within %s s" % timeout) from None
+        if ev is None:
+            self._events.put(None)   # every later reader sees the end too
+            return self._finish({"ev": "end", "status": "sandbox-error",
+                                 "reason": "the session process ended without saying why"})
+        if ev["ev"] == "_bad":
+            self._kill()
+            raise ProtocolError("session: " + ev["why"])
+        if ev["ev"] == "end":
+            return self._finish(ev)
+        return ev
+
+    def _finish(self, ev: Dict[str, Any]) -> Dict[str, Any]:
+        if self._ended is None:
+            self._ended = ev
+            if self._proc.stdin is not None:
+                try:
+                    self._proc.stdin.close()
+                except OSError:
+                    pass
+            if not wait_exit(self._proc, _CLOSE_GRACE):
+                self._proc.kill()
+                self._proc.wait()
+            self._stderr.close()
+            doc = ev.get("report")
+            try:
+                if isinstance(doc, dict):
+                    self.report = read_answer(json.dumps(doc).encode(), "report")[1]
+                elif os.path.exists(self._report_path):
+                    with open(self._report_path, "rb") as f:
+                        self.report = read_answer(f.read(), "report")[1]
+            except ProtocolError:
+                self.report = None
+        return self._ended
+
+    def _fail_start(self, ev: Dict[str, Any]) -> None:
+        end = self._ended or ev
+        why = end.get("reason") or self._stderr_text() or "the session did not start"
+        self._tmp.remove()
+        status = end.get("status")
+        raise (BadRequest if status == "usage-error" else SandboxError)(
+            "session: %s" % why, report=self.report)
+
+    def _stderr_text(self) -> str:
+        try:
+            with open(os.path.join(self._tmp.path, "stderr"), "rb") as f:
+                return f.read(65536).decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def _send(self, obj: Mapping[str, object]) -> None:
+        if self._ended is not None or self._proc.stdin is None:
+            raise SessionEnded("the session has ended: %s" % self.ended_reason, report=self.report)
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        try:
+            self._proc.stdin.write(data)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise SessionEnded("the session has ended", report=self.report) from None
+
+    # ---- public
+    @property
+    def alive(self) -> bool:
+        return self._ended is None
+
+    @property
+    def ended_reason(self) -> str:
+        if self._ended is None:
+            return ""
+        return "%s: %s" % (self._ended.get("status"), self._ended.get("reason", ""))
+
+    def stream(self, code: str, *, on_input: Optional[Callable[[str, bool], str]] = None,
+               timeout: Optional[float] = None) -> "CellRun":
+        """Starts a cell and returns its :class:`CellRun`: iterate over it
+        for the outputs as they come, then ``.result()``."""
+        if not isinstance(code, str):
+            raise BadRequest("code must be a str")
+        self._lock.acquire()
+        try:
+            self._ids += 1
+            cid = "c%d" % self._ids
+            self._send({"op": "run", "id": cid, "code": code})
+        except BaseException:
+            self._lock.release()
+            raise
+        return CellRun(self, cid, on_input, timeout)
+
+    def run(self, code: str, *, on_output: Optional[Callable[[Dict[str, Any]], None]] = None,
+            on_input: Optional[Callable[[str, bool], str]] = None,
+            timeout: Optional[float] = None) -> CellResult:
+        """Runs one cell and returns its :class:`CellResult`.
+        ``on_output(output)`` is called for each output as it comes;
+        ``on_input(prompt, password)`` answers input() and getpass()
+        (without it they read an empty line).  Ctrl-C (KeyboardInterrupt)
+        interrupts the cell and waits for it to stop."""
+        cr = self.stream(code, on_input=on_input, timeout=timeout)
+        try:
+            for out in cr:
+                if on_output is not None:
+                    on_output(out)
+        except KeyboardInterrupt:
+            self.interrupt()
+            for _ in cr:
+                pass
+        return cr.result()
+
+    def interrupt(self) -> None:
+        """KeyboardInterrupt in the running cell (nothing if none runs)."""
+        if self._ended is None:
+            try:
+                self._send({"op": "interrupt"})
+            except SessionEnded:
+                pass
+
+    def close(self) -> Optional[Report]:
+        """Ends the session (the running cell is stopped) and returns the
+        report; what was collected stays in output_dir."""
+        if self._ended is None:
+            try:
+                self._send({"op": "close"})
+            except SessionEnded:
+                pass
+            while self._ended is None:
+                self._next(None)
+        return self.report
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            if not wait_exit(self._proc, _CLOSE_GRACE):
+                self._proc.kill()
+
+
+class CellRun:
+    """A running cell: iterating gives its outputs as they come."""
+
+    def __init__(self, session: Session, cid: str, on_input: Optional[Callable[[str, bool], str]],
+                 timeout: Optional[float]) -> None:
+        self._s = session
+        self.id = cid
+        self._on_input = on_input
+        self._deadline = time.monotonic() + timeout if timeout else None
+        self.outputs: List[Dict[str, Any]] = []
+        self._done: Optional[Dict[str, Any]] = None
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        try:
+            while self._done is None:
+                left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+                ev = self._s._next(left)
+                kind = ev.get("ev")
+                if kind == "output" and ev.get("id") in (self.id, None):
+                    out = ev.get("output")
+                    if isinstance(out, dict):
+                        self.outputs.append(out)
+                        yield out
+                elif kind == "input_request" and ev.get("id") == self.id:
+                    p = ev.get("prompt")
+                    prompt = p if isinstance(p, str) else ""
+                    answer = self._on_input(prompt, bool(ev.get("password"))) \
+                        if self._on_input is not None else ""
+                    self._s._send({"op": "input", "id": self.id, "value": str(answer)})
+                elif kind == "done" and ev.get("id") == self.id:
+                    self._done = ev
+                elif kind == "refused" and ev.get("id") == self.id:
+                    raise BadRequest("session refused the cell: %s" % ev.get("reason"))
+                elif kind == "end":
+                    self._done = {"ev": "done", "id": self.id, "status": "killed",
+                                  "execution_count": 0, "error": None, "reason": ev.get("reason")}
+        finally:
+            if self._done is not None and self._s._lock.locked():
+                self._s._lock.release()
+
+    def result(self) -> CellResult:
+        for _ in self:
+            pass
+        ev = self._done or {}
+        err = ev.get("error")
+        error = None
+        outputs = list(self.outputs)
+        if isinstance(err, dict):
+            tb = tuple(str(x) for x in err.get("traceback") or ())
+            error = CodeError(ename=str(err.get("ename", "")), evalue=str(err.get("evalue", "")),
+                              traceback=tb)
+            outputs.append({"output_type": "error", "ename": error.ename, "evalue": error.evalue,
+                            "traceback": list(tb)})
+        files: Tuple[OutputFile, ...] = ()
+        listed = ev.get("files") or []
+        base = ev.get("dir")
+        if listed and isinstance(base, str):
+            root = os.path.join(self._s.output_dir, base)
+            from ._report import FileEntry
+            files = tuple(OutputFile.from_entry(FileEntry(path=str(f["path"]), size=int(f["size"]),
+                                                          sha256=str(f["sha256"])), root, None)
+                          for f in listed if isinstance(f, dict))
+        datasets, derr = datasets_out(files)
+        u = ev.get("usage")
+        usage: Dict[str, Any] = u if isinstance(u, dict) else {}
+        count = ev.get("execution_count")
+        return CellResult(id=self.id, status=str(ev.get("status", "killed")),
+                          execution_count=count if isinstance(count, int) else 0,
+                          outputs=outputs, error=error, value=ev.get("result"), files=files,
+                          datasets=datasets, dataset_errors=derr,
+                          wall_sec=usage.get("wall_sec"), cpu_sec=usage.get("cpu_sec"), event=ev)
