@@ -56,18 +56,19 @@ BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
+KERNELDIR  ?= $(PREFIX)/share/jupyter/kernels/sandcell
 PYTHONDIR  ?= $(shell /usr/bin/python3 -I tools/pydir.py $(abspath $(PREFIX)))
 INSTALL    ?= install
 CLIENT_PY  := $(sort $(wildcard python/sandcell/*.py)) python/sandcell/py.typed
 
-.PHONY: install uninstall client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: install uninstall kernel-check client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
 	@sh tools/install-deps.sh build
 	@$(MAKE) --no-print-directory build
 demo:
-	@sh tools/install-deps.sh
+	@sh tools/install-deps.sh demo
 	@$(MAKE) --no-print-directory run-demo
 check:
 	@sh tools/install-deps.sh
@@ -131,6 +132,11 @@ warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) PYTEST="$(PYTEST)" sh tests/warm/run-warm.sh
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
 
+# The Jupyter kernel (python/sandcell/kernel.py) against ipykernel with
+# nbclient, and in Jupyter Notebook seen through headless Chromium.
+kernel-check: build
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/kernel
+
 # The host Python package (python/sandcell) against this build, cold and warm.
 client-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/client
@@ -147,18 +153,20 @@ install: build
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 		tools/sandcell.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sandcell.pc
 	/usr/bin/python3 -I -m compileall -q -d $(PYTHONDIR)/sandcell $(DESTDIR)$(PYTHONDIR)/sandcell
+	$(INSTALL) -d $(DESTDIR)$(KERNELDIR)
+	/usr/bin/python3 -I python/sandcell/_kernelspec.py /usr/bin/python3 > $(DESTDIR)$(KERNELDIR)/kernel.json
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sandcell $(DESTDIR)$(BINDIR)/sandcell-warm \
 		$(DESTDIR)$(LIBDIR)/libsandcell.a $(DESTDIR)$(LIBDIR)/pkgconfig/sandcell.pc \
 		$(DESTDIR)$(INCLUDEDIR)/sandcell.h $(DESTDIR)$(MANDIR)/man1/sandcell.1
-	rm -rf $(DESTDIR)$(PYTHONDIR)/sandcell
+	rm -rf $(DESTDIR)$(PYTHONDIR)/sandcell $(DESTDIR)$(KERNELDIR)
 
 # Cold (sandcell vs python3 vs bwrap) and warm latency/throughput/memory -> bench/results.md
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check client-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check
+check-tiers: build unit integration integration-user warm-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check
 
 # The README's first command on a fresh Debian 12 (a throwaway debootstrapped
 # root with only build-essential and git, /tmp on a tmpfs), then a subset of

@@ -3,6 +3,7 @@
 # it only names what is missing and fails.
 #
 #   sh tools/install-deps.sh          everything: build, demo and every test tier
+#   sh tools/install-deps.sh demo     what `make demo` needs
 #   sh tools/install-deps.sh build    only what `make` needs to compile and link
 #
 # The Makefile runs this before anything else (make, make demo, make check),
@@ -10,15 +11,19 @@
 set -eu
 # To compile and link build/sandcell and build/sandcell-warm.
 BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 python3-dev"
-# The demo's libraries, the test tiers' tools (ASan, fuzzing, lint, bench,
-# the unprivileged-user run) and the throwaway root of tools/fresh-check.sh.
-MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-hypothesis python3-numpy python3-pandas
-python3-matplotlib python3-nbformat bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps
-debootstrap groff-base"
+# What the demo's notebook uses (make demo), in the sandbox and on the host.
+DEMO_PKGS="python3-numpy python3-pandas python3-matplotlib python3-nbformat"
+# The test tiers' tools (ASan, fuzzing, lint, bench, the unprivileged-user
+# run, the Jupyter kernel against ipykernel with nbclient, the browser
+# test) and the throwaway root of tools/fresh-check.sh.
+MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-hypothesis
+bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps debootstrap groff-base
+python3-ipykernel python3-jupyter-client python3-nbclient jupyter-notebook chromium"
 case "${1:-all}" in
 build) PKGS=$BUILD_PKGS ;;
-all) PKGS="$BUILD_PKGS $MORE_PKGS" ;;
-*) echo "usage: sh tools/install-deps.sh [build|all]" >&2; exit 2 ;;
+demo) PKGS="$BUILD_PKGS $DEMO_PKGS" ;;
+all) PKGS="$BUILD_PKGS $DEMO_PKGS $MORE_PKGS" ;;
+*) echo "usage: sh tools/install-deps.sh [build|demo|all]" >&2; exit 2 ;;
 esac
 # One dpkg-query for all of them: this runs on every `make`.  A package
 # dpkg has never heard of prints nothing and so counts as missing.

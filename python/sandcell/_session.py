@@ -149,8 +149,12 @@ class Session:
             elif plan.action == "scope" and facts.systemd_run:
                 argv = scope_argv(facts.systemd_run, argv)
             self._stderr = open(os.path.join(work, "stderr"), "wb")
+            # A process group of its own: a terminal's Ctrl-C, or Jupyter
+            # interrupting the kernel's group, reaches this process, which
+            # interrupts the cell; the CLI would end the whole session.
             self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=self._stderr, close_fds=True, cwd=work)
+                                          stderr=self._stderr, close_fds=True, cwd=work,
+                                          start_new_session=True)
         except BaseException:
             self._tmp.remove()
             raise

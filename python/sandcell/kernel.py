@@ -1,0 +1,178 @@
+"""The sandcell Jupyter kernel: every cell of a notebook runs in one
+sandcell session (docs/kernel.md).
+
+    python3 -m sandcell.kernel install [--user | --prefix P]   # the kernelspec "sandcell"
+    python3 -m sandcell.kernel -f CONNECTION_FILE               # what Jupyter starts
+
+This process speaks Jupyter's messaging protocol through Debian's ipykernel
+(its Kernel base class: the sockets, the message signing, the execute,
+interrupt, shutdown and stdin machinery) and runs none of the notebook's
+code: each cell goes to the session, and the session's outputs come back
+as iopub messages, as they are produced.  The notebook's directory (the
+kernel's working directory when Jupyter starts it) is the session's
+working directory, read-only, unless $SANDCELL_KERNEL_CWD says otherwise
+("none" switches it off).  Limits come from $SANDCELL_KERNEL_LIMITS (JSON,
+the keys of sandcell.LIMIT_KEYS plus cell_wall_time, cell_cpu_time,
+idle_timeout).
+"""
+# ipykernel and jupyter_client are only partly typed.
+# mypy: disallow-untyped-calls=False
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+from ipykernel.kernelbase import Kernel
+
+from ._errors import Error
+from ._kernelspec import NAME, kernelspec
+from ._session import CellResult, Session
+
+__all__ = ["SandcellKernel", "main"]
+
+_DEFAULT_LIMITS: Dict[str, object] = {"memory": "2G", "wall_time": 86400, "cpu_time": 86400,
+                                      "cell_wall_time": 3600, "cell_cpu_time": 3600,
+                                      "idle_timeout": 86400, "disk": "1G"}
+# What the working directory is called inside (an input: read-only).
+_CWD_INPUT = "notebook"
+
+
+def _limits() -> Dict[str, object]:
+    lim = dict(_DEFAULT_LIMITS)
+    text = os.environ.get("SANDCELL_KERNEL_LIMITS")
+    if text:
+        extra = json.loads(text)
+        if not isinstance(extra, dict):
+            raise ValueError("SANDCELL_KERNEL_LIMITS must be a JSON object")
+        lim.update(extra)
+    return lim
+
+
+class SandcellKernel(Kernel):
+    implementation = "sandcell"
+    implementation_version = "0.1.0"
+    banner = ("sandcell: this notebook's cells run in a sandboxed Python session "
+              "(namespaces, Landlock, seccomp, cgroup limits)")
+    language_info = {
+        "name": "python",
+        "version": "%d.%d.%d" % sys.version_info[:3],
+        "mimetype": "text/x-python",
+        "file_extension": ".py",
+        "pygments_lexer": "ipython3",
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "nbconvert_exporter": "python",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._session: Optional[Session] = None
+        self._note: Optional[str] = None
+
+    # ---- the session
+    def _start(self) -> Session:
+        cwd = os.environ.get("SANDCELL_KERNEL_CWD", os.getcwd())
+        inputs = {} if cwd == "none" else {_CWD_INPUT: cwd}
+        s = Session(inputs=inputs, limits=_limits())
+        if inputs:
+            r = s.run("import os as _os\n_os.chdir('/input/%s')\ndel _os" % _CWD_INPUT)
+            if not r.ok:
+                s.close()
+                raise Error("could not enter the notebook's directory: %s" % r.status)
+        return s
+
+    def _ensure(self) -> Session:
+        if self._session is None or not self._session.alive:
+            if self._session is not None:
+                self._note = "the previous session ended (%s); a new one started: " \
+                    "variables were lost" % self._session.ended_reason
+            self._session = self._start()
+        return self._session
+
+    # ---- messages
+    def _publish(self, out: Dict[str, Any]) -> None:
+        kind = out.get("output_type")
+        if kind == "stream":
+            self.send_response(self.iopub_socket, "stream",
+                               {"name": out.get("name", "stdout"), "text": out.get("text", "")})
+        elif kind == "display_data":
+            self.send_response(self.iopub_socket, "display_data",
+                               {"data": out.get("data", {}), "metadata": out.get("metadata", {}),
+                                "transient": {}})
+        elif kind == "execute_result":
+            self.send_response(self.iopub_socket, "execute_result",
+                               {"execution_count": self.execution_count,
+                                "data": out.get("data", {}), "metadata": out.get("metadata", {})})
+
+    def _ask(self, allow_stdin: bool) -> Any:
+        def ask(prompt: str, password: bool) -> str:
+            if not allow_stdin:
+                return ""
+            return str(self.getpass(prompt) if password else self.raw_input(prompt))
+        return ask
+
+    def do_execute(self, code: str, silent: bool, store_history: bool = True,
+                   user_expressions: Optional[Dict[str, Any]] = None,
+                   allow_stdin: bool = False, *, cell_id: Any = None) -> Dict[str, Any]:
+        try:
+            s = self._ensure()
+        except Error as e:
+            return self._error("SandboxError", str(e), [], silent)
+        if self._note and not silent:
+            self._publish({"output_type": "stream", "name": "stderr",
+                           "text": "[sandcell: %s]\n" % self._note})
+        self._note = None
+        r: CellResult = s.run(code, on_output=None if silent else self._publish,
+                              on_input=self._ask(allow_stdin))
+        if r.error is not None:
+            return self._error(r.error.ename, r.error.evalue, list(r.error.traceback), silent)
+        if r.status == "killed":
+            why = s.ended_reason or "the session ended"
+            return self._error("SessionEnded", why,
+                               ["sandcell: the session ended during this cell: %s" % why], silent)
+        return {"status": "ok", "execution_count": self.execution_count, "payload": [],
+                "user_expressions": {}}
+
+    def _error(self, ename: str, evalue: str, tb: List[str], silent: bool) -> Dict[str, Any]:
+        content = {"ename": ename, "evalue": evalue, "traceback": tb}
+        if not silent:
+            self.send_response(self.iopub_socket, "error", content)
+        return dict(content, status="error", execution_count=self.execution_count)
+
+    def do_complete(self, code: str, cursor_pos: int) -> Dict[str, Any]:
+        # Completion would run code in the session; not offered yet.
+        return {"status": "ok", "matches": [], "cursor_start": cursor_pos,
+                "cursor_end": cursor_pos, "metadata": {}}
+
+    def do_shutdown(self, restart: bool) -> Dict[str, Any]:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        return {"status": "ok", "restart": restart}
+
+
+def install(argv: List[str]) -> int:
+    import tempfile
+    from jupyter_client.kernelspec import KernelSpecManager
+    user = "--user" in argv
+    prefix = argv[argv.index("--prefix") + 1] if "--prefix" in argv else None
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        with open(os.path.join(d, "kernel.json"), "w") as f:
+            json.dump(kernelspec(), f, indent=1)
+        dest = KernelSpecManager().install_kernel_spec(d, NAME, user=user, prefix=prefix)
+    print("installed the sandcell kernelspec in %s" % dest)
+    return 0
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["install"]:
+        return install(sys.argv[2:])
+    from ipykernel.kernelapp import IPKernelApp
+    IPKernelApp.launch_instance(kernel_class=SandcellKernel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
