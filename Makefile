@@ -30,7 +30,7 @@ CLI_OBJ  := $(patsubst src/cli/%.c,$(BUILD)/obj/cli_%.o,$(CLI_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py src/py/_sandcell_io.py src/py/_sandcell_cell.py \
-            src/py/_sandcell_mpl.py src/py/sandcell_frames.py
+            src/py/_sandcell_mpl.py src/py/sandcell_frames.py src/py/_sandcell_session.py
 # Every header an object may include: a changed header rebuilds (and, in
 # make lint, re-analyses) what depends on it.
 LIB_HDR  := include/sandcell.h $(wildcard src/lib/*.h)

@@ -1,7 +1,7 @@
 # Started by sandcell as: python3 -I -B /.sandcell/_sandcell_boot.py MODE PATH ARGS...
 # (in reduced mode the directory is a private host directory instead; warm
 # runs execute this same file in-process, see src/server/warm.c).
-# MODE is "file" or "code" (-c), prefixed "cell-" for --cell.
+# MODE is "file" or "code" (-c), prefixed "cell-" for --cell, or "session".
 # Runs the user's code as __main__ the way `python3 FILE` or `python3 -c`
 # would, with the sandcell module importable; its tracebacks show the
 # code's own source lines (-c code is "<cell>") without this file's frames,
@@ -15,6 +15,12 @@ def _sandcell_run():
     boot = __file__
     here = os.path.dirname(os.path.abspath(boot))
     mode, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if mode == "session":
+        # docs/sessions.md: the loop runs the cells; PATH is unused.
+        sys.path.insert(0, here)
+        import _sandcell_session
+        _sandcell_session.main()
+        return
     cell = mode.startswith("cell-")
     kind = mode[5:] if cell else mode
     # Our helpers import from our directory and the interpreter's own path
