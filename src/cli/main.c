@@ -112,7 +112,8 @@ static bool write_refusal(enum sandcell_status st, const char *why)
 		free(doc);
 		json_decref(ev);
 	}
-	if (report_path == NULL) {
+	/* A session's stdout is its events: the end event above holds it. */
+	if (report_path == NULL || (session_mode && strcmp(report_path, "-") == 0)) {
 		sandcell_result_free(r);
 		return true;
 	}
