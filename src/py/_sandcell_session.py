@@ -5,6 +5,7 @@
 # O records for what the cell prints, E for an exception, I for input(),
 # D when the cell is done.  Not a security boundary: the kernel layers are.
 import builtins
+import io
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ def _send(tag, obj):
         data = data[n:]
 
 
-class _Stream(object):
+class _Stream(io.TextIOBase):
     def __init__(self, name):
         # type: (str) -> None
         self.name = name
@@ -31,28 +32,26 @@ class _Stream(object):
             _send("O", {"output_type": "stream", "name": self.name, "text": text})
         return len(text)
 
-    def flush(self):
-        # type: () -> None
-        pass
 
 
 def main():
     # type: () -> None
     commands = os.fdopen(0, "rb", buffering=0)
     g = {"__name__": "__main__", "__builtins__": builtins}
-    sys.stdout = _Stream("stdout")
-    sys.stderr = _Stream("stderr")
-    state = {"id": None}
+    sys.stdout = _Stream("stdout")  # type: ignore[assignment]
+    sys.stderr = _Stream("stderr")  # type: ignore[assignment]
+    state = {"id": ""}  # type: dict[str, str]
 
     def read_command():
-        # type: () -> dict | None
+        # type: () -> dict[str, str] | None
         line = b""
         while not line.endswith(b"\n"):
             b = commands.read(1)
             if not b:
                 return None
             line += b
-        return json.loads(line)
+        cmd = json.loads(line)  # type: dict[str, str]
+        return cmd
 
     def ask(prompt=""):
         # type: (object) -> str
