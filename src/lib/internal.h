@@ -162,6 +162,9 @@ struct sc_collect {
 int sc_collect_tree(int src_dirfd, int dst_dirfd, const struct sandcell_limits *lim,
 		    struct sc_collect *out, struct sandcell_error *err);
 void sc_collect_free(struct sc_collect *c);
+/* Moves src's entries (its paths) to the end of dst's: a session's cells
+ * add up to one collection.  src is then freed as usual. */
+int sc_collect_merge(struct sc_collect *dst, struct sc_collect *src);
 
 /* ---- policy.c: the declared seccomp policy, as data ---- */
 enum sc_verdict {

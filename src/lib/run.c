@@ -580,30 +580,6 @@ static void sess_raw(struct sess *ss, int which, const char *buf, size_t n, bool
 static int dir_is_empty(int dirfd, struct sandcell_error *err);
 static void remove_tree(int dirfd, int depth);
 
-/* Adds one cell's collection to the run's (paths already prefixed). */
-static void merge_collect(struct sc_collect *dst, struct sc_collect *src)
-{
-	struct sc_out_file *f;
-
-	f = reallocarray(dst->files, dst->n_files + src->n_files + 1, sizeof(*f));
-	if (f != NULL) {
-		dst->files = f;
-		memcpy(dst->files + dst->n_files, src->files, src->n_files * sizeof(*f));
-		dst->n_files += src->n_files;
-		src->n_files = 0; /* the paths moved */
-	}
-	if (dst->skips == NULL)
-		dst->skips = calloc(1000, sizeof(*dst->skips)); /* SC_SKIPS_MAX, collect.c */
-	for (size_t i = 0; dst->skips != NULL && i < src->n_skips && dst->n_skips < 1000; i++) {
-		dst->skips[dst->n_skips++] = src->skips[i];
-		src->skips[i].path = NULL;
-	}
-	dst->n_skipped_total += src->n_skipped_total > src->n_skips ? src->n_skipped_total
-								      : src->n_skips;
-	dst->bytes += src->bytes;
-	dst->limit_hit |= src->limit_hit;
-}
-
 /* The cell's outbox: /output is copied to <--output>/<seq>/ by the
  * collector (which treats the tree as hostile: no symlink followed, no
  * other mount, caps), then emptied, so the next cell starts with an
@@ -667,7 +643,8 @@ static json_t *sess_collect(struct sess *ss)
 			}
 		}
 		ss->out_bytes += c.bytes;
-		merge_collect(&rn->r->outputs, &c);
+		if (sc_collect_merge(&rn->r->outputs, &c) < 0)
+			sess_problem(ss, "cell %s: out of memory listing its files in the report", ss->id);
 		sc_collect_free(&c);
 	} else {
 		sess_problem(ss, "cell %s: collecting /output: %s", ss->id, e.msg);
