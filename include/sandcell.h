@@ -73,6 +73,10 @@ struct sandcell_limits {
 	uint64_t cell_bytes;	/* bytes the cell's outputs may take in the report */
 	uint64_t cell_outputs;	/* output records kept */
 	uint64_t cell_output_bytes; /* bytes of one output */
+	/* SANDCELL_SESSION only (0 = the defaults: 600, 600, 3600 s). */
+	double cell_wall_sec;	/* one cell's wall clock, then SIGINT */
+	double cell_cpu_sec;	/* one cell's CPU (cgroup delta), then SIGINT */
+	double idle_sec;	/* no cell and no command this long ends the session */
 };
 
 enum {
@@ -97,6 +101,14 @@ enum {
 	 * last expression's value, rich displays, figures and ordered streams
 	 * become the report's cell.outputs. */
 	SANDCELL_CELL = 1u << 1,
+	/* A session (docs/sessions.md): one long-lived sandbox whose
+	 * interpreter runs cells sent one by one, state kept between them.
+	 * Implies SANDCELL_CELL; code may be NULL.  stdin_fd carries the
+	 * caller's NDJSON commands and stdout_fd receives the NDJSON events
+	 * (the code's raw stdout and stderr among them); stderr_fd is unused.
+	 * wall_sec and cpu_sec are the whole session's budgets, cell_wall_sec,
+	 * cell_cpu_sec and idle_sec apply per cell and between cells. */
+	SANDCELL_SESSION = 1u << 2,
 };
 
 struct sandcell_config {

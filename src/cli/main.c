@@ -25,6 +25,8 @@
 static const char usage_text[] =
 	"Usage: sandcell run [OPTIONS] FILE.py [ARGS...]\n"
 	"       sandcell run [OPTIONS] -c CODE [ARGS...]\n"
+	"       sandcell session [OPTIONS]   NDJSON commands on stdin, events on stdout\n"
+	"                                    (docs/sessions.md)\n"
 	"       sandcell policy --json | --dump-bpf FILE\n"
 	"       sandcell serve --socket PATH [--slots N] [--preload MODULES] ...\n"
 	"       sandcell selftest [--json]\n"
@@ -52,6 +54,10 @@ static const char usage_text[] =
 	"  --output-files N (1000)  --output-bytes SIZE (512M)\n"
 	"  --cell-limit SIZE (16M, the outputs in the report)  --cell-outputs N (10000)\n"
 	"  --cell-output-limit SIZE (8M, one output)\n"
+	"Sessions (sandcell session; --wall-time 86400 and --cpu-time 3600 are the\n"
+	"whole session's there):\n"
+	"  --cell-wall-time SEC (600)  --cell-cpu-time SEC (600): then SIGINT, and\n"
+	"                         the kill 5 s later  --idle-timeout SEC (3600)\n"
 	"Sandbox:\n"
 	"  --python PATH          interpreter (default /usr/bin/python3)\n"
 	"  --server PATH          run on a warm server (sandcell serve) instead of cold\n"
@@ -76,6 +82,8 @@ static bool quiet;
  * gets a full report too (status usage-error) when one was asked for. */
 static const char *report_path;
 static const struct sandcell_limits *report_limits;
+/* `sandcell session`: a refusal is also the last event on stdout. */
+static bool session_mode;
 
 static int write_report(const char *path, const char *json);
 
@@ -87,9 +95,28 @@ static bool write_refusal(enum sandcell_status st, const char *why)
 	char *json;
 	bool ok;
 
-	if (report_path == NULL)
-		return true;
 	r = sandcell_result_refused(st, why, report_limits);
+	if (session_mode && r != NULL) {
+		/* The caller reads events: the end event says it too. */
+		char *doc = sandcell_report_json(r);
+		json_t *ev = json_pack("{s:s,s:s,s:s,s:o}", "ev", "end", "status",
+				       sandcell_status_name(st), "reason", why, "report",
+				       doc ? json_loads(doc, 0, NULL) : json_null());
+		char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+
+		if (line) {
+			puts(line);
+			fflush(stdout);
+		}
+		free(line);
+		free(doc);
+		json_decref(ev);
+	}
+	/* A session's stdout is its events: the end event above holds it. */
+	if (report_path == NULL || (session_mode && strcmp(report_path, "-") == 0)) {
+		sandcell_result_free(r);
+		return true;
+	}
 	json = r ? sandcell_report_json(r) : NULL;
 	ok = json != NULL && write_report(report_path, json) == 0;
 	if (!ok)
@@ -218,6 +245,7 @@ enum {
 	OPT_CPU, OPT_MEMORY, OPT_PIDS, OPT_DISK, OPT_FILES, OPT_STDOUT_LIMIT, OPT_RESULT_LIMIT,
 	OPT_OUT_FILES, OPT_OUT_BYTES, OPT_PYTHON, OPT_CGROUP, OPT_REDUCED, OPT_SERVER, OPT_QUIET,
 	OPT_CELL, OPT_CELL_LIMIT, OPT_CELL_OUTPUTS, OPT_CELL_OUTPUT_LIMIT, OPT_DATASET,
+	OPT_CELL_WALL, OPT_CELL_CPU, OPT_IDLE,
 };
 
 static const struct option long_opts[] = {
@@ -247,6 +275,9 @@ static const struct option long_opts[] = {
 	{ "cell-limit", required_argument, NULL, OPT_CELL_LIMIT },
 	{ "cell-outputs", required_argument, NULL, OPT_CELL_OUTPUTS },
 	{ "cell-output-limit", required_argument, NULL, OPT_CELL_OUTPUT_LIMIT },
+	{ "cell-wall-time", required_argument, NULL, OPT_CELL_WALL },
+	{ "cell-cpu-time", required_argument, NULL, OPT_CELL_CPU },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -395,7 +426,7 @@ static const char *find_report(int argc, char **argv)
 	return found;
 }
 
-static int cmd_run(int argc, char **argv)
+static int cmd_run(int argc, char **argv, bool session)
 {
 	struct sandcell_config cfg;
 	struct sandcell_input *inputs = NULL;
@@ -409,6 +440,17 @@ static int cmd_run(int argc, char **argv)
 
 	sandcell_config_init(&cfg);
 	cfg.stdin_fd = 0;
+	session_mode = session;
+	if (session) {
+		/* A session's budgets (docs/sessions.md): a day of wall
+		 * clock, an hour of CPU; per cell the library's defaults. */
+		cfg.flags |= SANDCELL_SESSION | SANDCELL_CELL;
+		cfg.limits.wall_sec = 86400;
+		cfg.limits.cpu_sec = 3600;
+		cfg.limits.cell_wall_sec = 600;
+		cfg.limits.cell_cpu_sec = 600;
+		cfg.limits.idle_sec = 3600;
+	}
 	report_limits = &cfg.limits;
 	report_path = find_report(argc, argv);
 	/* From here on a signal cancels: one that comes before the run
@@ -487,6 +529,18 @@ static int cmd_run(int argc, char **argv)
 		case OPT_CELL_OUTPUT_LIMIT:
 			parse_size("--cell-output-limit", optarg, &cfg.limits.cell_output_bytes);
 			break;
+		case OPT_CELL_WALL:
+		case OPT_CELL_CPU:
+		case OPT_IDLE: {
+			const char *opt = c == OPT_CELL_WALL ? "--cell-wall-time"
+					  : c == OPT_CELL_CPU ? "--cell-cpu-time" : "--idle-timeout";
+			if (!session)
+				die_usage("%s is an option of sandcell session", opt);
+			parse_secs(opt, optarg, c == OPT_CELL_WALL ? &cfg.limits.cell_wall_sec
+					  : c == OPT_CELL_CPU ? &cfg.limits.cell_cpu_sec
+							      : &cfg.limits.idle_sec);
+			break;
+		}
 		case ':': die_usage("option '%s' needs an argument", argv[optind - 1]);
 		default: die_usage("unknown option '%s'", argv[optind - 1]);
 		}
@@ -494,7 +548,19 @@ static int cmd_run(int argc, char **argv)
 	/* Collected bytes never exceed what the scratch space could hold. */
 	if (disk_set && cfg.limits.output_bytes > cfg.limits.disk)
 		cfg.limits.output_bytes = cfg.limits.disk;
-	if (inline_code) {
+	if (session) {
+		/* The cells come as commands: no code, no arguments, and the
+		 * caller's stdin carries the commands, not the code's input. */
+		if (inline_code || optind < argc)
+			die_usage("sandcell session takes no code: send cells as run commands");
+		if (stdin_file)
+			die_usage("--stdin: a session's stdin carries its commands");
+		if (server)
+			die_usage("--server: sessions run cold");
+		if (report && strcmp(report, "-") == 0)
+			die_usage("--report -: a session's stdout carries its events (the end event "
+				  "holds the report)");
+	} else if (inline_code) {
 		cfg.code = inline_code;
 		cfg.code_len = strlen(inline_code);
 	} else {
@@ -527,6 +593,7 @@ static int cmd_run(int argc, char **argv)
 		return SANDCELL_EXIT_SANDBOX;
 	}
 	rc = sandcell_result_exit_code(res);
+	fflush(stdout);
 	if (!quiet && strcmp(sandcell_result_mode(res), "reduced") == 0) {
 		const char *const *nh = sandcell_result_not_held(res);
 		fputs("sandcell: warning: ran in REDUCED mode (--allow-reduced); "
@@ -631,7 +698,9 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		die_usage("missing command");
 	if (strcmp(argv[1], "run") == 0)
-		return cmd_run(argc - 1, argv + 1);
+		return cmd_run(argc - 1, argv + 1, false);
+	if (strcmp(argv[1], "session") == 0)
+		return cmd_run(argc - 1, argv + 1, true);
 	if (strcmp(argv[1], "policy") == 0)
 		return cmd_policy(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") == 0) {

@@ -9,6 +9,13 @@
  *   W <JSON object>\n   where the code was when the supervisor asked
  *   \n                  nothing: empty lines are skipped
  *
+ * Sessions (docs/sessions.md) stream the channel instead: sc_chan_stream()
+ * hands each output to a sink as soon as its record is complete (parsed
+ * and capped as below, per cell), and admits two more tags, each record
+ * parsed strictly the moment it ends:
+ *   D <JSON object>\n   a cell is done: id, execution_count, status
+ *   I <JSON object>\n   input() waits for an answer: id, prompt, password
+ *
  * Every byte is hostile.  The supervisor feeds what it reads to
  * sc_chan_feed(), which only splits lines and routes them by their first
  * two bytes into bounded buffers (no JSON is parsed inside the supervision
@@ -39,6 +46,11 @@
 	sc_json_parse_ex(buf, len, max, depth, SC_JSON_ALLOW_NUL, out, err)
 /* Depth of an output object inside the report (doc.cell.outputs[i]). */
 #define OUTPUT_DEPTH 3
+/* Sessions' control records: a D record is a few dozen bytes; an I
+ * record's prompt is at most SC_SESSION_PROMPT_MAX bytes of text, which
+ * JSON escaping may make up to six times longer. */
+#define SIDE_MAX_DONE (4u << 10)
+#define SIDE_MAX_INPUT (6 * SC_SESSION_PROMPT_MAX + 256)
 
 struct buf {
 	char *p;
@@ -66,7 +78,12 @@ struct ent {
 	uint64_t first;      /* 1-based number of its (first) output record */
 };
 
-enum kind { K_START, K_PREFIX, K_RESULT, K_OUT, K_ERROR, K_WHERE };
+enum kind { K_START, K_PREFIX, K_RESULT, K_OUT, K_ERROR, K_WHERE, K_DONE, K_INPUT };
+
+struct problems {
+	json_t *list;
+	uint64_t more;
+};
 
 struct sc_chan {
 	struct sc_chan_limits lim;
@@ -84,6 +101,13 @@ struct sc_chan {
 	bool line_stored;    /* K_OUT: its bytes so far are in out */
 	bool out_full;	     /* the total cap was reached: the rest is dropped */
 	bool oom;
+	/* Streaming (sessions): outputs go to sink as they end; the running
+	 * cell's totals are here, reset by sc_chan_cell_end(). */
+	const struct sc_chan_sink *sink;
+	struct slot done, input;
+	uint64_t s_bytes, s_dropped;  /* report bytes of the outputs passed on; drops */
+	uint64_t stop_n, stop_bytes, stop_first; /* over the count or total cap */
+	struct problems s_pr;
 };
 
 static bool buf_add(struct buf *b, const char *p, size_t n, size_t max)
@@ -124,6 +148,8 @@ struct sc_chan *sc_chan_new(const struct sc_chan_limits *lim)
 	c->res.max = c->lim.result_bytes;
 	c->err.max = SIDE_MAX_ERROR;
 	c->where.max = SIDE_MAX_WHERE;
+	c->done.max = SIDE_MAX_DONE;
+	c->input.max = SIDE_MAX_INPUT;
 	return c;
 }
 
@@ -140,6 +166,9 @@ void sc_chan_free(struct sc_chan *c)
 	slot_free(&c->res);
 	slot_free(&c->err);
 	slot_free(&c->where);
+	slot_free(&c->done);
+	slot_free(&c->input);
+	json_decref(c->s_pr.list);
 	free(c->out.p);
 	free(c->ents);
 	free(c);
@@ -237,6 +266,8 @@ static void out_add(struct sc_chan *c, const char *p, size_t n)
 	}
 }
 
+static void stream_output(struct sc_chan *c, enum ent_what what);
+
 static void out_end(struct sc_chan *c, bool complete)
 {
 	enum ent_what what = c->line_what;
@@ -254,14 +285,21 @@ static void out_end(struct sc_chan *c, bool complete)
 		c->out.len = c->line_start;
 	if (what == ENT_KEPT || what == ENT_TOO_BIG)
 		c->n_kept++; /* a too-big record counts against the count cap too */
+	if (c->sink) {
+		stream_output(c, what);
+		return;
+	}
 	ent_add(c, what, c->line_start, what == ENT_KEPT ? (size_t)c->line_bytes : 0,
 		c->line_bytes);
 }
 
 static struct slot *slot_of(struct sc_chan *c, enum kind k)
 {
-	return k == K_RESULT ? &c->res : k == K_ERROR ? &c->err : &c->where;
+	return k == K_RESULT ? &c->res : k == K_ERROR ? &c->err : k == K_DONE ? &c->done
+		: k == K_INPUT ? &c->input : &c->where;
 }
+
+static void control_end(struct sc_chan *c, enum kind k);
 
 void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 {
@@ -280,7 +318,8 @@ void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 				i++;
 				continue;
 			}
-			if (b == 'O' || b == 'E' || b == 'W') {
+			if (b == 'O' || b == 'E' || b == 'W' ||
+			    (c->sink != NULL && (b == 'D' || b == 'I'))) {
 				c->kind = K_PREFIX;
 				c->prefix = b;
 				i++;
@@ -290,7 +329,8 @@ void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 		}
 		if (c->kind == K_PREFIX) {
 			if (buf[i] == ' ') {
-				c->kind = c->prefix == 'O' ? K_OUT : c->prefix == 'E' ? K_ERROR : K_WHERE;
+				c->kind = c->prefix == 'O' ? K_OUT : c->prefix == 'E' ? K_ERROR
+					  : c->prefix == 'D' ? K_DONE : c->prefix == 'I' ? K_INPUT : K_WHERE;
 				i++;
 				if (c->kind == K_OUT)
 					out_start(c);
@@ -311,11 +351,16 @@ void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 			slot_add(c, slot_of(c, c->kind), buf + i, seg);
 		i += seg;
 		if (nl) {
-			if (c->kind == K_OUT)
+			enum kind k = c->kind;
+
+			/* K_START first: a sink may end the cell from here. */
+			c->kind = K_START;
+			if (k == K_OUT)
 				out_end(c, true);
 			else
-				slot_end(slot_of(c, c->kind));
-			c->kind = K_START;
+				slot_end(slot_of(c, k));
+			if (k == K_DONE || k == K_INPUT)
+				control_end(c, k);
 			i++;
 		}
 	}
@@ -973,11 +1018,6 @@ static uint64_t rendered(json_t *v, size_t depth)
 	return 24; /* a real (%.17g with an exponent), true, false or null */
 }
 
-struct problems {
-	json_t *list;
-	uint64_t more;
-};
-
 static void __attribute__((format(printf, 2, 3))) problem(struct problems *p, const char *fmt, ...)
 {
 	char b[400];
@@ -1298,4 +1338,205 @@ json_t *sc_chan_stop_output(const char *reason, json_t *where)
 	o = json_pack("{s:s,s:s,s:s,s:o}", "output_type", "error", "ename", "SandcellStopped",
 		      "evalue", reason ? reason : "", "traceback", tb);
 	return o;
+}
+
+/* ---------------------------------------------------------- streaming */
+
+void sc_chan_stream(struct sc_chan *c, const struct sc_chan_sink *sink)
+{
+	c->sink = sink;
+	if (c->s_pr.list == NULL)
+		c->s_pr.list = json_array();
+}
+
+/* A host note (a stderr stream output, as marker() writes it) to the sink. */
+static void sink_note(struct sc_chan *c, const char *text)
+{
+	json_t *tmp = json_array(), *o;
+
+	if (tmp == NULL) {
+		c->oom = true;
+		return;
+	}
+	marker(tmp, "%s", text);
+	o = json_array_get(tmp, 0);
+	if (o != NULL)
+		c->sink->output(c->sink->ctx, json_incref(o));
+	else
+		c->oom = true;
+	json_decref(tmp);
+}
+
+static void stream_over(struct sc_chan *c, uint64_t bytes)
+{
+	if (c->stop_n == 0)
+		c->stop_first = c->n_out;
+	c->stop_n++;
+	c->stop_bytes += bytes;
+	c->s_dropped++;
+}
+
+/* One output record has ended (what out_end decided): passed on parsed,
+ * or a marker in its place; nothing is kept after it. */
+static void stream_output(struct sc_chan *c, enum ent_what what)
+{
+	unsigned long long n = (unsigned long long)c->n_out;
+	struct sandcell_error e = { 0, "" };
+	uint64_t cost = 0;
+	char b[512];
+	json_t *v;
+
+	switch (what) {
+	case ENT_KEPT:
+		v = parse_output(c->line_bytes ? c->out.p + c->line_start : "", (size_t)c->line_bytes,
+				 &c->lim, &cost, &e);
+		if (v == NULL) {
+			c->s_dropped++;
+			problem(&c->s_pr, "output %llu was rejected: %s", n, e.msg);
+			snprintf(b, sizeof(b), "[sandcell: output %llu was rejected: %.300s]", n, e.msg);
+			sink_note(c, b);
+		} else if (c->s_bytes + cost > c->lim.out_bytes) {
+			/* As in one-shot mode: this one and every later one. */
+			json_decref(v);
+			c->out_full = true;
+			stream_over(c, c->line_bytes);
+		} else {
+			c->s_bytes += cost;
+			c->sink->output(c->sink->ctx, v);
+		}
+		break;
+	case ENT_TOO_BIG:
+		c->s_dropped++;
+		problem(&c->s_pr, "output %llu (%llu bytes) exceeded the per-output limit of %zu bytes", n,
+			(unsigned long long)c->line_bytes, c->lim.out_one);
+		snprintf(b, sizeof(b), "[sandcell: output %llu (%llu bytes) was dropped: over the "
+			 "per-output limit of %zu bytes]", n, (unsigned long long)c->line_bytes,
+			 c->lim.out_one);
+		sink_note(c, b);
+		break;
+	case ENT_OVER_COUNT:
+	case ENT_OVER_TOTAL:
+		stream_over(c, c->line_bytes);
+		break;
+	case ENT_CUT:
+		c->s_dropped++;
+		problem(&c->s_pr, "output %llu was cut off when the code ended", n);
+		snprintf(b, sizeof(b), "[sandcell: output %llu was cut off when the code ended]", n);
+		sink_note(c, b);
+		break;
+	}
+	c->out.len = 0;
+}
+
+static bool str_max(json_t *v, size_t max)
+{
+	return json_is_string(v) && json_string_length(v) <= max;
+}
+
+/* A D or I record has ended: parsed strictly now, handed to the sink
+ * (NULL and the reason when it is rejected), then forgotten. */
+static void control_end(struct sc_chan *c, enum kind k)
+{
+	static const char *const k_done[] = { "id", "execution_count", "status" };
+	static const char *const k_input[] = { "id", "prompt", "password" };
+	struct slot *s = slot_of(c, k);
+	const char *what = k == K_DONE ? "done" : "input request";
+	struct sandcell_error e = { 0, "" };
+	json_t *v = NULL, *id;
+
+	if (s->last_over) {
+		bad(&e, "over %zu bytes", s->max);
+	} else if (PARSE(s->last.len ? s->last.p : "", s->last.len, s->max, 2, &v, &e) == 0 &&
+		   exact_keys(v, k == K_DONE ? k_done : k_input, 3, what, &e) == 0) {
+		id = json_object_get(v, "id");
+		if (!json_is_string(id) || !sc_session_id_ok(json_string_value(id), json_string_length(id)))
+			bad(&e, "id is 1 to %d characters of [A-Za-z0-9._:-]", SC_SESSION_ID_MAX);
+		else if (k == K_DONE) {
+			json_t *n = json_object_get(v, "execution_count"), *st = json_object_get(v, "status");
+
+			if (!json_is_integer(n) || json_integer_value(n) < 0 ||
+			    json_integer_value(n) > (json_int_t)1 << 53)
+				bad(&e, "execution_count is a non-negative integer");
+			else if (!str_is(st, "ok") && !str_is(st, "error") && !str_is(st, "interrupted"))
+				bad(&e, "status is \"ok\", \"error\" or \"interrupted\"");
+		} else if (!str_max(json_object_get(v, "prompt"), SC_SESSION_PROMPT_MAX)) {
+			bad(&e, "prompt is a string of at most %u bytes", SC_SESSION_PROMPT_MAX);
+		} else if (!json_is_boolean(json_object_get(v, "password"))) {
+			bad(&e, "password is true or false");
+		}
+	}
+	if (e.msg[0]) {
+		json_decref(v);
+		v = NULL;
+		problem(&c->s_pr, "a %s record was rejected: %s", what, e.msg);
+	}
+	c->sink->control(c->sink->ctx, k == K_DONE ? 'D' : 'I', v, e.msg);
+	json_decref(v);
+	s->have_last = s->last_over = false;
+	s->last.len = 0;
+}
+
+static void slot_reset(struct slot *s)
+{
+	s->cur.len = s->last.len = 0;
+	s->cur_over = s->have_last = s->last_over = s->in_progress = false;
+	s->count = 0;
+}
+
+int sc_chan_cell_end(struct sc_chan *c, struct sc_chan_out *o, struct sandcell_error *err)
+{
+	memset(o, 0, sizeof(*o));
+	if (c == NULL || c->sink == NULL)
+		return sc_err(err, EINVAL, "sc_chan_cell_end: not a streaming channel");
+	/* The line the code was writing when it ended. */
+	if (c->kind == K_OUT)
+		out_end(c, false);
+	else if (c->kind == K_PREFIX)
+		c->res.in_progress = true;
+	c->kind = K_START;
+	if (c->stop_n > 0) {
+		char b[512];
+
+		o->truncated = true;
+		problem(&c->s_pr, "outputs %llu and later (%llu of them, %llu bytes) were not kept: the "
+			"limit of %zu outputs or %zu bytes was reached",
+			(unsigned long long)c->stop_first, (unsigned long long)c->stop_n,
+			(unsigned long long)c->stop_bytes, c->lim.out_count, c->lim.out_bytes);
+		snprintf(b, sizeof(b), "[sandcell: %llu more outputs (%llu bytes) were not kept: the "
+			 "limit of %zu outputs or %zu bytes was reached]", (unsigned long long)c->stop_n,
+			 (unsigned long long)c->stop_bytes, c->lim.out_count, c->lim.out_bytes);
+		sink_note(c, b);
+	}
+	o->outputs = json_array();
+	parse_result(c, o);
+	o->exception = parse_slot(&c->err, "error", true, &c->s_pr);
+	o->where = parse_slot(&c->where, "location", false, &c->s_pr);
+	if (c->oom)
+		problem(&c->s_pr, "the host ran out of memory holding the channel: records were dropped");
+	if (c->s_pr.more > 0) {
+		char b[80];
+
+		snprintf(b, sizeof(b), "... and %llu more", (unsigned long long)c->s_pr.more);
+		json_array_append_new(c->s_pr.list, json_string(b));
+	}
+	o->problems = c->s_pr.list;
+	o->bytes = c->s_bytes;
+	o->dropped = c->s_dropped;
+	c->s_pr.list = json_array();
+	c->s_pr.more = 0;
+	slot_reset(&c->res);
+	slot_reset(&c->err);
+	slot_reset(&c->where);
+	slot_reset(&c->done);
+	slot_reset(&c->input);
+	c->n_out = 0;
+	c->n_kept = 0;
+	c->out.len = 0;
+	c->out_full = c->oom = false;
+	c->s_bytes = c->s_dropped = c->stop_n = c->stop_bytes = c->stop_first = 0;
+	if (o->outputs == NULL || o->problems == NULL) {
+		sc_chan_out_free(o);
+		return sc_err(err, ENOMEM, "channel");
+	}
+	return 0;
 }

@@ -732,3 +732,30 @@ void sc_collect_free(struct sc_collect *c)
 	free(c->skips);
 	memset(c, 0, sizeof(*c));
 }
+
+int sc_collect_merge(struct sc_collect *dst, struct sc_collect *src)
+{
+	size_t n = dst->n_files + src->n_files;
+	struct sc_out_file *f;
+
+	if (dst->skips == NULL && (dst->skips = calloc(SC_SKIPS_MAX, sizeof(*dst->skips))) == NULL)
+		return -1;
+	f = reallocarray(dst->files, n + 1, sizeof(*f));
+	if (f == NULL)
+		return -1;
+	dst->files = f;
+	for (size_t i = 0; i < src->n_files; i++) {
+		dst->files[dst->n_files + i] = src->files[i];
+		src->files[i].path = NULL; /* moved */
+	}
+	dst->n_files = n;
+	for (size_t i = 0; i < src->n_skips && dst->n_skips < SC_SKIPS_MAX; i++) {
+		dst->skips[dst->n_skips++] = src->skips[i];
+		src->skips[i].path = NULL;
+	}
+	dst->n_skipped_total += src->n_skipped_total > src->n_skips ? src->n_skipped_total
+								      : src->n_skips;
+	dst->bytes += src->bytes;
+	dst->limit_hit |= src->limit_hit;
+	return 0;
+}

@@ -340,6 +340,18 @@ static void on_where(int sig)
 	errno = e;
 }
 
+/* A session's interrupt (run.c): SIGINT to the code, which the session
+ * loop turns into KeyboardInterrupt in the running cell. */
+static void on_interrupt(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	if (code_pid > 0)
+		kill((pid_t)code_pid, SIGINT);
+	errno = e;
+}
+
 static void on_term(int sig)
 {
 	(void)sig;
@@ -365,6 +377,8 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		sa.sa_handler = on_where;
 		sa.sa_flags = SA_RESTART;
 		sigaction(SC_WHERE_SIGNAL, &sa, NULL);
+		sa.sa_handler = on_interrupt;
+		sigaction(SC_INTERRUPT_SIGNAL, &sa, NULL);
 	}
 	pid = fork();
 	if (pid == 0) {
@@ -372,6 +386,7 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		/* The code starts with every disposition at its default (execve
 		 * does this for handlers; a warm run does not exec). */
 		signal(SC_WHERE_SIGNAL, SIG_DFL);
+		signal(SC_INTERRUPT_SIGNAL, SIG_DFL);
 		close(ex[0]);
 		close(go[1]);
 		/* Wait until init has scrubbed its copy of the caller's argv. */

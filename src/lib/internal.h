@@ -99,10 +99,45 @@ void sc_chan_out_free(struct sc_chan_out *o);
 /* The documented value tags only (docs/values.md), anywhere in v. */
 int sc_chan_check_value(struct json_t *v, struct sandcell_error *err);
 bool sc_base64_ok(const char *s, size_t n);
+/* Sessions (docs/sessions.md): outputs are handed to output() as soon as
+ * their record ends (parsed, capped per cell, markers for drops; the
+ * callee owns the value), D and I records to control() parsed (v is
+ * borrowed, NULL when the record was rejected, why says why).  A sink may
+ * call sc_chan_cell_end() from either callback. */
+struct sc_chan_sink {
+	void *ctx;
+	void (*output)(void *ctx, struct json_t *output);
+	void (*control)(void *ctx, char tag, struct json_t *v, const char *why);
+};
+void sc_chan_stream(struct sc_chan *c, const struct sc_chan_sink *sink);
+/* Ends the cell: what sc_chan_finish() gives (outputs empty: they went to
+ * the sink), the cap marker sent first; then every per-cell count and
+ * record starts afresh. */
+int sc_chan_cell_end(struct sc_chan *c, struct sc_chan_out *o, struct sandcell_error *err);
 /* nbformat error outputs: from an exception record; for a stopped run. */
 struct json_t *sc_chan_error_output(struct json_t *exception);
 struct json_t *sc_chan_stop_output(const char *reason, struct json_t *where);
 
+/* ---- session.c: a session's commands and events (docs/sessions.md) ---- */
+#define SC_SESSION_ID_MAX 64
+#define SC_SESSION_PROMPT_MAX (64u << 10)
+#define SC_SESSION_LINE_MAX (64u << 20)
+bool sc_session_id_ok(const char *s, size_t n);
+enum sc_cmd_op { SC_CMD_RUN = 1, SC_CMD_INTERRUPT, SC_CMD_INPUT, SC_CMD_CLOSE };
+struct sc_cmd {
+	enum sc_cmd_op op;
+	char id[SC_SESSION_ID_MAX + 1];	/* run, input; "" otherwise */
+	struct json_t *text;		/* run: the code, input: the value (a string) */
+};
+/* Parses one command line (without its newline) strictly: jansson, no
+ * duplicate keys, a closed key set per op.  On refusal err says why and
+ * id holds the line's id when one could be read (else ""). */
+int sc_session_parse_cmd(const char *line, size_t len, struct sc_cmd *cmd,
+			 struct sandcell_error *err);
+void sc_session_cmd_free(struct sc_cmd *cmd);
+/* Bytes as valid UTF-8, invalid sequences as U+FFFD; an incomplete
+ * sequence at the end is left (*used < len) unless final.  malloc'd. */
+char *sc_utf8_replace(const char *s, size_t len, bool final, size_t *used, size_t *out_len);
 /* ---- collect.c: copies /output out of the sandbox (an attack surface) ---- */
 struct sc_out_file {
 	char *path;	/* relative, '/'-separated, validated UTF-8 */
@@ -127,6 +162,9 @@ struct sc_collect {
 int sc_collect_tree(int src_dirfd, int dst_dirfd, const struct sandcell_limits *lim,
 		    struct sc_collect *out, struct sandcell_error *err);
 void sc_collect_free(struct sc_collect *c);
+/* Moves src's entries (its paths) to the end of dst's: a session's cells
+ * add up to one collection.  src is then freed as usual. */
+int sc_collect_merge(struct sc_collect *dst, struct sc_collect *src);
 
 /* ---- policy.c: the declared seccomp policy, as data ---- */
 enum sc_verdict {
@@ -345,6 +383,7 @@ struct sandcell_result {
 	bool outputs_collected;
 	struct sandcell_limits limits;
 	struct sc_isolation iso;
+	struct json_t *session;	/* SANDCELL_SESSION: the report's session object */
 	char left_behind[8][512]; /* host resources that could not be removed */
 	int n_left_behind;
 };

@@ -62,6 +62,7 @@ void sandcell_result_free(struct sandcell_result *r)
 	json_decref(r->cell_problems);
 	json_decref(r->exception);
 	json_decref(r->stopped_at);
+	json_decref(r->session);
 	sc_collect_free(&r->outputs);
 	free(r);
 }
@@ -458,6 +459,9 @@ char *sc_report_render(const struct sandcell_result *r)
 	set(doc, "result", r->result != NULL ? json_incref(r->result) : json_null(), &bad);
 	set(doc, "result_error", buf_or_null(r->result_error, sizeof(r->result_error)), &bad);
 	set(doc, "cell", render_cell(r, &bad), &bad);
+	/* Sessions only (docs/sessions.md): a run's report is unchanged. */
+	if (r->session != NULL)
+		set(doc, "session", json_deep_copy(r->session), &bad);
 	set(doc, "outputs", render_outputs(r, &bad), &bad);
 	set(doc, "truncations", render_truncations(r, &bad), &bad);
 	set(doc, "limits", render_limits(&r->limits, &bad), &bad);

@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,9 @@ static int validate(const struct sandcell_config *cfg, struct sandcell_error *er
 
 	if (cfg->code == NULL)
 		return sc_err(err, EINVAL, "no code to run");
+	if ((cfg->flags & SANDCELL_SESSION) &&
+	    (!(l->cell_wall_sec > 0) || !(l->cell_cpu_sec > 0) || !(l->idle_sec > 0)))
+		return sc_err(err, EINVAL, "the cell and idle time limits of a session must be positive");
 	if (cfg->python == NULL || cfg->python[0] != '/')
 		return sc_err(err, EINVAL, "--python must be an absolute path");
 	if (access(cfg->python, X_OK) < 0)
@@ -163,7 +167,11 @@ struct stream {
 	bool truncated;
 	const char *name;
 	struct sc_chan *chan;	/* the code's channel: routed, parsed after the run */
+	struct sess *ss;	/* a session: the bytes become output events */
+	int which;		/* a session: 0 stdout, 1 stderr */
 };
+
+static void sess_raw(struct sess *ss, int which, const char *buf, size_t n, bool final);
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -187,6 +195,8 @@ static void pump(struct stream *s)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
+		if (s->ss)
+			sess_raw(s->ss, s->which, "", 0, true);
 		close(s->fd);
 		s->fd = -1;
 		return;
@@ -200,7 +210,9 @@ static void pump(struct stream *s)
 		size_t take = (size_t)n;
 		if (take > s->limit - s->kept)
 			take = (size_t)(s->limit - s->kept);
-		if (s->out >= 0)
+		if (s->ss)
+			sess_raw(s->ss, s->which, buf, take, false);
+		else if (s->out >= 0)
 			write_all(s->out, buf, take);
 		s->kept += take;
 		if (take < (size_t)n)
@@ -208,12 +220,17 @@ static void pump(struct stream *s)
 	} else {
 		s->truncated = true;
 	}
-	if (s->truncated && s->out >= 0 && s->kept == s->limit) {
+	if (s->truncated && (s->out >= 0 || s->ss) && s->kept == s->limit) {
 		char marker[128];
 		int m = snprintf(marker, sizeof(marker),
 				 "\n[sandcell: %s truncated after %llu bytes]\n", s->name,
 				 (unsigned long long)s->limit);
-		write_all(s->out, marker, (size_t)m);
+		if (s->ss) {
+			sess_raw(s->ss, s->which, "", 0, true);
+			sess_raw(s->ss, s->which, marker, (size_t)m, true);
+		} else {
+			write_all(s->out, marker, (size_t)m);
+		}
 		s->kept = s->limit + 1; /* marker written once */
 	}
 }
@@ -311,6 +328,7 @@ struct run {
 	char workdir[1024];	/* reduced mode's private host directory */
 	int wait_status;
 	double t0;
+	struct sess *ss;	/* SANDCELL_SESSION: the session's state, else NULL */
 };
 
 static void kill_tree(struct run *rn)
@@ -368,6 +386,583 @@ static void set_error(struct sandcell_result *r, const char *msg)
 		snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, msg);
 }
 
+/* ------------------------------------------------------------ session
+ *
+ * A session (docs/sessions.md) is one run whose interpreter (the session
+ * loop, _sandcell_session.py) runs cells the caller sends one by one.
+ * The caller's commands arrive as NDJSON on cfg->stdin_fd and are parsed
+ * here (session.c); what the loop is told goes on the code's stdin, one
+ * JSON line per command, written by us.  What comes back on the channel
+ * (outputs, D and I records) is parsed as each record ends and turned into
+ * events on cfg->stdout_fd: every event is built by us from parsed values,
+ * never the sandbox's bytes passed on.  The verdicts (a cell killed, the
+ * session's status) come from host evidence, as for a run. */
+
+#define SESS_GRACE 5.0		/* after an interrupt at a cell limit, after close */
+#define SESS_PROBLEMS_MAX 32
+
+enum sess_stop { STOP_NONE, STOP_IDLE, STOP_CELL_WALL, STOP_CELL_CPU, STOP_CLOSE_GRACE };
+
+struct sess {
+	struct run *rn;
+	struct sc_chan *chan;
+	struct sc_chan_sink sink;
+	int ev_fd;
+	/* Commands from the caller. */
+	char *line;
+	size_t line_len, line_cap;
+	bool line_skip;		/* the line in progress passed 64 MiB: refused at its end */
+	bool closing;		/* close or EOF: no more commands */
+	/* Lines for the loop, written as its stdin pipe takes them. */
+	char *tl;
+	size_t tl_len, tl_off;
+	bool loop_closed;	/* its stdin was closed after close */
+	double closed_at;
+	/* The cell in progress. */
+	bool running;
+	char id[SC_SESSION_ID_MAX + 1];
+	uint64_t seq;
+	double t0;
+	uint64_t cpu0;
+	bool have_cpu0;
+	bool input_pending;
+	enum sess_stop limit;	/* a cell limit sent the interrupt */
+	double kill_at;		/* then the kill, unless its D comes first */
+	double last_activity;
+	bool ready_sent;
+	enum sess_stop stop;	/* what the supervisor ended the session for */
+	json_t *used_ids;	/* an object used as a set */
+	uint64_t n_ok, n_error, n_interrupted, n_killed, stray_outputs;
+	json_t *problems;
+	uint64_t more_problems;
+	/* An incomplete UTF-8 sequence at the end of the last raw read. */
+	char carry[2][4];
+	size_t carry_len[2];
+	uint64_t out_files, out_bytes; /* collected so far (the session's budget) */
+	bool collected;
+};
+
+static void sess_emit(struct sess *ss, json_t *ev)
+{
+	char *text;
+
+	if (ev == NULL)
+		return;
+	text = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	if (text == NULL)
+		return;
+	/* Blocking, as the streams of a run are: a caller that stops reading
+	 * its events stalls the supervisor (the cgroup limits still hold). */
+	write_all(ss->ev_fd, text, strlen(text));
+	write_all(ss->ev_fd, "\n", 1);
+	free(text);
+}
+
+static void __attribute__((format(printf, 2, 3))) sess_problem(struct sess *ss, const char *fmt, ...)
+{
+	char b[512];
+	va_list ap;
+
+	if (json_array_size(ss->problems) >= SESS_PROBLEMS_MAX) {
+		ss->more_problems++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b, sizeof(b), fmt, ap);
+	va_end(ap);
+	/* A problem may quote the code's bytes (an id, a key): only valid
+	 * UTF-8 goes into the report. */
+	{
+		char *clean = sc_escape_bytes(b, strlen(b), NULL);
+		json_array_append_new(ss->problems, json_string(clean ? clean : "?"));
+		free(clean);
+	}
+}
+
+static json_t *id_or_null(const char *id)
+{
+	return id && id[0] ? json_string(id) : json_null();
+}
+
+static void sess_refuse(struct sess *ss, const char *id, const char *reason)
+{
+	sess_emit(ss, json_pack("{s:s,s:o,s:s}", "ev", "refused", "id", id_or_null(id), "reason",
+				reason));
+}
+
+static void sess_to_loop(struct sess *ss, json_t *cmd)
+{
+	char *text = json_dumps(cmd, JSON_COMPACT);
+	size_t n;
+	char *q;
+
+	json_decref(cmd);
+	if (text == NULL) {
+		set_error(ss->rn->r, "out of memory for a session command");
+		kill_tree(ss->rn);
+		return;
+	}
+	n = strlen(text);
+	if (ss->tl_off == ss->tl_len)
+		ss->tl_off = ss->tl_len = 0;
+	q = realloc(ss->tl, ss->tl_len + n + 1);
+	if (q == NULL) {
+		free(text);
+		set_error(ss->rn->r, "out of memory for a session command");
+		kill_tree(ss->rn);
+		return;
+	}
+	ss->tl = q;
+	memcpy(ss->tl + ss->tl_len, text, n);
+	ss->tl[ss->tl_len + n] = '\n';
+	ss->tl_len += n + 1;
+	free(text);
+}
+
+static bool sess_cpu(struct sess *ss, uint64_t *us)
+{
+	return ss->rn->have_cg && sc_cgroup_cpu_usec(&ss->rn->cg, us) == 0;
+}
+
+static void sess_interrupt(struct sess *ss)
+{
+	struct run *rn = ss->rn;
+
+	if (rn->r->code_started && !rn->init_exited && rn->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, rn->pidfd, SC_INTERRUPT_SIGNAL, NULL, 0);
+}
+
+static void sess_output(void *ctx, json_t *o)
+{
+	struct sess *ss = ctx;
+
+	if (!ss->running) {
+		/* Written between cells (a thread the code left behind): no
+		 * cell to show it in, and no cell's caps to count it against. */
+		ss->stray_outputs++;
+		json_decref(o);
+		return;
+	}
+	sess_emit(ss, json_pack("{s:s,s:s,s:o}", "ev", "output", "id", ss->id, "output", o));
+}
+
+static void sess_raw(struct sess *ss, int which, const char *buf, size_t n, bool final)
+{
+	char joined[65536 + 4];
+	size_t len = 0, used = 0, out_len = 0;
+	char *text;
+
+	if (n > sizeof(joined) - sizeof(ss->carry[0]))
+		n = sizeof(joined) - sizeof(ss->carry[0]); /* pump reads 64 KiB at most */
+	memcpy(joined, ss->carry[which], ss->carry_len[which]);
+	len = ss->carry_len[which];
+	memcpy(joined + len, buf, n);
+	len += n;
+	ss->carry_len[which] = 0;
+	if (len == 0)
+		return;
+	text = sc_utf8_replace(joined, len, final, &used, &out_len);
+	if (text == NULL)
+		return;
+	if (used < len && len - used <= sizeof(ss->carry[0])) {
+		memcpy(ss->carry[which], joined + used, len - used);
+		ss->carry_len[which] = len - used;
+	}
+	if (out_len > 0)
+		sess_emit(ss, json_pack("{s:s,s:o,s:{s:s,s:s,s:s%}}", "ev", "output", "id",
+					ss->running ? json_string(ss->id) : json_null(), "output",
+					"output_type", "stream", "name", which ? "stderr" : "stdout",
+					"text", text, out_len));
+	free(text);
+}
+
+static int dir_is_empty(int dirfd, struct sandcell_error *err);
+static void remove_tree(int dirfd, int depth);
+
+/* The cell's outbox: /output is copied to <--output>/<seq>/ by the
+ * collector (which treats the tree as hostile: no symlink followed, no
+ * other mount, caps), then emptied, so the next cell starts with an
+ * empty /output.  The sandbox may still be alive here: a process the
+ * cell left running can change files while they are copied, never where
+ * they land.  The caps are the session's: what one cell takes, later
+ * ones do not get. */
+static json_t *sess_collect(struct sess *ss)
+{
+	struct run *rn = ss->rn;
+	struct sandcell_limits lim = rn->cfg->limits;
+	struct sandcell_error e = { 0, "" };
+	struct sc_collect c;
+	json_t *files = json_array();
+	char name[32];
+	int odir, probe, dst;
+
+	if (files == NULL || rn->out_dirfd < 0 || rn->scratch_fd < 0 || !rn->r->code_started)
+		return files;
+	odir = openat(rn->scratch_fd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (odir < 0)
+		return files;
+	probe = openat(odir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (probe < 0 || dir_is_empty(probe, NULL) != 0) {
+		if (probe >= 0)
+			close(probe);
+		close(odir);
+		return files;
+	}
+	close(probe);
+	snprintf(name, sizeof(name), "%llu", (unsigned long long)ss->seq);
+	lim.output_files = lim.output_files > ss->out_files ? lim.output_files - ss->out_files : 0;
+	lim.output_bytes = lim.output_bytes > ss->out_bytes ? lim.output_bytes - ss->out_bytes : 0;
+	if (mkdirat(rn->out_dirfd, name, 0755) < 0 ||
+	    (dst = openat(rn->out_dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		sess_problem(ss, "cell %s: cannot make the output directory %s: %s", ss->id, name,
+			     strerror(errno));
+		close(odir);
+		return files;
+	}
+	if (sc_collect_tree(odir, dst, &lim, &c, &e) == 0) {
+		ss->collected = true;
+		for (size_t i = 0; i < c.n_files; i++) {
+			struct sc_out_file *f = &c.files[i];
+			char *p = NULL;
+
+			if (asprintf(&p, "%s/%s", name, f->path) < 0)
+				continue;
+			free(f->path);
+			f->path = p;
+			json_array_append_new(files, json_pack("{s:s,s:I,s:s}", "path", p, "size",
+							       (json_int_t)f->size, "sha256", f->sha256));
+			ss->out_files++;
+		}
+		for (size_t i = 0; i < c.n_skips; i++) {
+			char *p = NULL;
+
+			if (asprintf(&p, "%s/%s", name, c.skips[i].path) >= 0) {
+				free(c.skips[i].path);
+				c.skips[i].path = p;
+			}
+		}
+		ss->out_bytes += c.bytes;
+		if (sc_collect_merge(&rn->r->outputs, &c) < 0)
+			sess_problem(ss, "cell %s: out of memory listing its files in the report", ss->id);
+		sc_collect_free(&c);
+	} else {
+		sess_problem(ss, "cell %s: collecting /output: %s", ss->id, e.msg);
+	}
+	close(dst);
+	/* Emptied whatever was collected or not: what was skipped is listed. */
+	remove_tree(odir, 0);
+	close(odir);
+	return files;
+}
+
+/* Ends the cell in progress: its result, error and outputs as the
+ * channel kept them, its outbox, then the done event.  status is the
+ * loop's word ("ok", "error", "interrupted") or "killed" (ours, with the
+ * stop's cause). */
+static void sess_cell_end(struct sess *ss, const char *status, json_t *count, const char *why)
+{
+	struct run *rn = ss->rn;
+	struct sandcell_error e = { 0, "" };
+	struct sc_chan_out co;
+	json_t *usage, *files, *err = NULL;
+	uint64_t us = 0;
+	double wall = now_sec() - ss->t0;
+	bool killed = strcmp(status, "killed") == 0;
+
+	if (sc_chan_cell_end(ss->chan, &co, &e) < 0)
+		memset(&co, 0, sizeof(co));
+	/* The exception counts only from a cell that did not finish ok. */
+	if (co.exception && strcmp(status, "ok") != 0 && !killed) {
+		err = json_incref(co.exception);
+		sess_emit(ss, json_pack("{s:s,s:s,s:o}", "ev", "output", "id", ss->id, "output",
+					sc_chan_error_output(co.exception)));
+	} else if (killed) {
+		sess_emit(ss, json_pack("{s:s,s:s,s:o}", "ev", "output", "id", ss->id, "output",
+					sc_chan_stop_output(why, rn->where_sent ? co.where : NULL)));
+	}
+	if (co.result_error[0])
+		sess_problem(ss, "cell %s: %s", ss->id, co.result_error);
+	for (size_t i = 0; i < json_array_size(co.problems); i++)
+		sess_problem(ss, "cell %s: %s", ss->id,
+			     json_string_value(json_array_get(co.problems, i)));
+	usage = json_pack("{s:f}", "wall_sec", wall);
+	if (usage && ss->have_cpu0 && sess_cpu(ss, &us))
+		json_object_set_new(usage, "cpu_sec",
+				    json_real((double)(us > ss->cpu0 ? us - ss->cpu0 : 0) / 1e6));
+	else if (usage)
+		json_object_set_new(usage, "cpu_sec", json_null());
+	files = sess_collect(ss);
+	sess_emit(ss, json_pack("{s:s,s:s,s:s,s:O,s:o,s:O,s:o,s:o}", "ev", "done", "id", ss->id,
+				"status", status, "execution_count", count ? count : json_null(),
+				"error", err ? err : json_null(), "result",
+				co.result ? co.result : json_null(), "usage", usage, "files", files));
+	if (!strcmp(status, "ok"))
+		ss->n_ok++;
+	else if (!strcmp(status, "error"))
+		ss->n_error++;
+	else if (!strcmp(status, "interrupted"))
+		ss->n_interrupted++;
+	else
+		ss->n_killed++;
+	sc_chan_out_free(&co);
+	ss->running = ss->input_pending = false;
+	ss->limit = STOP_NONE;
+	ss->kill_at = 0;
+	ss->last_activity = now_sec();
+}
+
+static void sess_control(void *ctx, char tag, json_t *v, const char *why)
+{
+	struct sess *ss = ctx;
+	const char *what = tag == 'D' ? "done" : "input request";
+	const char *id = json_string_value(json_object_get(v, "id"));
+
+	if (v == NULL) {
+		sess_problem(ss, "a %s record was rejected: %s", what, why);
+		return;
+	}
+	if (!ss->running || strcmp(id, ss->id) != 0) {
+		sess_problem(ss, "a %s record for %s, which is not the running cell, was dropped", what,
+			     id);
+		return;
+	}
+	if (tag == 'D') {
+		sess_cell_end(ss, json_string_value(json_object_get(v, "status")),
+			      json_object_get(v, "execution_count"), NULL);
+		return;
+	}
+	if (ss->input_pending) {
+		sess_problem(ss, "cell %s: a second input request while one was pending was dropped", id);
+		return;
+	}
+	ss->input_pending = true;
+	sess_emit(ss, json_pack("{s:s,s:s,s:O,s:O}", "ev", "input_request", "id", ss->id, "prompt",
+				json_object_get(v, "prompt"), "password",
+				json_object_get(v, "password")));
+}
+
+static void sess_command(struct sess *ss, const char *line, size_t len)
+{
+	struct sandcell_error e = { 0, "" };
+	struct sc_cmd cmd;
+	double now = now_sec();
+
+	ss->last_activity = now;
+	if (sc_session_parse_cmd(line, len, &cmd, &e) < 0) {
+		sess_refuse(ss, cmd.id, e.msg);
+		return;
+	}
+	switch (cmd.op) {
+	case SC_CMD_RUN:
+		if (ss->running) {
+			sess_refuse(ss, cmd.id, "a cell is running: wait for its done event");
+		} else if (json_object_get(ss->used_ids, cmd.id) != NULL) {
+			sess_refuse(ss, cmd.id, "this id was used already in this session");
+		} else if (json_object_set_new(ss->used_ids, cmd.id, json_true()) < 0) {
+			sess_refuse(ss, cmd.id, "out of memory");
+		} else {
+			struct sc_chan_out co;
+
+			/* What the code wrote between cells is not this cell's. */
+			if (sc_chan_cell_end(ss->chan, &co, NULL) == 0)
+				sc_chan_out_free(&co);
+			snprintf(ss->id, sizeof(ss->id), "%s", cmd.id);
+			ss->running = true;
+			ss->seq++;
+			ss->t0 = now;
+			ss->have_cpu0 = sess_cpu(ss, &ss->cpu0);
+			sess_to_loop(ss, json_pack("{s:s,s:s,s:O}", "op", "run", "id", cmd.id, "code",
+						   cmd.text));
+		}
+		break;
+	case SC_CMD_INPUT:
+		if (!ss->running || !ss->input_pending || strcmp(cmd.id, ss->id) != 0) {
+			sess_refuse(ss, cmd.id, "no input request of this cell is pending");
+		} else {
+			ss->input_pending = false;
+			sess_to_loop(ss, json_pack("{s:s,s:s,s:O}", "op", "input", "id", cmd.id, "value",
+						   cmd.text));
+		}
+		break;
+	case SC_CMD_INTERRUPT:
+		if (ss->running)
+			sess_interrupt(ss);
+		break;
+	case SC_CMD_CLOSE:
+		ss->closing = true;
+		break;
+	}
+	sc_session_cmd_free(&cmd);
+}
+
+/* Splits the caller's bytes into command lines (at most 64 MiB each). */
+static void sess_commands(struct sess *ss, const char *buf, size_t n, bool eof)
+{
+	size_t i = 0;
+
+	while (i < n && !ss->closing) {
+		const char *nl = memchr(buf + i, '\n', n - i);
+		size_t seg = nl ? (size_t)(nl - (buf + i)) : n - i;
+
+		if (!ss->line_skip && seg > SC_SESSION_LINE_MAX - ss->line_len) {
+			ss->line_skip = true;
+			free(ss->line);
+			ss->line = NULL;
+			ss->line_len = ss->line_cap = 0;
+		}
+		if (!ss->line_skip && seg > 0) {
+			if (ss->line_len + seg > ss->line_cap) {
+				size_t cap = ss->line_cap ? ss->line_cap : 65536;
+				char *q;
+
+				while (cap < ss->line_len + seg)
+					cap *= 2;
+				q = realloc(ss->line, cap);
+				if (q == NULL) {
+					ss->line_skip = true;
+					free(ss->line);
+					ss->line = NULL;
+					ss->line_len = ss->line_cap = 0;
+				} else {
+					ss->line = q;
+					ss->line_cap = cap;
+				}
+			}
+			if (!ss->line_skip) {
+				memcpy(ss->line + ss->line_len, buf + i, seg);
+				ss->line_len += seg;
+			}
+		}
+		i += seg;
+		if (nl == NULL)
+			break;
+		i++;
+		if (ss->line_skip)
+			sess_refuse(ss, NULL, "the command line is longer than 64 MiB (or the host had "
+				    "no memory for it)");
+		else if (ss->line_len > 0)
+			sess_command(ss, ss->line, ss->line_len);
+		ss->line_skip = false;
+		ss->line_len = 0;
+	}
+	if (eof && !ss->closing) {
+		/* A last line without its newline is still a command. */
+		if (ss->line_skip)
+			sess_refuse(ss, NULL, "the command line is longer than 64 MiB");
+		else if (ss->line_len > 0)
+			sess_command(ss, ss->line, ss->line_len);
+		ss->line_len = 0;
+		ss->closing = true;
+	}
+}
+
+/* The session's own clocks, each poll: per-cell limits, idle, close. */
+static void sess_tick(struct sess *ss, double now)
+{
+	struct run *rn = ss->rn;
+	const struct sandcell_limits *l = &rn->cfg->limits;
+	uint64_t us;
+
+	if (rn->init_exited || !rn->r->code_started || ss->stop != STOP_NONE)
+		return;
+	if (ss->running && ss->limit == STOP_NONE) {
+		if (now - ss->t0 >= l->cell_wall_sec)
+			ss->limit = STOP_CELL_WALL;
+		else if (ss->have_cpu0 && sess_cpu(ss, &us) &&
+			 (double)(us - ss->cpu0) / 1e6 >= l->cell_cpu_sec)
+			ss->limit = STOP_CELL_CPU;
+		if (ss->limit != STOP_NONE) {
+			/* The loop turns it into KeyboardInterrupt; a cell that
+			 * ignores it has SESS_GRACE to end before the kill. */
+			sess_interrupt(ss);
+			ss->kill_at = now + SESS_GRACE;
+		}
+	}
+	if (ss->running && ss->kill_at > 0 && now >= ss->kill_at) {
+		ss->stop = ss->limit;
+		if (ss->stop == STOP_CELL_CPU)
+			rn->killed_cpu = true;
+		else
+			rn->killed_wall = true;
+		kill_tree(rn);
+		return;
+	}
+	if (!ss->running && !ss->closing && now - ss->last_activity >= l->idle_sec) {
+		ss->stop = STOP_IDLE;
+		rn->killed_wall = true;
+		kill_tree(rn);
+		return;
+	}
+	if (ss->loop_closed && !ss->running &&
+	    now - (ss->closed_at > ss->last_activity ? ss->closed_at : ss->last_activity) >= SESS_GRACE) {
+		ss->stop = STOP_CLOSE_GRACE;
+		rn->killed_wall = true;
+		kill_tree(rn);
+	}
+}
+
+/* The next time sess_tick has something to do, as a poll timeout. */
+static int sess_timeout(struct sess *ss, double now, int timeout)
+{
+	const struct sandcell_limits *l = &ss->rn->cfg->limits;
+	double at = 0;
+
+	if (ss->running)
+		at = ss->kill_at > 0 ? ss->kill_at : ss->t0 + l->cell_wall_sec;
+	else if (!ss->closing)
+		at = ss->last_activity + l->idle_sec;
+	else if (ss->loop_closed)
+		at = (ss->closed_at > ss->last_activity ? ss->closed_at : ss->last_activity) + SESS_GRACE;
+	if (at > 0) {
+		int ms = (int)ceil((at - now) * 1000);
+
+		if (ms < timeout)
+			timeout = ms < 0 ? 0 : ms;
+	}
+	return timeout;
+}
+
+static struct sess *sess_new(struct run *rn)
+{
+	const struct sandcell_limits *l = &rn->cfg->limits;
+	struct sc_chan_limits cl = { (size_t)l->result_bytes, (size_t)l->cell_bytes,
+				     (size_t)l->cell_output_bytes, (size_t)l->cell_outputs };
+	struct sess *ss = calloc(1, sizeof(*ss));
+
+	if (ss == NULL)
+		return NULL;
+	ss->rn = rn;
+	ss->ev_fd = rn->cfg->stdout_fd;
+	ss->chan = sc_chan_new(&cl);
+	ss->used_ids = json_object();
+	ss->problems = json_array();
+	if (ss->chan == NULL || ss->used_ids == NULL || ss->problems == NULL) {
+		sc_chan_free(ss->chan);
+		json_decref(ss->used_ids);
+		json_decref(ss->problems);
+		free(ss);
+		return NULL;
+	}
+	ss->sink.ctx = ss;
+	ss->sink.output = sess_output;
+	ss->sink.control = sess_control;
+	sc_chan_stream(ss->chan, &ss->sink);
+	return ss;
+}
+
+static void sess_free(struct sess *ss)
+{
+	if (ss == NULL)
+		return;
+	sc_chan_free(ss->chan);
+	json_decref(ss->used_ids);
+	json_decref(ss->problems);
+	free(ss->line);
+	free(ss->tl);
+	free(ss);
+}
+
 /* The supervision loop: streams, messages, limits, until the tree is dead
  * and every stream reached EOF. */
 static void supervise(struct run *rn)
@@ -377,9 +972,9 @@ static void supervise(struct run *rn)
 	struct sc_chan_limits cl = { (size_t)l->result_bytes, (size_t)l->cell_bytes,
 				     (size_t)l->cell_output_bytes, (size_t)l->cell_outputs };
 	struct stream st[3] = {
-		{ rn->out_pipe[0], rn->cfg->stdout_fd, 0, 0, l->stream, false, "stdout", NULL },
-		{ rn->err_pipe[0], rn->cfg->stderr_fd, 0, 0, l->stream, false, "stderr", NULL },
-		{ rn->res_pipe[0], -1, 0, 0, 0, false, "channel", NULL },
+		{ rn->out_pipe[0], rn->cfg->stdout_fd, 0, 0, l->stream, false, "stdout", NULL, NULL, 0 },
+		{ rn->err_pipe[0], rn->cfg->stderr_fd, 0, 0, l->stream, false, "stderr", NULL, NULL, 1 },
+		{ rn->res_pipe[0], -1, 0, 0, 0, false, "channel", NULL, NULL, 0 },
 	};
 	int in_src = rn->cfg->stdin_fd;
 	char in_buf[65536];
@@ -387,14 +982,32 @@ static void supervise(struct run *rn)
 	bool in_eof = in_src < 0;
 	double deadline = rn->t0 + l->wall_sec, drain_deadline = 0;
 	double where_at = deadline - where_grace(l->wall_sec);
+	struct sess *ss = rn->ss;
+	int i;
 
-	st[2].chan = sc_chan_new(&cl);
+	if (ss) {
+		/* A session: the streams become events, the channel is
+		 * streamed (the session owns it), stdin is the commands. */
+		for (i = 0; i < 2; i++)
+			st[i].ss = ss;
+		st[2].chan = ss->chan;
+		ss->last_activity = rn->t0;
+	} else {
+		st[2].chan = sc_chan_new(&cl);
+	}
 	if (st[2].chan == NULL) {
 		set_error(r, "out of memory for the code's channel");
 		kill_tree(rn);
 	}
 	rn->out_pipe[0] = rn->err_pipe[0] = rn->res_pipe[0] = -1;
-	if (in_eof) {
+	if (ss) {
+		if (fcntl(rn->in_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
+			set_error(r, "pipes: cannot make the stdin pipe non-blocking");
+			kill_tree(rn);
+			close_fd(&rn->in_pipe[1]);
+		}
+		in_eof = true; /* the generic stdin pump is not used */
+	} else if (in_eof) {
 		close_fd(&rn->in_pipe[1]);
 	} else if (fcntl(rn->in_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
 		/* A blocking stdin pipe could stall this loop and with it every
@@ -406,11 +1019,11 @@ static void supervise(struct run *rn)
 	}
 
 	for (;;) {
-		struct pollfd p[8];
+		struct pollfd p[12];
 		int np = 0, idx_sock = -1, idx_pid = -1, idx_in = -1, idx_inw = -1, idx_cancel = -1,
 		    idx_st[3];
 		double now = now_sec();
-		int timeout, i;
+		int timeout, idx_cmd = -1, idx_loopw = -1;
 
 		if (!rn->init_exited && now >= where_at)
 			ask_where(rn);
@@ -438,6 +1051,16 @@ static void supervise(struct run *rn)
 					ask_where(rn);
 				}
 			}
+		}
+		if (ss)
+			sess_tick(ss, now);
+		if (ss && ss->closing && !ss->loop_closed && ss->tl_off == ss->tl_len &&
+		    rn->in_pipe[1] >= 0) {
+			/* Close: the loop reads EOF once the running cell, if
+			 * any, is done, and exits. */
+			close_fd(&rn->in_pipe[1]);
+			ss->loop_closed = true;
+			ss->closed_at = now;
 		}
 		if (rn->init_exited && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
 			break;
@@ -473,6 +1096,16 @@ static void supervise(struct run *rn)
 			idx_inw = np;
 			p[np++] = (struct pollfd){ rn->in_pipe[1], POLLOUT, 0 };
 		}
+		/* Commands are read once the loop runs: a reduced-mode retry
+		 * after a failed first attempt then loses none. */
+		if (ss && !ss->closing && r->code_started && !rn->init_exited && in_src >= 0) {
+			idx_cmd = np;
+			p[np++] = (struct pollfd){ in_src, POLLIN, 0 };
+		}
+		if (ss && rn->in_pipe[1] >= 0 && ss->tl_off < ss->tl_len) {
+			idx_loopw = np;
+			p[np++] = (struct pollfd){ rn->in_pipe[1], POLLOUT, 0 };
+		}
 		timeout = rn->init_exited ? 1000 : (int)ceil((deadline - now) * 1000);
 		if (!rn->init_exited && !rn->where_sent && r->code_started &&
 		    timeout > (int)ceil((where_at - now) * 1000))
@@ -481,6 +1114,8 @@ static void supervise(struct run *rn)
 			timeout = (int)ceil((rn->kill_at - now) * 1000);
 		if (rn->have_cg && timeout > SC_CPU_POLL_MS)
 			timeout = SC_CPU_POLL_MS;
+		if (ss && !rn->init_exited)
+			timeout = sess_timeout(ss, now, timeout);
 		if (timeout < 0)
 			timeout = 0;
 		if (poll(p, (nfds_t)np, timeout) < 0) {
@@ -522,6 +1157,11 @@ static void supervise(struct run *rn)
 				rn->scratch_fd = fd;
 			} else if (m.type == SC_MSG_STARTED) {
 				r->code_started = true;
+				if (ss && !ss->ready_sent) {
+					ss->ready_sent = true;
+					ss->last_activity = now;
+					sess_emit(ss, json_pack("{s:s}", "ev", "ready"));
+				}
 			} else if (m.type == SC_MSG_EXIT) {
 				rn->got_exit = true;
 				rn->wait_status = m.value;
@@ -561,6 +1201,23 @@ static void supervise(struct run *rn)
 				in_off = 0;
 			}
 		}
+		if (idx_cmd >= 0 && p[idx_cmd].revents) {
+			ssize_t n = read(in_src, in_buf, sizeof(in_buf));
+			if (n > 0)
+				sess_commands(ss, in_buf, (size_t)n, false);
+			else if (!(n < 0 && (errno == EINTR || errno == EAGAIN)))
+				sess_commands(ss, in_buf, 0, true);
+		}
+		if (idx_loopw >= 0 && p[idx_loopw].revents && rn->in_pipe[1] >= 0) {
+			ssize_t n = write(rn->in_pipe[1], ss->tl + ss->tl_off, ss->tl_len - ss->tl_off);
+			if (n > 0) {
+				ss->tl_off += (size_t)n;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				/* The loop closed its stdin: it can take no more. */
+				ss->tl_off = ss->tl_len;
+				close_fd(&rn->in_pipe[1]);
+			}
+		}
 		if (idx_inw >= 0 && p[idx_inw].revents) {
 			ssize_t n = write(rn->in_pipe[1], in_buf + in_off, in_len - in_off);
 			if (n > 0)
@@ -574,7 +1231,7 @@ static void supervise(struct run *rn)
 				in_off = in_len = 0;
 		}
 	}
-	for (int i = 0; i < 3; i++)
+	for (i = 0; i < 3; i++)
 		close_fd(&st[i].fd);
 	/* Late messages (EXIT races the pidfd) are still in the socket. */
 	while (rn->sock >= 0) {
@@ -604,7 +1261,7 @@ static void supervise(struct run *rn)
 	r->stderr_bytes = st[1].kept < st[1].limit ? st[1].kept : st[1].limit;
 	r->stdout_truncated = st[0].truncated;
 	r->stderr_truncated = st[1].truncated;
-	if (st[2].chan) {
+	if (st[2].chan && !ss) {
 		struct sandcell_error e = { 0, "" };
 		struct sc_chan_out co;
 
@@ -763,6 +1420,90 @@ static void settle_channel(struct run *rn)
 		out = sc_chan_stop_output(r->stop_reason, r->stopped_at);
 	if (out != NULL && json_array_append_new(r->cell_outputs, out) < 0)
 		r->cell_dropped++;
+}
+
+/* After classify(): the cell that was running when the session ended
+ * gets its done (killed, with the stop's cause; what it collected is
+ * kept), the reason names a stop of the session's own, and the report
+ * gets its session object. */
+static void sess_settle(struct sess *ss)
+{
+	struct run *rn = ss->rn;
+	struct sandcell_result *r = rn->r;
+	const struct sandcell_limits *l = &rn->cfg->limits;
+	const char *ended_by;
+	bool ours = r->status == SANDCELL_TIMEOUT || r->status == SANDCELL_CPU_TIME;
+
+	if (ours && ss->stop == STOP_IDLE)
+		snprintf(r->stop_reason, sizeof(r->stop_reason),
+			 "the session was idle for %g s (no cell running, no command); the process "
+			 "tree was killed", l->idle_sec);
+	else if (ours && (ss->stop == STOP_CELL_WALL || ss->stop == STOP_CELL_CPU))
+		snprintf(r->stop_reason, sizeof(r->stop_reason),
+			 "cell %s reached its %s limit of %g s and did not stop within %g s of the "
+			 "interrupt; the process tree was killed", ss->id,
+			 ss->stop == STOP_CELL_WALL ? "wall-clock" : "CPU-time",
+			 ss->stop == STOP_CELL_WALL ? l->cell_wall_sec : l->cell_cpu_sec, SESS_GRACE);
+	else if (ours && ss->stop == STOP_CLOSE_GRACE)
+		snprintf(r->stop_reason, sizeof(r->stop_reason),
+			 "the session's interpreter did not exit within %g s of close; the process "
+			 "tree was killed", SESS_GRACE);
+	else if (r->status == SANDCELL_OK && r->stop_reason[0] == '\0')
+		snprintf(r->stop_reason, sizeof(r->stop_reason), "%s",
+			 ss->closing ? "the caller closed the session"
+				     : "the session's interpreter exited by itself");
+	if (ss->running)
+		sess_cell_end(ss, "killed", NULL,
+			      r->status == SANDCELL_OK || r->status == SANDCELL_EXITED
+				      ? "the session's interpreter exited while the cell ran"
+				      : r->stop_reason);
+	if (ss->collected)
+		r->outputs_collected = true;
+	if (rn->cancel_verdict)
+		ended_by = "cancelled";
+	else if (r->status == SANDCELL_SANDBOX_ERROR)
+		ended_by = "sandbox-error";
+	else if (ours && ss->stop == STOP_IDLE)
+		ended_by = "idle";
+	else if (ours && ss->stop == STOP_CELL_WALL)
+		ended_by = "cell-wall-time";
+	else if (ours && ss->stop == STOP_CELL_CPU)
+		ended_by = "cell-cpu-time";
+	else if (ours && ss->stop == STOP_CLOSE_GRACE)
+		ended_by = "close-timeout";
+	else if (ours || r->status == SANDCELL_MEMORY || r->status == SANDCELL_DISK)
+		ended_by = "limit";
+	else if (ss->closing && r->status == SANDCELL_OK)
+		ended_by = "close";
+	else
+		ended_by = "interpreter-exited";
+	if (ss->more_problems > 0) {
+		char b[80];
+
+		snprintf(b, sizeof(b), "... and %llu more", (unsigned long long)ss->more_problems);
+		json_array_append_new(ss->problems, json_string(b));
+	}
+	json_decref(r->session);
+	r->session = json_pack("{s:I,s:{s:I,s:I,s:I,s:I},s:s,s:{s:f,s:f,s:f},s:I,s:O}", "cells",
+			       (json_int_t)ss->seq, "statuses", "ok", (json_int_t)ss->n_ok, "error",
+			       (json_int_t)ss->n_error, "interrupted", (json_int_t)ss->n_interrupted,
+			       "killed", (json_int_t)ss->n_killed, "ended_by", ended_by, "limits",
+			       "cell_wall_sec", l->cell_wall_sec, "cell_cpu_sec", l->cell_cpu_sec,
+			       "idle_sec", l->idle_sec, "outputs_between_cells",
+			       (json_int_t)ss->stray_outputs, "problems", ss->problems);
+}
+
+/* The last event: the session's status and its full report. */
+static void sess_end(struct sess *ss)
+{
+	struct sandcell_result *r = ss->rn->r;
+	char *text = sc_report_render(r);
+	json_t *doc = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+
+	free(text);
+	sess_emit(ss, json_pack("{s:s,s:s,s:s,s:o}", "ev", "end", "status",
+				sandcell_status_name(r->status), "reason", r->stop_reason, "report",
+				doc ? doc : json_null()));
 }
 
 const char *sandcell_result_mode(const struct sandcell_result *r)
@@ -1121,7 +1862,9 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	argv[argc++] = "-I";
 	argv[argc++] = "-B";
 	argv[argc++] = boot_path;
-	if (cfg->flags & SANDCELL_CELL)
+	if (cfg->flags & SANDCELL_SESSION)
+		argv[argc++] = "session";
+	else if (cfg->flags & SANDCELL_CELL)
 		argv[argc++] = cfg->code_name ? "cell-file" : "cell-code";
 	else
 		argv[argc++] = cfg->code_name ? "file" : "code";
@@ -1380,8 +2123,26 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	sigset_t pipe_set, old_set;
 	size_t i;
 
+	struct sandcell_config session_cfg;
+
 	*out = NULL;
 	sc_hooks_load();
+	if (cfg->flags & SANDCELL_SESSION) {
+		/* A session's defaults, on a copy: the caller's stays as given. */
+		session_cfg = *cfg;
+		session_cfg.flags |= SANDCELL_CELL;
+		if (session_cfg.code == NULL) {
+			session_cfg.code = "";
+			session_cfg.code_len = 0;
+		}
+		if (session_cfg.limits.cell_wall_sec == 0)
+			session_cfg.limits.cell_wall_sec = 600;
+		if (session_cfg.limits.cell_cpu_sec == 0)
+			session_cfg.limits.cell_cpu_sec = 600;
+		if (session_cfg.limits.idle_sec == 0)
+			session_cfg.limits.idle_sec = 3600;
+		cfg = &session_cfg;
+	}
 	if (validate(cfg, err) < 0)
 		return -1;
 	if (cfg->n_args > 256)
@@ -1408,6 +2169,10 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	pp->ids.lock_fd = -1;
 	if (runtime_dirs(cfg->python, pp->dirs, &pp->n_runtime, err) < 0)
 		goto usage_fail;
+	if ((cfg->flags & SANDCELL_SESSION) && (rn.ss = sess_new(&rn)) == NULL) {
+		sc_err(err, ENOMEM, "session");
+		goto usage_fail;
+	}
 	for (i = 0; i < pp->n_runtime; i++)
 		pp->runtime[i] = pp->dirs[i];
 	r->limits = cfg->limits;
@@ -1518,7 +2283,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	}
 	/* Outputs are read only now: every process of the run is dead and
 	 * the scratch tmpfs is reachable only through our fd. */
-	if (rn.scratch_fd >= 0 && rn.out_dirfd >= 0 && r->code_started) {
+	if (rn.scratch_fd >= 0 && rn.out_dirfd >= 0 && r->code_started && !rn.ss) {
 		int odir = openat(rn.scratch_fd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (odir >= 0) {
 			if (sc_collect_tree(odir, rn.out_dirfd, &cfg->limits, &r->outputs, &e) == 0)
@@ -1539,6 +2304,8 @@ finish:
 	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
 		classify(&rn);
 	settle_channel(&rn);
+	if (rn.ss)
+		sess_settle(rn.ss);
 	if (!r->code_started) {
 		/* No code ran, so no layer confined any: the report must not
 		 * list the ones a failed setup had planned or half applied. */
@@ -1567,9 +2334,14 @@ finish:
 	free(pp->input_fds);
 	free(pp->input_ro);
 	free(pp);
+	if (rn.ss) {
+		sess_end(rn.ss);
+		sess_free(rn.ss);
+	}
 	*out = r;
 	return 0;
 usage_fail:
+	sess_free(rn.ss);
 	close_fd(&rn.out_dirfd);
 	free(pp->input_fds);
 	free(pp->input_ro);
