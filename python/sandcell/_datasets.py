@@ -54,13 +54,15 @@ def datasets_in(datasets: Mapping[str, Any], workdir: str) -> List[Tuple[str, st
     return out
 
 
-def datasets_out(files: Sequence[OutputFile],
-                 limits: Any = None) -> Tuple[Dict[str, Any], Dict[str, str]]:
+def datasets_out(files: Sequence[OutputFile], limits: Any = None,
+                 prefix: str = "") -> Tuple[Dict[str, Any], Dict[str, str]]:
     """The DataFrames published by the run, and why any that is listed
     could not be read (name -> message).  A file under datasets/ without
     the .scf suffix, or with a name the code could not have published, is
-    an ordinary output file."""
-    found = [(m.group(1), f) for f in files for m in [_PUBLISHED.match(f.path)] if m]
+    an ordinary output file.  ``prefix``: where the run's /output is
+    within the listed paths (a session's cell: "SEQ/")."""
+    found = [(m.group(1), f) for f in files if f.path.startswith(prefix)
+             for m in [_PUBLISHED.match(f.path[len(prefix):])] if m]
     if not found:
         return {}, {}
     frames: Any = importlib.import_module(__package__ + ".frames")

@@ -56,7 +56,9 @@ class CellResult:
     v4 outputs in order, an ``error`` output last after an exception;
     ``error``: the exception (ename, evalue, traceback); ``value``: what
     the cell passed to sandcell.result(); ``files`` and ``datasets``:
-    what it left in /output, collected after the cell."""
+    what it left in /output, collected after the cell (in the session's
+    private directory, removed by ``Session.close()``, unless the session
+    has an ``output_dir``)."""
     id: str
     status: str
     execution_count: int
@@ -115,6 +117,7 @@ class Session:
         self._tmp = new_workdir()
         work = self._tmp.path
         self.output_dir = spec.output_dir or os.path.join(work, "output")
+        self._own_output = spec.output_dir is None
         self._report_path = os.path.join(work, "report.json")
         self._events: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
         self._lock = threading.Lock()
@@ -311,6 +314,8 @@ class Session:
                 pass
             while self._ended is None:
                 self._next(None)
+        if self._own_output:
+            self._tmp.remove()   # the cells' collected files with it
         return self.report
 
     def __enter__(self) -> "Session":
@@ -377,18 +382,18 @@ class CellRun:
             tb = tuple(str(x) for x in err.get("traceback") or ())
             error = CodeError(ename=str(err.get("ename", "")), evalue=str(err.get("evalue", "")),
                               traceback=tb)
-            outputs.append({"output_type": "error", "ename": error.ename, "evalue": error.evalue,
-                            "traceback": list(tb)})
-        files: Tuple[OutputFile, ...] = ()
-        listed = ev.get("files") or []
-        base = ev.get("dir")
-        if listed and isinstance(base, str):
-            root = os.path.join(self._s.output_dir, base)
-            from ._report import FileEntry
-            files = tuple(OutputFile.from_entry(FileEntry(path=str(f["path"]), size=int(f["size"]),
-                                                          sha256=str(f["sha256"])), root, None)
-                          for f in listed if isinstance(f, dict))
-        datasets, derr = datasets_out(files)
+            # The supervisor sends the error output before done; a client
+            # of an older one gets it made here.
+            if not any(o.get("output_type") == "error" for o in outputs):
+                outputs.append({"output_type": "error", "ename": error.ename,
+                                "evalue": error.evalue, "traceback": list(tb)})
+        from ._report import FileEntry
+        listed = ev.get("files")
+        entries = [FileEntry(path=str(f["path"]), size=int(f["size"]), sha256=str(f["sha256"]))
+                   for f in (listed if isinstance(listed, list) else []) if isinstance(f, dict)]
+        files = tuple(OutputFile.from_entry(e, self._s.output_dir, None) for e in entries)
+        prefix = entries[0].path.split("/", 1)[0] + "/" if entries else ""
+        datasets, derr = datasets_out(files, prefix=prefix)
         u = ev.get("usage")
         usage: Dict[str, Any] = u if isinstance(u, dict) else {}
         count = ev.get("execution_count")
