@@ -262,15 +262,16 @@ class Session:
         return "%s: %s" % (self._ended.get("status"), self._ended.get("reason", ""))
 
     def stream(self, code: str, *, on_input: Optional[Callable[[str, bool], str]] = None,
-               timeout: Optional[float] = None) -> "CellRun":
+               timeout: Optional[float] = None, silent: bool = False) -> "CellRun":
         """Starts a cell and returns its :class:`CellRun`: iterate over it
-        for the outputs as they come, then ``.result()``."""
+        for the outputs as they come, then ``.result()``.  A ``silent``
+        cell takes no execution count (Jupyter's silent execution)."""
         if not isinstance(code, str):
             raise BadRequest("code must be a str")
         self._lock.acquire()
         try:
             self._ids += 1
-            cid = "c%d" % self._ids
+            cid = ("_s%d" if silent else "c%d") % self._ids
             self._send({"op": "run", "id": cid, "code": code})
         except BaseException:
             self._lock.release()
@@ -279,13 +280,13 @@ class Session:
 
     def run(self, code: str, *, on_output: Optional[Callable[[Dict[str, Any]], None]] = None,
             on_input: Optional[Callable[[str, bool], str]] = None,
-            timeout: Optional[float] = None) -> CellResult:
+            timeout: Optional[float] = None, silent: bool = False) -> CellResult:
         """Runs one cell and returns its :class:`CellResult`.
         ``on_output(output)`` is called for each output as it comes;
         ``on_input(prompt, password)`` answers input() and getpass()
         (without it they read an empty line).  Ctrl-C (KeyboardInterrupt)
         interrupts the cell and waits for it to stop."""
-        cr = self.stream(code, on_input=on_input, timeout=timeout)
+        cr = self.stream(code, on_input=on_input, timeout=timeout, silent=silent)
         try:
             for out in cr:
                 if on_output is not None:
@@ -362,6 +363,10 @@ class CellRun:
                     self._s._send({"op": "input", "id": self.id, "value": str(answer)})
                 elif kind == "done" and ev.get("id") == self.id:
                     self._done = ev
+                    if ev.get("status") == "killed":
+                        # The session's end follows, with the cause.
+                        while self._s._ended is None:
+                            self._s._next(None)
                 elif kind == "refused" and ev.get("id") == self.id:
                     raise BadRequest("session refused the cell: %s" % ev.get("reason"))
                 elif kind == "end":

@@ -25,6 +25,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from ipykernel.kernelbase import Kernel
+from IPython.core.error import StdinNotImplementedError  # type: ignore[import]
 
 from ._errors import Error
 from ._kernelspec import NAME, kernelspec
@@ -76,18 +77,24 @@ class SandcellKernel(Kernel):
         inputs = {} if cwd == "none" else {_CWD_INPUT: cwd}
         s = Session(inputs=inputs, limits=_limits())
         if inputs:
-            r = s.run("import os as _os\n_os.chdir('/input/%s')\ndel _os" % _CWD_INPUT)
+            r = s.run("import os as _os\n_os.chdir('/input/%s')\ndel _os" % _CWD_INPUT, silent=True)
             if not r.ok:
-                s.close()
-                raise Error("could not enter the notebook's directory: %s" % r.status)
+                # The session works without it; say why files next to the
+                # notebook cannot be read (e.g. a 0700 directory: the
+                # sandbox's uid is not the caller's when root runs it).
+                why = "%s: %s" % (r.error.ename, r.error.evalue) if r.error else r.status
+                self._note = "the notebook's directory %s is not readable inside the sandbox " \
+                    "(%s); the working directory is %s" % (cwd, why, "/")
         return s
 
     def _ensure(self) -> Session:
         if self._session is None or not self._session.alive:
+            note = None
             if self._session is not None:
-                self._note = "the previous session ended (%s); a new one started: " \
+                note = "the previous session ended (%s); a new one started: " \
                     "variables were lost" % self._session.ended_reason
             self._session = self._start()
+            self._note = "; ".join(n for n in (note, self._note) if n) or None
         return self._session
 
     # ---- messages
@@ -106,10 +113,15 @@ class SandcellKernel(Kernel):
                                 "data": out.get("data", {}), "metadata": out.get("metadata", {})})
 
     def _ask(self, allow_stdin: bool) -> Any:
+        self._allow_stdin = allow_stdin   # what Kernel.raw_input checks
+
         def ask(prompt: str, password: bool) -> str:
             if not allow_stdin:
                 return ""
-            return str(self.getpass(prompt) if password else self.raw_input(prompt))
+            try:
+                return str(self.getpass(prompt) if password else self.raw_input(prompt))
+            except (StdinNotImplementedError, EOFError):
+                return ""
         return ask
 
     def do_execute(self, code: str, silent: bool, store_history: bool = True,
@@ -124,7 +136,7 @@ class SandcellKernel(Kernel):
                            "text": "[sandcell: %s]\n" % self._note})
         self._note = None
         r: CellResult = s.run(code, on_output=None if silent else self._publish,
-                              on_input=self._ask(allow_stdin))
+                              on_input=self._ask(allow_stdin), silent=silent)
         if r.error is not None:
             return self._error(r.error.ename, r.error.evalue, list(r.error.traceback), silent)
         if r.status == "killed":

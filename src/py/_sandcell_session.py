@@ -8,7 +8,8 @@ JSON object per line, written by the supervisor (docs/sessions.md):
 
 Each cell runs in the one __main__ namespace as a notebook cell (its last
 expression, displays, figures and streams become outputs, as one-shot cell
-mode does), with execution counts 1, 2, ...; the loop then sends
+mode does), with execution counts 1, 2, ... (a cell whose id starts with
+"_" is silent: no count, as Jupyter's silent execution); the loop then sends
 `D {"id", "execution_count", "status"}` on the channel.  SIGINT (the
 host's interrupt) raises KeyboardInterrupt in the running cell; between
 cells it is ignored.  input() and getpass() send `I {"id", "prompt",
@@ -149,16 +150,20 @@ class Session(object):
 
     def run(self, cmd):
         # type: (dict[str, object]) -> None
-        self.count += 1
         cid = cmd.get("id")
         code = cmd.get("code")
         self.current = cid if isinstance(cid, str) else ""
+        # An id starting with "_" is a silent cell (Jupyter's silent
+        # execution, a client's own set-up): it takes no execution count.
+        silent = self.current.startswith("_")
+        if not silent:
+            self.count += 1
         source = (code if isinstance(code, str) else "").encode("utf-8", "surrogatepass")
-        filename = "<cell %d>" % self.count
+        filename = "<silent cell>" if silent else "<cell %d>" % self.count
         status = "ok"
         self.in_cell = True
         try:
-            rc = cell.execute(source, filename, self.g, self.count)
+            rc = cell.execute(source, filename, self.g, None if silent else self.count)
             status = "ok" if rc == 0 else ("interrupted" if rc == 2 else "error")
         except SystemExit as e:
             # exit() ends the cell; the session goes on (Jupyter's kernel
@@ -169,7 +174,7 @@ class Session(object):
             status = "interrupted"
         finally:
             self.in_cell = False
-        sio._emit_record(b"D", {"id": self.current, "execution_count": self.count,
+        sio._emit_record(b"D", {"id": self.current, "execution_count": 0 if silent else self.count,
                                 "status": status})
 
     def loop(self):

@@ -1,16 +1,13 @@
 """Fixtures of the kernel tier: a Jupyter data directory holding the
-sandcell kernelspec of this tree (python/ and build/sandcell), and the
-test notebooks, written from their cells."""
+sandcell kernelspec of this tree (python/ and build/sandcell)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
 import sys
 from typing import Iterator
 
-import nbformat
 import pytest
 
 HERE = pathlib.Path(__file__).parent
@@ -37,22 +34,3 @@ def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         del os.environ["JUPYTER_PATH"]
     else:
         os.environ["JUPYTER_PATH"] = old
-
-
-def notebook(cells_module: str, dest: pathlib.Path) -> pathlib.Path:
-    """Writes the .ipynb of notebooks/<name>.py's CELLS into dest (with the
-    notebook's data files beside it) and returns its path."""
-    src = HERE / "notebooks" / (cells_module + ".py")
-    spec = importlib.util.spec_from_file_location(cells_module, src)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in mod.CELLS]
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in (HERE / "notebooks").iterdir():
-        if not f.name.endswith(".py"):
-            (dest / f.name).write_bytes(f.read_bytes())
-    path = dest / (cells_module + ".ipynb")
-    nbformat.write(nb, str(path))
-    return path

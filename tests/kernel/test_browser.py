@@ -17,7 +17,7 @@ import pytest
 from nbclient import NotebookClient
 
 import harness
-from conftest import notebook
+from kernel_util import notebook
 
 CHROMIUM = shutil.which("chromium")
 JUPYTER = shutil.which("jupyter-notebook")

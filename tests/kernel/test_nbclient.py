@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import notebook
+from kernel_util import notebook
 
 ADDR = re.compile(r"0x[0-9a-f]{6,}")
 
@@ -63,6 +63,11 @@ def test_outputs_match_ipykernel(jupyter_path: str, tmp_path: pathlib.Path, name
         assert a.execution_count == b.execution_count == i
         assert normalize(a.outputs) == normalize(b.outputs), "cell %d: %s" % (i, a.source)
     nbformat.validate(ours)
+    # Tracebacks name the cell by Jupyter's execution count.
+    for c in ours.cells:
+        for o in c.outputs:
+            if o["output_type"] == "error":
+                assert '"<cell %d>"' % c.execution_count in "\n".join(o["traceback"])
     # The figure is there, as a PNG.
     pngs = [o for c in ours.cells for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(pngs) == 1
