@@ -124,6 +124,9 @@ TOLERATED = [
      "cgroups until a later run (best-effort cleanup, no isolation step)"),
     ("supervisor", "newfstatat", r'\(\d+</sys/fs/cgroup/[^>]*>, "", .*AT_EMPTY_PATH', None,
      "collect_stale(): opendir's fstat of a cgroup parent; as above"),
+    ("supervisor", "poll", r".", None,
+     "a supervision poll: one that fails stops the run (sandbox-error); the supervisor polls while "
+     "the init sets up, and the init may already have started the code under every layer"),
     ("supervisor", "clone3", r".", None,
      "clone3 into the run cgroup failing falls back to clone plus a cgroup attach: same isolation"),
     ("supervisor", "openat", "/" + H.run_cgroup_prefix() + r"[^\"]*\", O_RDONLY\|O_CLOEXEC\|O_PATH\|O_DIRECTORY", None,
@@ -495,7 +498,12 @@ def judge(case, proc, trace, out, mounts_before):
                 broken["pids"] = ev.get("pids")
             if broken:
                 problems.append("FAIL-OPEN: the code ran with confinement broken: %r" % broken)
-        elif not any(trace.role(c) == "interpreter" for c in hits):
+        elif not any(trace.role(c) == "interpreter" for c in hits) and \
+                not (v["status"] == "sandbox-error" and all(
+                    trace.role(c) == "supervisor" and c.name == "poll" for c in setup_hits)):
+            # (A failed supervision poll kills the code as it starts: it
+            # may never print; the init's own setup faults are what show
+            # whether a layer can fail open.)
             problems.append("the code started but printed no evidence")
         if rep is None or rep["isolation"]["mode"] != "full":
             problems.append("the run was not in full mode")
