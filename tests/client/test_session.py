@@ -1,0 +1,127 @@
+"""sandcell.Session: state from cell to cell, outputs streamed as they are
+produced, input(), interrupt, per-cell files and datasets, a session that
+a limit ends, close and its report (docs/sessions.md)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from client_util import sandcell
+
+
+@pytest.fixture
+def session():
+    with sandcell.Session(limits={"memory": "1G", "cell_wall_time": 60}) as s:
+        yield s
+
+
+def test_state_carries_and_counts(session):
+    r1 = session.run("import math\nx = 41\nprint('set')")
+    r2 = session.run("x + 1")
+    assert r1.ok and r1.execution_count == 1
+    assert r1.outputs == [{"output_type": "stream", "name": "stdout", "text": "set\n"}]
+    assert r2.execution_count == 2 and r2.outputs[0]["data"]["text/plain"] == "42"
+    assert r2.outputs[0]["execution_count"] == 2
+    silent = session.run("y = x", silent=True)
+    assert silent.ok and session.run("y").execution_count == 3
+
+
+def test_errors_are_results_and_the_session_goes_on(session):
+    r = session.run("def f():\n    return 1 / 0\nf()")
+    assert r.status == "error" and r.error.ename == "ZeroDivisionError"
+    assert r.outputs[-1]["output_type"] == "error"
+    tb = "\n".join(r.error.traceback)
+    assert '"<cell 1>", line 3' in tb and "return 1 / 0" in tb and "_sandcell" not in tb
+    assert session.run("'still here'").ok
+
+
+def test_outputs_stream_before_the_cell_ends(session):
+    """The first line arrives while the cell still waits for its input:
+    the callback answers only after it has seen the line."""
+    seen = []
+    def on_output(o):
+        seen.append(o["text"])
+    def on_input(prompt, password):
+        return "yes" if seen == ["first\n"] else "too late"
+    r = session.run("print('first')\nans = input('go? ')\nprint(ans)",
+                    on_output=on_output, on_input=on_input)
+    assert r.ok and seen == ["first\n", "yes\n"]
+
+
+def test_progress_lines_without_newline_arrive(session):
+    """A carriage-return progress line is sent at once, not at the cell's end."""
+    got = []
+    cr = session.stream("import sys, time\nfor i in range(3):\n    sys.stdout.write('\\r%d%%' % (i * 50))\n"
+                        "    sys.stdout.flush() if i == 99 else None\n    time.sleep(0.5)")
+    t0 = time.monotonic()
+    for o in cr:
+        got.append((o["text"], time.monotonic() - t0))
+    assert [t for t, _ in got] == ["\r0%", "\r50%", "\r100%"]
+    assert got[-1][1] - got[0][1] >= 0.9   # each came when written
+
+
+def test_interrupt(session):
+    session.run("x = 1")
+    cr = session.stream("import time\nprint('loop', flush=True)\nwhile True:\n    time.sleep(0.01)")
+    for o in cr:
+        session.interrupt()
+    r = cr.result()
+    assert r.status == "interrupted" and r.error.ename == "KeyboardInterrupt"
+    assert "time.sleep(0.01)" in "\n".join(r.error.traceback)
+    assert session.run("x").outputs[0]["data"]["text/plain"] == "1"
+
+
+def test_keyboardinterrupt_in_run_interrupts_the_cell(session):
+    """Ctrl-C in the host thread while run() waits: the cell is interrupted,
+    run() returns its result, the session lives."""
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), 2))
+    timer.start()
+    try:
+        r = session.run("import time\ntime.sleep(60)")
+    finally:
+        timer.cancel()
+    assert r.status == "interrupted"
+    assert session.run("1").ok
+
+
+def test_files_and_datasets_per_cell(tmp_path):
+    df = pd.DataFrame({"a": [1, 2, 3]})
+    with sandcell.Session(datasets={"sales": df}, output_dir=tmp_path / "out") as s:
+        r1 = s.run("import sandcell\nd = sandcell.datasets['sales']\n"
+                   "open('/output/one.txt', 'w').write('1')\nsandcell.datasets['double'] = d * 2")
+        r2 = s.run("import os\nprint(os.listdir('/output'))\nopen('/output/two.txt', 'w').write('2')")
+    assert sorted(f.path for f in r1.files) == ["1/datasets/double.scf", "1/one.txt"]
+    pd.testing.assert_frame_equal(r1.datasets["double"], df * 2)
+    assert r2.outputs[0]["text"] == "[]\n"       # the outbox was emptied after cell 1
+    assert [f.path for f in r2.files] == ["2/two.txt"] and r2.files[0].read_text() == "2"
+
+
+def test_memory_ends_the_session(session):
+    session.run("x = 1")
+    r = session.run("b = bytearray(2 << 30)")
+    assert r.status == "killed"
+    assert not session.alive and "memory" in session.ended_reason
+    with pytest.raises(sandcell.SessionEnded):
+        session.run("x")
+    assert session.report is not None and session.report.status == "memory"
+
+
+def test_close_returns_the_report_and_removes_the_private_directory():
+    s = sandcell.Session()
+    s.run("print(1)")
+    work = s._tmp.path
+    rep = s.close()
+    assert rep is not None and rep.status == "ok" and not s.alive
+    assert not os.path.exists(work)
+    assert s.close() is rep
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(sandcell.BadRequest):
+        sandcell.Session(limits={"cell_wall_time": -1})
+    with pytest.raises(sandcell.BadRequest):
+        sandcell.Session(limits={"nope": 1})
