@@ -14,8 +14,8 @@ mode does), with execution counts 1, 2, ... (a cell whose id starts with
 host's interrupt) raises KeyboardInterrupt in the running cell; between
 cells it is ignored.  input() and getpass() send `I {"id", "prompt",
 "password"}` and wait for the host's answer.  Python-level writes to
-sys.stdout/sys.stderr become stream outputs only (streamed: sent at each
-line end, or within 0.1 s); fd-level writes (C extensions) reach the host
+sys.stdout/sys.stderr become stream outputs only (streamed: at a line end,
+or within 0.1 s; a few outputs a second when printed faster); fd-level writes (C extensions) reach the host
 through the run's stdout/stderr pipes.
 
 A convenience, not a boundary: the host parses every record strictly.
@@ -37,6 +37,7 @@ if MYPY:
 del MYPY
 
 _FLUSH_SEC = 0.1
+_BATCH_SEC = 0.05
 _LINE_MAX = 64 << 20
 
 
@@ -84,13 +85,19 @@ class _Flusher(threading.Thread):
 
 class _StreamTee(cell.Tee):
     """The cell Tee, streamed: a line end (or a carriage return, which
-    progress bars rewrite) sends what is buffered."""
+    progress bars rewrite) sends what is buffered, at most every
+    _BATCH_SEC; text written faster waits for the flusher (within
+    _FLUSH_SEC), so a loop of prints makes a few outputs a second, not
+    one per line (a cell's outputs are capped in number)."""
     flusher = None  # type: _Flusher | None
+    last = 0.0
 
     def write(self, s):
         # type: (str) -> int
         n = super().write(s)
-        if "\n" in s or "\r" in s:
+        now = time.monotonic()
+        if ("\n" in s or "\r" in s) and now - _StreamTee.last >= _BATCH_SEC:
+            _StreamTee.last = now
             sio._flush_streams()
         elif s and self.flusher is not None:
             self.flusher.wake.set()

@@ -125,3 +125,12 @@ def test_bad_limits_are_refused():
         sandcell.Session(limits={"cell_wall_time": -1})
     with pytest.raises(sandcell.BadRequest):
         sandcell.Session(limits={"nope": 1})
+
+
+def test_a_print_loop_keeps_every_line_in_few_outputs(session):
+    """20,000 prints: every line arrives, batched into a few outputs (far
+    under the per-cell output cap), in order."""
+    r = session.run("for i in range(20000):\n    print(i)")
+    text = "".join(o["text"] for o in r.outputs)
+    assert text == "".join("%d\n" % i for i in range(20000))
+    assert len(r.outputs) < 200
