@@ -45,7 +45,8 @@ def expected(prefix: str) -> "set[str]":
                  if n.endswith(".py") or n == "py.typed")
     return {prefix + "/bin/sandcell", prefix + "/bin/sandcell-warm",
             prefix + "/lib/libsandcell.a", prefix + "/lib/pkgconfig/sandcell.pc",
-            prefix + "/include/sandcell.h", prefix + "/share/man/man1/sandcell.1"} | \
+            prefix + "/include/sandcell.h", prefix + "/share/man/man1/sandcell.1",
+            prefix + "/share/jupyter/kernels/sandcell/kernel.json"} | \
         {site + "/sandcell/" + n for n in pkg}
 
 
