@@ -22,8 +22,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from typing import Any, Dict, List, Optional
 
+if __name__ == "__main__":
+    # This kernel offers no debugger (the code runs in the sandbox, out of
+    # a host debugger's reach), and importing debugpy is a sixth of
+    # ipykernel's start: ipykernel runs without it when it cannot import it.
+    sys.modules.setdefault("debugpy", None)  # type: ignore[arg-type]
 from ipykernel.kernelbase import Kernel
 from IPython.core.error import StdinNotImplementedError  # type: ignore[import]
 
@@ -70,6 +76,20 @@ class SandcellKernel(Kernel):
         super().__init__(**kwargs)
         self._session: Optional[Session] = None
         self._note: Optional[str] = None
+        # The session starts while Jupyter finishes starting the kernel
+        # and connects: the first cell need not wait for it.
+        self._starting: Optional[threading.Thread] = None
+        self._started: Optional[Session] = None
+        self._start_error: Optional[BaseException] = None
+        self._starting = threading.Thread(target=self._prestart, name="sandcell-prestart",
+                                          daemon=True)
+        self._starting.start()
+
+    def _prestart(self) -> None:
+        try:
+            self._started = self._start()
+        except BaseException as e:  # reported by the first cell
+            self._start_error = e
 
     # ---- the session
     def _start(self) -> Session:
@@ -88,6 +108,13 @@ class SandcellKernel(Kernel):
         return s
 
     def _ensure(self) -> Session:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+            self._session = self._started
+            if self._start_error is not None:
+                err, self._start_error = self._start_error, None
+                raise Error("the session did not start: %s" % err)
         if self._session is None or not self._session.alive:
             note = None
             if self._session is not None:
@@ -158,6 +185,10 @@ class SandcellKernel(Kernel):
                 "cursor_end": cursor_pos, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> Dict[str, Any]:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+            self._session = self._started
         if self._session is not None:
             self._session.close()
             self._session = None
