@@ -44,6 +44,43 @@ _DEFAULT_LIMITS: Dict[str, object] = {"memory": "2G", "wall_time": 86400, "cpu_t
                                       "idle_timeout": 86400, "disk": "1G"}
 # What the working directory is called inside (an input: read-only).
 _CWD_INPUT = "notebook"
+_HELPER_TIMEOUT = 10.0
+_COMPLETE_MAX = 500
+# Helper cells for completion and inspection: silent (no execution count),
+# run in the session's namespace, everything local to one function that
+# deletes itself.  The name at the cursor is a dotted identifier; only the
+# part before its last dot is evaluated (rlcompleter's rule).
+_COMPLETE = """def __sandcell_complete(code, pos):
+    import re, rlcompleter, sandcell
+    m = re.search(r"[A-Za-z_][A-Za-z0-9_.]*$", code[:pos])
+    token = m.group(0) if m else ""
+    c, out = rlcompleter.Completer(globals()), []
+    while len(out) < %d:
+        try:
+            s = c.complete(token, len(out))
+        except Exception:
+            s = None
+        if s is None:
+            break
+        out.append(s.rstrip("("))
+    sandcell.result({"matches": out, "start": pos - len(token)})
+__sandcell_complete(%%s, %%d)
+del __sandcell_complete""" % _COMPLETE_MAX
+_INSPECT = """def __sandcell_inspect(code, pos):
+    import re, pydoc, sandcell
+    left = re.search(r"[A-Za-z_][A-Za-z0-9_.]*$", code[:pos])
+    right = re.match(r"[A-Za-z0-9_]*", code[pos:])
+    name = (left.group(0) if left else "") + (right.group(0) if right else "")
+    name = name.rstrip(".")
+    if not name:
+        return
+    try:
+        obj = eval(name, globals())
+    except Exception:
+        return
+    sandcell.result({"text": pydoc.render_doc(obj, renderer=pydoc.plaintext)[:20000]})
+__sandcell_inspect(%s, %d)
+del __sandcell_inspect"""
 
 
 def _limits() -> Dict[str, object]:
@@ -179,10 +216,36 @@ class SandcellKernel(Kernel):
             self.send_response(self.iopub_socket, "error", content)
         return dict(content, status="error", execution_count=self.execution_count)
 
+    def _ask_session(self, source: str) -> Any:
+        """Runs a silent helper cell and returns what it published with
+        sandcell.result() (None when the session cannot answer).  The
+        helper runs in the sandbox, like the notebook's code; its value
+        comes back parsed and capped as every result does."""
+        try:
+            s = self._ensure()
+            r = s.run(source, silent=True, timeout=_HELPER_TIMEOUT)
+        except (Error, TimeoutError):
+            return None
+        return r.value if r.ok else None
+
     def do_complete(self, code: str, cursor_pos: int) -> Dict[str, Any]:
-        # Completion would run code in the session; not offered yet.
-        return {"status": "ok", "matches": [], "cursor_start": cursor_pos,
+        got = self._ask_session(_COMPLETE % (json.dumps(code), int(cursor_pos)))
+        matches: List[str] = []
+        start = cursor_pos
+        if isinstance(got, dict) and isinstance(got.get("matches"), list) and \
+                isinstance(got.get("start"), int) and 0 <= got["start"] <= cursor_pos:
+            matches = [m for m in got["matches"] if isinstance(m, str)][:_COMPLETE_MAX]
+            start = got["start"]
+        return {"status": "ok", "matches": matches, "cursor_start": start,
                 "cursor_end": cursor_pos, "metadata": {}}
+
+    def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0,
+                   omit_sections: Any = ()) -> Dict[str, Any]:
+        got = self._ask_session(_INSPECT % (json.dumps(code), int(cursor_pos)))
+        text = got.get("text") if isinstance(got, dict) else None
+        if not isinstance(text, str) or not text:
+            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        return {"status": "ok", "found": True, "data": {"text/plain": text}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> Dict[str, Any]:
         if self._starting is not None:

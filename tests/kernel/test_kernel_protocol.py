@@ -119,3 +119,25 @@ def test_no_stdin_frontend_reads_an_empty_line(kernel: Any) -> None:
     assert [o["data"]["text/plain"] for o in outs if o["msg_type"] == "execute_result"] == ['"\'\'"']
     with pytest.raises(queue.Empty):
         kc.get_stdin_msg(timeout=0.5)
+
+
+def test_completion_and_inspection_come_from_the_session(kernel: Any) -> None:
+    km, kc = kernel
+    kc.execute_interactive("import collections\nmy_counter = collections.Counter('aab')", timeout=120)
+    kc.complete("my_co", 5)
+    rep = kc.get_shell_msg(timeout=60)["content"]
+    assert rep["status"] == "ok" and "my_counter" in rep["matches"] and rep["cursor_start"] == 0
+    code = "x = my_counter.most_"
+    kc.complete(code, len(code))
+    rep = kc.get_shell_msg(timeout=60)["content"]
+    assert "my_counter.most_common" in rep["matches"] and rep["cursor_start"] == 4
+    kc.inspect("my_counter.most_common(", 22)
+    rep = kc.get_shell_msg(timeout=60)["content"]
+    assert rep["found"] and "most_common" in rep["data"]["text/plain"]
+    kc.inspect("nothing_here", 5)
+    assert kc.get_shell_msg(timeout=60)["content"]["found"] is False
+    # The helpers leave nothing in the namespace and take no execution count.
+    msg_id = kc.execute("sorted(n for n in dir() if 'sandcell' in n)")
+    outs = outputs_of(kc, msg_id)
+    assert [(o["execution_count"], o["data"]["text/plain"]) for o in outs
+            if o["msg_type"] == "execute_result"] == [(2, "[]")]
