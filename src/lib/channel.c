@@ -51,6 +51,8 @@
  * JSON escaping may make up to six times longer. */
 #define SIDE_MAX_DONE (4u << 10)
 #define SIDE_MAX_INPUT (6 * SC_SESSION_PROMPT_MAX + 256)
+/* A Q record (a dataset asked for on demand): an id and a name. */
+#define SIDE_MAX_REQUEST 1024
 
 struct buf {
 	char *p;
@@ -78,7 +80,7 @@ struct ent {
 	uint64_t first;      /* 1-based number of its (first) output record */
 };
 
-enum kind { K_START, K_PREFIX, K_RESULT, K_OUT, K_ERROR, K_WHERE, K_DONE, K_INPUT };
+enum kind { K_START, K_PREFIX, K_RESULT, K_OUT, K_ERROR, K_WHERE, K_DONE, K_INPUT, K_REQUEST };
 
 struct problems {
 	json_t *list;
@@ -104,7 +106,7 @@ struct sc_chan {
 	/* Streaming (sessions): outputs go to sink as they end; the running
 	 * cell's totals are here, reset by sc_chan_cell_end(). */
 	const struct sc_chan_sink *sink;
-	struct slot done, input;
+	struct slot done, input, request;
 	uint64_t s_bytes, s_dropped;  /* report bytes of the outputs passed on; drops */
 	uint64_t stop_n, stop_bytes, stop_first; /* over the count or total cap */
 	struct problems s_pr;
@@ -150,6 +152,7 @@ struct sc_chan *sc_chan_new(const struct sc_chan_limits *lim)
 	c->where.max = SIDE_MAX_WHERE;
 	c->done.max = SIDE_MAX_DONE;
 	c->input.max = SIDE_MAX_INPUT;
+	c->request.max = SIDE_MAX_REQUEST;
 	return c;
 }
 
@@ -168,6 +171,7 @@ void sc_chan_free(struct sc_chan *c)
 	slot_free(&c->where);
 	slot_free(&c->done);
 	slot_free(&c->input);
+	slot_free(&c->request);
 	json_decref(c->s_pr.list);
 	free(c->out.p);
 	free(c->ents);
@@ -296,7 +300,7 @@ static void out_end(struct sc_chan *c, bool complete)
 static struct slot *slot_of(struct sc_chan *c, enum kind k)
 {
 	return k == K_RESULT ? &c->res : k == K_ERROR ? &c->err : k == K_DONE ? &c->done
-		: k == K_INPUT ? &c->input : &c->where;
+		: k == K_INPUT ? &c->input : k == K_REQUEST ? &c->request : &c->where;
 }
 
 static void control_end(struct sc_chan *c, enum kind k);
@@ -319,7 +323,7 @@ void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 				continue;
 			}
 			if (b == 'O' || b == 'E' || b == 'W' ||
-			    (c->sink != NULL && (b == 'D' || b == 'I'))) {
+			    (c->sink != NULL && (b == 'D' || b == 'I' || b == 'Q'))) {
 				c->kind = K_PREFIX;
 				c->prefix = b;
 				i++;
@@ -330,7 +334,8 @@ void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 		if (c->kind == K_PREFIX) {
 			if (buf[i] == ' ') {
 				c->kind = c->prefix == 'O' ? K_OUT : c->prefix == 'E' ? K_ERROR
-					  : c->prefix == 'D' ? K_DONE : c->prefix == 'I' ? K_INPUT : K_WHERE;
+					  : c->prefix == 'D' ? K_DONE : c->prefix == 'I' ? K_INPUT
+					  : c->prefix == 'Q' ? K_REQUEST : K_WHERE;
 				i++;
 				if (c->kind == K_OUT)
 					out_start(c);
@@ -359,7 +364,7 @@ void sc_chan_feed(struct sc_chan *c, const char *buf, size_t len)
 				out_end(c, true);
 			else
 				slot_end(slot_of(c, k));
-			if (k == K_DONE || k == K_INPUT)
+			if (k == K_DONE || k == K_INPUT || k == K_REQUEST)
 				control_end(c, k);
 			i++;
 		}
@@ -1433,21 +1438,23 @@ static bool str_max(json_t *v, size_t max)
 	return json_is_string(v) && json_string_length(v) <= max;
 }
 
-/* A D or I record has ended: parsed strictly now, handed to the sink
+/* A D, I or Q record has ended: parsed strictly now, handed to the sink
  * (NULL and the reason when it is rejected), then forgotten. */
 static void control_end(struct sc_chan *c, enum kind k)
 {
 	static const char *const k_done[] = { "id", "execution_count", "status" };
 	static const char *const k_input[] = { "id", "prompt", "password" };
+	static const char *const k_request[] = { "id", "name" };
 	struct slot *s = slot_of(c, k);
-	const char *what = k == K_DONE ? "done" : "input request";
+	const char *what = k == K_DONE ? "done" : k == K_INPUT ? "input request" : "dataset request";
+	const char *const *keys = k == K_DONE ? k_done : k == K_INPUT ? k_input : k_request;
 	struct sandcell_error e = { 0, "" };
 	json_t *v = NULL, *id;
 
 	if (s->last_over) {
 		bad(&e, "over %zu bytes", s->max);
 	} else if (PARSE(s->last.len ? s->last.p : "", s->last.len, s->max, 2, &v, &e) == 0 &&
-		   exact_keys(v, k == K_DONE ? k_done : k_input, 3, what, &e) == 0) {
+		   exact_keys(v, keys, k == K_REQUEST ? 2 : 3, what, &e) == 0) {
 		id = json_object_get(v, "id");
 		if (!json_is_string(id) || !sc_session_id_ok(json_string_value(id), json_string_length(id)))
 			bad(&e, "id is 1 to %d characters of [A-Za-z0-9._:-]", SC_SESSION_ID_MAX);
@@ -1459,6 +1466,16 @@ static void control_end(struct sc_chan *c, enum kind k)
 				bad(&e, "execution_count is a non-negative integer");
 			else if (!str_is(st, "ok") && !str_is(st, "error") && !str_is(st, "interrupted"))
 				bad(&e, "status is \"ok\", \"error\" or \"interrupted\"");
+		} else if (k == K_REQUEST) {
+			json_t *n = json_object_get(v, "name");
+			struct sandcell_error ne = { 0, "" };
+
+			/* A name as the caller's --dataset names are checked: it
+			 * becomes a file name on the host's side of an answer. */
+			if (!json_is_string(n) || strlen(json_string_value(n)) != json_string_length(n) ||
+			    sandcell_check_name(json_string_value(n), &ne) < 0)
+				bad(&e, "name is a dataset name (letters, digits, '.', '_', '-', at most "
+				    "128 bytes, not starting with '.' or '-')");
 		} else if (!str_max(json_object_get(v, "prompt"), SC_SESSION_PROMPT_MAX)) {
 			bad(&e, "prompt is a string of at most %u bytes", SC_SESSION_PROMPT_MAX);
 		} else if (!json_is_boolean(json_object_get(v, "password"))) {
@@ -1470,7 +1487,7 @@ static void control_end(struct sc_chan *c, enum kind k)
 		v = NULL;
 		problem(&c->s_pr, "a %s record was rejected: %s", what, e.msg);
 	}
-	c->sink->control(c->sink->ctx, k == K_DONE ? 'D' : 'I', v, e.msg);
+	c->sink->control(c->sink->ctx, k == K_DONE ? 'D' : k == K_INPUT ? 'I' : 'Q', v, e.msg);
 	json_decref(v);
 	s->have_last = s->last_over = false;
 	s->last.len = 0;
@@ -1529,6 +1546,7 @@ int sc_chan_cell_end(struct sc_chan *c, struct sc_chan_out *o, struct sandcell_e
 	slot_reset(&c->where);
 	slot_reset(&c->done);
 	slot_reset(&c->input);
+	slot_reset(&c->request);
 	c->n_out = 0;
 	c->n_kept = 0;
 	c->out.len = 0;

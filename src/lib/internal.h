@@ -123,11 +123,19 @@ struct json_t *sc_chan_stop_output(const char *reason, struct json_t *where);
 #define SC_SESSION_PROMPT_MAX (64u << 10)
 #define SC_SESSION_LINE_MAX (64u << 20)
 bool sc_session_id_ok(const char *s, size_t n);
-enum sc_cmd_op { SC_CMD_RUN = 1, SC_CMD_INTERRUPT, SC_CMD_INPUT, SC_CMD_CLOSE };
+/* add: a name as --input names (128 bytes at most); a refusal's text. */
+#define SC_SESSION_NAME_MAX 128
+#define SC_SESSION_REFUSAL_MAX (4u << 10)
+enum sc_cmd_op { SC_CMD_RUN = 1, SC_CMD_INTERRUPT, SC_CMD_INPUT, SC_CMD_CLOSE, SC_CMD_ADD };
+enum sc_add_kind { SC_ADD_DATASET = 1, SC_ADD_INPUT };
 struct sc_cmd {
 	enum sc_cmd_op op;
 	char id[SC_SESSION_ID_MAX + 1];	/* run, input; "" otherwise */
-	struct json_t *text;		/* run: the code, input: the value (a string) */
+	struct json_t *text;		/* run: the code, input: the value, add: the
+					 * host path, or the refusal (a string) */
+	enum sc_add_kind kind;		/* add */
+	char name[SC_SESSION_NAME_MAX + 1]; /* add */
+	bool refused;			/* add: text is a refusal, not a path */
 };
 /* Parses one command line (without its newline) strictly: jansson, no
  * duplicate keys, a closed key set per op.  On refusal err says why and

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <limits.h>
 #include <math.h>
@@ -326,6 +327,8 @@ struct run {
 	bool reduced;
 	bool v2_attached;	/* cloned straight into the v2 run cgroup */
 	char workdir[1024];	/* reduced mode's private host directory */
+	uid_t host_uid;		/* the host ids the code runs as (a session's adds) */
+	gid_t host_gid;
 	int wait_status;
 	double t0;
 	struct sess *ss;	/* SANDCELL_SESSION: the session's state, else NULL */
@@ -400,6 +403,7 @@ static void set_error(struct sandcell_result *r, const char *msg)
 
 #define SESS_GRACE 5.0		/* after an interrupt at a cell limit, after close */
 #define SESS_PROBLEMS_MAX 32
+#define SESS_ADDS_MAX 1024	/* files added to a session (docs/sessions.md) */
 
 enum sess_stop { STOP_NONE, STOP_IDLE, STOP_CELL_WALL, STOP_CELL_CPU, STOP_CLOSE_GRACE };
 
@@ -440,6 +444,10 @@ struct sess {
 	size_t carry_len[2];
 	uint64_t out_files, out_bytes; /* collected so far (the session's budget) */
 	bool collected;
+	/* Files added (op add) and the running cell's pending dataset request. */
+	uint64_t n_added, n_requests;
+	bool request_pending;
+	char request_name[SC_SESSION_NAME_MAX + 1];
 };
 
 static void sess_emit(struct sess *ss, json_t *ev)
@@ -706,7 +714,7 @@ static void sess_cell_end(struct sess *ss, const char *status, json_t *count, co
 	else
 		ss->n_killed++;
 	sc_chan_out_free(&co);
-	ss->running = ss->input_pending = false;
+	ss->running = ss->input_pending = ss->request_pending = false;
 	ss->limit = STOP_NONE;
 	ss->kill_at = 0;
 	ss->last_activity = now_sec();
@@ -715,7 +723,7 @@ static void sess_cell_end(struct sess *ss, const char *status, json_t *count, co
 static void sess_control(void *ctx, char tag, json_t *v, const char *why)
 {
 	struct sess *ss = ctx;
-	const char *what = tag == 'D' ? "done" : "input request";
+	const char *what = tag == 'D' ? "done" : tag == 'I' ? "input request" : "dataset request";
 	const char *id = json_string_value(json_object_get(v, "id"));
 
 	if (v == NULL) {
@@ -732,6 +740,22 @@ static void sess_control(void *ctx, char tag, json_t *v, const char *why)
 			      json_object_get(v, "execution_count"), NULL);
 		return;
 	}
+	if (tag == 'Q') {
+		/* One at a time: the loop waits for the answer, so a second
+		 * one is the code writing records of its own. */
+		if (ss->request_pending) {
+			sess_problem(ss, "cell %s: a second dataset request while one was pending was "
+				     "dropped", id);
+			return;
+		}
+		ss->request_pending = true;
+		ss->n_requests++;
+		snprintf(ss->request_name, sizeof(ss->request_name), "%s",
+			 json_string_value(json_object_get(v, "name")));
+		sess_emit(ss, json_pack("{s:s,s:s,s:s}", "ev", "dataset_request", "id", ss->id,
+					"name", ss->request_name));
+		return;
+	}
 	if (ss->input_pending) {
 		sess_problem(ss, "cell %s: a second input request while one was pending was dropped", id);
 		return;
@@ -740,6 +764,257 @@ static void sess_control(void *ctx, char tag, json_t *v, const char *why)
 	sess_emit(ss, json_pack("{s:s,s:s,s:O,s:O}", "ev", "input_request", "id", ss->id, "prompt",
 				json_object_get(v, "prompt"), "password",
 				json_object_get(v, "password")));
+}
+
+/* ------------------------------------------------- session: op add
+ *
+ * A host file copied into the sandbox's scratch tmpfs, at
+ * tmp/.sandcell/{datasets,inputs}/NAME (the code's /tmp/.sandcell/...).
+ * The tree under tmp/ is the code's and hostile: every directory is
+ * opened beneath its parent with no symlink, magic link or other mount
+ * crossed, the file is created new (O_EXCL, O_NOFOLLOW) under a temporary
+ * name and renamed into place, replacing only a regular file.  The copy
+ * is written with the code's host ids: the tmpfs belongs to the
+ * sandbox's user namespace, where only those are mapped (and so nothing
+ * is written with root's powers).  It counts against --disk like any
+ * file the code writes. */
+
+static int add_openat2(int dirfd, const char *name, uint64_t flags)
+{
+	struct open_how how;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = flags;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+}
+
+/* dir/name as a directory, made (mode 0755) if missing. */
+static int add_subdir(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+		return -1;
+	return add_openat2(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Filesystem ids for writes into the tmpfs, and back (0 when unchanged). */
+static bool add_ids_enter(struct run *rn)
+{
+	if (rn->reduced || geteuid() != 0 || rn->host_uid == 0)
+		return false;
+	syscall(SYS_setfsgid, rn->host_gid);
+	syscall(SYS_setfsuid, rn->host_uid);
+	return true;
+}
+
+static void add_ids_leave(bool entered)
+{
+	if (entered) {
+		syscall(SYS_setfsuid, 0);
+		syscall(SYS_setfsgid, 0);
+	}
+}
+
+/* Copies src (a regular file of size bytes) to dir/name; why says why
+ * not.  Nothing is left behind on failure. */
+static int add_copy(struct run *rn, int src, uint64_t size, int dir, const char *name, char *why,
+		    size_t why_len)
+{
+	static uint64_t counter;
+	const uint64_t cap = rn->cfg->limits.disk;
+	char tmp[64], buf[65536];
+	uint64_t done = 0;
+	struct stat st;
+	int fd = -1, e = 0;
+
+	for (int tries = 0; tries < 16 && fd < 0; tries++) {
+		/* Names never start with '.': this cannot be one. */
+		snprintf(tmp, sizeof(tmp), ".add-%d-%llu.tmp", (int)getpid(),
+			 (unsigned long long)++counter);
+		fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		e = errno;
+		snprintf(why, why_len, e == ENOSPC || e == EDQUOT
+			 ? "the session's scratch space (--disk) is full: no room for another file"
+			 : "cannot create the copy in the sandbox: %s", strerror(e));
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = read(src, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(why, why_len, "reading the host file: %s", strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		/* The file may grow while it is read: the cap holds anyway. */
+		if (done + (uint64_t)n > cap) {
+			snprintf(why, why_len, "the file is larger than the session's disk limit "
+				 "(%llu bytes)", (unsigned long long)cap);
+			goto fail;
+		}
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(fd, buf + off, (size_t)(n - off));
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				e = errno;
+				if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+					snprintf(why, why_len, "the session's scratch space (--disk, %llu "
+						 "bytes) is full: %llu bytes do not fit",
+						 (unsigned long long)cap, (unsigned long long)size);
+				else
+					snprintf(why, why_len, "writing the copy in the sandbox: %s",
+						 strerror(e));
+				goto fail;
+			}
+			off += w;
+		}
+		done += (uint64_t)n;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		snprintf(why, why_len, "writing the copy in the sandbox: %s", strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	/* An earlier copy is replaced; anything else the code put under the
+	 * name is left as it is and the add refused.  (A swap after this
+	 * check still cannot send the rename anywhere: renameat replaces a
+	 * symlink itself, and fails on a directory.) */
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(why, why_len, "something that is not a regular file is in the way in the "
+			 "sandbox");
+		goto fail;
+	}
+	if (renameat(dir, tmp, dir, name) < 0) {
+		snprintf(why, why_len, "putting the copy in place in the sandbox: %s", strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dir, tmp, 0);
+	return -1;
+}
+
+/* Copies the caller's file into the sandbox; fills where (the path the
+ * loop opens) or why. */
+static int sess_add_file(struct sess *ss, const struct sc_cmd *cmd, char *where, size_t where_len,
+			 char *why, size_t why_len)
+{
+	struct run *rn = ss->rn;
+	const char *sub = cmd->kind == SC_ADD_DATASET ? "datasets" : "inputs";
+	const uint64_t cap = rn->cfg->limits.disk;
+	struct stat st;
+	int src, tmpd = -1, top = -1, dir = -1, rc = -1;
+	bool ids;
+
+	if (rn->scratch_fd < 0 || !rn->r->code_started) {
+		snprintf(why, why_len, "the sandbox is not running");
+		return -1;
+	}
+	/* The caller's own path, opened as --input opens one. */
+	src = open(json_string_value(cmd->text), O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (src < 0) {
+		snprintf(why, why_len, "cannot open the host file: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(src, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_len, "the host path is not a regular file");
+		close(src);
+		return -1;
+	}
+	if ((uint64_t)st.st_size > cap) {
+		snprintf(why, why_len, "the file (%llu bytes) is larger than the session's disk limit "
+			 "(%llu bytes)", (unsigned long long)st.st_size, (unsigned long long)cap);
+		close(src);
+		return -1;
+	}
+	ids = add_ids_enter(rn);
+	tmpd = add_openat2(rn->scratch_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (tmpd >= 0)
+		top = add_subdir(tmpd, ".sandcell");
+	if (top >= 0)
+		dir = add_subdir(top, sub);
+	if (dir < 0) {
+		int e = errno;
+
+		snprintf(why, why_len, e == ELOOP || e == EXDEV || e == ENOTDIR
+			 ? "/tmp/.sandcell/%s in the sandbox is not a directory of its own (a symlink "
+			   "or something else is in the way)"
+			 : e == ENOSPC ? "the session's scratch space (--disk) is full (making "
+					 "/tmp/.sandcell/%s)"
+				       : "cannot make /tmp/.sandcell/%s in the sandbox", sub);
+	} else if (add_copy(rn, src, (uint64_t)st.st_size, dir, cmd->name, why, why_len) == 0) {
+		snprintf(where, where_len, "%s%s/.sandcell/%s/%s", rn->reduced ? rn->workdir : "",
+			 "/tmp", sub, cmd->name);
+		rc = 0;
+	}
+	add_ids_leave(ids);
+	if (dir >= 0)
+		close(dir);
+	if (top >= 0)
+		close(top);
+	if (tmpd >= 0)
+		close(tmpd);
+	close(src);
+	return rc;
+}
+
+static void sess_add(struct sess *ss, const struct sc_cmd *cmd)
+{
+	const char *kind = cmd->kind == SC_ADD_DATASET ? "dataset" : "input";
+	bool answers = cmd->kind == SC_ADD_DATASET && ss->request_pending &&
+		       strcmp(ss->request_name, cmd->name) == 0;
+	char why[512], where[PATH_MAX];
+
+	if (cmd->refused) {
+		if (!answers) {
+			sess_emit(ss, json_pack("{s:s,s:n,s:s,s:s,s:s}", "ev", "refused", "id", "kind",
+						kind, "name", cmd->name, "reason",
+						"no dataset request of that name is pending"));
+			return;
+		}
+		ss->request_pending = false;
+		sess_to_loop(ss, json_pack("{s:s,s:s,s:s,s:O}", "op", "add", "kind", kind, "name",
+					   cmd->name, "refused", cmd->text));
+		return;
+	}
+	why[0] = '\0';
+	if (ss->n_added >= SESS_ADDS_MAX) {
+		snprintf(why, sizeof(why), "this session has had %d files added already",
+			 SESS_ADDS_MAX);
+	} else if (sess_add_file(ss, cmd, where, sizeof(where), why, sizeof(why)) == 0) {
+		ss->n_added++;
+		if (answers)
+			ss->request_pending = false;
+		sess_to_loop(ss, json_pack("{s:s,s:s,s:s,s:s}", "op", "add", "kind", kind, "name",
+					   cmd->name, "path", where));
+		sess_emit(ss, json_pack("{s:s,s:s,s:s}", "ev", "added", "kind", kind, "name",
+					cmd->name));
+		return;
+	}
+	sess_emit(ss, json_pack("{s:s,s:n,s:s,s:s,s:s}", "ev", "refused", "id", "kind", kind, "name",
+				cmd->name, "reason", why));
+	/* A cell waiting for this dataset is told, rather than left waiting
+	 * for an answer that failed. */
+	if (answers) {
+		char text[600];
+
+		ss->request_pending = false;
+		snprintf(text, sizeof(text), "the host's answer could not be copied in: %s", why);
+		sess_to_loop(ss, json_pack("{s:s,s:s,s:s,s:s}", "op", "add", "kind", kind, "name",
+					   cmd->name, "refused", text));
+	}
 }
 
 static void sess_command(struct sess *ss, const char *line, size_t len)
@@ -791,6 +1066,9 @@ static void sess_command(struct sess *ss, const char *line, size_t len)
 		break;
 	case SC_CMD_CLOSE:
 		ss->closing = true;
+		break;
+	case SC_CMD_ADD:
+		sess_add(ss, &cmd);
 		break;
 	}
 	sc_session_cmd_free(&cmd);
@@ -1484,13 +1762,15 @@ static void sess_settle(struct sess *ss)
 		json_array_append_new(ss->problems, json_string(b));
 	}
 	json_decref(r->session);
-	r->session = json_pack("{s:I,s:{s:I,s:I,s:I,s:I},s:s,s:{s:f,s:f,s:f},s:I,s:O}", "cells",
+	r->session = json_pack("{s:I,s:{s:I,s:I,s:I,s:I},s:s,s:{s:f,s:f,s:f},s:I,s:I,s:I,s:O}",
+			       "cells",
 			       (json_int_t)ss->seq, "statuses", "ok", (json_int_t)ss->n_ok, "error",
 			       (json_int_t)ss->n_error, "interrupted", (json_int_t)ss->n_interrupted,
 			       "killed", (json_int_t)ss->n_killed, "ended_by", ended_by, "limits",
 			       "cell_wall_sec", l->cell_wall_sec, "cell_cpu_sec", l->cell_cpu_sec,
 			       "idle_sec", l->idle_sec, "outputs_between_cells",
-			       (json_int_t)ss->stray_outputs, "problems", ss->problems);
+			       (json_int_t)ss->stray_outputs, "files_added", (json_int_t)ss->n_added,
+			       "dataset_requests", (json_int_t)ss->n_requests, "problems", ss->problems);
 }
 
 /* The last event: the session's status and its full report. */
@@ -1735,6 +2015,8 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	if (r->error[0])
 		return ATTEMPT_DONE; /* a layer for this attempt could not be prepared */
 	fill_isolation(rn, &pp->ll, pp->ids.uid);
+	rn->host_uid = pp->ids.uid;
+	rn->host_gid = pp->ids.gid;
 
 	if (cfg->code_name) {
 		struct sandcell_error ne;

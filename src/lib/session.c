@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,67 @@ void sc_session_cmd_free(struct sc_cmd *cmd)
 		return;
 	json_decref(cmd->text);
 	memset(cmd, 0, sizeof(*cmd));
+}
+
+/* {"op":"add","kind":K,"name":N,"path":P} or {...,"refused":TEXT}: a
+ * closed key set, a name as --input's, an absolute path without NULs. */
+static int parse_add(json_t *root, struct sc_cmd *cmd, struct sandcell_error *err)
+{
+	struct sandcell_error ne = { 0, "" };
+	const char *key, *kind_s;
+	json_t *v, *kind, *name, *path, *refusal;
+	char m[sizeof(ne.msg) + 64];
+
+	json_object_foreach(root, key, v) {
+		if (strcmp(key, "op") != 0 && strcmp(key, "kind") != 0 && strcmp(key, "name") != 0 &&
+		    strcmp(key, "path") != 0 && strcmp(key, "refused") != 0) {
+			char *k = sc_escape_bytes(key, strlen(key), NULL);
+
+			snprintf(m, sizeof(m), "unknown key \"%.64s\" for op add", k ? k : "?");
+			free(k);
+			return refuse(err, m);
+		}
+	}
+	kind = json_object_get(root, "kind");
+	kind_s = json_string_value(kind);
+	if (kind_s && strlen(kind_s) == json_string_length(kind) && strcmp(kind_s, "dataset") == 0)
+		cmd->kind = SC_ADD_DATASET;
+	else if (kind_s && strlen(kind_s) == json_string_length(kind) && strcmp(kind_s, "input") == 0)
+		cmd->kind = SC_ADD_INPUT;
+	else
+		return refuse(err, "op add takes \"kind\": \"dataset\" or \"input\"");
+	name = json_object_get(root, "name");
+	if (!json_is_string(name) || strlen(json_string_value(name)) != json_string_length(name))
+		return refuse(err, "op add takes \"name\" (a string)");
+	if (sandcell_check_name(json_string_value(name), &ne) < 0) {
+		snprintf(m, sizeof(m), "op add: %s", ne.msg);
+		return refuse(err, m);
+	}
+	memcpy(cmd->name, json_string_value(name), json_string_length(name) + 1);
+	path = json_object_get(root, "path");
+	refusal = json_object_get(root, "refused");
+	if ((path == NULL) == (refusal == NULL))
+		return refuse(err, "op add takes either \"path\" or \"refused\"");
+	if (path) {
+		const char *p = json_string_value(path);
+
+		if (p == NULL || strlen(p) != json_string_length(path) || p[0] != '/' ||
+		    json_string_length(path) >= PATH_MAX)
+			return refuse(err, "op add: \"path\" is an absolute host path (a string "
+				      "without NUL, shorter than PATH_MAX)");
+		cmd->text = json_incref(path);
+		return 0;
+	}
+	if (cmd->kind != SC_ADD_DATASET)
+		return refuse(err, "op add: \"refused\" answers a dataset request (kind dataset)");
+	if (!json_is_string(refusal) || json_string_length(refusal) > SC_SESSION_REFUSAL_MAX) {
+		snprintf(m, sizeof(m), "op add: \"refused\" is a string of at most %u bytes",
+			 SC_SESSION_REFUSAL_MAX);
+		return refuse(err, m);
+	}
+	cmd->refused = true;
+	cmd->text = json_incref(refusal);
+	return 0;
 }
 
 int sc_session_parse_cmd(const char *line, size_t len, struct sc_cmd *cmd,
@@ -90,10 +152,21 @@ int sc_session_parse_cmd(const char *line, size_t len, struct sc_cmd *cmd,
 		cmd->op = SC_CMD_INTERRUPT;
 	} else if (strcmp(op_s, "close") == 0) {
 		cmd->op = SC_CMD_CLOSE;
+	} else if (strcmp(op_s, "add") == 0) {
+		int rc;
+
+		cmd->op = SC_CMD_ADD;
+		rc = parse_add(root, cmd, err);
+		json_decref(root);
+		if (rc < 0) {
+			json_decref(cmd->text);
+			memset(cmd, 0, sizeof(*cmd));
+		}
+		return rc;
 	} else {
 		json_decref(root);
 		cmd->op = 0;
-		return refuse(err, "unknown op (run, input, interrupt or close)");
+		return refuse(err, "unknown op (run, input, interrupt, add or close)");
 	}
 	/* A closed key set: a key this version does not know could mean
 	 * something the caller expects and we would silently not do. */

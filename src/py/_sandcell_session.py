@@ -5,6 +5,10 @@ JSON object per line, written by the supervisor (docs/sessions.md):
 
     {"op": "run", "id": ID, "code": TEXT}       run a notebook cell
     {"op": "input", "id": ID, "value": TEXT}    the answer to an input request
+    {"op": "add", "kind": "dataset" or "input", "name": NAME, "path": PATH}
+                                                a file the host copied in
+    {"op": "add", "kind": "dataset", "name": NAME, "refused": TEXT}
+                                                the host's refusal of a request
 
 Each cell runs in the one __main__ namespace as a notebook cell (its last
 expression, displays, figures and streams become outputs, as one-shot cell
@@ -13,7 +17,11 @@ mode does), with execution counts 1, 2, ... (a cell whose id starts with
 `D {"id", "execution_count", "status"}` on the channel.  SIGINT (the
 host's interrupt) raises KeyboardInterrupt in the running cell; between
 cells it is ignored.  input() and getpass() send `I {"id", "prompt",
-"password"}` and wait for the host's answer.  Python-level writes to
+"password"}` and wait for the host's answer.  Reading sandcell.datasets[NAME]
+for a dataset that is not there sends `Q {"id", "name"}` and waits for the
+host's add (or its refusal: KeyError).  Commands are read by a thread of
+their own, which applies each add at once (sandcell.inputs and
+sandcell.datasets change even while a cell computes) and queues the rest.  Python-level writes to
 sys.stdout/sys.stderr become stream outputs only (streamed: at a line end,
 or within 0.1 s; a few outputs a second when printed faster); fd-level writes (C extensions) reach the host
 through the run's stdout/stderr pipes.
@@ -23,6 +31,7 @@ A convenience, not a boundary: the host parses every record strictly.
 import builtins
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -105,23 +114,97 @@ class _StreamTee(cell.Tee):
 
 
 class _Commands(object):
+    """The supervisor's commands, read by a thread: adds are applied as
+    they come (and answer a dataset request that waits for them), the
+    others wait in a queue for the loop (run) or input() (input)."""
+
     def __init__(self, f):
         # type: (IO[bytes]) -> None
         self._f = f
+        self._q = queue.Queue()  # type: queue.Queue[dict[str, object] | None]
+        self._cond = threading.Condition()
+        self._waiting = set()  # type: set[str]
+        self._answers = {}  # type: dict[str, tuple[bool, str]]
+        self._ask_lock = threading.Lock()
+        self._eof = False
+
+    def start(self):
+        # type: () -> None
+        threading.Thread(target=self._read, name="sandcell-commands", daemon=True).start()
+
+    def _read(self):
+        # type: () -> None
+        try:
+            while True:
+                line = self._f.readline(_LINE_MAX)
+                if not line:
+                    return
+                try:
+                    cmd = json.loads(line)
+                except ValueError:
+                    continue  # the supervisor writes only valid lines
+                if not isinstance(cmd, dict):
+                    continue
+                if cmd.get("op") == "add":
+                    self._add(cmd)
+                else:
+                    self._q.put(cmd)
+        finally:
+            with self._cond:
+                self._eof = True
+                self._cond.notify_all()
+            self._q.put(None)
+
+    def _add(self, cmd):
+        # type: (dict[str, object]) -> None
+        import sandcell
+        kind, name, path = cmd.get("kind"), cmd.get("name"), cmd.get("path")
+        if not isinstance(name, str):
+            return
+        if isinstance(path, str):
+            if kind == "dataset":
+                sandcell.datasets._add(name, path)
+            elif kind == "input":
+                sandcell._add_input(name, path)
+        with self._cond:
+            if kind == "dataset" and name in self._waiting:
+                refused = cmd.get("refused")
+                self._answers[name] = (isinstance(path, str),
+                                       refused if isinstance(refused, str) else "")
+                self._cond.notify_all()
 
     def next(self):
         # type: () -> dict[str, object] | None
-        """The next command; None at the end."""
-        while True:
-            line = self._f.readline(_LINE_MAX)
-            if not line:
-                return None
+        """The next run or input command; None at the end."""
+        cmd = self._q.get()
+        if cmd is None:
+            self._q.put(None)  # every later reader sees the end too
+        return cmd
+
+    def ask_dataset(self, cell_id, name):
+        # type: (str, str) -> None
+        """Asks the host for a dataset and waits for its add: returns once
+        it is registered, KeyError with the host's reason if refused."""
+        with self._ask_lock:  # one request at a time (the host drops a second)
+            with self._cond:
+                if self._eof:
+                    raise KeyError("no dataset %r (the session's input ended)" % (name,))
+                self._waiting.add(name)
             try:
-                cmd = json.loads(line)
-            except ValueError:
-                continue  # the supervisor writes only valid lines
-            if isinstance(cmd, dict):
-                return cmd
+                sys.stdout.flush()
+                sio._emit_record(b"Q", {"id": cell_id, "name": name})
+                with self._cond:
+                    while name not in self._answers and not self._eof:
+                        self._cond.wait()
+                    answer = self._answers.pop(name, None)
+            finally:
+                with self._cond:
+                    self._waiting.discard(name)
+                    self._answers.pop(name, None)
+        if answer is None:
+            raise KeyError("no dataset %r (the session's input ended)" % (name,))
+        if not answer[0]:
+            raise KeyError("no dataset %r: the host refused: %s" % (name, answer[1] or "no reason given"))
 
 
 class Session(object):
@@ -139,6 +222,16 @@ class Session(object):
         while it waits in input()); between cells it is ignored."""
         if self.in_cell:
             raise KeyboardInterrupt
+
+    def ask_dataset(self, name):
+        # type: (str) -> None
+        """sandcell.datasets[name] for one the session does not have: the
+        host is asked, from a running cell only (between cells nobody would
+        answer)."""
+        if not self.in_cell:
+            raise KeyError("no dataset %r (datasets are asked for on demand only while a cell "
+                           "runs)" % (name,))
+        self.commands.ask_dataset(self.current, name)
 
     def ask(self, prompt, password):
         # type: (object, bool) -> str
@@ -219,6 +312,8 @@ def _install(session):
     builtins.input = input
     import getpass as gp
     gp.getpass = getpass
+    import sandcell
+    sandcell.datasets._ask = session.ask_dataset
 
 
 def main():
@@ -232,4 +327,5 @@ def main():
     session = Session(commands)
     signal.signal(signal.SIGINT, session.on_sigint)
     _install(session)
+    commands.start()
     session.loop()

@@ -33,6 +33,11 @@ import os as _os
 import sys as _sys
 import types as _types
 
+MYPY = False  # true for mypy only
+if MYPY:
+    from typing import Callable
+del MYPY
+
 __all__ = ["values", "inputs", "output", "datasets", "Datasets", "result", "display", "set_figure_formats",
            "HTML", "Markdown", "SVG", "Image", "JSON"]
 
@@ -66,7 +71,10 @@ def _list_dir(root):
 
 
 values = _types.MappingProxyType(_load_values())
-inputs = _types.MappingProxyType(_list_dir(_INPUT_DIR))
+# Read-only for the code; a session's loop adds what the host adds
+# between cells (_add_input).
+_inputs = _list_dir(_INPUT_DIR)
+inputs = _types.MappingProxyType(_inputs)
 output = _os.environ.get("SANDCELL_OUTPUT_DIR", "/output")
 
 # Names as the host checks them (src/lib/parse.c, check_name).
@@ -99,6 +107,15 @@ class Datasets(object):
         self._out_dir = out_dir
         self._loaded = {}  # type: dict[str, object]
         self._published = {}  # type: dict[str, object]
+        # In a session: asks the host for a dataset it does not have
+        # (returns once the host's add registered it, or KeyError).
+        self._ask = None  # type: Callable[[str], None] | None
+
+    def _add(self, name, path):
+        # type: (str, str) -> None
+        """A session's loop: the host handed in (or replaced) a dataset."""
+        self._given[name] = path
+        self._loaded.pop(name, None)
 
     @staticmethod
     def _check(name):
@@ -117,12 +134,21 @@ class Datasets(object):
             return self._published[name]
         if name in self._loaded:
             return self._loaded[name]
+        if name not in self._given and self._ask is not None and isinstance(name, str):
+            try:
+                self._check(name)
+            except ValueError:
+                pass
+            else:
+                self._ask(name)  # KeyError with the host's reason if it refuses
         if name not in self._given:
             raise KeyError("no dataset %r (handed in: %s)" % (
                 name, ", ".join(sorted(self._given)) or "none"))
+        path = self._given[name]
         import sandcell_frames
-        df = sandcell_frames.load(self._given[name])
-        self._loaded[name] = df
+        df = sandcell_frames.load(path)
+        if self._given.get(name) is path:  # not replaced by an add meanwhile
+            self._loaded[name] = df
         return df
 
     def __setitem__(self, name, df):
@@ -184,7 +210,12 @@ class Datasets(object):
 
     def get(self, name, default=None):
         # type: (str, object) -> object
-        return self[name] if name in self else default
+        """self[name] (in a session, one not handed in is asked for), or
+        default."""
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def __repr__(self):
         # type: () -> str
@@ -192,6 +223,12 @@ class Datasets(object):
 
 
 datasets = Datasets(_os.path.join(_INPUT_DIR, ".datasets"), output)
+
+
+def _add_input(name, path):
+    # type: (str, str) -> None
+    """A session's loop: the host added (or replaced) an input."""
+    _inputs[name] = path
 
 
 def _io():

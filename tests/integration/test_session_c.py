@@ -354,3 +354,178 @@ def test_usage_errors_end_event(tmp_path):
         assert end["ev"] == "end" and end["status"] == "usage-error", end
     p = subprocess.run([BIN, "run", "--cell-wall-time", "1", "-c", "1"], capture_output=True, timeout=30)
     assert p.returncode == 125
+
+
+# ------------------------------------------------ adding inputs and datasets
+
+def added(s, cmd):
+    """Sends an add and returns its answer (added or refused)."""
+    s.send(cmd)
+    return s.until(lambda e: e["ev"] in ("added", "refused"))[-1]
+
+
+def test_add_between_cells_and_while_a_cell_runs(session, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text("first\n")
+    s = session()
+    ev = s.run("c0", "import sandcell\nprint(sorted(sandcell.inputs))")
+    assert texts(ev, "c0") == "[]\n"
+    ans = added(s, {"op": "add", "kind": "input", "name": "a", "path": str(src)})
+    assert ans == {"ev": "added", "kind": "input", "name": "a"}
+    code = ("import os, sandcell\np = sandcell.inputs['a']\nst = os.stat(p)\n"
+            "print(p, open(p).read().strip(), oct(st.st_mode & 0o777))")
+    ev = s.run("c1", code)
+    assert texts(ev, "c1") == "/tmp/.sandcell/inputs/a first 0o444\n", ev
+    # While a cell runs (it waits for input(), so it is surely running):
+    # the loop picks the add up at once, and an add replaces a copy.
+    src.write_text("second\n")
+    s.send({"op": "run", "id": "c2", "code": "input()\nprint(open(sandcell.inputs['a']).read().strip())"})
+    s.until(lambda e: e["ev"] == "input_request")
+    assert added(s, {"op": "add", "kind": "input", "name": "a", "path": str(src)})["ev"] == "added"
+    s.send({"op": "input", "id": "c2", "value": ""})
+    ev = s.done("c2")
+    assert texts(ev, "c2") == "second\n", ev
+    # The code cannot write the copy (0444, and chmod is refused).
+    ev = s.run("c3", "open(sandcell.inputs['a'], 'a')")
+    assert ev[-1]["status"] == "error" and ev[-1]["error"]["ename"] == "PermissionError"
+    end = s.close()[-1]
+    assert end["status"] == "ok" and end["report"]["session"]["files_added"] == 2
+
+
+def test_add_refusals(session, tmp_path):
+    src = tmp_path / "f"
+    src.write_text("x")
+    s = session()
+    bad = [
+        ({"op": "add", "kind": "input", "name": "m", "path": str(tmp_path / "missing")}, "open"),
+        ({"op": "add", "kind": "input", "name": "d", "path": str(tmp_path)}, "not a regular file"),
+        ({"op": "add", "kind": "input", "name": "../x", "path": str(src)}, "contains '/'"),
+        ({"op": "add", "kind": "input", "name": ".x", "path": str(src)}, "starts with '.'"),
+        ({"op": "add", "kind": "input", "name": "x", "path": "rel/f"}, "absolute"),
+        ({"op": "add", "kind": "input", "name": "x", "path": str(src), "id": "c"}, "unknown key"),
+        ({"op": "add", "kind": "file", "name": "x", "path": str(src)}, "\"kind\""),
+        ({"op": "add", "kind": "input", "name": "x"}, "either"),
+        ({"op": "add", "kind": "input", "name": "x", "refused": "no"}, "dataset request"),
+        ({"op": "add", "kind": "dataset", "name": "x", "refused": "no"}, "no dataset request"),
+        ({"op": "add", "kind": "dataset", "name": "x", "refused": "n" * 5000}, "4096"),
+        ({"op": "add", "kind": "dataset", "name": "x", "path": str(src), "refused": "n"}, "either"),
+    ]
+    for cmd, needle in bad:
+        ans = added(s, cmd)
+        assert ans["ev"] == "refused" and needle in ans["reason"], (cmd, ans)
+    ev = s.run("c", "import os\nprint(os.path.exists('/tmp/.sandcell/inputs'))")
+    assert texts(ev, "c") == "False\n"
+    assert s.close()[-1]["report"]["session"]["files_added"] == 0
+
+
+@pytest.mark.parametrize("where", ["/tmp/.sandcell", "/tmp/.sandcell/datasets"])
+def test_add_does_not_follow_planted_symlinks(session, tmp_path, where):
+    """The code plants a symlink where the copy goes: the add is refused,
+    and nothing is written through it (the target stays empty)."""
+    src = tmp_path / "d.scf"
+    src.write_bytes(b"data")
+    s = session()
+    code = ("import os\nos.makedirs('/tmp/target', exist_ok=True)\n"
+            "os.makedirs(os.path.dirname(%r), exist_ok=True)\nos.symlink('/tmp/target', %r)"
+            % (where, where))
+    assert s.run("plant", code)[-1]["status"] == "ok"
+    ans = added(s, {"op": "add", "kind": "dataset", "name": "d", "path": str(src)})
+    assert ans["ev"] == "refused" and "symlink" in ans["reason"], ans
+    ev = s.run("look", "import os\nprint(sorted(os.listdir('/tmp/target')))")
+    assert texts(ev, "look") == "[]\n", ev
+    s.close()
+
+
+def test_add_over_a_non_file_is_refused(session, tmp_path):
+    src = tmp_path / "f"
+    src.write_text("x")
+    s = session()
+    assert s.run("plant", "import os\nos.makedirs('/tmp/.sandcell/inputs/f/sub')")[-1]["status"] == "ok"
+    ans = added(s, {"op": "add", "kind": "input", "name": "f", "path": str(src)})
+    assert ans["ev"] == "refused" and "not a regular file" in ans["reason"], ans
+    ev = s.run("look", "import os\nprint(sorted(os.listdir('/tmp/.sandcell/inputs')))")
+    assert texts(ev, "look") == "['f']\n", ev  # no temporary file left behind
+    s.close()
+
+
+def test_add_full_disk_is_refused_without_a_partial_file(session, tmp_path):
+    src = tmp_path / "big"
+    src.write_bytes(b"\0" * (3 << 20))
+    s = session(["--disk", "4M"])
+    # Most of the 4 MiB taken by the code first.
+    assert s.run("fill", "open('/tmp/fill', 'wb').write(b'x' * (2 << 20))")[-1]["status"] == "ok"
+    ans = added(s, {"op": "add", "kind": "dataset", "name": "big", "path": str(src)})
+    assert ans["ev"] == "refused" and "full" in ans["reason"], ans
+    ev = s.run("look", "import os\nprint(sorted(os.listdir('/tmp/.sandcell/datasets')))")
+    assert texts(ev, "look") == "[]\n", ev
+    # Larger than --disk at all: refused before a byte is copied.
+    src.write_bytes(b"\0" * (5 << 20))
+    ans = added(s, {"op": "add", "kind": "dataset", "name": "big", "path": str(src)})
+    assert ans["ev"] == "refused" and "larger than" in ans["reason"], ans
+    assert s.close()[-1]["status"] == "ok"
+
+
+def test_dataset_request_answered_and_refused(session, tmp_path):
+    import pandas as pd
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src", "py"))
+    import sandcell_frames
+    path = tmp_path / "sales.scf"
+    path.write_bytes(sandcell_frames.dumps(pd.DataFrame({"a": [1, 2, 3]})))
+    s = session()
+    s.send({"op": "run", "id": "q", "code": "import sandcell\nprint(int(sandcell.datasets['sales'].a.sum()))"})
+    req = s.until(lambda e: e["ev"] == "dataset_request")[-1]
+    assert req == {"ev": "dataset_request", "id": "q", "name": "sales"}
+    assert added(s, {"op": "add", "kind": "dataset", "name": "sales", "path": str(path)})["ev"] == "added"
+    ev = s.done("q")
+    assert texts(ev, "q") == "6\n" and ev[-1]["status"] == "ok", ev
+    # Handed in now: no second request.
+    ev = s.run("again", "print(len(sandcell.datasets['sales']))")
+    assert texts(ev, "again") == "3\n" and not any(e["ev"] == "dataset_request" for e in ev)
+    # Refused: KeyError in the cell with the host's text.
+    s.send({"op": "run", "id": "r", "code": "sandcell.datasets['secret']"})
+    assert s.until(lambda e: e["ev"] == "dataset_request")[-1]["name"] == "secret"
+    s.send({"op": "add", "kind": "dataset", "name": "secret", "refused": "not for you"})
+    ev = s.done("r")
+    assert ev[-1]["status"] == "error" and ev[-1]["error"]["ename"] == "KeyError"
+    assert "not for you" in ev[-1]["error"]["evalue"]
+    # An answer whose copy fails reaches the cell as a refusal too.
+    s.send({"op": "run", "id": "f", "code": "sandcell.datasets['gone']"})
+    s.until(lambda e: e["ev"] == "dataset_request")
+    ans = added(s, {"op": "add", "kind": "dataset", "name": "gone", "path": str(tmp_path / "nope")})
+    assert ans["ev"] == "refused"
+    ev = s.done("f")
+    assert ev[-1]["error"]["ename"] == "KeyError" and "could not be copied" in ev[-1]["error"]["evalue"]
+    end = s.close()[-1]
+    assert end["report"]["session"]["dataset_requests"] == 3
+
+
+def test_hostile_dataset_requests(session):
+    """Forged Q records: bad JSON, bad names, extra keys, another cell's id,
+    a second one while one is pending: dropped and listed."""
+    s = session()
+    code = "\n".join([
+        "import os",
+        "os.write(3, b'Q {bad\\n')",
+        "os.write(3, b'Q {\"id\":\"h\",\"name\":\"../etc\"}\\n')",
+        "os.write(3, b'Q {\"id\":\"h\",\"name\":\"a\",\"x\":1}\\n')",
+        "os.write(3, b'Q {\"id\":\"other\",\"name\":\"a\"}\\n')",
+        "os.write(3, b'Q ' + b'x' * 5000 + b'\\n')",
+        "os.write(3, b'Q {\"id\":\"h\",\"name\":\"one\"}\\n')",
+        "os.write(3, b'Q {\"id\":\"h\",\"name\":\"two\"}\\n')",
+        "print('after')",
+    ])
+    ev = s.run("h", code)
+    assert ev[-1]["status"] == "ok" and texts(ev, "h") == "after\n"
+    reqs = [e for e in ev if e["ev"] == "dataset_request"]
+    assert reqs == [{"ev": "dataset_request", "id": "h", "name": "one"}], reqs
+    # The cell is over: nothing is pending any more.
+    ans = added(s, {"op": "add", "kind": "dataset", "name": "one", "refused": "x"})
+    assert ans["ev"] == "refused" and "no dataset request" in ans["reason"]
+    end = s.close()[-1]
+    problems = "\n".join(end["report"]["session"]["problems"])
+    # Each rejection is listed as it happens (and again with the cell's id).
+    assert problems.count("\na dataset request record was rejected") + \
+        problems.startswith("a dataset request record was rejected") == 4, problems
+    assert "not the running cell" in problems
+    assert "a second dataset request" in problems
