@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -38,6 +39,7 @@ __all__ = ["Session", "CellResult", "SessionEnded"]
 #: supervisor; a line is a little more with its JSON wrapping).
 EVENT_MAX = 64 << 20
 _CLOSE_GRACE = 30.0
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 
 _SESSION_LIMITS = {"cell_wall_time": "--cell-wall-time", "cell_cpu_time": "--cell-cpu-time",
@@ -94,7 +96,13 @@ class Session:
     ``values``, ``limits``, ``output_dir``, ``python``, ``cgroup_parent``,
     ``allow_reduced``, ``binary``); ``limits`` also takes
     ``cell_wall_time``, ``cell_cpu_time`` and ``idle_timeout`` (seconds),
-    and its ``wall_time``/``cpu_time`` are the whole session's."""
+    and its ``wall_time``/``cpu_time`` are the whole session's.
+
+    ``on_dataset_request(name)`` answers a cell that reads
+    ``sandcell.datasets[name]`` for a dataset the session does not have:
+    it returns a DataFrame, the path of a frame archive, or None to refuse
+    (the cell gets a KeyError; an exception in the callback refuses too,
+    with its message).  It is called on the thread that runs the cell."""
 
     def __init__(self, *, inputs: Optional[Mapping[str, PathLike]] = None,
                  datasets: Optional[Mapping[str, Any]] = None,
@@ -102,7 +110,8 @@ class Session:
                  limits: Optional[Mapping[str, object]] = None,
                  output_dir: Optional[PathLike] = None, python: Optional[str] = None,
                  cgroup_parent: Optional[str] = None, allow_reduced: bool = False,
-                 binary: Optional[str] = None) -> None:
+                 binary: Optional[str] = None,
+                 on_dataset_request: Optional[Callable[[str], Any]] = None) -> None:
         lim = dict(limits or {})
         extra: List[str] = []
         for key, opt in _SESSION_LIMITS.items():
@@ -124,6 +133,10 @@ class Session:
         self._ids = 0
         self._ended: Optional[Dict[str, Any]] = None
         self.report: Optional[Report] = None
+        self._on_dataset_request = on_dataset_request
+        self._adds = 0
+        # Host copies of DataFrames sent with add, removed once answered.
+        self._add_files: Dict[Tuple[str, str], str] = {}
         try:
             cli = find_cli(binary)
             ds = datasets_in(spec.datasets, work)
@@ -297,6 +310,100 @@ class Session:
                 pass
         return cr.result()
 
+    # ---- adding inputs and datasets
+    def _add_path(self, kind: str, name: str, value: Any) -> str:
+        """The host path to send for an add: a DataFrame written as an
+        archive in the session's private directory, a path as given."""
+        # Checked here too: the name becomes part of a host file name.
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
+            raise BadRequest("%s name %r: letters, digits, '.', '_', '-', at most 128 bytes, "
+                             "not starting with '.' or '-'" % (kind, name))
+        if isinstance(value, (str, os.PathLike)):
+            p = os.fspath(value)
+            if not isinstance(p, str) or not os.path.isfile(p):
+                raise BadRequest("%s %r: %r is not a file" % (kind, name, value))
+            return os.path.realpath(p)
+        if kind != "dataset":
+            raise BadRequest("input %r: a path, not %s" % (name, type(value).__name__))
+        import importlib
+        frames: Any = importlib.import_module(__package__ + ".frames")
+        d = os.path.join(self._tmp.path, "added")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        self._adds += 1
+        path = os.path.join(d, "%d-%s.scf" % (self._adds, name))
+        try:
+            frames.dump(value, path)
+        except (TypeError, ValueError) as e:
+            raise BadRequest("dataset %r: %s" % (name, e)) from None
+        self._add_files[(kind, name)] = path
+        return path
+
+    def _add_settled(self, ev: Mapping[str, Any]) -> None:
+        """An added or refused event of an add: its host copy goes."""
+        path = self._add_files.pop((str(ev.get("kind")), str(ev.get("name"))), None)
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _add(self, kind: str, name: str, value: Any) -> None:
+        if not isinstance(name, str):
+            raise BadRequest("%s names are str" % kind)
+        with self._lock:   # between cells: the events are ours to read
+            path = self._add_path(kind, name, value)
+            self._send({"op": "add", "kind": kind, "name": name, "path": path})
+            while True:
+                ev = self._next(None)
+                if ev.get("ev") == "end":
+                    raise SessionEnded("the session has ended: %s" % self.ended_reason,
+                                       report=self.report)
+                if ev.get("ev") in ("added", "refused") and ev.get("name") == name \
+                        and ev.get("kind") == kind:
+                    self._add_settled(ev)
+                    if ev["ev"] == "refused":
+                        raise BadRequest("session refused %s %r: %s" % (kind, name, ev.get("reason")))
+                    return
+                if ev.get("ev") == "refused" and "name" not in ev:
+                    # The add line itself was refused (its name or path).
+                    self._add_settled({"kind": kind, "name": name})
+                    raise BadRequest("session refused %s %r: %s" % (kind, name, ev.get("reason")))
+
+    def add_dataset(self, name: str, df_or_path: Any) -> None:
+        """Hands a dataset to the session (a DataFrame, or the path of a
+        frame archive): ``sandcell.datasets[name]`` in the next cells,
+        replacing one of that name.  Waits for a running cell to end (do
+        not call it from that cell's callbacks: ``on_dataset_request``
+        answers a cell that asks).  BadRequest if the session refuses it
+        (a bad name, over the disk limit...)."""
+        self._add("dataset", name, df_or_path)
+
+    def add_input(self, name: str, path: PathLike) -> None:
+        """Copies a host file into the session: ``sandcell.inputs[name]``
+        (a path under /tmp/.sandcell/inputs/) in the next cells."""
+        self._add("input", name, path)
+
+    def _answer_request(self, name: str) -> None:
+        """A cell asked for a dataset: the callback's answer, sent as an add
+        (its added/refused event is read by the cell's iteration)."""
+        why = ""
+        path = None
+        if self._on_dataset_request is None:
+            why = "the host has no on_dataset_request callback"
+        else:
+            try:
+                value = self._on_dataset_request(name)
+                if value is None:
+                    why = "the host has no dataset %r" % (name,)
+                else:
+                    path = self._add_path("dataset", name, value)
+            except Exception as e:   # the cell gets the reason, the host goes on
+                why = "the host's callback failed: %s: %s" % (type(e).__name__, e)
+        if path is not None:
+            self._send({"op": "add", "kind": "dataset", "name": name, "path": path})
+        else:
+            self._send({"op": "add", "kind": "dataset", "name": name, "refused": why[:4000]})
+
     def interrupt(self) -> None:
         """KeyboardInterrupt in the running cell (nothing if none runs)."""
         if self._ended is None:
@@ -361,6 +468,13 @@ class CellRun:
                     answer = self._on_input(prompt, bool(ev.get("password"))) \
                         if self._on_input is not None else ""
                     self._s._send({"op": "input", "id": self.id, "value": str(answer)})
+                elif kind == "dataset_request" and ev.get("id") == self.id:
+                    n = ev.get("name")
+                    if isinstance(n, str):
+                        self._s._answer_request(n)
+                elif kind == "added" or (kind == "refused" and "name" in ev):
+                    # The answer to an add sent for this cell's request.
+                    self._s._add_settled(ev)
                 elif kind == "done" and ev.get("id") == self.id:
                     self._done = ev
                     if ev.get("status") == "killed":

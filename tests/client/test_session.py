@@ -134,3 +134,79 @@ def test_a_print_loop_keeps_every_line_in_few_outputs(session):
     text = "".join(o["text"] for o in r.outputs)
     assert text == "".join("%d\n" % i for i in range(20000))
     assert len(r.outputs) < 200
+
+
+# ------------------------------------------------ adding inputs and datasets
+
+def test_add_dataset_and_input_between_cells(tmp_path):
+    df = pd.DataFrame({"k": ["a", "b", None], "v": [1.5, float("nan"), 3.0]},
+                      index=pd.Index([10, 20, 30], name="i"))
+    src = tmp_path / "notes.txt"
+    src.write_text("hello\n")
+    with sandcell.Session() as s:
+        assert s.run("import sandcell\nprint(sorted(sandcell.datasets), sorted(sandcell.inputs))"
+                     ).outputs[0]["text"] == "[] []\n"
+        s.add_dataset("sales", df)
+        s.add_input("notes", src)
+        r = s.run("d = sandcell.datasets['sales']\nsandcell.datasets['back'] = d\n"
+                  "print(open(sandcell.inputs['notes']).read().strip(), list(d.columns))")
+        assert r.ok and r.outputs[0]["text"] == "hello ['k', 'v']\n", r.outputs
+        # The typed format both ways: the frame comes back exactly.
+        pd.testing.assert_frame_equal(r.datasets["back"], df)
+        # Replacing a dataset drops the cell's cached load.
+        s.add_dataset("sales", df.iloc[:1])
+        assert s.run("len(sandcell.datasets['sales'])").outputs[0]["data"]["text/plain"] == "1"
+        # The host copies of added DataFrames are gone once answered.
+        assert not os.listdir(os.path.join(s._tmp.path, "added"))
+        with pytest.raises(sandcell.BadRequest, match="starts with|letters"):
+            s.add_dataset("../x", df)
+        with pytest.raises(sandcell.BadRequest, match="not a file"):
+            s.add_input("gone", tmp_path / "missing")
+        assert s.run("1").ok
+        rep = s.close()
+    assert rep.status == "ok"
+
+
+def test_dataset_on_demand_cold(tmp_path):
+    """A dataset nobody handed in: the cell asks, the callback answers with
+    a DataFrame (or a path), the cell gets it exactly; None refuses."""
+    df = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC"),
+                       "c": pd.Categorical(["x", "y", "x"])})
+    archive = tmp_path / "other.scf"
+    from sandcell import frames
+    frames.dump(pd.DataFrame({"n": [7]}), str(archive))
+    asked = []
+
+    def on_request(name):
+        asked.append(name)
+        if name == "events":
+            return df
+        if name == "other":
+            return archive
+        if name == "boom":
+            raise RuntimeError("the warehouse is down")
+        return None
+
+    with sandcell.Session(on_dataset_request=on_request) as s:
+        r = s.run("import sandcell\ne = sandcell.datasets['events']\nsandcell.datasets['copy'] = e\n"
+                  "print(int(sandcell.datasets['other'].n[0]))")
+        assert r.ok, r.error
+        assert r.outputs[0]["text"] == "7\n"
+        pd.testing.assert_frame_equal(r.datasets["copy"], df)
+        # Handed in now: no second request.
+        assert s.run("len(sandcell.datasets['events'])").ok and asked == ["events", "other"]
+        r = s.run("sandcell.datasets['secret']")
+        assert r.status == "error" and r.error.ename == "KeyError"
+        assert "the host has no dataset 'secret'" in r.error.evalue
+        r = s.run("sandcell.datasets.get('boom', 'fallback')")
+        assert r.ok and r.outputs[0]["data"]["text/plain"] == "'fallback'"
+        r = s.run("sandcell.datasets['boom']")
+        assert r.error.ename == "KeyError" and "the warehouse is down" in r.error.evalue
+        assert s.run("'alive'").ok
+        rep = s.close()
+    assert rep.raw["session"]["dataset_requests"] == 5
+
+
+def test_dataset_request_without_a_callback_is_refused(session):
+    r = session.run("import sandcell\nsandcell.datasets['nothing']")
+    assert r.error.ename == "KeyError" and "no on_dataset_request callback" in r.error.evalue

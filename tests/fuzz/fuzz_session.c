@@ -2,9 +2,10 @@
  *
  * First byte (control):
  *   bit 0  0: the rest is one command line for sc_session_parse_cmd (the
- *            caller's bytes); 1: the rest is fed to a streamed channel
- *            (the sandbox's bytes) in pieces of (control >> 1) + 1 bytes,
- *            with tiny caps, and each D record ends the cell.
+ *            caller's bytes, add included); 1: the rest is fed to a
+ *            streamed channel (the sandbox's bytes, D, I and Q records) in
+ *            pieces of (control >> 1) + 1 bytes, with tiny caps, and each
+ *            D record ends the cell.
  *
  * Invariants: a refused command has a clean message and an id that is
  * empty or valid; an accepted one has the fields its op needs; every
@@ -30,12 +31,19 @@ static void on_control(void *ctx, char tag, json_t *v, const char *why)
 	json_t *id = json_object_get(v, "id");
 
 	(void)ctx;
-	FUZZ_ASSERT(tag == 'D' || tag == 'I');
+	FUZZ_ASSERT(tag == 'D' || tag == 'I' || tag == 'Q');
 	if (v == NULL) {
 		FUZZ_ASSERT(why != NULL && why[0] != '\0');
 		return;
 	}
 	FUZZ_ASSERT(sc_session_id_ok(json_string_value(id), json_string_length(id)));
+	if (tag == 'Q') {
+		json_t *n = json_object_get(v, "name");
+
+		FUZZ_ASSERT(json_object_size(v) == 2 && json_is_string(n) &&
+			    strlen(json_string_value(n)) == json_string_length(n) &&
+			    sandcell_check_name(json_string_value(n), NULL) == 0);
+	}
 	if (tag == 'D') {
 		FUZZ_ASSERT(sc_chan_cell_end(chan, &o, NULL) == 0);
 		sc_chan_out_free(&o);
@@ -55,8 +63,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(cmd.id[0] == '\0' || sc_session_id_ok(cmd.id, strlen(cmd.id)));
 			FUZZ_ASSERT(cmd.text == NULL);
 		} else {
-			FUZZ_ASSERT(cmd.op >= SC_CMD_RUN && cmd.op <= SC_CMD_CLOSE);
-			if (cmd.op == SC_CMD_RUN || cmd.op == SC_CMD_INPUT)
+			FUZZ_ASSERT(cmd.op >= SC_CMD_RUN && cmd.op <= SC_CMD_ADD);
+			if (cmd.op == SC_CMD_ADD) {
+				/* A valid name; an absolute path, or a refusal of a
+				 * dataset request within its cap. */
+				FUZZ_ASSERT(sandcell_check_name(cmd.name, NULL) == 0 && cmd.id[0] == '\0');
+				FUZZ_ASSERT(cmd.kind == SC_ADD_DATASET || cmd.kind == SC_ADD_INPUT);
+				FUZZ_ASSERT(json_is_string(cmd.text));
+				if (cmd.refused)
+					FUZZ_ASSERT(cmd.kind == SC_ADD_DATASET &&
+						    json_string_length(cmd.text) <= SC_SESSION_REFUSAL_MAX);
+				else
+					FUZZ_ASSERT(json_string_value(cmd.text)[0] == '/' &&
+						    strlen(json_string_value(cmd.text)) ==
+							    json_string_length(cmd.text));
+			} else if (cmd.op == SC_CMD_RUN || cmd.op == SC_CMD_INPUT)
 				FUZZ_ASSERT(json_is_string(cmd.text) &&
 					    sc_session_id_ok(cmd.id, strlen(cmd.id)));
 			else

@@ -79,6 +79,89 @@ static void test_commands(void)
 	}
 }
 
+static void test_add_commands(void)
+{
+	struct sandcell_error err = { 0, "" };
+	struct sc_cmd cmd;
+	char line[6000];
+
+	CHECK_EQ_INT(parse("{\"op\":\"add\",\"kind\":\"dataset\",\"name\":\"sales-2.x\","
+			   "\"path\":\"/h/sales.scf\"}", &cmd, &err), 0);
+	CHECK_EQ_INT(cmd.op, SC_CMD_ADD);
+	CHECK_EQ_INT(cmd.kind, SC_ADD_DATASET);
+	CHECK_STR(cmd.name, "sales-2.x");
+	CHECK(!cmd.refused);
+	CHECK_STR(json_string_value(cmd.text), "/h/sales.scf");
+	CHECK_STR(cmd.id, "");
+	sc_session_cmd_free(&cmd);
+	CHECK_EQ_INT(parse("{\"name\":\"a\",\"path\":\"/a\",\"kind\":\"input\",\"op\":\"add\"}",
+			   &cmd, &err), 0);
+	CHECK_EQ_INT(cmd.kind, SC_ADD_INPUT);
+	sc_session_cmd_free(&cmd);
+	CHECK_EQ_INT(parse("{\"op\":\"add\",\"kind\":\"dataset\",\"name\":\"a\",\"refused\":\"no\"}",
+			   &cmd, &err), 0);
+	CHECK(cmd.refused);
+	CHECK_STR(json_string_value(cmd.text), "no");
+	sc_session_cmd_free(&cmd);
+
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\",\"path\":\"/a\",\"id\":\"c\"}", "",
+		"unknown key \"id\"");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\",\"path\":\"/a\",\"mode\":1}", "",
+		"unknown key \"mode\"");
+	refused("{\"op\":\"add\",\"kind\":\"file\",\"name\":\"a\",\"path\":\"/a\"}", "", "\"kind\"");
+	refused("{\"op\":\"add\",\"kind\":\"in\\u0000put\",\"name\":\"a\",\"path\":\"/a\"}", "",
+		"\"kind\"");
+	refused("{\"op\":\"add\",\"name\":\"a\",\"path\":\"/a\"}", "", "\"kind\"");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"path\":\"/a\"}", "", "\"name\"");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a/b\",\"path\":\"/a\"}", "",
+		"contains '/'");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"..\",\"path\":\"/a\"}", "", "'..'");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"-a\",\"path\":\"/a\"}", "",
+		"starts with '-'");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\\u0000b\",\"path\":\"/a\"}", "",
+		"\"name\"");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\",\"path\":\"a\"}", "", "absolute");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\",\"path\":\"/a\\u0000\"}", "",
+		"absolute");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\",\"path\":1}", "", "absolute");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\"}", "", "either");
+	refused("{\"op\":\"add\",\"kind\":\"dataset\",\"name\":\"a\",\"path\":\"/a\",\"refused\":\"\"}",
+		"", "either");
+	refused("{\"op\":\"add\",\"kind\":\"input\",\"name\":\"a\",\"refused\":\"no\"}", "",
+		"dataset request");
+	refused("{\"op\":\"add\",\"kind\":\"dataset\",\"name\":\"a\",\"refused\":null}", "", "4096");
+	{
+		/* A name of 128 bytes is one; 129 is not. */
+		char name[130];
+
+		memset(name, 'n', 129);
+		name[128] = '\0';
+		snprintf(line, sizeof(line), "{\"op\":\"add\",\"kind\":\"input\",\"name\":\"%s\","
+			 "\"path\":\"/a\"}", name);
+		CHECK_EQ_INT(parse(line, &cmd, &err), 0);
+		sc_session_cmd_free(&cmd);
+		name[128] = 'n';
+		name[129] = '\0';
+		snprintf(line, sizeof(line), "{\"op\":\"add\",\"kind\":\"input\",\"name\":\"%s\","
+			 "\"path\":\"/a\"}", name);
+		refused(line, "", "longer than 128");
+	}
+	{
+		/* A refusal's text: 4096 bytes, not one more. */
+		int n = snprintf(line, sizeof(line), "{\"op\":\"add\",\"kind\":\"dataset\","
+				 "\"name\":\"a\",\"refused\":\"");
+
+		memset(line + n, 'r', 4096);
+		strcpy(line + n + 4096, "\"}");
+		CHECK_EQ_INT(parse(line, &cmd, &err), 0);
+		CHECK_EQ_INT(json_string_length(cmd.text), 4096);
+		sc_session_cmd_free(&cmd);
+		memset(line + n, 'r', 4097);
+		strcpy(line + n + 4097, "\"}");
+		refused(line, "", "4096");
+	}
+}
+
 static void utf8(const char *in, size_t n, bool final, const char *want, size_t want_used)
 {
 	size_t used = 99, len = 0;
@@ -183,6 +266,7 @@ static void test_stream_records(void)
 		"O {\"output_type\":\"stream\",\"name\":\"stdout\",\"text\":\"b\"}\n"
 		"{\"v\":1}\n"
 		"I {\"id\":\"c1\",\"prompt\":\"p\",\"password\":true}\n"
+		"Q {\"id\":\"c1\",\"name\":\"sales\"}\n"
 		"D {\"id\":\"c1\",\"execution_count\":3,\"status\":\"ok\"}\n"
 		"O {\"output_type\":\"stream\",\"name\":\"stdout\",\"text\":\"c\"}\n"
 		"{\"v\":2}\n"
@@ -197,11 +281,14 @@ static void test_stream_records(void)
 		/* Streams are not merged: each record is its own event. */
 		CHECK_EQ_INT(json_array_size(s.outputs), 3);
 		CHECK_STR(json_string_value(json_object_get(json_array_get(s.outputs, 1), "text")), "b");
-		CHECK_EQ_INT(json_array_size(s.controls), 3);
+		CHECK_EQ_INT(json_array_size(s.controls), 4);
 		CHECK_STR(json_string_value(json_array_get(json_array_get(s.controls, 0), 0)), "I");
 		CHECK(json_is_true(json_object_get(json_array_get(json_array_get(s.controls, 0), 1),
 						   "password")));
-		CHECK_STR(json_string_value(json_array_get(json_array_get(s.controls, 2), 0)), "D");
+		CHECK_STR(json_string_value(json_array_get(json_array_get(s.controls, 1), 0)), "Q");
+		CHECK_STR(json_string_value(json_object_get(json_array_get(json_array_get(s.controls, 1), 1),
+							    "name")), "sales");
+		CHECK_STR(json_string_value(json_array_get(json_array_get(s.controls, 3), 0)), "D");
 		/* Each D ended its own cell: its own result. */
 		CHECK_EQ_INT(json_array_size(s.ended), 2);
 		CHECK_EQ_INT(json_integer_value(json_object_get(
@@ -244,6 +331,23 @@ static void test_stream_rejects(void)
 	rejected("D {\"id\":\"a\",\"execution_count\":1,\"status\":\"ok\\u0000\"}\n", "status");
 	rejected("D {\"id\":\"a\",\"id\":\"a\",\"execution_count\":1,\"status\":\"ok\"}\n", "uplicate");
 	rejected("D [[[[1]]]]\n", "");
+	rejected("Q {bad\n", "");
+	rejected("Q {\"id\":\"a\"}\n", "lacks");
+	rejected("Q {\"id\":\"a\",\"name\":\"x\",\"path\":\"/etc\"}\n", "unknown key");
+	rejected("Q {\"id\":\"a\",\"name\":\"../x\"}\n", "name is");
+	rejected("Q {\"id\":\"a\",\"name\":\".x\"}\n", "name is");
+	rejected("Q {\"id\":\"a\",\"name\":\"x\\u0000y\"}\n", "name is");
+	rejected("Q {\"id\":\"a\",\"name\":1}\n", "name is");
+	rejected("Q {\"id\":\"a b\",\"name\":\"x\"}\n", "id is");
+	rejected("Q {\"id\":\"a\",\"name\":\"x\",\"name\":\"y\"}\n", "uplicate");
+	{
+		char q[2048];
+
+		memcpy(q, "Q ", 2);
+		memset(q + 2, 'x', 1500);
+		strcpy(q + 1502, "\n");
+		rejected(q, "over 1024");
+	}
 	rejected("I {\"id\":\"a\",\"prompt\":1,\"password\":false}\n", "prompt");
 	rejected("I {\"id\":\"a\",\"prompt\":\"p\",\"password\":0}\n", "password");
 	big_prompt = unit_malloc(n + 64);
@@ -317,6 +421,7 @@ static void test_stream_caps(void)
 int main(void)
 {
 	test_commands();
+	test_add_commands();
 	test_utf8();
 	test_stream_records();
 	test_stream_rejects();
