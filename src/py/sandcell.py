@@ -8,6 +8,8 @@
     sandcell.display(df)              # one notebook output (a MIME bundle)
     sandcell.datasets["sales"]        # a DataFrame handed in by the caller
     sandcell.datasets["by_region"] = df   # publish a DataFrame to the caller
+                                      # (in a session, a name not handed in is
+                                      # asked of the host: docs/sessions.md)
 
 result() and display() accept any object and never raise on a value:
 numpy and pandas objects, NaN and infinities, datetimes, Decimals and bytes

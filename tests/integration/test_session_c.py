@@ -373,9 +373,10 @@ def test_add_between_cells_and_while_a_cell_runs(session, tmp_path):
     ans = added(s, {"op": "add", "kind": "input", "name": "a", "path": str(src)})
     assert ans == {"ev": "added", "kind": "input", "name": "a"}
     code = ("import os, sandcell\np = sandcell.inputs['a']\nst = os.stat(p)\n"
-            "print(p, open(p).read().strip(), oct(st.st_mode & 0o777))")
+            "print(p, open(p).read().strip(), oct(st.st_mode & 0o777), st.st_uid == os.getuid())")
     ev = s.run("c1", code)
-    assert texts(ev, "c1") == "/tmp/.sandcell/inputs/a first 0o444\n", ev
+    # Written with the code's ids (the only ones mapped in its namespace).
+    assert texts(ev, "c1") == "/tmp/.sandcell/inputs/a first 0o444 True\n", ev
     # While a cell runs (it waits for input(), so it is surely running):
     # the loop picks the add up at once, and an add replaces a copy.
     src.write_text("second\n")
@@ -529,3 +530,24 @@ def test_hostile_dataset_requests(session):
         problems.startswith("a dataset request record was rejected") == 4, problems
     assert "not the running cell" in problems
     assert "a second dataset request" in problems
+
+
+@pytest.mark.skipif(__import__("shutil").which("unshare") is None, reason="util-linux unshare missing")
+def test_add_in_reduced_mode(tmp_path):
+    """Reduced mode: the copy lands in the private directory's tmp/, and
+    the loop is given that path.  (Commands are applied in order: the add
+    before the cell that reads it.)"""
+    from harness import without_userns
+    src = tmp_path / "n.txt"
+    src.write_text("reduced\n")
+    lines = [{"op": "add", "kind": "input", "name": "n", "path": str(src)},
+             {"op": "run", "id": "c", "code": "import sandcell\np = sandcell.inputs['n']\n"
+                                              "print(p.endswith('/tmp/.sandcell/inputs/n'), open(p).read().strip())"}]
+    p = subprocess.run(without_userns([BIN, "session", "--quiet", "--allow-reduced"]),
+                       input="".join(json.dumps(x) + "\n" for x in lines).encode(),
+                       capture_output=True, timeout=120)
+    evs = [json.loads(x) for x in p.stdout.splitlines()]
+    end = evs[-1]
+    assert end["ev"] == "end" and end["report"]["isolation"]["mode"] == "reduced", evs
+    assert {"ev": "added", "kind": "input", "name": "n"} in evs, evs
+    assert texts(evs, "c") == "True reduced\n", evs
