@@ -21,7 +21,8 @@ def notebook(cells_module: str, dest: pathlib.Path) -> pathlib.Path:
     nb.cells = [nbformat.v4.new_code_cell(c) for c in mod.CELLS]
     dest.mkdir(parents=True, exist_ok=True)
     for f in (HERE / "notebooks").iterdir():
-        if not f.name.endswith(".py"):
+        # The data files beside the cells (not the cells, not __pycache__).
+        if f.is_file() and not f.name.endswith((".py", ".pyc")):
             (dest / f.name).write_bytes(f.read_bytes())
     path = dest / (cells_module + ".ipynb")
     nbformat.write(nb, str(path))
