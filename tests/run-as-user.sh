@@ -21,6 +21,8 @@ cp "$BIN" "$WORK/build/sandcell"
 cp -r "$ROOT/tests" "$WORK/tests"
 [ -d "$ROOT/docs" ] && cp -r "$ROOT/docs" "$WORK/docs"
 [ -d "$ROOT/examples" ] && cp -r "$ROOT/examples" "$WORK/examples"
+# The in-sandbox modules: tests build frame archives with src/py/sandcell_frames.py.
+mkdir -p "$WORK/src" && cp -r "$ROOT/src/py" "$WORK/src/py"
 chown -R "$USER_NAME" "$WORK"
 chmod -R a+rX "$WORK"
 # Delegate one cgroup per hierarchy; the runner moves into the v2 one so
