@@ -144,6 +144,9 @@ wait "$srv" || true
 rm -rf "$wdir"
 
 # ---- a subset of the tests, pytest's directories on the tmpfs /tmp ----------------
+# `make demo` installed what the demo needs; the tests need pytest too.
+apt-get install -y -q python3-pytest >"$LOGS/pytest-install.log" 2>&1 ||
+	{ show "$LOGS/pytest-install.log"; die "apt-get install python3-pytest"; }
 export SANDCELL_BIN="$SRC/build/sandcell"
 PYTEST="/usr/bin/python3 -m pytest -q -p no:cacheprovider"
 SUBSET="tests/integration/test_selftest.py tests/attack/test_proc_leaks.py tests/attack/test_filesystem.py"
