@@ -35,6 +35,8 @@
 #                          the tier fail on an older Makefile
 #   SANDCELL_FRESH_MIRROR  Debian mirror (default: the one this host's apt
 #                          has for bookworm)
+#   SANDCELL_FRESH_TARGETS after `make demo`, `make deps` and these make
+#                          targets instead of the subset (e.g. "lint")
 #   SANDCELL_FRESH_FULL    1: after `make demo`, the README's second command,
 #                          the whole `make check`, runs in the root instead
 #                          of the subset (an hour or more on two cores; its
@@ -174,9 +176,9 @@ timeout -k 30 "$LIMIT" unshare --mount --propagation private \
 	exec /usr/sbin/chroot . /bin/sh -c "umount -l /.old-root && rmdir /.old-root && exec \"\$@\"" sh \
 		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
 		${http_proxy+http_proxy="$http_proxy"} ${https_proxy+https_proxy="$https_proxy"} \
-		${no_proxy+no_proxy="$no_proxy"} SANDCELL_FRESH_FULL="$6" \
+		${no_proxy+no_proxy="$no_proxy"} SANDCELL_FRESH_FULL="$6" SANDCELL_FRESH_TARGETS="$7" \
 		/bin/sh /fresh-check-inside.sh
-	' sh "$work" "$base" "$REPO" "$sha" "$CACHE/debs" "$FULL" 9>&- || rc=$?
+	' sh "$work" "$base" "$REPO" "$sha" "$CACHE/debs" "$FULL" "${SANDCELL_FRESH_TARGETS:-}" 9>&- || rc=$?
 say "in the root: $(($(now) - ti)) s, exit status $rc"
 [ "$rc" -eq 124 ] && echo "fresh-check: timed out after $LIMIT s" >&2
 
