@@ -2,6 +2,7 @@
  * only the CLI decides to print or exit. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,21 @@ int sc_err(struct sandcell_error *err, int code, const char *fmt, ...)
 		if (n < sizeof(err->msg) - 1)
 			snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(code));
 	}
+	return -1;
+}
+
+/* Bad input: strerror(EINVAL) would only add noise ("...: Invalid
+ * argument"), so the message stays clean and the code is still EINVAL. */
+int sc_inval(struct sandcell_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return -1;
+	err->code = EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
 	return -1;
 }
 

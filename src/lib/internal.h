@@ -14,6 +14,9 @@ struct json_t;
 /* Fills err (if not NULL) and returns -1.  code is an errno value. */
 int sc_err(struct sandcell_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same for bad input: code EINVAL, no strerror text appended. */
+int sc_inval(struct sandcell_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Prefixes an existing error message with context. */
 int sc_err_wrap(struct sandcell_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -426,5 +429,8 @@ extern sc_exec_hook sc_exec_hook_fn;
 
 /* ---- report.c ---- */
 char *sc_report_render(const struct sandcell_result *r);
+/* Moves what the channel kept into r (r then owns it), replacing what an
+ * earlier attempt had put there. */
+void sc_result_set_channel(struct sandcell_result *r, struct sc_chan_out *co);
 
 #endif

@@ -10,27 +10,9 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* sc_err() appends strerror(code); for bad input that only adds noise
- * ("...: Invalid argument"), so format the message clean and set the code. */
-static int __attribute__((format(printf, 2, 3)))
-inval(struct sandcell_error *err, const char *fmt, ...)
-{
-	char buf[sizeof(err->msg)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sc_err(err, 0, "%s", buf);
-	if (err != NULL)
-		err->code = EINVAL;
-	return -1;
-}
 
 static char *escape(const char *s, size_t len, bool *escaped, bool keep_backslash);
 
@@ -65,7 +47,7 @@ static int prescan_depth(const char *buf, size_t len, size_t max_depth,
 		case '[':
 		case '{':
 			if (++depth > max_depth)
-				return inval(err, "JSON nesting deeper than %zu", max_depth);
+				return sc_inval(err, "JSON nesting deeper than %zu", max_depth);
 			break;
 		case ']':
 		case '}':
@@ -118,12 +100,12 @@ int sc_json_parse_ex(const char *buf, size_t len, size_t max_len, size_t max_dep
 	json_t *v;
 
 	if (out == NULL)
-		return inval(err, "sc_json_parse: no output pointer");
+		return sc_inval(err, "sc_json_parse: no output pointer");
 	*out = NULL;
 	if (len > max_len)
-		return inval(err, "JSON text is %zu bytes, over the %zu-byte limit", len, max_len);
+		return sc_inval(err, "JSON text is %zu bytes, over the %zu-byte limit", len, max_len);
 	if (buf == NULL || len == 0)
-		return inval(err, "empty JSON text");
+		return sc_inval(err, "empty JSON text");
 	if (prescan_depth(buf, len, max_depth, err) < 0)
 		return -1;
 
@@ -143,14 +125,14 @@ int sc_json_parse_ex(const char *buf, size_t len, size_t max_len, size_t max_dep
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			rc = sc_err(err, ENOMEM, "JSON parser");
 		else
-			rc = inval(err, "line %d column %d: %s", jerr.line, jerr.column,
+			rc = sc_inval(err, "line %d column %d: %s", jerr.line, jerr.column,
 				   text != NULL ? text : "invalid JSON");
 		free(text);
 		return rc;
 	}
 	if (!depth_ok(v, 0, max_depth)) {
 		json_decref(v);
-		return inval(err, "JSON nesting deeper than %zu", max_depth);
+		return sc_inval(err, "JSON nesting deeper than %zu", max_depth);
 	}
 	*out = v;
 	return 0;

@@ -9,7 +9,6 @@
 #include <jansson.h>
 #include <locale.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,23 +19,6 @@
 #define VALUES_MAX_LEN ((size_t)16 << 20)
 /* Bytes of user text echoed in a message; the rest is elided. */
 #define SHOW_MAX 64
-
-/* sc_err() appends strerror(code); for bad input that only adds noise, so
- * format the message clean and set the code. */
-static int __attribute__((format(printf, 2, 3)))
-inval(struct sandcell_error *err, const char *fmt, ...)
-{
-	char buf[sizeof(err->msg)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sc_err(err, 0, "%s", buf);
-	if (err != NULL)
-		err->code = EINVAL;
-	return -1;
-}
 
 /* User text is echoed escaped and shortened: it may hold terminal control
  * bytes or be megabytes long. */
@@ -89,15 +71,15 @@ int sandcell_parse_size(const char *s, uint64_t *out, struct sandcell_error *err
 	uint64_t v;
 
 	if (s == NULL || *s == '\0')
-		return inval(err, "empty size (expected e.g. 512M)");
+		return sc_inval(err, "empty size (expected e.g. 512M)");
 	if (*s == '-')
-		return inval(err, "'%s': a size cannot be negative", show(&sh, s));
+		return sc_inval(err, "'%s': a size cannot be negative", show(&sh, s));
 	if (!is_digit(*p))
 		goto bad;
 	if (!parse_digits(&p, &v))
-		return inval(err, "'%s': size too large (over 2^64-1 bytes)", show(&sh, s));
+		return sc_inval(err, "'%s': size too large (over 2^64-1 bytes)", show(&sh, s));
 	if (*p == '.')
-		return inval(err, "'%s': fractional sizes are not supported, use a smaller unit "
+		return sc_inval(err, "'%s': fractional sizes are not supported, use a smaller unit "
 			     "(e.g. 1536K instead of 1.5M)", show(&sh, s));
 	if (*p != '\0' && (u = strchr(units, *p | 0x20)) != NULL) {
 		shift = 10 * (unsigned)(u - units + 1);
@@ -112,11 +94,11 @@ int sandcell_parse_size(const char *s, uint64_t *out, struct sandcell_error *err
 	if (*p != '\0')
 		goto bad;
 	if (shift > 0 && v > (UINT64_MAX >> shift))
-		return inval(err, "'%s': size too large (over 2^64-1 bytes)", show(&sh, s));
+		return sc_inval(err, "'%s': size too large (over 2^64-1 bytes)", show(&sh, s));
 	*out = v << shift;
 	return 0;
 bad:
-	return inval(err, "'%s' is not a size: expected a whole number of bytes with an optional "
+	return sc_inval(err, "'%s' is not a size: expected a whole number of bytes with an optional "
 		     "K, M, G or T suffix (powers of 1024), e.g. 512M or 2GiB", show(&sh, s));
 }
 
@@ -128,9 +110,9 @@ int sandcell_parse_seconds(const char *s, double *out, struct sandcell_error *er
 	double v;
 
 	if (s == NULL || *s == '\0')
-		return inval(err, "empty duration (expected seconds, e.g. 30 or 0.5)");
+		return sc_inval(err, "empty duration (expected seconds, e.g. 30 or 0.5)");
 	if (*s == '-')
-		return inval(err, "'%s': a duration cannot be negative", show(&sh, s));
+		return sc_inval(err, "'%s': a duration cannot be negative", show(&sh, s));
 	/* Grammar: digits ['.' digits].  Checked by hand so strtod never sees
 	 * "nan", "inf", hex floats, exponents or leading blanks. */
 	while (is_digit(*p))
@@ -156,14 +138,14 @@ int sandcell_parse_seconds(const char *s, double *out, struct sandcell_error *er
 	freelocale(c_loc);
 
 	if (!(v > 0))
-		return inval(err, "'%s': a duration must be greater than 0", show(&sh, s));
+		return sc_inval(err, "'%s': a duration must be greater than 0", show(&sh, s));
 	if (!isfinite(v) || v > SECONDS_MAX)
-		return inval(err, "'%s': duration over the maximum of %.0f seconds",
+		return sc_inval(err, "'%s': duration over the maximum of %.0f seconds",
 			     show(&sh, s), SECONDS_MAX);
 	*out = v;
 	return 0;
 bad:
-	return inval(err, "'%s' is not a duration: expected seconds as a decimal number, "
+	return sc_inval(err, "'%s' is not a duration: expected seconds as a decimal number, "
 		     "e.g. 30 or 0.5", show(&sh, s));
 }
 
@@ -174,19 +156,19 @@ int sandcell_parse_count(const char *s, uint64_t *out, struct sandcell_error *er
 	uint64_t v;
 
 	if (s == NULL || *s == '\0')
-		return inval(err, "empty count (expected a whole number, e.g. 64)");
+		return sc_inval(err, "empty count (expected a whole number, e.g. 64)");
 	if (*s == '-')
-		return inval(err, "'%s': a count cannot be negative", show(&sh, s));
+		return sc_inval(err, "'%s': a count cannot be negative", show(&sh, s));
 	if (!is_digit(*p))
 		goto bad;
 	if (!parse_digits(&p, &v))
-		return inval(err, "'%s': number too large (over 2^64-1)", show(&sh, s));
+		return sc_inval(err, "'%s': number too large (over 2^64-1)", show(&sh, s));
 	if (*p != '\0')
 		goto bad;
 	*out = v;
 	return 0;
 bad:
-	return inval(err, "'%s' is not a whole number (expected digits only, e.g. 64)",
+	return sc_inval(err, "'%s' is not a whole number (expected digits only, e.g. 64)",
 		     show(&sh, s));
 }
 
@@ -197,10 +179,10 @@ static int check_name(const char *what, const char *name, struct sandcell_error 
 	size_t len;
 
 	if (name == NULL || *name == '\0')
-		return inval(err, "%s is empty", what);
+		return sc_inval(err, "%s is empty", what);
 	len = strnlen(name, NAME_MAX_LEN + 1);
 	if (len > NAME_MAX_LEN)
-		return inval(err, "%s '%s': longer than %d bytes", what, show(&sh, name),
+		return sc_inval(err, "%s '%s': longer than %d bytes", what, show(&sh, name),
 			     NAME_MAX_LEN);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
@@ -209,17 +191,17 @@ static int check_name(const char *what, const char *name, struct sandcell_error 
 		    c == '_' || c == '-')
 			continue;
 		if (c >= 0x20 && c < 0x7f)
-			return inval(err, "%s '%s': contains '%c' (allowed: letters, digits, "
+			return sc_inval(err, "%s '%s': contains '%c' (allowed: letters, digits, "
 				     "'.', '_', '-')", what, show(&sh, name), c);
-		return inval(err, "%s '%s': contains byte 0x%02x (allowed: letters, digits, "
+		return sc_inval(err, "%s '%s': contains byte 0x%02x (allowed: letters, digits, "
 			     "'.', '_', '-')", what, show(&sh, name), c);
 	}
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return inval(err, "%s '%s': '.' and '..' are not allowed", what, name);
+		return sc_inval(err, "%s '%s': '.' and '..' are not allowed", what, name);
 	/* A leading '-' reads as an option to tools run on /input; a leading
 	 * '.' makes a hidden file. */
 	if (name[0] == '-' || name[0] == '.')
-		return inval(err, "%s '%s': starts with '%c'", what, name, name[0]);
+		return sc_inval(err, "%s '%s': starts with '%c'", what, name, name[0]);
 	return 0;
 }
 
@@ -246,7 +228,7 @@ static json_t *values_load(const char *text, struct sandcell_error *err)
 	}
 	if (!json_is_object(obj)) {
 		json_decref(obj);
-		inval(err, "values: not a JSON object");
+		sc_inval(err, "values: not a JSON object");
 		return NULL;
 	}
 	return obj;
@@ -287,11 +269,11 @@ int sandcell_values_add(char **values, const char *name, const char *json,
 	int rc;
 
 	if (values == NULL)
-		return inval(err, "sandcell_values_add: no values pointer");
+		return sc_inval(err, "sandcell_values_add: no values pointer");
 	if (check_name("value name", name, err) < 0)
 		return -1;
 	if (json == NULL)
-		return inval(err, "value '%s': no JSON text", name);
+		return sc_inval(err, "value '%s': no JSON text", name);
 	if (sc_json_parse(json, strlen(json), VALUES_MAX_LEN, SC_JSON_MAX_DEPTH, &v, err) < 0)
 		return sc_err_wrap(err, "value '%s'", name);
 	obj = values_load(*values, err);
@@ -302,7 +284,7 @@ int sandcell_values_add(char **values, const char *name, const char *json,
 	if (json_object_get(obj, name) != NULL) {
 		json_decref(v);
 		json_decref(obj);
-		return inval(err, "value '%s' given twice", name);
+		return sc_inval(err, "value '%s' given twice", name);
 	}
 	if (json_object_set_new(obj, name, v) < 0) {
 		json_decref(obj);
@@ -321,14 +303,14 @@ int sandcell_values_merge(char **values, const char *json_obj, size_t len,
 	int rc;
 
 	if (values == NULL)
-		return inval(err, "sandcell_values_merge: no values pointer");
+		return sc_inval(err, "sandcell_values_merge: no values pointer");
 	/* The cap applies to the text as written, so values in a file can be
 	 * one level shallower than a --value; the message then matches what
 	 * the user sees in the file. */
 	if (sc_json_parse(json_obj, len, VALUES_MAX_LEN, SC_JSON_MAX_DEPTH, &in, err) < 0)
 		return sc_err_wrap(err, "values");
 	if (!json_is_object(in)) {
-		rc = inval(err, "values: expected a JSON object, got %s", json_type_name(in));
+		rc = sc_inval(err, "values: expected a JSON object, got %s", json_type_name(in));
 		json_decref(in);
 		return rc;
 	}
@@ -344,7 +326,7 @@ int sandcell_values_merge(char **values, const char *json_obj, size_t len,
 			break;
 		}
 		if (json_object_get(obj, key) != NULL) {
-			rc = inval(err, "value '%s' given twice", key);
+			rc = sc_inval(err, "value '%s' given twice", key);
 			break;
 		}
 		if (json_object_set(obj, key, v) < 0) {

@@ -415,6 +415,26 @@ static json_t *render_isolation(const struct sc_isolation *iso, bool *bad)
 	return o;
 }
 
+void sc_result_set_channel(struct sandcell_result *r, struct sc_chan_out *co)
+{
+	json_decref(r->result);
+	json_decref(r->cell_outputs);
+	json_decref(r->cell_problems);
+	json_decref(r->exception);
+	json_decref(r->stopped_at);
+	r->result = co->result;
+	snprintf(r->result_error, sizeof(r->result_error), "%s", co->result_error);
+	r->result_truncated = co->result_truncated;
+	r->cell_outputs = co->outputs;
+	r->cell_bytes = co->bytes;
+	r->cell_dropped = co->dropped;
+	r->cell_truncated = co->truncated;
+	r->cell_problems = co->problems;
+	r->exception = co->exception;
+	r->stopped_at = co->where;
+	memset(co, 0, sizeof(*co));
+}
+
 char *sc_report_render(const struct sandcell_result *r)
 {
 	json_t *doc, *timing, *mem, *streams;

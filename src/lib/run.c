@@ -1547,21 +1547,7 @@ static void supervise(struct run *rn)
 			snprintf(r->result_error, sizeof(r->result_error), "%s", e.msg);
 		} else {
 			/* A retried attempt replaces what an earlier one had. */
-			json_decref(r->result);
-			json_decref(r->cell_outputs);
-			json_decref(r->cell_problems);
-			json_decref(r->exception);
-			json_decref(r->stopped_at);
-			r->result = co.result;
-			snprintf(r->result_error, sizeof(r->result_error), "%s", co.result_error);
-			r->result_truncated = co.result_truncated;
-			r->cell_outputs = co.outputs;
-			r->cell_bytes = co.bytes;
-			r->cell_dropped = co.dropped;
-			r->cell_truncated = co.truncated;
-			r->cell_problems = co.problems;
-			r->exception = co.exception;
-			r->stopped_at = co.where;
+			sc_result_set_channel(r, &co);
 		}
 		sc_chan_free(st[2].chan);
 	}

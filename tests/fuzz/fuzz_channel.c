@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sc_chan_limits lim = { 1 << 20, 16 << 20, 8 << 20, 10000 };
 	struct sc_chan_out o, whole;
 	struct sandcell_result *r;
-	json_t *x, *doc;
+	json_t *x, *doc, *outputs;
 	size_t step, i;
 	char *text;
 
@@ -117,19 +117,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(r != NULL);
 	r->script_exit = 1;
 	r->cell_mode = true;
-	r->result = o.result;
-	r->cell_outputs = o.outputs;
-	r->cell_problems = o.problems;
-	r->exception = o.exception;
-	r->stopped_at = o.where;
-	r->cell_bytes = o.bytes;
-	r->cell_dropped = o.dropped;
-	r->cell_truncated = o.truncated;
+	outputs = o.outputs;
+	sc_result_set_channel(r, &o);
 	text = sandcell_report_json(r);
 	FUZZ_ASSERT(text != NULL);
 	doc = json_loads(text, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
 	FUZZ_ASSERT(doc != NULL);
-	FUZZ_ASSERT(json_equal(json_object_get(json_object_get(doc, "cell"), "outputs"), o.outputs));
+	FUZZ_ASSERT(json_equal(json_object_get(json_object_get(doc, "cell"), "outputs"), outputs));
 	json_decref(doc);
 	free(text);
 	sandcell_result_free(r); /* frees what o held */
