@@ -1241,6 +1241,38 @@ static void sess_free(struct sess *ss)
 	free(ss);
 }
 
+/* One message of the sandbox init (contain.c), during the run or late
+ * (EXIT races the pidfd: late, a session is over and says no "ready").
+ * fd came with it (SCM_RIGHTS): kept only as the scratch fd, else closed. */
+static void on_init_msg(struct run *rn, const struct sc_msg *m, int fd, double now, bool late)
+{
+	struct sandcell_result *r = rn->r;
+	struct sess *ss = rn->ss;
+
+	if (m->type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
+		rn->scratch_fd = fd;
+		return;
+	}
+	if (m->type == SC_MSG_STARTED) {
+		r->code_started = true;
+		if (ss && !ss->ready_sent && !late) {
+			ss->ready_sent = true;
+			ss->last_activity = now;
+			sess_emit(ss, json_pack("{s:s}", "ev", "ready"));
+		}
+	} else if (m->type == SC_MSG_EXIT) {
+		rn->got_exit = true;
+		rn->wait_status = m->value;
+	} else if (m->type == SC_MSG_ERROR) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "sandbox setup failed: %s", m->text);
+		set_error(r, msg);
+		r->setup_errno = m->err;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 /* The supervision loop: streams, messages, limits, until the tree is dead
  * and every stream reached EOF. */
 static void supervise(struct run *rn)
@@ -1431,26 +1463,9 @@ static void supervise(struct run *rn)
 					kill_tree(rn);
 				}
 				close_fd(&rn->sock);
-			} else if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
-				rn->scratch_fd = fd;
-			} else if (m.type == SC_MSG_STARTED) {
-				r->code_started = true;
-				if (ss && !ss->ready_sent) {
-					ss->ready_sent = true;
-					ss->last_activity = now;
-					sess_emit(ss, json_pack("{s:s}", "ev", "ready"));
-				}
-			} else if (m.type == SC_MSG_EXIT) {
-				rn->got_exit = true;
-				rn->wait_status = m.value;
-			} else if (m.type == SC_MSG_ERROR) {
-				char msg[600];
-				snprintf(msg, sizeof(msg), "sandbox setup failed: %s", m.text);
-				set_error(r, msg);
-				r->setup_errno = m.err;
+			} else {
+				on_init_msg(rn, &m, fd, now, false);
 			}
-			if (fd >= 0 && fd != rn->scratch_fd)
-				close(fd);
 		}
 		if (idx_pid >= 0 && p[idx_pid].revents) {
 			siginfo_t si;
@@ -1518,21 +1533,7 @@ static void supervise(struct run *rn)
 		struct pollfd pf = { rn->sock, POLLIN, 0 };
 		if (poll(&pf, 1, 0) <= 0 || recv_msg(rn->sock, &m, &fd) < 0)
 			break;
-		if (m.type == SC_MSG_EXIT) {
-			rn->got_exit = true;
-			rn->wait_status = m.value;
-		} else if (m.type == SC_MSG_STARTED) {
-			r->code_started = true;
-		} else if (m.type == SC_MSG_ERROR) {
-			char msg[600];
-			snprintf(msg, sizeof(msg), "sandbox setup failed: %s", m.text);
-			set_error(r, msg);
-		} else if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
-			rn->scratch_fd = fd;
-			fd = -1;
-		}
-		if (fd >= 0)
-			close(fd);
+		on_init_msg(rn, &m, fd, now_sec(), true);
 	}
 	/* Bytes passed on to the caller; the rest was drained and dropped. */
 	r->stdout_bytes = st[0].kept < st[0].limit ? st[0].kept : st[0].limit;
