@@ -31,10 +31,10 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py src/py/_sandcell_io.py src/py/_sandcell_cell.py \
             src/py/_sandcell_mpl.py src/py/sandcell_frames.py src/py/_sandcell_session.py
-# Every header an object may include: a changed header rebuilds (and, in
-# make lint, re-analyses) what depends on it.
-LIB_HDR  := include/sandcell.h $(wildcard src/lib/*.h)
-CLI_HDR  := include/sandcell.h $(wildcard src/cli/*.h)
+# Header dependencies come from the compiler (-MMD -MP: a .d file next to
+# each object, read below), so a changed header rebuilds exactly what
+# includes it, and a deleted one breaks nothing.
+DEPFLAGS := -MMD -MP
 
 # The warm server embeds Debian's CPython (python3-dev): a binary of its own,
 # so cold runs never load libpython.  `=`, not `:=`: python3-config is asked
@@ -42,8 +42,8 @@ CLI_HDR  := include/sandcell.h $(wildcard src/cli/*.h)
 # fresh machine python3-dev is not installed yet at that point).
 PY_CFLAGS = $(shell /usr/bin/python3-config --includes 2>/dev/null | sed 's/-I/-isystem /g')
 PY_LIBS   = $(shell /usr/bin/python3-config --embed --ldflags 2>/dev/null)
-$(BUILD)/obj/warm.o: src/server/warm.c $(LIB_HDR) | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/warm.o: src/server/warm.c | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
@@ -74,29 +74,30 @@ check:
 	@sh tools/install-deps.sh
 	@$(MAKE) --no-print-directory check-tiers
 
-$(BUILD)/obj/%.o: src/lib/%.c $(LIB_HDR) | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
-$(BUILD)/obj/cli_%.o: src/cli/%.c $(CLI_HDR) | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/%.o: src/lib/%.c | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/cli_%.o: src/cli/%.c | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/gen/py_sources.c: $(PY_SRC) tools/embed.sh | $(BUILD)/obj
 	mkdir -p $(BUILD)/gen && sh tools/embed.sh $(PY_SRC) > $@
 $(BUILD)/obj/py_sources.o: $(BUILD)/gen/py_sources.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/gen-bpf: tools/gen-bpf.c $(GEN_BPF_OBJ)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(GEN_BPF_OBJ) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(GEN_BPF_OBJ) $(LDLIBS)
 $(BUILD)/gen/bpf_prebuilt.c: $(BUILD)/gen-bpf
 	mkdir -p $(BUILD)/gen && ASAN_OPTIONS=detect_leaks=0 $(BUILD)/gen-bpf > $@.tmp && mv $@.tmp $@
 $(BUILD)/obj/bpf_prebuilt.o: $(BUILD)/gen/bpf_prebuilt.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/libsandcell.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(BUILD)/sandcell: $(CLI_OBJ) $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsandcell.a $(LDLIBS)
-$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsandcell.a
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libsandcell.a
 	@mkdir -p $(BUILD)/unit
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsandcell.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsandcell.a $(LDLIBS)
 $(BUILD)/obj:
 	mkdir -p $@
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/unit/*.d $(BUILD)/gen-bpf.d)
 
 # Installs the Debian packages the build, the demo and the tests need (as root only).
 deps:
