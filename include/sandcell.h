@@ -12,6 +12,7 @@
 #ifndef SANDCELL_H
 #define SANDCELL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -149,6 +150,18 @@ void sandcell_result_free(struct sandcell_result *r);
  * not hold in that mode (NULL-terminated, owned by r). */
 const char *sandcell_result_mode(const struct sandcell_result *r);
 const char *const *sandcell_result_not_held(const struct sandcell_result *r);
+/* What the report says, without parsing it (docs/report.md): "reason",
+ * "error" (a sandbox error's message; "" otherwise), "script.started",
+ * "isolation.host_uid", "isolation.landlock.abi",
+ * "isolation.cgroup.version" and "outputs.skipped_total".  Strings are
+ * owned by r. */
+const char *sandcell_result_reason(const struct sandcell_result *r);
+const char *sandcell_result_error(const struct sandcell_result *r);
+bool sandcell_result_started(const struct sandcell_result *r);
+long long sandcell_result_host_uid(const struct sandcell_result *r);
+int sandcell_result_landlock_abi(const struct sandcell_result *r);
+const char *sandcell_result_cgroup_version(const struct sandcell_result *r);
+size_t sandcell_result_skipped_outputs(const struct sandcell_result *r);
 const char *sandcell_status_name(enum sandcell_status s);
 /* The result of a request refused before any run, as a full report gives
  * it (script.started false, isolation mode "none"): status is one of

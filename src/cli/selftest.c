@@ -68,7 +68,7 @@ struct st_outcome {
 	long long host_uid;
 	int landlock_abi;
 	size_t n_not_held;
-	size_t n_skipped;	/* outputs.skipped */
+	size_t n_skipped;	/* outputs.skipped_total */
 	char mode[16];
 	char cgroup[16];
 	char error[512];	/* library refusal, sandbox error or stop reason */
@@ -258,37 +258,11 @@ static void base_config(const struct st *s, struct sandcell_config *cfg, const c
 	cfg->limits.result_bytes = 64u << 10;
 }
 
-static void copy_str(char *dst, size_t size, json_t *v)
-{
-	if (json_is_string(v))
-		snprintf(dst, size, "%s", json_string_value(v));
-}
-
-static void parse_report(struct st_outcome *o, const char *text)
-{
-	json_t *doc = json_loads(text, 0, NULL), *iso;
-
-	if (doc == NULL)
-		return;
-	o->started = json_is_true(json_object_get(json_object_get(doc, "script"), "started"));
-	if (json_is_string(json_object_get(doc, "error")))
-		copy_str(o->error, sizeof(o->error), json_object_get(doc, "error"));
-	else
-		copy_str(o->error, sizeof(o->error), json_object_get(doc, "reason"));
-	iso = json_object_get(doc, "isolation");
-	o->host_uid = json_integer_value(json_object_get(iso, "host_uid"));
-	o->landlock_abi = (int)json_integer_value(json_object_get(json_object_get(iso, "landlock"), "abi"));
-	copy_str(o->cgroup, sizeof(o->cgroup), json_object_get(json_object_get(iso, "cgroup"), "version"));
-	o->n_skipped = json_array_size(json_object_get(json_object_get(doc, "outputs"), "skipped"));
-	json_decref(doc);
-}
-
 static void execute(struct st *s, const struct sandcell_config *cfg, struct st_outcome *o)
 {
 	struct sandcell_error e = { 0, "" };
 	struct sandcell_result *r = NULL;
 	const char *const *nh;
-	char *json;
 	double t0;
 
 	memset(o, 0, sizeof(*o));
@@ -313,10 +287,13 @@ static void execute(struct st *s, const struct sandcell_config *cfg, struct st_o
 	snprintf(o->mode, sizeof(o->mode), "%s", sandcell_result_mode(r));
 	for (nh = sandcell_result_not_held(r); nh && *nh; nh++)
 		o->n_not_held++;
-	json = sandcell_report_json(r);
-	if (json)
-		parse_report(o, json);
-	free(json);
+	o->started = sandcell_result_started(r);
+	snprintf(o->error, sizeof(o->error), "%s",
+		 sandcell_result_error(r)[0] ? sandcell_result_error(r) : sandcell_result_reason(r));
+	o->host_uid = sandcell_result_host_uid(r);
+	o->landlock_abi = sandcell_result_landlock_abi(r);
+	snprintf(o->cgroup, sizeof(o->cgroup), "%s", sandcell_result_cgroup_version(r));
+	o->n_skipped = sandcell_result_skipped_outputs(r);
 	sandcell_result_free(r);
 }
 

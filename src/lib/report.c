@@ -53,6 +53,52 @@ int sandcell_result_exit_code(const struct sandcell_result *r)
 	return r != NULL ? r->exit_code : SANDCELL_EXIT_SANDBOX;
 }
 
+const char *sandcell_result_mode(const struct sandcell_result *r)
+{
+	return r->iso.mode ? r->iso.mode : "none";
+}
+
+const char *const *sandcell_result_not_held(const struct sandcell_result *r)
+{
+	return r->iso.not_held;
+}
+
+const char *sandcell_result_reason(const struct sandcell_result *r)
+{
+	return r->stop_reason;
+}
+
+const char *sandcell_result_error(const struct sandcell_result *r)
+{
+	return r->error;
+}
+
+bool sandcell_result_started(const struct sandcell_result *r)
+{
+	return r->code_started;
+}
+
+long long sandcell_result_host_uid(const struct sandcell_result *r)
+{
+	return r->iso.host_uid;
+}
+
+int sandcell_result_landlock_abi(const struct sandcell_result *r)
+{
+	return r->iso.landlock.abi;
+}
+
+const char *sandcell_result_cgroup_version(const struct sandcell_result *r)
+{
+	return r->iso.cgroup_version ? r->iso.cgroup_version : "none";
+}
+
+size_t sandcell_result_skipped_outputs(const struct sandcell_result *r)
+{
+	return r->outputs.n_skipped_total > r->outputs.n_skips ? r->outputs.n_skipped_total
+							       : r->outputs.n_skips;
+}
+
 void sandcell_result_free(struct sandcell_result *r)
 {
 	if (r == NULL)

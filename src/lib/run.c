@@ -1773,16 +1773,6 @@ static void sess_end(struct sess *ss)
 				doc ? doc : json_null()));
 }
 
-const char *sandcell_result_mode(const struct sandcell_result *r)
-{
-	return r->iso.mode ? r->iso.mode : "none";
-}
-
-const char *const *sandcell_result_not_held(const struct sandcell_result *r)
-{
-	return r->iso.not_held;
-}
-
 static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, uid_t host_uid)
 {
 	struct sc_isolation *iso = &rn->r->iso;
