@@ -308,6 +308,74 @@ static int empty_layer(struct sandcell_error *err)
 #define N_ETC (sizeof(etc_binds) / sizeof(etc_binds[0]))
 /* An /etc entry found in the shared overlay of /etc (the last priv slot). */
 #define IN_ETC (-2)
+/* A plain file of /etc copied into the run's root (file: O_RDONLY fd). */
+#define COPY_ETC (-3)
+/* What a copied /etc file may weigh (ld.so.cache is the largest, ~100 KiB). */
+#define COPY_ETC_MAX ((off_t)16 << 20)
+
+/* Where /etc has mounts of its own under it (a container runtime binds
+ * /etc/hosts, /etc/hostname and /etc/resolv.conf there), the kernel
+ * refuses an overlay of it inside the sandbox's user namespace: those
+ * mounts are locked, and a private clone of /etc would uncover what lies
+ * beneath them (EINVAL).  Directories still get overlays of their own; a
+ * plain file is then copied into the run's tmpfs root, which gives it a
+ * private inode just the same.  Only a world-readable regular file is
+ * copied: a bind would show the code no more. */
+static int etc_copy_src(const char *name, struct sc_private_src *src, struct sandcell_error *err)
+{
+	char what[64];
+	struct stat st;
+	int fd;
+
+	snprintf(what, sizeof(what), "/etc/%s", name);
+	fd = open(what, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0 && errno == ENOENT)
+		return 0; /* a dangling link */
+	if (fd < 0)
+		return sc_err(err, errno, "mounts: %s", what);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & S_IROTH) ||
+	    st.st_size > COPY_ETC_MAX) {
+		close(fd);
+		return sc_err(err, EINVAL, "mounts: %s: /etc has mounts under it, so it is copied, and it is "
+			      "not a world-readable regular file of at most 16 MiB", what);
+	}
+	src->mnt = COPY_ETC;
+	src->file = fd;
+	return 0;
+}
+
+static bool is_dir(const char *etc_name)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/etc/%s", etc_name);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Copies the file behind fd to target (created, mode 0444). */
+static int copy_file(int fd, const char *target, const char *what, struct sandcell_error *err)
+{
+	char buf[65536];
+	off_t total = 0;
+	ssize_t n;
+	int out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+
+	if (out < 0)
+		return sc_err(err, errno, "mounts: create %s", target);
+	while ((n = pread(fd, buf, sizeof(buf), total)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || (total += n) > COPY_ETC_MAX || write(out, buf, (size_t)n) != n) {
+			int e = n < 0 ? errno : total > COPY_ETC_MAX ? EFBIG : errno ? errno : EIO;
+			close(out);
+			return sc_err(err, e, "mounts: copying %s", what);
+		}
+	}
+	if (close(out) < 0)
+		return sc_err(err, errno, "mounts: copying %s", what);
+	return 0;
+}
 
 /* One overlay of /etc serves every entry that is a plain file or directory
  * of /etc itself; a symlink or a mount point of its own (a container's
@@ -316,6 +384,7 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 {
 	struct sc_private_src *etc = &p->priv[p->n_runtime + p->n_inputs + N_ETC];
 	struct statx dir, ent;
+	bool copy_files = false;
 	char what[64];
 	size_t i;
 	int dfd;
@@ -330,10 +399,11 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 	}
 	if (!sc_hook_on(SC_HOOK_SHARED_INODES)) {
 		etc->mnt = overlay_of(dfd, empty, MOUNT_ATTR_NOEXEC, "/etc", err);
-		if (etc->mnt < 0) {
+		if (etc->mnt < 0 && (err == NULL || err->code != EINVAL)) {
 			close(dfd);
 			return -1;
 		}
+		copy_files = etc->mnt < 0; /* see etc_copy_src() */
 	}
 	for (i = 0; i < N_ETC; i++) {
 		struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
@@ -350,6 +420,14 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 			close(fd);
 			goto fail;
 		}
+		if (copy_files && !S_ISDIR(ent.stx_mode)) {
+			close(fd);
+			if (S_ISLNK(ent.stx_mode) && is_dir(etc_binds[i]))
+				goto by_path;
+			if (etc_copy_src(etc_binds[i], src, err) < 0)
+				goto fail;
+			continue;
+		}
 		if (etc->mnt >= 0 && (ent.stx_mask & STATX_MNT_ID) && ent.stx_mnt_id == dir.stx_mnt_id &&
 		    !S_ISLNK(ent.stx_mode)) {
 			close(fd);
@@ -362,6 +440,7 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 			continue;
 		}
 		close(fd);
+by_path:
 		snprintf(what, sizeof(what), "/etc/%s", etc_binds[i]);
 		fd = open(what, O_PATH | O_CLOEXEC);
 		if (fd < 0 && errno == ENOENT)
@@ -592,7 +671,10 @@ static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 			continue; /* optional, and absent */
 		snprintf(host, sizeof(host), "/etc/%s", etc_binds[i]);
 		snprintf(dst, sizeof(dst), "etc/%s", etc_binds[i]);
-		if (src->mnt == IN_ETC) {
+		if (src->mnt == COPY_ETC) {
+			if (copy_file(src->file, dst, host, err) < 0)
+				return -1;
+		} else if (src->mnt == IN_ETC) {
 			if (make_mountpoint(src->file, dst, err) < 0 ||
 			    bind_staged(src->file, dst, MS_NOEXEC, host, err) < 0)
 				return -1;
