@@ -48,6 +48,20 @@ $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 
+# The HTTP front end (docs/http.md) on Debian's libmicrohttpd: a binary of
+# its own, so neither the CLI nor the warm template links an HTTP stack.
+# `=`: pkg-config is asked when it is compiled, not while this is read.
+HTTP_SRC   := $(sort $(wildcard src/http/*.c))
+HTTP_OBJ   := $(patsubst src/http/%.c,$(BUILD)/obj/http_%.o,$(HTTP_SRC))
+HTTP_HDR   := $(LIB_HDR) $(wildcard src/http/*.h)
+MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+$(BUILD)/obj/http_%.o: src/http/%.c $(HTTP_HDR) | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(MHD_CFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/sandcell-http: $(HTTP_OBJ) $(BUILD)/libsandcell.a
+	$(CC) $(LDFLAGS) -o $@ $(HTTP_OBJ) $(BUILD)/libsandcell.a $(MHD_LIBS) $(LDLIBS) -lpthread
+build: $(BUILD)/sandcell-http
+
 # Installation (make install; PREFIX=/usr/local, DESTDIR honoured).  The
 # Python package goes where Debian's /usr/bin/python3 imports packages
 # from for PREFIX (tools/pydir.py computes it).
