@@ -189,8 +189,6 @@ static enum MHD_Result refuse(struct MHD_Connection *c, unsigned code, const cha
 static enum MHD_Result refuse_early(struct hc *h, struct MHD_Connection *c, unsigned code,
 				    const char *status, const char *msg)
 {
-	static const char *const phrase[] = { [400] = "Bad Request", [408] = "Request Timeout",
-					      [413] = "Content Too Large", [500] = "Internal Server Error" };
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	char *body = ht_refusal_body(status, msg, NULL), *resp = NULL;
 	int n;
@@ -201,7 +199,8 @@ static enum MHD_Result refuse_early(struct hc *h, struct MHD_Connection *c, unsi
 	ht_metric_response(code);
 	n = body ? asprintf(&resp, "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json"
 			    "\r\nContent-Length: %zu\r\n\r\n%s", code,
-			    code < 600 && phrase[code] ? phrase[code] : "Error", strlen(body), body) : -1;
+			    code == 408 ? "Request Timeout" : code == 413 ? "Content Too Large"
+			    : code == 500 ? "Internal Server Error" : "Bad Request", strlen(body), body) : -1;
 	if (n > 0 && ci != NULL) {
 		if (send(ci->connect_fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
 			shutdown(ci->connect_fd, SHUT_WR);
@@ -600,8 +599,11 @@ static pid_t start_warm(char **args)
 	while (args[n])
 		n++;
 	argv = calloc(n + 2, sizeof(char *));
-	if (bin == NULL || argv == NULL)
+	if (bin == NULL || argv == NULL) {
+		free(bin);
+		free(argv);
 		return -1;
+	}
 	argv[0] = bin;
 	memcpy(argv + 1, args, n * sizeof(char *));
 	pid = fork();

@@ -77,8 +77,8 @@ static void digest(const char *s, size_t n, unsigned char out[32])
 /* One line "NAME:SECRET[:CONC[:RATE]]" into t; false if malformed. */
 static bool token_line(const char *s, size_t n, uint32_t dc, uint32_t dr, struct ht_token *t)
 {
-	const char *f[5];
-	size_t len[5], nf = 0, start = 0;
+	const char *f[5] = { NULL };
+	size_t len[5] = { 0 }, nf = 0, start = 0;
 
 	for (size_t i = 0; i <= n && nf < 5; i++)
 		if (i == n || s[i] == ':') {

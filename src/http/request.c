@@ -108,9 +108,10 @@ static int set_limit(struct ht_request *q, unsigned w, json_t *v, struct sandcel
 			d = -1;
 		else if (json_is_number(v))
 			d = json_number_value(v);
-		if (!(d > 0 && d <= 1e7))
+		double *f = secs_field(&q->limits, w);
+		if (!(d > 0 && d <= 1e7) || f == NULL)
 			return inval(err, "limits['%s']: seconds in (0, 1e7], as a number or text", k->key);
-		*secs_field(&q->limits, w) = d;
+		*f = d;
 	} else {
 		int rc = -1;
 		if (json_is_string(v))
@@ -118,10 +119,11 @@ static int set_limit(struct ht_request *q, unsigned w, json_t *v, struct sandcel
 					     : sandcell_parse_count(json_string_value(v), &u, &pe);
 		else if (json_is_integer(v) && json_integer_value(v) >= 0)
 			u = (uint64_t)json_integer_value(v), rc = 0;
-		if (rc < 0 || u > (uint64_t)INT64_MAX)
+		uint64_t *f = u64_field(&q->limits, w);
+		if (rc < 0 || u > (uint64_t)INT64_MAX || f == NULL)
 			return inval(err, "limits['%s']: a non-negative whole number (sizes also as "
 				     "text like '512M')", k->key);
-		*u64_field(&q->limits, w) = u;
+		*f = u;
 	}
 	q->limits_set |= 1u << w;
 	return 0;
@@ -151,22 +153,32 @@ static int parse_limits(struct ht_request *q, json_t *lim, bool session, struct 
 	return 0;
 }
 
-static int parse_args(struct ht_request *q, json_t *a, struct sandcell_error *err)
+/* The strings live in the same block as the pointers: one free(). */
+static int parse_args(struct ht_request *q, json_t *arr, struct sandcell_error *err)
 {
-	if (!json_is_array(a) || json_array_size(a) > 256)
+	size_t n = json_array_size(arr), bytes = 0;
+	char *p;
+
+	if (!json_is_array(arr) || n > 256)
 		return inval(err, "'args' must be an array of at most 256 strings%s", "");
-	q->args = calloc(json_array_size(a) + 1, sizeof(char *));
-	if (q->args == NULL)
-		return sc_err(err, ENOMEM, "request");
-	for (size_t i = 0; i < json_array_size(a); i++) {
-		json_t *s = json_array_get(a, i);
+	for (size_t i = 0; i < n; i++) {
+		json_t *s = json_array_get(arr, i);
 		if (!json_is_string(s))
 			return inval(err, "'args' must hold strings%s", "");
-		q->args[i] = strdup(json_string_value(s));
-		if (q->args[i] == NULL)
-			return sc_err(err, ENOMEM, "request");
-		q->n_args++;
+		bytes += json_string_length(s) + 1;
 	}
+	q->args = malloc((n + 1) * sizeof(char *) + bytes);
+	if (q->args == NULL)
+		return sc_err(err, ENOMEM, "request");
+	p = (char *)(q->args + n + 1);
+	for (size_t i = 0; i < n; i++) {
+		json_t *s = json_array_get(arr, i);
+		memcpy(p, json_string_value(s), json_string_length(s) + 1);
+		q->args[i] = p;
+		p += json_string_length(s) + 1;
+	}
+	q->args[n] = NULL;
+	q->n_args = n;
 	return 0;
 }
 
@@ -256,8 +268,6 @@ int ht_request_parse(const char *buf, size_t len, bool session, struct ht_reques
 
 void ht_request_free(struct ht_request *q)
 {
-	for (size_t i = 0; q->args && q->args[i]; i++)
-		free(q->args[i]);
 	free(q->args);
 	free(q->code);
 	free(q->values);
