@@ -53,7 +53,7 @@ build: $(BUILD)/sandcell-warm
 # `=`: pkg-config is asked when it is compiled, not while this is read.
 HTTP_SRC   := $(sort $(wildcard src/http/*.c))
 HTTP_OBJ   := $(patsubst src/http/%.c,$(BUILD)/obj/http_%.o,$(HTTP_SRC))
-HTTP_HDR   := $(LIB_HDR) $(wildcard src/http/*.h)
+HTTP_HDR   := include/sandcell.h src/lib/internal.h $(wildcard src/http/*.h)
 MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 MHD_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 $(BUILD)/obj/http_%.o: src/http/%.c $(HTTP_HDR) | $(BUILD)/obj
