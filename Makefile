@@ -48,6 +48,20 @@ $(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 
+# The HTTP front end (docs/http.md) on Debian's libmicrohttpd: a binary of
+# its own, so neither the CLI nor the warm template links an HTTP stack.
+# `=`: pkg-config is asked when it is compiled, not while this is read.
+HTTP_SRC   := $(sort $(wildcard src/http/*.c))
+HTTP_OBJ   := $(patsubst src/http/%.c,$(BUILD)/obj/http_%.o,$(HTTP_SRC))
+HTTP_HDR   := include/sandcell.h src/lib/internal.h $(wildcard src/http/*.h)
+MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+$(BUILD)/obj/http_%.o: src/http/%.c $(HTTP_HDR) | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(MHD_CFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/sandcell-http: $(HTTP_OBJ) $(BUILD)/libsandcell.a
+	$(CC) $(LDFLAGS) -o $@ $(HTTP_OBJ) $(BUILD)/libsandcell.a $(MHD_LIBS) $(LDLIBS) -lpthread
+build: $(BUILD)/sandcell-http
+
 # Installation (make install; PREFIX=/usr/local, DESTDIR honoured).  The
 # Python package goes where Debian's /usr/bin/python3 imports packages
 # from for PREFIX (tools/pydir.py computes it).
@@ -61,7 +75,7 @@ PYTHONDIR  ?= $(shell /usr/bin/python3 -I tools/pydir.py $(abspath $(PREFIX)))
 INSTALL    ?= install
 CLIENT_PY  := $(sort $(wildcard python/sandcell/*.py)) python/sandcell/py.typed
 
-.PHONY: install uninstall kernel-check client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: install uninstall http-check kernel-check client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
@@ -133,6 +147,11 @@ warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) PYTEST="$(PYTEST)" sh tests/warm/run-warm.sh
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
 
+# The HTTP front end (docs/http.md): `sandcell serve --http` with a real
+# warm server, on loopback.
+http-check: build
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/http
+
 # The Jupyter kernel (python/sandcell/kernel.py) against ipykernel with
 # nbclient, and in Jupyter Notebook seen through headless Chromium.
 kernel-check: build
@@ -145,7 +164,7 @@ client-check: build
 install: build
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(PYTHONDIR)/sandcell
-	$(INSTALL) -m 755 $(BUILD)/sandcell $(BUILD)/sandcell-warm $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 755 $(BUILD)/sandcell $(BUILD)/sandcell-warm $(BUILD)/sandcell-http $(DESTDIR)$(BINDIR)/
 	$(INSTALL) -m 644 $(BUILD)/libsandcell.a $(DESTDIR)$(LIBDIR)/
 	$(INSTALL) -m 644 include/sandcell.h $(DESTDIR)$(INCLUDEDIR)/
 	$(INSTALL) -m 644 man/sandcell.1 $(DESTDIR)$(MANDIR)/man1/
@@ -158,7 +177,7 @@ install: build
 	/usr/bin/python3 -I python/sandcell/_kernelspec.py /usr/bin/python3 > $(DESTDIR)$(KERNELDIR)/kernel.json
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/sandcell $(DESTDIR)$(BINDIR)/sandcell-warm \
+	rm -f $(DESTDIR)$(BINDIR)/sandcell $(DESTDIR)$(BINDIR)/sandcell-warm $(DESTDIR)$(BINDIR)/sandcell-http \
 		$(DESTDIR)$(LIBDIR)/libsandcell.a $(DESTDIR)$(LIBDIR)/pkgconfig/sandcell.pc \
 		$(DESTDIR)$(INCLUDEDIR)/sandcell.h $(DESTDIR)$(MANDIR)/man1/sandcell.1
 	rm -rf $(DESTDIR)$(PYTHONDIR)/sandcell $(DESTDIR)$(KERNELDIR)
@@ -167,7 +186,7 @@ uninstall:
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check
+check-tiers: build unit integration integration-user warm-check http-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check
 
 # The README's first command on a fresh Debian 12 (a throwaway debootstrapped
 # root with only build-essential and git, /tmp on a tmpfs), then a subset of

@@ -9,8 +9,8 @@
 # The Makefile runs this before anything else (make, make demo, make check),
 # so that no compiler starts before the headers it includes are installed.
 set -eu
-# To compile and link build/sandcell and build/sandcell-warm.
-BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 python3-dev"
+# To compile and link build/sandcell, build/sandcell-warm and build/sandcell-http.
+BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 python3-dev libmicrohttpd-dev pkg-config"
 # What the demo's notebook uses (make demo), in the sandbox and on the host.
 DEMO_PKGS="python3-numpy python3-pandas python3-matplotlib python3-nbformat"
 # The test tiers' tools (ASan, fuzzing, lint, bench, the unprivileged-user

@@ -43,7 +43,7 @@ unit_bins() {
 build_with() { # BUILD CC [OPT]
 	# shellcheck disable=SC2046 # one word per unit-test binary
 	make --no-print-directory -j"$jobs" BUILD="$1" CC="$2" ${3:+OPT="$3"} \
-		"$1/sandcell" "$1/sandcell-warm" $(unit_bins "$1") >/dev/null
+		"$1/sandcell" "$1/sandcell-warm" "$1/sandcell-http" $(unit_bins "$1") >/dev/null
 }
 
 analyzer() {
@@ -56,8 +56,8 @@ cppcheck_all() {
 		# shellcheck disable=SC2086 # no argument for the plain configuration
 		cppcheck --quiet --error-exitcode=1 --std=c11 -j"$jobs" \
 			--enable=warning,portability,performance --inline-suppr \
-			--suppress=missingIncludeSystem -D_GNU_SOURCE $cfg -Iinclude -Isrc/lib \
-			src/lib src/cli src/server tools tests/unit tests/fuzz || return 1
+			--suppress=missingIncludeSystem -D_GNU_SOURCE $cfg -Iinclude -Isrc/lib -Isrc/http \
+			src/lib src/cli src/server src/http tools tests/unit tests/fuzz || return 1
 	done
 }
 

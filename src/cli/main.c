@@ -683,6 +683,86 @@ static int cmd_policy(int argc, char **argv)
 	die_usage("usage: sandcell policy --json | --dump-bpf FILE");
 }
 
+/* The value of --NAME VALUE or --NAME=VALUE at argv[*i] (advancing *i), or NULL. */
+static const char *serve_opt(int argc, char **argv, int *i, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(argv[*i], name, n) != 0)
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (argv[*i][n] != '\0')
+		return NULL;
+	if (*i + 1 >= argc)
+		die_usage("%s needs a value", name);
+	return argv[++*i];
+}
+
+/*
+ * `sandcell serve`: the warm server is its own binary next to this one (it
+ * embeds libpython, which cold runs should never pay for).  With --http
+ * ADDR:PORT the HTTP front end (sandcell-http, docs/http.md) is started
+ * instead, and it starts the warm server with the other options and stops
+ * with it; --token-file, --no-auth and --allow-remote are the front end's.
+ */
+static int cmd_serve(int argc, char **argv)
+{
+	char self[4096], *slash;
+	const char **hv = calloc((size_t)argc + 16, sizeof(char *)), **wv;
+	const char *http = NULL, *v;
+	int nh = 0, nw = 0, i;
+	bool front_only = false;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 32);
+
+	wv = calloc((size_t)argc + 2, sizeof(char *));
+	if (n <= 0 || hv == NULL || wv == NULL)
+		die_usage("cannot find the sandcell-warm binary");
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	hv[nh++] = self;
+	wv[nw++] = self;
+	for (i = 1; i < argc; i++) {
+		if ((v = serve_opt(argc, argv, &i, "--http"))) {
+			http = v;
+		} else if ((v = serve_opt(argc, argv, &i, "--token-file"))) {
+			hv[nh++] = "--token-file";
+			hv[nh++] = v;
+			front_only = true;
+		} else if (strcmp(argv[i], "--no-auth") == 0 || strcmp(argv[i], "--allow-remote") == 0) {
+			hv[nh++] = argv[i];
+			front_only = true;
+		} else {
+			/* The warm server's own options; the front end needs
+			 * to know its socket and interpreter too. */
+			int at = i;
+			if ((v = serve_opt(argc, argv, &i, "--socket")) ||
+			    (v = serve_opt(argc, argv, &i, "--python"))) {
+				hv[nh++] = strncmp(argv[at], "--socket", 8) == 0 ? "--socket" : "--python";
+				hv[nh++] = v;
+			}
+			for (; at <= i; at++)
+				wv[nw++] = argv[at];
+		}
+	}
+	if (http == NULL && front_only)
+		die_usage("serve: --token-file, --no-auth and --allow-remote go with --http ADDR:PORT");
+	strcpy(slash ? slash + 1 : self, http ? "sandcell-http" : "sandcell-warm");
+	if (http) {
+		hv[nh++] = "--listen";
+		hv[nh++] = http;
+		hv[nh++] = "--serve";
+		hv[nh++] = "--";
+		for (i = 1; i < nw; i++)
+			hv[nh++] = wv[i];
+		execv(self, (char *const *)hv);
+	} else {
+		execv(self, (char *const *)wv);
+	}
+	fprintf(stderr, "sandcell: cannot start %s: %s\n", self, strerror(errno));
+	return SANDCELL_EXIT_SANDBOX;
+}
+
 int main(int argc, char **argv)
 {
 	/* Writing to a closed stdout must not kill us before the report. */
@@ -703,21 +783,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1, true);
 	if (strcmp(argv[1], "policy") == 0)
 		return cmd_policy(argc - 1, argv + 1);
-	if (strcmp(argv[1], "serve") == 0) {
-		/* The warm server is its own binary next to this one: it embeds
-		 * libpython, which cold runs should never pay for. */
-		char self[4096], *slash;
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 32);
-		if (n <= 0)
-			die_usage("cannot find the sandcell-warm binary");
-		self[n] = '\0';
-		slash = strrchr(self, '/');
-		strcpy(slash ? slash + 1 : self, "sandcell-warm");
-		argv[1] = self;
-		execv(self, argv + 1);
-		fprintf(stderr, "sandcell: cannot start %s: %s\n", self, strerror(errno));
-		return SANDCELL_EXIT_SANDBOX;
-	}
+	if (strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
 	if (strcmp(argv[1], "selftest") == 0) return sandcell_selftest(argc - 1, argv + 1);
 	die_usage("unknown command '%s'", argv[1]);
 }
