@@ -277,8 +277,13 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 		rc = bad(err, "'session' must be a boolean");
 		goto fail;
 	}
-	if (json_is_true(v))
+	if (json_is_true(v)) {
 		q->cfg.flags |= SANDCELL_SESSION | SANDCELL_CELL;
+		/* A session's budgets when the request leaves them out, as
+		 * `sandcell session` has them (docs/sessions.md). */
+		q->cfg.limits.wall_sec = 86400;
+		q->cfg.limits.cpu_sec = 3600;
+	}
 
 	v = json_object_get(root, "args");
 	if (!json_is_array(v) || json_array_size(v) > 256) {
