@@ -128,6 +128,7 @@ static void new_id(char id[SESSION_ID_LEN + 1])
 	}
 	for (k = 0; k < sizeof(b); k++)
 		snprintf(id + 2 * k, 3, "%02x", b[k]);
+	explicit_bzero(b, sizeof(b));
 }
 
 static void on_claim(struct table *t, struct worker *w, json_t *msg)
