@@ -415,7 +415,9 @@ static void session_requests(void)
 	CHECK(q.cfg.limits.wall_sec == 86400 && q.cfg.limits.cpu_sec == 3600);
 	cfg = q.cfg;
 	text = sc_request_build(&cfg);
-	CHECK(text != NULL && strstr(text, "\"session\":true") != NULL && strstr(text, "\"idle_sec\"") != NULL);
+	if (text == NULL)
+		abort();
+	CHECK(strstr(text, "\"session\":true") != NULL && strstr(text, "\"idle_sec\"") != NULL);
 	CHECK(strstr(text, "cell_cpu_sec") == NULL);
 	sc_request_free(&q);
 	parse_text(text, true, "", &q);
