@@ -44,7 +44,9 @@ PY_CFLAGS = $(shell /usr/bin/python3-config --includes 2>/dev/null | sed 's/-I/-
 PY_LIBS   = $(shell /usr/bin/python3-config --embed --ldflags 2>/dev/null)
 $(BUILD)/obj/warm.o: src/server/warm.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
-$(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/libsandcell.a
+$(BUILD)/obj/warm_table.o: src/server/table.c | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/obj/warm_table.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 

@@ -185,6 +185,11 @@ struct sandcell_result *sandcell_result_refused(enum sandcell_status status, con
 int sandcell_run_remote(const char *socket_path, const struct sandcell_config *cfg,
 			char **report_json, int *exit_code, struct sandcell_error *err);
 
+/* The live sessions of a warm server (docs/warm.md, "Sessions"): the
+ * listing as JSON text (malloc'd), {"sessions": [...], ...}.  -1 when the
+ * server cannot be reached or refuses (err says why). */
+int sandcell_sessions_remote(const char *socket_path, char **listing, struct sandcell_error *err);
+
 /* The seccomp policy: the compiled filter exactly as installed (struct
  * sock_filter[], malloc'd), and the declared table it was built from as a
  * JSON document (malloc'd): the evidence behind docs/SECURITY.md. */

@@ -18,6 +18,8 @@ WORK=$(mktemp -d /tmp/sandcell-user.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/build"
 cp "$BIN" "$WORK/build/sandcell"
+# The warm server beside it, for the warm tests (`sandcell serve` execs it).
+[ -x "$(dirname "$BIN")/sandcell-warm" ] && cp "$(dirname "$BIN")/sandcell-warm" "$WORK/build/"
 cp -r "$ROOT/tests" "$WORK/tests"
 [ -d "$ROOT/docs" ] && cp -r "$ROOT/docs" "$WORK/docs"
 [ -d "$ROOT/examples" ] && cp -r "$ROOT/examples" "$WORK/examples"

@@ -12,13 +12,14 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._common import stop_process
 from ._errors import BadRequest, SandboxError
 from ._locate import Features, features, find_cli
 from ._request import DEFAULT_PYTHON, PathLike, make_spec
 from ._result import Result
+from ._session import Session
 from ._systemd import decide, host_facts, scope_argv
 
 __all__ = ["Server"]
@@ -70,12 +71,14 @@ class Server:
                  spares: Optional[int] = None, preload: Optional[Sequence[str]] = None,
                  respawn_runs: Optional[int] = None, respawn_seconds: Optional[float] = None,
                  python: Optional[str] = None, binary: Optional[str] = None,
+                 max_sessions: Optional[int] = None,
                  start_timeout: float = 120.0, stop_timeout: float = 10.0) -> None:
         self._requested = os.path.abspath(os.fspath(socket)) if socket is not None else None
         self._opts: List[str] = []
         for opt, v in (("--slots", slots), ("--queue", queue), ("--queue-timeout", queue_timeout),
                        ("--spares", spares), ("--respawn-runs", respawn_runs),
-                       ("--respawn-seconds", respawn_seconds), ("--python", python)):
+                       ("--respawn-seconds", respawn_seconds), ("--python", python),
+                       ("--max-sessions", max_sessions)):
             if v is not None:
                 self._opts += [opt, str(v)]
         if preload is not None:
@@ -281,3 +284,36 @@ class Server:
         assert self._features is not None
         spec.cell = resolve_cell(spec.cell, self._features)
         return run_warm(spec, self.socket, cgroup_parent=self._cgroup_parent)
+
+    # ---- sessions ----
+
+    def _check_running(self) -> None:
+        if not self.running:
+            raise SandboxError("the server is not running%s" % (
+                ": " + self.log.strip()[-2000:] if self._proc is not None else ""))
+
+    def session(self, **kwargs: Any) -> Session:
+        """A :class:`sandcell.Session` started from this server's template
+        (the same arguments as ``Session``; the interpreter is the
+        server's)::
+
+            with srv.session(limits={"cell_wall_time": 60}) as s:
+                s.run("x = 1"); s.run("x + 1", on_output=print)
+
+        Busy when the server has --max-sessions sessions live."""
+        self._check_running()
+        if "server" in kwargs or "binary" in kwargs:
+            raise BadRequest("server and binary are the Server's")
+        kwargs.setdefault("python", self.python)
+        return Session(server=self.socket, _server_cgroup=self._cgroup_parent, **kwargs)
+
+    def sessions(self) -> List[Dict[str, Any]]:
+        """The server's live sessions, one dict each: ``id``, ``pid`` (the
+        session's worker), ``started`` (UTC), ``age_sec``, ``state``
+        ("idle" or "running"), ``state_sec``, ``cells`` (started so far)
+        and ``limits``.  Counters the supervisors keep, nothing from
+        inside a sandbox."""
+        from ._warm import list_sessions
+        self._check_running()
+        listed = list_sessions(self.socket)["sessions"]
+        return [x for x in listed if isinstance(x, dict)] if isinstance(listed, list) else []

@@ -5,9 +5,10 @@
         r = s.run("df.a.sum()", on_output=print)      # outputs as they come
         r.outputs, r.status, r.execution_count, r.error
 
-A session is a ``sandcell session`` process (docs/sessions.md): the
-commands go to its stdin and its events come back on its stdout, one JSON
-object per line.  The events are the supervisor's, re-serialized from what
+A session is a ``sandcell session`` process (docs/sessions.md), or, with
+``server=``, a worker of a warm server (docs/warm.md): the commands go to
+its stdin and its events come back on its stdout, one JSON object per
+line.  The events are the supervisor's, re-serialized from what
 it parsed; they are still checked here (sizes, types) before use.  Cells
 run one at a time; ``run`` from several threads waits its turn.
 """
@@ -17,21 +18,21 @@ import json
 import os
 import queue
 import re
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from ._common import new_workdir, read_answer, wait_exit
+from ._common import new_workdir, read_answer
 from ._datasets import datasets_in, datasets_out
-from ._errors import BadRequest, Error, ProtocolError, SandboxError
+from ._errors import BadRequest, Busy, Error, ProtocolError, SandboxError, Unreachable
+from ._links import ConnLink, ProcLink
 from ._locate import find_cli
 from ._report import CodeError, Report
 from ._request import PathLike, make_spec
 from ._result import OutputFile
 from ._systemd import decide, host_facts, scope_argv
+from ._warm import build_request
 
 __all__ = ["Session", "CellResult", "SessionEnded"]
 
@@ -44,6 +45,9 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 
 _SESSION_LIMITS = {"cell_wall_time": "--cell-wall-time", "cell_cpu_time": "--cell-cpu-time",
                    "idle_timeout": "--idle-timeout"}
+# Their keys in a warm server's request (docs/warm.md).
+_REQUEST_KEYS = {"cell_wall_time": "cell_wall_sec", "cell_cpu_time": "cell_cpu_sec",
+                 "idle_timeout": "idle_sec"}
 
 
 class SessionEnded(Error):
@@ -94,7 +98,10 @@ class Session:
 
     The arguments are :func:`sandcell.run`'s (``inputs``, ``datasets``,
     ``values``, ``limits``, ``output_dir``, ``python``, ``cgroup_parent``,
-    ``allow_reduced``, ``binary``); ``limits`` also takes
+    ``allow_reduced``, ``binary``), and ``server``: the socket of a warm
+    server (``sandcell serve``) to start the session from its template
+    instead of cold (then ``python`` must be the server's; ``id`` is the
+    session's id in the server's listing).  ``limits`` also takes
     ``cell_wall_time``, ``cell_cpu_time`` and ``idle_timeout`` (seconds),
     and its ``wall_time``/``cpu_time`` are the whole session's.
 
@@ -111,15 +118,18 @@ class Session:
                  output_dir: Optional[PathLike] = None, python: Optional[str] = None,
                  cgroup_parent: Optional[str] = None, allow_reduced: bool = False,
                  binary: Optional[str] = None,
-                 on_dataset_request: Optional[Callable[[str], Any]] = None) -> None:
+                 on_dataset_request: Optional[Callable[[str], Any]] = None,
+                 server: Optional[PathLike] = None, _server_cgroup: Optional[str] = None) -> None:
         lim = dict(limits or {})
         extra: List[str] = []
+        session_limits: Dict[str, float] = {}
         for key, opt in _SESSION_LIMITS.items():
             if key in lim:
                 v = lim.pop(key)
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                     raise BadRequest("limits: %s must be a positive number of seconds" % key)
                 extra += [opt, repr(float(v))]
+                session_limits[_REQUEST_KEYS[key]] = float(v)
         spec = make_spec("", inputs=inputs, values=values, limits=lim, output_dir=output_dir,
                          python=python, cgroup_parent=cgroup_parent,
                          allow_reduced=allow_reduced, datasets=datasets)
@@ -133,59 +143,77 @@ class Session:
         self._ids = 0
         self._ended: Optional[Dict[str, Any]] = None
         self.report: Optional[Report] = None
+        #: The session's id on a warm server (``sandcell sessions`` lists
+        #: it); None for a cold session.
+        self.id: Optional[str] = None
+        self.server = os.path.abspath(os.fspath(server)) if server is not None else None
         self._on_dataset_request = on_dataset_request
         self._adds = 0
         # Host copies of DataFrames sent with add, removed once answered.
         self._add_files: Dict[Tuple[str, str], str] = {}
+        self._stderr: Optional[IO[bytes]] = None
         try:
-            cli = find_cli(binary)
             ds = datasets_in(spec.datasets, work)
-            argv = [cli, "session", "--quiet", "--report", self._report_path,
-                    "--output", self.output_dir]
-            for name, path in spec.inputs:
-                argv += ["--input", "%s=%s" % (name, path)]
-            for name, path in ds:
-                argv += ["--dataset", "%s=%s" % (name, path)]
-            if spec.values_json is not None:
-                vpath = os.path.join(work, "values.json")
-                with open(vpath, "w", encoding="utf-8") as f:
-                    f.write(spec.values_json)
-                argv += ["--values", vpath]
-            argv += spec.cli_limits + extra
-            if spec.python:
-                argv += ["--python", spec.python]
-            if spec.allow_reduced:
-                argv.append("--allow-reduced")
-            facts = host_facts(spec.cgroup_parent, os.environ)
-            plan = decide(facts)
-            if spec.cgroup_parent:
-                argv[2:2] = ["--cgroup-parent", spec.cgroup_parent]
-            elif plan.action == "parent" and plan.cgroup_parent:
-                argv[2:2] = ["--cgroup-parent", plan.cgroup_parent]
-            elif plan.action == "scope" and facts.systemd_run:
-                argv = scope_argv(facts.systemd_run, argv)
-            self._stderr = open(os.path.join(work, "stderr"), "wb")
-            # A process group of its own: a terminal's Ctrl-C, or Jupyter
-            # interrupting the kernel's group, reaches this process, which
-            # interrupts the cell; the CLI would end the whole session.
-            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=self._stderr, close_fds=True, cwd=work,
-                                          start_new_session=True)
+            if self.server is not None:
+                req = build_request(spec, self.output_dir, ds, _server_cgroup)
+                req.update(code="", code_name=None, cell=True, session=True)
+                lims = dict(spec.request_limits)
+                lims.update(session_limits)
+                req["limits"] = lims
+                self._link: Any = ConnLink(self.server, req, os.path.join(work, "stderr"))
+            else:
+                self._stderr = open(os.path.join(work, "stderr"), "wb")
+                self._link = ProcLink(self._cold_argv(spec, ds, extra, binary), work, self._stderr)
         except BaseException:
+            if self._stderr is not None:
+                self._stderr.close()
             self._tmp.remove()
             raise
         self._reader = threading.Thread(target=self._read, name="sandcell-session", daemon=True)
         self._reader.start()
         first = self._next(None)
+        if first.get("ev") == "session" and self.server is not None:
+            sid = first.get("id")
+            self.id = sid if isinstance(sid, str) else None
+            first = self._next(None)
         if first.get("ev") != "ready":
             self._fail_start(first)
 
+    def _cold_argv(self, spec: Any, ds: List[Tuple[str, str]], extra: List[str],
+                   binary: Optional[str]) -> List[str]:
+        cli = find_cli(binary)
+        work = self._tmp.path
+        argv = [cli, "session", "--quiet", "--report", self._report_path,
+                "--output", self.output_dir]
+        for name, path in spec.inputs:
+            argv += ["--input", "%s=%s" % (name, path)]
+        for name, path in ds:
+            argv += ["--dataset", "%s=%s" % (name, path)]
+        if spec.values_json is not None:
+            vpath = os.path.join(work, "values.json")
+            with open(vpath, "w", encoding="utf-8") as f:
+                f.write(spec.values_json)
+            argv += ["--values", vpath]
+        argv += spec.cli_limits + extra
+        if spec.python:
+            argv += ["--python", spec.python]
+        if spec.allow_reduced:
+            argv.append("--allow-reduced")
+        facts = host_facts(spec.cgroup_parent, os.environ)
+        plan = decide(facts)
+        if spec.cgroup_parent:
+            argv[2:2] = ["--cgroup-parent", spec.cgroup_parent]
+        elif plan.action == "parent" and plan.cgroup_parent:
+            argv[2:2] = ["--cgroup-parent", plan.cgroup_parent]
+        elif plan.action == "scope" and facts.systemd_run:
+            argv = scope_argv(facts.systemd_run, argv)
+        return argv
+
     # ---- events
     def _read(self) -> None:
-        assert self._proc.stdout is not None
         try:
             while True:
-                line = self._proc.stdout.readline(EVENT_MAX + 1)
+                line = self._link.stdout.readline(EVENT_MAX + 1)
                 if not line:
                     break
                 if len(line) > EVENT_MAX:
@@ -218,19 +246,31 @@ class Session:
     def _finish(self, ev: Dict[str, Any]) -> Dict[str, Any]:
         if self._ended is None:
             self._ended = ev
-            if self._proc.stdin is not None:
+            stdin, self._link.stdin = self._link.stdin, None
+            if stdin is not None:
                 try:
-                    self._proc.stdin.close()
+                    stdin.close()
                 except OSError:
                     pass
-            if not wait_exit(self._proc, _CLOSE_GRACE):
-                self._proc.kill()
-                self._proc.wait()
-            self._stderr.close()
+            if not self._link.wait(_CLOSE_GRACE):
+                self._link.kill()
+            if self._stderr is not None:
+                self._stderr.close()
+            try:
+                self._link.stdout.close()
+            except OSError:
+                pass
             doc = ev.get("report")
             try:
                 if isinstance(doc, dict):
                     self.report = read_answer(json.dumps(doc).encode(), "report")[1]
+                elif self._link.answer() is not None:
+                    # A warm server's refusal: no end event, the answer
+                    # is the report.
+                    answer, self.report = read_answer(self._link.answer(), "server answer")
+                    if answer is not None:
+                        self._ended = {"ev": "end", "status": answer.get("status"),
+                                       "reason": answer.get("reason")}
                 elif os.path.exists(self._report_path):
                     with open(self._report_path, "rb") as f:
                         self.report = read_answer(f.read(), "report")[1]
@@ -243,8 +283,9 @@ class Session:
         why = end.get("reason") or self._stderr_text() or "the session did not start"
         self._tmp.remove()
         status = end.get("status")
-        raise (BadRequest if status == "usage-error" else SandboxError)(
-            "session: %s" % why, report=self.report)
+        cls = {"usage-error": BadRequest, "busy": Busy, "unreachable": Unreachable}.get(
+            str(status), SandboxError)
+        raise cls("session: %s" % why, report=self.report)
 
     def _stderr_text(self) -> str:
         try:
@@ -254,12 +295,13 @@ class Session:
             return ""
 
     def _send(self, obj: Mapping[str, object]) -> None:
-        if self._ended is not None or self._proc.stdin is None:
+        stdin = self._link.stdin
+        if self._ended is not None or stdin is None:
             raise SessionEnded("the session has ended: %s" % self.ended_reason, report=self.report)
         data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
         try:
-            self._proc.stdin.write(data)
-            self._proc.stdin.flush()
+            stdin.write(data)
+            stdin.flush()
         except (BrokenPipeError, ValueError):
             raise SessionEnded("the session has ended", report=self.report) from None
 
@@ -433,10 +475,7 @@ class Session:
         self.close()
 
     def _kill(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            if not wait_exit(self._proc, _CLOSE_GRACE):
-                self._proc.kill()
+        self._link.stop(_CLOSE_GRACE)
 
 
 class CellRun:

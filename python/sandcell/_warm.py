@@ -27,7 +27,7 @@ from ._report import REPORT_MAX
 from ._request import DEFAULT_PYTHON, RunSpec
 from ._result import Result
 
-__all__ = ["run_warm", "build_request", "REQUEST_MAX"]
+__all__ = ["run_warm", "build_request", "list_sessions", "REQUEST_MAX"]
 
 # The supervisor caps each stream (stdout_limit); this only bounds a
 # stream file that is not what the supervisor wrote.
@@ -184,3 +184,32 @@ def run_warm(spec: RunSpec, sock_path: str, cgroup_parent: Optional[str] = None)
         raise
     return complete(answer, report, tmp=tmp, stdout=stdout, stderr=stderr, output_dir=out_dir,
                     caller_output_dir=spec.output_dir is not None, interrupt=interrupt)
+
+
+def list_sessions(sock_path: str, timeout: float = 30.0) -> Dict[str, object]:
+    """The server's listing (docs/warm.md, "Sessions"): the request
+    ``{"v": 1, "op": "sessions"}`` without fds, a JSON document back."""
+    body = b'{"v":1,"op":"sessions"}'
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        try:
+            s.connect(sock_path)
+        except OSError as e:
+            raise connect_error(sock_path, e) from None
+        s.settimeout(timeout)
+        s.sendall(_HDR.pack(len(body)) + body)
+        data = _answer(s)
+    finally:
+        s.close()
+    if data is None:
+        raise SandboxError("the server at %s closed the connection without an answer" % sock_path)
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise SandboxError("the server's listing is not JSON: %s" % e) from None
+    if isinstance(doc, dict) and isinstance(doc.get("sessions"), list):
+        return doc
+    # A refusal is a report.
+    answer, report = read_answer(data, "server answer")
+    raise SandboxError("the server refused the listing: %s" % (
+        answer.get("reason") if answer else "no answer"), report=report)

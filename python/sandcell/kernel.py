@@ -132,7 +132,9 @@ class SandcellKernel(Kernel):
     def _start(self) -> Session:
         cwd = os.environ.get("SANDCELL_KERNEL_CWD", os.getcwd())
         inputs = {} if cwd == "none" else {_CWD_INPUT: cwd}
-        s = Session(inputs=inputs, limits=_limits())
+        # A warm server's socket: sessions start from its template.
+        server = os.environ.get("SANDCELL_KERNEL_SERVER") or None
+        s = Session(inputs=inputs, limits=_limits(), server=server)
         if inputs:
             r = s.run("import os as _os\n_os.chdir('/input/%s')\ndel _os" % _CWD_INPUT, silent=True)
             if not r.ok:
@@ -263,10 +265,15 @@ def install(argv: List[str]) -> int:
     from jupyter_client.kernelspec import KernelSpecManager
     user = "--user" in argv
     prefix = argv[argv.index("--prefix") + 1] if "--prefix" in argv else None
+    server = argv[argv.index("--server") + 1] if "--server" in argv else None
+    spec = kernelspec()
+    if server is not None:
+        # Every notebook's session on that warm server (docs/kernel.md).
+        spec["env"] = {"SANDCELL_KERNEL_SERVER": os.path.abspath(server)}
     with tempfile.TemporaryDirectory() as d:
         os.chmod(d, 0o755)
         with open(os.path.join(d, "kernel.json"), "w") as f:
-            json.dump(kernelspec(), f, indent=1)
+            json.dump(spec, f, indent=1)
         dest = KernelSpecManager().install_kernel_spec(d, NAME, user=user, prefix=prefix)
     print("installed the sandcell kernelspec in %s" % dest)
     return 0

@@ -26,7 +26,8 @@ static const char usage_text[] =
 	"Usage: sandcell run [OPTIONS] FILE.py [ARGS...]\n"
 	"       sandcell run [OPTIONS] -c CODE [ARGS...]\n"
 	"       sandcell session [OPTIONS]   NDJSON commands on stdin, events on stdout\n"
-	"                                    (docs/sessions.md)\n"
+	"                                    (docs/sessions.md; --server: on a warm server)\n"
+	"       sandcell sessions --server PATH   a warm server's live sessions (JSON)\n"
 	"       sandcell policy --json | --dump-bpf FILE\n"
 	"       sandcell serve --socket PATH [--slots N] [--preload MODULES] ...\n"
 	"       sandcell selftest [--json]\n"
@@ -61,6 +62,7 @@ static const char usage_text[] =
 	"Sandbox:\n"
 	"  --python PATH          interpreter (default /usr/bin/python3)\n"
 	"  --server PATH          run on a warm server (sandcell serve) instead of cold\n"
+	"                         (a session too: it starts from the server's template)\n"
 	"  --cgroup-parent PATH   delegated cgroup to create runs under\n"
 	"  --allow-reduced        run with Landlock, seccomp and rlimits only when\n"
 	"                         user namespaces or cgroups are unavailable\n"
@@ -87,6 +89,22 @@ static bool session_mode;
 
 static int write_report(const char *path, const char *json);
 
+/* A session's last event, for an end the supervisor did not write (a
+ * refusal: nothing ran). */
+static void end_event(const char *status, const char *why, const char *report)
+{
+	json_t *ev = json_pack("{s:s,s:s,s:s,s:o}", "ev", "end", "status", status, "reason", why, "report",
+			       report ? json_loads(report, JSON_ALLOW_NUL, NULL) : json_null());
+	char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+
+	if (line) {
+		puts(line);
+		fflush(stdout);
+	}
+	free(line);
+	json_decref(ev);
+}
+
 /* Writes the report of a run refused before it started; false if it
  * could not be written (said on stderr). */
 static bool write_refusal(enum sandcell_status st, const char *why)
@@ -99,18 +117,8 @@ static bool write_refusal(enum sandcell_status st, const char *why)
 	if (session_mode && r != NULL) {
 		/* The caller reads events: the end event says it too. */
 		char *doc = sandcell_report_json(r);
-		json_t *ev = json_pack("{s:s,s:s,s:s,s:o}", "ev", "end", "status",
-				       sandcell_status_name(st), "reason", why, "report",
-				       doc ? json_loads(doc, 0, NULL) : json_null());
-		char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-
-		if (line) {
-			puts(line);
-			fflush(stdout);
-		}
-		free(line);
+		end_event(sandcell_status_name(st), why, doc);
 		free(doc);
-		json_decref(ev);
 	}
 	/* A session's stdout is its events: the end event above holds it. */
 	if (report_path == NULL || (session_mode && strcmp(report_path, "-") == 0)) {
@@ -397,6 +405,10 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 				fprintf(stderr, "sandcell:   - %s\n", json_string_value(json_array_get(nh, k)));
 		}
 		say_status(status ? status : "sandbox-error", reason);
+		/* A session's supervisor wrote the end event whenever it ran
+		 * (its report has a session object); a refusal did not. */
+		if (session_mode && json_object_get(j, "session") == NULL)
+			end_event(status ? status : "sandbox-error", reason ? reason : "", json);
 		json_decref(j);
 	}
 	if (report && write_report(report, json) < 0) {
@@ -555,8 +567,6 @@ static int cmd_run(int argc, char **argv, bool session)
 			die_usage("sandcell session takes no code: send cells as run commands");
 		if (stdin_file)
 			die_usage("--stdin: a session's stdin carries its commands");
-		if (server)
-			die_usage("--server: sessions run cold");
 		if (report && strcmp(report, "-") == 0)
 			die_usage("--report -: a session's stdout carries its events (the end event "
 				  "holds the report)");
@@ -640,6 +650,30 @@ static int cmd_run(int argc, char **argv, bool session)
 	if (stdin_file)
 		close(cfg.stdin_fd);
 	return rc;
+}
+
+/* `sandcell sessions --server PATH`: the server's listing, as JSON. */
+static int cmd_sessions(int argc, char **argv)
+{
+	struct sandcell_error e = { 0, "" };
+	char *listing;
+	json_t *j;
+
+	if (argc != 3 || strcmp(argv[1], "--server") != 0)
+		die_usage("usage: sandcell sessions --server PATH");
+	if (sandcell_sessions_remote(argv[2], &listing, &e) < 0) {
+		fprintf(stderr, "sandcell: %s\n", e.msg);
+		return e.code == EPROTO ? SANDCELL_EXIT_SANDBOX : SANDCELL_EXIT_UNREACHABLE;
+	}
+	j = json_loads(listing, 0, NULL);
+	free(listing);
+	if (j == NULL || json_dumpf(j, stdout, JSON_INDENT(2)) < 0 || puts("") < 0) {
+		json_decref(j);
+		fprintf(stderr, "sandcell: cannot print the listing\n");
+		return SANDCELL_EXIT_SANDBOX;
+	}
+	json_decref(j);
+	return 0;
 }
 
 static int cmd_policy(int argc, char **argv)
@@ -781,6 +815,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1, false);
 	if (strcmp(argv[1], "session") == 0)
 		return cmd_run(argc - 1, argv + 1, true);
+	if (strcmp(argv[1], "sessions") == 0)
+		return cmd_sessions(argc - 1, argv + 1);
 	if (strcmp(argv[1], "policy") == 0)
 		return cmd_policy(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") == 0)

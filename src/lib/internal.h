@@ -401,7 +401,9 @@ struct sandcell_result {
 
 /* ---- protocol.c: the warm server's requests (docs/protocol.md) ---- */
 #define SC_REQUEST_MAX (80u << 20)
+enum sc_op { SC_OP_RUN = 0, SC_OP_SESSIONS };
 struct sc_request {
+	enum sc_op op;			/* SC_OP_SESSIONS: cfg is not set */
 	struct sandcell_config cfg;	/* strings point into root */
 	struct sandcell_input *inputs;
 	const char **args;
@@ -426,6 +428,16 @@ int sc_scrub_cmdline(void);
 typedef void (*sc_exec_hook)(const char *const *argv, const char *const *envp);
 void sc_set_exec_hook(sc_exec_hook hook);
 extern sc_exec_hook sc_exec_hook_fn;
+
+/* Sessions: told when a cell starts and ends (running, and how many cells
+ * the session ran so far), from the supervisor only, with counts it keeps
+ * itself.  The warm server reports them to its template (the session
+ * listing); it must not block. */
+typedef void (*sc_session_hook)(bool running, uint64_t cells);
+void sc_set_session_hook(sc_session_hook hook);
+/* A session's per-cell and idle limits left 0 get their defaults (600,
+ * 600, 3600 s; docs/sessions.md). */
+void sc_session_defaults(struct sandcell_limits *l);
 
 /* ---- report.c ---- */
 char *sc_report_render(const struct sandcell_result *r);

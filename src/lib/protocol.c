@@ -44,6 +44,19 @@ static uint64_t *lim_u64(struct sandcell_limits *l, const char *k)
 	return NULL;
 }
 
+/* The time limits: the session's three only in a session request (in a
+ * run they would be ignored, so they are unknown there). */
+static double *lim_time(struct sandcell_limits *l, const char *k, bool session)
+{
+	if (!strcmp(k, "wall_sec")) return &l->wall_sec;
+	if (!strcmp(k, "cpu_sec")) return &l->cpu_sec;
+	if (!session) return NULL;
+	if (!strcmp(k, "cell_wall_sec")) return &l->cell_wall_sec;
+	if (!strcmp(k, "cell_cpu_sec")) return &l->cell_cpu_sec;
+	if (!strcmp(k, "idle_sec")) return &l->idle_sec;
+	return NULL;
+}
+
 /* Sets lim[k] to the limit named k.  Every u64 key of LIMIT_KEYS has a
  * field, so the lookup cannot fail; should a key ever lack one, the
  * request is not built rather than sent without that limit (the server
@@ -68,7 +81,8 @@ char *sc_request_build(const struct sandcell_config *cfg)
 	size_t i;
 
 	json_object_set_new(r, "v", json_integer(1));
-	json_object_set_new(r, "code", json_stringn(cfg->code, cfg->code_len));
+	/* A session's code is NULL (its cells come as commands). */
+	json_object_set_new(r, "code", json_stringn(cfg->code ? cfg->code : "", cfg->code ? cfg->code_len : 0));
 	json_object_set_new(r, "code_name", cfg->code_name ? json_string(cfg->code_name) : json_null());
 	for (i = 0; i < cfg->n_args; i++)
 		json_array_append_new(args, json_string(cfg->args[i]));
@@ -101,6 +115,16 @@ char *sc_request_build(const struct sandcell_config *cfg)
 	json_object_set_new(r, "cell", json_boolean(cfg->flags & SANDCELL_CELL));
 	json_object_set_new(lim, "wall_sec", json_real(l->wall_sec));
 	json_object_set_new(lim, "cpu_sec", json_real(l->cpu_sec));
+	/* Only for a session, and only those set (0 = the server's default):
+	 * a run request stays what every protocol-1 server reads. */
+	if (cfg->flags & SANDCELL_SESSION) {
+		json_object_set_new(r, "session", json_true());
+		if (cfg->code_len > 0 || cfg->n_args > 0)
+			complete = false;
+#define S(k) if (l->k > 0) json_object_set_new(lim, #k, json_real(l->k));
+		S(cell_wall_sec) S(cell_cpu_sec) S(idle_sec)
+#undef S
+	}
 #define X(k, t) if (strcmp(#t, "u64") == 0 && put_u64(lim, l, #k) < 0) complete = false;
 	LIMIT_KEYS
 #undef X
@@ -161,11 +185,25 @@ void sc_request_free(struct sc_request *q)
 	memset(q, 0, sizeof(*q));
 }
 
+/* A request for the server itself rather than a run: exactly
+ * {"v": 1, "op": "sessions"} (the live sessions, docs/warm.md). */
+static int parse_op(json_t *root, struct sc_request *q, struct sandcell_error *err)
+{
+	json_t *v = json_object_get(root, "v"), *op = json_object_get(root, "op");
+
+	if (!json_is_integer(v) || json_integer_value(v) != 1)
+		return bad(err, "unsupported protocol version (want \"v\": 1)");
+	if (json_object_size(root) != 2 || !json_is_string(op) || strcmp(json_string_value(op), "sessions") != 0)
+		return bad(err, "an op request is exactly {\"v\": 1, \"op\": \"sessions\"}");
+	q->op = SC_OP_SESSIONS;
+	return 0;
+}
+
 int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct sandcell_error *err)
 {
 	static const char *const known[] = { "v", "code", "code_name", "args", "inputs", "values",
 					     "output_dir", "python", "cgroup_parent", "allow_reduced",
-					     "cell", "limits" };
+					     "cell", "limits", "session" };
 	json_t *root = NULL, *v, *lim;
 	const char *key;
 	size_t i;
@@ -178,6 +216,12 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 	if (!json_is_object(root)) {
 		rc = bad(err, "not a JSON object");
 		goto fail;
+	}
+	if (json_object_get(root, "op") != NULL) {
+		rc = parse_op(root, q, err);
+		if (rc < 0)
+			goto fail;
+		return 0;
 	}
 	json_object_foreach(root, key, v) {
 		bool ok = false;
@@ -228,6 +272,18 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 	}
 	if (json_is_true(v))
 		q->cfg.flags |= SANDCELL_CELL;
+	v = json_object_get(root, "session");
+	if (v != NULL && !json_is_boolean(v)) {
+		rc = bad(err, "'session' must be a boolean");
+		goto fail;
+	}
+	if (json_is_true(v)) {
+		q->cfg.flags |= SANDCELL_SESSION | SANDCELL_CELL;
+		/* A session's budgets when the request leaves them out, as
+		 * `sandcell session` has them (docs/sessions.md). */
+		q->cfg.limits.wall_sec = 86400;
+		q->cfg.limits.cpu_sec = 3600;
+	}
 
 	v = json_object_get(root, "args");
 	if (!json_is_array(v) || json_array_size(v) > 256) {
@@ -315,13 +371,14 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 	}
 	json_object_foreach(lim, key, v) {
 		uint64_t *u = lim_u64(&q->cfg.limits, key);
-		if (strcmp(key, "wall_sec") == 0 || strcmp(key, "cpu_sec") == 0) {
+		double *t = lim_time(&q->cfg.limits, key, (q->cfg.flags & SANDCELL_SESSION) != 0);
+		if (t != NULL) {
 			double d = json_is_number(v) ? json_number_value(v) : -1;
 			if (!(d > 0 && d <= 1e7)) {
 				rc = bad(err, "time limits must be numbers in (0, 1e7]");
 				goto fail;
 			}
-			*(key[0] == 'w' ? &q->cfg.limits.wall_sec : &q->cfg.limits.cpu_sec) = d;
+			*t = d;
 		} else if (u != NULL) {
 			if (!json_is_integer(v) || json_integer_value(v) < 0) {
 				rc = bad(err, "limits other than wall_sec and cpu_sec must be non-negative integers");
@@ -332,6 +389,13 @@ int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct s
 			rc = bad_name(err, "unknown limit", key);
 			goto fail;
 		}
+	}
+	/* A session's cells come as commands (docs/sessions.md): code in
+	 * the request would be silently ignored, so it is refused. */
+	if ((q->cfg.flags & SANDCELL_SESSION) &&
+	    (q->cfg.code_len > 0 || q->cfg.code_name != NULL || q->cfg.n_args > 0)) {
+		rc = bad(err, "a session takes no code, code_name or args: its cells come as commands");
+		goto fail;
 	}
 	return 0;
 fail:
@@ -656,5 +720,49 @@ out:
 		close(s);
 	if (nullfd >= 0)
 		close(nullfd);
+	return rc;
+}
+
+int sandcell_sessions_remote(const char *socket_path, char **listing, struct sandcell_error *err)
+{
+	static const char req[] = "{\"v\":1,\"op\":\"sessions\"}";
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char *resp = NULL;
+	size_t rlen;
+	json_t *j = NULL;
+	int s, rc = -1;
+
+	*listing = NULL;
+	if (strlen(socket_path) >= sizeof(sa.sun_path))
+		return sc_err(err, ENAMETOOLONG, "server socket %s", socket_path);
+	strcpy(sa.sun_path, socket_path);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return sc_err(err, errno, "socket");
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		sc_err(err, errno, "cannot reach the sandcell server at %s", socket_path);
+		goto out;
+	}
+	if (sc_frame_send(s, req, strlen(req), NULL, 0) < 0) {
+		sc_err(err, errno, "sending the request to %s", socket_path);
+		goto out;
+	}
+	if (sc_frame_recv(s, &resp, &rlen, 16u << 20, NULL, NULL, -1, err) < 0)
+		goto out;
+	/* The listing, or a refusal (a report: status and reason). */
+	j = json_loadb(resp, rlen, JSON_REJECT_DUPLICATES, NULL);
+	if (json_is_array(json_object_get(j, "sessions"))) {
+		*listing = resp;
+		resp = NULL;
+		rc = 0;
+	} else if (json_is_string(json_object_get(j, "reason"))) {
+		sc_err(err, EPROTO, "the server refused: %.400s", json_string_value(json_object_get(j, "reason")));
+	} else {
+		sc_err(err, EPROTO, "the server at %s sent a malformed listing", socket_path);
+	}
+out:
+	json_decref(j);
+	free(resp);
+	close(s);
 	return rc;
 }

@@ -403,6 +403,13 @@ static void set_error(struct sandcell_result *r, const char *msg)
 
 #define SESS_GRACE 5.0		/* after an interrupt at a cell limit, after close */
 #define SESS_PROBLEMS_MAX 32
+static sc_session_hook session_hook;
+
+void sc_set_session_hook(sc_session_hook hook)
+{
+	session_hook = hook;
+}
+
 #define SESS_ADDS_MAX 1024	/* files added to a session (docs/sessions.md) */
 
 enum sess_stop { STOP_NONE, STOP_IDLE, STOP_CELL_WALL, STOP_CELL_CPU, STOP_CLOSE_GRACE };
@@ -718,6 +725,8 @@ static void sess_cell_end(struct sess *ss, const char *status, json_t *count, co
 	ss->limit = STOP_NONE;
 	ss->kill_at = 0;
 	ss->last_activity = now_sec();
+	if (session_hook)
+		session_hook(false, ss->seq);
 }
 
 static void sess_control(void *ctx, char tag, json_t *v, const char *why)
@@ -1045,6 +1054,8 @@ static void sess_command(struct sess *ss, const char *line, size_t len)
 			snprintf(ss->id, sizeof(ss->id), "%s", cmd.id);
 			ss->running = true;
 			ss->seq++;
+			if (session_hook)
+				session_hook(true, ss->seq);
 			ss->t0 = now;
 			ss->have_cpu0 = sess_cpu(ss, &ss->cpu0);
 			sess_to_loop(ss, json_pack("{s:s,s:s,s:O}", "op", "run", "id", cmd.id, "code",
@@ -2372,6 +2383,16 @@ static int dir_is_empty(int dirfd, struct sandcell_error *err)
 	return 1;
 }
 
+void sc_session_defaults(struct sandcell_limits *l)
+{
+	if (l->cell_wall_sec == 0)
+		l->cell_wall_sec = 600;
+	if (l->cell_cpu_sec == 0)
+		l->cell_cpu_sec = 600;
+	if (l->idle_sec == 0)
+		l->idle_sec = 3600;
+}
+
 int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out,
 		 struct sandcell_error *err)
 {
@@ -2394,12 +2415,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 			session_cfg.code = "";
 			session_cfg.code_len = 0;
 		}
-		if (session_cfg.limits.cell_wall_sec == 0)
-			session_cfg.limits.cell_wall_sec = 600;
-		if (session_cfg.limits.cell_cpu_sec == 0)
-			session_cfg.limits.cell_cpu_sec = 600;
-		if (session_cfg.limits.idle_sec == 0)
-			session_cfg.limits.idle_sec = 3600;
+		sc_session_defaults(&session_cfg.limits);
 		cfg = &session_cfg;
 	}
 	if (validate(cfg, err) < 0)

@@ -24,6 +24,7 @@
 #include <Python.h>
 
 #include "internal.h"
+#include "table.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +51,6 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#define MAX_SLOTS 256
 #define MAX_SPARES 16
 #define REQUEST_TIMEOUT_MS 10000
 
@@ -58,7 +58,7 @@ struct opts {
 	const char *socket;
 	const char *python;
 	const char *preload;
-	long slots, queue, respawn_runs, spares;
+	long slots, queue, respawn_runs, spares, max_sessions;
 	double queue_timeout, respawn_seconds;
 };
 
@@ -72,10 +72,6 @@ struct spare {
 	int sock; /* the template's end of a SOCK_SEQPACKET pair */
 };
 
-struct pending {
-	int fd;
-	double since;
-};
 
 /* The template's own copies of its command line: host paths (the socket)
  * that no worker needs, so every worker frees them (drop_template_args). */
@@ -130,7 +126,7 @@ static void logmsg(const char *fmt, ...)
 
 /* Set in every worker (and so in the sandbox init and in the code until
  * it starts): freed heap blocks are zeroed. */
-static bool scrub_heap;
+bool scrub_heap;
 
 void *__libc_malloc(size_t n);
 void *__libc_realloc(void *p, size_t n);
@@ -573,6 +569,69 @@ static void warm_exec(const char *const *argv, const char *const *envp)
 
 /* ---- the worker: one request, one run ---- */
 
+/* The worker's end of its status socket (table.h): -1 in the template. */
+static int status_sock = -1;
+
+static void on_cell(bool running, uint64_t cells)
+{
+	worker_cell(status_sock, running, cells);
+}
+
+/* A listing request: the template's table, as it answers a worker. */
+static __attribute__((noreturn)) void serve_list(int conn, size_t n_fds)
+{
+	char *doc;
+
+	if (n_fds != 0) {
+		send_refusal(conn, SANDCELL_USAGE_ERROR, "protocol: a sessions request carries no fds", NULL);
+		_exit(1);
+	}
+	doc = worker_list(status_sock);
+	if (doc == NULL) {
+		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "server: the session table did not answer", NULL);
+		_exit(1);
+	}
+	sc_frame_send(conn, doc, strlen(doc), NULL, 0);
+	_exit(0);
+}
+
+/* A session request: a session slot from the template (or a busy
+ * refusal), then the session's id as the first event, so that its
+ * caller can find it in the listing. */
+static void claim_session(int conn, struct sc_request *q)
+{
+	char id[SESSION_ID_LEN + 1], why[200], ev[64];
+	int rc;
+
+	sc_session_defaults(&q->cfg.limits);
+	rc = worker_claim(status_sock, &q->cfg.limits, id, why, sizeof(why));
+	if (rc != 0) {
+		send_refusal(conn, rc > 0 ? SANDCELL_BUSY : SANDCELL_UNREACHABLE,
+			     rc > 0 ? why : "server: no session slot (the server is stopping)", &q->cfg.limits);
+		_exit(1);
+	}
+	snprintf(ev, sizeof(ev), "{\"ev\":\"session\",\"id\":\"%s\"}\n", id);
+	if (write(q->cfg.stdout_fd, ev, strlen(ev)) < 0) {
+		/* The caller stopped reading: its hang-up ends the session. */
+	}
+	sc_set_session_hook(on_cell);
+}
+
+static void check_python(int conn, const struct sc_request *q, const struct opts *o)
+{
+	char m[600];
+
+	if (strcmp(q->cfg.python, o->python) == 0)
+		return;
+	if (q->cfg.python[0] != '/' || access(q->cfg.python, X_OK) < 0) {
+		snprintf(m, sizeof(m), "interpreter %.400s: not an executable absolute path", q->cfg.python);
+	} else {
+		snprintf(m, sizeof(m), "this server's template is %.200s, not %.200s", o->python, q->cfg.python);
+	}
+	send_refusal(conn, SANDCELL_USAGE_ERROR, m, &q->cfg.limits);
+	_exit(1);
+}
+
 static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 {
 	struct sandcell_error err = { 0, "" };
@@ -588,34 +647,30 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 		send_refusal(conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
 		_exit(1);
 	}
+	if (sc_request_parse(buf, len, &q, &err) < 0) {
+		send_refusal(conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
+		_exit(1);
+	}
+	if (q.op == SC_OP_SESSIONS)
+		serve_list(conn, n_fds);
 	if (n_fds != 3) {
 		send_refusal(conn, SANDCELL_USAGE_ERROR,
 			     "protocol: a request carries exactly three fds (stdin, stdout, stderr)", NULL);
-		_exit(1);
-	}
-	if (sc_request_parse(buf, len, &q, &err) < 0) {
-		send_refusal(conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
 		_exit(1);
 	}
 	live_request = &q;
 	/* The text is parsed: nothing reads it again (zeroed by free). */
 	free(buf);
 	buf = NULL;
-	if (strcmp(q.cfg.python, o->python) != 0) {
-		char m[600];
-		if (q.cfg.python[0] != '/' || access(q.cfg.python, X_OK) < 0) {
-			snprintf(m, sizeof(m), "interpreter %.400s: not an executable absolute path", q.cfg.python);
-		} else {
-			snprintf(m, sizeof(m), "this server's template is %.200s, not %.200s", o->python, q.cfg.python);
-		}
-		send_refusal(conn, SANDCELL_USAGE_ERROR, m, &q.cfg.limits);
-		_exit(1);
-	}
+	check_python(conn, &q, o);
 	q.cfg.stdin_fd = fds[0];
 	q.cfg.stdout_fd = fds[1];
 	q.cfg.stderr_fd = fds[2];
+	if (q.cfg.flags & SANDCELL_SESSION)
+		claim_session(conn, &q);
 	/* The client half-closing its side (or sending anything more, or
-	 * hanging up) cancels the run: the report still goes back to it. */
+	 * hanging up) cancels the run, or ends the session: the report still
+	 * goes back to it. */
 	q.cfg.cancel_fd = conn;
 	if (sandcell_run(&q.cfg, &res, &err) < 0) {
 		/* Only memory is not the request's fault. */
@@ -654,7 +709,8 @@ static __attribute__((noreturn)) void serve(int conn, const struct opts *o)
 }
 
 /* A spare waits for the connection it will serve (SCM_RIGHTS).  EOF
- * means the template is gone, respawning or stopping: nothing to serve. */
+ * means the template is gone, respawning or stopping: nothing to serve.
+ * The socket stays open: it is the worker's status socket (table.h). */
 static __attribute__((noreturn)) void spare_main(int sock, const struct opts *o)
 {
 	union {
@@ -676,7 +732,6 @@ static __attribute__((noreturn)) void spare_main(int sock, const struct opts *o)
 	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
 	    c->cmsg_len == CMSG_LEN(sizeof(int)))
 		memcpy(&conn, CMSG_DATA(c), sizeof(int));
-	close(sock);
 	if (conn < 0)
 		_exit(0);
 	serve(conn, o);
@@ -703,47 +758,74 @@ static int give_to_spare(const struct spare *sp, int conn)
 	return sendmsg(sp->sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-static void close_spares(const struct spare *sp, long n)
+/* Only the server's own uid may run code through it: a request names host
+ * paths, which the server opens with its own rights. */
+static bool peer_allowed(int fd)
 {
-	long i;
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
 
-	for (i = 0; i < n; i++) {
-		close(sp[i].sock);
-		close(sp[i].pidfd);
-	}
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) == 0 && cr.uid == geteuid();
 }
+
+/* The template's state.  Static, so that a fork can zero it: the table
+ * names other sessions (ids, limits), which no run may hold. */
+struct srv {
+	struct opts o;
+	int ls;
+	struct pending *queue;
+	long n_queue;
+	struct spare spares[MAX_SPARES];
+	long n_spares;
+	long runs;		/* requests served since this template started */
+	double started;
+};
+static struct srv S;
+static struct table tab;
 
 /* Closing its socket tells a spare to exit; it holds nothing else. */
-static void drop_spares(struct spare *sp, long *n)
+static void drop_spares(void)
 {
 	long i;
 
-	for (i = 0; i < *n; i++) {
-		close(sp[i].sock);
-		waitpid(sp[i].pid, NULL, 0);
-		close(sp[i].pidfd);
+	for (i = 0; i < S.n_spares; i++) {
+		close(S.spares[i].sock);
+		waitpid(S.spares[i].pid, NULL, 0);
+		close(S.spares[i].pidfd);
 	}
-	*n = 0;
+	S.n_spares = 0;
 }
 
-/* What the template holds that a worker must not: the listening socket,
- * queued clients, the other workers' pidfds, the spares' sockets. */
-struct held {
-	int ls;
-	const struct pending *queue;
-	long n_queue;
-	const int *pidfds;
-	long n_workers;
-	const struct spare *spares;
-	long n_spares;
-};
+/* In a new worker: what the template holds that a worker must not (the
+ * listening socket, queued clients, the other workers' fds, the table). */
+static void worker_drop_template(int status)
+{
+	long i;
 
-/* fork() for a worker: in the child, Python and the fds are set up for
- * serving one request. */
-static pid_t fork_worker(const struct held *h)
+	close(S.ls);
+	for (i = 0; i < S.n_queue; i++)
+		close(S.queue[i].fd);
+	for (i = 0; i < tab.n; i++) {
+		close(tab.w[i].pidfd);
+		if (tab.w[i].sock >= 0)
+			close(tab.w[i].sock);
+	}
+	for (i = 0; i < S.n_spares; i++) {
+		close(S.spares[i].sock);
+		close(S.spares[i].pidfd);
+	}
+	explicit_bzero(&tab, sizeof(tab));
+	explicit_bzero(S.queue, (size_t)S.o.queue * sizeof(*S.queue));
+	S.n_queue = S.n_spares = 0;
+	status_sock = status;
+}
+
+/* fork() for a worker whose status socket is sv[1] (sv[0] the
+ * template's): in the child, Python and the fds are set up for serving
+ * one request. */
+static pid_t fork_worker(int sv[2])
 {
 	pid_t pid;
-	long i;
 
 	PyOS_BeforeFork();
 	pid = fork();
@@ -752,42 +834,239 @@ static pid_t fork_worker(const struct held *h)
 		drop_template_args();
 		PyOS_AfterFork_Child();
 		signal(SIGPIPE, SIG_IGN);
-		close(h->ls);
-		for (i = 0; i < h->n_queue; i++)
-			close(h->queue[i].fd);
-		for (i = 0; i < h->n_workers; i++)
-			close(h->pidfds[i]);
-		close_spares(h->spares, h->n_spares);
+		close(sv[0]);
+		worker_drop_template(sv[1]);
 		return 0;
 	}
 	PyOS_AfterFork_Parent();
-	return pid;
-}
-
-static int add_spare(struct spare *sp, long *n, const struct held *h, const struct opts *o)
-{
-	int sv[2];
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		logmsg("socketpair: %s", strerror(errno));
-		return -1;
-	}
-	pid = fork_worker(h);
-	if (pid == 0) {
-		close(sv[0]);
-		spare_main(sv[1], o);
-	}
 	close(sv[1]);
 	if (pid < 0) {
 		logmsg("fork: %s", strerror(errno));
 		close(sv[0]);
-		return -1;
 	}
-	sp[*n].pid = pid;
-	sp[*n].pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	sp[*n].sock = sv[0];
-	(*n)++;
+	return pid;
+}
+
+static int status_pair(int sv[2])
+{
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0)
+		return 0;
+	logmsg("socketpair: %s", strerror(errno));
+	return -1;
+}
+
+static int add_spare(void)
+{
+	int sv[2];
+	pid_t pid;
+	struct spare *sp = &S.spares[S.n_spares];
+
+	if (status_pair(sv) < 0)
+		return -1;
+	pid = fork_worker(sv);
+	if (pid == 0)
+		spare_main(status_sock, &S.o);
+	if (pid < 0)
+		return -1;
+	sp->pid = pid;
+	sp->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	sp->sock = sv[0];
+	S.n_spares++;
+	return 0;
+}
+
+static void add_worker(pid_t pid, int pidfd, int sock)
+{
+	struct worker *w = &tab.w[tab.n++];
+
+	memset(w, 0, sizeof(*w));
+	w->pid = pid;
+	w->pidfd = pidfd;
+	w->sock = sock;
+	S.runs++;
+}
+
+/* One queued connection to a worker: a spare if there is one, else a
+ * fork.  A spare that died is reaped and replaced by a fork. */
+static void dispatch_one(int conn)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (S.n_spares > 0) {
+		struct spare sp = S.spares[--S.n_spares];
+		if (give_to_spare(&sp, conn) == 0) {
+			close(conn);
+			add_worker(sp.pid, sp.pidfd, sp.sock);
+			return;
+		}
+		close(sp.sock);
+		kill(sp.pid, SIGKILL);
+		waitpid(sp.pid, NULL, 0);
+		close(sp.pidfd);
+	}
+	if (status_pair(sv) < 0) {
+		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "server: cannot make a worker's socket", NULL);
+		close(conn);
+		return;
+	}
+	pid = fork_worker(sv);
+	if (pid == 0)
+		serve(conn, &S.o);
+	close(conn);
+	if (pid > 0)
+		add_worker(pid, (int)syscall(SYS_pidfd_open, pid, 0), sv[0]);
+}
+
+/* One-shot runs take slots; sessions have --max-sessions of their own
+ * (a worker counts as a run until it claims a session slot). */
+static void dispatch(void)
+{
+	while (S.n_queue > 0 && tab.n - tab.n_sessions < S.o.slots && tab.n < MAX_WORKERS) {
+		int conn = S.queue[0].fd;
+
+		memmove(&S.queue[0], &S.queue[1], (size_t)(S.n_queue - 1) * sizeof(*S.queue));
+		S.n_queue--;
+		dispatch_one(conn);
+	}
+}
+
+static void expire_queue(double t)
+{
+	long i;
+
+	for (i = 0; i < S.n_queue;) {
+		if (t - S.queue[i].since >= S.o.queue_timeout) {
+			send_refusal(S.queue[i].fd, SANDCELL_BUSY, "server busy: queued longer than --queue-timeout",
+				     NULL);
+			close(S.queue[i].fd);
+			memmove(&S.queue[i], &S.queue[i + 1], (size_t)(S.n_queue - i - 1) * sizeof(*S.queue));
+			S.n_queue--;
+		} else {
+			i++;
+		}
+	}
+}
+
+static void reap(void)
+{
+	long i;
+
+	for (i = 0; i < tab.n;) {
+		struct worker *w = &tab.w[i];
+		if (waitpid(w->pid, NULL, WNOHANG) == w->pid) {
+			close(w->pidfd);
+			if (w->sock >= 0)
+				close(w->sock);
+			tab.n_sessions -= w->session;
+			*w = tab.w[tab.n - 1];
+			explicit_bzero(&tab.w[tab.n - 1], sizeof(*w));
+			tab.n--;
+		} else {
+			i++;
+		}
+	}
+}
+
+static void accept_one(void)
+{
+	int conn = accept4(S.ls, NULL, NULL, SOCK_CLOEXEC);
+
+	if (conn < 0)
+		return;
+	if (!peer_allowed(conn)) {
+		send_refusal(conn, SANDCELL_UNREACHABLE, "permission denied: only the server's own uid may use it",
+			     NULL);
+		close(conn);
+		return;
+	}
+	S.queue[S.n_queue].fd = conn;
+	S.queue[S.n_queue].since = now_sec();
+	S.n_queue++;
+}
+
+/*
+ * Respawn: the whole layout is shared by every child, so after enough
+ * runs or time the template re-executes itself (new ASLR).  Nothing
+ * waits: the live workers (sessions, runs, each with its own supervisor)
+ * stay our children across the execv, and the new template takes over
+ * their pidfds and status sockets, and the queued clients, from a memfd
+ * the old one wrote (table_save).  Only the spares, copies of the old
+ * layout, go.
+ */
+static void respawn(void)
+{
+	char buf[16];
+	int state;
+
+	drop_spares();
+	state = table_save(&tab, S.queue, S.n_queue);
+	if (state < 0) {
+		logmsg("respawn: cannot save the worker table: %s", strerror(errno));
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%d", S.ls);
+	fcntl(S.ls, F_SETFD, 0);
+	setenv("SANDCELL_WARM_LISTEN_FD", buf, 1);
+	snprintf(buf, sizeof(buf), "%d", state);
+	setenv("SANDCELL_WARM_STATE_FD", buf, 1);
+	execv(self_path, respawn_argv);
+	logmsg("respawn failed: %s", strerror(errno));
+	exit(SANDCELL_EXIT_SANDBOX);
+}
+
+/* SIGINT/SIGTERM: runs and sessions in flight finish on their own (their
+ * workers are independent); queued clients are told why; spares see EOF
+ * and exit. */
+static int stop_server(void)
+{
+	long i;
+
+	for (i = 0; i < S.n_queue; i++)
+		send_refusal(S.queue[i].fd, SANDCELL_UNREACHABLE, "server shutting down", NULL);
+	drop_spares();
+	unlink(S.o.socket);
+	logmsg("stopped by signal %d", (int)stop_sig);
+	return 0;
+}
+
+/* One turn of the template's loop: respawn, expire, dispatch, refill,
+ * then wait for a connection, a worker's exit or message. */
+static int serve_turn(void)
+{
+	static struct pollfd p[1 + 2 * MAX_WORKERS];
+	long idx_w[MAX_WORKERS], i;
+	int np = 0, timeout = 1000;
+	double t = now_sec();
+
+	if (S.runs >= S.o.respawn_runs || t - S.started >= S.o.respawn_seconds)
+		respawn(); /* returns only if the table could not be saved */
+	expire_queue(t);
+	dispatch();
+	/* Refill the spares, one fork per turn so that a request arriving
+	 * meanwhile waits for at most one fork. */
+	if (S.n_queue == 0 && S.n_spares < S.o.spares && tab.n + S.n_spares < MAX_WORKERS)
+		if (add_spare() == 0 && S.n_spares < S.o.spares)
+			timeout = 0;
+	if (S.n_queue < S.o.queue)
+		p[np++] = (struct pollfd){ S.ls, POLLIN, 0 };
+	for (i = 0; i < tab.n; i++) {
+		p[np++] = (struct pollfd){ tab.w[i].pidfd, POLLIN, 0 };
+		idx_w[i] = tab.w[i].sock >= 0 ? np : -1;
+		if (tab.w[i].sock >= 0)
+			p[np++] = (struct pollfd){ tab.w[i].sock, POLLIN, 0 };
+	}
+	if (S.n_queue > 0)
+		timeout = 50;
+	if (poll(p, (nfds_t)np, timeout) < 0)
+		return errno == EINTR ? 0 : -1;
+	/* Messages first: a worker's last ones come before its exit. */
+	for (i = 0; i < tab.n; i++)
+		if (idx_w[i] >= 0 && p[idx_w[i]].revents)
+			table_on_msg(&tab, &tab.w[i]);
+	reap();
+	if (np > 0 && p[0].fd == S.ls && (p[0].revents & POLLIN))
+		accept_one();
 	return 0;
 }
 
@@ -884,30 +1163,33 @@ static int listen_socket(const char *path)
 	return s;
 }
 
-/* Only the server's own uid may run code through it: a request names host
- * paths, which the server opens with its own rights. */
-static bool peer_allowed(int fd)
-{
-	struct ucred cr;
-	socklen_t l = sizeof(cr);
-
-	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) == 0 && cr.uid == geteuid();
-}
-
 static void usage(void)
 {
-	fputs("Usage: sandcell serve --socket PATH [--slots N] [--queue N] [--queue-timeout SEC]\n"
-	      "                      [--preload MODULES] [--respawn-runs N] [--respawn-seconds SEC]\n"
-	      "                      [--python PATH] [--spares N]\n",
+	fputs("Usage: sandcell serve --socket PATH [--slots N] [--max-sessions N] [--queue N]\n"
+	      "                      [--queue-timeout SEC] [--preload MODULES] [--respawn-runs N]\n"
+	      "                      [--respawn-seconds SEC] [--python PATH] [--spares N]\n",
 	      stderr);
 	exit(SANDCELL_EXIT_USAGE);
 }
 
-int main(int argc, char **argv)
+static void parse_count_opt(const char *arg, long min, long max, long *out)
+{
+	struct sandcell_error e;
+	uint64_t v;
+
+	if (sandcell_parse_count(arg, &v, &e) < 0 || (long)v < min || v > (uint64_t)max) {
+		fprintf(stderr, "sandcell serve: bad value '%s' (%ld to %ld)\n", arg, min, max);
+		exit(SANDCELL_EXIT_USAGE);
+	}
+	*out = (long)v;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "slots", required_argument, NULL, 'n' },
+		{ "max-sessions", required_argument, NULL, 'm' },
 		{ "queue", required_argument, NULL, 'q' },
 		{ "queue-timeout", required_argument, NULL, 't' },
 		{ "preload", required_argument, NULL, 'p' },
@@ -918,96 +1200,148 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, "/usr/bin/python3", "numpy,pandas,matplotlib,matplotlib.pyplot",
-			  0, 64, 1000, -1, 30.0, 600.0 };
-	struct spare spares[MAX_SPARES];
-	long n_spares = 0;
 	struct sandcell_error e;
-	struct pending *queue;
-	pid_t workers[MAX_SLOTS];
-	int pidfds[MAX_SLOTS];
-	long n_workers = 0, n_queue = 0, runs = 0;
-	double started = now_sec();
-	int c, ls = -1;
-	const char *inherited = getenv("SANDCELL_WARM_LISTEN_FD");
-	bool draining = false;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		uint64_t v;
-		double d;
 		switch (c) {
-		case 's': o.socket = optarg; break;
-		case 'p': o.preload = optarg; break;
-		case 'y': o.python = optarg; break;
-		case 'n': case 'q': case 'r':
-			if (sandcell_parse_count(optarg, &v, &e) < 0 || v == 0 || v > (c == 'n' ? MAX_SLOTS : 1000000)) {
-				fprintf(stderr, "sandcell serve: bad value '%s'\n", optarg);
-				return SANDCELL_EXIT_USAGE;
-			}
-			*(c == 'n' ? &o.slots : c == 'q' ? &o.queue : &o.respawn_runs) = (long)v;
-			break;
-		case 'S':
-			if (sandcell_parse_count(optarg, &v, &e) < 0 || v > MAX_SPARES) {
-				fprintf(stderr, "sandcell serve: bad value '%s' (--spares 0 to %d)\n", optarg,
-					MAX_SPARES);
-				return SANDCELL_EXIT_USAGE;
-			}
-			o.spares = (long)v;
-			break;
+		case 's': o->socket = optarg; break;
+		case 'p': o->preload = optarg; break;
+		case 'y': o->python = optarg; break;
+		case 'n': parse_count_opt(optarg, 1, MAX_SLOTS, &o->slots); break;
+		case 'm': parse_count_opt(optarg, 0, MAX_SESSIONS, &o->max_sessions); break;
+		case 'q': parse_count_opt(optarg, 1, 1000000, &o->queue); break;
+		case 'r': parse_count_opt(optarg, 1, 1000000, &o->respawn_runs); break;
+		case 'S': parse_count_opt(optarg, 0, MAX_SPARES, &o->spares); break;
 		case 't': case 'R':
-			if (sandcell_parse_seconds(optarg, &d, &e) < 0) {
+			if (sandcell_parse_seconds(optarg, c == 't' ? &o->queue_timeout : &o->respawn_seconds,
+						   &e) < 0) {
 				fprintf(stderr, "sandcell serve: %s\n", e.msg);
-				return SANDCELL_EXIT_USAGE;
+				exit(SANDCELL_EXIT_USAGE);
 			}
-			*(c == 't' ? &o.queue_timeout : &o.respawn_seconds) = d;
 			break;
 		default: usage();
 		}
 	}
-	if (o.socket == NULL || optind != argc)
+	if (o->socket == NULL || optind != argc)
 		usage();
-	/* Every run is a fork of this process: nothing of the launcher's
-	 * command line or environment may stay in its memory.  Keep copies of
-	 * what we need, then zero the original pages. */
-	{
-		char self[4096];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		int k;
-		if (n <= 0)
-			return SANDCELL_EXIT_SANDBOX;
-		self[n] = '\0';
-		self_path = strdup(self);
-		respawn_argv = calloc((size_t)argc + 1, sizeof(char *));
-		if (self_path == NULL || respawn_argv == NULL)
-			return SANDCELL_EXIT_SANDBOX;
-		for (k = 0; k < argc; k++)
-			respawn_argv[k] = strdup(argv[k]);
-		o.socket = socket_path = strdup(o.socket);
-		o.python = strdup(o.python);
-		o.preload = strdup(o.preload);
-		if (inherited)
-			inherited_fd = atoi(inherited);
-		if (o.socket == NULL || o.python == NULL || o.preload == NULL)
-			/* Returning from main ends the process: the copies that
-			 * did succeed are not leaked. */
-			/* cppcheck-suppress memleak */
-			return SANDCELL_EXIT_SANDBOX;
-	}
-	if (o.slots == 0) {
+	if (o->slots == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o.slots = n > 0 ? n * 2 : 2;
+		o->slots = n > 0 ? n * 2 : 2;
 	}
-	if (o.spares < 0)
-		o.spares = o.slots < 2 ? o.slots : 2;
-	queue = calloc((size_t)o.queue, sizeof(*queue));
-	if (queue == NULL)
+	if (o->spares < 0)
+		o->spares = o->slots < 2 ? o->slots : 2;
+	if (o->max_sessions < 0)
+		o->max_sessions = o->slots;
+}
+
+/* Every run is a fork of this process: nothing of the launcher's command
+ * line or environment may stay in its memory.  Copies of what we need are
+ * kept (the caller zeroes the original pages), and the fds a previous
+ * template handed over are taken. */
+static int keep_copies(int argc, char **argv, struct opts *o, int *state_fd)
+{
+	const char *inherited = getenv("SANDCELL_WARM_LISTEN_FD"), *state = getenv("SANDCELL_WARM_STATE_FD");
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int k;
+
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	self_path = strdup(self);
+	respawn_argv = calloc((size_t)argc + 1, sizeof(char *));
+	if (self_path == NULL || respawn_argv == NULL)
+		return -1;
+	for (k = 0; k < argc; k++)
+		respawn_argv[k] = strdup(argv[k]);
+	o->socket = socket_path = strdup(o->socket);
+	o->python = strdup(o->python);
+	o->preload = strdup(o->preload);
+	if (inherited)
+		inherited_fd = atoi(inherited);
+	*state_fd = state ? atoi(state) : -1;
+	/* Returning from main ends the process: the copies that did succeed
+	 * are not leaked. */
+	return o->socket && o->python && o->preload ? 0 : -1;
+}
+
+/* The template interpreter, in a sandbox's view (template_view_enter),
+ * the exec hook, and the seccomp filter compiled once for every run to
+ * inherit. */
+static int make_template(const struct opts *o, bool respawned)
+{
+	struct sandcell_error e;
+	struct sc_bpf b;
+	const char *step = "";
+
+	/* Fail closed: a template importing in the host's view would hand
+	 * the host name and its paths to every run. */
+	if (template_view_enter(respawned, &step) < 0) {
+		logmsg("cannot give the template a sandbox's view (%s): %s", step, strerror(errno));
+		return -1;
+	}
+	if (init_python(o) < 0) {
+		logmsg("cannot start the template interpreter");
+		return -1;
+	}
+	if (template_view_leave(&step) < 0) {
+		logmsg("cannot leave the template's import view (%s): %s", step, strerror(errno));
+		return -1;
+	}
+	sc_set_exec_hook(warm_exec);
+	if (sc_seccomp_compile(&b, false, &e) < 0) {
+		logmsg("%s", e.msg);
+		return -1;
+	}
+	sc_seccomp_free(&b);
+	return 0;
+}
+
+/* See send_refusal. */
+static int make_refusal_fallback(void)
+{
+	struct sandcell_result *r = sandcell_result_refused(SANDCELL_SANDBOX_ERROR, "request refused", NULL);
+
+	refusal_fallback = r ? sandcell_report_json(r) : NULL;
+	sandcell_result_free(r);
+	if (refusal_fallback == NULL)
+		logmsg("out of memory");
+	return refusal_fallback ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { NULL, "/usr/bin/python3", "numpy,pandas,matplotlib,matplotlib.pyplot",
+			  0, 64, 1000, -1, -1, 30.0, 600.0 };
+	int c, state_fd = -1;
+	bool respawned;
+
+	parse_args(argc, argv, &o);
+	if (keep_copies(argc, argv, &o, &state_fd) < 0)
 		return SANDCELL_EXIT_SANDBOX;
+	respawned = inherited_fd >= 0;
+	S.o = o;
+	S.started = now_sec();
+	S.queue = calloc((size_t)o.queue, sizeof(*S.queue));
+	tab.slots = o.slots;
+	tab.max_sessions = o.max_sessions;
+	if (S.queue == NULL)
+		return SANDCELL_EXIT_SANDBOX;
+	if (state_fd >= 0) {
+		char why[200];
+		/* Fail closed: without the table the slots and the session
+		 * cap cannot be kept. */
+		if (table_load(state_fd, &tab, S.queue, &S.n_queue, o.queue, why, sizeof(why)) < 0) {
+			logmsg("respawn: %s", why);
+			return SANDCELL_EXIT_SANDBOX;
+		}
+	}
 
 	/* The template's environment is the sandbox's fixed one: thread
 	 * pools are pinned before numpy is imported, and what the imports
-	 * cache from it is what a sandbox would compute. */
-	/* From here on a stop request is honoured, even while the imports
-	 * run. */
+	 * cache from it is what a sandbox would compute.  From here on a
+	 * stop request is honoured, even while the imports run. */
 	signal(SIGINT, on_stop);
 	signal(SIGTERM, on_stop);
 	clearenv();
@@ -1021,190 +1355,28 @@ int main(int argc, char **argv)
 		logmsg("cannot map the request stack: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
 	}
-	{
-		const char *step = "";
-		/* Fail closed: a template importing in the host's view would
-		 * hand the host name and its paths to every run. */
-		if (template_view_enter(inherited != NULL, &step) < 0) {
-			logmsg("cannot give the template a sandbox's view (%s): %s", step, strerror(errno));
-			return SANDCELL_EXIT_SANDBOX;
-		}
-		if (init_python(&o) < 0) {
-			logmsg("cannot start the template interpreter");
-			return SANDCELL_EXIT_SANDBOX;
-		}
-		if (template_view_leave(&step) < 0) {
-			logmsg("cannot leave the template's import view (%s): %s", step, strerror(errno));
-			return SANDCELL_EXIT_SANDBOX;
-		}
-	}
+	if (make_template(&S.o, respawned) < 0)
+		return SANDCELL_EXIT_SANDBOX;
 	/* Python installed handlers for its own use; the server itself
 	 * stops on SIGINT/SIGTERM and ignores SIGPIPE. */
 	if (stop_sig)
-		return 0;
+		return stop_server();
 	signal(SIGPIPE, SIG_IGN);
-	sc_set_exec_hook(warm_exec);
-	/* Compile the seccomp filter once, here, for every run to inherit. */
-	{
-		struct sc_bpf b;
-		if (sc_seccomp_compile(&b, false, &e) < 0) {
-			logmsg("%s", e.msg);
-			return SANDCELL_EXIT_SANDBOX;
-		}
-		sc_seccomp_free(&b);
-	}
-
-	/* See send_refusal. */
-	{
-		struct sandcell_result *r = sandcell_result_refused(SANDCELL_SANDBOX_ERROR, "request refused",
-								    NULL);
-		refusal_fallback = r ? sandcell_report_json(r) : NULL;
-		sandcell_result_free(r);
-		if (refusal_fallback == NULL) {
-			logmsg("out of memory");
-			return SANDCELL_EXIT_SANDBOX;
-		}
-	}
-	if (inherited) {
-		ls = inherited_fd;
-	} else {
-		ls = listen_socket(o.socket);
-	}
-	if (ls < 0)
+	if (make_refusal_fallback() < 0)
 		return SANDCELL_EXIT_SANDBOX;
-	fcntl(ls, F_SETFD, FD_CLOEXEC);
-	if (!inherited)
-		logmsg("ready on %s (slots %ld, preload %s)", o.socket, o.slots, o.preload);
+	S.ls = respawned ? inherited_fd : listen_socket(S.o.socket);
+	if (S.ls < 0)
+		return SANDCELL_EXIT_SANDBOX;
+	fcntl(S.ls, F_SETFD, FD_CLOEXEC);
+	if (!respawned)
+		logmsg("ready on %s (slots %ld, max sessions %ld, preload %s)", S.o.socket, S.o.slots,
+		       S.o.max_sessions, S.o.preload);
 	if (wipe_dead_stack() < 0) {
 		logmsg("cannot clear the template's stack: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
 	}
-
-	for (;;) {
-		struct pollfd p[MAX_SLOTS + 1];
-		int np = 0, i, timeout = 1000;
-		double t = now_sec();
-
-		if (stop_sig) {
-			/* In-flight runs finish on their own (their workers are
-			 * independent); queued clients are told why; spares see
-			 * EOF and exit. */
-			for (i = 0; i < n_queue; i++)
-				send_refusal(queue[i].fd, SANDCELL_UNREACHABLE, "server shutting down", NULL);
-			drop_spares(spares, &n_spares);
-			unlink(o.socket);
-			logmsg("stopped by signal %d", (int)stop_sig);
-			return 0;
-		}
-		/* Respawn: the whole layout is shared by every child, so after
-		 * enough runs or time the template re-executes itself (new
-		 * ASLR) once its in-flight runs are done. */
-		if (!draining && (runs >= o.respawn_runs || t - started >= o.respawn_seconds))
-			draining = true;
-		if (draining)
-			drop_spares(spares, &n_spares);
-		if (draining && n_workers == 0 && n_queue == 0) {
-			char fdbuf[16];
-			snprintf(fdbuf, sizeof(fdbuf), "%d", ls);
-			fcntl(ls, F_SETFD, 0);
-			setenv("SANDCELL_WARM_LISTEN_FD", fdbuf, 1);
-			execv(self_path, respawn_argv);
-			logmsg("respawn failed: %s", strerror(errno));
+	while (!stop_sig)
+		if (serve_turn() < 0)
 			return SANDCELL_EXIT_SANDBOX;
-		}
-		/* Expire queued requests. */
-		for (i = 0; i < n_queue;) {
-			if (t - queue[i].since >= o.queue_timeout) {
-				send_refusal(queue[i].fd, SANDCELL_BUSY,
-					     "server busy: queued longer than --queue-timeout", NULL);
-				close(queue[i].fd);
-				memmove(&queue[i], &queue[i + 1], (size_t)(n_queue - i - 1) * sizeof(*queue));
-				n_queue--;
-			} else {
-				i++;
-			}
-		}
-		/* Dispatch queued requests to free slots. */
-		while (n_queue > 0 && n_workers < o.slots) {
-			int conn = queue[0].fd;
-			pid_t pid;
-
-			memmove(&queue[0], &queue[1], (size_t)(n_queue - 1) * sizeof(*queue));
-			n_queue--;
-			if (n_spares > 0) {
-				struct spare sp = spares[--n_spares];
-				bool given = give_to_spare(&sp, conn) == 0;
-				close(sp.sock);
-				if (given) {
-					close(conn);
-					workers[n_workers] = sp.pid;
-					pidfds[n_workers] = sp.pidfd;
-					n_workers++;
-					runs++;
-					continue;
-				}
-				/* A spare that died: reap it, fork on demand. */
-				kill(sp.pid, SIGKILL);
-				waitpid(sp.pid, NULL, 0);
-				close(sp.pidfd);
-			}
-			{
-				struct held h = { ls, queue, n_queue, pidfds, n_workers, spares, n_spares };
-				pid = fork_worker(&h);
-			}
-			if (pid == 0)
-				serve(conn, &o);
-			close(conn);
-			if (pid < 0) {
-				logmsg("fork: %s", strerror(errno));
-				continue;
-			}
-			workers[n_workers] = pid;
-			pidfds[n_workers] = (int)syscall(SYS_pidfd_open, pid, 0);
-			n_workers++;
-			runs++;
-		}
-		/* Refill the spares, one fork per turn so that a request
-		 * arriving meanwhile waits for at most one fork. */
-		if (!draining && n_queue == 0 && n_spares < o.spares && n_workers + n_spares < MAX_SLOTS) {
-			struct held h = { ls, queue, n_queue, pidfds, n_workers, spares, n_spares };
-			if (add_spare(spares, &n_spares, &h, &o) == 0 && n_spares < o.spares)
-				timeout = 0;
-		}
-		if (!draining && n_queue < o.queue) {
-			p[np++] = (struct pollfd){ ls, POLLIN, 0 };
-		}
-		for (i = 0; i < n_workers; i++)
-			p[np++] = (struct pollfd){ pidfds[i], POLLIN, 0 };
-		if (n_queue > 0)
-			timeout = 50;
-		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
-			break;
-		/* Reap finished workers. */
-		for (i = 0; i < n_workers;) {
-			if (waitpid(workers[i], NULL, WNOHANG) == workers[i]) {
-				close(pidfds[i]);
-				workers[i] = workers[n_workers - 1];
-				pidfds[i] = pidfds[n_workers - 1];
-				n_workers--;
-			} else {
-				i++;
-			}
-		}
-		if (np > 0 && p[0].fd == ls && (p[0].revents & POLLIN)) {
-			int conn = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-			if (conn >= 0) {
-				if (!peer_allowed(conn)) {
-					send_refusal(conn, SANDCELL_UNREACHABLE,
-						     "permission denied: only the server's own uid may use it", NULL);
-					close(conn);
-				} else {
-					queue[n_queue].fd = conn;
-					queue[n_queue].since = now_sec();
-					n_queue++;
-				}
-			}
-		}
-	}
-	return SANDCELL_EXIT_SANDBOX;
+	return stop_server();
 }

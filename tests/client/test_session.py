@@ -10,12 +10,21 @@ import time
 import pandas as pd
 import pytest
 
+import client_util
 from client_util import sandcell
 
+server = client_util.server
 
-@pytest.fixture
-def session():
-    with sandcell.Session(limits={"memory": "1G", "cell_wall_time": 60}) as s:
+
+@pytest.fixture(params=["cold", "warm"])
+def session(request):
+    """Each test once with a cold session, once with one started from the
+    module's warm server (Server.session)."""
+    if request.param == "cold":
+        s = sandcell.Session(limits={"memory": "1G", "cell_wall_time": 60})
+    else:
+        s = request.getfixturevalue("server").session(limits={"memory": "1G", "cell_wall_time": 60})
+    with s:
         yield s
 
 
@@ -210,3 +219,36 @@ def test_dataset_on_demand_cold(tmp_path):
 def test_dataset_request_without_a_callback_is_refused(session):
     r = session.run("import sandcell\nsandcell.datasets['nothing']")
     assert r.error.ename == "KeyError" and "no on_dataset_request callback" in r.error.evalue
+
+
+# ---- on a warm server
+
+def test_warm_session_from_the_template_and_listed(server):
+    with server.session(limits={"cell_wall_time": 30}) as s:
+        assert s.server == server.socket and s.id is not None and len(s.id) == 16
+        # pandas is there before any import: the template's interpreter
+        r = s.run("import sys\n'pandas' in sys.modules")
+        assert r.ok and r.outputs[0]["data"]["text/plain"] == "True", r
+        s.run("x = 1")
+        listed = {x["id"]: x for x in server.sessions()}
+        assert listed[s.id]["cells"] == 2 and listed[s.id]["limits"]["cell_wall_sec"] == 30.0
+    assert s.report is not None and s.report.status == "ok"
+    assert s.id not in [x["id"] for x in server.sessions()]
+    # Session(server=) is the same thing
+    with sandcell.Session(server=server.socket) as s2:
+        assert s2.run("6 * 7").outputs[0]["data"]["text/plain"] == "42"
+
+
+def test_warm_session_busy_past_max_sessions():
+    with sandcell.Server(slots=1, max_sessions=1, spares=0) as srv:
+        with srv.session() as s:
+            with pytest.raises(sandcell.Busy, match="max-sessions"):
+                srv.session()
+            # a one-shot run is not starved by the live session
+            assert srv.run("print(1)").stdout == b"1\n"
+            assert s.run("1").ok
+
+
+def test_warm_session_unreachable(tmp_path):
+    with pytest.raises(sandcell.Unreachable):
+        sandcell.Session(server=str(tmp_path / "nothing"))

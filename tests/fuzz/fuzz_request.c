@@ -84,6 +84,12 @@ static void check_accepted(const struct sc_request *q)
 	FUZZ_ASSERT(c->output_dir == NULL || c->output_dir[0] == '/');
 	FUZZ_ASSERT(l->wall_sec > 0 && l->wall_sec <= 1e7);
 	FUZZ_ASSERT(l->cpu_sec > 0 && l->cpu_sec <= 1e7);
+	/* A session takes no code; only a session has its three limits. */
+	if (c->flags & SANDCELL_SESSION)
+		FUZZ_ASSERT(c->code_len == 0 && c->code_name == NULL && c->n_args == 0 &&
+			    (c->flags & SANDCELL_CELL));
+	else
+		FUZZ_ASSERT(l->cell_wall_sec == 0 && l->cell_cpu_sec == 0 && l->idle_sec == 0);
 	for (i = 0; i < c->n_args; i++)
 		FUZZ_ASSERT(c->args[i] != NULL);
 	FUZZ_ASSERT(c->n_args == 0 || c->args[c->n_args] == NULL);
@@ -139,6 +145,14 @@ static void parse_one(const char *buf, size_t len)
 		check_refusal(&err);
 		/* A refused request is freed by the parser. */
 		FUZZ_ASSERT(q.root == NULL && q.args == NULL && q.inputs == NULL && q.values == NULL);
+		return;
+	}
+	/* The listing request: nothing but that exact object. */
+	if (q.op == SC_OP_SESSIONS) {
+		json_t *j = json_loadb(buf, len, 0, NULL);
+		FUZZ_ASSERT(json_object_size(j) == 2);
+		json_decref(j);
+		sc_request_free(&q);
 		return;
 	}
 	check_accepted(&q);

@@ -384,6 +384,69 @@ static void dataset_field(void)
 	CHECK(sc_request_build(&cfg) == NULL);
 }
 
+/* A session request: strict, its three limits only there, no code; the
+ * listing request exactly {"v":1,"op":"sessions"}; round trip. */
+static void parse_text(const char *text, bool ok, const char *words, struct sc_request *q)
+{
+	struct sandcell_error err = { 0, "" };
+	int rc = sc_request_parse(text, strlen(text), q, &err);
+
+	CHECK_EQ_INT(rc, ok ? 0 : -1);
+	if (!ok)
+		CHECK(strstr(err.msg, words) != NULL);
+}
+
+#define SESS_REQ(extra, limits)                                                         \
+	"{\"v\":1,\"code\":\"\",\"code_name\":null,\"args\":[],\"inputs\":[],\"values\":null," \
+	"\"output_dir\":null,\"python\":\"/usr/bin/python3\",\"cgroup_parent\":null,"      \
+	"\"allow_reduced\":false" extra ",\"limits\":{" limits "}}"
+
+static void session_requests(void)
+{
+	struct sc_request q;
+	struct sandcell_config cfg;
+	char *text;
+
+	parse_text(SESS_REQ(",\"session\":true", "\"idle_sec\":5,\"cell_wall_sec\":2.5"), true, "", &q);
+	CHECK(q.cfg.flags & SANDCELL_SESSION);
+	CHECK(q.cfg.flags & SANDCELL_CELL);
+	CHECK(q.cfg.limits.idle_sec == 5 && q.cfg.limits.cell_wall_sec == 2.5 && q.cfg.limits.cell_cpu_sec == 0);
+	/* a session's budgets when left out */
+	CHECK(q.cfg.limits.wall_sec == 86400 && q.cfg.limits.cpu_sec == 3600);
+	cfg = q.cfg;
+	text = sc_request_build(&cfg);
+	if (text == NULL)
+		abort();
+	CHECK(strstr(text, "\"session\":true") != NULL && strstr(text, "\"idle_sec\"") != NULL);
+	CHECK(strstr(text, "cell_cpu_sec") == NULL);
+	sc_request_free(&q);
+	parse_text(text, true, "", &q);
+	CHECK(q.cfg.limits.idle_sec == 5 && (q.cfg.flags & SANDCELL_SESSION));
+	sc_request_free(&q);
+	free(text);
+
+	parse_text(SESS_REQ(",\"session\":false", "\"idle_sec\":5"), false, "unknown limit 'idle_sec'", &q);
+	parse_text(SESS_REQ("", "\"cell_cpu_sec\":5"), false, "unknown limit", &q);
+	parse_text(SESS_REQ(",\"session\":\"yes\"", ""), false, "'session' must be a boolean", &q);
+	parse_text(SESS_REQ(",\"session\":true", "\"idle_sec\":0"), false, "time limits", &q);
+	parse_text(SESS_REQ(",\"session\":true", "\"idle_sec\":true"), false, "time limits", &q);
+	parse_text(SESS_REQ(",\"session\":true,\"detachable\":true", ""), false, "unknown field", &q);
+	parse_text("{\"v\":1,\"code\":\"x\",\"code_name\":null,\"args\":[],\"inputs\":[],\"values\":null,"
+		   "\"output_dir\":null,\"python\":\"/p\",\"cgroup_parent\":null,\"allow_reduced\":false,"
+		   "\"session\":true,\"limits\":{}}", false, "session takes no code", &q);
+	parse_text("{\"v\":1,\"code\":\"\",\"code_name\":null,\"args\":[\"a\"],\"inputs\":[],\"values\":null,"
+		   "\"output_dir\":null,\"python\":\"/p\",\"cgroup_parent\":null,\"allow_reduced\":false,"
+		   "\"session\":true,\"limits\":{}}", false, "session takes no code", &q);
+
+	parse_text("{\"v\":1,\"op\":\"sessions\"}", true, "", &q);
+	CHECK(q.op == SC_OP_SESSIONS);
+	sc_request_free(&q);
+	parse_text("{\"v\":1,\"op\":\"sessions\",\"x\":1}", false, "op request", &q);
+	parse_text("{\"v\":1,\"op\":\"kill\"}", false, "op request", &q);
+	parse_text("{\"v\":2,\"op\":\"sessions\"}", false, "protocol version", &q);
+	parse_text("{\"op\":\"sessions\"}", false, "protocol version", &q);
+}
+
 int main(void)
 {
 	static const struct plan plans[] = {
@@ -410,5 +473,6 @@ int main(void)
 	fds_with_the_body();
 	run_remote_outcomes();
 	dataset_field();
+	session_requests();
 	return unit_done("test_protocol");
 }

@@ -1,0 +1,161 @@
+"""How a Session reaches its supervisor: a ``sandcell session`` process
+(cold), or a warm server's worker over its socket (docs/warm.md,
+"Sessions").  Either way commands go down one pipe and events come up
+another, one JSON object per line; the link only moves the bytes."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+from typing import IO, List, Mapping, Optional
+
+from ._common import wait_exit
+from ._errors import BadRequest, SandboxError
+from ._refusals import connect_error
+from ._report import REPORT_MAX
+
+__all__ = ["ProcLink", "ConnLink"]
+
+_HDR = struct.Struct("<I")
+#: The server's cap on a request (SC_REQUEST_MAX).
+_REQUEST_MAX = 80 << 20
+
+
+class ProcLink:
+    """A ``sandcell session`` child process: its stdin and stdout."""
+
+    def __init__(self, argv: List[str], cwd: str, stderr: IO[bytes]) -> None:
+        # A process group of its own: a terminal's Ctrl-C, or Jupyter
+        # interrupting the kernel's group, reaches this process, which
+        # interrupts the cell; the CLI would end the whole session.
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=stderr, close_fds=True, cwd=cwd,
+                                      start_new_session=True)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self.stdin: Optional[IO[bytes]] = self._proc.stdin
+        self.stdout: IO[bytes] = self._proc.stdout
+
+    def wait(self, grace: float) -> bool:
+        return wait_exit(self._proc, grace)
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+    def stop(self, grace: float) -> None:
+        """Ends the session: the CLI kills it and writes its report."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            if not wait_exit(self._proc, grace):
+                self.kill()
+
+    def answer(self) -> Optional[bytes]:
+        return None     # the report comes in the end event or the report file
+
+
+class ConnLink:
+    """A session on a warm server: one connection carries the request
+    (with the command pipe's read end, the event pipe's write end and a
+    stderr file as SCM_RIGHTS) and, at the end, the report.  Closing or
+    half-closing the connection ends the session (the protocol's cancel)."""
+
+    def __init__(self, sock_path: str, request: Mapping[str, object], stderr_path: str) -> None:
+        try:
+            body = json.dumps(request, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as e:
+            raise BadRequest("the request cannot be encoded as JSON: %s" % e) from None
+        if len(body) > _REQUEST_MAX:
+            raise BadRequest("the request is %d bytes, over the server's limit" % len(body))
+        theirs: List[int] = []
+        ours: List[int] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
+            theirs.append(cmd_r)
+            ours.append(cmd_w)
+            ev_r, ev_w = os.pipe2(os.O_CLOEXEC)
+            ours.append(ev_r)
+            theirs.append(ev_w)
+            theirs.append(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                  0o600))
+            try:
+                self._sock.connect(sock_path)
+            except OSError as e:
+                raise connect_error(sock_path, e) from None
+            hdr = _HDR.pack(len(body))
+            try:
+                sent = socket.send_fds(self._sock, [hdr], theirs)
+                self._sock.sendall(hdr[sent:] + body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass    # refused early: the answer is still readable
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            for fd in theirs:
+                os.close(fd)
+            self._sock.close()
+            raise
+        for fd in theirs:
+            os.close(fd)
+        self.stdin: Optional[IO[bytes]] = os.fdopen(cmd_w, "wb")
+        self.stdout: IO[bytes] = os.fdopen(ev_r, "rb")
+        self._answer: Optional[bytes] = None
+        self._done = False
+
+    def _recv_exact(self, n: int, deadline_sec: float) -> Optional[bytes]:
+        buf = bytearray()
+        while len(buf) < n:
+            ready, _, _ = select.select([self._sock], [], [], deadline_sec)
+            if not ready:
+                raise TimeoutError
+            try:
+                chunk = self._sock.recv(min(n - len(buf), 1 << 20))
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def wait(self, grace: float) -> bool:
+        """Reads the answer (the report); False if none came in grace s."""
+        if self._done:
+            return True
+        try:
+            head = self._recv_exact(_HDR.size, grace)
+            if head is not None:
+                (size,) = _HDR.unpack(head)
+                if size > REPORT_MAX:
+                    raise SandboxError("the server announced a %d-byte answer, over the limit" % size)
+                self._answer = self._recv_exact(size, grace)
+        except TimeoutError:
+            return False
+        except OSError:
+            pass
+        self._done = True
+        self._sock.close()
+        return True
+
+    def kill(self) -> None:
+        """Hangs up: the server kills the session."""
+        self._done = True
+        self._sock.close()
+
+    def stop(self, grace: float) -> None:
+        """Cancels the session (half-close), waits for its report."""
+        if self._done:
+            return
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if not self.wait(grace):
+            self.kill()
+
+    def answer(self) -> Optional[bytes]:
+        return self._answer
