@@ -17,13 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "client"))
-from client_util import BIN, ROOT, sandcell  # noqa: E402
+from client_util import BIN, sandcell  # noqa: E402
 
 HTTP_BIN = os.path.join(os.path.dirname(BIN), "sandcell-http")
 #: Each module's pytestmark: the tier needs the front end built.

@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import threading
-import time
 
 import pandas as pd
 import pytest
