@@ -54,6 +54,13 @@ build: $(BUILD)/sandcell-warm
 HTTP_SRC   := $(sort $(wildcard src/http/*.c))
 HTTP_OBJ   := $(patsubst src/http/%.c,$(BUILD)/obj/http_%.o,$(HTTP_SRC))
 HTTP_HDR   := include/sandcell.h src/lib/internal.h $(wildcard src/http/*.h)
+# The playground's files (docs/http.md, "Playground"), compiled in.
+PLAYGROUND := $(sort $(wildcard src/http/playground/*))
+HTTP_OBJ   += $(BUILD)/obj/playground_files.o
+$(BUILD)/gen/playground_files.c: $(PLAYGROUND) tools/embed-static.sh | $(BUILD)/obj
+	mkdir -p $(BUILD)/gen && sh tools/embed-static.sh $(PLAYGROUND) > $@
+$(BUILD)/obj/playground_files.o: $(BUILD)/gen/playground_files.c src/http/static.h
+	$(CC) $(CPPFLAGS) $(MHD_CFLAGS) -Isrc/http $(CFLAGS) -c -o $@ $<
 MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 MHD_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 $(BUILD)/obj/http_%.o: src/http/%.c $(HTTP_HDR) | $(BUILD)/obj
