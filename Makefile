@@ -155,9 +155,11 @@ warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
 
 # The HTTP front end (docs/http.md): `sandcell serve --http` with a real
-# warm server, on loopback.
+# warm server, on loopback; then the Python client over HTTP
+# (sandcell.connect), the kernel with a remote server, and the browser
+# playground in headless Chromium (tests/http_client).
 http-check: build
-	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/http
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/http tests/http_client
 
 # The Jupyter kernel (python/sandcell/kernel.py) against ipykernel with
 # nbclient, and in Jupyter Notebook seen through headless Chromium.
