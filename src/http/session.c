@@ -269,36 +269,6 @@ unsigned ht_sessions_live(void)
 
 /* ---- the pump: commands out, events in ---- */
 
-/* The events of docs/sessions.md, each with the fields the front end
- * reads typed as it reads them; anything else is dropped (and logged). */
-static bool event_ok(json_t *ev, const char **kind)
-{
-	static const char *const kinds[] = { "session", "ready", "output", "input_request",
-					     "dataset_request", "done", "added", "refused", "end", NULL };
-	json_t *id = json_object_get(ev, "id");
-	const char *k = json_string_value(json_object_get(ev, "ev"));
-	size_t i = 0;
-
-	if (!json_is_object(ev) || k == NULL)
-		return false;
-	while (kinds[i] && strcmp(kinds[i], k) != 0)
-		i++;
-	if (kinds[i] == NULL || (id != NULL && !json_is_string(id) && !json_is_null(id)))
-		return false;
-	*kind = kinds[i];
-	if (!strcmp(k, "output") || !strcmp(k, "session"))
-		return true;
-	if (!strcmp(k, "input_request") || !strcmp(k, "done"))
-		return json_is_string(id) && (k[0] == 'i' || json_is_string(json_object_get(ev, "status")));
-	if (!strcmp(k, "dataset_request") || !strcmp(k, "added"))
-		return json_is_string(json_object_get(ev, "name"));
-	if (!strcmp(k, "refused"))
-		return json_is_string(json_object_get(ev, "reason"));
-	if (!strcmp(k, "end"))
-		return json_is_string(json_object_get(ev, "status"));
-	return true;
-}
-
 /* With mu held: where an event goes.  A cell's stream (ref'd for the
  * caller), or the queue between cells; dropped while a cell runs whose
  * client left (docs/http.md: its remaining events are dropped). */
@@ -627,19 +597,17 @@ static void on_event(struct sess *x, json_t *ev, const char *kind)
 	send_to(s, ev);
 }
 
-/* One event line: parsed strictly (duplicate keys refused), checked,
- * re-serialized by whoever sends it on. */
+/* One event line: parsed and checked (ht_event_parse), re-serialized by
+ * whoever sends it on. */
 static void on_line(struct sess *x, const char *line, size_t n)
 {
-	json_error_t je;
-	json_t *ev = json_loadb(line, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	const char *kind = NULL;
+	json_t *ev = ht_event_parse(line, n, &kind);
 
-	if (ev != NULL && event_ok(ev, &kind))
+	if (ev != NULL)
 		on_event(x, ev, kind);
 	else if (n > 0)
-		ht_log("session %.8s...: an event that does not parse was dropped (%.100s)", x->id,
-		       ev ? "unexpected fields" : je.text);
+		ht_log("session %.8s...: an event that does not parse was dropped", x->id);
 	json_decref(ev);
 }
 
