@@ -1,4 +1,4 @@
-"""The HTTP front end (docs/http.md) against a real warm server.
+"""Helpers of the HTTP front end's tests (docs/http.md), against a real warm server.
 
 One `sandcell serve --http` per module (the warm server and the front end
 together, as an operator starts them); tests that need other caps start a
@@ -17,9 +17,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
@@ -151,25 +150,6 @@ def metrics(front: Front, token: str = ALICE) -> Dict[str, float]:
         assert m, "not Prometheus text: %r" % line
         out[m.group(1)] = float(m.group(2))
     return out
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[Tuple[Front, str, str]]:
-    """`sandcell serve --http`: (front end, warm socket, token file)."""
-    tmp = tempfile.mkdtemp(prefix="sandcell-http-test.")
-    tokens = os.path.join(tmp, "tokens")
-    write_tokens(tokens)
-    sock = os.path.join(tmp, "sock")
-    front = Front([BIN, "serve", "--socket", sock, "--slots", "3", "--spares", "1",
-                   "--http", "127.0.0.1:0", "--token-file", tokens], os.path.join(tmp, "log"))
-    try:
-        wait_ready(front)
-        yield front, sock, tokens
-    finally:
-        rc = front.stop()
-        assert rc == 0, front.log()
-        assert not os.path.exists(sock), "the warm server did not stop with the front end"
-        subprocess.run(["rm", "-rf", tmp])
 
 
 def second_front(sock: str, tokens: str, *extra: str) -> Front:
