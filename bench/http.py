@@ -154,7 +154,7 @@ def main() -> int:
     a = ap.parse_args()
     binary = os.path.abspath(a.sandcell)
     tmp = tempfile.mkdtemp(prefix="sandcell-bench-http.")
-    srv = sandcell.Server(binary=binary, spares=2, slots=2)
+    srv = sandcell.Server(binary=binary, spares=2, slots=2, max_sessions=4)
     srv.start()
     front, port = start_front(binary, srv.socket, tmp)
     try:

@@ -281,3 +281,16 @@ def test_token_file_must_be_private(tmp_path, served: Served):
         sandcell.connect(served.url, token="short")
     with pytest.raises(sandcell.BadRequest, match="http://HOST:PORT"):
         sandcell.connect("ftp://x")
+
+
+@pytest.mark.parametrize("cell", [False, True])
+def test_tracebacks_are_those_of_a_local_warm_run(served: Served, client, cell):
+    """One-shot runs over HTTP run as the file cell.py, as the local
+    client's warm runs do: the same traceback, line for line."""
+    code = "def f():\n    return 1 / 0\nf()"
+    remote = client.run(code, cell=cell)
+    local = sandcell.run(code, server=served.sock, cell=cell)
+    assert remote.report.code_error is not None and local.report.code_error is not None
+    assert remote.report.code_error.traceback == local.report.code_error.traceback
+    tb = "\n".join(remote.report.code_error.traceback)
+    assert "return 1 / 0" in tb and "cell.py" in tb, tb
