@@ -84,7 +84,7 @@ PYTHONDIR  ?= $(shell /usr/bin/python3 -I tools/pydir.py $(abspath $(PREFIX)))
 INSTALL    ?= install
 CLIENT_PY  := $(sort $(wildcard python/sandcell/*.py)) python/sandcell/py.typed
 
-.PHONY: install uninstall http-check kernel-check client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: install uninstall container-check http-check kernel-check client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
@@ -197,7 +197,12 @@ uninstall:
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check http-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check
+check-tiers: build unit integration integration-user warm-check http-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check container-check
+
+# The server image (deploy/Containerfile) built with podman from Debian 12
+# packages and run as docs/container.md says (tools/container-check.sh).
+container-check:
+	sh tools/container-check.sh
 
 # The README's first command on a fresh Debian 12 (a throwaway debootstrapped
 # root with only build-essential and git, /tmp on a tmpfs), then a subset of

@@ -4,7 +4,6 @@
 another, one JSON object per line; the link only moves the bytes."""
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -14,15 +13,13 @@ import subprocess
 from typing import IO, List, Mapping, Optional
 
 from ._common import wait_exit
-from ._errors import BadRequest, SandboxError
-from ._refusals import connect_error
+from ._errors import SandboxError
 from ._report import REPORT_MAX
+from ._warm import connect, encode_request, send_request
 
 __all__ = ["ProcLink", "ConnLink"]
 
 _HDR = struct.Struct("<I")
-#: The server's cap on a request (SC_REQUEST_MAX).
-_REQUEST_MAX = 80 << 20
 
 
 class ProcLink:
@@ -64,16 +61,10 @@ class ConnLink:
     half-closing the connection ends the session (the protocol's cancel)."""
 
     def __init__(self, sock_path: str, request: Mapping[str, object], stderr_path: str) -> None:
-        try:
-            body = json.dumps(request, ensure_ascii=False, allow_nan=False,
-                              separators=(",", ":")).encode("utf-8")
-        except (ValueError, UnicodeEncodeError) as e:
-            raise BadRequest("the request cannot be encoded as JSON: %s" % e) from None
-        if len(body) > _REQUEST_MAX:
-            raise BadRequest("the request is %d bytes, over the server's limit" % len(body))
+        body = encode_request(request)
         theirs: List[int] = []
         ours: List[int] = []
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._sock = connect(sock_path)
         try:
             cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
             theirs.append(cmd_r)
@@ -83,16 +74,7 @@ class ConnLink:
             theirs.append(ev_w)
             theirs.append(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                                   0o600))
-            try:
-                self._sock.connect(sock_path)
-            except OSError as e:
-                raise connect_error(sock_path, e) from None
-            hdr = _HDR.pack(len(body))
-            try:
-                sent = socket.send_fds(self._sock, [hdr], theirs)
-                self._sock.sendall(hdr[sent:] + body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass    # refused early: the answer is still readable
+            send_request(self._sock, body, theirs)
         except BaseException:
             for fd in ours:
                 os.close(fd)

@@ -17,13 +17,13 @@ import json
 import os
 import socket
 import struct
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 from ._common import complete, new_workdir, read_answer, read_capped
 from ._datasets import datasets_in
-from ._errors import BadRequest, SandboxError
+from ._errors import BadRequest, ProtocolError, SandboxError
 from ._refusals import connect_error
-from ._report import REPORT_MAX
+from ._report import REPORT_MAX, parse_json
 from ._request import DEFAULT_PYTHON, RunSpec
 from ._result import Result
 
@@ -107,25 +107,50 @@ def _answer(s: socket.socket) -> Optional[bytes]:
     return _recv_exact(s, size)
 
 
+def encode_request(req: Mapping[str, object]) -> bytes:
+    """A request as the server reads it: JSON, UTF-8, within its cap."""
+    try:
+        body = json.dumps(req, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        raise BadRequest("the request cannot be encoded as JSON: %s" % e) from None
+    if len(body) > REQUEST_MAX:
+        raise BadRequest("the request is %d bytes, over the server's limit of %d"
+                         % (len(body), REQUEST_MAX))
+    return body
+
+
+def connect(sock_path: str) -> socket.socket:
+    """A connection to the warm server, or the refusal's error."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(sock_path)
+    except OSError as e:
+        s.close()
+        raise connect_error(sock_path, e) from None
+    return s
+
+
+def send_request(s: socket.socket, body: bytes, fds: Sequence[int]) -> None:
+    """The frame, with fds (SCM_RIGHTS) on its first bytes."""
+    hdr = _HDR.pack(len(body))
+    try:
+        sent = socket.send_fds(s, [hdr], list(fds)) if fds else s.send(hdr)
+        s.sendall(hdr[sent:] + body)
+    except (BrokenPipeError, ConnectionResetError):
+        # The server refused early (e.g. not our uid) and hung up: its
+        # answer, if any, is still readable.
+        pass
+
+
 def _exchange(sock_path: str, body: bytes,
               fds: "list[int]") -> "tuple[Optional[bytes], Optional[KeyboardInterrupt]]":
     """Sends the request: (the answer's bytes, None if the server hung up
     without one; the KeyboardInterrupt that cancelled the run, or None).
     Interrupted while sending, nothing runs and the interrupt goes on."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s = connect(sock_path)
     try:
-        try:
-            s.connect(sock_path)
-        except OSError as e:
-            raise connect_error(sock_path, e) from None
-        hdr = _HDR.pack(len(body))
-        try:
-            sent = socket.send_fds(s, [hdr], fds)
-            s.sendall(hdr[sent:] + body)
-        except (BrokenPipeError, ConnectionResetError):
-            # The server refused early (e.g. not our uid) and hung up: its
-            # answer, if any, is still readable.
-            pass
+        send_request(s, body, fds)
         try:
             return _answer(s), None
         except KeyboardInterrupt as e:
@@ -154,15 +179,7 @@ def run_warm(spec: RunSpec, sock_path: str, cgroup_parent: Optional[str] = None)
     try:
         extra = datasets_in(spec.datasets, work)
         out_dir = spec.output_dir or os.path.join(work, "output")
-        req = build_request(spec, out_dir, extra, cgroup_parent)
-        try:
-            body = json.dumps(req, ensure_ascii=False, allow_nan=False,
-                              separators=(",", ":")).encode("utf-8")
-        except (ValueError, UnicodeEncodeError) as e:
-            raise BadRequest("the request cannot be encoded as JSON: %s" % e) from None
-        if len(body) > REQUEST_MAX:
-            raise BadRequest("the request is %d bytes, over the server's limit of %d"
-                             % (len(body), REQUEST_MAX))
+        body = encode_request(build_request(spec, out_dir, extra, cgroup_parent))
         fds.append(_open_stdin(spec, work))
         for name in ("stdout", "stderr"):
             fds.append(os.open(os.path.join(work, name),
@@ -190,23 +207,19 @@ def list_sessions(sock_path: str, timeout: float = 30.0) -> Dict[str, object]:
     """The server's listing (docs/warm.md, "Sessions"): the request
     ``{"v": 1, "op": "sessions"}`` without fds, a JSON document back."""
     body = b'{"v":1,"op":"sessions"}'
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s = connect(sock_path)
     try:
-        try:
-            s.connect(sock_path)
-        except OSError as e:
-            raise connect_error(sock_path, e) from None
         s.settimeout(timeout)
-        s.sendall(_HDR.pack(len(body)) + body)
+        send_request(s, body, ())
         data = _answer(s)
     finally:
         s.close()
     if data is None:
         raise SandboxError("the server at %s closed the connection without an answer" % sock_path)
     try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise SandboxError("the server's listing is not JSON: %s" % e) from None
+        doc = parse_json(data, "the server's listing")
+    except ProtocolError as e:
+        raise SandboxError(str(e)) from None
     if isinstance(doc, dict) and isinstance(doc.get("sessions"), list):
         return doc
     # A refusal is a report.

@@ -733,20 +733,65 @@ static const char *serve_opt(int argc, char **argv, int *i, const char *name)
 	return argv[++*i];
 }
 
+/* sandcell-http's own options (docs/http.md), with a value or without;
+ * --max-sessions goes to both (the front end's and the warm server's
+ * caps), --socket and --python too (the front end must know them). */
+static const char *const front_valued[] = {
+	"--token-file", "--scratch", "--max-body", "--max-file", "--max-request", "--max-output",
+	"--max-parts", "--max-connections", "--max-per-ip", "--body-timeout", "--idle-timeout",
+	"--selftest-interval", "--token-concurrency", "--token-rate",
+};
+static const char *const front_flags[] = { "--no-auth", "--allow-remote", "--allow-reduced" };
+static const char *const both_valued[] = { "--socket", "--python", "--max-sessions" };
+
+/* Sorts argv[*i] (and its value) into the front end's and the warm
+ * server's argument lists; returns true if it belongs to the front end
+ * only. */
+static bool serve_route(int argc, char **argv, int *i, const char **hv, int *nh, const char **wv,
+			int *nw)
+{
+	const char *v;
+	size_t k;
+	int at = *i;
+
+	for (k = 0; k < sizeof(front_valued) / sizeof(front_valued[0]); k++) {
+		if ((v = serve_opt(argc, argv, i, front_valued[k]))) {
+			hv[(*nh)++] = front_valued[k];
+			hv[(*nh)++] = v;
+			return true;
+		}
+	}
+	for (k = 0; k < sizeof(front_flags) / sizeof(front_flags[0]); k++) {
+		if (strcmp(argv[*i], front_flags[k]) == 0) {
+			hv[(*nh)++] = argv[*i];
+			return true;
+		}
+	}
+	for (k = 0; k < sizeof(both_valued) / sizeof(both_valued[0]); k++) {
+		if ((v = serve_opt(argc, argv, i, both_valued[k]))) {
+			hv[(*nh)++] = both_valued[k];
+			hv[(*nh)++] = v;
+			break;
+		}
+	}
+	for (; at <= *i; at++)
+		wv[(*nw)++] = argv[at];
+	return false;
+}
+
 /*
  * `sandcell serve`: the warm server is its own binary next to this one (it
  * embeds libpython, which cold runs should never pay for).  With --http
  * ADDR:PORT the HTTP front end (sandcell-http, docs/http.md) is started
  * instead, and it starts the warm server with the other options and stops
- * with it; --token-file, --no-auth and --allow-remote are the front end's.
+ * with it; the front end's own options go to it alone.
  */
 static int cmd_serve(int argc, char **argv)
 {
 	char self[4096], *slash;
 	const char **hv = calloc((size_t)argc + 16, sizeof(char *)), **wv;
-	const char *http = NULL, *v;
+	const char *http = NULL, *v, *front_opt = NULL;
 	int nh = 0, nw = 0, i;
-	bool front_only = false;
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 32);
 
 	wv = calloc((size_t)argc + 2, sizeof(char *));
@@ -757,30 +802,15 @@ static int cmd_serve(int argc, char **argv)
 	hv[nh++] = self;
 	wv[nw++] = self;
 	for (i = 1; i < argc; i++) {
-		if ((v = serve_opt(argc, argv, &i, "--http"))) {
+		const char *arg = argv[i];
+		if ((v = serve_opt(argc, argv, &i, "--http")))
 			http = v;
-		} else if ((v = serve_opt(argc, argv, &i, "--token-file"))) {
-			hv[nh++] = "--token-file";
-			hv[nh++] = v;
-			front_only = true;
-		} else if (strcmp(argv[i], "--no-auth") == 0 || strcmp(argv[i], "--allow-remote") == 0) {
-			hv[nh++] = argv[i];
-			front_only = true;
-		} else {
-			/* The warm server's own options; the front end needs
-			 * to know its socket and interpreter too. */
-			int at = i;
-			if ((v = serve_opt(argc, argv, &i, "--socket")) ||
-			    (v = serve_opt(argc, argv, &i, "--python"))) {
-				hv[nh++] = strncmp(argv[at], "--socket", 8) == 0 ? "--socket" : "--python";
-				hv[nh++] = v;
-			}
-			for (; at <= i; at++)
-				wv[nw++] = argv[at];
-		}
+		else if (serve_route(argc, argv, &i, hv, &nh, wv, &nw) && front_opt == NULL)
+			front_opt = arg;
 	}
-	if (http == NULL && front_only)
-		die_usage("serve: --token-file, --no-auth and --allow-remote go with --http ADDR:PORT");
+	if (http == NULL && front_opt != NULL)
+		die_usage("serve: %s is an option of the HTTP front end: it goes with --http ADDR:PORT",
+			  front_opt);
 	strcpy(slash ? slash + 1 : self, http ? "sandcell-http" : "sandcell-warm");
 	if (http) {
 		hv[nh++] = "--listen";

@@ -232,7 +232,12 @@ static int parent_dir(const char *mnt, const char *ctrl, const char *parent, cha
  * uses the same parent: a run-PID-... entry whose PID no longer exists.
  * rmdir only ever removes an empty cgroup without children, so a live
  * run in it cannot be disturbed; a reused PID merely postpones the removal.
+ * A cgroup is empty for a moment after it is made, before its run's init
+ * is cloned into it, and a supervisor in another pid namespace (a
+ * container sharing the parent) has a PID this one cannot see: so an
+ * entry younger than STALE_AGE_SEC is never taken.
  */
+#define STALE_AGE_SEC 120
 static void collect_stale(const char *parent)
 {
 	DIR *d = opendir(parent);
@@ -242,6 +247,7 @@ static void collect_stale(const char *parent)
 		return;
 	while ((de = readdir(d)) != NULL) {
 		char path[900];
+		struct stat st;
 		int pid;
 		unsigned seq;
 		long ns;
@@ -252,6 +258,8 @@ static void collect_stale(const char *parent)
 		if (kill(pid, 0) == 0 || errno != ESRCH)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", parent, de->d_name);
+		if (stat(path, &st) < 0 || time(NULL) - st.st_mtime < STALE_AGE_SEC)
+			continue;
 		rmdir(path);
 	}
 	closedir(d);

@@ -399,7 +399,7 @@ struct sandcell_result {
 	int n_left_behind;
 };
 
-/* ---- protocol.c: the warm server's requests (docs/protocol.md) ---- */
+/* ---- request.c, frame.c, remote.c: the warm server's protocol (docs/warm.md) ---- */
 #define SC_REQUEST_MAX (80u << 20)
 enum sc_op { SC_OP_RUN = 0, SC_OP_SESSIONS };
 struct sc_request {

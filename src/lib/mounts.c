@@ -166,8 +166,8 @@ static int make_mountpoint(int fd, const char *target, struct sandcell_error *er
  * (the caller's, as the bind's O_PATH fds were), and every access of the
  * code is also checked against the overlay inode, which has the host
  * file's owner and mode, so the code reads nothing a bind would not show. */
-static int overlay_of(int dirfd, int empty, unsigned attrs, const char *what,
-		      struct sandcell_error *err)
+static int overlay_made(int dirfd, int empty, unsigned attrs, const char *what, bool *refused,
+			struct sandcell_error *err)
 {
 	char lower[64];
 	int fs, mnt;
@@ -179,10 +179,18 @@ static int overlay_of(int dirfd, int empty, unsigned attrs, const char *what,
 	/* xino=off: a lower file keeps its host inode number, which the
 	 * identity check in private_src() compares. */
 	if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", lower, 0) < 0 ||
-	    fsconfig(fs, FSCONFIG_SET_STRING, "xino", "off", 0) < 0 ||
-	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+	    fsconfig(fs, FSCONFIG_SET_STRING, "xino", "off", 0) < 0) {
 		int e = errno;
 		close(fs);
+		return sc_err(err, e, "mounts: overlay of %s", what);
+	}
+	if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		int e = errno;
+		close(fs);
+		/* EINVAL here: the kernel would not clone the lower layer
+		 * (locked mounts under it, see etc_copy_src()). */
+		if (refused != NULL)
+			*refused = e == EINVAL;
 		return sc_err(err, e, "mounts: overlay of %s", what);
 	}
 	mnt = fsmount(fs, FSMOUNT_CLOEXEC,
@@ -194,6 +202,12 @@ static int overlay_of(int dirfd, int empty, unsigned attrs, const char *what,
 	}
 	close(fs);
 	return mnt;
+}
+
+static int overlay_of(int dirfd, int empty, unsigned attrs, const char *what,
+		      struct sandcell_error *err)
+{
+	return overlay_made(dirfd, empty, attrs, what, NULL, err);
 }
 
 static int same_inode(const struct statx *a, const struct statx *b)
@@ -398,12 +412,14 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 		return sc_err(err, e, "mounts: statx /etc");
 	}
 	if (!sc_hook_on(SC_HOOK_SHARED_INODES)) {
-		etc->mnt = overlay_of(dfd, empty, MOUNT_ATTR_NOEXEC, "/etc", err);
-		if (etc->mnt < 0 && (err == NULL || err->code != EINVAL)) {
+		bool refused = false;
+
+		etc->mnt = overlay_made(dfd, empty, MOUNT_ATTR_NOEXEC, "/etc", &refused, err);
+		if (etc->mnt < 0 && !refused) {
 			close(dfd);
 			return -1;
 		}
-		copy_files = etc->mnt < 0; /* see etc_copy_src() */
+		copy_files = etc->mnt < 0; /* refused: see etc_copy_src() */
 	}
 	for (i = 0; i < N_ETC; i++) {
 		struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];

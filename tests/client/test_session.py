@@ -75,14 +75,15 @@ def test_progress_lines_without_newline_arrive(session):
 
 def test_interrupt(session):
     session.run("x = 1")
-    cr = session.stream("import time\nprint('loop', flush=True)\nwhile True:\n    time.sleep(0.01)")
+    # The output says the loop runs; the interrupt lands in one of its two
+    # lines (under load it can still be inside print() when it arrives).
+    cr = session.stream("import time\nwhile True:\n    print('loop', flush=True)\n    time.sleep(0.01)")
     for o in cr:
         session.interrupt()
     r = cr.result()
     assert r.status == "interrupted" and r.error.ename == "KeyboardInterrupt"
-    # The interrupt follows the first output: it may still land in print.
     tb = "\n".join(r.error.traceback)
-    assert '"<cell 2>"' in tb and ("time.sleep(0.01)" in tb or "print('loop'" in tb)
+    assert "time.sleep(0.01)" in tb or "print('loop', flush=True)" in tb, tb
     assert session.run("x").outputs[0]["data"]["text/plain"] == "1"
 
 

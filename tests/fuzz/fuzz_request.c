@@ -1,4 +1,4 @@
-/* Fuzzes the warm server's side of the wire protocol (src/lib/protocol.c):
+/* Fuzzes the warm server's side of the wire protocol (src/lib/request.c, frame.c):
  * the bytes a peer sends on `sandcell serve`'s socket.
  *
  * First byte (control):

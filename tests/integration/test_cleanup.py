@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -27,7 +28,8 @@ def test_cgroups_left_behind_are_reported_then_collected(tmp_path, host_postcond
     report names every cgroup it left on the host.  Its supervisor is then
     dead, as after a SIGKILL: the next run removes those cgroups and any
     other run-PID-... entry whose PID does not exist, and leaves alone a
-    live PID's entry and anything not named like a run."""
+    live PID's entry, anything not named like a run, and an entry made in
+    the last two minutes (its PID may be one of another pid namespace)."""
     rpath = tmp_path / "report.json"
     # Without -f only the supervisor is traced: the sandbox's own setup
     # (which also calls rmdir) is untouched.
@@ -48,15 +50,23 @@ def test_cgroups_left_behind_are_reported_then_collected(tmp_path, host_postcond
         decoys_dead = [os.path.join(d, run_cgroup_name(DEAD_PID, 0, 1)) for d in parents]
         decoys_live = [os.path.join(d, run_cgroup_name(os.getpid(), 0, 2)) for d in parents]
         decoys_other = [os.path.join(d, "not-a-run-%d" % DEAD_PID) for d in parents]
-        for c in decoys_dead + decoys_live + decoys_other:
+        # Just made, for a PID this process cannot see: a supervisor in
+        # another pid namespace between mkdir and its clone into it.
+        decoys_young = [os.path.join(d, run_cgroup_name(DEAD_PID, 1, 3)) for d in parents]
+        for c in decoys_dead + decoys_live + decoys_other + decoys_young:
             os.mkdir(c)
             made.append(c)
+        # Older than the grace period cgroup.c gives a fresh entry.
+        old = time.time() - 600
+        for c in left + decoys_dead + decoys_live + decoys_other:
+            os.utime(c, (old, old))
         r = run_cli("pass", report=False, server=None)
         assert r.rc == 0, r
         assert [c for c in left + decoys_dead if os.path.exists(c)] == [], \
             "run cgroups of dead supervisors not removed"
         assert all(os.path.isdir(c) for c in decoys_live), "a live supervisor's cgroup was removed"
         assert all(os.path.isdir(c) for c in decoys_other), "a cgroup not named like a run was removed"
+        assert all(os.path.isdir(c) for c in decoys_young), "a fresh cgroup of an unseen PID was removed"
     finally:
         for c in made + left:
             if os.path.isdir(c):
