@@ -496,6 +496,24 @@ static void end_locked(struct sess *x, json_t *ev, struct parting *p)
 	pthread_cond_broadcast(&gone_cv);
 }
 
+/* A session that ended before it was ready: its creator gets the
+ * refusal's code, with the end event's report. */
+static void refuse_creator(struct ht_stream *s, json_t *ev, unsigned code, unsigned retry)
+{
+	const char *st = json_string_value(json_object_get(ev, "status"));
+	char *r = ht_refusal_body(st, json_string_value(json_object_get(ev, "reason")), NULL);
+	json_t *o = r ? json_loads(r, 0, NULL) : NULL;
+	char *b;
+
+	json_object_set(o, "report", json_object_get(ev, "report"));
+	b = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	ht_stream_fail(s, code, b ? b : "{}", retry);
+	ht_stream_unref(s);
+	json_decref(o);
+	free(r);
+	free(b);
+}
+
 static void on_end(struct sess *x, json_t *ev)
 {
 	static const struct parting none;
@@ -519,19 +537,8 @@ static void on_end(struct sess *x, json_t *ev)
 		ht_stream_end(p.cell);
 		ht_stream_unref(p.cell);
 	}
-	if (p.create != NULL) {
-		char *r = ht_refusal_body(st, json_string_value(json_object_get(ev, "reason")),
-					  NULL);
-		json_t *o = r ? json_loads(r, 0, NULL) : NULL;
-		char *b;
-		json_object_set(o, "report", json_object_get(ev, "report"));
-		b = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		ht_stream_fail(p.create, code, b ? b : "{}", retry);
-		ht_stream_unref(p.create);
-		json_decref(o);
-		free(r);
-		free(b);
-	}
+	if (p.create != NULL)
+		refuse_creator(p.create, ev, code, retry);
 	if (p.del != NULL) {
 		ht_stream_fail(p.del, 200, body ? body : "{}", 0);
 		ht_stream_unref(p.del);
@@ -850,11 +857,38 @@ static bool files_ok(const struct ht_upload *u, enum ht_part_kind a, enum ht_par
 	return true;
 }
 
+/* Listed, then its runner started: 0, or -1 (nothing of it left). */
+static int launch(struct sess *x)
+{
+	pthread_attr_t at;
+	pthread_t th;
+	int rc;
+
+	x->refs = 2; /* the registry's and the runner's */
+	ht_stream_ref(x->create_s); /* the connection's, before the runner may answer */
+	/* Listed first: the id may be in a client's hands once it runs. */
+	pthread_mutex_lock(&mu);
+	x->listed = true;
+	x->next = registry;
+	registry = x;
+	pthread_mutex_unlock(&mu);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&th, &at, runner_main, x);
+	pthread_attr_destroy(&at);
+	if (rc != 0) {
+		unlist(x);
+		ht_stream_unref(x->create_s);
+		ht_stream_unref(x->create_s);
+		sess_free(x);
+		return -1;
+	}
+	return 0;
+}
+
 enum MHD_Result ht_session_start(struct ht_call *k, struct ht_request *q)
 {
 	struct sess *x;
-	pthread_attr_t at;
-	pthread_t th;
 	bool full;
 
 	if (!files_ok(k->u, HP_INPUT, HP_DATASET))
@@ -872,42 +906,25 @@ enum MHD_Result ht_session_start(struct ht_call *k, struct ht_request *q)
 							 "sessions", NULL), 1, NULL);
 	}
 	x = sess_new(k);
-	if (x == NULL)
-		goto fail;
-	x->u = *k->u;
-	x->q = *q;
-	memset(k->u, 0, sizeof(*k->u));
-	k->u->part_fd = -1;
-	memset(q, 0, sizeof(*q));
-	x->refs = 2; /* the registry's and the runner's */
-	ht_stream_ref(x->create_s); /* the connection's, before the runner may answer */
-	/* Listed first: the id may be in a client's hands once it runs. */
-	pthread_mutex_lock(&mu);
-	x->listed = true;
-	x->next = registry;
-	registry = x;
-	pthread_mutex_unlock(&mu);
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &at, runner_main, x) != 0) {
-		pthread_attr_destroy(&at);
-		unlist(x);
-		ht_stream_unref(x->create_s);
-		ht_stream_unref(x->create_s);
-		sess_free(x);
-		goto fail;
+	if (x != NULL) {
+		x->u = *k->u;
+		x->q = *q;
+		memset(k->u, 0, sizeof(*k->u));
+		k->u->part_fd = -1;
+		memset(q, 0, sizeof(*q));
 	}
-	pthread_attr_destroy(&at);
+	if (x == NULL || launch(x) < 0) {
+		pthread_mutex_lock(&mu);
+		live--;
+		pthread_mutex_unlock(&mu);
+		return refuse(k->c, 500, "sandbox-error", "cannot set up the session (out of resources)",
+			      NULL);
+	}
 	k->s = x->create_s;
 	k->slot = false; /* the session's until it ends */
 	ht_metric_gauge(HG_SESSIONS, 1);
 	ht_log("session %.8s... started for token '%s'", x->id, ht_auth_name(k->tenant));
 	return ht_stream_answer(k->s);
-fail:
-	pthread_mutex_lock(&mu);
-	live--;
-	pthread_mutex_unlock(&mu);
-	return refuse(k->c, 500, "sandbox-error", "cannot set up the session (out of resources)", NULL);
 }
 
 /* ---- the calls on a session (mu held; a reply, or k->s) ---- */
