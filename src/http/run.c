@@ -32,7 +32,7 @@ struct run {
 	struct ht_request q;
 	char id[HT_ID_LEN + 1];
 	long tenant;
-	int out[2], err[2], cancel[2];
+	int out[2], err[2], cancel[2], stop[2];
 	double t0;
 	struct run *next;
 };
@@ -150,6 +150,27 @@ static void emit_chunk(struct run *r, const char *name, struct hold *h, const ch
 	h->n = len - ok;
 }
 
+/*
+ * What is left in the pipes once the answer came: the worker wrote every
+ * byte of the streams before its answer, but holds the pipes until it
+ * exits (the teardown of a forked template takes milliseconds), so EOF
+ * would come later than the bytes.  Read without blocking to the end.
+ */
+static void drain(struct run *r, struct hold hold[2], const bool open_[2], char *data)
+{
+	for (int i = 0; i < 2; i++) {
+		int fd = i ? r->err[0] : r->out[0];
+		ssize_t n = 0;
+
+		if (!open_[i] || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+			continue;
+		while ((n = read(fd, data, CHUNK)) > 0 || (n < 0 && errno == EINTR))
+			if (n > 0)
+				emit_chunk(r, i ? "stderr" : "stdout", &hold[i], data, (size_t)n, false);
+		emit_chunk(r, i ? "stderr" : "stdout", &hold[i], data, 0, true);
+	}
+}
+
 static void *pump_main(void *arg)
 {
 	struct run *r = arg;
@@ -159,11 +180,11 @@ static void *pump_main(void *arg)
 
 	while (open_[0] || open_[1]) {
 		int cfd = watching ? ht_stream_client_fd(r->s) : -1;
-		struct pollfd p[3] = { { open_[0] ? r->out[0] : -1, POLLIN, 0 },
+		struct pollfd p[4] = { { open_[0] ? r->out[0] : -1, POLLIN, 0 },
 				       { open_[1] ? r->err[0] : -1, POLLIN, 0 },
-				       { cfd, POLLRDHUP, 0 } };
+				       { cfd, POLLRDHUP, 0 }, { r->stop[0], POLLIN, 0 } };
 
-		if (poll(p, 3, -1) < 0 && errno != EINTR)
+		if (poll(p, 4, -1) < 0 && errno != EINTR)
 			break;
 		if (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 			/* The client left: cancel, keep draining the pipes. */
@@ -180,6 +201,10 @@ static void *pump_main(void *arg)
 			if (n <= 0)
 				open_[i] = false;
 			emit_chunk(r, i ? "stderr" : "stdout", &hold[i], data, n > 0 ? (size_t)n : 0, n <= 0);
+		}
+		if (p[3].revents) {
+			drain(r, hold, open_, data);
+			break;
 		}
 	}
 	return NULL;
@@ -223,6 +248,22 @@ static char *read_output(int dirfd, const char *path, json_int_t size, const cha
 	return b64;
 }
 
+json_t *ht_file_event(int dirfd, const char *path, json_int_t size, const char *sha)
+{
+	const char *why;
+	char *b64 = read_output(dirfd, path, size, sha, &why);
+	json_t *ev;
+
+	if (b64)
+		ev = json_pack("{s:s,s:s,s:I,s:s,s:s}", "ev", "file", "path", path, "size", size,
+			       "sha256", sha, "b64", b64);
+	else
+		ev = json_pack("{s:s,s:s,s:I,s:s?,s:s}", "ev", "file", "path", path, "size", size,
+			       "sha256", sha, "error", why);
+	free(b64);
+	return ev;
+}
+
 static void emit_files(struct run *r, json_t *report)
 {
 	json_t *files = json_object_get(json_object_get(report, "outputs"), "files"), *f;
@@ -236,21 +277,11 @@ static void emit_files(struct run *r, json_t *report)
 		return;
 	json_array_foreach(files, i, f) {
 		const char *path = json_string_value(json_object_get(f, "path"));
-		const char *sha = json_string_value(json_object_get(f, "sha256"));
-		json_int_t size = json_integer_value(json_object_get(f, "size"));
-		const char *why;
-		char *b64;
 
 		if (path == NULL || !ht_stream_room(r->s, FILE_ROOM))
 			break;
-		b64 = read_output(dirfd, path, size, sha, &why);
-		if (b64)
-			ht_stream_event(r->s, json_pack("{s:s,s:s,s:I,s:s,s:s}", "ev", "file", "path", path,
-							"size", size, "sha256", sha, "b64", b64));
-		else
-			ht_stream_event(r->s, json_pack("{s:s,s:s,s:I,s:s?,s:s}", "ev", "file", "path", path,
-							"size", size, "sha256", sha, "error", why));
-		free(b64);
+		ht_stream_event(r->s, ht_file_event(dirfd, path, json_integer_value(json_object_get(f, "size")),
+						    json_string_value(json_object_get(f, "sha256"))));
 	}
 	close(dirfd);
 }
@@ -320,6 +351,9 @@ static void run_config(struct run *r, struct sandcell_config *cfg, struct sandce
 	cfg->python = ht_opt.python;
 	cfg->code = r->q.code;
 	cfg->code_len = r->q.code_len;
+	/* As the local client's warm runs (python/sandcell/_warm.py): a cold
+	 * run of the file cell.py, so tracebacks name the same file. */
+	cfg->code_name = "cell.py";
 	cfg->args = (const char *const *)r->q.args;
 	cfg->n_args = r->q.n_args;
 	cfg->values_json = r->q.values;
@@ -353,6 +387,7 @@ static void run_free(struct run *r)
 		close(r->out[i]);
 		close(r->err[i]);
 		close(r->cancel[i]);
+		close(r->stop[i]);
 	}
 	ht_upload_free(&r->u, true);
 	ht_request_free(&r->q);
@@ -378,6 +413,10 @@ static void *run_main(void *arg)
 		ht_metric_gauge(HG_RUNS_IN_FLIGHT, 1);
 		rc = sandcell_run_remote(ht_opt.socket, &cfg, &report, &exit_code, &e);
 		ht_metric_gauge(HG_RUNS_IN_FLIGHT, -1);
+	}
+	/* The answer is in: so are the streams' bytes (drain()). */
+	if (write(r->stop[1], "s", 1) < 0) {
+		/* cannot fail on an empty pipe; EOF still ends the pump */
 	}
 	/* Our copies of the write ends: the pump sees EOF once the
 	 * server's are closed too (the run is over). */
@@ -414,11 +453,13 @@ struct ht_stream *ht_run_start(struct MHD_Connection *c, long tenant, struct ht_
 	if (r == NULL)
 		return sc_err(err, ENOMEM, "run"), NULL;
 	r->out[0] = r->out[1] = r->err[0] = r->err[1] = r->cancel[0] = r->cancel[1] = -1;
+	r->stop[0] = r->stop[1] = -1;
 	r->tenant = tenant;
 	r->t0 = ht_now();
 	r->s = ht_stream_new(c, RUN_MAX_PENDING);
 	if (r->s == NULL || ht_new_id(r->id) < 0 || pipe2(r->out, O_CLOEXEC) < 0 ||
-	    pipe2(r->err, O_CLOEXEC) < 0 || pipe2(r->cancel, O_CLOEXEC | O_NONBLOCK) < 0) {
+	    pipe2(r->err, O_CLOEXEC) < 0 || pipe2(r->cancel, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    pipe2(r->stop, O_CLOEXEC | O_NONBLOCK) < 0) {
 		sc_err(err, errno ? errno : ENOMEM, "run");
 		goto fail;
 	}
@@ -455,6 +496,7 @@ fail:
 		if (r->out[i] >= 0) close(r->out[i]);
 		if (r->err[i] >= 0) close(r->err[i]);
 		if (r->cancel[i] >= 0) close(r->cancel[i]);
+		if (r->stop[i] >= 0) close(r->stop[i]);
 	}
 	ht_stream_unref(r->s);
 	free(r);
