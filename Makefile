@@ -56,6 +56,13 @@ build: $(BUILD)/sandcell-warm
 HTTP_SRC   := $(sort $(wildcard src/http/*.c))
 HTTP_OBJ   := $(patsubst src/http/%.c,$(BUILD)/obj/http_%.o,$(HTTP_SRC))
 HTTP_HDR   := include/sandcell.h src/lib/internal.h $(wildcard src/http/*.h)
+# The playground's files (docs/http.md, "Playground"), compiled in.
+PLAYGROUND := $(sort $(wildcard src/http/playground/*))
+HTTP_OBJ   += $(BUILD)/obj/playground_files.o
+$(BUILD)/gen/playground_files.c: $(PLAYGROUND) tools/embed-static.sh | $(BUILD)/obj
+	mkdir -p $(BUILD)/gen && sh tools/embed-static.sh $(PLAYGROUND) > $@
+$(BUILD)/obj/playground_files.o: $(BUILD)/gen/playground_files.c src/http/static.h
+	$(CC) $(CPPFLAGS) $(MHD_CFLAGS) -Isrc/http $(CFLAGS) -c -o $@ $<
 MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 MHD_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 $(BUILD)/obj/http_%.o: src/http/%.c $(HTTP_HDR) | $(BUILD)/obj
@@ -150,9 +157,11 @@ warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
 
 # The HTTP front end (docs/http.md): `sandcell serve --http` with a real
-# warm server, on loopback.
+# warm server, on loopback; then the Python client over HTTP
+# (sandcell.connect), the kernel with a remote server, and the browser
+# playground in headless Chromium (tests/http_client).
 http-check: build
-	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/http
+	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/http tests/http_client
 
 # The Jupyter kernel (python/sandcell/kernel.py) against ipykernel with
 # nbclient, and in Jupyter Notebook seen through headless Chromium.

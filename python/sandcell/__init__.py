@@ -11,6 +11,9 @@
     with sandcell.Server() as srv:          # a warm server for the block
         srv.run("import pandas as pd; print(pd.__version__)")
 
+    srv = sandcell.connect("http://127.0.0.1:8080", token_file="token")   # sandcell-http
+    srv.run("print(6 * 7)"); srv.session()  # the same API over HTTP
+
 Standard library only (numpy and pandas when datasets are used).  Nothing
 that comes back from a sandbox is unpickled or evaluated: reports are JSON,
 parsed strictly.  docs/client.md is the reference.
@@ -20,6 +23,7 @@ from ._errors import BadRequest, Busy, Cancelled, Error, ProtocolError, SandboxE
 from ._report import Report
 from ._request import LIMIT_KEYS
 from ._result import OutputFile, Result, Usage
+from ._remote import Remote, SessionInfo, connect
 from ._server import Server
 from ._session import CellResult, Session, SessionEnded
 
@@ -34,6 +38,6 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(__name__ + ".frames")
     raise AttributeError("module 'sandcell' has no attribute %r" % name)
 
-__all__ = ["run", "Server", "Session", "CellResult", "SessionEnded", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",
+__all__ = ["run", "connect", "Remote", "SessionInfo", "Server", "Session", "CellResult", "SessionEnded", "Result", "Report", "Usage", "OutputFile", "LIMIT_KEYS",
            "Error", "Busy", "BadRequest", "SandboxError", "Unreachable", "Cancelled",
            "ProtocolError", "__version__"]

@@ -42,6 +42,9 @@ class Error(Exception):
 
     #: True when the same request may succeed if sent again later.
     retryable = False
+    #: Seconds the server asked to wait before trying again (its HTTP
+    #: ``Retry-After``; sandcell-http only), else None.
+    retry_after: Optional[float] = None
 
     def __init__(self, message: str, *, report: Optional["Report"] = None,
                  answer: Optional[Mapping[str, object]] = None,

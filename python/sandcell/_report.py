@@ -52,10 +52,10 @@ def _no_duplicates(pairs: List[Tuple[str, object]]) -> Dict[str, object]:
     return out
 
 
-def parse_json(data: bytes, what: str) -> Dict[str, object]:
-    """Parses one JSON object (a report or a server answer) strictly."""
-    if len(data) > REPORT_MAX:
-        raise ProtocolError("%s: %d bytes, over the limit of %d" % (what, len(data), REPORT_MAX))
+def parse_json(data: bytes, what: str, cap: int = REPORT_MAX) -> Dict[str, object]:
+    """Parses one JSON object (a report, a server answer, an event) strictly."""
+    if len(data) > cap:
+        raise ProtocolError("%s: %d bytes, over the limit of %d" % (what, len(data), cap))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

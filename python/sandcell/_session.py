@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 from ._common import new_workdir, read_answer
 from ._datasets import datasets_in, datasets_out
@@ -30,11 +30,11 @@ from ._links import ConnLink, ProcLink
 from ._locate import find_cli
 from ._report import CodeError, Report
 from ._request import PathLike, make_spec
-from ._result import OutputFile
+from ._result import OutputFile, TempDir
 from ._systemd import decide, host_facts, scope_argv
 from ._warm import build_request
 
-__all__ = ["Session", "CellResult", "SessionEnded"]
+__all__ = ["Session", "CellResult", "SessionEnded", "CellRun", "split_session_limits"]
 
 #: One event line from the CLI (an output is capped at 32 MiB by the
 #: supervisor; a line is a little more with its JSON wrapping).
@@ -93,7 +93,192 @@ def _check_event(line: bytes) -> Dict[str, Any]:
     return ev
 
 
-class Session:
+_H = TypeVar("_H", bound="_CellHost")
+
+
+def split_session_limits(limits: Optional[Mapping[str, object]]) -> "tuple[Dict[str, object], Dict[str, float]]":
+    """(the run limits, the session-only ones: cell_wall_time, cell_cpu_time,
+    idle_timeout as positive seconds)."""
+    lim = dict(limits or {})
+    extra: Dict[str, float] = {}
+    for key in _SESSION_LIMITS:
+        if key in lim:
+            v = lim.pop(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise BadRequest("limits: %s must be a positive number of seconds" % key)
+            extra[key] = float(v)
+    return lim, extra
+
+
+class _CellHost:
+    """What a local :class:`Session` and a remote one (sandcell-http,
+    ``_remote_session.RemoteSession``) share: cells one at a time, their
+    ids, the dataset callback, adds, interrupt.  A subclass provides
+    ``_send`` (a session command), ``_next`` (the next event), ``_add``
+    and ``close``, and sets ``output_dir`` and ``_tmp`` (a private
+    directory: DataFrames sent with an add are written there)."""
+
+    output_dir: str
+    _tmp: TempDir
+
+    def _init_host(self, on_dataset_request: Optional[Callable[[str], Any]]) -> None:
+        self._lock = threading.Lock()
+        self._ids = 0
+        self._ended: Optional[Dict[str, Any]] = None
+        self.report: Optional[Report] = None
+        self._on_dataset_request = on_dataset_request
+        self._adds = 0
+        # Host copies of DataFrames sent with add, removed once answered.
+        self._add_files: Dict[Tuple[str, str], str] = {}
+
+    def _send(self, obj: Mapping[str, object]) -> None:
+        raise NotImplementedError
+
+    def _next(self, timeout: Optional[float]) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _add(self, kind: str, name: str, value: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Optional[Report]:
+        raise NotImplementedError
+
+    # ---- public
+    @property
+    def alive(self) -> bool:
+        return self._ended is None
+
+    @property
+    def ended_reason(self) -> str:
+        if self._ended is None:
+            return ""
+        return "%s: %s" % (self._ended.get("status"), self._ended.get("reason", ""))
+
+    def stream(self, code: str, *, on_input: Optional[Callable[[str, bool], str]] = None,
+               timeout: Optional[float] = None, silent: bool = False) -> "CellRun":
+        """Starts a cell and returns its :class:`CellRun`: iterate over it
+        for the outputs as they come, then ``.result()``.  A ``silent``
+        cell takes no execution count (Jupyter's silent execution)."""
+        if not isinstance(code, str):
+            raise BadRequest("code must be a str")
+        self._lock.acquire()
+        try:
+            self._ids += 1
+            cid = ("_s%d" if silent else "c%d") % self._ids
+            self._send({"op": "run", "id": cid, "code": code})
+        except BaseException:
+            self._lock.release()
+            raise
+        return CellRun(self, cid, on_input, timeout)
+
+    def run(self, code: str, *, on_output: Optional[Callable[[Dict[str, Any]], None]] = None,
+            on_input: Optional[Callable[[str, bool], str]] = None,
+            timeout: Optional[float] = None, silent: bool = False) -> CellResult:
+        """Runs one cell and returns its :class:`CellResult`.
+        ``on_output(output)`` is called for each output as it comes;
+        ``on_input(prompt, password)`` answers input() and getpass()
+        (without it they read an empty line).  Ctrl-C (KeyboardInterrupt)
+        interrupts the cell and waits for it to stop."""
+        cr = self.stream(code, on_input=on_input, timeout=timeout, silent=silent)
+        try:
+            for out in cr:
+                if on_output is not None:
+                    on_output(out)
+        except KeyboardInterrupt:
+            self.interrupt()
+            for _ in cr:
+                pass
+        return cr.result()
+
+    # ---- adding inputs and datasets
+    def _add_path(self, kind: str, name: str, value: Any) -> str:
+        """The host path to send for an add: a DataFrame written as an
+        archive in the session's private directory, a path as given."""
+        # Checked here too: the name becomes part of a host file name.
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
+            raise BadRequest("%s name %r: letters, digits, '.', '_', '-', at most 128 bytes, "
+                             "not starting with '.' or '-'" % (kind, name))
+        if isinstance(value, (str, os.PathLike)):
+            p = os.fspath(value)
+            if not isinstance(p, str) or not os.path.isfile(p):
+                raise BadRequest("%s %r: %r is not a file" % (kind, name, value))
+            return os.path.realpath(p)
+        if kind != "dataset":
+            raise BadRequest("input %r: a path, not %s" % (name, type(value).__name__))
+        import importlib
+        frames: Any = importlib.import_module(__package__ + ".frames")
+        d = os.path.join(self._tmp.path, "added")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        self._adds += 1
+        path = os.path.join(d, "%d-%s.scf" % (self._adds, name))
+        try:
+            frames.dump(value, path)
+        except (TypeError, ValueError) as e:
+            raise BadRequest("dataset %r: %s" % (name, e)) from None
+        self._add_files[(kind, name)] = path
+        return path
+
+    def _add_settled(self, ev: Mapping[str, Any]) -> None:
+        """An added or refused event of an add: its host copy goes."""
+        path = self._add_files.pop((str(ev.get("kind")), str(ev.get("name"))), None)
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def add_dataset(self, name: str, df_or_path: Any) -> None:
+        """Hands a dataset to the session (a DataFrame, or the path of a
+        frame archive): ``sandcell.datasets[name]`` in the next cells,
+        replacing one of that name.  Waits for a running cell to end (do
+        not call it from that cell's callbacks: ``on_dataset_request``
+        answers a cell that asks).  BadRequest if the session refuses it
+        (a bad name, over the disk limit...)."""
+        self._add("dataset", name, df_or_path)
+
+    def add_input(self, name: str, path: PathLike) -> None:
+        """Copies a host file into the session: ``sandcell.inputs[name]``
+        (a path under /tmp/.sandcell/inputs/) in the next cells."""
+        self._add("input", name, path)
+
+    def _answer_request(self, name: str) -> None:
+        """A cell asked for a dataset: the callback's answer, sent as an add
+        (its added/refused event is read by the cell's iteration)."""
+        why = ""
+        path = None
+        if self._on_dataset_request is None:
+            why = "the host has no on_dataset_request callback"
+        else:
+            try:
+                value = self._on_dataset_request(name)
+                if value is None:
+                    why = "the host has no dataset %r" % (name,)
+                else:
+                    path = self._add_path("dataset", name, value)
+            except Exception as e:   # the cell gets the reason, the host goes on
+                why = "the host's callback failed: %s: %s" % (type(e).__name__, e)
+        if path is not None:
+            self._send({"op": "add", "kind": "dataset", "name": name, "path": path})
+        else:
+            self._send({"op": "add", "kind": "dataset", "name": name, "refused": why[:4000]})
+
+    def interrupt(self) -> None:
+        """KeyboardInterrupt in the running cell (nothing if none runs)."""
+        if self._ended is None:
+            try:
+                self._send({"op": "interrupt"})
+            except SessionEnded:
+                pass
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+
+class Session(_CellHost):
     """A sandboxed interpreter whose state lasts from cell to cell.
 
     The arguments are :func:`sandcell.run`'s (``inputs``, ``datasets``,
@@ -120,16 +305,12 @@ class Session:
                  binary: Optional[str] = None,
                  on_dataset_request: Optional[Callable[[str], Any]] = None,
                  server: Optional[PathLike] = None, _server_cgroup: Optional[str] = None) -> None:
-        lim = dict(limits or {})
+        lim, secs = split_session_limits(limits)
         extra: List[str] = []
         session_limits: Dict[str, float] = {}
-        for key, opt in _SESSION_LIMITS.items():
-            if key in lim:
-                v = lim.pop(key)
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                    raise BadRequest("limits: %s must be a positive number of seconds" % key)
-                extra += [opt, repr(float(v))]
-                session_limits[_REQUEST_KEYS[key]] = float(v)
+        for key, v in secs.items():
+            extra += [_SESSION_LIMITS[key], repr(v)]
+            session_limits[_REQUEST_KEYS[key]] = v
         spec = make_spec("", inputs=inputs, values=values, limits=lim, output_dir=output_dir,
                          python=python, cgroup_parent=cgroup_parent,
                          allow_reduced=allow_reduced, datasets=datasets)
@@ -139,18 +320,11 @@ class Session:
         self._own_output = spec.output_dir is None
         self._report_path = os.path.join(work, "report.json")
         self._events: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
-        self._lock = threading.Lock()
-        self._ids = 0
-        self._ended: Optional[Dict[str, Any]] = None
-        self.report: Optional[Report] = None
+        self._init_host(on_dataset_request)
         #: The session's id on a warm server (``sandcell sessions`` lists
         #: it); None for a cold session.
         self.id: Optional[str] = None
         self.server = os.path.abspath(os.fspath(server)) if server is not None else None
-        self._on_dataset_request = on_dataset_request
-        self._adds = 0
-        # Host copies of DataFrames sent with add, removed once answered.
-        self._add_files: Dict[Tuple[str, str], str] = {}
         self._stderr: Optional[IO[bytes]] = None
         try:
             ds = datasets_in(spec.datasets, work)
@@ -305,90 +479,6 @@ class Session:
         except (BrokenPipeError, ValueError):
             raise SessionEnded("the session has ended", report=self.report) from None
 
-    # ---- public
-    @property
-    def alive(self) -> bool:
-        return self._ended is None
-
-    @property
-    def ended_reason(self) -> str:
-        if self._ended is None:
-            return ""
-        return "%s: %s" % (self._ended.get("status"), self._ended.get("reason", ""))
-
-    def stream(self, code: str, *, on_input: Optional[Callable[[str, bool], str]] = None,
-               timeout: Optional[float] = None, silent: bool = False) -> "CellRun":
-        """Starts a cell and returns its :class:`CellRun`: iterate over it
-        for the outputs as they come, then ``.result()``.  A ``silent``
-        cell takes no execution count (Jupyter's silent execution)."""
-        if not isinstance(code, str):
-            raise BadRequest("code must be a str")
-        self._lock.acquire()
-        try:
-            self._ids += 1
-            cid = ("_s%d" if silent else "c%d") % self._ids
-            self._send({"op": "run", "id": cid, "code": code})
-        except BaseException:
-            self._lock.release()
-            raise
-        return CellRun(self, cid, on_input, timeout)
-
-    def run(self, code: str, *, on_output: Optional[Callable[[Dict[str, Any]], None]] = None,
-            on_input: Optional[Callable[[str, bool], str]] = None,
-            timeout: Optional[float] = None, silent: bool = False) -> CellResult:
-        """Runs one cell and returns its :class:`CellResult`.
-        ``on_output(output)`` is called for each output as it comes;
-        ``on_input(prompt, password)`` answers input() and getpass()
-        (without it they read an empty line).  Ctrl-C (KeyboardInterrupt)
-        interrupts the cell and waits for it to stop."""
-        cr = self.stream(code, on_input=on_input, timeout=timeout, silent=silent)
-        try:
-            for out in cr:
-                if on_output is not None:
-                    on_output(out)
-        except KeyboardInterrupt:
-            self.interrupt()
-            for _ in cr:
-                pass
-        return cr.result()
-
-    # ---- adding inputs and datasets
-    def _add_path(self, kind: str, name: str, value: Any) -> str:
-        """The host path to send for an add: a DataFrame written as an
-        archive in the session's private directory, a path as given."""
-        # Checked here too: the name becomes part of a host file name.
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
-            raise BadRequest("%s name %r: letters, digits, '.', '_', '-', at most 128 bytes, "
-                             "not starting with '.' or '-'" % (kind, name))
-        if isinstance(value, (str, os.PathLike)):
-            p = os.fspath(value)
-            if not isinstance(p, str) or not os.path.isfile(p):
-                raise BadRequest("%s %r: %r is not a file" % (kind, name, value))
-            return os.path.realpath(p)
-        if kind != "dataset":
-            raise BadRequest("input %r: a path, not %s" % (name, type(value).__name__))
-        import importlib
-        frames: Any = importlib.import_module(__package__ + ".frames")
-        d = os.path.join(self._tmp.path, "added")
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        self._adds += 1
-        path = os.path.join(d, "%d-%s.scf" % (self._adds, name))
-        try:
-            frames.dump(value, path)
-        except (TypeError, ValueError) as e:
-            raise BadRequest("dataset %r: %s" % (name, e)) from None
-        self._add_files[(kind, name)] = path
-        return path
-
-    def _add_settled(self, ev: Mapping[str, Any]) -> None:
-        """An added or refused event of an add: its host copy goes."""
-        path = self._add_files.pop((str(ev.get("kind")), str(ev.get("name"))), None)
-        if path is not None:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
     def _add(self, kind: str, name: str, value: Any) -> None:
         if not isinstance(name, str):
             raise BadRequest("%s names are str" % kind)
@@ -411,49 +501,6 @@ class Session:
                     self._add_settled({"kind": kind, "name": name})
                     raise BadRequest("session refused %s %r: %s" % (kind, name, ev.get("reason")))
 
-    def add_dataset(self, name: str, df_or_path: Any) -> None:
-        """Hands a dataset to the session (a DataFrame, or the path of a
-        frame archive): ``sandcell.datasets[name]`` in the next cells,
-        replacing one of that name.  Waits for a running cell to end (do
-        not call it from that cell's callbacks: ``on_dataset_request``
-        answers a cell that asks).  BadRequest if the session refuses it
-        (a bad name, over the disk limit...)."""
-        self._add("dataset", name, df_or_path)
-
-    def add_input(self, name: str, path: PathLike) -> None:
-        """Copies a host file into the session: ``sandcell.inputs[name]``
-        (a path under /tmp/.sandcell/inputs/) in the next cells."""
-        self._add("input", name, path)
-
-    def _answer_request(self, name: str) -> None:
-        """A cell asked for a dataset: the callback's answer, sent as an add
-        (its added/refused event is read by the cell's iteration)."""
-        why = ""
-        path = None
-        if self._on_dataset_request is None:
-            why = "the host has no on_dataset_request callback"
-        else:
-            try:
-                value = self._on_dataset_request(name)
-                if value is None:
-                    why = "the host has no dataset %r" % (name,)
-                else:
-                    path = self._add_path("dataset", name, value)
-            except Exception as e:   # the cell gets the reason, the host goes on
-                why = "the host's callback failed: %s: %s" % (type(e).__name__, e)
-        if path is not None:
-            self._send({"op": "add", "kind": "dataset", "name": name, "path": path})
-        else:
-            self._send({"op": "add", "kind": "dataset", "name": name, "refused": why[:4000]})
-
-    def interrupt(self) -> None:
-        """KeyboardInterrupt in the running cell (nothing if none runs)."""
-        if self._ended is None:
-            try:
-                self._send({"op": "interrupt"})
-            except SessionEnded:
-                pass
-
     def close(self) -> Optional[Report]:
         """Ends the session (the running cell is stopped) and returns the
         report; what was collected stays in output_dir."""
@@ -468,12 +515,6 @@ class Session:
             self._tmp.remove()   # the cells' collected files with it
         return self.report
 
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _kill(self) -> None:
         self._link.stop(_CLOSE_GRACE)
 
@@ -481,7 +522,7 @@ class Session:
 class CellRun:
     """A running cell: iterating gives its outputs as they come."""
 
-    def __init__(self, session: Session, cid: str, on_input: Optional[Callable[[str, bool], str]],
+    def __init__(self, session: _CellHost, cid: str, on_input: Optional[Callable[[str, bool], str]],
                  timeout: Optional[float]) -> None:
         self._s = session
         self.id = cid
@@ -526,7 +567,9 @@ class CellRun:
                     self._done = {"ev": "done", "id": self.id, "status": "killed",
                                   "execution_count": 0, "error": None, "reason": ev.get("reason")}
         finally:
-            if self._done is not None and self._s._lock.locked():
+            # Done, or the session is over (a broken stream raises): the
+            # next cell, or an add, must not wait for this one.
+            if (self._done is not None or self._s._ended is not None) and self._s._lock.locked():
                 self._s._lock.release()
 
     def result(self) -> CellResult:

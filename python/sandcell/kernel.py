@@ -13,7 +13,9 @@ kernel's working directory when Jupyter starts it) is the session's
 working directory, read-only, unless $SANDCELL_KERNEL_CWD says otherwise
 ("none" switches it off).  Limits come from $SANDCELL_KERNEL_LIMITS (JSON,
 the keys of sandcell.LIMIT_KEYS plus cell_wall_time, cell_cpu_time,
-idle_timeout).
+idle_timeout).  With $SANDCELL_URL the session is held by that
+sandcell-http server instead (sandcell.connect, with the bearer token in
+$SANDCELL_TOKEN_FILE); the notebook's directory is not sent there.
 """
 # ipykernel and jupyter_client are only partly typed.
 # mypy: disallow-untyped-calls=False
@@ -35,7 +37,7 @@ from IPython.core.error import StdinNotImplementedError  # type: ignore[import]
 
 from ._errors import Error
 from ._kernelspec import NAME, kernelspec
-from ._session import CellResult, Session
+from ._session import CellResult, Session, _CellHost
 
 __all__ = ["SandcellKernel", "main"]
 
@@ -111,12 +113,12 @@ class SandcellKernel(Kernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._session: Optional[Session] = None
+        self._session: Optional[_CellHost] = None
         self._note: Optional[str] = None
         # The session starts while Jupyter finishes starting the kernel
         # and connects: the first cell need not wait for it.
         self._starting: Optional[threading.Thread] = None
-        self._started: Optional[Session] = None
+        self._started: Optional[_CellHost] = None
         self._start_error: Optional[BaseException] = None
         self._starting = threading.Thread(target=self._prestart, name="sandcell-prestart",
                                           daemon=True)
@@ -129,7 +131,13 @@ class SandcellKernel(Kernel):
             self._start_error = e
 
     # ---- the session
-    def _start(self) -> Session:
+    def _start(self) -> _CellHost:
+        url = os.environ.get("SANDCELL_URL")
+        if url:
+            # Over HTTP inputs are files: the notebook's directory stays here.
+            from ._remote import connect
+            return connect(url, token_file=os.environ.get("SANDCELL_TOKEN_FILE") or None) \
+                .session(limits=_limits())
         cwd = os.environ.get("SANDCELL_KERNEL_CWD", os.getcwd())
         inputs = {} if cwd == "none" else {_CWD_INPUT: cwd}
         # A warm server's socket: sessions start from its template.
@@ -146,7 +154,7 @@ class SandcellKernel(Kernel):
                     "(%s); the working directory is %s" % (cwd, why, "/")
         return s
 
-    def _ensure(self) -> Session:
+    def _ensure(self) -> _CellHost:
         if self._starting is not None:
             self._starting.join()
             self._starting = None

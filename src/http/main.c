@@ -8,6 +8,7 @@
  * --serve the front end also starts the warm server and stops with it.
  */
 #include "server.h"
+#include "static.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -280,6 +281,8 @@ static enum MHD_Result begin(struct hc *h, struct MHD_Connection *c, const char 
 	const char *reason;
 	unsigned retry;
 
+	if (ht_static_route(url))
+		return ht_static_answer(c, url, method);
 	if (ht_route_parse(url, &h->route) < 0)
 		return refuse(c, 404, "not-found", "no such path", 0);
 	if (!ht_route_method_ok(h->route.kind, method)) {
