@@ -1,0 +1,173 @@
+"""Scale-out (docs/scaling.md, issue 11 item 4): three `sandcell serve
+--http` servers behind HAProxy (the shipped deploy/haproxy/sandcell.cfg,
+ports substituted), a bounded mixed load through the Python client, and
+one server SIGKILLed (front end and warm server) in the middle of it.
+
+What must hold: every one-shot run succeeds, first time or on the
+client's retry (both counted), and its Result is one execution (its
+unique marker exactly once in stdout); every submitted request has
+exactly one final outcome; HAProxy saw the server go down; the bearer
+token never reaches HAProxy's log.  Loopback only; the load is a fixed
+count of requests with a global deadline, so it stops by itself.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
+sys.path.insert(0, HERE)
+
+import sandcell  # noqa: E402
+from cluster import HAPROXY, HTTP_BIN, TOKEN, Cluster  # noqa: E402
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(HTTP_BIN, os.X_OK), reason="%s is not built (make)" % HTTP_BIN),
+    pytest.mark.skipif(not os.access(HAPROXY, os.X_OK),
+                       reason="haproxy is not installed (tools/install-deps.sh)"),
+]
+
+RUNS = 180          # one-shot runs in all
+THREADS = 6         # client threads sending them
+KILL_AFTER = 60     # runs returned before the kill
+RETRIES = 4         # the client's retries= (docs/client.md)
+DEADLINE = 300.0    # seconds for the whole load: then it stops, and the test fails
+VICTIM = 1          # index of the server killed (s2)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    tmp = tempfile.mkdtemp(prefix="sandcell-scaleout.")
+    c = Cluster(tmp, n=3, slots=2)
+    try:
+        yield c
+    finally:
+        codes = c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        assert codes.get("haproxy") == 0, codes
+
+
+class Counting:
+    """A client whose POST /v1/runs requests are counted (each is one
+    attempt of the current run: the client's retries included)."""
+
+    def __init__(self, url: str, token_file: str) -> None:
+        self.remote = sandcell.connect(url, token_file=token_file, retries=RETRIES, timeout=30)
+        self.sent = 0
+        orig = self.remote.endpoint.request
+
+        def request(method: str, path: str, **kw: object) -> object:
+            if method == "POST" and path == "/v1/runs":
+                self.sent += 1
+            return orig(method, path, **kw)  # type: ignore[arg-type]
+        self.remote.endpoint.request = request  # type: ignore[assignment]
+
+
+def test_a_server_killed_under_load(cluster: Cluster) -> None:
+    victim = cluster.servers[VICTIM]
+    deadline = time.monotonic() + DEADLINE
+    lock = threading.Lock()
+    todo = iter(range(RUNS))
+    # index -> ("ok", attempts) or ("error", what): exactly one entry each.
+    outcomes: Dict[int, Tuple[str, object]] = {}
+    twice: List[int] = []
+    done = threading.Event()
+    killed = threading.Event()
+    kill_info: Dict[str, object] = {}
+
+    def record(i: int, outcome: Tuple[str, object]) -> None:
+        with lock:
+            if i in outcomes:
+                twice.append(i)
+            outcomes[i] = outcome
+
+    def one_shot() -> None:
+        client = Counting(cluster.url, cluster.token_file)
+        while time.monotonic() < deadline:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            marker = "run-%d-%s" % (i, uuid.uuid4().hex)
+            client.sent = 0
+            try:
+                # A quarter of a second of work: runs are in flight on
+                # every server when one dies.
+                res = client.remote.run("import time\ntime.sleep(0.25)\nprint(%r)" % marker)
+            except sandcell.Error as e:
+                record(i, ("error", "%s: %s (after %d attempts)" % (type(e).__name__, e,
+                                                                    client.sent)))
+                continue
+            if res.status != "ok" or res.stdout != (marker + "\n").encode():
+                record(i, ("error", "status %s, stdout %r" % (res.status, res.stdout[:200])))
+            else:
+                record(i, ("ok", client.sent))
+
+    def killer() -> None:
+        """After KILL_AFTER runs returned, once the victim has runs in
+        flight (asked of it directly), SIGKILL its front end and warm server."""
+        while time.monotonic() < deadline and not done.is_set():
+            with lock:
+                n = len(outcomes)
+            if n >= KILL_AFTER and victim.metric("sandcell_http_runs_in_flight") >= 1:
+                kill_info["returned"] = n
+                kill_info["in_flight"] = victim.metric("sandcell_http_runs_in_flight")
+                victim.kill()
+                killed.set()
+                return
+            done.wait(0.02)
+
+    threads = [threading.Thread(target=one_shot, name="run-%d" % k) for k in range(THREADS)]
+    kt = threading.Thread(target=killer, name="killer")
+    for t in threads + [kt]:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, deadline - time.monotonic() + 60))
+    done.set()
+    kt.join(10)
+    assert not any(t.is_alive() for t in threads + [kt]), "the load did not stop by itself"
+    assert killed.is_set(), "the victim was never killed (no run in flight on it?)"
+
+    # Every submitted request has exactly one final outcome, and it is a success.
+    assert not twice, "runs with two outcomes: %r" % twice
+    assert sorted(outcomes) == list(range(RUNS)), "lost: %r" % sorted(set(range(RUNS)) - set(outcomes))
+    errors = {i: o[1] for i, o in outcomes.items() if o[0] != "ok"}
+    assert not errors, "runs that did not succeed: %r" % dict(list(errors.items())[:5])
+    attempts = [int(o[1]) for o in outcomes.values()]   # type: ignore[call-overload]
+    first_time = sum(1 for a in attempts if a == 1)
+    retried = sum(1 for a in attempts if a > 1)
+    print("scaleout: %d runs: %d first time, %d on retry (attempts %r); killed with %d returned, "
+          "%d in flight on %s" % (RUNS, first_time, retried, sorted(a for a in attempts if a > 1),
+                                  kill_info["returned"], kill_info["in_flight"], victim.name))
+    assert first_time + retried == RUNS
+    # The runs in flight on the victim came back as a retryable failure
+    # and were sent again by the client.
+    assert retried >= 1, "no run was retried: the kill hit nothing in flight"
+    assert max(attempts) <= RETRIES + 1
+
+    log = cluster.log()
+    # What the kill looked like from HAProxy (for the reader of -s output).
+    for line in log.splitlines():
+        if "sandcell/%s " % victim.name in line and " ---- " not in line or "DOWN" in line:
+            print("haproxy: " + line)
+    assert re.search(r"Server sandcell/%s is DOWN" % victim.name, log), log[-3000:]
+    # Requests that completed through HAProxy with a whole answer: one per
+    # run returned (an attempt cut by the kill is not among them), so no
+    # run was answered twice.
+    whole = re.findall(r' sandcell/s\d \S+ 200 \d+ - - ---- \S+ \S+ "POST /v1/runs ', log)
+    assert len(whole) == RUNS, "%d whole answers for %d runs" % (len(whole), RUNS)
+    assert TOKEN not in log and "Bearer" not in log, "HAProxy logged the token"
+    # The other servers are still there and ready.
+    for i, s in enumerate(cluster.servers):
+        if i != VICTIM:
+            assert s.ready(), s.log()[-2000:]
