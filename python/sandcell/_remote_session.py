@@ -264,7 +264,8 @@ class RemoteSession(_CellHost):
     def _add(self, kind: str, name: str, value: Any) -> None:
         if not isinstance(name, str):
             raise BadRequest("%s names are str" % kind)
-        with self._lock:   # between cells, as a local session's adds
+        self._take()   # between cells, as a local session's adds
+        try:
             if self._ended is not None:
                 raise SessionEnded("the session has ended: %s" % self.ended_reason,
                                    report=self.report)
@@ -273,6 +274,8 @@ class RemoteSession(_CellHost):
                 why = self._post_add(kind, name, path)
             finally:
                 self._add_settled({"kind": kind, "name": name})
+        finally:
+            self._lock.release()
         if why is not None:
             raise BadRequest("session refused %s %r: %s" % (kind, name, why))
 

@@ -130,6 +130,8 @@ class _CellHost:
         self._adds = 0
         # Host copies of DataFrames sent with add, removed once answered.
         self._add_files: Dict[Tuple[str, str], str] = {}
+        # A cell given up at its timeout= (interrupted, its done not read yet).
+        self._abandoned: Optional[str] = None
 
     def _send(self, obj: Mapping[str, object]) -> None:
         raise NotImplementedError
@@ -161,7 +163,7 @@ class _CellHost:
         cell takes no execution count (Jupyter's silent execution)."""
         if not isinstance(code, str):
             raise BadRequest("code must be a str")
-        self._lock.acquire()
+        self._take()
         try:
             self._ids += 1
             cid = ("_s%d" if silent else "c%d") % self._ids
@@ -189,6 +191,30 @@ class _CellHost:
             for _ in cr:
                 pass
         return cr.result()
+
+    def _take(self) -> None:
+        """Takes the session for a cell or an add (the lock, released by
+        the cell's end or by the add).  A cell given up at its timeout= is
+        still running, interrupted: its events are read to its done first,
+        or the session would refuse the next cell."""
+        self._lock.acquire()
+        try:
+            cid, self._abandoned = self._abandoned, None
+            while cid is not None and self._ended is None:
+                ev = self._next(None)
+                kind, mine = ev.get("ev"), ev.get("id") == cid
+                if kind == "done" and mine:
+                    break
+                if kind == "input_request" and mine:
+                    self._send({"op": "input", "id": cid, "value": ""})
+                elif kind == "dataset_request" and mine:
+                    self._send({"op": "add", "kind": "dataset", "name": str(ev.get("name")),
+                                "refused": "the cell was given up (timeout)"})
+                elif kind == "added" or (kind == "refused" and "name" in ev):
+                    self._add_settled(ev)
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ---- adding inputs and datasets
     def _add_path(self, kind: str, name: str, value: Any) -> str:
@@ -482,7 +508,8 @@ class Session(_CellHost):
     def _add(self, kind: str, name: str, value: Any) -> None:
         if not isinstance(name, str):
             raise BadRequest("%s names are str" % kind)
-        with self._lock:   # between cells: the events are ours to read
+        self._take()   # between cells: the events are ours to read
+        try:
             path = self._add_path(kind, name, value)
             self._send({"op": "add", "kind": kind, "name": name, "path": path})
             while True:
@@ -500,6 +527,8 @@ class Session(_CellHost):
                     # The add line itself was refused (its name or path).
                     self._add_settled({"kind": kind, "name": name})
                     raise BadRequest("session refused %s %r: %s" % (kind, name, ev.get("reason")))
+        finally:
+            self._lock.release()
 
     def close(self) -> Optional[Report]:
         """Ends the session (the running cell is stopped) and returns the
@@ -535,7 +564,14 @@ class CellRun:
         try:
             while self._done is None:
                 left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-                ev = self._s._next(left)
+                try:
+                    ev = self._s._next(left)
+                except TimeoutError:
+                    # Given up: the cell is interrupted and the session is
+                    # free; the next cell or add reads this one to its end.
+                    self._s._abandoned = self.id
+                    self._s.interrupt()
+                    raise
                 kind = ev.get("ev")
                 if kind == "output" and ev.get("id") in (self.id, None):
                     out = ev.get("output")
@@ -569,7 +605,8 @@ class CellRun:
         finally:
             # Done, or the session is over (a broken stream raises): the
             # next cell, or an add, must not wait for this one.
-            if (self._done is not None or self._s._ended is not None) and self._s._lock.locked():
+            if (self._done is not None or self._s._ended is not None
+                    or self._s._abandoned == self.id) and self._s._lock.locked():
                 self._s._lock.release()
 
     def result(self) -> CellResult:

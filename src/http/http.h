@@ -13,6 +13,7 @@
 
 #include "sandcell.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -103,6 +104,12 @@ char *ht_input_command(const char *buf, size_t len, struct sandcell_error *err);
 char *ht_refuse_command(const char *buf, size_t len, char name[129], struct sandcell_error *err);
 /* add: a file the front end wrote into its scratch. */
 char *ht_add_command(bool dataset, const char *name, const char *path);
+
+/* One event line of a warm session (docs/sessions.md, "Events"), from
+ * the front end's event pipe: parsed strictly (duplicate keys refused), a
+ * known "ev" with the fields the front end reads typed as it reads them;
+ * NULL otherwise.  *kind is the event's name (a static string). */
+json_t *ht_event_parse(const char *line, size_t n, const char **kind);
 
 /* Lowercase hex of 16 random bytes. */
 int ht_new_id(char id[HT_ID_LEN + 1]);

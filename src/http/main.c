@@ -274,6 +274,54 @@ static enum MHD_Result get_simple(struct MHD_Connection *c, enum ht_route_kind k
 	return body ? text(c, r ? 200 : 503, "application/json", body, strlen(body)) : MHD_NO;
 }
 
+static enum MHD_Result limited(struct hc *h, struct MHD_Connection *c, bool slot)
+{
+	const char *reason;
+	unsigned retry;
+	char m[120];
+
+	if (ht_auth_acquire(h->tenant, slot, &reason, &retry) == 0) {
+		h->slot = slot;
+		return MHD_YES;
+	}
+	snprintf(m, sizeof(m), "token '%s': %s limit reached", ht_auth_name(h->tenant), reason);
+	ht_metric_reject(reason);
+	return refuse(c, 429, "busy", m, retry);
+}
+
+/* A session route (docs/http.md, "Sessions"): GETs, DELETE and interrupt
+ * are answered at once; the others read a body first. */
+static enum MHD_Result begin_session(struct hc *h, struct MHD_Connection *c, const char *method)
+{
+	enum ht_route_kind k = h->route.kind;
+	struct ht_call call = { c, h->tenant, &h->route, &h->u, NULL, false };
+	enum MHD_Result rc;
+
+	if (strcmp(method, "GET") == 0)
+		return ht_sessions_get(c, h->tenant, k == HR_SESSION ? h->route.id : NULL);
+	if (k == HR_SESSION || k == HR_SESSION_INTERRUPT) {
+		rc = ht_session_call(&call);
+		h->s = call.s;
+		return rc;
+	}
+	if (k == HR_SESSIONS && ht_sessions_live() >= ht_opt.max_sessions) {
+		ht_metric_reject("sessions");
+		return refuse(c, 503, "busy", "the front end holds --max-sessions sessions", 1);
+	}
+	/* A session holds a concurrency slot while it lives; a cell takes
+	 * a rate token (docs/http.md, "Authentication"). */
+	if ((k == HR_SESSIONS || k == HR_SESSION_CELLS) && limited(h, c, k == HR_SESSIONS) != MHD_YES)
+		return MHD_YES;
+	h->uploading = true;
+	if (ht_upload_begin(&h->u, c, k == HR_SESSIONS ? "session" : "call") < 0) {
+		h->uploading = false;
+		ht_metric_reject("caps");
+		return refuse(c, h->u.code, h->u.status, h->u.msg, 0);
+	}
+	h->u.no_request = k == HR_SESSION_INPUTS || k == HR_SESSION_DATASETS;
+	return MHD_YES;
+}
+
 /* The first call for a request: route, method, auth, limits, caps. */
 static enum MHD_Result begin(struct hc *h, struct MHD_Connection *c, const char *url,
 			     const char *method)
@@ -311,7 +359,7 @@ static enum MHD_Result begin(struct hc *h, struct MHD_Connection *c, const char 
 			       ? text(c, 202, "application/json", strdup("{\"cancelled\":true}"), 18)
 			       : refuse(c, 404, "not-found", "no such run", 0);
 	if (h->route.kind != HR_RUNS)
-		return refuse(c, 404, "not-found", "sessions are not served yet (docs/http.md)", 0);
+		return begin_session(h, c, method);
 	if (ht_auth_acquire(h->tenant, true, &reason, &retry) < 0) {
 		char m[120];
 		snprintf(m, sizeof(m), "token '%s': %s limit reached", ht_auth_name(h->tenant), reason);
@@ -328,23 +376,47 @@ static enum MHD_Result begin(struct hc *h, struct MHD_Connection *c, const char 
 	return MHD_YES;
 }
 
-/* The body is in: check the request and start the run. */
+/* The body of a session call is in. */
+static enum MHD_Result session_body(struct hc *h, struct MHD_Connection *c, struct ht_request *q)
+{
+	struct ht_call call = { c, h->tenant, &h->route, &h->u, NULL, h->slot };
+	enum ht_route_kind k = h->route.kind;
+	enum MHD_Result rc;
+
+	if ((k == HR_SESSION_CELLS || k == HR_SESSION_INPUT) && !h->u.json)
+		return refuse(c, 415, "usage-error", "this call takes an application/json body", 0);
+	rc = k == HR_SESSIONS ? ht_session_start(&call, q) : ht_session_call(&call);
+	h->slot = call.slot;
+	h->s = call.s;
+	return rc;
+}
+
+/* The body is in: check the request and start the run or session. */
 static enum MHD_Result start_run(struct hc *h, struct MHD_Connection *c)
 {
 	struct sandcell_error e = { 0, "" };
+	bool session = h->route.kind == HR_SESSIONS;
 	struct ht_request q;
+	enum MHD_Result rc;
 
 	h->uploading = false;
 	if (ht_upload_finish(&h->u) < 0) {
 		ht_metric_reject("caps");
 		return refuse(c, h->u.code, h->u.status, h->u.msg, 0);
 	}
-	if (ht_request_parse(h->u.request ? h->u.request : "", h->u.request_len, false, &q, &e) < 0)
+	if (h->route.kind != HR_RUNS && !session)
+		return session_body(h, c, NULL);
+	if (ht_request_parse(h->u.request ? h->u.request : "", h->u.request_len, session, &q, &e) < 0)
 		return refuse(c, 400, "usage-error", e.msg, 0);
 	if (q.allow_reduced && !ht_opt.allow_reduced) {
 		ht_request_free(&q);
 		return refuse(c, 403, "forbidden", "allow_reduced: this server does not run reduced "
 			      "(sandcell-http --allow-reduced)", 0);
+	}
+	if (session) {
+		rc = session_body(h, c, &q);
+		ht_request_free(&q);
+		return rc;
 	}
 	h->s = ht_run_start(c, h->tenant, &h->u, &q, &e);
 	if (h->s == NULL) {
@@ -670,6 +742,9 @@ static int wait_for_end(pid_t warm, const sigset_t *set)
 			continue;
 		}
 		ht_log("stopped by signal %d", si.si_signo);
+		/* Sessions are cancelled (their reports are dropped: nobody
+		 * is there to collect them) before the warm server goes. */
+		ht_sessions_stop(3.0);
 		if (warm > 0) {
 			kill(warm, SIGTERM);
 			waitpid(warm, &st, 0);

@@ -412,6 +412,46 @@ char *ht_add_command(bool dataset, const char *name, const char *path)
 				   "name", name, "path", path), NULL);
 }
 
+/* The events of docs/sessions.md, each with the fields the front end
+ * reads typed as it reads them; anything else is dropped (and logged). */
+static bool event_ok(json_t *ev, const char **kind)
+{
+	static const char *const kinds[] = { "session", "ready", "output", "input_request",
+					     "dataset_request", "done", "added", "refused", "end", NULL };
+	json_t *id = json_object_get(ev, "id");
+	const char *k = json_string_value(json_object_get(ev, "ev"));
+	size_t i = 0;
+
+	if (!json_is_object(ev) || k == NULL)
+		return false;
+	while (kinds[i] && strcmp(kinds[i], k) != 0)
+		i++;
+	if (kinds[i] == NULL || (id != NULL && !json_is_string(id) && !json_is_null(id)))
+		return false;
+	*kind = kinds[i];
+	if (!strcmp(k, "output") || !strcmp(k, "session"))
+		return true;
+	if (!strcmp(k, "input_request") || !strcmp(k, "done"))
+		return json_is_string(id) && (k[0] == 'i' || json_is_string(json_object_get(ev, "status")));
+	if (!strcmp(k, "dataset_request") || !strcmp(k, "added"))
+		return json_is_string(json_object_get(ev, "name"));
+	if (!strcmp(k, "refused"))
+		return json_is_string(json_object_get(ev, "reason"));
+	if (!strcmp(k, "end"))
+		return json_is_string(json_object_get(ev, "status"));
+	return true;
+}
+
+json_t *ht_event_parse(const char *line, size_t n, const char **kind)
+{
+	json_t *ev = json_loadb(line, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+
+	if (ev != NULL && event_ok(ev, kind))
+		return ev;
+	json_decref(ev);
+	return NULL;
+}
+
 int ht_new_id(char id[HT_ID_LEN + 1])
 {
 	unsigned char b[HT_ID_LEN / 2];

@@ -223,6 +223,22 @@ static char *read_output(int dirfd, const char *path, json_int_t size, const cha
 	return b64;
 }
 
+json_t *ht_file_event(int dirfd, const char *path, json_int_t size, const char *sha)
+{
+	const char *why;
+	char *b64 = read_output(dirfd, path, size, sha, &why);
+	json_t *ev;
+
+	if (b64)
+		ev = json_pack("{s:s,s:s,s:I,s:s,s:s}", "ev", "file", "path", path, "size", size,
+			       "sha256", sha, "b64", b64);
+	else
+		ev = json_pack("{s:s,s:s,s:I,s:s?,s:s}", "ev", "file", "path", path, "size", size,
+			       "sha256", sha, "error", why);
+	free(b64);
+	return ev;
+}
+
 static void emit_files(struct run *r, json_t *report)
 {
 	json_t *files = json_object_get(json_object_get(report, "outputs"), "files"), *f;
@@ -236,21 +252,11 @@ static void emit_files(struct run *r, json_t *report)
 		return;
 	json_array_foreach(files, i, f) {
 		const char *path = json_string_value(json_object_get(f, "path"));
-		const char *sha = json_string_value(json_object_get(f, "sha256"));
-		json_int_t size = json_integer_value(json_object_get(f, "size"));
-		const char *why;
-		char *b64;
 
 		if (path == NULL || !ht_stream_room(r->s, FILE_ROOM))
 			break;
-		b64 = read_output(dirfd, path, size, sha, &why);
-		if (b64)
-			ht_stream_event(r->s, json_pack("{s:s,s:s,s:I,s:s,s:s}", "ev", "file", "path", path,
-							"size", size, "sha256", sha, "b64", b64));
-		else
-			ht_stream_event(r->s, json_pack("{s:s,s:s,s:I,s:s?,s:s}", "ev", "file", "path", path,
-							"size", size, "sha256", sha, "error", why));
-		free(b64);
+		ht_stream_event(r->s, ht_file_event(dirfd, path, json_integer_value(json_object_get(f, "size")),
+						    json_string_value(json_object_get(f, "sha256"))));
 	}
 	close(dirfd);
 }
@@ -320,6 +326,9 @@ static void run_config(struct run *r, struct sandcell_config *cfg, struct sandce
 	cfg->python = ht_opt.python;
 	cfg->code = r->q.code;
 	cfg->code_len = r->q.code_len;
+	/* As the local client's warm runs (python/sandcell/_warm.py): a cold
+	 * run of the file cell.py, so tracebacks name the same file. */
+	cfg->code_name = "cell.py";
 	cfg->args = (const char *const *)r->q.args;
 	cfg->n_args = r->q.n_args;
 	cfg->values_json = r->q.values;

@@ -46,6 +46,10 @@ void ht_stream_unref(struct ht_stream *s);
 /* Appends one NDJSON line (json_dumps'd object, consumed).  false once
  * the client is gone or too far behind (then the producer cancels). */
 bool ht_stream_event(struct ht_stream *s, json_t *ev);
+/* Appends NDJSON text already serialized by us (whole lines). */
+bool ht_stream_lines(struct ht_stream *s, const char *lines, size_t n);
+/* The answer carries X-Sandcell-Session: id (load balancers pin on it). */
+void ht_stream_session(struct ht_stream *s, const char *id);
 void ht_stream_start(struct ht_stream *s);
 /* Blocks until fewer than limit bytes are pending; false if gone. */
 bool ht_stream_room(struct ht_stream *s, size_t limit);
@@ -77,6 +81,7 @@ struct ht_upload {
 	char *request;		/* the request object's bytes */
 	size_t request_len;
 	bool have_request;
+	bool no_request;	/* files only (a session's adds): set after ht_upload_begin */
 	uint64_t total;
 	unsigned parts;
 	char dir[4096];		/* this request's scratch directory (mode 0700) */
@@ -108,6 +113,30 @@ struct ht_stream *ht_run_start(struct MHD_Connection *c, long tenant, struct ht_
 			       struct ht_request *q, struct sandcell_error *err);
 /* POST /v1/runs/ID/cancel: 0, or -1 when no run of this tenant has it. */
 int ht_run_cancel(const char *id, long tenant);
+
+/* A file event for a collected output (read beneath dirfd, checked
+ * against the size and SHA-256 listed for it). */
+json_t *ht_file_event(int dirfd, const char *path, json_int_t size, const char *sha);
+
+/* ---- session.c ---- */
+/* One call on a session route, from main.c's handler. */
+struct ht_call {
+	struct MHD_Connection *c;
+	long tenant;
+	const struct ht_route *route;
+	struct ht_upload *u;	/* the body; taken over when the answer needs it */
+	struct ht_stream *s;	/* out: the answer comes on this stream */
+	bool slot;		/* in: a concurrency slot is held; out: still the caller's */
+};
+/* POST /v1/sessions (q checked, taken over). */
+enum MHD_Result ht_session_start(struct ht_call *k, struct ht_request *q);
+/* Every /v1/sessions/ID route but GET. */
+enum MHD_Result ht_session_call(struct ht_call *k);
+/* GET /v1/sessions (id NULL) and /v1/sessions/ID. */
+enum MHD_Result ht_sessions_get(struct MHD_Connection *c, long tenant, const char *id);
+unsigned ht_sessions_live(void);
+/* A stopping front end: every session cancelled, at most grace s waited. */
+void ht_sessions_stop(double grace);
 
 /* A JSON refusal body {"status","message","report"}, malloc'd. */
 char *ht_refusal_body(const char *status, const char *message, const char *report_json);

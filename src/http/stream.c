@@ -22,6 +22,7 @@ struct ht_stream {
 	size_t len, off, cap, max_pending;
 	unsigned code, retry_after;
 	char *body;
+	char session[HT_ID_LEN + 1];	/* X-Sandcell-Session, when a session's */
 	void (*on_gone)(void *);
 	void *gone_arg;
 };
@@ -113,33 +114,57 @@ static bool append(struct ht_stream *s, const char *p, size_t n)
 	return true;
 }
 
-bool ht_stream_event(struct ht_stream *s, json_t *ev)
+void ht_stream_session(struct ht_stream *s, const char *id)
 {
-	char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+	pthread_mutex_lock(&s->mu);
+	snprintf(s->session, sizeof(s->session), "%s", id);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Appends text that ends with a newline (n > 0): one or more lines. */
+static bool add_text(struct ht_stream *s, const char *text, size_t n)
+{
 	void (*gone)(void *) = NULL;
 	bool ok = false, resume = false;
 
-	json_decref(ev);
 	pthread_mutex_lock(&s->mu);
-	if (!s->closed && !s->behind && !s->done && line != NULL) {
+	if (!s->closed && !s->behind && !s->done) {
 		/* Checked before this line: one large event (a file) after
 		 * ht_stream_room is fine, a client not reading is not. */
-		ok = s->len - s->off <= s->max_pending && append(s, line, strlen(line));
+		ok = s->len - s->off <= s->max_pending && append(s, text, n - 1);
 		if (!ok) {
 			/* A client this far behind is not reading: stop
 			 * producing for it rather than buffer without end. */
 			s->behind = true;
 			gone = s->on_gone;
-			ok = false;
 		}
 		resume = take_resume(s);
 	}
 	pthread_mutex_unlock(&s->mu);
-	free(line);
 	if (gone)
 		gone(s->gone_arg);
 	kick(s, resume);
 	return ok;
+}
+
+bool ht_stream_event(struct ht_stream *s, json_t *ev)
+{
+	char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+	size_t n = line ? strlen(line) : 0;
+	bool ok;
+
+	json_decref(ev);
+	if (line == NULL)
+		return !ht_stream_gone(s);
+	line[n] = '\n'; /* append() writes the newline itself: n + 1 bytes, the last one dropped */
+	ok = add_text(s, line, n + 1);
+	free(line);
+	return ok;
+}
+
+bool ht_stream_lines(struct ht_stream *s, const char *lines, size_t n)
+{
+	return n == 0 || add_text(s, lines, n);
 }
 
 void ht_stream_start(struct ht_stream *s)
@@ -263,7 +288,7 @@ static void reader_free(void *cls)
 }
 
 static enum MHD_Result queue_json(struct MHD_Connection *c, unsigned code, const char *body,
-				  unsigned retry_after)
+				  unsigned retry_after, const char *session)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
 								 MHD_RESPMEM_MUST_COPY);
@@ -273,6 +298,8 @@ static enum MHD_Result queue_json(struct MHD_Connection *c, unsigned code, const
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", "application/json");
+	if (session != NULL && session[0] != '\0')
+		MHD_add_response_header(r, "X-Sandcell-Session", session);
 	if (retry_after) {
 		snprintf(ra, sizeof(ra), "%u", retry_after);
 		MHD_add_response_header(r, "Retry-After", ra);
@@ -296,10 +323,11 @@ enum MHD_Result ht_stream_answer(struct ht_stream *s)
 		return MHD_YES;
 	}
 	if (s->code != 0) {
-		char *body = strdup(s->body);
+		char *body = strdup(s->body), sid[HT_ID_LEN + 1];
 		unsigned code = s->code, ra = s->retry_after;
+		memcpy(sid, s->session, sizeof(sid));
 		pthread_mutex_unlock(&s->mu);
-		rc = body ? queue_json(s->conn, code, body, ra) : MHD_NO;
+		rc = body ? queue_json(s->conn, code, body, ra, sid) : MHD_NO;
 		free(body);
 		return rc;
 	}
@@ -313,6 +341,8 @@ enum MHD_Result ht_stream_answer(struct ht_stream *s)
 	MHD_add_response_header(r, "Content-Type", "application/x-ndjson");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (s->session[0] != '\0')
+		MHD_add_response_header(r, "X-Sandcell-Session", s->session);
 	rc = MHD_queue_response(s->conn, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	ht_metric_response(MHD_HTTP_OK);
@@ -337,5 +367,5 @@ void ht_stream_closed(struct ht_stream *s)
 enum MHD_Result ht_queue_json(struct MHD_Connection *c, unsigned code, const char *body,
 			      unsigned retry_after)
 {
-	return queue_json(c, code, body, retry_after);
+	return queue_json(c, code, body, retry_after, NULL);
 }

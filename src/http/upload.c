@@ -76,6 +76,10 @@ static int open_part(struct ht_upload *u, const char *key)
 	u->part_kind = kind;
 	u->part_bytes = 0;
 	if (kind == HP_REQUEST) {
+		if (u->no_request) {
+			ht_upload_refuse(u, 400, "usage-error", "no 'request' part here: files only");
+			return -1;
+		}
 		if (u->have_request) {
 			ht_upload_refuse(u, 400, "usage-error", "two 'request' parts");
 			return -1;
@@ -251,7 +255,7 @@ int ht_upload_finish(struct ht_upload *u)
 	if (u->pp != NULL && MHD_destroy_post_processor(u->pp) != MHD_YES && u->code == 0)
 		ht_upload_refuse(u, 400, "usage-error", "malformed or truncated multipart body");
 	u->pp = NULL;
-	if (u->code == 0 && !u->have_request)
+	if (u->code == 0 && !u->have_request && !u->no_request)
 		ht_upload_refuse(u, 400, "usage-error", "no 'request' part");
 	return u->code == 0 ? 0 : -1;
 }

@@ -66,7 +66,7 @@ def test_adds_datasets_on_demand_and_files(client, tmp_path):
         return pd.DataFrame({"v": [1, 2, 3]}) if name == "lazy" else None
     with client.session(datasets={"start": pd.DataFrame({"a": [1]})},
                         on_dataset_request=lookup) as s:
-        assert s.run("sandcell.datasets['start'].a.sum()").outputs[0]["data"]["text/plain"] == "1"
+        assert s.run("import sandcell\nsandcell.datasets['start'].a.sum()").outputs[0]["data"]["text/plain"] == "1"
         s.add_input("notes", str(notes))
         s.add_dataset("more", pd.DataFrame({"b": [4, 5]}))
         r = s.run("import sandcell\nprint(open(sandcell.inputs['notes']).read())\n"
