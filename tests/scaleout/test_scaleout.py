@@ -5,8 +5,11 @@ one server SIGKILLed (front end and warm server) in the middle of it.
 
 What must hold: every one-shot run succeeds, first time or on the
 client's retry (both counted), and its Result is one execution (its
-unique marker exactly once in stdout); every submitted request has
-exactly one final outcome; HAProxy saw the server go down; the bearer
+unique marker exactly once in stdout); the killed server's sessions end
+(a cell running on it comes back "killed", the next call raises
+SessionEnded), the other sessions run every cell, each exactly once, in
+the interpreter that holds their state (pinning); every submitted request
+has exactly one final outcome; HAProxy saw the server go down; the bearer
 token never reaches HAProxy's log.  Loopback only; the load is a fixed
 count of requests with a global deadline, so it stops by itself.
 """
@@ -43,6 +46,8 @@ KILL_AFTER = 60     # runs returned before the kill
 RETRIES = 4         # the client's retries= (docs/client.md)
 DEADLINE = 300.0    # seconds for the whole load: then it stops, and the test fails
 VICTIM = 1          # index of the server killed (s2)
+SESSIONS = 6        # at least, and at least one on every server
+CELLS = 8           # cells per session; half before the kill, half after
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +78,47 @@ class Counting:
         self.remote.endpoint.request = request  # type: ignore[assignment]
 
 
+CELL = "import time\ntime.sleep(0.1)\nn = globals().get('n', 0) + 1\nprint(n)"
+
+
+def holders(cluster: Cluster) -> Dict[str, int]:
+    """session id -> index of the server that holds it (each server still
+    running asked directly)."""
+    out: Dict[str, int] = {}
+    for i, s in enumerate(cluster.servers):
+        if s.proc.poll() is not None:
+            continue
+        direct = sandcell.connect("http://127.0.0.1:%d" % s.port, token_file=cluster.token_file)
+        for info in direct.sessions():
+            out[info.id] = i
+    return out
+
+
+def open_sessions(cluster: Cluster) -> Tuple[list, Dict[str, int]]:
+    """SESSIONS sessions or more through HAProxy, until every server holds
+    one (leastconn spreads them; bounded)."""
+    remote = sandcell.connect(cluster.url, token_file=cluster.token_file, retries=RETRIES)
+    sessions = []
+    while len(sessions) < 3 * SESSIONS:
+        sessions.append(remote.session())
+        where = holders(cluster)
+        if len(sessions) >= SESSIONS and len(set(where.values())) == len(cluster.servers):
+            break
+    where = holders(cluster)
+    assert sorted(where) == sorted(x.id for x in sessions), "a session is held by no server"
+    assert len(set(where.values())) == len(cluster.servers), "sessions not spread: %r" % where
+    return sessions, where
+
+
 def test_a_server_killed_under_load(cluster: Cluster) -> None:
     victim = cluster.servers[VICTIM]
+    sessions, where = open_sessions(cluster)
+    on_victim = [x for x in sessions if where[x.id] == VICTIM]
+    long_one = on_victim[0]        # the one with a cell running when its server dies
+    long_started = threading.Event()
+    # session id -> the outputs of its cells in order, and how it finished.
+    cells: Dict[str, List[str]] = {x.id: [] for x in sessions}
+    finished: Dict[str, str] = {}
     deadline = time.monotonic() + DEADLINE
     lock = threading.Lock()
     todo = iter(range(RUNS))
@@ -119,7 +163,8 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
         while time.monotonic() < deadline and not done.is_set():
             with lock:
                 n = len(outcomes)
-            if n >= KILL_AFTER and victim.metric("sandcell_http_runs_in_flight") >= 1:
+            if n >= KILL_AFTER and long_started.is_set() \
+                    and victim.metric("sandcell_http_runs_in_flight") >= 1:
                 kill_info["returned"] = n
                 kill_info["in_flight"] = victim.metric("sandcell_http_runs_in_flight")
                 victim.kill()
@@ -127,7 +172,29 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
                 return
             done.wait(0.02)
 
+    def session_cells(x: "sandcell.RemoteSession") -> None:
+        """CELLS cells, half before the kill; the long one's session runs a
+        cell that is still running when its server dies."""
+        try:
+            for k in range(CELLS):
+                if k == CELLS // 2:
+                    if x is long_one:
+                        r = x.run("print('long', flush=True)\nimport time\ntime.sleep(120)",
+                                  on_output=lambda o: long_started.set())
+                        cells[x.id].append("long:" + r.status)
+                    killed.wait(max(0.0, deadline - time.monotonic()))
+                r = x.run(CELL)
+                text = "".join(o.get("text", "") for o in r.outputs)
+                cells[x.id].append(text if r.ok else "status:" + r.status)
+            finished[x.id] = "done"
+        except sandcell.SessionEnded as e:
+            finished[x.id] = "ended: %s" % e
+        except sandcell.Error as e:
+            finished[x.id] = "error: %s: %s" % (type(e).__name__, e)
+
     threads = [threading.Thread(target=one_shot, name="run-%d" % k) for k in range(THREADS)]
+    threads += [threading.Thread(target=session_cells, args=(x,), name="session-%d" % k)
+                for k, x in enumerate(sessions)]
     kt = threading.Thread(target=killer, name="killer")
     for t in threads + [kt]:
         t.start()
@@ -167,6 +234,32 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
     whole = re.findall(r' sandcell/s\d \S+ 200 \d+ - - ---- \S+ \S+ "POST /v1/runs ', log)
     assert len(whole) == RUNS, "%d whole answers for %d runs" % (len(whole), RUNS)
     assert TOKEN not in log and "Bearer" not in log, "HAProxy logged the token"
+    # Sessions: the victim's ended (the one mid-cell saw it "killed"), the
+    # others ran every cell exactly once, in order, in one interpreter.
+    assert sorted(finished) == sorted(cells), "sessions without an outcome"
+    counted = ["%d\n" % (k + 1) for k in range(CELLS // 2)]
+    for x in sessions:
+        if where[x.id] == VICTIM:
+            assert finished[x.id].startswith("ended: "), (x.id, finished[x.id])
+            assert not x.alive
+            expect = counted + (["long:killed"] if x is long_one else [])
+            assert cells[x.id] == expect, (x.id, cells[x.id])
+            print("scaleout: session on %s: %s" % (victim.name, finished[x.id]))
+        else:
+            assert finished[x.id] == "done" and x.alive, (x.id, finished[x.id])
+            assert cells[x.id] == ["%d\n" % (k + 1) for k in range(CELLS)], cells[x.id]
+    assert any("ended: session %s ended: " % x.id in finished[x.id] for x in on_victim
+               if x is not long_one) or on_victim == [long_one]
+    # The survivors still hold their sessions; closing them ends them there.
+    held = holders(cluster)
+    assert {i for i in held.values()} <= set(range(len(cluster.servers))) - {VICTIM}
+    assert sorted(held) == sorted(x.id for x in sessions if where[x.id] != VICTIM)
+    for x in sessions:
+        rep = x.close()
+        if where[x.id] != VICTIM:
+            assert rep is not None and rep.status == "ok", rep
+    assert holders(cluster) == {}
+
     # The other servers are still there and ready.
     for i, s in enumerate(cluster.servers):
         if i != VICTIM:
