@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
