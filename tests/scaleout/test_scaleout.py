@@ -15,6 +15,8 @@ count of requests with a global deadline, so it stops by itself.
 """
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import shutil
@@ -78,6 +80,37 @@ class Counting:
         self.remote.endpoint.request = request  # type: ignore[assignment]
 
 
+def test_through_haproxy_tokens_pass_untouched_and_events_stream(cluster: Cluster) -> None:
+    """HAProxy forwards Authorization as sent (a good token runs, none
+    and a wrong one get the server's own 401) and forwards a run's events
+    as they come (the first line long before the report), before the
+    load test below kills a server."""
+    good = sandcell.connect(cluster.url, token_file=cluster.token_file)
+    assert good.run("print('via proxy')").stdout == b"via proxy\n"
+    for token in (None, "w" * 40):
+        with pytest.raises(sandcell.BadRequest) as e:
+            sandcell.connect(cluster.url, token=token).run("1")
+        assert e.value.answer is not None and e.value.answer["status"] == "unauthorized"
+    port = int(cluster.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/v1/runs", body=json.dumps(
+        {"code": "import time\nprint('first', flush=True)\ntime.sleep(2)\nprint('last')"}),
+        headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200
+    seen = []
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        ev = json.loads(line)
+        seen.append((time.monotonic(), ev["ev"], ev.get("text")))
+    conn.close()
+    first = next(t for t, kind, text in seen if kind == "stream" and text == "first\n")
+    report = next(t for t, kind, _ in seen if kind == "report")
+    assert report - first > 1.5, "HAProxy held the stream back: %r" % seen
+
+
 CELL = "import time\ntime.sleep(0.1)\nn = globals().get('n', 0) + 1\nprint(n)"
 
 
@@ -110,8 +143,13 @@ def open_sessions(cluster: Cluster) -> Tuple[list, Dict[str, int]]:
     return sessions, where
 
 
+#: A POST /v1/runs that HAProxy logged as answered whole (200, normal end).
+WHOLE_RUN = re.compile(r' sandcell/s\d \S+ 200 \d+ - - ---- \S+ \S+ "POST /v1/runs ')
+
+
 def test_a_server_killed_under_load(cluster: Cluster) -> None:
     victim = cluster.servers[VICTIM]
+    whole_before = len(re.findall(WHOLE_RUN, cluster.log()))
     sessions, where = open_sessions(cluster)
     on_victim = [x for x in sessions if where[x.id] == VICTIM]
     long_one = on_victim[0]        # the one with a cell running when its server dies
@@ -222,6 +260,12 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
     assert retried >= 1, "no run was retried: the kill hit nothing in flight"
     assert max(attempts) <= RETRIES + 1
 
+    # HAProxy writes a request's log line when its stream ends, which may
+    # be just after the client read the report: wait for the lines (bounded).
+    wait_until = time.monotonic() + 10
+    while len(re.findall(WHOLE_RUN, cluster.log())) - whole_before < RUNS \
+            and time.monotonic() < wait_until:
+        done.wait(0.05)
     log = cluster.log()
     # What the kill looked like from HAProxy (for the reader of -s output).
     for line in log.splitlines():
@@ -231,8 +275,8 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
     # Requests that completed through HAProxy with a whole answer: one per
     # run returned (an attempt cut by the kill is not among them), so no
     # run was answered twice.
-    whole = re.findall(r' sandcell/s\d \S+ 200 \d+ - - ---- \S+ \S+ "POST /v1/runs ', log)
-    assert len(whole) == RUNS, "%d whole answers for %d runs" % (len(whole), RUNS)
+    whole = len(re.findall(WHOLE_RUN, log)) - whole_before
+    assert whole == RUNS, "%d whole answers for %d runs" % (whole, RUNS)
     assert TOKEN not in log and "Bearer" not in log, "HAProxy logged the token"
     # Sessions: the victim's ended (the one mid-cell saw it "killed"), the
     # others ran every cell exactly once, in order, in one interpreter.
