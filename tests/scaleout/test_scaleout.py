@@ -265,7 +265,7 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
     wait_until = time.monotonic() + 10
     while len(re.findall(WHOLE_RUN, cluster.log())) - whole_before < RUNS \
             and time.monotonic() < wait_until:
-        done.wait(0.05)
+        threading.Event().wait(0.05)
     log = cluster.log()
     # What the kill looked like from HAProxy (for the reader of -s output).
     for line in log.splitlines():
