@@ -110,6 +110,25 @@ def test_through_haproxy_tokens_pass_untouched_and_events_stream(cluster: Cluste
     report = next(t for t, kind, _ in seen if kind == "report")
     assert report - first > 1.5, "HAProxy held the stream back: %r" % seen
 
+    # A client that goes away cancels its run on the server behind
+    # (HAProxy closes that side too): docs/scaling.md, "Cancel by id".
+    def cancelled() -> float:
+        return sum(s.metric('sandcell_http_runs_total{status="cancelled"}')
+                   for s in cluster.servers)
+    before = cancelled()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/v1/runs", body=json.dumps(
+        {"code": "import time\nprint('go', flush=True)\ntime.sleep(25)"}),
+        headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert json.loads(r.readline())["ev"] == "run" and json.loads(r.readline())["ev"] == "stream"
+    conn.close()
+    t0 = time.monotonic()
+    while cancelled() == before and time.monotonic() - t0 < 10:
+        threading.Event().wait(0.05)
+    assert cancelled() == before + 1, "closing the connection did not cancel the run behind"
+    assert sum(s.metric("sandcell_http_runs_in_flight") for s in cluster.servers) == 0
+
 
 CELL = "import time\ntime.sleep(0.1)\nn = globals().get('n', 0) + 1\nprint(n)"
 
