@@ -291,6 +291,10 @@ class Endpoint:
         # A peer that vanished (a host down, a cut link) is noticed within
         # a minute while we wait for a quiet run's events.
         s: socket.socket = conn.sock
+        # Headers and body go out in separate writes (a multipart body in
+        # many): with Nagle's algorithm each small write after the first
+        # waits for the server's delayed ACK (bench/http.md).
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for opt, v in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, opt):
@@ -318,14 +322,13 @@ class Endpoint:
                     conn.putheader("Content-Length", str(len(json_body)))
                 elif method in ("POST", "PUT"):
                     conn.putheader("Content-Length", "0")
-                conn.endheaders()
                 sent_error: Optional[OSError] = None
                 try:
+                    # A JSON body goes out with the headers, in one write.
+                    conn.endheaders(json_body if body is None else None)
                     if body is not None:
                         for chunk in body.chunks():
                             conn.send(chunk)
-                    elif json_body is not None:
-                        conn.send(json_body)
                 except OSError as e:
                     # The server may have refused early (a cap) and hung up:
                     # its answer, if any, is still readable.

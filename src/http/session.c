@@ -31,15 +31,18 @@
 #define FILE_ROOM (8u << 20)
 #define ENDED_KEEP_SEC 3600.0		/* an ended session's report waits this long for its 410 */
 #define ADD_MAX 64			/* files in one add call */
+#define ADDS_MAX 4			/* add calls waiting at once on one session */
 
 enum state { STARTING, READY, ENDED };
 
+/* An add call waiting for its files' added or refused events.  Kept in
+ * the session (no list of mallocs: gcc's analyzer loses those). */
 struct add {
+	bool used;
 	struct ht_upload u;		/* the files, removed once answered */
 	struct ht_stream *s;
 	bool settled[ADD_MAX];
-	char *why[ADD_MAX];		/* NULL: added */
-	struct add *next;
+	json_t *why;			/* per file: null (added) or the refusal */
 };
 
 struct sess {
@@ -55,11 +58,11 @@ struct sess {
 	char input_for[65];		/* a cell's pending input_request */
 	char dataset_for[129];		/* a pending dataset_request's name */
 	struct ht_stream *create_s, *cell_s, *delete_s;
-	struct add *adds;
+	struct add adds[ADDS_MAX];
 	char *queued;			/* NDJSON lines while no cell stream is attached */
 	size_t queued_len;
-	char *cmd;			/* commands not yet written */
-	size_t cmd_len, cmd_off;
+	json_t *cmdq;			/* command lines not yet written (strings) */
+	size_t cmd_off;			/* bytes of the first one written */
 	bool closing;			/* close the command pipe once cmd is written */
 	json_t *end;			/* the end event */
 	int cmd_w, cmd_r, ev_r, ev_w, wake[2], cancel[2], null_fd;
@@ -92,22 +95,18 @@ static void cancel_sess(struct sess *x)
 /* With mu held: a command line for the pump. */
 static int queue_cmd(struct sess *x, const char *line)
 {
-	size_t n = strlen(line);
-	char *b;
-
-	if (x->closing)
+	if (x->closing || json_array_append_new(x->cmdq, json_pack("s+", line, "\n")) < 0)
 		return -1;
-	if (x->cmd_off > 0 && x->cmd_off == x->cmd_len)
-		x->cmd_off = x->cmd_len = 0;
-	b = realloc(x->cmd, x->cmd_len + n + 1);
-	if (b == NULL)
-		return -1;
-	memcpy(b + x->cmd_len, line, n);
-	b[x->cmd_len + n] = '\n';
-	x->cmd = b;
-	x->cmd_len += n + 1;
 	wake(x);
 	return 0;
+}
+
+static void add_free(struct add *a)
+{
+	ht_stream_unref(a->s);
+	ht_upload_free(&a->u, true);
+	json_decref(a->why);
+	a->used = false;
 }
 
 static void sess_free(struct sess *x)
@@ -118,11 +117,14 @@ static void sess_free(struct sess *x)
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	for (size_t i = 0; i < ADDS_MAX; i++)
+		if (x->adds[i].used)
+			add_free(&x->adds[i]);
 	ht_upload_free(&x->u, true);
 	ht_request_free(&x->q);
 	json_decref(x->end);
+	json_decref(x->cmdq);
 	free(x->queued);
-	free(x->cmd);
 	free(x);
 }
 
@@ -366,8 +368,9 @@ static void on_done(struct sess *x, json_t *ev)
  * nothing).  The waiter comes back in *out. */
 static int add_slot(struct sess *x, const char *kind, const char *name, struct add **out)
 {
-	for (struct add *a = x->adds; a; a = a->next)
-		for (size_t i = 0; i < a->u.n_files; i++) {
+	for (size_t w = 0; w < ADDS_MAX; w++) {
+		struct add *a = &x->adds[w];
+		for (size_t i = 0; a->used && i < a->u.n_files; i++) {
 			const struct ht_file *f = &a->u.files[i];
 			bool k = kind == NULL || strcmp(kind, f->kind == HP_DATASET ? "dataset" : "input") == 0;
 			if (!a->settled[i] && k && (name == NULL || strcmp(name, f->name) == 0)) {
@@ -375,46 +378,43 @@ static int add_slot(struct sess *x, const char *kind, const char *name, struct a
 				return (int)i;
 			}
 		}
+	}
 	return -1;
 }
 
+/* Answers a waiter taken out of its session (mu released). */
 static void add_answer(struct add *a, unsigned code, char *body)
 {
 	ht_stream_fail(a->s, code, body ? body : "{}", 0);
 	free(body);
-	ht_stream_unref(a->s);
-	ht_upload_free(&a->u, true);
-	for (size_t i = 0; i < ADD_MAX; i++)
-		free(a->why[i]);
-	free(a);
+	add_free(a);
 }
 
-/* With mu held: unlinks a waiter all of whose files are settled and
- * returns its answer's body (the caller answers with mu released). */
-static struct add *add_settle(struct sess *x, struct add *a, int i, const char *why, char **body)
+/* With mu held: settles file i; once all are, the waiter is moved to
+ * *out with its answer's body (true), to be answered with mu released. */
+static bool add_settle(struct add *a, int i, const char *why, struct add *out, char **body)
 {
 	json_t *added = json_array(), *refused = json_array(), *o;
 
 	a->settled[i] = true;
-	a->why[i] = why ? strdup(why) : NULL;
+	json_array_set_new(a->why, (size_t)i, why ? json_string(why) : json_null());
 	for (size_t k = 0; k < a->u.n_files; k++)
 		if (!a->settled[k])
-			return json_decref(added), json_decref(refused), NULL;
-	for (struct add **p = &x->adds; *p; p = &(*p)->next)
-		if (*p == a) {
-			*p = a->next;
-			break;
-		}
-	for (size_t k = 0; k < a->u.n_files; k++)
-		if (a->why[k] == NULL)
-			json_array_append_new(added, json_string(a->u.files[k].name));
+			return json_decref(added), json_decref(refused), false;
+	for (size_t k = 0; k < a->u.n_files; k++) {
+		json_t *w = json_array_get(a->why, k);
+		if (json_is_string(w))
+			json_array_append_new(refused, json_pack("{s:s,s:O}", "name", a->u.files[k].name,
+								 "reason", w));
 		else
-			json_array_append_new(refused, json_pack("{s:s,s:s}", "name", a->u.files[k].name,
-								 "reason", a->why[k]));
+			json_array_append_new(added, json_string(a->u.files[k].name));
+	}
 	o = json_pack("{s:o,s:o}", "added", added, "refused", refused);
 	*body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	return a;
+	*out = *a;
+	a->used = false;
+	return true;
 }
 
 /* added, or refused: an add's answer goes to its waiter; a refused run
@@ -425,9 +425,9 @@ static void on_answer(struct sess *x, json_t *ev, bool added)
 	const char *kind = json_string_value(json_object_get(ev, "kind"));
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	struct ht_stream *s = NULL;
-	struct add *a = NULL, *done = NULL;
+	struct add *a = NULL, done;
 	char *body = NULL;
-	bool end_cell = false;
+	bool end_cell = false, answered = false;
 	int i;
 
 	pthread_mutex_lock(&mu);
@@ -435,8 +435,8 @@ static void on_answer(struct sess *x, json_t *ev, bool added)
 		x->dataset_for[0] = '\0';
 	i = name != NULL || id == NULL ? add_slot(x, kind, name, &a) : -1;
 	if (i >= 0) {
-		done = add_settle(x, a, i, added ? NULL
-				  : json_string_value(json_object_get(ev, "reason")), &body);
+		answered = add_settle(a, i, added ? NULL : json_string_value(json_object_get(ev, "reason")),
+				      &done, &body);
 	} else {
 		end_cell = !added && name == NULL && id != NULL && x->running && !x->acked &&
 			   strcmp(id, x->cell) == 0;
@@ -449,8 +449,8 @@ static void on_answer(struct sess *x, json_t *ev, bool added)
 		}
 	}
 	pthread_mutex_unlock(&mu);
-	if (done != NULL)
-		add_answer(done, 200, body);
+	if (answered)
+		add_answer(&done, 200, body);
 	if (s != NULL) {
 		ht_stream_event(s, json_incref(ev));
 		if (end_cell)
@@ -473,7 +473,7 @@ static unsigned start_code(const char *status, unsigned *retry)
 
 struct parting {
 	struct ht_stream *cell, *create, *del;
-	struct add *adds;
+	struct add adds[ADDS_MAX];
 };
 
 /* With mu held: the session has ended; who is to be told. */
@@ -486,19 +486,20 @@ static void end_locked(struct sess *x, json_t *ev, struct parting *p)
 	p->cell = x->cell_s;
 	p->create = x->create_s;
 	p->del = x->delete_s;
-	p->adds = x->adds;
+	for (size_t i = 0; i < ADDS_MAX; i++) {
+		p->adds[i] = x->adds[i];
+		x->adds[i].used = false;
+	}
 	x->cell_s = x->create_s = x->delete_s = NULL;
-	x->adds = NULL;
 	x->closing = true;
 	live--;
 	pthread_cond_broadcast(&gone_cv);
-	if (p->del != NULL)
-		forget(x); /* DELETE asked: its answer is the report */
 }
 
 static void on_end(struct sess *x, json_t *ev)
 {
-	struct parting p = { 0 };
+	static const struct parting none;
+	struct parting p = none;
 	const char *st = json_string_value(json_object_get(ev, "status"));
 	unsigned retry, code = start_code(st, &retry);
 	char *body;
@@ -535,13 +536,16 @@ static void on_end(struct sess *x, json_t *ev)
 		ht_stream_fail(p.del, 200, body ? body : "{}", 0);
 		ht_stream_unref(p.del);
 	}
-	while (p.adds != NULL) {
-		struct add *a = p.adds;
-		char *b = end_body(x, true);
-		p.adds = a->next;
-		add_answer(a, 410, b);
-	}
+	for (size_t i = 0; i < ADDS_MAX; i++)
+		if (p.adds[i].used)
+			add_answer(&p.adds[i], 410, end_body(x, true));
 	free(body);
+	if (p.del != NULL) {
+		/* DELETE asked: its answer was the report, nothing is owed. */
+		pthread_mutex_lock(&mu);
+		forget(x);
+		pthread_mutex_unlock(&mu);
+	}
 }
 
 static void on_ready(struct sess *x)
@@ -557,7 +561,8 @@ static void on_ready(struct sess *x)
 	pthread_mutex_unlock(&mu);
 	if (s == NULL)
 		return;
-	if (ht_stream_gone(s)) {
+	/* The connection is suspended: MHD would not see it hang up. */
+	if (ht_stream_gone(s) || ht_stream_client_gone(s, 0)) {
 		/* Nobody learnt its id: nobody could use or close it. */
 		ht_log("session %.8s...: its creator left before it was ready; cancelled", x->id);
 		cancel_sess(x);
@@ -615,19 +620,23 @@ static void on_line(struct sess *x, const char *line, size_t n)
  * non-blocking) and closes the pipe after the last one of a close. */
 static void write_cmds(struct sess *x)
 {
-	while (x->cmd_w >= 0 && x->cmd_off < x->cmd_len) {
-		ssize_t w = write(x->cmd_w, x->cmd + x->cmd_off, x->cmd_len - x->cmd_off);
+	while (x->cmd_w >= 0 && json_array_size(x->cmdq) > 0) {
+		json_t *line = json_array_get(x->cmdq, 0);
+		ssize_t w = write(x->cmd_w, json_string_value(line) + x->cmd_off,
+				  json_string_length(line) - x->cmd_off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN)
 			return;
-		if (w <= 0) {
-			x->cmd_off = x->cmd_len; /* the session is gone: its end event says so */
-			break;
+		if (w > 0)
+			x->cmd_off += (size_t)w;
+		if (w <= 0 || x->cmd_off == json_string_length(line)) {
+			/* written, or the session is gone (its end event says so) */
+			json_array_remove(x->cmdq, 0);
+			x->cmd_off = 0;
 		}
-		x->cmd_off += (size_t)w;
 	}
-	if (x->closing && x->cmd_w >= 0 && x->cmd_off == x->cmd_len) {
+	if (x->closing && x->cmd_w >= 0 && json_array_size(x->cmdq) == 0) {
 		close(x->cmd_w);
 		x->cmd_w = -1;
 	}
@@ -662,7 +671,7 @@ static void *pump_main(void *arg)
 
 		pthread_mutex_lock(&mu);
 		write_cmds(x);
-		if (x->cmd_w >= 0 && x->cmd_off < x->cmd_len)
+		if (x->cmd_w >= 0 && json_array_size(x->cmdq) > 0)
 			p[2].fd = x->cmd_w;
 		pthread_mutex_unlock(&mu);
 		if (poll(p, 3, -1) < 0 && errno != EINTR)
@@ -811,13 +820,26 @@ static struct sess *sess_new(struct ht_call *k)
 	x->refs = 1;
 	x->tenant = k->tenant;
 	x->t0 = ht_now();
-	if (ht_new_id(x->id) < 0 || open_pipes(x) < 0 ||
+	x->cmdq = json_array();
+	if (x->cmdq == NULL || ht_new_id(x->id) < 0 || open_pipes(x) < 0 ||
 	    (x->create_s = ht_stream_new(k->c, 4096)) == NULL) {
 		sess_free(x);
 		return NULL;
 	}
 	ht_stream_session(x->create_s, x->id);
 	return x;
+}
+
+/* Out of the registry, before anyone could have seen it. */
+static void unlist(struct sess *x)
+{
+	pthread_mutex_lock(&mu);
+	for (struct sess **p = &registry; *p; p = &(*p)->next)
+		if (*p == x) {
+			*p = x->next;
+			break;
+		}
+	pthread_mutex_unlock(&mu);
 }
 
 static bool files_ok(const struct ht_upload *u, enum ht_part_kind a, enum ht_part_kind b)
@@ -857,10 +879,10 @@ enum MHD_Result ht_session_start(struct ht_call *k, struct ht_request *q)
 	memset(k->u, 0, sizeof(*k->u));
 	k->u->part_fd = -1;
 	memset(q, 0, sizeof(*q));
-	ht_stream_ref(x->create_s); /* the connection's */
-	k->s = x->create_s;
-	pthread_mutex_lock(&mu);
 	x->refs = 2; /* the registry's and the runner's */
+	ht_stream_ref(x->create_s); /* the connection's, before the runner may answer */
+	/* Listed first: the id may be in a client's hands once it runs. */
+	pthread_mutex_lock(&mu);
 	x->listed = true;
 	x->next = registry;
 	registry = x;
@@ -868,18 +890,15 @@ enum MHD_Result ht_session_start(struct ht_call *k, struct ht_request *q)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &at, runner_main, x) != 0) {
-		/* As if the warm server had refused: the end answers the creator. */
 		pthread_attr_destroy(&at);
-		k->slot = false;
-		ht_metric_gauge(HG_SESSIONS, 1);
-		end_from_report(x, NULL, "cannot start a thread for the session");
-		pthread_mutex_lock(&mu);
-		forget(x);
-		unref_locked(x);
-		pthread_mutex_unlock(&mu);
-		return ht_stream_answer(k->s);
+		unlist(x);
+		ht_stream_unref(x->create_s);
+		ht_stream_unref(x->create_s);
+		sess_free(x);
+		goto fail;
 	}
 	pthread_attr_destroy(&at);
+	k->s = x->create_s;
 	k->slot = false; /* the session's until it ends */
 	ht_metric_gauge(HG_SESSIONS, 1);
 	ht_log("session %.8s... started for token '%s'", x->id, ht_auth_name(k->tenant));
@@ -1000,32 +1019,40 @@ static void refuse_dataset(struct ht_call *k, struct sess *x, struct reply *r)
 static void add_files(struct ht_call *k, struct sess *x, struct reply *r, bool dataset)
 {
 	enum ht_part_kind kind = dataset ? HP_DATASET : HP_INPUT;
-	struct add *a;
+	struct add *a = NULL;
 
 	if (k->u->n_files == 0 || k->u->n_files > ADD_MAX || !files_ok(k->u, kind, kind))
 		return say(r, 400, "usage-error", dataset ? "1 to 64 dataset:NAME parts"
 			   : "1 to 64 input:NAME parts");
-	a = calloc(1, sizeof(*a));
-	if (a == NULL || (a->s = session_stream(k, x, 4096)) == NULL) {
-		free(a);
+	for (size_t i = 0; i < ADDS_MAX && a == NULL; i++)
+		a = x->adds[i].used ? NULL : &x->adds[i];
+	if (a == NULL)
+		return say(r, 409, "usage-error", "4 add calls wait on this session already");
+	memset(a, 0, sizeof(*a));
+	a->why = json_array();
+	for (size_t i = 0; a->why != NULL && i < k->u->n_files; i++)
+		json_array_append_new(a->why, json_null());
+	if (a->why == NULL || (a->s = session_stream(k, x, 4096)) == NULL) {
+		json_decref(a->why);
 		return say(r, 500, "sandbox-error", "out of resources");
 	}
-	for (size_t i = 0; i < k->u->n_files; i++) {
-		const struct ht_file *f = &k->u->files[i];
-		char *cmd = ht_add_command(dataset, f->name, f->path);
-		if (cmd == NULL || queue_cmd(x, cmd) < 0)
-			a->settled[i] = true, a->why[i] = strdup("the front end could not send it");
-		else if (dataset && strcmp(f->name, x->dataset_for) == 0)
-			x->dataset_for[0] = '\0';
-		free(cmd);
-	}
+	a->used = true;
 	a->u = *k->u; /* the files stay until their adds are answered */
 	memset(k->u, 0, sizeof(*k->u));
 	k->u->part_fd = -1;
+	for (size_t i = 0; i < a->u.n_files; i++) {
+		const struct ht_file *f = &a->u.files[i];
+		char *cmd = ht_add_command(dataset, f->name, f->path);
+		if (cmd == NULL || queue_cmd(x, cmd) < 0) {
+			a->settled[i] = true;
+			json_array_set_new(a->why, i, json_string("the front end could not send it"));
+		} else if (dataset && strcmp(f->name, x->dataset_for) == 0) {
+			x->dataset_for[0] = '\0';
+		}
+		free(cmd);
+	}
 	ht_stream_ref(a->s);
 	k->s = a->s;
-	a->next = x->adds;
-	x->adds = a;
 }
 
 static void close_session(struct ht_call *k, struct sess *x, struct reply *r)
@@ -1083,8 +1110,10 @@ enum MHD_Result ht_session_call(struct ht_call *k)
 		dispatch(k, x, &r);
 	}
 	pthread_mutex_unlock(&mu);
-	if (k->s != NULL)
+	if (k->s != NULL) {
+		free(r.body); /* a stream answers: no reply was made */
 		return ht_stream_answer(k->s);
+	}
 	return answer(k->c, r.code, r.body, 0, sid);
 }
 

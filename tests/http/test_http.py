@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 
-from conftest import (ALICE, BOB, CAROL, HTTP_BIN, metrics, multipart, request, run,
+from http_util import (ALICE, BOB, CAROL, HTTP_BIN, metrics, multipart, request, run,
                       second_front, stream_bytes, wait_ready)
 
 CODE = r"""

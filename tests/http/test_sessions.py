@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from conftest import (ALICE, BIN, BOB, Front, metrics, multipart, request, run, second_front,
+from http_util import (ALICE, BIN, BOB, Front, metrics, multipart, request, run, second_front,
                       wait_ready)
 
 

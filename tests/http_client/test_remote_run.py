@@ -123,7 +123,10 @@ def test_retry_on_a_retryable_refusal(served: Served):
     is taken; without retries it raises Busy."""
     single = served.client("single")
     first = {}
-    t = threading.Thread(target=lambda: first.update(res=single.run("import time; time.sleep(4)")))
+    # The first run retries too: the loop below may hold the slot when it
+    # arrives (then the first is the one refused, and would never run).
+    t = threading.Thread(target=lambda: first.update(
+        res=single.run("import time; time.sleep(4)", retries=20)))
     t.start()
     refused = None
     while t.is_alive() and refused is None:
