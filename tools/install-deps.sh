@@ -15,11 +15,14 @@ BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 pyth
 DEMO_PKGS="python3-numpy python3-pandas python3-matplotlib python3-nbformat"
 # The test tiers' tools (ASan, fuzzing, lint, bench, the unprivileged-user
 # run, the Jupyter kernel against ipykernel with nbclient, the browser
-# test), the throwaway root of tools/fresh-check.sh and the container image
-# (podman; runc for hosts with hybrid cgroups, which crun refuses).
+# test, HAProxy in front of several servers and the Kubernetes API models
+# the manifests are validated against: make scaleout-check), the throwaway
+# root of tools/fresh-check.sh and the container image (podman; runc for
+# hosts with hybrid cgroups, which crun refuses).
 MORE_PKGS="clang libclang-rt-14-dev pkg-config seccomp python3-pytest python3-hypothesis
 bubblewrap util-linux strace cppcheck shellcheck pyflakes3 mypy hyperfine procps debootstrap groff-base
-python3-ipykernel python3-jupyter-client python3-nbclient jupyter-notebook chromium podman runc"
+python3-ipykernel python3-jupyter-client python3-nbclient jupyter-notebook chromium
+haproxy python3-kubernetes python3-yaml podman runc"
 case "${1:-all}" in
 build) PKGS=$BUILD_PKGS ;;
 demo) PKGS="$BUILD_PKGS $DEMO_PKGS" ;;

@@ -28,7 +28,7 @@ from ._result import _safe_relpath
 from ._session import SessionEnded
 
 __all__ = ["Endpoint", "Part", "Response", "Events", "read_token", "write_file", "check_str",
-           "EVENT_MAX", "RETRY_WAIT_MAX"]
+           "EVENT_MAX", "RETRY_WAIT_MAX", "ProxyError", "Lost", "PROXY_CODES"]
 
 #: One NDJSON event line: a ``file`` event carries its content in base64
 #: (the server's --max-output, 64 MiB by default, is 86 MiB of base64).
@@ -175,6 +175,26 @@ class NotSent(Exception):
         self.error = error
 
 
+class ProxyError(Unreachable):
+    """A proxy in front (HAProxy, docs/scaling.md) answered 502, 503 or 504
+    in its own words (not sandcell-http's JSON): no server was up, or the
+    one it chose died or did not answer.  ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Lost(SandboxError):
+    """The request reached the other end whole, then the connection broke
+    before the whole answer came (no answer, or an event stream without
+    its end): the server may have started on it."""
+
+
+#: What a proxy answers in its own words when the server behind is gone.
+PROXY_CODES = (502, 503, 504)
+
+
 class Response:
     """A response whose headers arrived."""
 
@@ -215,9 +235,9 @@ def refusal(r: Response, what: str) -> Error:
         r.close()
         # A proxy in front (HAProxy's 503 when no server is up) answers in
         # its own words: nothing reached a sandcell server.
-        if r.status in (502, 503, 504):
-            err: Error = Unreachable("%s: HTTP %d from %s (not a sandcell answer)"
-                                     % (what, r.status, "a proxy or the server"))
+        if r.status in PROXY_CODES:
+            err: Error = ProxyError("%s: HTTP %d from a proxy (not a sandcell answer)"
+                                    % (what, r.status), r.status)
             err.retry_after = wait
             return err
         return ProtocolError("%s: HTTP %d without a JSON body" % (what, r.status))
@@ -322,8 +342,8 @@ class Endpoint:
                         raise NotSent(Unreachable("%s %s: the connection broke while the "
                                                   "request was sent: %s" % (method, path,
                                                                             sent_error))) from None
-                    raise SandboxError("%s %s: the server hung up without an answer (%s)"
-                                       % (method, path, e)) from None
+                    raise Lost("%s %s: the server hung up without an answer (%s)"
+                               % (method, path, e)) from None
             except BaseException:
                 conn.close()
                 raise

@@ -12,28 +12,43 @@ made into a Result exactly as a local run's are (a private directory,
 OutputFile, datasets read with the hardened frames reader after the
 SHA-256 check).
 
-Retries (``retries=``): a one-shot run is sent again only when nothing can
-have run: the server refused it as ``busy`` (429, 503) or ``unreachable``
-(503), a proxy in front answered 503 in its own words, or the connection
-failed before the request reached the server whole (no connection, or
-broken while the body was sent: the server starts a run only once the
-whole body is in).  A run whose request was sent is never retried, even
-when the connection then broke with no answer: it may have run.
+Retries (``retries=``, at most that many more attempts): a one-shot run
+is sent again when
+
+- nothing can have run: the server refused it as ``busy`` (429, 503) or
+  ``unreachable`` (503), or the connection failed before the request
+  reached the server whole (no connection, or broken while the body was
+  sent: the server starts a run only once the whole body is in);
+- or the server went away before the run's report came: a proxy in front
+  answered 502/503/504 in its own words (HAProxy when the server it chose
+  died or none is up), the connection closed with no answer, or the event
+  stream ended without its report (docs/scaling.md, "When a server dies").
+  The code may then have started on the server that went away; its
+  sandbox went with it, and nothing of that attempt is returned (its
+  stdout, files and output_dir entries are dropped), so the Result is one
+  whole run, never two merged.  A sandbox has no network and nothing of a
+  run outlives it, so the only cost of such a repeat is the compute.
+
+Anything else (a refusal of the request itself, a report, a malformed
+answer, Ctrl-C) is never retried.  Session starts retry only the first
+kind; session cells, inputs and interrupts are never retried.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._common import complete, new_workdir
 from ._datasets import datasets_in
-from ._errors import BadRequest, Busy, Error, ProtocolError, SandboxError, Unreachable
-from ._http import (EVENT_MAX, Endpoint, Events, NotSent, Part, Response, backoff, check_str,
-                    read_token, refusal, write_file)
+from ._errors import BadRequest, Busy, Error, ProtocolError, Unreachable
+from ._http import (EVENT_MAX, Endpoint, Events, Lost, NotSent, Part, ProxyError,
+                    Response, backoff, check_str, read_token, refusal, write_file)
 from ._report import Report, parse_report
 from ._request import LIMIT_KEYS, PathLike, RunSpec, make_spec
 from ._result import Result
@@ -91,6 +106,22 @@ def prepare_output(path: str) -> None:
     except FileExistsError:
         if not os.path.isdir(path) or os.listdir(path):
             raise BadRequest("output_dir %s must be new or an empty directory" % path) from None
+
+
+def _empty(path: str) -> None:
+    """Removes what a cut attempt wrote in a caller's output_dir (it was
+    new or empty when the run started: prepare_output), so that a retry
+    starts from the same empty directory."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in os.listdir(fd):
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=fd)
+            else:
+                os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def check_retries(n: object) -> int:
@@ -266,11 +297,38 @@ class Remote:
                 parts.append(Part("stdin", data=spec.stdin))
             elif spec.stdin is not None:
                 parts.append(Part("stdin", path=spec.stdin))
-            r = send_retrying(lambda: self.endpoint.request("POST", "/v1/runs", parts=parts),
-                              n, "run")
+            attempt = 0
+            while True:
+                try:
+                    return self._run_once(parts, spec)
+                except _Retry as rt:
+                    err = rt.error
+                if attempt >= n:
+                    raise err
+                time.sleep(backoff(attempt, err.retry_after))
+                attempt += 1
         finally:
             staging.remove()
-        return self._read_run(r, spec)
+
+    def _run_once(self, parts: Sequence[Part], spec: RunSpec) -> Result:
+        """One attempt: the Result, or _Retry when the module's policy sends
+        the run again, or the error."""
+        try:
+            r = self.endpoint.request("POST", "/v1/runs", parts=parts)
+        except NotSent as e:
+            raise _Retry(e.error) from None
+        except Lost as e:
+            raise _Retry(e) from None
+        if not 200 <= r.status < 300:
+            err = refusal(r, "run")
+            if isinstance(err, (Busy, ProxyError)) or (isinstance(err, Unreachable)
+                                                       and r.status == 503):
+                raise _Retry(err)
+            raise err
+        try:
+            return self._read_run(r, spec)
+        except Lost as e:
+            raise _Retry(e) from None
 
     def _read_run(self, r: Response, spec: RunSpec) -> Result:
         tmp = new_workdir()
@@ -291,9 +349,11 @@ class Remote:
             finally:
                 events.close()
             if st.report is None and interrupt is None:
-                raise SandboxError("run: the event stream ended without the report (%s); "
-                                   "nothing says whether the run finished"
-                                   % (events.cut or "the server closed it"))
+                if spec.output_dir is not None:
+                    _empty(out_dir)   # this attempt's files: none of it is returned
+                raise Lost("run: the event stream ended without the report (%s); "
+                           "nothing says whether the run finished"
+                           % (events.cut or "the server closed it"))
             report = parse_report(st.report) if st.report is not None else None
             if report is not None:
                 check_files(st.files, report, "run")

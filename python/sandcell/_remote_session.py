@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ._common import new_workdir
 from ._errors import BadRequest, Error, ProtocolError
-from ._http import Events, NotSent, Part, refusal, write_file
+from ._http import Events, Lost, NotSent, Part, ProxyError, refusal, write_file
 from ._remote import (Remote, check_id, encode, file_parts, prepare_output, request_limits,
                       send_retrying)
 from ._report import Report, parse_report
@@ -103,9 +103,31 @@ class RemoteSession(_CellHost):
                       "reason": str(err)})
         self.report = err.report
 
+    def _gone(self, err: Error) -> Error:
+        """err, or SessionEnded when it says that the server holding this
+        session is gone, and the session with it (docs/scaling.md): a proxy
+        in front answered 502/503/504 itself (the server it pins the session
+        to is down), another server answered 404 (it never held this id),
+        or the connection broke after the call was sent.  A session lives in
+        one server's memory: nothing can bring it back."""
+        if isinstance(err, ProxyError):
+            why = "HTTP %d from the proxy: the server that held it is down" % err.status
+        elif isinstance(err, Lost):
+            why = "the server hung up: it went away"
+        elif isinstance(err, BadRequest) and err.answer is not None \
+                and err.answer.get("status") == "not-found":
+            why = "the server that answered does not know it (the server that held it " \
+                  "stopped, or it was closed)"
+        else:
+            return err
+        ended = SessionEnded("session %s ended: %s" % (self.id, why))
+        self._ended_by(ended)
+        return ended
+
     def _call(self, method: str, what: str, *, json_obj: Optional[Mapping[str, object]] = None,
               parts: Optional[List[Part]] = None, ok: "tuple[int, ...]" = (200,)) -> Dict[str, object]:
-        """A call on this session: a 410 ends it (SessionEnded raised)."""
+        """A call on this session: a 410 ends it (SessionEnded raised), as
+        does a sign that its server is gone (_gone)."""
         path = "/v1/sessions/%s%s" % (self.id, "/" + what if what else "")
         try:
             return self._ep.call(method, path, "session " + (what or method.lower()),
@@ -114,6 +136,11 @@ class RemoteSession(_CellHost):
         except SessionEnded as e:
             self._ended_by(e)
             raise
+        except Error as e:
+            gone = self._gone(e)
+            if gone is e:
+                raise
+            raise gone from None
 
     # ---- commands (what a local session writes on the CLI's stdin)
     def _send(self, obj: Mapping[str, object]) -> None:
@@ -146,11 +173,14 @@ class RemoteSession(_CellHost):
             r = self._ep.request("POST", "/v1/sessions/%s/cells" % self.id, json_body=body)
         except NotSent as e:
             raise e.error from None
+        except Lost as e:
+            raise self._gone(e) from None
         if r.status != 200:
             err = refusal(r, "cell")
             if isinstance(err, SessionEnded):
                 self._ended_by(err)
-            raise err
+                raise err
+            raise self._gone(err)
         events = Events(r, "cell", self._max_event)
         q: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
         self._q = q
@@ -189,7 +219,8 @@ class RemoteSession(_CellHost):
                 q.put(None)
                 # The cell's state on the server is unknown from here.
                 return self._finish({"ev": "end", "status": "sandbox-error", "reason":
-                                     "the cell's event stream ended early: %s"
+                                     "the cell's event stream ended early (%s): the server "
+                                     "or the connection to it went away"
                                      % (ev["why"] if ev else "no done event")})
             kind = ev["ev"]
             if kind == "_bad":

@@ -1,6 +1,6 @@
 """sandcell.connect(...).run: one-shot runs over HTTP with the API and the
 Result of a local server's runs; every refusal of docs/http.md's table
-mapped to its class; retries only where nothing can have run; whatever
+mapped to its class; retries where nothing can have run or its server went away; whatever
 the server sends parsed strictly."""
 from __future__ import annotations
 
@@ -215,18 +215,18 @@ def test_retries_what_did_not_run_and_nothing_else(canned: Canned, client):
     with pytest.raises(sandcell.Busy):
         c.run("1", retries=2)
     assert len(canned.requests) == 3
-    # Sent whole, then the connection closed without an answer: it may
-    # have run, so it is not sent again.
+    # Sent whole, then the connection closed without an answer, or the
+    # stream was cut before its report: without retries, raised as it is
+    # (sent once; nothing says whether it ran).
     canned.requests.clear()
     canned.answers.append(None)
     with pytest.raises(sandcell.SandboxError, match="hung up"):
-        c.run("1")
+        sandcell.connect(canned.url).run("1")
     assert len(canned.requests) == 1
-    # A stream cut before the report: not retried either.
     canned.requests.clear()
     canned.events(ok[:2])
     with pytest.raises(sandcell.SandboxError, match="without the report"):
-        c.run("1")
+        sandcell.connect(canned.url).run("1")
     assert len(canned.requests) == 1
     # Never a BadRequest.
     canned.requests.clear()
@@ -234,6 +234,49 @@ def test_retries_what_did_not_run_and_nothing_else(canned: Canned, client):
     with pytest.raises(sandcell.BadRequest):
         c.run("1")
     assert len(canned.requests) == 1
+
+
+def test_a_server_that_went_away_is_retried_and_nothing_of_it_returned(canned: Canned, client,
+                                                                       tmp_path, monkeypatch):
+    """docs/scaling.md, "When a server dies": with retries, a run whose
+    server went away before its report (no answer, a cut stream, a proxy's
+    502/503/504 in its own words) is sent again; the Result is the last
+    attempt alone (stdout once, no file of the cut attempt, in output_dir
+    too).  Every wait is the backoff's."""
+    rep = dict(client.run("print('hi')").report.raw)
+    ok = [{"ev": "run", "id": "a" * 32}, {"ev": "stream", "name": "stdout", "text": "hi\n"},
+          {"ev": "report", "report": rep}]
+    waits = []
+    monkeypatch.setattr(sandcell._remote, "backoff", lambda n, w: waits.append((n, w)) or 0.0)
+    c = sandcell.connect(canned.url, retries=5)
+    canned.answers.append(None)                                           # hung up
+    canned.events(ok[:2] + [_file_event("cut.txt", b"partial")])          # cut after a file
+    canned.answers.append((502, {"Content-Type": "text/html"}, b"<h1>502 Bad Gateway</h1>"))
+    canned.answers.append((503, {"Content-Type": "text/html"}, b"<h1>503</h1>"))
+    canned.answers.append((504, {}, b""))
+    canned.events(ok)
+    out = tmp_path / "out"
+    res = c.run("print('hi')", output_dir=str(out))
+    assert res.stdout == b"hi\n" and res.ok and len(canned.requests) == 6
+    assert os.listdir(out) == [], "a file of the cut attempt was left or returned"
+    assert [n for n, _ in waits] == [0, 1, 2, 3, 4]
+    # Retries run out: the last error is raised, with what it was.
+    canned.requests.clear()
+    canned.answers.append(None)
+    canned.answers.append((502, {"Content-Type": "text/html"}, b"bad gateway"))
+    with pytest.raises(sandcell.Unreachable, match="HTTP 502 from a proxy"):
+        c.run("1", retries=1)
+    assert len(canned.requests) == 2
+    # A 500 of sandcell's own, a malformed stream or a proxy's 500: never.
+    for answer in [(500, {"Content-Type": "application/json"},
+                    b'{"status":"sandbox-error","message":"m","report":null}'),
+                   (500, {"Content-Type": "text/html"}, b"oops"),
+                   (200, {"Content-Type": "application/x-ndjson"}, b'{"ev":"stream"}\n')]:
+        canned.requests.clear()
+        canned.answers.append(answer)
+        with pytest.raises((sandcell.SandboxError, sandcell.ProtocolError)):
+            c.run("1")
+        assert len(canned.requests) == 1
 
 
 def _file_event(path, data, **over):

@@ -4,6 +4,7 @@ outputs streamed in order, input(), interrupt from another thread, adds,
 datasets on demand, per-cell files, the end report, SessionEnded."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -109,3 +110,40 @@ def test_close_answers_with_the_report_and_later_calls_end(served: Served):
     with pytest.raises(sandcell.SessionEnded):
         s.run("2")
     assert s.id not in [i.id for i in c.sessions()]
+
+
+@pytest.mark.parametrize("gone", ["proxy503", "proxy502", "notfound", "hungup"])
+def test_a_session_whose_server_is_gone_has_ended(canned, gone):
+    """docs/scaling.md: a session lives in one server; a call that meets a
+    proxy's own 502/503 (the server it pins the session to is down), a 404
+    from another server (it never held the id) or a hang-up raises
+    SessionEnded saying so, the session is not alive, and later calls
+    raise SessionEnded without sending anything."""
+    sid = "5e" * 16
+    canned.answers.append((201, {"Content-Type": "application/json", "X-Sandcell-Session": sid},
+                           json.dumps({"session": sid, "ready": True}).encode()))
+    s = sandcell.connect(canned.url, retries=3).session()
+    assert s.id == sid
+    if gone == "proxy503":
+        canned.answers.append((503, {"Content-Type": "text/html"}, b"<h1>503</h1>"))
+        why = "HTTP 503 from the proxy"
+    elif gone == "proxy502":
+        canned.answers.append((502, {"Content-Type": "text/html"}, b"<h1>502</h1>"))
+        why = "HTTP 502 from the proxy"
+    elif gone == "notfound":
+        canned.refusal(404, "not-found", "no such session")
+        why = "does not know it"
+    else:
+        canned.answers.append(None)
+        why = "hung up"
+    with pytest.raises(sandcell.SessionEnded, match="session %s ended: .*%s" % (sid, why)):
+        s.run("1")
+    assert not s.alive and why in s.ended_reason
+    sent = len(canned.requests)
+    assert sent == 2, "a session cell was retried"
+    with pytest.raises(sandcell.SessionEnded):
+        s.run("2")
+    with pytest.raises(sandcell.SessionEnded):
+        s.add_input("x", __file__)
+    assert len(canned.requests) == sent
+    s.close()   # the DELETE may fail: the session had ended already
