@@ -293,7 +293,7 @@ class Endpoint:
         s: socket.socket = conn.sock
         # Headers and body go out in separate writes (a multipart body in
         # many): with Nagle's algorithm each small write after the first
-        # waits for the server's delayed ACK (bench/http.md).
+        # waits for the server's delayed ACK (bench/http_latency.md).
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for opt, v in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):

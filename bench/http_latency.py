@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """HTTP (sandcell-http) against the local socket, side by side in one run.
 
-    /usr/bin/python3 bench/http.py [--runs 200] [--cells 200] [--sandcell build/sandcell]
-                                   [--out bench/http.md]
+    /usr/bin/python3 bench/http_latency.py [--runs 200] [--cells 200] [--sandcell build/sandcell]
+                                   [--out bench/http_latency.md]
 
 One warm server (sandcell.Server, 2 spares) and one sandcell-http in front
 of it on loopback (a token file, auth on, as deployed).  Measured, the
@@ -26,29 +26,23 @@ the local socket at p50.
 """
 from __future__ import annotations
 
+import argparse
+import datetime
+import http.client
+import json
 import os
+import platform
+import re
+import select
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from typing import Callable, Dict, List
 
-# This file is bench/http.py: run as a script, its directory comes first on
-# sys.path and would shadow the standard library's http package.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import select  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Callable, Dict, List  # noqa: E402
-
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
 import sandcell  # noqa: E402
@@ -194,7 +188,7 @@ def report(a: argparse.Namespace, runs: Dict[str, List[float]], cells: Dict[str,
     except OSError:
         pass
     lines = ["# HTTP (sandcell-http) against the local socket", "",
-             "`/usr/bin/python3 bench/http.py --runs %d --cells %d` on %s (%s, %d CPUs, Linux %s, "
+             "`/usr/bin/python3 bench/http_latency.py --runs %d --cells %d` on %s (%s, %d CPUs, Linux %s, "
              "Python %s); one warm server (2 spares) and one sandcell-http on loopback in front "
              "of it, the alternatives taking turns in every repetition."
              % (a.runs, a.cells, datetime.date.today().isoformat(), cpu, os.cpu_count() or 0,
