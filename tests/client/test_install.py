@@ -43,7 +43,7 @@ def expected(prefix: str) -> "set[str]":
     site = pydir(prefix)
     pkg = sorted(n for n in os.listdir(os.path.join(ROOT, "python", "sandcell"))
                  if n.endswith(".py") or n == "py.typed")
-    return {prefix + "/bin/sandcell", prefix + "/bin/sandcell-warm",
+    return {prefix + "/bin/sandcell", prefix + "/bin/sandcell-warm", prefix + "/bin/sandcell-http",
             prefix + "/lib/libsandcell.a", prefix + "/lib/pkgconfig/sandcell.pc",
             prefix + "/include/sandcell.h", prefix + "/share/man/man1/sandcell.1",
             prefix + "/share/jupyter/kernels/sandcell/kernel.json"} | \
