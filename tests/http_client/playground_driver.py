@@ -19,7 +19,7 @@ import struct
 import subprocess
 import time
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 CHROMIUM = shutil.which("chromium")
 
@@ -144,8 +144,8 @@ class Browser:
         self.dt.call("Page.navigate", url=url)
         self.dt.wait("location.href === %s && document.readyState === 'complete'" % json.dumps(url),
                      "the page to load", 30)
-        self.dt.js("const t = document.getElementById('token'); t.value = %s;"
-                   "t.dispatchEvent(new Event('input')); 1" % json.dumps(token))
+        self.dt.js("(() => { const t = document.getElementById('token'); t.value = %s;"
+                   "t.dispatchEvent(new Event('input')); return 1; })()" % json.dumps(token))
 
     def set_files(self, selector: str, files: List[str]) -> None:
         doc = self.dt.call("DOM.getDocument")["root"]["nodeId"]
@@ -337,7 +337,7 @@ def session_scenario(b: Browser, url: str, token: str, data_csv: str) -> Dict[st
 def oneshot_scenario(b: Browser, token: str, data_csv: str) -> Dict[str, Any]:
     """One-shot mode on the page already open: RUN_CODE as one run."""
     dt = b.dt
-    dt.js("const r = document.querySelector('input[name=mode][value=run]'); r.click(); 1")
+    dt.js("document.querySelector('input[name=mode][value=run]').click(); 1")
     dt.wait("document.body.dataset.mode === 'run' && document.getElementById('run').textContent === 'Run'",
             "one-shot mode")
     b.set_files("#inputs", [data_csv])
@@ -359,8 +359,13 @@ def oneshot_scenario(b: Browser, token: str, data_csv: str) -> Dict[str, Any]:
     return got
 
 
-def oneshot_cancel(b: Browser) -> None:
-    """One-shot mode: a run that sleeps, cancelled with Interrupt."""
+def oneshot_cancel(b: Browser, balanced: bool = False) -> str:
+    """One-shot mode: a run that sleeps, cancelled with Interrupt; the
+    page's final status.  Directly, the cancel by id reaches the run's
+    server and the report (cancelled) comes back.  balanced: behind
+    HAProxy the cancel by id is balanced like any request and may reach
+    another server (404, docs/scaling.md); the page then closes the run's
+    connection, which cancels it behind, and no report comes."""
     dt = b.dt
     dt.js("document.getElementById('code').value = %s; document.getElementById('run').click(); 1"
           % json.dumps('import time\nprint("started", flush=True)\ntime.sleep(120)'))
@@ -369,4 +374,39 @@ def oneshot_cancel(b: Browser) -> None:
     status = dt.wait("(() => { const s = document.getElementById('status').textContent;"
                      " return /^(done|refused|error|cut|cancelled)/.test(s) ? s : ''; })()",
                      "the cancel", 30)
-    assert status == "done: cancelled", (status, dt.js("document.getElementById('outputs').innerText"))
+    assert status == "done: cancelled" or balanced and status == "cancelled", \
+        (status, dt.js("document.getElementById('outputs').innerText"))
+    return str(status)
+
+
+def session_ends_scenario(b: Browser, has_ended: Callable[[str], bool]) -> str:
+    """A session that ends on its own between cells (a thread the cell
+    left behind passes the memory limit): the next cell is answered 410
+    with the end report, and the page says why the session ended and
+    shows its usage and limits.  has_ended(id): the server says so (the
+    page has nothing to show before its next call)."""
+    dt = b.dt
+    dt.js("document.querySelector('input[name=mode][value=session]').click(); 1")
+    dt.wait("document.body.dataset.mode === 'session' && !document.getElementById('run').disabled",
+            "session mode")
+    c = run_cell(dt, "import threading, time\n"
+                     "def hog():\n"
+                     "    time.sleep(0.5)\n"
+                     "    global big\n"
+                     "    big = bytearray(2 << 30)\n"
+                     "threading.Thread(target=hog).start()")
+    assert c["prompt"] == "[1]" and c["foot"].startswith("ok"), c
+    sid = session_id(dt)
+    assert sid
+    deadline = time.monotonic() + 60
+    while not has_ended(sid) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server's state of the session: polled
+    assert has_ended(sid), "the session did not end"
+    c = run_cell(dt, "1 + 1")
+    assert c["prompt"] == "[ ]" and c["text"] == "", c
+    ended = dt.js("[...document.querySelectorAll('#outputs p.ended')].map(p => p.textContent)")
+    assert ended and ended[-1].startswith("session ended: memory") and "ended by limit" in ended[-1], ended
+    rep = report_text(dt)
+    assert re.search(r"^status\s+memory$", rep, re.M) and "peak memory" in rep and "memory_bytes" in rep, rep
+    assert session_id(dt) is None and dt.js("document.getElementById('close').disabled")
+    return sid

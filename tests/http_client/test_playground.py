@@ -10,7 +10,9 @@ figure, an error with its source line, input() answered in the page, a
 cell interrupted (the session lives on), Restart (the end report, then a
 session without the old state), Close (the end report's usage and
 limits).  One-shot mode: a run with the same kinds of output and its
-report, and a run cancelled with Interrupt.  The screenshots are kept in
+report, and a run cancelled with Interrupt.  Back in session mode, a
+session that ends on its own between cells (memory): the next cell is
+answered 410 and the page shows why it ended and its end report.  The screenshots are kept in
 build/playground-session-direct.png and build/playground.png.  The same
 session, through HAProxy in front of three servers:
 tests/scaleout/test_playground_haproxy.py."""
@@ -22,7 +24,8 @@ import urllib.request
 import pytest
 
 import harness
-from playground_driver import CHROMIUM, Browser, oneshot_cancel, oneshot_scenario, session_scenario
+from playground_driver import (CHROMIUM, Browser, oneshot_cancel, oneshot_scenario, session_ends_scenario,
+                               session_scenario)
 from remote_util import TOKENS, Served, needs_http
 
 pytestmark = [needs_http, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
@@ -45,8 +48,12 @@ def test_playground_sessions_and_runs_render_safely(served: Served, tmp_path):
         shot = b.screenshot(os.path.join(harness.ROOT, "build", "playground.png"))
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20000
         oneshot_cancel(b)
+        client = served.client()
+        gone = session_ends_scenario(b, lambda sid: any(s.id == sid and s.state == "ended"
+                                                        for s in client.sessions()))
+        b.screenshot(os.path.join(harness.ROOT, "build", "playground-session-ended.png"))
     finally:
         b.close()
-    # Both sessions were closed by the page: none is left on the server.
-    client = served.client()
-    assert [s.id for s in client.sessions() if s.id in done["sessions"]] == []
+    # The page closed its sessions; the one that ended was forgotten
+    # after its 410: none is left on the server.
+    assert [s.id for s in client.sessions() if s.id in done["sessions"] + [gone]] == []

@@ -300,8 +300,10 @@ function sessionOver(s, body, how) {
   if (session === s) session = null;
   showSession();
   const parts = [how];
-  if (body && typeof body.status === "string") parts.push(body.status);
   const r = body && body.report && typeof body.report === "object" ? body.report : null;
+  // The report's status (a 410's own is "session-ended").
+  if (r && typeof r.status === "string") parts.push(r.status);
+  else if (body && typeof body.status === "string") parts.push(body.status);
   const reason = body && typeof body.reason === "string" ? body.reason
                : r && typeof r.reason === "string" ? r.reason
                : body && typeof body.message === "string" ? body.message : "";
@@ -457,7 +459,7 @@ async function runCell() {
     else c.foot.textContent = "the session was closed while this cell ran";
   } finally {
     if (current === me) current = null;
-    setStatus(c.status ? "done: " + c.status : session ? "session ready" : "no session");
+    setStatus(c.status ? "done: " + c.status : session ? "session ready" : "session ended");
   }
 }
 
@@ -491,7 +493,7 @@ async function closeSession(how) {
   } catch (e) {
     showRefusal($("outputs"), 0, { status: "error", message: String(e.message || e) });
   }
-  setStatus(session ? "session ready" : "no session");
+  setStatus(session ? "session ready" : "session closed");
 }
 
 async function restart() {
