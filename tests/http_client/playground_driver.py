@@ -81,7 +81,7 @@ class DevTools:
             msg = json.loads(self._recv())
             if msg.get("id") == self.ids:
                 assert "error" not in msg, msg
-                return msg["result"]
+                return dict(msg["result"])
 
     def js(self, expr: str) -> Any:
         r = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
@@ -227,7 +227,7 @@ def finish_cell(dt: DevTools, n: int, timeout: float = 90) -> Dict[str, Any]:
     got = dt.js(OUTPUTS_JS % (last_cell(n) + ".querySelector('.cell-outputs')"))
     got["prompt"] = dt.js(last_cell(n) + ".querySelector('.prompt').textContent")
     got["foot"] = dt.js(last_cell(n) + ".querySelector('.cell-foot').textContent")
-    return got
+    return dict(got)
 
 
 def session_id(dt: DevTools) -> Optional[str]:
@@ -356,7 +356,7 @@ def oneshot_scenario(b: Browser, token: str, data_csv: str) -> Dict[str, Any]:
     assert got["errors"] and "ZeroDivisionError" in got["errors"][0] and "return 1 / 0" in got["errors"][0]
     assert "peak memory" in got["report"] and "memory_bytes" in got["report"] and "wall (s)" in got["report"]
     check_safe_page(dt, token)
-    return got
+    return dict(got)
 
 
 def oneshot_cancel(b: Browser, balanced: bool = False) -> str:
