@@ -241,6 +241,15 @@ int ht_request_parse(const char *buf, size_t len, bool session, struct ht_reques
 	memset(q, 0, sizeof(*q));
 	sandcell_config_init(&defaults);
 	q->limits = defaults.limits;
+	if (session) {
+		/* A session's budgets when the request leaves them out, as
+		 * `sandcell session` and the warm server have them
+		 * (docs/sessions.md): a day of wall clock, an hour of CPU.  The
+		 * one-shot defaults (30 s) would end every session 30 s after
+		 * its start, idle or not. */
+		q->limits.wall_sec = 86400;
+		q->limits.cpu_sec = 3600;
+	}
 	q->cell = !session; /* the Python client's default where cell mode exists */
 	if (sc_json_parse(buf, len, len, SC_JSON_MAX_DEPTH + 2, &root, err) < 0)
 		return sc_err_wrap(err, "request");
