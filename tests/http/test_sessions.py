@@ -129,6 +129,10 @@ def test_session_round_trip(served):
     end = json.loads(r.read())
     assert r.status == 200 and r.getheader("X-Sandcell-Session") == sid, end
     assert end["status"] == "ok" and end["report"]["status"] == "ok"
+    # A session's budgets, not a one-shot run's (docs/sessions.md): the
+    # request set only the per-cell wall clock.
+    lim = end["report"]["limits"]
+    assert (lim["wall_sec"], lim["cpu_sec"]) == (86400, 3600), lim
     assert call(front, "GET", sid)[0] == 404 and cell(front, sid, "1")[0] == 404
     assert metrics(front)["sandcell_http_sessions_live"] == before["sandcell_http_sessions_live"]
 
