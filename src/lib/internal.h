@@ -429,11 +429,13 @@ typedef void (*sc_exec_hook)(const char *const *argv, const char *const *envp);
 void sc_set_exec_hook(sc_exec_hook hook);
 extern sc_exec_hook sc_exec_hook_fn;
 
-/* Sessions: told when a cell starts and ends (running, and how many cells
- * the session ran so far), from the supervisor only, with counts it keeps
- * itself.  The warm server reports them to its template (the session
- * listing); it must not block. */
-typedef void (*sc_session_hook)(bool running, uint64_t cells);
+/* Sessions: told when a cell starts and ends, and when the session has
+ * ended (before its end event goes out), with how many cells it ran so
+ * far, from the supervisor only, with counts it keeps itself.  The warm
+ * server reports them to its template (the session listing); it must not
+ * block. */
+enum sc_session_state { SC_SESSION_IDLE, SC_SESSION_RUNNING, SC_SESSION_ENDED };
+typedef void (*sc_session_hook)(enum sc_session_state state, uint64_t cells);
 void sc_set_session_hook(sc_session_hook hook);
 /* A session's per-cell and idle limits left 0 get their defaults (600,
  * 600, 3600 s; docs/sessions.md). */

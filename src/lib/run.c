@@ -726,7 +726,7 @@ static void sess_cell_end(struct sess *ss, const char *status, json_t *count, co
 	ss->kill_at = 0;
 	ss->last_activity = now_sec();
 	if (session_hook)
-		session_hook(false, ss->seq);
+		session_hook(SC_SESSION_IDLE, ss->seq);
 }
 
 static void sess_control(void *ctx, char tag, json_t *v, const char *why)
@@ -1055,7 +1055,7 @@ static void sess_command(struct sess *ss, const char *line, size_t len)
 			ss->running = true;
 			ss->seq++;
 			if (session_hook)
-				session_hook(true, ss->seq);
+				session_hook(SC_SESSION_RUNNING, ss->seq);
 			ss->t0 = now;
 			ss->have_cpu0 = sess_cpu(ss, &ss->cpu0);
 			sess_to_loop(ss, json_pack("{s:s,s:s,s:O}", "op", "run", "id", cmd.id, "code",
@@ -1779,6 +1779,9 @@ static void sess_end(struct sess *ss)
 	json_t *doc = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
 
 	free(text);
+	/* The listing drops it before its caller can hear it ended. */
+	if (session_hook)
+		session_hook(SC_SESSION_ENDED, ss->seq);
 	sess_emit(ss, json_pack("{s:s,s:s,s:s,s:o}", "ev", "end", "status",
 				sandcell_status_name(r->status), "reason", r->stop_reason, "report",
 				doc ? doc : json_null()));

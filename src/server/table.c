@@ -97,7 +97,7 @@ static json_t *listing(const struct table *t)
 		const struct worker *w = &t->w[i];
 		char at[32];
 
-		if (!w->session)
+		if (!w->session || w->ended)
 			continue;
 		iso_time(w->started, at);
 		/* Milliseconds: the clocks say no more. */
@@ -171,6 +171,8 @@ static void on_cell(struct worker *w, json_t *msg)
 	w->cells = (uint64_t)cells;
 }
 
+static void drain_all(struct table *t, struct worker *asking);
+
 int table_on_msg(struct table *t, struct worker *w)
 {
 	char buf[MSG_MAX];
@@ -193,11 +195,43 @@ int table_on_msg(struct table *t, struct worker *w)
 		on_claim(t, w, msg);
 	else if (type && strcmp(type, "cell") == 0)
 		on_cell(w, msg);
-	else if (type && strcmp(type, "list") == 0 && json_object_size(msg) == 1)
+	else if (type && strcmp(type, "ended") == 0 && json_object_size(msg) == 1)
+		w->ended = w->session;
+	else if (type && strcmp(type, "list") == 0 && json_object_size(msg) == 1) {
+		/* What every worker said before this request is in the
+		 * listing: a session its caller saw end is gone from it. */
+		drain_all(t, w);
 		send_json(w->sock, listing(t));
+	}
 	json_decref(msg);
 	scrub_heap = false;
 	return 0;
+}
+
+/* Every message the other workers have queued, taken now (a list request
+ * among them is answered too, without a drain of its own). */
+static void drain_all(struct table *t, struct worker *asking)
+{
+	static bool draining;
+	long i;
+
+	if (draining)
+		return;
+	draining = true;
+	for (i = 0; i < t->n; i++) {
+		struct worker *w = &t->w[i];
+		int k;
+
+		/* A bound: a worker cannot keep the template here. */
+		for (k = 0; w != asking && w->sock >= 0 && k < 64; k++) {
+			char b;
+			if (recv(w->sock, &b, 1, MSG_DONTWAIT | MSG_PEEK) < 0)
+				break;
+			if (table_on_msg(t, w) < 0)
+				break;
+		}
+	}
+	draining = false;
 }
 
 int table_save(const struct table *t, const struct pending *q, long nq)
@@ -365,11 +399,13 @@ int worker_claim(int sock, const struct sandcell_limits *l, char id[SESSION_ID_L
 	return rc;
 }
 
-void worker_cell(int sock, bool running, uint64_t cells)
+void worker_cell(int sock, enum sc_session_state state, uint64_t cells)
 {
 	char m[96];
-	int n = snprintf(m, sizeof(m), "{\"t\":\"cell\",\"running\":%s,\"cells\":%llu}",
-			 running ? "true" : "false", (unsigned long long)cells);
+	int n = state == SC_SESSION_ENDED
+			? snprintf(m, sizeof(m), "{\"t\":\"ended\"}")
+			: snprintf(m, sizeof(m), "{\"t\":\"cell\",\"running\":%s,\"cells\":%llu}",
+				   state == SC_SESSION_RUNNING ? "true" : "false", (unsigned long long)cells);
 
 	if (sock >= 0 && n > 0 && (size_t)n < sizeof(m))
 		send(sock, m, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -37,6 +37,7 @@ struct worker {
 	int pidfd;
 	int sock;		/* -1 once the worker closed its end */
 	bool session, running;	/* running: a cell of the session runs */
+	bool ended;		/* the session ended; the worker is tearing it down */
 	uint64_t cells;		/* cells started so far (the supervisor's count) */
 	char id[SESSION_ID_LEN + 1];
 	double started, since;	/* CLOCK_REALTIME: claimed, state last changed */
@@ -70,7 +71,7 @@ int table_load(int fd, struct table *t, struct pending *q, long *nq, long q_max,
 int worker_claim(int sock, const struct sandcell_limits *l, char id[SESSION_ID_LEN + 1], char *why,
 		 size_t why_len);
 /* Never blocks: a state the template missed is corrected by the next. */
-void worker_cell(int sock, bool running, uint64_t cells);
+void worker_cell(int sock, enum sc_session_state state, uint64_t cells);
 /* The listing (JSON text, malloc'd), or NULL. */
 char *worker_list(int sock);
 

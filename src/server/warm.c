@@ -572,9 +572,9 @@ static void warm_exec(const char *const *argv, const char *const *envp)
 /* The worker's end of its status socket (table.h): -1 in the template. */
 static int status_sock = -1;
 
-static void on_cell(bool running, uint64_t cells)
+static void on_cell(enum sc_session_state state, uint64_t cells)
 {
-	worker_cell(status_sock, running, cells);
+	worker_cell(status_sock, state, cells);
 }
 
 /* A listing request: the template's table, as it answers a worker. */
