@@ -104,6 +104,78 @@ static void logmsg(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/*
+ * The template's heap on transparent huge pages.  Every run copies the
+ * template three times (spare worker, sandbox init, code); a fork copies
+ * one page-table entry per 4 KiB page, and an exit tears them down, so a
+ * heap of ~60 MiB in 4 KiB pages (pymalloc's arenas, one mapping each)
+ * costs ~10 ms of CPU per fork and exit here, and a heap on 2 MiB pages a
+ * PMD per 2 MiB (docs/warm.md, Performance).  So, when the kernel offers
+ * THP (enabled: always or madvise), the template's Python objects come
+ * from glibc's malloc (PYMEM_ALLOCATOR_MALLOC, not pymalloc's arenas),
+ * and glibc's malloc is tuned before it starts: hugetlb=1 madvises its
+ * heap for THP and aligns its growth to 2 MiB, and a 32 MiB mmap
+ * threshold keeps large blocks (numpy's) in that heap rather than in
+ * mappings of their own.  Tunables are read by the dynamic loader only,
+ * so the template re-executes itself once with GLIBC_TUNABLES set (a
+ * respawn sets it again); the variable is gone (clearenv in main) before
+ * the interpreter starts, so neither it nor PYTHONMALLOC reaches a run's
+ * environment.  What a run can observe is the allocator itself
+ * (sys.getallocatedblocks() is 0 under malloc), documented.
+ */
+static const char heap_tunables[] = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432";
+static bool heap_thp;
+
+/* THP is available to an madvise()d heap: "always" or "madvise" is the
+ * bracketed mode. */
+static bool thp_available(void)
+{
+	char buf[128] = "";
+	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, "[always]") != NULL || strstr(buf, "[madvise]") != NULL;
+}
+
+/* Called first in main: re-executes the template with heap_tunables
+ * unless they are in force (a respawn sets them, see respawn()).  Returns
+ * only if no re-exec is needed or possible: without THP, or if the
+ * tunables are already set, the template keeps what it has (pymalloc
+ * without them: a slower template, never a wrong one). */
+static void heap_on_huge_pages(char **argv)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	char self[4096];
+	ssize_t n;
+
+	if (!thp_available())
+		return;
+	if (t != NULL && strcmp(t, heap_tunables) == 0) {
+		heap_thp = true;
+		return;
+	}
+	/* A loader that rewrote the variable would bring us back here: one
+	 * re-exec at most (the marker), then the template starts as it is. */
+	if (getenv("SANDCELL_WARM_REEXEC") != NULL)
+		return;
+	if (setenv("GLIBC_TUNABLES", heap_tunables, 1) < 0 || setenv("SANDCELL_WARM_REEXEC", "1", 1) < 0)
+		return;
+	/* The binary's path, not /proc/self/exe: the process keeps its name
+	 * (comm) for ps and the logs. */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		execv(self, argv);
+	}
+	logmsg("cannot re-execute with the heap on huge pages: %s (continuing without)", strerror(errno));
+	unsetenv("GLIBC_TUNABLES");
+}
+
 /* ---- What a run's memory holds ----
  *
  * A run is the code forked from the sandbox init, cloned from the worker
@@ -1010,6 +1082,10 @@ static void respawn(void)
 	setenv("SANDCELL_WARM_LISTEN_FD", buf, 1);
 	snprintf(buf, sizeof(buf), "%d", state);
 	setenv("SANDCELL_WARM_STATE_FD", buf, 1);
+	/* The new template's heap as this one's (heap_on_huge_pages): the
+	 * loader reads the tunables before main. */
+	if (heap_thp)
+		setenv("GLIBC_TUNABLES", heap_tunables, 1);
 	execv(self_path, respawn_argv);
 	logmsg("respawn failed: %s", strerror(errno));
 	exit(SANDCELL_EXIT_SANDBOX);
@@ -1086,6 +1162,10 @@ static int init_python(const struct opts *o)
 	 * inherits. */
 	PyPreConfig_InitIsolatedConfig(&pre);
 	pre.configure_locale = 1;
+	/* See heap_on_huge_pages: objects in glibc's THP heap, not in
+	 * pymalloc's 4 KiB-page arenas. */
+	if (heap_thp)
+		pre.allocator = PYMEM_ALLOCATOR_MALLOC;
 	st = Py_PreInitialize(&pre);
 	if (PyStatus_Exception(st))
 		return -1;
@@ -1318,6 +1398,7 @@ int main(int argc, char **argv)
 	bool respawned;
 
 	parse_args(argc, argv, &o);
+	heap_on_huge_pages(argv);
 	if (keep_copies(argc, argv, &o, &state_fd) < 0)
 		return SANDCELL_EXIT_SANDBOX;
 	respawned = inherited_fd >= 0;
