@@ -1148,6 +1148,77 @@ static int serve_turn(void)
 
 /* ---- the template ---- */
 
+/*
+ * A trusted warm-up, run once in the template before gc.freeze(): the
+ * kind of work a first cell does (build, group, pivot, format a frame;
+ * numpy arithmetic; a figure drawn and encoded as PNG), with fixed data
+ * and no user input.  It fills what the libraries initialise lazily on
+ * first use (pandas' lazily imported submodules and compiled paths,
+ * numpy's ufunc loops, matplotlib's font objects, text layout and PNG
+ * writer), so that a run finds them in the template instead of building
+ * them in its own copy-on-write pages.  It writes no file (the PNG and
+ * the CSV go to memory), opens no host path (only the runtime's fonts,
+ * which a sandbox sees at the same paths), leaves no figure open and no
+ * name behind (a function's locals); what stays are those caches, as a
+ * cold run that did the same work would hold them (docs/warm.md).  Only
+ * the preloaded modules are used.  A failing warm-up only makes runs
+ * slower: it is logged, and the template serves.
+ */
+static const char warm_up[] =
+	"def _sc_warm_up():\n"
+	"    import io, sys\n"
+	"    m = sys.modules\n"
+	"    if 'numpy' in m:\n"
+	"        np = m['numpy']\n"
+	"        a = np.arange(1000.0)\n"
+	"        (a * 2 + 1).sum(); a.mean(); a.std(); np.sqrt(a); np.sort(a[::-1]); a.reshape(10, 100).T @ a[:10]\n"
+	"        np.linspace(0, 1, 50); np.concatenate([a, a]); np.unique(a % 7); repr(a); str(a[:5])\n"
+	"    if 'pandas' in m and 'numpy' in m:\n"
+	"        pd = m['pandas']\n"
+	"        df = pd.DataFrame({'a': np.arange(1000) % 10, 'b': np.arange(1000.0),\n"
+	"                           'c': [str(i % 7) for i in range(1000)]})\n"
+	"        df.groupby('a').b.sum().sum(); df.groupby('c').agg({'b': ['mean', 'max']})\n"
+	"        df.describe(); df.sort_values('b').head(); df.merge(df.head(10), on='a')\n"
+	"        df['d'] = df.b * 2; df.query('a > 3'); df[df.a > 3].b.mean()\n"
+	"        df.pivot_table(index='a', columns='c', values='b', aggfunc='sum')\n"
+	"        df.set_index('a').loc[3]; df.iloc[:5].to_dict(); df.dropna(); df.fillna(0)\n"
+	"        pd.to_datetime(['2024-01-01', '2024-01-02']); pd.Series([1, 2]).value_counts()\n"
+	"        df.to_csv(io.StringIO()); pd.read_csv(io.StringIO('x,y\\n1,2\\n3,4\\n'))\n"
+	"        repr(df); str(df.b); df.to_string(); df.to_html()\n"
+	"    if 'matplotlib.pyplot' in m:\n"
+	"        plt = m['matplotlib.pyplot']\n"
+	"        try:\n"
+	"            fig, ax = plt.subplots()\n"
+	"            ax.plot(range(100), [i * i for i in range(100)], label='y')\n"
+	"            ax.set_title('t'); ax.set_xlabel('x'); ax.legend()\n"
+	"            fig.savefig(io.BytesIO(), format='png')\n"
+	"        finally:\n"
+	"            plt.close('all')\n";
+
+static int run_warm_up(void)
+{
+	PyObject *ns = PyDict_New(), *r = NULL, *fn;
+
+	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
+		goto out;
+	r = PyRun_String(warm_up, Py_file_input, ns, ns);
+	if (r == NULL)
+		goto out;
+	Py_DECREF(r);
+	fn = PyDict_GetItemString(ns, "_sc_warm_up");
+	r = fn ? PyObject_CallNoArgs(fn) : NULL;
+out:
+	if (r == NULL) {
+		/* The traceback would name only the runtime's own paths: still,
+		 * the error goes, not its state (sys.last_value). */
+		PyErr_Clear();
+		logmsg("the warm-up failed: runs start without it");
+	}
+	Py_XDECREF(r);
+	Py_XDECREF(ns);
+	return 0;
+}
+
 static int init_python(const struct opts *o)
 {
 	PyPreConfig pre;
@@ -1200,6 +1271,7 @@ static int init_python(const struct opts *o)
 	/* Objects that survive the preload never move to a young generation
 	 * again: the collector stops touching (and copying) their pages in
 	 * every forked child. */
+	run_warm_up();
 	if (compile_warm_boot() < 0) {
 		logmsg("compiling the run bootstrap failed");
 		return -1;
