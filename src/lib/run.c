@@ -321,6 +321,7 @@ struct run {
 	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
 	pid_t pid;
 	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
+	bool done_early;	/* the code is done, only init is left (sc_report_hook) */
 	bool cancel_verdict;	/* the cancel came before any other stop or failure */
 	bool where_sent;	/* the code was asked where it is (SC_WHERE_SIGNAL) */
 	double kill_at;		/* cancelled: the kill after the question's grace, or 0 */
@@ -404,6 +405,39 @@ static void set_error(struct sandcell_result *r, const char *msg)
 #define SESS_GRACE 5.0		/* after an interrupt at a cell limit, after close */
 #define SESS_PROBLEMS_MAX 32
 static sc_session_hook session_hook;
+
+static sc_report_hook report_hook;
+
+void sc_set_report_hook(sc_report_hook hook)
+{
+	report_hook = hook;
+}
+
+/*
+ * Report at completion (sc_report_hook): the code is done once the init
+ * reaped it and said so (SC_MSG_EXIT), and nothing else of the run can
+ * still run or write once the run's pids cgroup charges a single task:
+ * pids.current counts every task from fork to reap, the init is charged
+ * (attached before the code was forked) and not yet reaped by us, so it
+ * is that one task, and the init runs no user code and only exits after
+ * EXIT.  From then on no byte can reach the streams, the channel or the
+ * scratch space, so the report can be made without waiting for the
+ * init's exit, which tears down a copy of the whole caller (a warm
+ * worker: the template) and the run's namespaces.
+ */
+static void check_done_early(struct run *rn)
+{
+	uint64_t n = 0;
+
+	if (report_hook == NULL || rn->done_early || rn->init_exited || !rn->got_exit || rn->ss ||
+	    rn->reduced || !rn->have_cg || !rn->r->code_started)
+		return;
+	if (sc_cgroup_tasks(&rn->cg, &n) == 0 && n == 1) {
+		rn->done_early = true;
+		rn->r->wall_sec = now_sec() - rn->t0;
+		close_fd(&rn->in_pipe[1]);
+	}
+}
 
 void sc_set_session_hook(sc_session_hook hook)
 {
@@ -1383,9 +1417,9 @@ static void supervise(struct run *rn)
 			ss->loop_closed = true;
 			ss->closed_at = now;
 		}
-		if (rn->init_exited && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
+		if ((rn->init_exited || rn->done_early) && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
 			break;
-		if (rn->init_exited && drain_deadline == 0)
+		if ((rn->init_exited || rn->done_early) && drain_deadline == 0)
 			drain_deadline = now + 5;
 		if (drain_deadline != 0 && now > drain_deadline)
 			break; /* cannot happen with a dead namespace; never hang */
@@ -1476,6 +1510,7 @@ static void supervise(struct run *rn)
 				close_fd(&rn->sock);
 			} else {
 				on_init_msg(rn, &m, fd, now, false);
+				check_done_early(rn);
 			}
 		}
 		if (idx_pid >= 0 && p[idx_pid].revents) {
@@ -2267,7 +2302,10 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		}
 	}
 	supervise(rn);
-	if (!rn->init_exited) {
+	if (rn->done_early && !rn->init_exited) {
+		/* Exiting already; reaped after the report (sandcell_run). */
+		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
+	} else if (!rn->init_exited) {
 		kill_tree(rn);
 		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
 	}
@@ -2556,8 +2594,9 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		if (sc_cgroup_peak_memory(&rn.cg, &v) == 0)
 			r->peak_memory = v;
 	}
-	/* Outputs are read only now: every process of the run is dead and
-	 * the scratch tmpfs is reachable only through our fd. */
+	/* Outputs are read only now: every process of the run is dead (done
+	 * early: all but the init, which only exits) and the scratch tmpfs
+	 * is reachable only through our fd. */
 	if (rn.scratch_fd >= 0 && rn.out_dirfd >= 0 && r->code_started && !rn.ss) {
 		int odir = openat(rn.scratch_fd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (odir >= 0) {
@@ -2590,6 +2629,14 @@ finish:
 		r->iso.cgroup_version = "none";
 		r->iso.swap = "none";
 		r->iso.host_uid = uid;
+	}
+	if (rn.done_early) {
+		/* The rest of the teardown is the caller's no more: the report
+		 * goes now, then the init is reaped (its exit frees its
+		 * memory and the run's namespaces) and the cgroups go. */
+		report_hook(r);
+		if (!rn.init_exited)
+			syscall(SYS_waitid, P_PIDFD, rn.pidfd, NULL, WEXITED, NULL);
 	}
 	if (rn.have_cg)
 		destroy_cgroup(&rn);

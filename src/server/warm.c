@@ -704,6 +704,34 @@ static void check_python(int conn, const struct sc_request *q, const struct opts
 	_exit(1);
 }
 
+/* Report at completion (sc_report_hook): the answer goes as soon as the
+ * run is done, before the init's exit and the cgroups' removal, which
+ * the worker then waits for off the client's path.  The client's stdio
+ * fds are closed first: the docs promise the streams are closed on our
+ * side when the answer comes. */
+static int answer_conn = -1;
+static struct sc_request *answer_req;
+static bool answered;
+
+static void send_report(const struct sandcell_result *r)
+{
+	char *report = sandcell_report_json(r);
+
+	close(answer_req->cfg.stdin_fd);
+	close(answer_req->cfg.stdout_fd);
+	close(answer_req->cfg.stderr_fd);
+	answer_req->cfg.stdin_fd = answer_req->cfg.stdout_fd = answer_req->cfg.stderr_fd = -1;
+	if (report)
+		sc_frame_send(answer_conn, report, strlen(report), NULL, 0);
+	else
+		send_refusal(answer_conn, SANDCELL_SANDBOX_ERROR, "the report could not be rendered (out of memory)",
+			     &answer_req->cfg.limits);
+	free(report);
+	/* The client may go now: nothing more is written to it. */
+	close(answer_conn);
+	answered = true;
+}
+
 static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 {
 	struct sandcell_error err = { 0, "" };
@@ -744,11 +772,23 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	 * hanging up) cancels the run, or ends the session: the report still
 	 * goes back to it. */
 	q.cfg.cancel_fd = conn;
+	answer_conn = conn;
+	answer_req = &q;
+	if (!(q.cfg.flags & SANDCELL_SESSION))
+		sc_set_report_hook(send_report);
 	if (sandcell_run(&q.cfg, &res, &err) < 0) {
 		/* Only memory is not the request's fault. */
 		send_refusal(conn, err.code == ENOMEM ? SANDCELL_SANDBOX_ERROR : SANDCELL_USAGE_ERROR, err.msg,
 			     &q.cfg.limits);
 		_exit(1);
+	}
+	if (answered) {
+		/* Sent before the cgroups were removed, so without them: what
+		 * could not be removed is named here, and removed by a later
+		 * run (docs/report.md, Cleanup). */
+		for (int i = 0; i < res->n_left_behind && i < 8; i++)
+			logmsg("a run's cgroup was left behind after its report: %s", res->left_behind[i]);
+		_exit(0);
 	}
 	report = sandcell_report_json(res);
 	if (report)
