@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "table.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -1201,8 +1202,9 @@ static int serve_turn(void)
  * which a sandbox sees at the same paths), leaves no figure open and no
  * name behind (a function's locals); what stays are those caches, as a
  * cold run that did the same work would hold them (docs/warm.md).  Only
- * the preloaded modules are used.  A failing warm-up only makes runs
- * slower: it is logged, and the template serves.
+ * the preloaded modules are used.  A warm-up that raises only makes
+ * runs slower: it is logged, and the template serves; one that leaves a
+ * file open stops the server (below).
  */
 static const char warm_up[] =
 	"def _sc_warm_up():\n"
@@ -1233,11 +1235,48 @@ static const char warm_up[] =
 	"            ax.set_title('t'); ax.set_xlabel('x'); ax.legend()\n"
 	"            fig.savefig(io.BytesIO(), format='png')\n"
 	"        finally:\n"
-	"            plt.close('all')\n";
+	"            plt.close('all')\n"
+	/* matplotlib caches FreeType fonts with their files open; an fd
+	 * in the template would be inherited by every worker, and its
+	 * object would close that fd number again in a run (matplotlib's
+	 * at-fork hook clears this cache), whatever the number is then. */
+	"    fm = m.get('matplotlib.font_manager')\n"
+	"    if fm is not None and hasattr(getattr(fm, '_get_font', None), 'cache_clear'):\n"
+	"        fm._get_font.cache_clear()\n"
+	"    import gc\n"
+	"    gc.collect()\n";
+
+/* The open fds, as a bitmap of the first 1024: 0 if it could be read. */
+static int open_fds(unsigned char map[128])
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	memset(map, 0, 128);
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd != dirfd(d) && fd >= 0 && fd < 1024)
+			map[fd / 8] |= (unsigned char)(1u << (fd % 8));
+		else if (fd >= 1024) {
+			closedir(d);
+			return -1;
+		}
+	}
+	closedir(d);
+	return 0;
+}
 
 static int run_warm_up(void)
 {
 	PyObject *ns = PyDict_New(), *r = NULL, *fn;
+	unsigned char before[128], after[128];
+
+	if (open_fds(before) < 0) {
+		logmsg("cannot list the template's fds");
+		return -1;
+	}
 
 	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
 		goto out;
@@ -1256,6 +1295,12 @@ out:
 	}
 	Py_XDECREF(r);
 	Py_XDECREF(ns);
+	/* Fail closed: a file the warm-up left open would be in every
+	 * worker, held by an object that closes its number in a run. */
+	if (open_fds(after) < 0 || memcmp(before, after, sizeof(before)) != 0) {
+		logmsg("the warm-up left a file open");
+		return -1;
+	}
 	return 0;
 }
 
@@ -1311,7 +1356,8 @@ static int init_python(const struct opts *o)
 	/* Objects that survive the preload never move to a young generation
 	 * again: the collector stops touching (and copying) their pages in
 	 * every forked child. */
-	run_warm_up();
+	if (run_warm_up() < 0)
+		return -1;
 	if (compile_warm_boot() < 0) {
 		logmsg("compiling the run bootstrap failed");
 		return -1;
