@@ -945,7 +945,12 @@ static pid_t fork_worker(int sv[2])
 	if (pid == 0) {
 		scrub_heap = true;
 		drop_template_args();
-		PyOS_AfterFork_Child();
+		/* No PyOS_AfterFork_Child() here: a worker runs no Python, and
+		 * the interpreter's after-fork work (its locks, the at-fork
+		 * hooks of the modules: random, threading, logging...) would
+		 * write hundreds of the template's pages in every worker.  The
+		 * code, the only process below that runs Python, does it
+		 * (warm_exec), as the child of this fork. */
 		signal(SIGPIPE, SIG_IGN);
 		close(sv[0]);
 		worker_drop_template(sv[1]);
