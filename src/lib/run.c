@@ -1379,24 +1379,27 @@ static void supervise(struct run *rn)
 		    idx_st[3];
 		double now = now_sec();
 		int timeout, idx_cmd = -1, idx_loopw = -1;
+		/* No limit, cancel or kill once the run is over: the init exited,
+		 * or only it is left (check_done_early). */
+		bool over = rn->init_exited || rn->done_early;
 
-		if (!rn->init_exited && now >= where_at)
+		if (!over && now >= where_at)
 			ask_where(rn);
-		if (!rn->init_exited && now >= deadline && !rn->killed_wall) {
+		if (!over && now >= deadline && !rn->killed_wall) {
 			rn->killed_wall = true;
 			kill_tree(rn);
 		}
-		if (!rn->init_exited && rn->kill_at > 0 && now >= rn->kill_at) {
+		if (!over && rn->kill_at > 0 && now >= rn->kill_at) {
 			rn->kill_at = 0;
 			kill_tree(rn);
 		}
 		/* cgroup v1 has no memory.oom.group: one OOM kill there ends
 		 * the whole run here, as v2 does in the kernel. */
-		if (!rn->init_exited && rn->have_cg && !rn->killed_oom && sc_cgroup_oom(&rn->cg)) {
+		if (!over && rn->have_cg && !rn->killed_oom && sc_cgroup_oom(&rn->cg)) {
 			rn->killed_oom = true;
 			kill_tree(rn);
 		}
-		if (!rn->init_exited && rn->have_cg && !rn->killed_cpu) {
+		if (!over && rn->have_cg && !rn->killed_cpu) {
 			uint64_t us = 0;
 			if (sc_cgroup_cpu_usec(&rn->cg, &us) == 0) {
 				if ((double)us / 1e6 >= l->cpu_sec) {
@@ -1417,9 +1420,9 @@ static void supervise(struct run *rn)
 			ss->loop_closed = true;
 			ss->closed_at = now;
 		}
-		if ((rn->init_exited || rn->done_early) && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
+		if (over && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
 			break;
-		if ((rn->init_exited || rn->done_early) && drain_deadline == 0)
+		if (over && drain_deadline == 0)
 			drain_deadline = now + 5;
 		if (drain_deadline != 0 && now > drain_deadline)
 			break; /* cannot happen with a dead namespace; never hang */
@@ -1439,7 +1442,7 @@ static void supervise(struct run *rn)
 			idx_pid = np;
 			p[np++] = (struct pollfd){ rn->pidfd, POLLIN, 0 };
 		}
-		if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !rn->init_exited) {
+		if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !over) {
 			idx_cancel = np;
 			p[np++] = (struct pollfd){ rn->cfg->cancel_fd, POLLIN, 0 };
 		}
@@ -1461,11 +1464,11 @@ static void supervise(struct run *rn)
 			idx_loopw = np;
 			p[np++] = (struct pollfd){ rn->in_pipe[1], POLLOUT, 0 };
 		}
-		timeout = rn->init_exited ? 1000 : (int)ceil((deadline - now) * 1000);
-		if (!rn->init_exited && !rn->where_sent && r->code_started &&
+		timeout = over ? 1000 : (int)ceil((deadline - now) * 1000);
+		if (!over && !rn->where_sent && r->code_started &&
 		    timeout > (int)ceil((where_at - now) * 1000))
 			timeout = (int)ceil((where_at - now) * 1000);
-		if (!rn->init_exited && rn->kill_at > 0 && timeout > (int)ceil((rn->kill_at - now) * 1000))
+		if (!over && rn->kill_at > 0 && timeout > (int)ceil((rn->kill_at - now) * 1000))
 			timeout = (int)ceil((rn->kill_at - now) * 1000);
 		if (rn->have_cg && timeout > SC_CPU_POLL_MS)
 			timeout = SC_CPU_POLL_MS;
