@@ -446,15 +446,6 @@ int sc_cgroup_cpu_usec(const struct sc_cgroup *cg, uint64_t *usec)
 	return -1;
 }
 
-int sc_cgroup_tasks(const struct sc_cgroup *cg, uint64_t *n)
-{
-	if (cg->pids_v2)
-		return read_key(cg->v2, "pids.current", NULL, n);
-	if (cg->v1_pids[0])
-		return read_key(cg->v1_pids, "pids.current", NULL, n);
-	return -1;
-}
-
 int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes)
 {
 	if (cg->mem_v2)

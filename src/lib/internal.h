@@ -259,9 +259,6 @@ int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes);
 bool sc_cgroup_oom(const struct sc_cgroup *cg);
 /* Kills every task in the run cgroup and waits until it is empty. */
 int sc_cgroup_kill(const struct sc_cgroup *cg);
-/* pids.current of the run's pids cgroup (tasks charged: alive, exiting
- * or not yet reaped); -1 without a pids controller. */
-int sc_cgroup_tasks(const struct sc_cgroup *cg, uint64_t *n);
 /* Removes the run cgroups, waiting up to SC_CGROUP_REMOVE_SEC for the
  * last tasks to leave; returns how many are left (their paths stay in cg). */
 #define SC_CGROUP_REMOVE_SEC 10.0
@@ -438,14 +435,13 @@ extern sc_exec_hook sc_exec_hook_fn;
  * listing); it must not block. */
 typedef void (*sc_session_hook)(bool running, uint64_t cells);
 void sc_set_session_hook(sc_session_hook hook);
-/* Report at completion: with a hook set, a run whose code is done and
- * whose cgroup holds no task but the sandbox's init (which sent the
- * code's exit status and only exits) gets its report handed to the hook
- * before the rest of the teardown (the init's exit: its memory, its
- * namespaces; the cgroups' removal), which then continues off the
- * caller's path.  Not for sessions or reduced mode.  The report is final
- * except for left_behind, which is then always empty: sandcell_run()
- * still fills it in the result it returns, for the caller to log. */
+/* Report at completion: with a hook set, a run's report is handed to it
+ * as soon as every process of the run is dead and reaped and the outputs
+ * are collected, before the cgroups are removed, which then happens off
+ * the caller's path.  Not for sessions or reduced mode.  The report is
+ * final except for left_behind, which is then always empty:
+ * sandcell_run() still fills it in the result it returns, for the
+ * caller to log. */
 typedef void (*sc_report_hook)(const struct sandcell_result *r);
 void sc_set_report_hook(sc_report_hook hook);
 /* A session's per-cell and idle limits left 0 get their defaults (600,

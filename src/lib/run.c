@@ -321,7 +321,6 @@ struct run {
 	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
 	pid_t pid;
 	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
-	bool done_early;	/* the code is done, only init is left (sc_report_hook) */
 	bool cancel_verdict;	/* the cancel came before any other stop or failure */
 	bool where_sent;	/* the code was asked where it is (SC_WHERE_SIGNAL) */
 	double kill_at;		/* cancelled: the kill after the question's grace, or 0 */
@@ -411,32 +410,6 @@ static sc_report_hook report_hook;
 void sc_set_report_hook(sc_report_hook hook)
 {
 	report_hook = hook;
-}
-
-/*
- * Report at completion (sc_report_hook): the code is done once the init
- * reaped it and said so (SC_MSG_EXIT), and nothing else of the run can
- * still run or write once the run's pids cgroup charges a single task:
- * pids.current counts every task from fork to reap, the init is charged
- * (attached before the code was forked) and not yet reaped by us, so it
- * is that one task, and the init runs no user code and only exits after
- * EXIT.  From then on no byte can reach the streams, the channel or the
- * scratch space, so the report can be made without waiting for the
- * init's exit, which tears down a copy of the whole caller (a warm
- * worker: the template) and the run's namespaces.
- */
-static void check_done_early(struct run *rn)
-{
-	uint64_t n = 0;
-
-	if (report_hook == NULL || rn->done_early || rn->init_exited || !rn->got_exit || rn->ss ||
-	    rn->reduced || !rn->have_cg || !rn->r->code_started)
-		return;
-	if (sc_cgroup_tasks(&rn->cg, &n) == 0 && n == 1) {
-		rn->done_early = true;
-		rn->r->wall_sec = now_sec() - rn->t0;
-		close_fd(&rn->in_pipe[1]);
-	}
 }
 
 void sc_set_session_hook(sc_session_hook hook)
@@ -1379,27 +1352,24 @@ static void supervise(struct run *rn)
 		    idx_st[3];
 		double now = now_sec();
 		int timeout, idx_cmd = -1, idx_loopw = -1;
-		/* No limit, cancel or kill once the run is over: the init exited,
-		 * or only it is left (check_done_early). */
-		bool over = rn->init_exited || rn->done_early;
 
-		if (!over && now >= where_at)
+		if (!rn->init_exited && now >= where_at)
 			ask_where(rn);
-		if (!over && now >= deadline && !rn->killed_wall) {
+		if (!rn->init_exited && now >= deadline && !rn->killed_wall) {
 			rn->killed_wall = true;
 			kill_tree(rn);
 		}
-		if (!over && rn->kill_at > 0 && now >= rn->kill_at) {
+		if (!rn->init_exited && rn->kill_at > 0 && now >= rn->kill_at) {
 			rn->kill_at = 0;
 			kill_tree(rn);
 		}
 		/* cgroup v1 has no memory.oom.group: one OOM kill there ends
 		 * the whole run here, as v2 does in the kernel. */
-		if (!over && rn->have_cg && !rn->killed_oom && sc_cgroup_oom(&rn->cg)) {
+		if (!rn->init_exited && rn->have_cg && !rn->killed_oom && sc_cgroup_oom(&rn->cg)) {
 			rn->killed_oom = true;
 			kill_tree(rn);
 		}
-		if (!over && rn->have_cg && !rn->killed_cpu) {
+		if (!rn->init_exited && rn->have_cg && !rn->killed_cpu) {
 			uint64_t us = 0;
 			if (sc_cgroup_cpu_usec(&rn->cg, &us) == 0) {
 				if ((double)us / 1e6 >= l->cpu_sec) {
@@ -1420,9 +1390,9 @@ static void supervise(struct run *rn)
 			ss->loop_closed = true;
 			ss->closed_at = now;
 		}
-		if (over && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
+		if (rn->init_exited && st[0].fd < 0 && st[1].fd < 0 && st[2].fd < 0)
 			break;
-		if (over && drain_deadline == 0)
+		if (rn->init_exited && drain_deadline == 0)
 			drain_deadline = now + 5;
 		if (drain_deadline != 0 && now > drain_deadline)
 			break; /* cannot happen with a dead namespace; never hang */
@@ -1442,7 +1412,7 @@ static void supervise(struct run *rn)
 			idx_pid = np;
 			p[np++] = (struct pollfd){ rn->pidfd, POLLIN, 0 };
 		}
-		if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !over) {
+		if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !rn->init_exited) {
 			idx_cancel = np;
 			p[np++] = (struct pollfd){ rn->cfg->cancel_fd, POLLIN, 0 };
 		}
@@ -1464,11 +1434,11 @@ static void supervise(struct run *rn)
 			idx_loopw = np;
 			p[np++] = (struct pollfd){ rn->in_pipe[1], POLLOUT, 0 };
 		}
-		timeout = over ? 1000 : (int)ceil((deadline - now) * 1000);
-		if (!over && !rn->where_sent && r->code_started &&
+		timeout = rn->init_exited ? 1000 : (int)ceil((deadline - now) * 1000);
+		if (!rn->init_exited && !rn->where_sent && r->code_started &&
 		    timeout > (int)ceil((where_at - now) * 1000))
 			timeout = (int)ceil((where_at - now) * 1000);
-		if (!over && rn->kill_at > 0 && timeout > (int)ceil((rn->kill_at - now) * 1000))
+		if (!rn->init_exited && rn->kill_at > 0 && timeout > (int)ceil((rn->kill_at - now) * 1000))
 			timeout = (int)ceil((rn->kill_at - now) * 1000);
 		if (rn->have_cg && timeout > SC_CPU_POLL_MS)
 			timeout = SC_CPU_POLL_MS;
@@ -1513,7 +1483,6 @@ static void supervise(struct run *rn)
 				close_fd(&rn->sock);
 			} else {
 				on_init_msg(rn, &m, fd, now, false);
-				check_done_early(rn);
 			}
 		}
 		if (idx_pid >= 0 && p[idx_pid].revents) {
@@ -2305,10 +2274,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		}
 	}
 	supervise(rn);
-	if (rn->done_early && !rn->init_exited) {
-		/* Exiting already; reaped after the report (sandcell_run). */
-		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
-	} else if (!rn->init_exited) {
+	if (!rn->init_exited) {
 		kill_tree(rn);
 		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
 	}
@@ -2597,9 +2563,8 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		if (sc_cgroup_peak_memory(&rn.cg, &v) == 0)
 			r->peak_memory = v;
 	}
-	/* Outputs are read only now: every process of the run is dead (done
-	 * early: all but the init, which only exits) and the scratch tmpfs
-	 * is reachable only through our fd. */
+	/* Outputs are read only now: every process of the run is dead and
+	 * the scratch tmpfs is reachable only through our fd. */
 	if (rn.scratch_fd >= 0 && rn.out_dirfd >= 0 && r->code_started && !rn.ss) {
 		int odir = openat(rn.scratch_fd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (odir >= 0) {
@@ -2633,14 +2598,11 @@ finish:
 		r->iso.swap = "none";
 		r->iso.host_uid = uid;
 	}
-	if (rn.done_early) {
-		/* The rest of the teardown is the caller's no more: the report
-		 * goes now, then the init is reaped (its exit frees its
-		 * memory and the run's namespaces) and the cgroups go. */
+	/* Every process of the run is reaped (attempt() waited for the init)
+	 * and the outputs are collected: the report is final but for
+	 * left_behind, and the caller gets it before the cleanup below. */
+	if (report_hook && !rn.ss && !rn.reduced)
 		report_hook(r);
-		if (!rn.init_exited)
-			syscall(SYS_waitid, P_PIDFD, rn.pidfd, NULL, WEXITED, NULL);
-	}
 	if (rn.have_cg)
 		destroy_cgroup(&rn);
 	remove_workdir(&rn);

@@ -705,11 +705,11 @@ static void check_python(int conn, const struct sc_request *q, const struct opts
 	_exit(1);
 }
 
-/* Report at completion (sc_report_hook): the answer goes as soon as the
- * run is done, before the init's exit and the cgroups' removal, which
- * the worker then waits for off the client's path.  The client's stdio
- * fds are closed first: the docs promise the streams are closed on our
- * side when the answer comes. */
+/* Report at completion (sc_report_hook): the answer goes as soon as every
+ * process of the run is reaped and its outputs are collected, before the
+ * run's cgroups are removed; that, and the worker's own exit, happen off
+ * the client's path.  The client's stdio fds are closed first: the docs
+ * promise the streams are closed on our side when the answer comes. */
 static int answer_conn = -1;
 static struct sc_request *answer_req;
 static bool answered;

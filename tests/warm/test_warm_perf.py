@@ -5,9 +5,9 @@ must not (docs/warm.md, "Performance").
   them: its Python objects come from glibc's malloc, tuned through
   GLIBC_TUNABLES, which the template sets for itself and re-executes.
   Neither that variable nor PYTHONMALLOC may reach a run's environment.
-- The report is sent as soon as the run is done, before the run's
-  cgroups are removed (and before its init's exit is waited for); the
-  removal continues after it, off the client's path.
+- The report is sent as soon as every process of the run is reaped,
+  before the run's cgroups are removed; the removal continues after it,
+  off the client's path.
 """
 import json
 import os
@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from harness import BIN, IS_ROOT, WarmServer, descendants, run_cgroup_supervisor, run_cgroups
+from harness import BIN, IS_ROOT, WarmServer, descendants, host_uid_of, run_cgroup_supervisor, run_cgroups, \
+    sandbox_survivors
 
 
 def _thp_mode() -> str:
@@ -100,7 +101,7 @@ def test_report_comes_before_the_cgroups_are_removed(tmp_path):
     log must name those cgroups as left behind after the report: only a
     report sent before the removal was tried gets both (a report made
     after it names them in left_behind, and on cgroup v1 only after
-    retrying for 10 s)."""
+    retrying for 10 s).  No process of the run is left when it comes."""
     s = WarmServer(opts=["--slots", "1", "--spares", "0"])
     made, dirs = [], []
     try:
@@ -122,6 +123,7 @@ def test_report_comes_before_the_cgroups_are_removed(tmp_path):
         with open(rpath) as f:
             rep = json.load(f)
         assert rep["status"] == "ok" and rep["left_behind"] == [], rep
+        assert sandbox_survivors(host_uid_of(rep)) == []
         assert took < 5, took
         deadline = time.monotonic() + 30
         while not all(("left behind after its report: %s" % d) in s.log_text() for d in dirs):
