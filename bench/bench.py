@@ -212,7 +212,8 @@ def profile(sandcell, srv, log, seconds=5):
     for t in ts:
         t.start()
     time.sleep(1)
-    rec = subprocess.run(["perf", "record", "-a", "-g", "-o", data, "--", "sleep", str(seconds)],
+    # A large buffer: a lost fork event would drop a process from the tree.
+    rec = subprocess.run(["perf", "record", "-a", "-g", "-m", "4096", "-o", data, "--", "sleep", str(seconds)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop.set()
     for t in ts:
@@ -241,12 +242,13 @@ def profile(sandcell, srv, log, seconds=5):
                 for k in want:
                     hits[k] += k in cur
             cur = None
-        elif not line[0].isspace():
-            pid = line.split()[0].split("/")[0]
-            cur = set() if pid.isdigit() and int(pid) in tree else None
+        elif re.match(r"^\s*(\d+)/\d+\s*$", line):  # a sample: "pid/tid", then its call chain
+            cur = set() if int(line.split("/")[0]) in tree else None
         elif cur is not None and len(line.split()) >= 2:
             cur.add(line.split()[1])
-    if total == 0:
+    lost = re.findall(r"PERF_RECORD_LOST", script)
+    if total == 0 or lost:
+        log("profile: %d samples of the server, %d lost-event records: not reported" % (total, len(lost)))
         return None
     out = [(want[k], 100.0 * hits[k] / total) for k in want]
     log("profile %s (%d samples of the server)" % ({k: round(100.0 * v / total, 1) for k, v in hits.items()},
