@@ -1560,7 +1560,7 @@ static void drain_free_chunks(void)
 {
 	struct mallinfo2 mi;
 	char *top0, *p;
-	size_t s;
+	size_t s, held = 0;
 
 	/* mallopt consolidates the fast bins first thing. */
 	mallopt(M_MXFAST, 64 * (int)sizeof(size_t) / 4); /* glibc's default */
@@ -1575,6 +1575,11 @@ static void drain_free_chunks(void)
 				free(p);
 				break;
 			}
+			/* Never more than was free: should the heap not be
+			 * one brk area (where top0 means nothing), this ends. */
+			held += malloc_usable_size(p);
+			if (held > mi.fordblks)
+				return;
 		}
 	}
 }
