@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -188,6 +189,7 @@ def memory(sandcell, srv, log):
     with open(rcold) as f:
         cold_peak = json.load(f)["memory"]["peak_bytes"]
     res = {"idle_rss": idle.get("Rss", 0), "idle_pss": idle_pss, "idle_spares": len(spares),
+           "idle_anon": idle.get("Anonymous", 0), "idle_huge": idle.get("AnonHugePages", 0),
            "run_procs": len(procs), "run_pss": pss, "run_private": priv,
            "run_peak": rep["memory"]["peak_bytes"], "cold_peak": cold_peak}
     log("memory %s" % res)
@@ -210,27 +212,48 @@ def profile(sandcell, srv, log, seconds=5):
     for t in ts:
         t.start()
     time.sleep(1)
-    rec = subprocess.run(["perf", "record", "-a", "-g", "-o", data, "--", "sleep", str(seconds)],
+    # A large buffer: a lost fork event would drop a process from the tree.
+    rec = subprocess.run(["perf", "record", "-a", "-g", "-m", "4096", "-o", data, "--", "sleep", str(seconds)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop.set()
     for t in ts:
         t.join()
     if rec.returncode != 0:
         return None
-    rep = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "sym", "--stdio",
-                          "-g", "none"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    # Only the server's samples: the template and every process below it
+    # (fork events give the tree), not the clients' or other jobs' on the
+    # machine; a sample counts for a path if the path is in its call chain.
+    script = subprocess.run(["perf", "script", "-i", data, "--show-task-events", "-F", "pid,tid,ip,sym"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
     want = {"copy_process": "fork/clone: copy_process (page tables of the template copied)",
             "exit_mmap": "exit: exit_mmap (page tables and pages torn down)",
             "exc_page_fault": "page faults (mostly copy-on-write of template pages)",
-            "path_mount": "mounts (path_mount)",
-            "pv_native_safe_halt": "idle"}
-    out = {}
-    for line in rep.splitlines():
-        f = line.split()
-        if len(f) >= 4 and f[0].endswith("%") and f[-1] in want and f[-1] not in out:
-            out[f[-1]] = (want[f[-1]], float(f[0][:-1]))
-    log("profile %s" % {k: v[1] for k, v in out.items()})
-    return [out[k] for k in want if k in out]
+            "path_mount": "mounts (path_mount)"}
+    tree, hits, total, cur = {srv.pid}, dict.fromkeys(want, 0), 0, None
+    for line in script.splitlines():
+        m = re.search(r"PERF_RECORD_FORK\((\d+):\d+\):\((\d+):\d+\)", line)
+        if m:
+            if int(m.group(2)) in tree:
+                tree.add(int(m.group(1)))
+            continue
+        if not line.strip():
+            if cur is not None:
+                total += 1
+                for k in want:
+                    hits[k] += k in cur
+            cur = None
+        elif re.match(r"^\s*(\d+)/\d+\s*$", line):  # a sample: "pid/tid", then its call chain
+            cur = set() if int(line.split("/")[0]) in tree else None
+        elif cur is not None and len(line.split()) >= 2:
+            cur.add(line.split()[1])
+    lost = re.findall(r"PERF_RECORD_LOST", script)
+    if total == 0 or lost:
+        log("profile: %d samples of the server, %d lost-event records: not reported" % (total, len(lost)))
+        return None
+    out = [(want[k], 100.0 * hits[k] / total) for k in want]
+    log("profile %s (%d samples of the server)" % ({k: round(100.0 * v / total, 1) for k, v in hits.items()},
+                                                   total))
+    return out
 
 
 def warm(sandcell, levels, budget, log):
@@ -405,6 +428,9 @@ def report(path, args, cold_res, warm_res, took, mig=None):
         L.append("| | |\n|---|---|")
         L.append("| idle server: template RSS / PSS of the template and its %d spare worker(s) | %s / %s |" % (
             m.get("idle_spares", 0), mib(m["idle_rss"]), mib(m["idle_pss"])))
+        if "idle_huge" in m:
+            L.append("| template: anonymous memory / of it in transparent huge pages | %s / %s |" % (
+                mib(m["idle_anon"]), mib(m["idle_huge"])))
         L.append("| one live pandas run (%d processes: worker, init, code): PSS / private | %s / %s |" % (
             m["run_procs"], mib(m["run_pss"]), mib(m["run_private"])))
         L.append("| same run, report `memory.peak_bytes` (charged to the run's cgroup) | %s |" % mib(m["run_peak"]))
@@ -412,8 +438,9 @@ def report(path, args, cold_res, warm_res, took, mig=None):
         L.append("")
     if warm_res and warm_res.get("profile"):
         L.append("### Where a warm run's time goes\n")
-        L.append("`perf record -a -g` for 5 s while 8 clients run trivial cells back to back; the "
-                 "share of all CPU samples (inclusive) under each kernel path. A warm run "
+        L.append("`perf record -a -g` for 5 s while 8 clients run trivial cells back to back; of "
+                 "the samples of the server (the template and every process below it: workers, "
+                 "sandbox inits, codes), the share (inclusive) under each kernel path. A warm run "
                  "copies the template's address space three times (template -> worker, forked ahead "
                  "of time as a spare; worker -> sandbox init; init -> code) and tears it down "
                  "three times.\n")
@@ -442,27 +469,37 @@ def report(path, args, cold_res, warm_res, took, mig=None):
                 ms(statistics.mean(c)), ms(pct(w, 50)), ms(statistics.mean(w))))
         L.append("")
     if cold_res and warm_res:
-        L.append("## Targets (from the issue)\n")
+        L.append("## Targets (issue 10)\n")
+        L.append("Ratios to the bare `python3 -c pass` of this same run.\n")
         L.append("| target | measured | verdict |\n|---|---|---|")
         wp = warm_res["cells"]["pandas"].get(1)
         wt = warm_res["cells"]["trivial"].get(1)
-        rps = max((r["rps"] for r in warm_res["cells"]["trivial"].values()), default=0)
+        w8 = warm_res["cells"]["trivial"].get(8)
         cb = statistics.median(cold_res["pass"]["python3"])
         cs = statistics.median(cold_res["pass"]["sandcell"])
 
         def verdict(ok, factor):
             return "met" if ok else "missed by %.1f×" % factor
-        if wp:
-            L.append("| warm pandas cell ≤ 10 ms p50 end to end | %s (1 client) | %s |" % (
-                ms(wp["p50"]), verdict(wp["p50"] <= 0.010, wp["p50"] / 0.010)))
         if wt:
-            L.append("| trivial warm run ≤ 2 ms p50 | %s (1 client) | %s |" % (
-                ms(wt["p50"]), verdict(wt["p50"] <= 0.002, wt["p50"] / 0.002)))
-        L.append("| ≥ 500 trivial runs/s on 2 cores | %.0f runs/s (best concurrency, %d cores) | %s |" % (
-            rps, os.cpu_count(), verdict(rps >= 500, 500 / rps if rps else float("inf"))))
-        L.append("| cold `pass` within 1.10× bare python3 | %.2f× (%s vs %s median) | %s |" % (
-            cs / cb, ms(cs), ms(cb), "met" if cs / cb <= 1.10 else "missed: %.2f× instead of 1.10×" % (cs / cb)))
+            L.append("| warm trivial run p50 ≤ 0.15× bare python3 | %s (1 client) = %.2f× %s | %s |" % (
+                ms(wt["p50"]), wt["p50"] / cb, ms(cb), verdict(wt["p50"] <= 0.15 * cb, wt["p50"] / (0.15 * cb))))
+        if wp:
+            L.append("| warm pandas cell p50 ≤ 10 ms | %s (1 client) | %s |" % (
+                ms(wp["p50"]), verdict(wp["p50"] <= 0.010, wp["p50"] / 0.010)))
+            L.append("| warm pandas cell p50 ≤ 0.5× bare python3 | %.2f× | %s |" % (
+                wp["p50"] / cb, verdict(wp["p50"] <= 0.5 * cb, wp["p50"] / (0.5 * cb))))
+        if w8:
+            L.append("| ≥ 250 trivial runs/s with 8 clients | %.0f runs/s | %s |" % (
+                w8["rps"], verdict(w8["rps"] >= 250, 250 / w8["rps"] if w8["rps"] else float("inf"))))
+        L.append("| cold `pass` ≤ 1.10× bare python3 | %.2f× (%s vs %s median) | %s |" % (
+            cs / cb, ms(cs), ms(cb), verdict(cs / cb <= 1.10, cs / cb / 1.10)))
+        m = warm_res.get("memory")
+        if m:
+            L.append("| idle server with its spares ≤ 150 MiB PSS | %s | %s |" % (
+                mib(m["idle_pss"]), verdict(m["idle_pss"] <= 150 << 20, m["idle_pss"] / float(150 << 20))))
         L.append("")
+    with open("/proc/loadavg") as f:
+        L.append("Load average at the end (1/5/15 min): %s.\n" % " / ".join(f.read().split()[:3]))
     with open(path, "w") as f:
         f.write("\n".join(L))
 

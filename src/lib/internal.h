@@ -437,6 +437,15 @@ extern sc_exec_hook sc_exec_hook_fn;
 enum sc_session_state { SC_SESSION_IDLE, SC_SESSION_RUNNING, SC_SESSION_ENDED };
 typedef void (*sc_session_hook)(enum sc_session_state state, uint64_t cells);
 void sc_set_session_hook(sc_session_hook hook);
+/* Report at completion: with a hook set, a run's report is handed to it
+ * as soon as every process of the run is dead and reaped and the outputs
+ * are collected, before the cgroups are removed, which then happens off
+ * the caller's path.  Not for sessions or reduced mode.  The report is
+ * final except for left_behind, which is then always empty:
+ * sandcell_run() still fills it in the result it returns, for the
+ * caller to log. */
+typedef void (*sc_report_hook)(const struct sandcell_result *r);
+void sc_set_report_hook(sc_report_hook hook);
 /* A session's per-cell and idle limits left 0 get their defaults (600,
  * 600, 3600 s; docs/sessions.md). */
 void sc_session_defaults(struct sandcell_limits *l);

@@ -405,6 +405,13 @@ static void set_error(struct sandcell_result *r, const char *msg)
 #define SESS_PROBLEMS_MAX 32
 static sc_session_hook session_hook;
 
+static sc_report_hook report_hook;
+
+void sc_set_report_hook(sc_report_hook hook)
+{
+	report_hook = hook;
+}
+
 void sc_set_session_hook(sc_session_hook hook)
 {
 	session_hook = hook;
@@ -2594,6 +2601,11 @@ finish:
 		r->iso.swap = "none";
 		r->iso.host_uid = uid;
 	}
+	/* Every process of the run is reaped (attempt() waited for the init)
+	 * and the outputs are collected: the report is final but for
+	 * left_behind, and the caller gets it before the cleanup below. */
+	if (report_hook && !rn.ss && !rn.reduced)
+		report_hook(r);
 	if (rn.have_cg)
 		destroy_cgroup(&rn);
 	remove_workdir(&rn);

@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "table.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -102,6 +103,78 @@ static void logmsg(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/*
+ * The template's heap on transparent huge pages.  Every run copies the
+ * template three times (spare worker, sandbox init, code); a fork copies
+ * one page-table entry per 4 KiB page, and an exit tears them down, so a
+ * heap of ~60 MiB in 4 KiB pages (pymalloc's arenas, one mapping each)
+ * costs ~10 ms of CPU per fork and exit here, and a heap on 2 MiB pages a
+ * PMD per 2 MiB (docs/warm.md, Performance).  So, when the kernel offers
+ * THP (enabled: always or madvise), the template's Python objects come
+ * from glibc's malloc (PYMEM_ALLOCATOR_MALLOC, not pymalloc's arenas),
+ * and glibc's malloc is tuned before it starts: hugetlb=1 madvises its
+ * heap for THP and aligns its growth to 2 MiB, and a 32 MiB mmap
+ * threshold keeps large blocks (numpy's) in that heap rather than in
+ * mappings of their own.  Tunables are read by the dynamic loader only,
+ * so the template re-executes itself once with GLIBC_TUNABLES set (a
+ * respawn sets it again); the variable is gone (clearenv in main) before
+ * the interpreter starts, so neither it nor PYTHONMALLOC reaches a run's
+ * environment.  What a run can observe is the allocator itself
+ * (sys.getallocatedblocks() is 0 under malloc), documented.
+ */
+static const char heap_tunables[] = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432";
+static bool heap_thp;
+
+/* THP is available to an madvise()d heap: "always" or "madvise" is the
+ * bracketed mode. */
+static bool thp_available(void)
+{
+	char buf[128] = "";
+	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, "[always]") != NULL || strstr(buf, "[madvise]") != NULL;
+}
+
+/* Called first in main: re-executes the template with heap_tunables
+ * unless they are in force (a respawn sets them, see respawn()).  Returns
+ * only if no re-exec is needed or possible: without THP, or if the
+ * tunables are already set, the template keeps what it has (pymalloc
+ * without them: a slower template, never a wrong one). */
+static void heap_on_huge_pages(char **argv)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	char self[4096];
+	ssize_t n;
+
+	if (!thp_available())
+		return;
+	if (t != NULL && strcmp(t, heap_tunables) == 0) {
+		heap_thp = true;
+		return;
+	}
+	/* A loader that rewrote the variable would bring us back here: one
+	 * re-exec at most (the marker), then the template starts as it is. */
+	if (getenv("SANDCELL_WARM_REEXEC") != NULL)
+		return;
+	if (setenv("GLIBC_TUNABLES", heap_tunables, 1) < 0 || setenv("SANDCELL_WARM_REEXEC", "1", 1) < 0)
+		return;
+	/* The binary's path, not /proc/self/exe: the process keeps its name
+	 * (comm) for ps and the logs. */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		execv(self, argv);
+	}
+	logmsg("cannot re-execute with the heap on huge pages: %s (continuing without)", strerror(errno));
+	unsetenv("GLIBC_TUNABLES");
 }
 
 /* ---- What a run's memory holds ----
@@ -632,6 +705,34 @@ static void check_python(int conn, const struct sc_request *q, const struct opts
 	_exit(1);
 }
 
+/* Report at completion (sc_report_hook): the answer goes as soon as every
+ * process of the run is reaped and its outputs are collected, before the
+ * run's cgroups are removed; that, and the worker's own exit, happen off
+ * the client's path.  The client's stdio fds are closed first: the docs
+ * promise the streams are closed on our side when the answer comes. */
+static int answer_conn = -1;
+static struct sc_request *answer_req;
+static bool answered;
+
+static void send_report(const struct sandcell_result *r)
+{
+	char *report = sandcell_report_json(r);
+
+	close(answer_req->cfg.stdin_fd);
+	close(answer_req->cfg.stdout_fd);
+	close(answer_req->cfg.stderr_fd);
+	answer_req->cfg.stdin_fd = answer_req->cfg.stdout_fd = answer_req->cfg.stderr_fd = -1;
+	if (report)
+		sc_frame_send(answer_conn, report, strlen(report), NULL, 0);
+	else
+		send_refusal(answer_conn, SANDCELL_SANDBOX_ERROR, "the report could not be rendered (out of memory)",
+			     &answer_req->cfg.limits);
+	free(report);
+	/* The client may go now: nothing more is written to it. */
+	close(answer_conn);
+	answered = true;
+}
+
 static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 {
 	struct sandcell_error err = { 0, "" };
@@ -672,11 +773,23 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	 * hanging up) cancels the run, or ends the session: the report still
 	 * goes back to it. */
 	q.cfg.cancel_fd = conn;
+	answer_conn = conn;
+	answer_req = &q;
+	if (!(q.cfg.flags & SANDCELL_SESSION))
+		sc_set_report_hook(send_report);
 	if (sandcell_run(&q.cfg, &res, &err) < 0) {
 		/* Only memory is not the request's fault. */
 		send_refusal(conn, err.code == ENOMEM ? SANDCELL_SANDBOX_ERROR : SANDCELL_USAGE_ERROR, err.msg,
 			     &q.cfg.limits);
 		_exit(1);
+	}
+	if (answered) {
+		/* Sent before the cgroups were removed, so without them: what
+		 * could not be removed is named here, and removed by a later
+		 * run (docs/report.md, Cleanup). */
+		for (int i = 0; i < res->n_left_behind && i < 8; i++)
+			logmsg("a run's cgroup was left behind after its report: %s", res->left_behind[i]);
+		_exit(0);
 	}
 	report = sandcell_report_json(res);
 	if (report)
@@ -832,7 +945,12 @@ static pid_t fork_worker(int sv[2])
 	if (pid == 0) {
 		scrub_heap = true;
 		drop_template_args();
-		PyOS_AfterFork_Child();
+		/* No PyOS_AfterFork_Child() here: a worker runs no Python, and
+		 * the interpreter's after-fork work (its locks, the at-fork
+		 * hooks of the modules: random, threading, logging...) would
+		 * write hundreds of the template's pages in every worker.  The
+		 * code, the only process below that runs Python, does it
+		 * (warm_exec), as the child of this fork. */
 		signal(SIGPIPE, SIG_IGN);
 		close(sv[0]);
 		worker_drop_template(sv[1]);
@@ -1010,6 +1128,10 @@ static void respawn(void)
 	setenv("SANDCELL_WARM_LISTEN_FD", buf, 1);
 	snprintf(buf, sizeof(buf), "%d", state);
 	setenv("SANDCELL_WARM_STATE_FD", buf, 1);
+	/* The new template's heap as this one's (heap_on_huge_pages): the
+	 * loader reads the tunables before main. */
+	if (heap_thp)
+		setenv("GLIBC_TUNABLES", heap_tunables, 1);
 	execv(self_path, respawn_argv);
 	logmsg("respawn failed: %s", strerror(errno));
 	exit(SANDCELL_EXIT_SANDBOX);
@@ -1072,6 +1194,121 @@ static int serve_turn(void)
 
 /* ---- the template ---- */
 
+/*
+ * A trusted warm-up, run once in the template before gc.freeze(): the
+ * kind of work a first cell does (build, group, pivot, format a frame;
+ * numpy arithmetic; a figure drawn and encoded as PNG), with fixed data
+ * and no user input.  It fills what the libraries initialise lazily on
+ * first use (pandas' lazily imported submodules and compiled paths,
+ * numpy's ufunc loops, matplotlib's font objects, text layout and PNG
+ * writer), so that a run finds them in the template instead of building
+ * them in its own copy-on-write pages.  It writes no file (the PNG and
+ * the CSV go to memory), opens no host path (only the runtime's fonts,
+ * which a sandbox sees at the same paths), leaves no figure open and no
+ * name behind (a function's locals); what stays are those caches, as a
+ * cold run that did the same work would hold them (docs/warm.md).  Only
+ * the preloaded modules are used.  A warm-up that raises only makes
+ * runs slower: it is logged, and the template serves; one that leaves a
+ * file open stops the server (below).
+ */
+static const char warm_up[] =
+	"def _sc_warm_up():\n"
+	"    import io, sys\n"
+	"    m = sys.modules\n"
+	"    if 'numpy' in m:\n"
+	"        np = m['numpy']\n"
+	"        a = np.arange(1000.0)\n"
+	"        (a * 2 + 1).sum(); a.mean(); a.std(); np.sqrt(a); np.sort(a[::-1]); a.reshape(10, 100).T @ a[:10]\n"
+	"        np.linspace(0, 1, 50); np.concatenate([a, a]); np.unique(a % 7); repr(a); str(a[:5])\n"
+	"    if 'pandas' in m and 'numpy' in m:\n"
+	"        pd = m['pandas']\n"
+	"        df = pd.DataFrame({'a': np.arange(1000) % 10, 'b': np.arange(1000.0),\n"
+	"                           'c': [str(i % 7) for i in range(1000)]})\n"
+	"        df.groupby('a').b.sum().sum(); df.groupby('c').agg({'b': ['mean', 'max']})\n"
+	"        df.describe(); df.sort_values('b').head(); df.merge(df.head(10), on='a')\n"
+	"        df['d'] = df.b * 2; df.query('a > 3'); df[df.a > 3].b.mean()\n"
+	"        df.pivot_table(index='a', columns='c', values='b', aggfunc='sum')\n"
+	"        df.set_index('a').loc[3]; df.iloc[:5].to_dict(); df.dropna(); df.fillna(0)\n"
+	"        pd.to_datetime(['2024-01-01', '2024-01-02']); pd.Series([1, 2]).value_counts()\n"
+	"        df.to_csv(io.StringIO()); pd.read_csv(io.StringIO('x,y\\n1,2\\n3,4\\n'))\n"
+	"        repr(df); str(df.b); df.to_string(); df.to_html()\n"
+	"    if 'matplotlib.pyplot' in m:\n"
+	"        plt = m['matplotlib.pyplot']\n"
+	"        try:\n"
+	"            fig, ax = plt.subplots()\n"
+	"            ax.plot(range(100), [i * i for i in range(100)], label='y')\n"
+	"            ax.set_title('t'); ax.set_xlabel('x'); ax.legend()\n"
+	"            fig.savefig(io.BytesIO(), format='png')\n"
+	"        finally:\n"
+	"            plt.close('all')\n"
+	/* matplotlib caches FreeType fonts with their files open; an fd
+	 * in the template would be inherited by every worker, and its
+	 * object would close that fd number again in a run (matplotlib's
+	 * at-fork hook clears this cache), whatever the number is then. */
+	"    fm = m.get('matplotlib.font_manager')\n"
+	"    if fm is not None and hasattr(getattr(fm, '_get_font', None), 'cache_clear'):\n"
+	"        fm._get_font.cache_clear()\n"
+	"    import gc\n"
+	"    gc.collect()\n";
+
+/* The open fds, as a bitmap of the first 1024: 0 if it could be read. */
+static int open_fds(unsigned char map[128])
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	memset(map, 0, 128);
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd != dirfd(d) && fd >= 0 && fd < 1024)
+			map[fd / 8] |= (unsigned char)(1u << (fd % 8));
+		else if (fd >= 1024) {
+			closedir(d);
+			return -1;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int run_warm_up(void)
+{
+	PyObject *ns = PyDict_New(), *r = NULL, *fn;
+	unsigned char before[128], after[128];
+
+	if (open_fds(before) < 0) {
+		logmsg("cannot list the template's fds");
+		return -1;
+	}
+
+	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
+		goto out;
+	r = PyRun_String(warm_up, Py_file_input, ns, ns);
+	if (r == NULL)
+		goto out;
+	Py_DECREF(r);
+	fn = PyDict_GetItemString(ns, "_sc_warm_up");
+	r = fn ? PyObject_CallNoArgs(fn) : NULL;
+out:
+	if (r == NULL) {
+		/* The traceback would name only the runtime's own paths: still,
+		 * the error goes, not its state (sys.last_value). */
+		PyErr_Clear();
+		logmsg("the warm-up failed: runs start without it");
+	}
+	Py_XDECREF(r);
+	Py_XDECREF(ns);
+	/* Fail closed: a file the warm-up left open would be in every
+	 * worker, held by an object that closes its number in a run. */
+	if (open_fds(after) < 0 || memcmp(before, after, sizeof(before)) != 0) {
+		logmsg("the warm-up left a file open");
+		return -1;
+	}
+	return 0;
+}
+
 static int init_python(const struct opts *o)
 {
 	PyPreConfig pre;
@@ -1086,6 +1323,10 @@ static int init_python(const struct opts *o)
 	 * inherits. */
 	PyPreConfig_InitIsolatedConfig(&pre);
 	pre.configure_locale = 1;
+	/* See heap_on_huge_pages: objects in glibc's THP heap, not in
+	 * pymalloc's 4 KiB-page arenas. */
+	if (heap_thp)
+		pre.allocator = PYMEM_ALLOCATOR_MALLOC;
 	st = Py_PreInitialize(&pre);
 	if (PyStatus_Exception(st))
 		return -1;
@@ -1120,6 +1361,8 @@ static int init_python(const struct opts *o)
 	/* Objects that survive the preload never move to a young generation
 	 * again: the collector stops touching (and copying) their pages in
 	 * every forked child. */
+	if (run_warm_up() < 0)
+		return -1;
 	if (compile_warm_boot() < 0) {
 		logmsg("compiling the run bootstrap failed");
 		return -1;
@@ -1298,6 +1541,49 @@ static int make_template(const struct opts *o, bool respawned)
 	return 0;
 }
 
+/*
+ * glibc's malloc keeps what the imports and the warm-up freed as free
+ * chunks scattered over the heap.  Every worker and every run's code would
+ * take its first allocations from them: each one, and the list and bin
+ * walks that find it, writes (and so copies) a page of the template's,
+ * hundreds per process, more than the rest of a trivial run writes.  So
+ * the template takes every free chunk out of glibc's hands once, before
+ * it forks anything, and keeps them: requests from 16 MiB down to 16
+ * bytes, each size repeated until it is served from the top of the heap
+ * (an address at or above where the top began), which is given back.
+ * Children then allocate from the top: fresh, contiguous memory.  The
+ * chunks held cost no memory that was not resident already; they hold
+ * what the template freed while it started (its own data, never a
+ * request's: no request reaches the template).
+ */
+static void drain_free_chunks(void)
+{
+	struct mallinfo2 mi;
+	char *top0, *p;
+	size_t s, held = 0;
+
+	/* mallopt consolidates the fast bins first thing. */
+	mallopt(M_MXFAST, 64 * (int)sizeof(size_t) / 4); /* glibc's default */
+	mi = mallinfo2();
+	top0 = (char *)sbrk(0) - mi.keepcost;
+	for (s = 16u << 20; s >= 16; s = s > 1024 ? s - s / 16 : s - 16) {
+		for (;;) {
+			p = malloc(s);
+			if (p == NULL)
+				return;
+			if (p >= top0) {
+				free(p);
+				break;
+			}
+			/* Never more than was free: should the heap not be
+			 * one brk area (where top0 means nothing), this ends. */
+			held += malloc_usable_size(p);
+			if (held > mi.fordblks)
+				return;
+		}
+	}
+}
+
 /* See send_refusal. */
 static int make_refusal_fallback(void)
 {
@@ -1318,6 +1604,7 @@ int main(int argc, char **argv)
 	bool respawned;
 
 	parse_args(argc, argv, &o);
+	heap_on_huge_pages(argv);
 	if (keep_copies(argc, argv, &o, &state_fd) < 0)
 		return SANDCELL_EXIT_SANDBOX;
 	respawned = inherited_fd >= 0;
@@ -1375,6 +1662,8 @@ int main(int argc, char **argv)
 		logmsg("cannot clear the template's stack: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
 	}
+	if (heap_thp)
+		drain_free_chunks();
 	while (!stop_sig)
 		if (serve_turn() < 0)
 			return SANDCELL_EXIT_SANDBOX;
