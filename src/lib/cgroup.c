@@ -229,7 +229,8 @@ static int parent_dir(const char *mnt, const char *ctrl, const char *parent, cha
 /*
  * Run cgroups whose supervisor died (SIGKILL, power loss of a container,
  * a removal that outlasted its deadline) are removed by the next run that
- * uses the same parent: a run-PID-... entry whose PID no longer exists.
+ * uses the same parent, once its own are gone: a run-PID-... entry whose
+ * PID no longer exists.
  * rmdir only ever removes an empty cgroup without children, so a live
  * run in it cannot be disturbed; a reused PID merely postpones the removal.
  * A cgroup is empty for a moment after it is made, before its run's init
@@ -246,7 +247,6 @@ static void collect_stale(const char *parent)
 	if (!d)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		char path[900];
 		struct stat st;
 		int pid;
 		unsigned seq;
@@ -257,10 +257,10 @@ static void collect_stale(const char *parent)
 			continue;
 		if (kill(pid, 0) == 0 || errno != ESRCH)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", parent, de->d_name);
-		if (stat(path, &st) < 0 || time(NULL) - st.st_mtime < STALE_AGE_SEC)
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    time(NULL) - st.st_mtime < STALE_AGE_SEC)
 			continue;
-		rmdir(path);
+		unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
 	}
 	closedir(d);
 }
@@ -272,7 +272,6 @@ static int make_run_dir(const char *parent, char *out, size_t size)
 
 	if (mkdir_p(parent) < 0)
 		return -1;
-	collect_stale(parent);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(out, size, "%s/run-%d-%u-%ld", parent, (int)getpid(), seq++, (long)ts.tv_nsec);
 	if (mkdir(out, 0755) < 0) {
@@ -584,14 +583,32 @@ static int remove_dir(char *dir, double deadline)
 	return 0;
 }
 
+/* The directory a run cgroup was made in (its parent), or "". */
+static void parent_of(const char *dir, char *out, size_t size)
+{
+	const char *slash = strrchr(dir, '/');
+
+	out[0] = '\0';
+	if (dir[0] && slash != NULL && slash != dir && (size_t)(slash - dir) < size)
+		snprintf(out, size, "%.*s", (int)(slash - dir), dir);
+}
+
 int sc_cgroup_destroy(struct sc_cgroup *cg)
 {
 	double deadline = mono_sec() + SC_CGROUP_REMOVE_SEC;
+	char *dirs[] = { cg->v2, cg->v1_mem, cg->v1_pids, cg->v1_cpu };
+	char parents[4][512];
 	int left = 0;
+	size_t i;
 
-	left -= remove_dir(cg->v2, deadline);
-	left -= remove_dir(cg->v1_mem, deadline);
-	left -= remove_dir(cg->v1_pids, deadline);
-	left -= remove_dir(cg->v1_cpu, deadline);
+	for (i = 0; i < 4; i++) {
+		parent_of(dirs[i], parents[i], sizeof(parents[i]));
+		left -= remove_dir(dirs[i], deadline);
+	}
+	/* Last, off the run's setup (whose system calls do not depend on
+	 * what other supervisors left) and, warm, after the answer. */
+	for (i = 0; i < 4; i++)
+		if (parents[i][0])
+			collect_stale(parents[i]);
 	return left;
 }

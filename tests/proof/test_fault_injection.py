@@ -124,9 +124,9 @@ TOLERATED = [
      "cgroups until a later run (best-effort cleanup, no isolation step)"),
     ("supervisor", "newfstatat", r'\(\d+</sys/fs/cgroup/[^>]*>, "", .*AT_EMPTY_PATH', None,
      "collect_stale(): opendir's fstat of a cgroup parent; as above"),
-    ("supervisor", "newfstatat", r'"/sys/fs/cgroup/[^"]*/' + H.run_cgroup_prefix() + r'[^"/]*", ', None,
+    ("supervisor", "newfstatat", r'\(\d+</sys/fs/cgroup/[^>]*>, "' + H.run_cgroup_prefix(), None,
      "collect_stale(): the age of a dead supervisor's run cgroup; one that cannot be examined is "
-     "left for a later run, as above"),
+     "left for a later run, as above (it runs after the run's own cgroups are removed)"),
     ("supervisor", "poll", r".", None,
      "a supervision poll: one that fails stops the run (sandbox-error); the supervisor polls while "
      "the init sets up, and the init may already have started the code under every layer"),
