@@ -107,10 +107,11 @@ static json_t *listing(const struct table *t)
 						     "state_sec", round((now - w->since) * 1e3) / 1e3, "cells", (json_int_t)w->cells,
 						     "limits", lim_json(&w->lim)));
 	}
-	doc = json_pack("{s:o,s:I,s:I,s:I}", "sessions", arr ? arr : json_array(), "max_sessions",
+	doc = json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "sessions", arr ? arr : json_array(), "max_sessions",
 			(json_int_t)t->max_sessions, "slots", (json_int_t)t->slots, "runs",
 			/* The listing's own worker is not a run. */
-			(json_int_t)(t->n - t->n_sessions - 1));
+			(json_int_t)(t->n - t->n_sessions - 1), "sessions_live", (json_int_t)t->n_sessions,
+			"spares", (json_int_t)t->spares, "queued", (json_int_t)t->queued);
 	return doc;
 }
 
