@@ -174,6 +174,39 @@ class _Body:
         self._fds = []
 
 
+class _OneWrite:
+    """http.client sends the headers and a bytes body in two writes; with
+    TCP_NODELAY they leave as two segments and wake the server twice.
+    Small bodies (a JSON request, a command) go with the headers here."""
+
+    _buffer: List[bytes]
+
+    def _send_output(self, message_body: object = None, encode_chunked: bool = False) -> None:
+        if isinstance(message_body, bytes) and not encode_chunked and len(message_body) <= _CHUNK:
+            self._buffer.extend((b"", b""))
+            msg = b"\r\n".join(self._buffer) + message_body
+            del self._buffer[:]
+            self.send(msg)  # type: ignore[attr-defined]
+            return
+        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+
+
+class _Conn(_OneWrite, http.client.HTTPConnection):
+    pass
+
+
+class _TLSConn(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
+class _Broken(Exception):
+    """The request did not go out whole and no answer came."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class NotSent(Exception):
     """The request did not reach the server whole: nothing can have run.
     ``error`` is what to raise when it is not retried."""
@@ -344,9 +377,11 @@ class Endpoint:
             idle[0].close()
 
     def _connect(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection = (
-            http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout) if self.https
-            else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
+        conn: http.client.HTTPConnection
+        if self.https:
+            conn = _TLSConn(self.host, self.port, timeout=self.timeout)
+        else:
+            conn = _Conn(self.host, self.port, timeout=self.timeout)
         try:
             conn.connect()
         except OSError as e:
@@ -373,49 +408,61 @@ class Endpoint:
         Raises NotSent when the request did not reach the server whole."""
         body = _Body(parts) if parts is not None else None
         try:
+            # A kept connection is taken only when the server has not
+            # closed it (_take): what a failure means is then the same as
+            # on a new one.
             conn = self._take() or self._connect()
             try:
-                conn.putrequest(method, self.prefix + path, skip_accept_encoding=True)
-                if self.token is not None:
-                    conn.putheader("Authorization", "Bearer " + self.token)
-                if body is not None:
-                    conn.putheader("Content-Type",
-                                   "multipart/form-data; boundary=" + body.boundary)
-                    conn.putheader("Content-Length", str(body.length))
-                elif json_body is not None:
-                    conn.putheader("Content-Type", "application/json")
-                    conn.putheader("Content-Length", str(len(json_body)))
-                elif method in ("POST", "PUT"):
-                    conn.putheader("Content-Length", "0")
-                sent_error: Optional[OSError] = None
-                try:
-                    # A JSON body goes out with the headers, in one write.
-                    conn.endheaders(json_body if body is None else None)
-                    if body is not None:
-                        for chunk in body.chunks():
-                            conn.send(chunk)
-                except OSError as e:
-                    # The server may have refused early (a cap) and hung up:
-                    # its answer, if any, is still readable.
-                    sent_error = e
-                if conn.sock is not None:
-                    conn.sock.settimeout(read_timeout)
-                try:
-                    resp = conn.getresponse()
-                except (OSError, http.client.HTTPException) as e:
-                    if sent_error is not None:
-                        raise NotSent(Unreachable("%s %s: the connection broke while the "
-                                                  "request was sent: %s" % (method, path,
-                                                                            sent_error))) from None
-                    raise Lost("%s %s: the server hung up without an answer (%s)"
-                               % (method, path, e)) from None
+                resp = self._exchange(conn, method, path, json_body, body, read_timeout)
+            except _Broken as b:
+                conn.close()
+                raise NotSent(Unreachable("%s %s: the connection broke while the request "
+                                          "was sent: %s" % (method, path, b.error))) from None
             except BaseException:
                 conn.close()
                 raise
+            return Response(conn, resp, self._release)
         finally:
             if body is not None:
                 body.close()
-        return Response(conn, resp, self._release)
+
+    def _exchange(self, conn: http.client.HTTPConnection, method: str, path: str,
+                  json_body: Optional[bytes], body: Optional[_Body],
+                  read_timeout: Optional[float]) -> http.client.HTTPResponse:
+        """One request on conn, its response's headers read.  _Broken: the
+        request did not go out whole and no answer came; Lost: it did,
+        and the server hung up without an answer."""
+        conn.putrequest(method, self.prefix + path, skip_accept_encoding=True)
+        if self.token is not None:
+            conn.putheader("Authorization", "Bearer " + self.token)
+        if body is not None:
+            conn.putheader("Content-Type", "multipart/form-data; boundary=" + body.boundary)
+            conn.putheader("Content-Length", str(body.length))
+        elif json_body is not None:
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(json_body)))
+        elif method in ("POST", "PUT"):
+            conn.putheader("Content-Length", "0")
+        sent_error: Optional[OSError] = None
+        try:
+            # A JSON body goes out with the headers, in one write (_Conn).
+            conn.endheaders(json_body if body is None else None)
+            if body is not None:
+                for chunk in body.chunks():
+                    conn.send(chunk)
+        except OSError as e:
+            # The server may have refused early (a cap) and hung up: its
+            # answer, if any, is still readable.
+            sent_error = e
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
+        try:
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            if sent_error is not None:
+                raise _Broken(sent_error) from None
+            raise Lost("%s %s: the server hung up without an answer (%s)"
+                       % (method, path, e)) from None
 
     def call(self, method: str, path: str, what: str, *, json_body: Optional[bytes] = None,
              parts: Optional[Sequence[Part]] = None, ok: Tuple[int, ...] = (200,)) -> Dict[str, object]:

@@ -339,11 +339,21 @@ def test_tracebacks_are_those_of_a_local_warm_run(served: Served, client, cell):
     assert "return 1 / 0" in tb and "cell.py" in tb, tb
 
 
-def test_a_run_without_files_is_one_json_body(canned: Canned):
+def test_a_run_without_files_is_one_json_body_in_one_write(canned: Canned, monkeypatch):
+    from sandcell import _http
+    writes = []
+    send = _http._Conn.send
+
+    def record(self, data):
+        writes.append(bytes(data))
+        return send(self, data)
+    monkeypatch.setattr(_http._Conn, "send", record)
     canned.refusal(400, "usage-error")
     with pytest.raises(sandcell.BadRequest):
         sandcell.connect(canned.url, token="t" * 32).run("print(1)", values={"k": 1})
+    assert len(writes) == 1 and writes[0].startswith(b"POST /v1/runs HTTP/1.1\r\n"), writes
     method, path, headers, body = canned.requests[0]
+    assert writes[0].endswith(b"\r\n\r\n" + body)
     assert headers["Content-Type"] == "application/json"
     assert int(headers["Content-Length"]) == len(body)
     assert json.loads(body) == {"code": "print(1)", "args": [], "values": {"k": 1}, "limits": {},
