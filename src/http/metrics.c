@@ -124,7 +124,7 @@ static void render(FILE *f)
 	for (size_t i = 0; i < N_STATUS; i++)
 		fprintf(f, "sandcell_http_runs_total{status=\"%s\"} %llu\n", statuses[i], runs[i]);
 	put(f, "sandcell_http_run_duration_seconds", "histogram",
-	    "One-shot run latency, request received to report sent.");
+	    "One-shot run latency, request received to report ready.");
 	for (size_t b = 0; b < N_BUCKET; b++) {
 		cum += hist[b];
 		fprintf(f, "sandcell_http_run_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[b], cum);

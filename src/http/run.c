@@ -334,6 +334,9 @@ static void finish(struct run *r, const char *report_text)
 	if (strcmp(status, "unreachable") != 0)
 		ht_warm_answered();
 	code = refusal_code(status, rep, &retry);
+	/* Counted before the response ends: a client that read the report
+	 * and then reads /metrics sees its run there. */
+	ht_metric_run(status, ht_now() - r->t0);
 	/* Once the 200 went (the warm server's worker read the request, or
 	 * the run printed), a later refusal (the worker's usage error, a
 	 * sandbox that could not be set up) is the report's status. */
@@ -351,7 +354,6 @@ static void finish(struct run *r, const char *report_text)
 		ht_stream_event(r->s, json_pack("{s:s,s:O}", "ev", "report", "report", rep ? rep : json_null()));
 		ht_stream_end(r->s);
 	}
-	ht_metric_run(status, ht_now() - r->t0);
 	json_decref(rep);
 }
 
@@ -446,8 +448,8 @@ static void *run_main(void *arg)
 	} else {
 		char *body = ht_refusal_body(e.code == ENOMEM ? "sandbox-error" : "usage-error",
 					     in && pumping ? e.msg : "out of resources", NULL);
-		ht_stream_fail(r->s, e.code == ENOMEM || !in || !pumping ? 500 : 400, body, 0);
 		ht_metric_run("usage-error", ht_now() - r->t0);
+		ht_stream_fail(r->s, e.code == ENOMEM || !in || !pumping ? 500 : 400, body, 0);
 		free(body);
 	}
 	free(report);
