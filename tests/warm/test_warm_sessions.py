@@ -171,6 +171,12 @@ def test_nothing_of_a_finished_session_reaches_a_later_one(server, wsession):
     a = wsession(srv)
     out(a, "m", MARK.format(n="a"))
     end_of(a)
+    # a's session slot is free once its worker is reaped (its end event
+    # comes before): until then --max-sessions 1 refuses b as busy.
+    deadline = time.monotonic() + 30
+    while a.sid in [x["id"] for x in listing(srv)["sessions"]]:
+        assert time.monotonic() < deadline, "an ended session is still listed"
+        time.sleep(0.05)
     b = wsession(srv)
     assert out(b, "l", LOOK.format(n="b", other="a")) == "[] [] [] False False\n"
     end_of(b)
