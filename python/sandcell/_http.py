@@ -249,6 +249,7 @@ class Response:
         self.resp = resp
         self.status = resp.status
         self._release = release
+        self._closed = False
 
     def header(self, name: str) -> Optional[str]:
         return self.resp.getheader(name)
@@ -264,9 +265,13 @@ class Response:
         return parse_json(data, what, _ANSWER_MAX)
 
     def close(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            release(self.conn, self.resp)
+        # Once: a second close must not close a connection that went back
+        # to the Endpoint and now serves another request.
+        if self._closed:
+            return
+        self._closed = True
+        if self._release is not None:
+            self._release(self.conn, self.resp)
         else:
             self.conn.close()
 

@@ -427,3 +427,17 @@ def test_a_kept_connection_the_server_closed_is_not_reused(served: Served, monke
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_closing_a_response_twice_leaves_the_kept_connection_alone(client):
+    assert client.run("1").status == "ok"
+    # A refusal's JSON answer read to its end: the connection goes back
+    # to the Endpoint (403: the server has no --allow-reduced).
+    r = client.endpoint.request("POST", "/v1/runs", json_body=b'{"code":"1","allow_reduced":true}',
+                                read_timeout=30)
+    assert r.status == 403
+    r.read_json("run")
+    kept = client.endpoint._idle[0]
+    r.close()                        # again: a no-op
+    assert kept.sock is not None and client.endpoint._idle[0] is kept
+    assert client.run("1").status == "ok"
