@@ -170,12 +170,13 @@ def test_nothing_of_a_finished_session_reaches_a_later_one(server, wsession):
     srv = server("--slots", "1", "--spares", "1")
     a = wsession(srv)
     out(a, "m", MARK.format(n="a"))
+    (pid,) = [x["pid"] for x in listing(srv)["sessions"] if x["id"] == a.sid]
     end_of(a)
     # a's session slot is free once its worker is reaped (its end event
     # comes before): until then --max-sessions 1 refuses b as busy.
     deadline = time.monotonic() + 30
-    while a.sid in [x["id"] for x in listing(srv)["sessions"]]:
-        assert time.monotonic() < deadline, "an ended session is still listed"
+    while proc_state(pid) is not None:
+        assert time.monotonic() < deadline, "the ended session's worker was not reaped"
         time.sleep(0.05)
     b = wsession(srv)
     assert out(b, "l", LOOK.format(n="b", other="a")) == "[] [] [] False False\n"
