@@ -2,7 +2,7 @@
 """HTTP (sandcell-http) against the local socket, side by side in one run.
 
     /usr/bin/python3 bench/http_latency.py [--runs 200] [--cells 200] [--sandcell build/sandcell]
-                                   [--out bench/http_latency.md]
+                                   [--out bench/http_latency.md] [--baseline-python DIR]
 
 One warm server (sandcell.Server, 2 spares) and one sandcell-http in front
 of it on loopback (a token file, auth on, as deployed).  Measured, the
@@ -23,11 +23,17 @@ alternatives taking turns in every repetition:
 
 p50 and p90 of each; the goal (issue 11) is HTTP at most 1 ms more than
 the local socket at p50.
+
+--baseline-python DIR (a checkout's python/ directory, e.g. of main):
+its Python client's connect().run is measured too, as one more
+alternative taking turns with the others (the same server and front end),
+to compare a change of the client side by side.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import http.client
 import json
 import os
@@ -122,6 +128,20 @@ class RawCell:
         self.conn.close()
 
 
+def load_baseline(pydir: str) -> "object":
+    """The sandcell package of another checkout, imported under the name
+    sandcell_baseline (its relative imports stay within it)."""
+    path = os.path.join(os.path.abspath(pydir), "sandcell", "__init__.py")
+    spec = importlib.util.spec_from_file_location("sandcell_baseline", path,
+                                                  submodule_search_locations=[os.path.dirname(path)])
+    if spec is None or spec.loader is None:
+        raise SystemExit("no sandcell package in %s" % pydir)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["sandcell_baseline"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def measure(alts: Dict[str, Callable[[], None]], n: int) -> Dict[str, List[float]]:
     out: Dict[str, List[float]] = {k: [] for k in alts}
     for fn in alts.values():   # one warm-up each
@@ -145,6 +165,7 @@ def main() -> int:
     ap.add_argument("--cells", type=int, default=200)
     ap.add_argument("--sandcell", default=os.path.join(ROOT, "build", "sandcell"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--baseline-python", default=None)
     a = ap.parse_args()
     binary = os.path.abspath(a.sandcell)
     tmp = tempfile.mkdtemp(prefix="sandcell-bench-http.")
@@ -155,13 +176,18 @@ def main() -> int:
         remote = sandcell.connect("http://127.0.0.1:%d" % port, token=SECRET)
         raw = Raw(port)
         cli = [binary, "run", "--server", srv.socket, "--cell", "-c", "pass"]
-        runs = measure({
-            "HTTP, Python client (connect().run)": lambda: check_ok(remote.run("pass")),
+        alts = {"HTTP, Python client (connect().run)": lambda: check_ok(remote.run("pass"))}
+        if a.baseline_python:
+            old = load_baseline(a.baseline_python).connect(  # type: ignore[attr-defined]
+                "http://127.0.0.1:%d" % port, token=SECRET)
+            alts["HTTP, baseline Python client (%s)" % a.baseline_python] = \
+                lambda: check_ok(old.run("pass"))
+        runs = measure(dict(alts, **{
             "HTTP, raw http.client POST /v1/runs": raw,
             "local socket, Python client (Server.run)": lambda: check_ok(srv.run("pass")),
             "local socket, CLI (sandcell run --server)":
                 lambda: subprocess.run(cli, check=True, stdout=subprocess.DEVNULL),
-        }, a.runs)
+        }), a.runs)
         raw_cell = RawCell(port)
         with remote.session() as rs, srv.session() as ls:
             cells = measure({
@@ -188,10 +214,11 @@ def report(a: argparse.Namespace, runs: Dict[str, List[float]], cells: Dict[str,
     except OSError:
         pass
     lines = ["# HTTP (sandcell-http) against the local socket", "",
-             "`/usr/bin/python3 bench/http_latency.py --runs %d --cells %d` on %s (%s, %d CPUs, Linux %s, "
+             "`/usr/bin/python3 bench/http_latency.py --runs %d --cells %d%s` on %s (%s, %d CPUs, Linux %s, "
              "Python %s); one warm server (2 spares) and one sandcell-http on loopback in front "
              "of it, the alternatives taking turns in every repetition."
-             % (a.runs, a.cells, datetime.date.today().isoformat(), cpu, os.cpu_count() or 0,
+             % (a.runs, a.cells, " --baseline-python " + a.baseline_python if a.baseline_python else "",
+                datetime.date.today().isoformat(), cpu, os.cpu_count() or 0,
                 platform.release(), platform.python_version()), "",
              "| | p50 | p90 | p50 minus the local Python client's |", "|---|---|---|---|"]
     base = statistics.median(runs["local socket, Python client (Server.run)"])

@@ -74,7 +74,8 @@ def read_answer(data: Optional[bytes], what: str) -> "tuple[Optional[Mapping[str
     return doc, parse_report(doc)
 
 
-def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *, tmp: TempDir,
+def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *,
+             tmp: Optional[TempDir],
              stdout: bytes, stderr: bytes, output_dir: Optional[str], caller_output_dir: bool,
              exit_code: Optional[int] = None, message: str = "",
              interrupt: Optional[BaseException] = None) -> Result:
@@ -84,7 +85,8 @@ def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *
     A cancelled run raises Cancelled carrying the Result of what it did.
     ``interrupt`` is the KeyboardInterrupt that made us cancel the run:
     then it is Cancelled (raised from it) whatever came back, with the
-    report and, for a run that started, its Result."""
+    report and, for a run that started, its Result.  ``tmp`` None: no
+    private directory was made (nothing came back to keep in one)."""
     err: Optional[Error] = None
     try:
         err = classify(answer, report, exit_code=exit_code, message=message)
@@ -105,14 +107,16 @@ def complete(answer: Optional[Mapping[str, object]], report: Optional[Report], *
         datasets, dataset_errors = datasets_out(files)
         outputs = build_outputs(report, stdout, stderr)
     except BaseException:
-        tmp.remove()
+        if tmp is not None:
+            tmp.remove()
         raise
     if keep is None:
-        tmp.remove()
+        if tmp is not None:
+            tmp.remove()
     else:
         # Only the collected files stay: the rest was ours.
-        for name in os.listdir(tmp.path):
-            p = os.path.join(tmp.path, name)
+        for name in os.listdir(keep.path):
+            p = os.path.join(keep.path, name)
             if p != output_dir and os.path.isfile(p):
                 os.unlink(p)
     res = Result(status=report.status, exit_code=report.exit_code, outputs=outputs,

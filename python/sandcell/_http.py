@@ -16,11 +16,14 @@ import hashlib
 import http.client
 import os
 import secrets
+import select
 import socket
 import stat
+import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from ._errors import BadRequest, Busy, Error, ProtocolError, SandboxError, Unreachable
 from ._report import REPORT_MAX, Report, parse_json, parse_report
@@ -41,6 +44,11 @@ _ANSWER_MAX = REPORT_MAX + (64 << 10)
 RETRY_WAIT_MAX = 60.0
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~+/=-")
 _CHUNK = 1 << 16
+#: A connection idle longer than this is not used again: the front end
+#: (--idle-timeout, 30 s) and HAProxy (timeout http-keep-alive, 10 s) close
+#: idle connections later than that, so a kept connection is never one
+#: they are closing as the next request goes out.
+IDLE_REUSE_MAX = 5.0
 
 # docs/http.md, "Errors and HTTP codes": a refusal's status, the class the
 # caller sees, and the HTTP codes that status may come with.  Anything
@@ -166,6 +174,39 @@ class _Body:
         self._fds = []
 
 
+class _OneWrite:
+    """http.client sends the headers and a bytes body in two writes; with
+    TCP_NODELAY they leave as two segments and wake the server twice.
+    Small bodies (a JSON request, a command) go with the headers here."""
+
+    _buffer: List[bytes]
+
+    def _send_output(self, message_body: object = None, encode_chunked: bool = False) -> None:
+        if isinstance(message_body, bytes) and not encode_chunked and len(message_body) <= _CHUNK:
+            self._buffer.extend((b"", b""))
+            msg = b"\r\n".join(self._buffer) + message_body
+            del self._buffer[:]
+            self.send(msg)  # type: ignore[attr-defined]
+            return
+        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+
+
+class _Conn(_OneWrite, http.client.HTTPConnection):
+    pass
+
+
+class _TLSConn(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
+class _Broken(Exception):
+    """The request did not go out whole and no answer came."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class NotSent(Exception):
     """The request did not reach the server whole: nothing can have run.
     ``error`` is what to raise when it is not retried."""
@@ -196,12 +237,19 @@ PROXY_CODES = (502, 503, 504)
 
 
 class Response:
-    """A response whose headers arrived."""
+    """A response whose headers arrived.  close() hands its connection back
+    to release (its Endpoint keeps it for the next request) when the
+    response was read to its end and the server keeps the connection;
+    otherwise the connection is closed."""
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
+                 release: Optional[Callable[[http.client.HTTPConnection,
+                                             http.client.HTTPResponse], None]] = None) -> None:
         self.conn = conn
         self.resp = resp
         self.status = resp.status
+        self._release = release
+        self._closed = False
 
     def header(self, name: str) -> Optional[str]:
         return self.resp.getheader(name)
@@ -217,7 +265,15 @@ class Response:
         return parse_json(data, what, _ANSWER_MAX)
 
     def close(self) -> None:
-        self.conn.close()
+        # Once: a second close must not close a connection that went back
+        # to the Endpoint and now serves another request.
+        if self._closed:
+            return
+        self._closed = True
+        if self._release is not None:
+            self._release(self.conn, self.resp)
+        else:
+            self.conn.close()
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
@@ -259,7 +315,15 @@ def refusal(r: Response, what: str) -> Error:
 
 
 class Endpoint:
-    """Where the server is and how to reach it: ``http://host:port/prefix``."""
+    """Where the server is and how to reach it: ``http://host:port/prefix``.
+
+    It keeps one idle connection (HTTP/1.1 keep-alive) for the next
+    request, whichever thread makes it; a request that finds none (or one
+    idle too long, or one the server closed: readable while idle) opens a
+    new one.  A kept connection changes nothing in what a failure means
+    (the retries of docs/client.md): it is only taken when nothing is
+    pending on it, and the same rules tell a request not sent whole from
+    one the server received."""
 
     def __init__(self, url: str, token: Optional[str], timeout: float) -> None:
         u = urllib.parse.urlsplit(url)
@@ -277,11 +341,52 @@ class Endpoint:
         self.prefix = u.path.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self._lock = threading.Lock()
+        self._idle: Optional[Tuple[http.client.HTTPConnection, float]] = None
+
+    def _take(self) -> Optional[http.client.HTTPConnection]:
+        """The kept connection, if it may carry another request."""
+        with self._lock:
+            idle, self._idle = self._idle, None
+        if idle is None:
+            return None
+        conn, since = idle
+        sock = conn.sock
+        if sock is not None and time.monotonic() - since <= IDLE_REUSE_MAX:
+            # Readable while idle: the server closed it (EOF), or sent
+            # what no request asked for; either way it is not reused.
+            p = select.poll()
+            p.register(sock, select.POLLIN)
+            if not p.poll(0):
+                sock.settimeout(self.timeout)
+                return conn
+        conn.close()
+        return None
+
+    def _release(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        """Keeps conn for the next request if resp was read to its end and
+        the server did not say it closes; else closes it."""
+        if conn.sock is None or not resp.isclosed() or resp.will_close:
+            conn.close()
+            return
+        with self._lock:
+            old, self._idle = self._idle, (conn, time.monotonic())
+        if old is not None:
+            old[0].close()
+
+    def close(self) -> None:
+        """Closes the kept connection (a later request opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, None
+        if idle is not None:
+            idle[0].close()
 
     def _connect(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection = (
-            http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout) if self.https
-            else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
+        conn: http.client.HTTPConnection
+        if self.https:
+            conn = _TLSConn(self.host, self.port, timeout=self.timeout)
+        else:
+            conn = _Conn(self.host, self.port, timeout=self.timeout)
         try:
             conn.connect()
         except OSError as e:
@@ -308,49 +413,61 @@ class Endpoint:
         Raises NotSent when the request did not reach the server whole."""
         body = _Body(parts) if parts is not None else None
         try:
-            conn = self._connect()
+            # A kept connection is taken only when the server has not
+            # closed it (_take): what a failure means is then the same as
+            # on a new one.
+            conn = self._take() or self._connect()
             try:
-                conn.putrequest(method, self.prefix + path, skip_accept_encoding=True)
-                if self.token is not None:
-                    conn.putheader("Authorization", "Bearer " + self.token)
-                if body is not None:
-                    conn.putheader("Content-Type",
-                                   "multipart/form-data; boundary=" + body.boundary)
-                    conn.putheader("Content-Length", str(body.length))
-                elif json_body is not None:
-                    conn.putheader("Content-Type", "application/json")
-                    conn.putheader("Content-Length", str(len(json_body)))
-                elif method in ("POST", "PUT"):
-                    conn.putheader("Content-Length", "0")
-                sent_error: Optional[OSError] = None
-                try:
-                    # A JSON body goes out with the headers, in one write.
-                    conn.endheaders(json_body if body is None else None)
-                    if body is not None:
-                        for chunk in body.chunks():
-                            conn.send(chunk)
-                except OSError as e:
-                    # The server may have refused early (a cap) and hung up:
-                    # its answer, if any, is still readable.
-                    sent_error = e
-                if conn.sock is not None:
-                    conn.sock.settimeout(read_timeout)
-                try:
-                    resp = conn.getresponse()
-                except (OSError, http.client.HTTPException) as e:
-                    if sent_error is not None:
-                        raise NotSent(Unreachable("%s %s: the connection broke while the "
-                                                  "request was sent: %s" % (method, path,
-                                                                            sent_error))) from None
-                    raise Lost("%s %s: the server hung up without an answer (%s)"
-                               % (method, path, e)) from None
+                resp = self._exchange(conn, method, path, json_body, body, read_timeout)
+            except _Broken as b:
+                conn.close()
+                raise NotSent(Unreachable("%s %s: the connection broke while the request "
+                                          "was sent: %s" % (method, path, b.error))) from None
             except BaseException:
                 conn.close()
                 raise
+            return Response(conn, resp, self._release)
         finally:
             if body is not None:
                 body.close()
-        return Response(conn, resp)
+
+    def _exchange(self, conn: http.client.HTTPConnection, method: str, path: str,
+                  json_body: Optional[bytes], body: Optional[_Body],
+                  read_timeout: Optional[float]) -> http.client.HTTPResponse:
+        """One request on conn, its response's headers read.  _Broken: the
+        request did not go out whole and no answer came; Lost: it did,
+        and the server hung up without an answer."""
+        conn.putrequest(method, self.prefix + path, skip_accept_encoding=True)
+        if self.token is not None:
+            conn.putheader("Authorization", "Bearer " + self.token)
+        if body is not None:
+            conn.putheader("Content-Type", "multipart/form-data; boundary=" + body.boundary)
+            conn.putheader("Content-Length", str(body.length))
+        elif json_body is not None:
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(json_body)))
+        elif method in ("POST", "PUT"):
+            conn.putheader("Content-Length", "0")
+        sent_error: Optional[OSError] = None
+        try:
+            # A JSON body goes out with the headers, in one write (_Conn).
+            conn.endheaders(json_body if body is None else None)
+            if body is not None:
+                for chunk in body.chunks():
+                    conn.send(chunk)
+        except OSError as e:
+            # The server may have refused early (a cap) and hung up: its
+            # answer, if any, is still readable.
+            sent_error = e
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
+        try:
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            if sent_error is not None:
+                raise _Broken(sent_error) from None
+            raise Lost("%s %s: the server hung up without an answer (%s)"
+                       % (method, path, e)) from None
 
     def call(self, method: str, path: str, what: str, *, json_body: Optional[bytes] = None,
              parts: Optional[Sequence[Part]] = None, ok: Tuple[int, ...] = (200,)) -> Dict[str, object]:

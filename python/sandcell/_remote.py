@@ -51,7 +51,7 @@ from ._http import (EVENT_MAX, Endpoint, Events, Lost, NotSent, Part, ProxyError
                     Response, backoff, check_str, read_token, refusal, write_file)
 from ._report import Report, parse_report
 from ._request import LIMIT_KEYS, PathLike, RunSpec, make_spec
-from ._result import Result
+from ._result import Result, TempDir
 
 if TYPE_CHECKING:
     from ._remote_session import RemoteSession
@@ -183,8 +183,9 @@ def _stream_bytes(ev: Mapping[str, object]) -> bytes:
     raise ProtocolError("run: a stream event needs exactly one of 'text' and 'b64' (strings)")
 
 
-def consume_run(events: Events, st: _RunEvents, out_dir: str) -> None:
-    """Reads the run's events into st until the stream ends."""
+def consume_run(events: Events, st: _RunEvents, out_dir: Callable[[], str]) -> None:
+    """Reads the run's events into st until the stream ends; out_dir()
+    is where files go (made when the first one comes)."""
     while True:
         ev = events.next()
         if ev is None:
@@ -204,13 +205,18 @@ def consume_run(events: Events, st: _RunEvents, out_dir: str) -> None:
                 raise ProtocolError("run: a stream event names no stream")
             (st.stdout if name == "stdout" else st.stderr).extend(_stream_bytes(ev))
         elif kind == "file":
-            st.files.append(write_file(ev, out_dir, "run"))
+            st.files.append(write_file(ev, out_dir(), "run"))
         elif kind == "report":
             rep = ev.get("report")
             if not isinstance(rep, dict):
                 raise ProtocolError("run: the report event holds no object")
             st.report = rep
         # Other events: a newer server's; nothing here depends on them.
+
+
+def _no_files() -> str:
+    # After a cancel, what comes is read for its report only.
+    raise ProtocolError("run: a file after the cancel")
 
 
 def check_files(received: Sequence["tuple[str, int, str]"], report: Report, what: str) -> None:
@@ -266,7 +272,12 @@ class Remote:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection kept for the next call (a later call opens
+        a new one)."""
+        self.endpoint.close()
 
     # ---- one-shot runs
     def run(self, code: str, *, datasets: Optional[Mapping[str, Any]] = None,
@@ -289,18 +300,25 @@ class Remote:
                                   "limits": request_limits(spec), "allow_reduced": spec.allow_reduced}
         if spec.cell is not None:
             req["cell"] = spec.cell
-        staging = new_workdir()
+        # A private directory only for the archives of DataFrames sent as
+        # datasets (each mkdir and rmdir is a journaled metadata change).
+        staging = new_workdir() if spec.datasets else None
         try:
-            parts = [Part("request", data=encode(req), content_type="application/json")]
-            parts += file_parts(spec, staging.path)
+            parts = file_parts(spec, staging.path if staging is not None else "")
             if isinstance(spec.stdin, bytes):
                 parts.append(Part("stdin", data=spec.stdin))
             elif spec.stdin is not None:
                 parts.append(Part("stdin", path=spec.stdin))
+            # Files to upload: multipart (docs/http.md); else the request
+            # object alone is the JSON body, sent with the headers in one
+            # write.
+            body: Union[bytes, List[Part]] = encode(req)
+            if parts:
+                body = [Part("request", data=encode(req), content_type="application/json")] + parts
             attempt = 0
             while True:
                 try:
-                    return self._run_once(parts, spec)
+                    return self._run_once(body, spec)
                 except _Retry as rt:
                     err = rt.error
                 if attempt >= n:
@@ -308,13 +326,17 @@ class Remote:
                 time.sleep(backoff(attempt, err.retry_after))
                 attempt += 1
         finally:
-            staging.remove()
+            if staging is not None:
+                staging.remove()
 
-    def _run_once(self, parts: Sequence[Part], spec: RunSpec) -> Result:
+    def _run_once(self, body: Union[bytes, Sequence[Part]], spec: RunSpec) -> Result:
         """One attempt: the Result, or _Retry when the module's policy sends
         the run again, or the error."""
         try:
-            r = self.endpoint.request("POST", "/v1/runs", parts=parts)
+            if isinstance(body, bytes):
+                r = self.endpoint.request("POST", "/v1/runs", json_body=body)
+            else:
+                r = self.endpoint.request("POST", "/v1/runs", parts=body)
         except NotSent as e:
             raise _Retry(e.error) from None
         except Lost as e:
@@ -331,18 +353,26 @@ class Remote:
             raise _Retry(e) from None
 
     def _read_run(self, r: Response, spec: RunSpec) -> Result:
-        tmp = new_workdir()
-        out_dir = spec.output_dir or os.path.join(tmp.path, "output")
+        # The private directory (and its output directory) is made when
+        # the first file comes: most runs send none.
+        tmp: Optional[TempDir] = None
         interrupt: Optional[KeyboardInterrupt] = None
         st = _RunEvents()
+
+        def out_root() -> str:
+            nonlocal tmp
+            if spec.output_dir is not None:
+                return spec.output_dir
+            if tmp is None:
+                tmp = new_workdir()
+                os.mkdir(os.path.join(tmp.path, "output"), 0o700)
+            return os.path.join(tmp.path, "output")
         try:
             if spec.output_dir is not None:
-                prepare_output(out_dir)
-            else:
-                os.mkdir(out_dir, 0o700)
+                prepare_output(spec.output_dir)
             events = Events(r, "run", self.max_event)
             try:
-                consume_run(events, st, out_dir)
+                consume_run(events, st, out_root)
             except KeyboardInterrupt as e:
                 interrupt = e
                 self._cancel(st, events)
@@ -350,7 +380,7 @@ class Remote:
                 events.close()
             if st.report is None and interrupt is None:
                 if spec.output_dir is not None:
-                    _empty(out_dir)   # this attempt's files: none of it is returned
+                    _empty(spec.output_dir)   # this attempt's files: none of it is returned
                 raise Lost("run: the event stream ended without the report (%s); "
                            "nothing says whether the run finished"
                            % (events.cut or "the server closed it"))
@@ -358,8 +388,11 @@ class Remote:
             if report is not None:
                 check_files(st.files, report, "run")
         except BaseException:
-            tmp.remove()
+            if tmp is not None:
+                tmp.remove()
             raise
+        out_dir = spec.output_dir if spec.output_dir is not None else \
+            os.path.join(tmp.path, "output") if tmp is not None else None
         return complete(st.report, report, tmp=tmp, stdout=bytes(st.stdout),
                         stderr=bytes(st.stderr), output_dir=out_dir,
                         caller_output_dir=spec.output_dir is not None, interrupt=interrupt)
@@ -375,7 +408,7 @@ class Remote:
             sock = events.r.conn.sock
             if sock is not None:
                 sock.settimeout(CANCEL_GRACE)
-            consume_run(events, st, "")
+            consume_run(events, st, _no_files)
         except (Error, OSError, socket.timeout):
             pass
 

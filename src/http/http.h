@@ -124,6 +124,12 @@ void ht_metric_cell(const char *status);
 void ht_metric_reject(const char *reason);
 void ht_metric_gauge(enum ht_gauge g, int delta);
 void ht_metric_ready(bool ready, double last_pass);
+/* The warm server's own counts, from its listing (docs/warm.md,
+ * "Sessions"), and the Unix time of that listing. */
+struct ht_warm_counts {
+	long spares, runs, queued, sessions;
+};
+void ht_metric_warm(const struct ht_warm_counts *c, double at);
 /* The exposition text (format 0.0.4), malloc'd. */
 char *ht_metrics_render(size_t *len);
 

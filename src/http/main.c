@@ -9,6 +9,7 @@
  */
 #include "server.h"
 #include "static.h"
+#include "internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,7 +37,8 @@ struct ht_opts ht_opt = {
 
 static double selftest_interval = 60;
 static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
-static double selftest_pass, warm_ok_at, warm_probe_at;
+static pthread_cond_t lister_cv = PTHREAD_COND_INITIALIZER;
+static double selftest_pass, warm_ok_at, warm_probe_at, watched_at = -1e9;
 static bool selftest_ok, warm_ok;
 static char selftest_why[160] = "the selftest has not finished yet";
 
@@ -115,18 +117,116 @@ static void *selftest_main(void *arg)
 	return NULL;
 }
 
-/* Connecting is enough: the server accepts only when it serves. */
-static bool probe_warm(void)
+/* Connecting is enough: the server accepts only when it serves.  The
+ * socket (or -1); non-blocking, so that a full backlog never blocks the
+ * caller (it fails with EAGAIN: the server is alive but swamped, and a
+ * run that came back within the second says so). */
+static int connect_warm(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", ht_opt.socket);
-	ok = s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	if (s >= 0)
+	if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		close(s);
-	return ok;
+		s = -1;
+	}
+	return s;
+}
+
+static void probed(double at, bool ok)
+{
+	pthread_mutex_lock(&ready_mu);
+	warm_probe_at = at;
+	warm_ok = ok || at - warm_ok_at <= 1.0;
+	pthread_mutex_unlock(&ready_mu);
+}
+
+/* ---- the warm server's counts (sandcell_warm_* in /metrics) ----
+ *
+ * The template never reads a request (docs/warm.md), so its counts come
+ * as any answer does: a listing request ({"v":1,"op":"sessions"}), read
+ * by a worker that runs no code.  The lister thread sends one a second,
+ * and only while someone looks (a /readyz or /metrics within WATCH_SEC):
+ * its connect is the readiness probe too, so watching costs one worker
+ * a second, as the connect-only probe did.  That worker takes a slot for
+ * the milliseconds it answers in; on a server whose slots are all taken
+ * it waits in the queue like a run (its answer then says so), at most
+ * LIST_TIMEOUT_MS.  Nothing here is on a request's path: /metrics shows
+ * the last answer, with its time. */
+#define WATCH_SEC 30.0
+#define LIST_TIMEOUT_MS 30000
+#define LIST_MAX (1u << 20)
+
+static bool list_field(json_t *j, const char *key, long *out)
+{
+	json_t *v = json_object_get(j, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000)
+		return false;
+	*out = (long)json_integer_value(v);
+	return true;
+}
+
+static void fetch_listing(int s)
+{
+	static const char req[] = "{\"v\":1,\"op\":\"sessions\"}";
+	static bool logged;
+	struct sandcell_error e = { 0, "" };
+	struct ht_warm_counts c;
+	struct timespec now;
+	char *buf = NULL;
+	size_t len = 0;
+	json_t *j = NULL;
+	bool ok;
+
+	ok = fcntl(s, F_SETFL, 0) == 0 && sc_frame_send(s, req, sizeof(req) - 1, NULL, 0) == 0 &&
+	     sc_frame_recv(s, &buf, &len, LIST_MAX, NULL, NULL, LIST_TIMEOUT_MS, &e) == 0;
+	if (ok)
+		j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	ok = ok && json_is_array(json_object_get(j, "sessions")) && list_field(j, "spares", &c.spares) &&
+	     list_field(j, "runs", &c.runs) && list_field(j, "queued", &c.queued) &&
+	     list_field(j, "sessions_live", &c.sessions);
+	if (ok) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		ht_metric_warm(&c, (double)now.tv_sec + (double)now.tv_nsec / 1e9);
+		logged = false;
+	} else if (!logged) {
+		/* Once until a listing comes again: the gauges keep the last
+		 * values, their timestamp says how old. */
+		ht_log("the warm server's listing: %s", buf == NULL ? (e.msg[0] ? e.msg : "no answer")
+			: json_is_string(json_object_get(j, "reason")) ? "refused"
+			: "malformed (a server of another version?)");
+		logged = true;
+	}
+	json_decref(j);
+	free(buf);
+}
+
+static void *lister_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		double t0;
+		int s;
+
+		pthread_mutex_lock(&ready_mu);
+		while (ht_now() - watched_at > WATCH_SEC)
+			pthread_cond_wait(&lister_cv, &ready_mu);
+		pthread_mutex_unlock(&ready_mu);
+		t0 = ht_now();
+		s = connect_warm();
+		probed(t0, s >= 0);
+		if (s >= 0) {
+			fetch_listing(s);
+			close(s);
+		}
+		for (double left = t0 + 1.0 - ht_now(); left > 0; left = t0 + 1.0 - ht_now()) {
+			struct timespec t = { 0, (long)(left * 1e9) };
+			nanosleep(&t, NULL);
+		}
+	}
+	return NULL;
 }
 
 static bool ready(char *why, size_t size)
@@ -135,15 +235,21 @@ static bool ready(char *why, size_t size)
 	bool probe, r;
 
 	pthread_mutex_lock(&ready_mu);
-	probe = now - warm_ok_at > 1.0 && now - warm_probe_at > 1.0;
+	if (now - watched_at > WATCH_SEC)
+		pthread_cond_signal(&lister_cv);
+	watched_at = now;
+	/* The lister probes every second; when it has not for two (it was
+	 * idle, or its listing waits in the warm server's queue), a connect
+	 * here keeps the answer fresh. */
+	probe = now - warm_ok_at > 1.0 && now - warm_probe_at > 2.0;
 	if (probe)
 		warm_probe_at = now;
 	pthread_mutex_unlock(&ready_mu);
 	if (probe) {
-		bool ok = probe_warm();
-		pthread_mutex_lock(&ready_mu);
-		warm_ok = ok;
-		pthread_mutex_unlock(&ready_mu);
+		int s = connect_warm();
+		probed(now, s >= 0);
+		if (s >= 0)
+			close(s);
 	}
 	pthread_mutex_lock(&ready_mu);
 	r = selftest_ok && warm_ok;
@@ -793,6 +899,8 @@ int main(int argc, char **argv)
 	}
 	pthread_create(&st, NULL, selftest_main, NULL);
 	pthread_detach(st);
+	if (pthread_create(&st, NULL, lister_main, NULL) == 0)
+		pthread_detach(st);
 	di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	ht_log("listening on %.*s:%u (warm server %s, auth %s)", (int)(strrchr(o.listen, ':') - o.listen),
 	       o.listen, di ? di->port : 0, ht_opt.socket, ht_auth_enabled() ? "on" : "off");

@@ -31,6 +31,8 @@ static unsigned long long hist[N_BUCKET + 1], hist_count;
 static double hist_sum, last_pass;
 static long gauges[HG_COUNT];
 static bool ready;
+static struct ht_warm_counts warm;
+static double warm_at; /* 0: no listing yet */
 
 static size_t find(const char *const *list, size_t n, const char *s)
 {
@@ -97,6 +99,14 @@ void ht_metric_ready(bool r, double pass)
 	pthread_mutex_unlock(&mu);
 }
 
+void ht_metric_warm(const struct ht_warm_counts *c, double at)
+{
+	pthread_mutex_lock(&mu);
+	warm = *c;
+	warm_at = at;
+	pthread_mutex_unlock(&mu);
+}
+
 static void put(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -114,7 +124,7 @@ static void render(FILE *f)
 	for (size_t i = 0; i < N_STATUS; i++)
 		fprintf(f, "sandcell_http_runs_total{status=\"%s\"} %llu\n", statuses[i], runs[i]);
 	put(f, "sandcell_http_run_duration_seconds", "histogram",
-	    "One-shot run latency, request received to report sent.");
+	    "One-shot run latency, request received to report ready.");
 	for (size_t b = 0; b < N_BUCKET; b++) {
 		cum += hist[b];
 		fprintf(f, "sandcell_http_run_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[b], cum);
@@ -138,6 +148,19 @@ static void render(FILE *f)
 	put(f, "sandcell_http_selftest_last_pass_timestamp_seconds", "gauge",
 	    "Unix time of the last passing sandcell selftest (0: none yet).");
 	fprintf(f, "sandcell_http_selftest_last_pass_timestamp_seconds %.3f\n", last_pass);
+	if (warm_at == 0)
+		return; /* no listing yet: no value is better than a made-up 0 */
+	put(f, "sandcell_warm_spares", "gauge", "Spare workers ready on the warm server.");
+	fprintf(f, "sandcell_warm_spares %ld\n", warm.spares);
+	put(f, "sandcell_warm_runs_in_flight", "gauge", "One-shot runs in flight on the warm server (all its clients).");
+	fprintf(f, "sandcell_warm_runs_in_flight %ld\n", warm.runs);
+	put(f, "sandcell_warm_queue_depth", "gauge", "Clients waiting for a slot of the warm server.");
+	fprintf(f, "sandcell_warm_queue_depth %ld\n", warm.queued);
+	put(f, "sandcell_warm_sessions_live", "gauge", "Live sessions on the warm server (all its clients).");
+	fprintf(f, "sandcell_warm_sessions_live %ld\n", warm.sessions);
+	put(f, "sandcell_warm_listing_timestamp_seconds", "gauge",
+	    "Unix time of the warm server's listing the sandcell_warm_ values come from.");
+	fprintf(f, "sandcell_warm_listing_timestamp_seconds %.3f\n", warm_at);
 }
 
 char *ht_metrics_render(size_t *len)

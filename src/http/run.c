@@ -32,7 +32,7 @@ struct run {
 	struct ht_request q;
 	char id[HT_ID_LEN + 1];
 	long tenant;
-	int out[2], err[2], cancel[2], stop[2];
+	int out[2], err[2], cancel[2], stop[2], acc[2];
 	double t0;
 	struct run *next;
 };
@@ -180,12 +180,22 @@ static void *pump_main(void *arg)
 
 	while (open_[0] || open_[1]) {
 		int cfd = watching ? ht_stream_client_fd(r->s) : -1;
-		struct pollfd p[4] = { { open_[0] ? r->out[0] : -1, POLLIN, 0 },
+		struct pollfd p[5] = { { open_[0] ? r->out[0] : -1, POLLIN, 0 },
 				       { open_[1] ? r->err[0] : -1, POLLIN, 0 },
-				       { cfd, POLLRDHUP, 0 }, { r->stop[0], POLLIN, 0 } };
+				       { cfd, POLLRDHUP, 0 }, { r->stop[0], POLLIN, 0 },
+				       { r->acc[0], POLLIN, 0 } };
 
-		if (poll(p, 4, -1) < 0 && errno != EINTR)
+		if (poll(p, 5, -1) < 0 && errno != EINTR)
 			break;
+		if (p[4].revents) {
+			/* The warm server's worker read the request: no busy
+			 * refusal can come any more, so the headers (with
+			 * X-Sandcell-Run) and the run event go now, and the
+			 * run can be cancelled by id before it prints. */
+			close(r->acc[0]);
+			r->acc[0] = -1;
+			ht_stream_start(r->s);
+		}
 		if (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 			/* The client left: cancel, keep draining the pipes. */
 			cancel_run(r);
@@ -324,7 +334,13 @@ static void finish(struct run *r, const char *report_text)
 	if (strcmp(status, "unreachable") != 0)
 		ht_warm_answered();
 	code = refusal_code(status, rep, &retry);
-	if (code != 0 && !ht_stream_gone(r->s)) {
+	/* Counted before the response ends: a client that read the report
+	 * and then reads /metrics sees its run there. */
+	ht_metric_run(status, ht_now() - r->t0);
+	/* Once the 200 went (the warm server's worker read the request, or
+	 * the run printed), a later refusal (the worker's usage error, a
+	 * sandbox that could not be set up) is the report's status. */
+	if (code != 0 && !ht_stream_gone(r->s) && !ht_stream_started(r->s)) {
 		const char *msg = json_string_value(json_object_get(rep, "reason"));
 		char *body;
 		if (json_is_string(json_object_get(rep, "error")))
@@ -338,7 +354,6 @@ static void finish(struct run *r, const char *report_text)
 		ht_stream_event(r->s, json_pack("{s:s,s:O}", "ev", "report", "report", rep ? rep : json_null()));
 		ht_stream_end(r->s);
 	}
-	ht_metric_run(status, ht_now() - r->t0);
 	json_decref(rep);
 }
 
@@ -388,6 +403,7 @@ static void run_free(struct run *r)
 		close(r->err[i]);
 		close(r->cancel[i]);
 		close(r->stop[i]);
+		close(r->acc[i]);
 	}
 	ht_upload_free(&r->u, true);
 	ht_request_free(&r->q);
@@ -411,7 +427,7 @@ static void *run_main(void *arg)
 	pumping = pthread_create(&pump, NULL, pump_main, r) == 0;
 	if (in != NULL && pumping) {
 		ht_metric_gauge(HG_RUNS_IN_FLIGHT, 1);
-		rc = sandcell_run_remote(ht_opt.socket, &cfg, &report, &exit_code, &e);
+		rc = sc_run_remote(ht_opt.socket, &cfg, r->acc[1], &report, &exit_code, &e);
 		ht_metric_gauge(HG_RUNS_IN_FLIGHT, -1);
 	}
 	/* The answer is in: so are the streams' bytes (drain()). */
@@ -432,8 +448,8 @@ static void *run_main(void *arg)
 	} else {
 		char *body = ht_refusal_body(e.code == ENOMEM ? "sandbox-error" : "usage-error",
 					     in && pumping ? e.msg : "out of resources", NULL);
-		ht_stream_fail(r->s, e.code == ENOMEM || !in || !pumping ? 500 : 400, body, 0);
 		ht_metric_run("usage-error", ht_now() - r->t0);
+		ht_stream_fail(r->s, e.code == ENOMEM || !in || !pumping ? 500 : 400, body, 0);
 		free(body);
 	}
 	free(report);
@@ -453,13 +469,13 @@ struct ht_stream *ht_run_start(struct MHD_Connection *c, long tenant, struct ht_
 	if (r == NULL)
 		return sc_err(err, ENOMEM, "run"), NULL;
 	r->out[0] = r->out[1] = r->err[0] = r->err[1] = r->cancel[0] = r->cancel[1] = -1;
-	r->stop[0] = r->stop[1] = -1;
+	r->stop[0] = r->stop[1] = r->acc[0] = r->acc[1] = -1;
 	r->tenant = tenant;
 	r->t0 = ht_now();
 	r->s = ht_stream_new(c, RUN_MAX_PENDING);
 	if (r->s == NULL || ht_new_id(r->id) < 0 || pipe2(r->out, O_CLOEXEC) < 0 ||
 	    pipe2(r->err, O_CLOEXEC) < 0 || pipe2(r->cancel, O_CLOEXEC | O_NONBLOCK) < 0 ||
-	    pipe2(r->stop, O_CLOEXEC | O_NONBLOCK) < 0) {
+	    pipe2(r->stop, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(r->acc, O_CLOEXEC | O_NONBLOCK) < 0) {
 		sc_err(err, errno ? errno : ENOMEM, "run");
 		goto fail;
 	}
@@ -470,6 +486,7 @@ struct ht_stream *ht_run_start(struct MHD_Connection *c, long tenant, struct ht_
 	memset(q, 0, sizeof(*q));
 	ht_stream_on_gone(r->s, cancel_run, r);
 	ht_stream_event(r->s, json_pack("{s:s,s:s}", "ev", "run", "id", r->id));
+	ht_stream_run(r->s, r->id);
 	pthread_mutex_lock(&reg_mu);
 	r->next = registry;
 	registry = r;
@@ -497,6 +514,7 @@ fail:
 		if (r->err[i] >= 0) close(r->err[i]);
 		if (r->cancel[i] >= 0) close(r->cancel[i]);
 		if (r->stop[i] >= 0) close(r->stop[i]);
+		if (r->acc[i] >= 0) close(r->acc[i]);
 	}
 	ht_stream_unref(r->s);
 	free(r);

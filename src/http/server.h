@@ -50,6 +50,12 @@ bool ht_stream_event(struct ht_stream *s, json_t *ev);
 bool ht_stream_lines(struct ht_stream *s, const char *lines, size_t n);
 /* The answer carries X-Sandcell-Session: id (load balancers pin on it). */
 void ht_stream_session(struct ht_stream *s, const char *id);
+/* The X-Sandcell-Run header of a one-shot run's 200 (a load balancer
+ * sticks its /cancel to this front end by it). */
+void ht_stream_run(struct ht_stream *s, const char *id);
+/* Whether the 200 was decided (ht_stream_start): a refusal can no longer
+ * have its own code. */
+bool ht_stream_started(struct ht_stream *s);
 void ht_stream_start(struct ht_stream *s);
 /* Blocks until fewer than limit bytes are pending; false if gone. */
 bool ht_stream_room(struct ht_stream *s, size_t limit);

@@ -23,6 +23,7 @@ struct ht_stream {
 	unsigned code, retry_after;
 	char *body;
 	char session[HT_ID_LEN + 1];	/* X-Sandcell-Session, when a session's */
+	char run[HT_ID_LEN + 1];	/* X-Sandcell-Run, when a one-shot run's */
 	void (*on_gone)(void *);
 	void *gone_arg;
 };
@@ -121,6 +122,13 @@ void ht_stream_session(struct ht_stream *s, const char *id)
 	pthread_mutex_unlock(&s->mu);
 }
 
+void ht_stream_run(struct ht_stream *s, const char *id)
+{
+	pthread_mutex_lock(&s->mu);
+	snprintf(s->run, sizeof(s->run), "%s", id);
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* Appends text that ends with a newline (n > 0): one or more lines. */
 static bool add_text(struct ht_stream *s, const char *text, size_t n)
 {
@@ -216,6 +224,16 @@ void ht_stream_end(struct ht_stream *s)
 	resume = take_resume(s);
 	pthread_mutex_unlock(&s->mu);
 	kick(s, resume);
+}
+
+bool ht_stream_started(struct ht_stream *s)
+{
+	bool st;
+
+	pthread_mutex_lock(&s->mu);
+	st = s->started;
+	pthread_mutex_unlock(&s->mu);
+	return st;
 }
 
 bool ht_stream_gone(struct ht_stream *s)
@@ -343,6 +361,8 @@ enum MHD_Result ht_stream_answer(struct ht_stream *s)
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (s->session[0] != '\0')
 		MHD_add_response_header(r, "X-Sandcell-Session", s->session);
+	if (s->run[0] != '\0')
+		MHD_add_response_header(r, "X-Sandcell-Run", s->run);
 	rc = MHD_queue_response(s->conn, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	ht_metric_response(MHD_HTTP_OK);

@@ -413,6 +413,12 @@ struct sc_request {
 char *sc_request_build(const struct sandcell_config *cfg);
 int sc_request_parse(const char *buf, size_t len, struct sc_request *q, struct sandcell_error *err);
 void sc_request_free(struct sc_request *q);
+/* sandcell_run_remote, and one byte written to accepted_fd (-1: none)
+ * once the server's worker has read the whole request: past the server's
+ * queue, so it will not refuse as busy (nor as stopping).  Not once the
+ * server answered first. */
+int sc_run_remote(const char *socket_path, const struct sandcell_config *cfg, int accepted_fd,
+		  char **report, int *exit_code, struct sandcell_error *err);
 int sc_frame_send(int fd, const char *buf, size_t len, const int *fds, size_t n_fds);
 /* *n_fds: in, how many fds to accept; out, how many arrived with the
  * header's bytes (0 on failure: the reader closes them).  More than asked

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -32,31 +34,62 @@ static int local_report(enum sandcell_status st, const struct sandcell_config *c
 	return 0;
 }
 
+/* Whether the server has read every byte of the request (SIOCOUTQ: what
+ * we sent and its reader has not consumed) and has not answered: a
+ * server that refuses from its queue (busy, stopping) never reads the
+ * request, and its close drops the unread bytes only after its answer is
+ * in our receive queue, so a refusal is never taken for a reading. */
+static bool request_read(int s)
+{
+	struct pollfd p = { s, POLLIN, 0 };
+	int unread = -1;
+
+	return ioctl(s, SIOCOUTQ, &unread) == 0 && unread == 0 && poll(&p, 1, 0) == 0;
+}
+
 /* Waits until the server's answer is readable.  cancel_fd becoming
  * readable first cancels the run: our side of the connection is shut
  * down for writing, which the server's supervisor sees (it watches the
- * connection), and the answer, the run's report, still comes. */
-static void await_answer(int s, int cancel_fd)
+ * connection), and the answer, the run's report, still comes.  With
+ * accepted_fd, one byte is written to it once the server's worker has
+ * read the request (nothing tells that but the socket's send queue: it
+ * is checked at 1, 2, 4... ms, then every 16 ms until then). */
+static void await_answer(int s, int cancel_fd, int accepted_fd)
 {
-	bool cancelled = cancel_fd < 0;
+	bool cancelled = cancel_fd < 0, told = accepted_fd < 0;
+	int wait_ms = 1;
 
 	for (;;) {
 		struct pollfd p[2] = { { s, POLLIN, 0 }, { cancel_fd, POLLIN, 0 } };
-		int r = poll(p, cancelled ? 1 : 2, -1);
+		int r = poll(p, cancelled ? 1 : 2, told ? -1 : wait_ms);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 || p[0].revents)
 			return;
-		if (p[1].revents) {
+		if (r > 0 && p[1].revents) {
 			shutdown(s, SHUT_WR);
 			cancelled = true;
 		}
+		if (!told && request_read(s)) {
+			if (write(accepted_fd, "a", 1) < 0) {
+				/* the caller stopped listening: nothing to tell */
+			}
+			told = true;
+		}
+		if (wait_ms < 16)
+			wait_ms *= 2;
 	}
 }
 
 int sandcell_run_remote(const char *socket_path, const struct sandcell_config *cfg,
 			char **report, int *exit_code, struct sandcell_error *err)
+{
+	return sc_run_remote(socket_path, cfg, -1, report, exit_code, err);
+}
+
+int sc_run_remote(const char *socket_path, const struct sandcell_config *cfg, int accepted_fd,
+		  char **report, int *exit_code, struct sandcell_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fds[3] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd };
@@ -95,7 +128,7 @@ int sandcell_run_remote(const char *socket_path, const struct sandcell_config *c
 	 * maybe before it read the request: its answer is still read. */
 	sent = sc_frame_send(s, req, strlen(req), fds, 3) == 0;
 	snprintf(why, sizeof(why), "sending the request to %.400s: %s", socket_path, strerror(errno));
-	await_answer(s, cfg->cancel_fd);
+	await_answer(s, cfg->cancel_fd, sent ? accepted_fd : -1);
 	/* The answer comes when the run is over: no timeout of our own, the
 	 * server enforces the wall clock and the queue timeout. */
 	if (sc_frame_recv(s, &resp, &rlen, 64u << 20, NULL, NULL, -1, err) < 0) {

@@ -91,7 +91,7 @@ static json_t *listing(const struct table *t)
 {
 	json_t *arr = json_array(), *doc;
 	double now = wall_now();
-	long i;
+	long i, live = 0;
 
 	for (i = 0; arr && i < t->n; i++) {
 		const struct worker *w = &t->w[i];
@@ -99,6 +99,7 @@ static json_t *listing(const struct table *t)
 
 		if (!w->session || w->ended)
 			continue;
+		live++;
 		iso_time(w->started, at);
 		/* Milliseconds: the clocks say no more. */
 		json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:f,s:s,s:f,s:I,s:o}", "id", w->id,
@@ -107,10 +108,11 @@ static json_t *listing(const struct table *t)
 						     "state_sec", round((now - w->since) * 1e3) / 1e3, "cells", (json_int_t)w->cells,
 						     "limits", lim_json(&w->lim)));
 	}
-	doc = json_pack("{s:o,s:I,s:I,s:I}", "sessions", arr ? arr : json_array(), "max_sessions",
+	doc = json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "sessions", arr ? arr : json_array(), "max_sessions",
 			(json_int_t)t->max_sessions, "slots", (json_int_t)t->slots, "runs",
 			/* The listing's own worker is not a run. */
-			(json_int_t)(t->n - t->n_sessions - 1));
+			(json_int_t)(t->n - t->n_sessions - 1), "sessions_live", (json_int_t)live,
+			"spares", (json_int_t)t->spares, "queued", (json_int_t)t->queued);
 	return doc;
 }
 

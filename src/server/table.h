@@ -53,6 +53,9 @@ struct table {
 	struct worker w[MAX_WORKERS];
 	long n, n_sessions;
 	long slots, max_sessions;
+	/* The template's spares ready and clients queued, set by warm.c
+	 * before it hands a message to table_on_msg (for the listing). */
+	long spares, queued;
 };
 
 /* Template side.  One message from w's socket, answered there; -1 when

@@ -1183,6 +1183,8 @@ static int serve_turn(void)
 	if (poll(p, (nfds_t)np, timeout) < 0)
 		return errno == EINTR ? 0 : -1;
 	/* Messages first: a worker's last ones come before its exit. */
+	tab.spares = S.n_spares;
+	tab.queued = S.n_queue;
 	for (i = 0; i < tab.n; i++)
 		if (idx_w[i] >= 0 && p[idx_w[i]].revents)
 			table_on_msg(&tab, &tab.w[i]);

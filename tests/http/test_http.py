@@ -314,3 +314,84 @@ def test_refuses_unsafe_start(served):
     assert r.returncode == 125 and "line 1" in r.stderr and "short" not in r.stderr
     os.unlink(bad)
     os.rmdir(d)
+
+
+def warm_after(front, t, timeout=20):
+    """/metrics once it shows a listing of the warm server taken after t
+    (Unix time): the front end fetches one a second while it is watched."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = metrics(front)
+        if m.get("sandcell_warm_listing_timestamp_seconds", 0) > t:
+            return m
+        assert time.monotonic() < deadline, "no listing of the warm server after %.3f" % t
+        time.sleep(0.1)
+
+
+def warm_at_rest(front):
+    """The warm server's counts once the runs of earlier tests are reaped."""
+    deadline = time.monotonic() + 20
+    while True:
+        m = warm_after(front, time.time())
+        if m["sandcell_warm_runs_in_flight"] == 0:
+            return m
+        assert time.monotonic() < deadline, m
+
+
+def test_silent_run_gets_its_id_at_once_and_cancels_by_id(served):
+    import json
+    front, _, _ = served
+    m = warm_at_rest(front)
+    assert m["sandcell_warm_spares"] >= 1, m   # --spares 1: refilled before the listing is answered
+    assert m["sandcell_warm_queue_depth"] == 0 and m["sandcell_warm_sessions_live"] == 0, m
+    body, ctype = multipart({"code": "import time\ntime.sleep(60)", "cell": False})
+    c = front.conn(timeout=20)   # the headers must come long before the run's 60 s
+    t0 = time.monotonic()
+    c.request("POST", "/v1/runs", body, {"Content-Type": ctype, "Authorization": "Bearer " + ALICE})
+    r = c.getresponse()
+    assert r.status == 200
+    rid = r.getheader("X-Sandcell-Run")
+    assert json.loads(r.readline()) == {"ev": "run", "id": rid}
+    assert time.monotonic() - t0 < 20
+    # It is the warm server's run now: its own count says so.
+    m = warm_after(front, time.time())
+    assert m["sandcell_warm_runs_in_flight"] == 1 and m["sandcell_http_runs_in_flight"] == 1, m
+    assert request(front, "POST", "/v1/runs/%s/cancel" % rid, b"", token=ALICE)[0] == 202
+    rest = [json.loads(x) for x in r.read().splitlines()]
+    assert [e["ev"] for e in rest] == ["report"], rest   # it never printed
+    assert rest[-1]["report"]["status"] == "cancelled"
+    assert warm_at_rest(front)["sandcell_warm_runs_in_flight"] == 0
+
+
+def test_refusals_keep_their_code_with_the_early_id(served):
+    """The headers go once the warm server's worker read the request; a
+    busy server refuses before that, so its 503 is still a 503."""
+    front, sock, tokens = served
+    # A warm server with one slot and a queue timeout of 1 s, held by a run.
+    d = tempfile.mkdtemp(prefix="sandcell-http-busy.")
+    wsock = os.path.join(d, "sock")
+    from http_util import BIN
+    import subprocess
+    warm = subprocess.Popen([BIN, "serve", "--socket", wsock, "--slots", "1", "--queue-timeout", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    front2 = None
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(wsock):
+            assert warm.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        front2 = second_front(wsock, tokens)
+        wait_ready(front2)
+        body, ctype = multipart({"code": "import time\ntime.sleep(30)", "cell": False})
+        c = front2.conn(timeout=30)
+        c.request("POST", "/v1/runs", body, {"Content-Type": ctype, "Authorization": "Bearer " + BOB})
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("X-Sandcell-Run")
+        code, ans = run(front2, {"code": "print(1)"}, token=ALICE)
+        assert code == 503 and ans["status"] == "busy", (code, ans)
+        c.close()
+    finally:
+        if front2 is not None:
+            front2.stop()
+        warm.terminate()
+        warm.wait(30)

@@ -337,3 +337,107 @@ def test_tracebacks_are_those_of_a_local_warm_run(served: Served, client, cell):
     assert remote.report.code_error.traceback == local.report.code_error.traceback
     tb = "\n".join(remote.report.code_error.traceback)
     assert "return 1 / 0" in tb and "cell.py" in tb, tb
+
+
+def test_a_run_without_files_is_one_json_body_in_one_write(canned: Canned, monkeypatch):
+    from sandcell import _http
+    writes = []
+    send = _http._Conn.send
+
+    def record(self, data):
+        writes.append(bytes(data))
+        return send(self, data)
+    monkeypatch.setattr(_http._Conn, "send", record)
+    canned.refusal(400, "usage-error")
+    with pytest.raises(sandcell.BadRequest):
+        sandcell.connect(canned.url, token="t" * 32).run("print(1)", values={"k": 1})
+    assert len(writes) == 1 and writes[0].startswith(b"POST /v1/runs HTTP/1.1\r\n"), writes
+    method, path, headers, body = canned.requests[0]
+    assert writes[0].endswith(b"\r\n\r\n" + body)
+    assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(body)
+    assert json.loads(body) == {"code": "print(1)", "args": [], "values": {"k": 1}, "limits": {},
+                                "allow_reduced": False}
+
+
+def _counting(client, monkeypatch):
+    """The client's new connections and private directories, counted."""
+    from sandcell import _remote
+    made = {"conn": 0, "dir": 0}
+    connect, workdir = client.endpoint._connect, _remote.new_workdir
+
+    def count_connect():
+        made["conn"] += 1
+        return connect()
+
+    def count_workdir():
+        made["dir"] += 1
+        return workdir()
+    monkeypatch.setattr(client.endpoint, "_connect", count_connect)
+    monkeypatch.setattr(_remote, "new_workdir", count_workdir)
+    return made
+
+
+def test_runs_share_one_kept_alive_connection_and_make_no_directory_they_need_not(
+        client, monkeypatch, tmp_path):
+    made = _counting(client, monkeypatch)
+    for _ in range(3):
+        assert client.run("print('x')").stdout == b"x\n"
+    assert made == {"conn": 1, "dir": 0}
+    # A run that sends files back gets its private directory; an upload
+    # and a refusal (a JSON answer read to its end) keep the connection.
+    f = tmp_path / "in.txt"
+    f.write_text("up")
+    res = client.run("import sandcell\nopen('/output/o.txt', 'w').write(open(sandcell.inputs['i']).read())",
+                     inputs={"i": str(f)})
+    assert res.files[0].read_bytes() == b"up" and made == {"conn": 1, "dir": 1}
+    with pytest.raises(sandcell.BadRequest):
+        client.run("1", allow_reduced=True)   # 403: the server has no --allow-reduced
+    assert client.run("1").status == "ok" and made["conn"] == 1
+    client.close()
+    assert client.run("1").status == "ok" and made["conn"] == 2
+
+
+def test_a_kept_connection_the_server_closed_is_not_reused(served: Served, monkeypatch):
+    """The front end closes a connection idle past its --idle-timeout: the
+    next run sees it closed (readable while idle) and opens another, so
+    even without retries it runs."""
+    import select
+    import signal
+    import subprocess
+    import time
+    from remote_util import HTTP_BIN, wait_listening
+    log = os.path.join(served.tmp, "idle.log")
+    proc = subprocess.Popen([HTTP_BIN, "--socket", served.sock, "--listen", "127.0.0.1:0",
+                             "--token-file", os.path.join(served.tmp, "tokens"), "--idle-timeout", "1",
+                             "--selftest-interval", "3600"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), start_new_session=True)
+    try:
+        c = sandcell.connect("http://127.0.0.1:%d" % wait_listening(proc, log),
+                             token_file=served.token_files["main"], retries=0)
+        made = _counting(c, monkeypatch)
+        assert c.run("1").status == "ok"
+        kept = c.endpoint._idle[0].sock
+        p = select.poll()
+        p.register(kept, select.POLLIN)
+        deadline = time.monotonic() + 20
+        while not p.poll(50):
+            assert time.monotonic() < deadline, "the front end did not close the idle connection"
+        assert c.run("1").status == "ok" and made["conn"] == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_closing_a_response_twice_leaves_the_kept_connection_alone(client):
+    assert client.run("1").status == "ok"
+    # A refusal's JSON answer read to its end: the connection goes back
+    # to the Endpoint (403: the server has no --allow-reduced).
+    r = client.endpoint.request("POST", "/v1/runs", json_body=b'{"code":"1","allow_reduced":true}',
+                                read_timeout=30)
+    assert r.status == 403
+    r.read_json("run")
+    kept = client.endpoint._idle[0]
+    r.close()                        # again: a no-op
+    assert kept.sock is not None and client.endpoint._idle[0] is kept
+    assert client.run("1").status == "ok"

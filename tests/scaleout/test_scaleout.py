@@ -130,6 +130,36 @@ def test_through_haproxy_tokens_pass_untouched_and_events_stream(cluster: Cluste
     assert sum(s.metric("sandcell_http_runs_in_flight") for s in cluster.servers) == 0
 
 
+def test_cancel_by_id_reaches_the_server_running_the_run(cluster: Cluster) -> None:
+    """Silent runs on every server (leastconn spreads them), each
+    cancelled by id through HAProxy: the stick table learned each id from
+    its X-Sandcell-Run header, so every cancel reaches its run's server
+    (202, never another server's 404) and each report says cancelled."""
+    port = int(cluster.url.rsplit(":", 1)[1])
+    runs = []
+    for _ in range(len(cluster.servers)):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("POST", "/v1/runs", body=json.dumps({"code": "import time\ntime.sleep(60)"}),
+                     headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200
+        rid = r.getheader("X-Sandcell-Run")
+        assert json.loads(r.readline()) == {"ev": "run", "id": rid}
+        runs.append((conn, r, rid))
+    per_server = [s.metric("sandcell_http_runs_in_flight") for s in cluster.servers]
+    assert per_server == [1.0] * len(cluster.servers), per_server
+    for conn, r, rid in runs:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        c.request("POST", "/v1/runs/%s/cancel" % rid, body=b"",
+                  headers={"Authorization": "Bearer " + TOKEN})
+        answer = c.getresponse()
+        assert answer.status == 202, (rid, answer.status, answer.read())
+        c.close()
+        rest = [json.loads(x) for x in r.read().splitlines()]
+        assert [e["ev"] for e in rest] == ["report"] and rest[0]["report"]["status"] == "cancelled", rest
+        conn.close()
+
+
 CELL = "import time\ntime.sleep(0.1)\nn = globals().get('n', 0) + 1\nprint(n)"
 
 

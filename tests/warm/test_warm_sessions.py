@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harness import BIN, EXIT_BUSY, EXIT_USAGE, WarmServer, children, proc_state
+from harness import BIN, EXIT_BUSY, EXIT_USAGE, LiveRun, WarmServer, children, proc_state
 from integration.test_session_c import Session, texts
 
 LISTING_KEYS = {"id", "pid", "started", "age_sec", "state", "state_sec", "cells", "limits"}
@@ -170,7 +170,14 @@ def test_nothing_of_a_finished_session_reaches_a_later_one(server, wsession):
     srv = server("--slots", "1", "--spares", "1")
     a = wsession(srv)
     out(a, "m", MARK.format(n="a"))
+    (pid,) = [x["pid"] for x in listing(srv)["sessions"] if x["id"] == a.sid]
     end_of(a)
+    # a's session slot is free once its worker is reaped (its end event
+    # comes before): until then --max-sessions 1 refuses b as busy.
+    deadline = time.monotonic() + 30
+    while proc_state(pid) is not None:
+        assert time.monotonic() < deadline, "the ended session's worker was not reaped"
+        time.sleep(0.05)
     b = wsession(srv)
     assert out(b, "l", LOOK.format(n="b", other="a")) == "[] [] [] False False\n"
     end_of(b)
@@ -375,3 +382,88 @@ def test_warm_session_starts_faster_than_a_cold_one(server, wsession):
     cold = min(start([]) for _ in range(3))
     print("session start until a first cell ran: warm %.1f ms, cold %.1f ms" % (warm * 1e3, cold * 1e3))
     assert warm < 10
+
+
+def _raw_listing(srv):
+    """A listing request sent on a raw connection; its answer is read
+    later (_read_listing)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(srv.sock)
+    body = b'{"v":1,"op":"sessions"}'
+    s.sendall(struct.pack("<I", len(body)) + body)
+    return s
+
+
+def _read_listing(s):
+    def exact(n):
+        b = b""
+        while len(b) < n:
+            got = s.recv(n - len(b))
+            assert got, "the server hung up"
+            b += got
+        return b
+    (n,) = struct.unpack("<I", exact(4))
+    doc = json.loads(exact(n))
+    s.close()
+    return doc
+
+
+def _accepted(pid, s):
+    """Whether the server (pid) has accepted the connection s: the peer
+    of s (ss -x: inode of each end) is one of its open fds."""
+    ino = str(os.fstat(s.fileno()).st_ino)
+    out = subprocess.run(["ss", "-xaH"], capture_output=True, text=True, check=True).stdout
+    peers = [f[-1] for f in (line.split() for line in out.splitlines()) if len(f) >= 8 and f[5] == ino]
+    if not peers:
+        return False
+    want = "socket:[%s]" % peers[0]
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) == want:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_listing_counts_spares_runs_and_queued_clients(server):
+    srv = server("--slots", "1", "--spares", "2")
+    doc = listing(srv)
+    # At rest: nothing runs or waits; the listing's own worker was one
+    # of the two spares, and the template refills one per turn.
+    assert doc["runs"] == 0 and doc["queued"] == 0 and doc["sessions_live"] == 0, doc
+    assert 1 <= doc["spares"] <= 2, doc
+    a = LiveRun("print('up', flush=True); import sys; sys.stdin.read()", server=srv.sock)
+    try:
+        assert a.first_line == "up\n", a.first_line
+        # The one slot is a's: the listing waits in the queue, and so does
+        # b behind it (connected after it: the backlog is FIFO).
+        lst = _raw_listing(srv)
+        b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        b.connect(srv.sock)
+        deadline = time.monotonic() + 30
+        while not _accepted(srv.pid, b):
+            assert time.monotonic() < deadline, "the server never accepted the second client"
+            time.sleep(0.02)
+    finally:
+        run = a.finish()
+    assert run.rc == 0, run
+    # a ended: the listing took the slot, b still waits.
+    doc = _read_listing(lst)
+    assert doc["runs"] == 0 and doc["queued"] == 1 and doc["sessions_live"] == 0, doc
+    b.close()
+
+
+def test_listing_counts_a_run_in_flight(server, wsession):
+    srv = server("--slots", "2", "--max-sessions", "3")
+    s = wsession(srv)
+    a = LiveRun("print('up', flush=True); import sys; sys.stdin.read()", server=srv.sock)
+    try:
+        doc = listing(srv)
+    finally:
+        a.finish()
+    assert doc["runs"] == 1 and doc["queued"] == 0, doc
+    assert doc["sessions_live"] == 1 == len(doc["sessions"]) and doc["sessions"][0]["id"] == s.sid, doc
+    assert 0 <= doc["spares"] <= 2, doc
