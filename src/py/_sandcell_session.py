@@ -50,6 +50,15 @@ _BATCH_SEC = 0.05
 _LINE_MAX = 64 << 20
 
 
+def _block_signals():
+    # type: () -> None
+    """For the loop's own threads: a signal sent to the process then goes
+    to the code's threads only, as in a script (one the code blocks in its
+    main thread stays pending instead of hitting a thread of ours with its
+    default action)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
 class _Null(object):
     """The real stream under the Tee: Python-level text is sent as stream
     outputs only, so it is not also carried by the fd pipe."""
@@ -82,6 +91,7 @@ class _Flusher(threading.Thread):
 
     def run(self):
         # type: () -> None
+        _block_signals()
         while True:
             self.wake.wait()
             self.wake.clear()
@@ -134,6 +144,7 @@ class _Commands(object):
 
     def _read(self):
         # type: () -> None
+        _block_signals()
         try:
             while True:
                 line = self._f.readline(_LINE_MAX)
