@@ -113,13 +113,17 @@ class _StreamTee(cell.Tee):
 
     def write(self, s):
         # type: (str) -> int
-        n = super().write(s)
-        now = time.monotonic()
-        if ("\n" in s or "\r" in s) and now - _StreamTee.last >= _BATCH_SEC:
-            _StreamTee.last = now
-            sio._flush_streams()
-        elif s and self.flusher is not None:
-            self.flusher.wake.set()
+        main = sio._hold()  # wake.set() takes a lock an interrupt must not leave held
+        try:
+            n = super().write(s)
+            now = time.monotonic()
+            if ("\n" in s or "\r" in s) and now - _StreamTee.last >= _BATCH_SEC:
+                _StreamTee.last = now
+                sio._flush_streams()
+            elif s and self.flusher is not None:
+                self.flusher.wake.set()
+        finally:
+            sio._unhold(main)
         return n
 
 
@@ -232,7 +236,7 @@ class Session(object):
         """The host's interrupt: KeyboardInterrupt in a running cell (also
         while it waits in input()); between cells it is ignored."""
         if self.in_cell:
-            raise KeyboardInterrupt
+            sio.interrupt_or_hold(lambda: self.in_cell)
 
     def ask_dataset(self, name):
         # type: (str) -> None
