@@ -260,7 +260,7 @@ class SessionRun:
         self.outputs: list[Any] = []
         self.done: dict[str, Any] | None = None
         self.end: dict[str, Any] | None = None
-        self.input_asked = False
+        self.input_asked = self.answered = False
         self.code = code
         # The cell is sent once the set-up cell is done (one at a time).
         self._send({"op": "run", "id": "_script", "code": SESSION_SETUP % (argv, stdin_from_host)})
@@ -311,16 +311,22 @@ class SessionRun:
         text = b"".join(self.out)
         return text[:text.index(b"\n") + 1] if b"\n" in text else text
 
+    def answer(self, stdin: bytes) -> None:
+        """The cell's stdin, once it asks for it (HostStdin)."""
+        while not self.input_asked and self.event():
+            pass
+        if self.input_asked and not self.answered:
+            self.answered = True
+            self._send({"op": "input", "id": "cell", "value": stdin.decode("utf-8", "replace")})
+
     def finish(self, stdin: bytes = b"", timeout: float = 120) -> Run:
         """Answers the cell's stdin, reads to the end; the Run."""
         timer = threading.Timer(timeout, self.p.kill)
         timer.start()
         try:
-            answered = False
             while self.event():
-                if self.input_asked and not answered:
-                    answered = True
-                    self._send({"op": "input", "id": "cell", "value": stdin.decode("utf-8", "replace")})
+                if self.input_asked and not self.answered:
+                    self.answer(stdin)
             self.p.wait()
         finally:
             timer.cancel()
@@ -436,6 +442,16 @@ class LiveRun:
             os.unlink(self.rpath)
             register_run(self.p.pid, host_uid_of(self.run.report))
         return self.run
+
+    def send_stdin(self, data: bytes) -> None:
+        """Gives the code data on its stdin while it runs (session mode:
+        the answer to its one read, see SessionRun.answer)."""
+        if self.session:
+            self.session.answer(data)
+        else:
+            assert self.p.stdin is not None
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
 
     def kill(self) -> None:
         """SIGKILL to the supervisor (a no-op once the run has ended).  Not
