@@ -147,6 +147,8 @@ def test_G9_no_host_content_pulled_in(host_postconditions, hostile):
             assert data != b"scratch-secret" and data != b"input", p
 
 
+@skip_in_session("a session collects each cell's /output while the sandbox lives (docs/sessions.md, Outbox): "
+                 "the daemon may still flip the names; that no symlink is followed holds (test_symlink_not_followed)")
 def test_G9_flipping_symlink_daemon_is_dead_before_collection(host_postconditions, hostile):
     """H9: a daemon swapping a file with a symlink to /etc/passwd
     (RENAME_EXCHANGE) is dead before collection: whichever name holds the
