@@ -215,8 +215,8 @@ def _sandcell_harness(argv, stdin_from_host):
             os._exit(end[0])
 
     class HostStdin(object):
-        # A LiveRun's stdin: what the test sends at finish() is the answer
-        # to one input request, then EOF.
+        # A LiveRun's stdin: what the test sends (send_stdin() or
+        # finish()) is the answer to one input request, then EOF.
         answer = None
         def read(self, n=-1):
             if self.answer is None:
