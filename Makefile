@@ -84,7 +84,7 @@ PYTHONDIR  ?= $(shell /usr/bin/python3 -I tools/pydir.py $(abspath $(PREFIX)))
 INSTALL    ?= install
 CLIENT_PY  := $(sort $(wildcard python/sandcell/*.py)) python/sandcell/py.typed
 
-.PHONY: install uninstall container-check http-check scaleout-check kernel-check client-check warm-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
+.PHONY: install uninstall container-check http-check scaleout-check kernel-check client-check warm-check session-check bench evidence-check fuzz-ci ablation ablation-check all build deps check check-tiers unit integration integration-user asan-check demo run-demo fresh-check fresh-check-full fuzz fuzz-replay lint clean syscalls-doc
 build: $(BUILD)/sandcell
 
 all:
@@ -169,6 +169,13 @@ http-check: build
 scaleout-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/scaleout
 
+# The attack and proof tiers with every run made through `sandcell session`
+# (the code as one cell: tests/harness.py, session mode), as root and as an
+# unprivileged user; the cases that cannot carry over say why they skip.
+session-check: $(BUILD)/sandcell
+	SANDCELL_VIA=session SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider -rs tests/attack tests/proof
+	SANDCELL_VIA=session sh tests/run-as-user.sh $(abspath $(BUILD)/sandcell) -rs tests/attack tests/proof
+
 # The Jupyter kernel (python/sandcell/kernel.py) against ipykernel with
 # nbclient, and in Jupyter Notebook seen through headless Chromium.
 kernel-check: build
@@ -203,7 +210,7 @@ uninstall:
 bench: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) sh bench/run.sh
 
-check-tiers: build unit integration integration-user warm-check http-check scaleout-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check container-check
+check-tiers: build unit integration integration-user session-check warm-check http-check scaleout-check client-check kernel-check asan-check fuzz-replay fuzz-ci ablation-check evidence-check fresh-check lint frames-check container-check
 
 # The server image (deploy/Containerfile) built with podman from Debian 12
 # packages and run as docs/container.md says (tools/container-check.sh).

@@ -11,7 +11,9 @@ tests/ to sys.path themselves.
 
 The binary under test is $SANDCELL_BIN (default build/sandcell); with
 $SANDCELL_SERVER set (tests/warm/run-warm.sh) runs go through that warm
-server unless a caller asks for a cold one (server=None).
+server unless a caller asks for a cold one (server=None).  With
+$SANDCELL_VIA=session (make session-check) every cold run goes through a
+`sandcell session` instead: the code is one cell (see SessionRun).
 
     python3 tests/harness.py run-cgroups|orphan-cgroups   # tests/warm/run-warm.sh
 """
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -35,6 +38,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
 # Warm mode (tests/warm/run-warm.sh): runs go through this `sandcell serve`.
 SERVER = os.environ.get("SANDCELL_SERVER") or None
+# Session mode (make session-check): cold runs go through `sandcell session`.
+VIA_SESSION = os.environ.get("SANDCELL_VIA") == "session"
 IS_ROOT = os.geteuid() == 0
 HOST_PYTHON = "/usr/bin/python3"
 
@@ -166,6 +171,206 @@ def without_userns(cmd: list[str]) -> list[str]:
             'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh"] + cmd
 
 
+# --------------------------------------------------------- session mode
+# With SANDCELL_VIA=session a cold run becomes a session: `sandcell session`
+# with the run's options (and a run's default wall and CPU time, 30 s,
+# where the test gives none), the code sent as one cell, then close.  Two
+# things of a script are kept by a silent set-up cell first (the loop's
+# own functions wrapped, in the sandbox, so a test harness convenience,
+# never a boundary): sys.argv, and the script's end: after the cell's done
+# record, an uncaught exception or sys.exit(n) makes the interpreter exit
+# with 1 or n, as `python3 script.py` would, so the verdict the host
+# reaches is the session's end for that exit status.  What the tests read
+# is translated from the events: stdout and stderr are the cell's stream
+# outputs (Python's and fd 1/2's, traceback included) followed by the
+# CLI's own stderr, the exit status and report are the session's, with the
+# cell's `result` and (asked for with --cell) its outputs put where a run
+# reports them.  A test whose meaning cannot carry over is skipped there
+# with skip_in_session(reason).
+
+SESSION_SETUP = r"""
+def _sandcell_harness(argv, stdin_from_host):
+    import os, sys, _sandcell_cell as cell, _sandcell_session as loop
+    sys.argv[:] = argv
+    end = []
+    execute, run = cell.execute, loop.Session.run
+
+    def script_execute(source, filename, g, count=None):
+        try:
+            rc = execute(source, filename, g, count)
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                end.append(e.code or 0)
+            else:
+                print(e.code, file=sys.stderr)
+                end.append(1)
+            return 0 if end[0] == 0 else 1
+        if rc == 1:
+            end.append(1)
+        return rc
+
+    def script_run(self, cmd):
+        run(self, cmd)
+        if end and not self.current.startswith("_"):
+            os._exit(end[0])
+
+    class HostStdin(object):
+        # A LiveRun's stdin: what the test sends (send_stdin() or
+        # finish()) is the answer to one input request, then EOF.
+        answer = None
+        def read(self, n=-1):
+            if self.answer is None:
+                self.answer = input()
+            data, self.answer = self.answer, ""
+            return data
+        readline = read
+
+    cell.execute, loop.Session.run = script_execute, script_run
+    if stdin_from_host:
+        sys.stdin = HostStdin()
+_sandcell_harness(%r, %r)
+del _sandcell_harness
+"""
+
+
+class SessionRun:
+    """One run translated into a session (see above): started by
+    __init__, which sends the set-up and the code cells; first_line()
+    reads the events up to the cell's first line of stdout; finish()
+    answers the cell's stdin, closes and builds the Run."""
+
+    def __init__(self, code: str | None, file: str | os.PathLike[str] | None, args: Sequence[str],
+                 opts: Sequence[str], rpath: str | None, env: dict[str, str] | None = None,
+                 stdin_from_host: bool = False, prefix: Sequence[str] = ()) -> None:
+        if code is None:
+            with open(str(file), encoding="utf-8", errors="surrogateescape") as f:
+                code = f.read()
+        argv = [str(file) if file is not None else "-c"] + list(args)
+        self.cmd = list(prefix) + [BIN, "session"] + (["--report", rpath] if rpath else []) + \
+            ["--wall-time", "30", "--cpu-time", "30"] + [o for o in opts if o != "--cell"]
+        self.cell_mode = "--cell" in opts
+        self.out_dir = next((opts[i + 1] for i, o in enumerate(opts[:-1]) if o == "--output"), None)
+        self.p = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env)
+        self.err = b""
+        self.t_err = threading.Thread(target=self._read_err, daemon=True)
+        self.t_err.start()
+        self.out: list[bytes] = []
+        self.err_out: list[bytes] = []
+        self.outputs: list[Any] = []
+        self.done: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
+        self.input_asked = self.answered = False
+        self.code = code
+        # The cell is sent once the set-up cell is done (one at a time).
+        self._send({"op": "run", "id": "_script", "code": SESSION_SETUP % (argv, stdin_from_host)})
+
+    def _read_err(self) -> None:
+        assert self.p.stderr is not None
+        self.err = self.p.stderr.read()
+
+    def _send(self, cmd: dict[str, Any]) -> None:
+        assert self.p.stdin is not None
+        try:
+            self.p.stdin.write(json.dumps(cmd).encode() + b"\n")
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            pass  # the session ended: its end event says why
+
+    def event(self) -> bool:
+        """Reads one event; False at the end of the stream."""
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if not line:
+            return False
+        ev = json.loads(line)
+        if ev["ev"] == "output" and ev["id"] in ("cell", None):
+            o = ev["output"]
+            if ev["id"] == "cell":
+                self.outputs.append(o)
+            if o["output_type"] == "stream":
+                (self.out if o["name"] == "stdout" else self.err_out).append(o["text"].encode())
+            elif o["output_type"] == "error":  # a run prints the traceback on stderr
+                self.err_out.append("\n".join(o["traceback"] + [""]).encode())
+        elif ev["ev"] == "done" and ev["id"] == "cell":
+            self.done = ev
+            self._send({"op": "close"})
+        elif ev["ev"] == "done":
+            assert ev["status"] == "ok", "the session's set-up cell failed: %r" % (ev,)
+            self._send({"op": "run", "id": "cell", "code": self.code})
+        elif ev["ev"] == "input_request":
+            self.input_asked = True
+        elif ev["ev"] == "end":
+            self.end = ev
+        return True
+
+    def first_line(self) -> bytes:
+        """The cell's stdout up to its first line end (what LiveRun reads)."""
+        while b"\n" not in b"".join(self.out) and self.event():
+            pass
+        text = b"".join(self.out)
+        return text[:text.index(b"\n") + 1] if b"\n" in text else text
+
+    def answer(self, stdin: bytes) -> None:
+        """The cell's stdin, once it asks for it (HostStdin)."""
+        while not self.input_asked and self.event():
+            pass
+        if self.input_asked and not self.answered:
+            self.answered = True
+            self._send({"op": "input", "id": "cell", "value": stdin.decode("utf-8", "replace")})
+
+    def finish(self, stdin: bytes = b"", timeout: float = 120) -> Run:
+        """Answers the cell's stdin, reads to the end; the Run."""
+        timer = threading.Timer(timeout, self.p.kill)
+        timer.start()
+        try:
+            while self.event():
+                if self.input_asked and not self.answered:
+                    self.answer(stdin)
+            self.p.wait()
+        finally:
+            timer.cancel()
+        self.t_err.join()
+        if self.end is None:
+            raise subprocess.TimeoutExpired(self.cmd, timeout)
+        report = self.end["report"]
+        if report is not None and self.done is not None:
+            report["result"], report["error"] = self.done["result"], report["error"] or self.done["error"]
+            if self.cell_mode:
+                report["cell"]["outputs"] = self.outputs
+        if report is not None and self.out_dir:
+            self._flatten_outbox(report)
+        return Run(self.cmd, self.p.returncode, b"".join(self.out),
+                   b"".join(self.err_out) + self.err, report, self.p.pid)
+
+    def _flatten_outbox(self, report: dict[str, Any]) -> None:
+        """The cell's outbox, DIR/2/ (the set-up cell is the first),
+        where a run puts its files: in DIR, the paths without "2/"."""
+        box = os.path.join(str(self.out_dir), "2")
+        for name in os.listdir(box) if os.path.isdir(box) else []:
+            os.rename(os.path.join(box, name), os.path.join(str(self.out_dir), name))
+        if os.path.isdir(box):
+            os.rmdir(box)
+        for entry in report["outputs"]["files"] + report["outputs"]["skipped"]:
+            entry["path"] = entry["path"][2:] if entry["path"].startswith("2/") else entry["path"]
+
+    def kill(self) -> None:
+        self.p.kill()
+        self.p.wait()
+        self.t_err.join()
+
+
+def skip_in_session(reason: str) -> Any:
+    """Marks a test whose meaning does not carry over to session mode."""
+    import pytest  # here: bench/bench.py uses this module without pytest
+    return pytest.mark.skipif(VIA_SESSION, reason="session mode: " + reason)
+
+
+# For the cases that need fd 0 to be a pipe, as a run's stdin is.
+FD0_NOT_A_PIPE = ("fd 0 is /dev/null in a session (the loop moved its command pipe away): Landlock "
+                  "refuses ioctls on device files (EACCES) before the tty layer would answer")
+
+
 def run_cli(code: str | None = None, file: str | os.PathLike[str] | None = None,
             args: Sequence[str] = (), opts: Sequence[str] = (), stdin: bytes | None = b"",
             timeout: float = 120, env: dict[str, str] | None = None,
@@ -179,8 +384,12 @@ def run_cli(code: str | None = None, file: str | os.PathLike[str] | None = None,
     else:
         rpath = str(report) if report else ""
     try:
-        r = run_cmd(sandcell_cmd(code, file, args, opts, rpath or None, server), stdin, timeout, env)
-        r.report = load_report(rpath) if rpath else None
+        if VIA_SESSION and server is None:
+            assert not stdin, "session mode: the code's stdin is the session's (skip_in_session)"
+            r = SessionRun(code, file, args, opts, rpath or None, env).finish(timeout=timeout)
+        else:
+            r = run_cmd(sandcell_cmd(code, file, args, opts, rpath or None, server), stdin, timeout, env)
+            r.report = load_report(rpath) if rpath else None
     finally:
         if report is True:
             os.unlink(rpath)
@@ -200,17 +409,28 @@ class LiveRun:
         the pid), e.g. to run it in a namespace of the test's own."""
         fd, self.rpath = tempfile.mkstemp(prefix="sandcell-live-report-", suffix=".json")
         os.close(fd)
-        self.cmd = list(prefix) + sandcell_cmd(code, opts=opts, report=self.rpath, server=server)
-        self.p = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        assert self.p.stdout is not None
-        self.first = self.p.stdout.readline()
+        # Session mode: the code's stdin is one input() answered at finish().
+        self.session = SessionRun(code, None, (), opts, self.rpath, stdin_from_host=True, prefix=prefix) \
+            if VIA_SESSION and server is None else None
+        if self.session:
+            self.cmd, self.p = self.session.cmd, self.session.p
+            self.first = self.session.first_line()
+        else:
+            self.cmd = list(prefix) + sandcell_cmd(code, opts=opts, report=self.rpath, server=server)
+            self.p = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+            assert self.p.stdout is not None
+            self.first = self.p.stdout.readline()
         self.first_line = self.first.decode("utf-8", "replace")
         self.run: Run | None = None
 
     def finish(self, stdin: bytes = b"", timeout: float = 90) -> Run:
         """Feeds stdin, waits for the end; the Run's stdout includes the
         first line."""
+        if self.run is None and self.session:
+            self.run = self.session.finish(stdin, timeout)
+            os.unlink(self.rpath)
+            register_run(self.p.pid, host_uid_of(self.run.report))
         if self.run is None:
             try:
                 out, err = self.p.communicate(stdin, timeout=timeout)
@@ -223,10 +443,24 @@ class LiveRun:
             register_run(self.p.pid, host_uid_of(self.run.report))
         return self.run
 
+    def send_stdin(self, data: bytes) -> None:
+        """Gives the code data on its stdin while it runs (session mode:
+        the answer to its one read, see SessionRun.answer)."""
+        if self.session:
+            self.session.answer(data)
+        else:
+            assert self.p.stdin is not None
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
+
     def kill(self) -> None:
         """SIGKILL to the supervisor (a no-op once the run has ended).  Not
         registered: a killed supervisor's cgroups stay until the next run
         under the same parent removes them (docs/report.md, Cleanup)."""
+        if self.run is None and self.session:
+            self.session.kill()
+            self.run = Run(self.cmd, self.p.returncode, self.first, self.session.err, None, self.p.pid)
+            os.unlink(self.rpath)
         if self.run is None:
             self.p.kill()
             out, err = self.p.communicate(timeout=30)

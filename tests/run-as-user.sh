@@ -59,5 +59,5 @@ for h in /sys/fs/cgroup/unified /sys/fs/cgroup; do
 done
 cd "$WORK"
 setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups --reset-env -- \
-	env SANDCELL_BIN="$WORK/build/sandcell" SANDCELL_CGROUP_PARENT="/$PARENT" HOME="$WORK" PATH=/usr/bin:/bin \
+	env SANDCELL_BIN="$WORK/build/sandcell" SANDCELL_CGROUP_PARENT="/$PARENT" SANDCELL_VIA="${SANDCELL_VIA:-}" HOME="$WORK" PATH=/usr/bin:/bin \
 	python3 -m pytest -q -p no:cacheprovider "$@"

@@ -387,6 +387,15 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		 * does this for handlers; a warm run does not exec). */
 		signal(SC_WHERE_SIGNAL, SIG_DFL);
 		signal(SC_INTERRUPT_SIGNAL, SIG_DFL);
+		/* A session's interrupts (on_interrupt) may come as soon as the
+		 * supervisor hears the code started, while the interpreter is
+		 * still starting: with SIGINT at its default, one would kill the
+		 * whole session (or raise KeyboardInterrupt in the bootstrap).
+		 * Python leaves an ignored SIGINT ignored; the loop installs
+		 * its own handler before it reads a command, so only interrupts
+		 * sent before any cell started are lost (as between cells). */
+		if (c->session)
+			signal(SIGINT, SIG_IGN);
 		close(ex[0]);
 		close(go[1]);
 		/* Wait until init has scrubbed its copy of the caller's argv. */

@@ -19,6 +19,7 @@ struct sc_child {
 	bool drop_groups;
 	bool cgroupns;
 	bool reduced;		/* no namespaces: Landlock, seccomp, rlimits only */
+	bool session;		/* the code is a session loop: it starts with SIGINT ignored */
 };
 
 __attribute__((noreturn)) void sc_child_main(const struct sc_child *c);

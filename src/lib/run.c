@@ -2168,6 +2168,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 	child.drop_groups = geteuid() == 0;
 	child.cgroupns = rn->have_cg;
 	child.reduced = rn->reduced;
+	child.session = (cfg->flags & SANDCELL_SESSION) != 0;
 
 	child.id_lock_fd = pp->ids.lock_fd;
 	rn->t0 = now_sec();

@@ -304,6 +304,11 @@ except ImportError:  # an interpreter built without threads
 
 _writing = 0            # thread ident of the record write in progress
 _deferred = []          # type: list[bytes]
+# This module is imported by the bootstrap, in the main thread: the only
+# one that runs Python signal handlers (a session's interrupt).
+_main = _ident()
+_holding = 0            # the main thread is inside _critical (depth)
+_held_interrupt = None  # type: Callable[[], bool] | None
 _pending = []           # type: list[str]
 _pending_name = ""      # the stream _pending belongs to
 _pending_len = 0
@@ -324,26 +329,71 @@ def _critical(make, swallow=True):
     with the lock held.  An OSError (the code closed the channel) is
     swallowed when swallow is set."""
     global _writing
-    if _lock is not None:
-        _lock.acquire()
+    main = _hold()
     try:
-        _writing = _ident()
-        try:
-            line = make()
-            if line:
-                _write_all(line)
-            while _deferred:
-                _write_all(_deferred.pop(0))
-        except OSError:
-            if not swallow:
-                raise
-        finally:
-            _writing = 0
-    finally:
         if _lock is not None:
-            _lock.release()
-    if _deferred:  # a handler ran between the last check and _writing = 0
-        _critical(lambda: b"")
+            _lock.acquire()
+        try:
+            _writing = _ident()
+            try:
+                line = make()
+                if line:
+                    _write_all(line)
+                while _deferred:
+                    _write_all(_deferred.pop(0))
+            except OSError:
+                if not swallow:
+                    raise
+            finally:
+                _writing = 0
+        finally:
+            if _lock is not None:
+                _lock.release()
+        if _deferred:  # a handler ran between the last check and _writing = 0
+            _critical(lambda: b"")
+    finally:
+        _unhold(main)
+
+
+def _hold():
+    # type: () -> bool
+    """Starts a step of ours that takes locks (a record write, the session
+    loop's stream plumbing): a session interrupt that comes meanwhile
+    waits for its end (interrupt_or_hold).  True in the main thread, the
+    only one an interrupt is raised in; pass it to _unhold()."""
+    global _holding
+    if _ident() != _main:
+        return False
+    _holding += 1
+    return True
+
+
+def _unhold(main):
+    # type: (bool) -> None
+    """Ends a step started with _hold(): an interrupt that came during it
+    lands now, if still wanted (the cell may have ended meanwhile)."""
+    global _holding, _held_interrupt
+    if not main:
+        return
+    _holding -= 1
+    if not _holding and _held_interrupt is not None:
+        wanted, _held_interrupt = _held_interrupt, None
+        if wanted():
+            raise KeyboardInterrupt
+
+
+def interrupt_or_hold(still_wanted):
+    # type: (Callable[[], bool]) -> None
+    """A session's SIGINT handler, in a running cell: KeyboardInterrupt
+    now, or, inside a step of ours (_hold), as that step ends if
+    still_wanted() then.  Raised inside one it would leave a lock held
+    (the channel's: every later record, the cell's done among them, would
+    wait forever) or a record half written."""
+    global _held_interrupt
+    if _holding:
+        _held_interrupt = still_wanted
+        return
+    raise KeyboardInterrupt
 
 
 def _take_pending():

@@ -50,6 +50,15 @@ _BATCH_SEC = 0.05
 _LINE_MAX = 64 << 20
 
 
+def _block_signals():
+    # type: () -> None
+    """For the loop's own threads: a signal sent to the process then goes
+    to the code's threads only, as in a script (one the code blocks in its
+    main thread stays pending instead of hitting a thread of ours with its
+    default action)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
 class _Null(object):
     """The real stream under the Tee: Python-level text is sent as stream
     outputs only, so it is not also carried by the fd pipe."""
@@ -82,6 +91,7 @@ class _Flusher(threading.Thread):
 
     def run(self):
         # type: () -> None
+        _block_signals()
         while True:
             self.wake.wait()
             self.wake.clear()
@@ -103,13 +113,17 @@ class _StreamTee(cell.Tee):
 
     def write(self, s):
         # type: (str) -> int
-        n = super().write(s)
-        now = time.monotonic()
-        if ("\n" in s or "\r" in s) and now - _StreamTee.last >= _BATCH_SEC:
-            _StreamTee.last = now
-            sio._flush_streams()
-        elif s and self.flusher is not None:
-            self.flusher.wake.set()
+        main = sio._hold()  # wake.set() takes a lock an interrupt must not leave held
+        try:
+            n = super().write(s)
+            now = time.monotonic()
+            if ("\n" in s or "\r" in s) and now - _StreamTee.last >= _BATCH_SEC:
+                _StreamTee.last = now
+                sio._flush_streams()
+            elif s and self.flusher is not None:
+                self.flusher.wake.set()
+        finally:
+            sio._unhold(main)
         return n
 
 
@@ -134,6 +148,7 @@ class _Commands(object):
 
     def _read(self):
         # type: () -> None
+        _block_signals()
         try:
             while True:
                 line = self._f.readline(_LINE_MAX)
@@ -221,7 +236,7 @@ class Session(object):
         """The host's interrupt: KeyboardInterrupt in a running cell (also
         while it waits in input()); between cells it is ignored."""
         if self.in_cell:
-            raise KeyboardInterrupt
+            sio.interrupt_or_hold(lambda: self.in_cell)
 
     def ask_dataset(self, name):
         # type: (str) -> None

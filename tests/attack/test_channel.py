@@ -7,7 +7,16 @@ counts only where the host's own evidence agrees."""
 import json
 import time
 
-from harness import nb_validate as nb_check, run
+from harness import nb_validate as nb_check, run, skip_in_session
+
+# A session reads fd 3 per cell and lists what it drops in session.problems,
+# not in the report's cell object: these counts do not carry over.  The
+# session's own hostile records: tests/integration/test_session_c.py
+# (test_hostile_channel_records, test_hostile_dataset_requests) and
+# tests/attack/test_sessions.py (forged records across cells).
+PER_CELL_COUNTS = skip_in_session("the cell's drop counts and problems are per cell in a session "
+                                  "(session.problems, stderr markers), not in the report's cell object; "
+                                  "forged records in a session: test_sessions.py")
 
 
 def chan(code, opts=("--cell",), **kw):
@@ -20,6 +29,7 @@ def chan(code, opts=("--cell",), **kw):
 GOOD = b'O {"output_type":"stream","name":"stdout","text":"good\\n"}\n'
 
 
+@PER_CELL_COUNTS
 def test_G9_garbage_records_are_rejected_one_by_one(host_postconditions):
     bad = [
         b"O not json\n",
@@ -51,6 +61,7 @@ def test_G9_garbage_records_are_rejected_one_by_one(host_postconditions):
     assert markers.count("[sandcell: output ") == len(bad) - 1
 
 
+@PER_CELL_COUNTS
 def test_G9_output_flood_is_capped(host_postconditions):
     """A million tiny records: kept up to the count cap, the rest counted
     and dropped without holding them; the run ends promptly."""
@@ -66,6 +77,7 @@ def test_G9_output_flood_is_capped(host_postconditions):
     assert "999000 more outputs" in outs[1]["text"]
 
 
+@PER_CELL_COUNTS
 def test_G9_huge_record_and_report_size_are_bounded(host_postconditions, tmp_path):
     """A 64 MiB record is dropped without being held; deep tiny values
     cannot inflate the report through its indentation."""
@@ -141,6 +153,8 @@ print("alive")
     assert r.report["cell"]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "alive\n"}]
 
 
+@skip_in_session("the loop sends each cell's done record on fd 3: a cell that closes it never ends "
+                 "and runs to its limit (test_sessions.py::test_G9_cell_closing_its_channel_and_stdin)")
 def test_G9_closed_or_reused_channel(host_postconditions):
     """The code closes fd 3, then a file takes the number: its prints land
     in its own file; the host sees an empty channel and a clean run."""

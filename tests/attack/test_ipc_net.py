@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from harness import case, probe, run
+from harness import FD0_NOT_A_PIPE, case, probe, run, skip_in_session
 
 E = errno
 
@@ -157,7 +157,8 @@ def test_host_unix_sockets_absent(host_postconditions, net, path):
 
 @pytest.mark.parametrize("name,expected", [case("G5", "open-dev-tty", "open-dev-tty", E.ENOENT),
                                            case("G5", "openpty-no-ptmx", "openpty", E.ENOENT),
-                                           case("G5", "no-controlling-tty", "tcgetpgrp-stdin", E.ENOTTY)])
+                                           case("G5", "no-controlling-tty", "tcgetpgrp-stdin", E.ENOTTY,
+                                                marks=skip_in_session(FD0_NOT_A_PIPE))])
 def test_no_terminal(host_postconditions, net, name, expected):
     """F8: no tty device, no pty master, no controlling terminal."""
     assert net[name] == expected, errno.errorcode.get(net[name], net[name])

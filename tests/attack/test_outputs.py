@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import EXIT_USAGE, LiveRun, case, probe, run, run_cli
+from harness import EXIT_USAGE, LiveRun, case, probe, run, run_cli, skip_in_session
 
 E = errno
 
@@ -147,6 +147,8 @@ def test_G9_no_host_content_pulled_in(host_postconditions, hostile):
             assert data != b"scratch-secret" and data != b"input", p
 
 
+@skip_in_session("a session collects each cell's /output while the sandbox lives (docs/sessions.md, Outbox): "
+                 "the daemon may still flip the names; that no symlink is followed holds (test_symlink_not_followed)")
 def test_G9_flipping_symlink_daemon_is_dead_before_collection(host_postconditions, hostile):
     """H9: a daemon swapping a file with a symlink to /etc/passwd
     (RENAME_EXCHANGE) is dead before collection: whichever name holds the
@@ -351,6 +353,8 @@ def test_output_dir_with_host_entries_refused(host_postconditions, tmp_path, pla
     assert os.listdir(out) == ["x.txt"]
 
 
+@skip_in_session("a session collects a cell into DIR/SEQ/, made when the cell ends: names planted in DIR "
+                 "meet nothing (test_sessions.py::test_G9_planted_outbox_directory_is_not_written_through)")
 def test_G2_names_planted_during_the_run_are_never_written(host_postconditions, tmp_path):
     """G2/G9: host entries that appear in the output directory while the
     run goes on (a symlink and a hard link to a host file, a directory, a

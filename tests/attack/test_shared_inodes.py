@@ -423,8 +423,7 @@ for _ in range(%d):
 emit({"bits": bits, "seconds": time.monotonic() - t0, "values": [before, [word(0), word(64)]]})
 ''' % len(BITS)) as a:
         assert a.value == {"ready": True}, a.release()
-        a.p.stdin.write(b"\n")
-        a.p.stdin.flush()
+        a.send_stdin(b"\n")
         _, b = probe(pre + r'''
 sent = 0
 deadline = time.monotonic() + 30
