@@ -501,7 +501,13 @@ static const char warm_boot[] =
 	/* the dispositions python3 starts with, whatever the server had */
 	/* The sandbox's init reset every disposition to SIG_DFL (contain.c);
 	 * only the signal module's own table may still remember a handler. */
+	/* A session's interpreter starts with SIGINT ignored (contain.c) until
+	 * its loop's handler is in place, as python3 leaves an inherited
+	 * ignored SIGINT ignored: never SIG_DFL or the default handler here. */
+	"    session = sys.argv[1:2] == ['session']\n"
 	"    for sig in signal.valid_signals():\n"
+	"        if sig == signal.SIGINT and session:\n"
+	"            continue\n"
 	"        if signal.getsignal(sig) is not signal.SIG_DFL:\n"
 	"            try:\n"
 	"                signal.signal(sig, signal.SIG_DFL)\n"
@@ -509,7 +515,7 @@ static const char warm_boot[] =
 	"                pass\n"
 	"    signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
 	"    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-	"    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+	"    signal.signal(signal.SIGINT, signal.SIG_IGN if session else signal.default_int_handler)\n"
 	/* every run gets its own random state, never the template's */
 	"    random.seed()\n"
 	"    if 'numpy' in sys.modules:\n"
