@@ -59,8 +59,8 @@ HTTP_HDR   := include/sandcell.h src/lib/internal.h $(wildcard src/http/*.h)
 # The playground's files (docs/http.md, "Playground"), compiled in.
 PLAYGROUND := $(sort $(wildcard src/http/playground/*))
 HTTP_OBJ   += $(BUILD)/obj/playground_files.o
-$(BUILD)/gen/playground_files.c: $(PLAYGROUND) tools/embed-static.sh | $(BUILD)/obj
-	mkdir -p $(BUILD)/gen && sh tools/embed-static.sh $(PLAYGROUND) > $@
+$(BUILD)/gen/playground_files.c: $(PLAYGROUND) tools/embed.sh | $(BUILD)/obj
+	mkdir -p $(BUILD)/gen && sh tools/embed.sh static $(PLAYGROUND) > $@
 $(BUILD)/obj/playground_files.o: $(BUILD)/gen/playground_files.c src/http/static.h
 	$(CC) $(CPPFLAGS) $(MHD_CFLAGS) -Isrc/http $(CFLAGS) -c -o $@ $<
 MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
@@ -102,7 +102,7 @@ $(BUILD)/obj/%.o: src/lib/%.c | $(BUILD)/obj
 $(BUILD)/obj/cli_%.o: src/cli/%.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/gen/py_sources.c: $(PY_SRC) tools/embed.sh | $(BUILD)/obj
-	mkdir -p $(BUILD)/gen && sh tools/embed.sh $(PY_SRC) > $@
+	mkdir -p $(BUILD)/gen && sh tools/embed.sh py $(PY_SRC) > $@
 $(BUILD)/obj/py_sources.o: $(BUILD)/gen/py_sources.c
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/gen-bpf: tools/gen-bpf.c $(GEN_BPF_OBJ)

@@ -1,6 +1,6 @@
 /*
  * The browser playground's files (src/http/playground), embedded at build
- * time by tools/embed-static.sh and served by static.c.
+ * time by tools/embed.sh static and served by static.c.
  */
 #ifndef SANDCELL_HTTP_STATIC_H
 #define SANDCELL_HTTP_STATIC_H
