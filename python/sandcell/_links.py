@@ -5,7 +5,6 @@ another, one JSON object per line; the link only moves the bytes."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import struct
@@ -15,7 +14,7 @@ from typing import IO, List, Mapping, Optional
 from ._common import wait_exit
 from ._errors import SandboxError
 from ._report import REPORT_MAX
-from ._warm import connect, encode_request, send_request
+from ._warm import connect, encode_request, recv_exact, send_request
 
 __all__ = ["ProcLink", "ConnLink"]
 
@@ -89,32 +88,17 @@ class ConnLink:
         self._answer: Optional[bytes] = None
         self._done = False
 
-    def _recv_exact(self, n: int, deadline_sec: float) -> Optional[bytes]:
-        buf = bytearray()
-        while len(buf) < n:
-            ready, _, _ = select.select([self._sock], [], [], deadline_sec)
-            if not ready:
-                raise TimeoutError
-            try:
-                chunk = self._sock.recv(min(n - len(buf), 1 << 20))
-            except ConnectionResetError:
-                return None
-            if not chunk:
-                return None
-            buf += chunk
-        return bytes(buf)
-
     def wait(self, grace: float) -> bool:
         """Reads the answer (the report); False if none came in grace s."""
         if self._done:
             return True
         try:
-            head = self._recv_exact(_HDR.size, grace)
+            head = recv_exact(self._sock, _HDR.size, grace)
             if head is not None:
                 (size,) = _HDR.unpack(head)
                 if size > REPORT_MAX:
                     raise SandboxError("the server announced a %d-byte answer, over the limit" % size)
-                self._answer = self._recv_exact(size, grace)
+                self._answer = recv_exact(self._sock, size, grace)
         except TimeoutError:
             return False
         except OSError:

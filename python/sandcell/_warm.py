@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import struct
 from typing import Dict, Mapping, Optional, Sequence
@@ -60,9 +61,13 @@ def build_request(spec: RunSpec, output_dir: str, dataset_inputs: "list[tuple[st
     return req
 
 
-def _recv_exact(s: socket.socket, n: int) -> Optional[bytes]:
+def recv_exact(s: socket.socket, n: int, wait: Optional[float] = None) -> Optional[bytes]:
+    """n bytes, or None if the peer closed first; with wait, TimeoutError
+    when no byte came for wait seconds."""
     buf = bytearray()
     while len(buf) < n:
+        if wait is not None and not select.select([s], [], [], wait)[0]:
+            raise TimeoutError
         try:
             chunk = s.recv(min(n - len(buf), 1 << 20))
         except ConnectionResetError:
@@ -98,13 +103,13 @@ CANCEL_GRACE = 30.0
 
 
 def _answer(s: socket.socket) -> Optional[bytes]:
-    head = _recv_exact(s, _HDR.size)
+    head = recv_exact(s, _HDR.size)
     if head is None:
         return None
     (size,) = _HDR.unpack(head)
     if size > REPORT_MAX:
         raise SandboxError("the server announced a %d-byte answer, over the limit" % size)
-    return _recv_exact(s, size)
+    return recv_exact(s, size)
 
 
 def encode_request(req: Mapping[str, object]) -> bytes:
