@@ -289,17 +289,32 @@ class Session(object):
             status = "interrupted"
         finally:
             self.in_cell = False
+        self.done(status)
+
+    def done(self, status):
+        # type: (str) -> None
+        silent = self.current.startswith("_")
         sio._emit_record(b"D", {"id": self.current, "execution_count": 0 if silent else self.count,
                                 "status": status})
 
     def loop(self):
         # type: () -> None
         while True:
-            cmd = self.commands.next()
-            if cmd is None:
-                return
-            if cmd.get("op") == "run":
-                self.run(cmd)
+            try:
+                cmd = self.commands.next()
+                if cmd is None:
+                    return
+                if cmd.get("op") == "run":
+                    self.run(cmd)
+            except KeyboardInterrupt:
+                # One more interrupt of a storm, landed after the cell's
+                # code ended but before run() marked it over (in its own
+                # epilogue): the cell was interrupted, and no further
+                # interrupt is raised once in_cell is cleared (the first
+                # thing here: nothing before it lets a handler run).  Its
+                # done record had not gone: it goes now.
+                self.in_cell = False
+                self.done("interrupted")
 
 
 def _install(session):
