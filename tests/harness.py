@@ -99,6 +99,19 @@ class Run:
             self.report and self.report.get("error"))
 
 
+def stop_group(proc: "subprocess.Popen[bytes]", grace: float = 30) -> int:
+    """SIGTERM to a server started in its own process group, SIGKILL to
+    the group if it has not exited within grace s; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
 def last_json_line(text: str) -> Any:
     """The last line of text that parses as JSON (what the code printed)."""
     for line in reversed(text.splitlines()):

@@ -12,12 +12,13 @@ import json
 import os
 import re
 import select
-import signal
 import subprocess
 import tempfile
 import time
 import uuid
 from typing import Dict, List, Optional, Tuple
+
+from harness import stop_group
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,14 +64,7 @@ class Front:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_group(self.proc)
 
 
 def wait_ready(front: Front, timeout: float = 120) -> None:

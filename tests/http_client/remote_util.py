@@ -12,7 +12,6 @@ import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import pytest
+
+from harness import stop_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "client"))
@@ -65,13 +66,7 @@ class Served:
             return f.read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 def wait_listening(proc: "subprocess.Popen[bytes]", log: str) -> int:

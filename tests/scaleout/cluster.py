@@ -18,7 +18,10 @@ import socket
 import subprocess
 import time
 import urllib.request
-from typing import Callable, Dict, List, Optional
+import contextlib
+import shutil
+import tempfile
+from typing import Callable, Dict, Iterator, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SANDCELL_BIN", os.path.join(ROOT, "build", "sandcell"))
@@ -221,3 +224,17 @@ class Cluster:
         for s in self.servers:
             s.stop()
         return out
+
+
+@contextlib.contextmanager
+def running_cluster(prefix: str, n: int = 3, slots: int = 2) -> Iterator[Cluster]:
+    """A Cluster in a private directory, stopped and removed afterwards;
+    HAProxy must have exited cleanly."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    c = Cluster(tmp, n=n, slots=slots)
+    try:
+        yield c
+    finally:
+        codes = c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        assert codes.get("haproxy") == 0, codes

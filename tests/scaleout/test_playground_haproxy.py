@@ -20,9 +20,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from typing import Dict, Iterator, List, Tuple
 
@@ -32,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "http_client"))
 
-from cluster import HAPROXY, HTTP_BIN, ROOT, TOKEN, Cluster  # noqa: E402
+from cluster import HAPROXY, HTTP_BIN, ROOT, TOKEN, Cluster, running_cluster  # noqa: E402
 from playground_driver import (CHROMIUM, Browser, oneshot_cancel, oneshot_scenario,  # noqa: E402
                                session_scenario)
 
@@ -51,14 +49,8 @@ LOG_LINE = re.compile(r' sandcell_in sandcell/(\S+) \S+ (\d+) .* "([A-Z]+) (\S+)
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    tmp = tempfile.mkdtemp(prefix="sandcell-playground-haproxy.")
-    c = Cluster(tmp, n=3, slots=2)
-    try:
+    with running_cluster("sandcell-playground-haproxy.") as c:
         yield c
-    finally:
-        codes = c.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        assert codes.get("haproxy") == 0, codes
 
 
 def fetch(cluster: Cluster, method: str, path: str) -> Tuple[int, Dict[str, str], bytes]:

@@ -19,9 +19,7 @@ import http.client
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -34,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"
 sys.path.insert(0, HERE)
 
 import sandcell  # noqa: E402
-from cluster import HAPROXY, HTTP_BIN, TOKEN, Cluster  # noqa: E402
+from cluster import HAPROXY, HTTP_BIN, TOKEN, Cluster, running_cluster  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not os.access(HTTP_BIN, os.X_OK), reason="%s is not built (make)" % HTTP_BIN),
@@ -54,14 +52,8 @@ CELLS = 8           # cells per session; half before the kill, half after
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    tmp = tempfile.mkdtemp(prefix="sandcell-scaleout.")
-    c = Cluster(tmp, n=3, slots=2)
-    try:
+    with running_cluster("sandcell-scaleout.") as c:
         yield c
-    finally:
-        codes = c.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        assert codes.get("haproxy") == 0, codes
 
 
 class Counting:
