@@ -440,6 +440,9 @@ struct sess {
 	bool running;
 	char id[SC_SESSION_ID_MAX + 1];
 	uint64_t seq;
+	/* The running cell's execution count, kept here: a record from the
+	 * code cannot change the count its caller sees. */
+	uint64_t exec_count, n_counted;
 	double t0;
 	uint64_t cpu0;
 	bool have_cpu0;
@@ -682,7 +685,7 @@ static json_t *sess_collect(struct sess *ss)
  * channel kept them, its outbox, then the done event.  status is the
  * loop's word ("ok", "error", "interrupted") or "killed" (ours, with the
  * stop's cause). */
-static void sess_cell_end(struct sess *ss, const char *status, json_t *count, const char *why)
+static void sess_cell_end(struct sess *ss, const char *status, bool counted, const char *why)
 {
 	struct run *rn = ss->rn;
 	struct sandcell_error e = { 0, "" };
@@ -715,8 +718,9 @@ static void sess_cell_end(struct sess *ss, const char *status, json_t *count, co
 	else if (usage)
 		json_object_set_new(usage, "cpu_sec", json_null());
 	files = sess_collect(ss);
-	sess_emit(ss, json_pack("{s:s,s:s,s:s,s:O,s:o,s:O,s:o,s:o}", "ev", "done", "id", ss->id,
-				"status", status, "execution_count", count ? count : json_null(),
+	sess_emit(ss, json_pack("{s:s,s:s,s:s,s:o,s:o,s:O,s:o,s:o}", "ev", "done", "id", ss->id,
+				"status", status, "execution_count",
+				counted ? json_integer((json_int_t)ss->exec_count) : json_null(),
 				"error", err ? err : json_null(), "result",
 				co.result ? co.result : json_null(), "usage", usage, "files", files));
 	if (!strcmp(status, "ok"))
@@ -752,8 +756,7 @@ static void sess_control(void *ctx, char tag, json_t *v, const char *why)
 		return;
 	}
 	if (tag == 'D') {
-		sess_cell_end(ss, json_string_value(json_object_get(v, "status")),
-			      json_object_get(v, "execution_count"), NULL);
+		sess_cell_end(ss, json_string_value(json_object_get(v, "status")), true, NULL);
 		return;
 	}
 	if (tag == 'Q') {
@@ -1061,6 +1064,9 @@ static void sess_command(struct sess *ss, const char *line, size_t len)
 			snprintf(ss->id, sizeof(ss->id), "%s", cmd.id);
 			ss->running = true;
 			ss->seq++;
+			/* As the loop counts: an id starting with "_" is a
+			 * silent cell, which takes no count (shown as 0). */
+			ss->exec_count = cmd.id[0] == '_' ? 0 : ++ss->n_counted;
 			if (session_hook)
 				session_hook(SC_SESSION_RUNNING, ss->seq);
 			ss->t0 = now;
@@ -1736,7 +1742,7 @@ static void sess_settle(struct sess *ss)
 			 ss->closing ? "the caller closed the session"
 				     : "the session's interpreter exited by itself");
 	if (ss->running)
-		sess_cell_end(ss, "killed", NULL,
+		sess_cell_end(ss, "killed", false,
 			      r->status == SANDCELL_OK || r->status == SANDCELL_EXITED
 				      ? "the session's interpreter exited while the cell ran"
 				      : r->stop_reason);

@@ -358,4 +358,12 @@ def main():
     signal.signal(signal.SIGINT, session.on_sigint)
     _install(session)
     commands.start()
-    session.loop()
+    try:
+        session.loop()
+    finally:
+        # A late interrupt (one the host sent to the last cell, relayed by
+        # the sandbox's init after the cell was over) may still come while
+        # the interpreter exits, and Python's exit puts a signal whose
+        # Python handler was set back to SIG_DFL: it would kill the
+        # session at its close.  Ignored, it stays ignored.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
