@@ -1092,6 +1092,26 @@ static void reap(void)
 	}
 }
 
+/* A spare that died while it waited (killed from outside: the OOM
+ * killer, an operator) is reaped at once and refilled by serve_turn, so
+ * no zombie stays and the pool keeps its size. */
+static void reap_spares(void)
+{
+	long i;
+
+	for (i = 0; i < S.n_spares;) {
+		struct spare *sp = &S.spares[i];
+		if (waitpid(sp->pid, NULL, WNOHANG) == sp->pid) {
+			logmsg("spare %ld died while idle; replacing it", (long)sp->pid);
+			close(sp->sock);
+			close(sp->pidfd);
+			*sp = S.spares[--S.n_spares];
+		} else {
+			i++;
+		}
+	}
+}
+
 static void accept_one(void)
 {
 	int conn = accept4(S.ls, NULL, NULL, SOCK_CLOEXEC);
@@ -1162,7 +1182,7 @@ static int stop_server(void)
  * then wait for a connection, a worker's exit or message. */
 static int serve_turn(void)
 {
-	static struct pollfd p[1 + 2 * MAX_WORKERS];
+	static struct pollfd p[1 + 2 * MAX_WORKERS + MAX_SPARES];
 	long idx_w[MAX_WORKERS], i;
 	int np = 0, timeout = 1000;
 	double t = now_sec();
@@ -1184,6 +1204,8 @@ static int serve_turn(void)
 		if (tab.w[i].sock >= 0)
 			p[np++] = (struct pollfd){ tab.w[i].sock, POLLIN, 0 };
 	}
+	for (i = 0; i < S.n_spares; i++)
+		p[np++] = (struct pollfd){ S.spares[i].pidfd, POLLIN, 0 };
 	if (S.n_queue > 0)
 		timeout = 50;
 	if (poll(p, (nfds_t)np, timeout) < 0)
@@ -1195,6 +1217,7 @@ static int serve_turn(void)
 		if (idx_w[i] >= 0 && p[idx_w[i]].revents)
 			table_on_msg(&tab, &tab.w[i]);
 	reap();
+	reap_spares();
 	if (np > 0 && p[0].fd == S.ls && (p[0].revents & POLLIN))
 		accept_one();
 	return 0;

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import zlib
 
@@ -780,6 +781,76 @@ def test_respawn_drops_the_old_generations_spares(server):
     new = set(_wait_children(srv, 2))
     assert not old & new, (old, new)
     assert srv.run("pass", timeout=120).status == "ok"
+
+
+def test_a_spare_killed_while_idle_is_replaced(server):
+    """A spare that dies while it waits (killed from outside, as an OOM
+    kill or an operator would) is reaped and replaced: no zombie, the
+    next requests are served, and nothing of a run is left behind."""
+    srv = server("--slots", "2", "--spares", "2")
+    before = _wait_children(srv, 2)
+    victim = before[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_gone([victim]) == [], "the killed spare was not reaped"
+    after = set(_wait_children(srv, 2, other_than=before))
+    assert victim not in after, (victim, after)
+    for i in range(3):
+        r = srv.run("print(%d)" % i)
+        assert r.status == "ok" and r.out == "%d\n" % i, r
+    assert all(proc_state(k) != "Z" for k in children(srv.pid))
+    assert pids_in_run_cgroups([srv.pid] + children(srv.pid)) == []
+
+
+NS_NAMES = ("user", "mnt", "pid", "pid_for_children", "net", "ipc", "uts", "cgroup")
+
+NS_OF_RUN = r'''
+import json, os
+print(json.dumps({n: os.readlink("/proc/self/ns/" + n) for n in %r}))
+''' % (NS_NAMES,)
+
+
+def _ns_links(pid):
+    return {n: os.readlink("/proc/%d/ns/%s" % (pid, n)) for n in NS_NAMES}
+
+
+def test_the_template_never_stays_in_a_sandbox_namespace(server):
+    """Every run gets fresh namespaces from a fork of the template; the
+    template itself, and the spares waiting for requests, stay in the
+    namespaces the template started with (checked after one-shot runs, a
+    run that fails, a run killed at its limit, and a session), and share
+    none with any run."""
+    srv = server("--slots", "2", "--spares", "2")
+    assert srv.run("pass").status == "ok"
+    start = _ns_links(srv.pid)
+    # Two runs at once (each holds its namespaces for 3 s), so their
+    # namespaces must differ (a freed namespace's inode number can come
+    # back in a later run).
+    pair: list = [None, None]
+
+    def one(i):
+        pair[i] = srv.run(NS_OF_RUN + "import time\ntime.sleep(3)\n", timeout=120)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status == "ok" for r in pair), pair
+    runs = [json.loads(r.out) for r in pair]
+    for n in NS_NAMES:
+        assert runs[0][n] != runs[1][n], (n, runs)
+    assert srv.run("raise SystemExit(3)").status == "exited"
+    assert srv.run("while True: pass", opts=["--wall-time", "1"]).status == "timeout"
+    p = subprocess.run([BIN, "session", "--server", srv.sock, "--quiet"], input=json.dumps(
+        {"op": "run", "id": "a", "code": NS_OF_RUN}).encode() + b"\n", capture_output=True, timeout=120)
+    evs = [json.loads(line) for line in p.stdout.splitlines()]
+    text = "".join(e["output"]["text"] for e in evs if e["ev"] == "output")
+    runs.append(json.loads(text))
+    assert _ns_links(srv.pid) == start
+    for spare in _wait_children(srv, 2):
+        assert _ns_links(spare) == start, spare
+    for n in NS_NAMES:
+        assert start[n] not in [r[n] for r in runs], (n, start[n], runs)
 
 
 @pytest.mark.parametrize("value", ["17", "-1", "x"])
