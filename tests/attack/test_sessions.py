@@ -443,12 +443,6 @@ def test_G7_flood_from_an_earlier_cells_thread_while_interrupted(session: Callab
     assert report["streams"]["stderr"]["truncated"] is True
 
 
-# It makes its own sessions, so the attack tier (make integration) is
-# where it runs; inside the session tier's longer run its session has
-# ended (`killed`, the interpreter gone) in some runs on this machine,
-# which no run of it alone reproduced: open, see docs/sessions.md.
-@harness.skip_in_session("makes its own sessions (it runs in the attack tier); intermittently killed "
-                         "under the session tier's load, cause open (docs/sessions.md)")
 def test_G9_interrupt_storm_during_output_never_wedges_the_session(session: Callable[..., Session]) -> None:
     """Storms of interrupts at a cell that writes outputs all the time:
     each cell ends interrupted, within seconds, and the next one runs.
