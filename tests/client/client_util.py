@@ -69,9 +69,14 @@ def runner(request: Any) -> Callable[..., sandcell.Result]:
 
 
 @pytest.fixture
-def no_leftover_dirs() -> Iterator[None]:
+def no_leftover_dirs(tmp_path: Any, monkeypatch: Any) -> Iterator[None]:
     """The test leaves no private run directory behind (beyond results it
-    still holds, which it must close)."""
+    still holds, which it must close).  The client makes them with
+    tempfile, here in a directory of this test's own, so other jobs'
+    runs in the shared /tmp cannot be mistaken for this test's."""
+    own = tmp_path / "client-tmp"
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
     before = set(run_dirs())
     yield
     left = set(run_dirs()) - before
