@@ -30,7 +30,8 @@ CLI_OBJ  := $(patsubst src/cli/%.c,$(BUILD)/obj/cli_%.o,$(CLI_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py src/py/_sandcell_io.py src/py/_sandcell_cell.py \
-            src/py/_sandcell_mpl.py src/py/sandcell_frames.py src/py/_sandcell_session.py
+            src/py/_sandcell_mpl.py src/py/sandcell_frames.py src/py/_sandcell_session.py \
+            src/py/_sandcell_magic.py
 # Header dependencies come from the compiler (-MMD -MP: a .d file next to
 # each object, read below), so a changed header rebuilds exactly what
 # includes it, and a deleted one breaks nothing.

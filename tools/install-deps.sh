@@ -11,8 +11,9 @@
 set -eu
 # To compile and link build/sandcell, build/sandcell-warm and build/sandcell-http.
 BUILD_PKGS="build-essential libseccomp-dev libjansson-dev libmd-dev python3 python3-dev libmicrohttpd-dev pkg-config"
-# What the demo's notebook uses (make demo), in the sandbox and on the host.
-DEMO_PKGS="python3-numpy python3-pandas python3-matplotlib python3-nbformat"
+# What the demo's notebook uses (make demo), in the sandbox and on the host;
+# IPython's input transformer runs the notebook syntax of cells (magics).
+DEMO_PKGS="python3-numpy python3-pandas python3-matplotlib python3-nbformat python3-ipython"
 # The test tiers' tools (ASan, fuzzing, lint, bench, the unprivileged-user
 # run, the Jupyter kernel against ipykernel with nbclient, the browser
 # test, HAProxy in front of several servers and the Kubernetes API models

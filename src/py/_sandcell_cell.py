@@ -259,6 +259,7 @@ def _install():
     sys.stdout = Tee("stdout", sys.stdout)  # type: ignore[assignment]
     sys.stderr = Tee("stderr", sys.stderr)  # type: ignore[assignment]
     builtins.display = sandcell.display  # type: ignore[attr-defined]
+    builtins.get_ipython = _get_ipython  # type: ignore[attr-defined]
     # pyplot picks the backend up when it is first used; a template that
     # already chose one (warm runs) is switched before any figure exists.
     os.environ["MPLBACKEND"] = _MPL_BACKEND
@@ -268,6 +269,15 @@ def _install():
             mpl.use(_MPL_BACKEND)
         except Exception as e:
             sio._note("figures will not be captured on plt.show(): %s" % _text_of(e))
+
+
+def _get_ipython():
+    # type: () -> object
+    """The magics' shell (_sandcell_magic.Shell), as IPython makes
+    get_ipython() a builtin: what rewritten cells call, and what scripts
+    exported from notebooks call directly."""
+    import _sandcell_magic
+    return _sandcell_magic.get_ipython()
 
 
 def _finish():
@@ -289,18 +299,40 @@ def run_cell(source, filename, g):
     return 1 if execute(source, filename, g) else 0
 
 
+def _parse(source, text, filename):
+    # type: (bytes, str, str) -> tuple[ast.Module, str]
+    """The cell's tree, and the text its positions refer to.  A cell that
+    is not Python only because of IPython syntax (%magics, !shell, obj?)
+    is parsed as IPython rewrites it (_sandcell_magic): notebooks written
+    for Jupyter run here too."""
+    try:
+        return compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True), text
+    except SyntaxError as e:
+        err = e
+    import _sandcell_magic
+    rewritten = _sandcell_magic.transform(text)
+    if rewritten is not None:
+        try:
+            tree = compile(rewritten, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        except SyntaxError:
+            pass
+        else:
+            return tree, rewritten
+    raise err
+
+
 def execute(source, filename, g, execution_count=None):
     # type: (bytes, str, dict[str, object], int | None) -> int
     """One cell in g, the streams and display already installed: 0, 1
     after an uncaught exception, 2 after KeyboardInterrupt.  SystemExit
     passes through."""
     try:
-        text = source_text(source)
-        tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        tree, text = _parse(source, source_text(source), filename)
         last = None  # type: ast.expr | None
-        if tree.body and isinstance(tree.body[-1], ast.Expr) and \
-                not _suppressed(text, tree.body[-1].value):
-            last = tree.body.pop().value
+        end = tree.body[-1] if tree.body else None
+        if isinstance(end, ast.Expr) and not _suppressed(text, end.value):
+            tree.body.pop()
+            last = end.value
         exec(compile(tree, filename, "exec", dont_inherit=True), g)
         if last is not None:
             expr = ast.Expression(last)

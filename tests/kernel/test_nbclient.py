@@ -31,15 +31,24 @@ def normalize(outputs: list[dict[str, Any]]) -> list[Any]:
     differently (merged here); tracebacks are formatted differently
     (ipykernel colors them and names cells "Cell In[n]"): ename and
     evalue must agree; figures are PNGs of the same figure from two
-    backends (compared by type); memory addresses differ."""
+    backends (compared by type); memory addresses differ; shell escapes'
+    lines end in \r\n in ipykernel (a pty), in \n here; IPython prints a
+    UsageError on stderr, sandcell makes it the cell's error output."""
     norm: list[Any] = []
     for o in outputs:
         kind = o["output_type"]
         if kind == "stream":
+            # ipykernel runs `!cmd` on a pty: its lines end in \r\n.
+            text = o["text"].replace("\r\n", "\n")
+            # IPython prints a UsageError (a magic that does not exist) on
+            # stderr; here it is the cell's error output.
+            if o["name"] == "stderr" and text.startswith("UsageError: "):
+                norm.append(("error", "UsageError", text[len("UsageError: "):].rstrip("\n")))
+                continue
             if norm and norm[-1][0] == "stream" and norm[-1][1] == o["name"]:
-                norm[-1] = ("stream", o["name"], norm[-1][2] + o["text"])
+                norm[-1] = ("stream", o["name"], norm[-1][2] + text)
             else:
-                norm.append(("stream", o["name"], o["text"]))
+                norm.append(("stream", o["name"], text))
         elif kind == "error":
             norm.append(("error", o["ename"], o["evalue"]))
         else:
@@ -53,7 +62,7 @@ def normalize(outputs: list[dict[str, Any]]) -> list[Any]:
     return norm
 
 
-@pytest.mark.parametrize("name", ["analysis"])
+@pytest.mark.parametrize("name", ["analysis", "magics"])
 def test_outputs_match_ipykernel(jupyter_path: str, tmp_path: pathlib.Path, name: str) -> None:
     path = notebook(name, tmp_path / name)
     ours = execute(path, "sandcell")
