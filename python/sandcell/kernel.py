@@ -9,9 +9,9 @@ This process speaks Jupyter's messaging protocol through Debian's ipykernel
 interrupt, shutdown and stdin machinery) and runs none of the notebook's
 code: each cell goes to the session, and the session's outputs come back
 as iopub messages, as they are produced.  The notebook's directory (the
-kernel's working directory when Jupyter starts it) is the session's
-working directory, read-only, unless $SANDCELL_KERNEL_CWD says otherwise
-("none" switches it off).  Limits come from $SANDCELL_KERNEL_LIMITS (JSON,
+kernel's working directory when Jupyter starts it) is shown read-only, and
+the session works in a writable copy of it in the sandbox (_WORKDIR),
+unless $SANDCELL_KERNEL_CWD names another ("none" switches it off).  Limits come from $SANDCELL_KERNEL_LIMITS (JSON,
 the keys of sandcell.LIMIT_KEYS plus cell_wall_time, cell_cpu_time,
 idle_timeout).  With $SANDCELL_URL the session is held by that
 sandcell-http server instead (sandcell.connect, with the bearer token in
@@ -44,8 +44,43 @@ __all__ = ["SandcellKernel", "main"]
 _DEFAULT_LIMITS: Dict[str, object] = {"memory": "2G", "wall_time": 86400, "cpu_time": 86400,
                                       "cell_wall_time": 3600, "cell_cpu_time": 3600,
                                       "idle_timeout": 86400, "disk": "1G"}
-# What the working directory is called inside (an input: read-only).
+# What the notebook's directory is called inside (an input: read-only).
 _CWD_INPUT = "notebook"
+# The working directory a session starts in: a writable directory of the
+# sandbox's scratch with the notebook directory's entries in it, so that a
+# notebook can write next to its files (to_csv, savefig, %%writefile then
+# import) as it would in Jupyter, and the host's files are never written.
+# Small files are copied (a cell may rewrite them), larger ones and
+# subdirectories linked (read-only); past the budget the notebook's
+# directory itself is the working directory, read-only.  A silent cell,
+# everything local to one function that deletes itself.
+_WORKDIR = """def __sandcell_workdir(src, dst, most, budget, each):
+    import os, shutil
+    names = sorted(os.listdir(src))
+    if len(names) > most:
+        os.chdir(src)
+        return ("the notebook's directory has " + str(len(names)) + " entries: it is the "
+                "working directory, read-only")
+    os.mkdir(dst)
+    for n in names:
+        s, d = os.path.join(src, n), os.path.join(dst, n)
+        try:
+            st = os.stat(s)
+        except OSError:
+            st = None
+        if st is not None and os.path.isfile(s) and st.st_size <= min(budget, each):
+            shutil.copyfile(s, d)
+            budget -= st.st_size
+        else:
+            os.symlink(s, d)
+    os.chdir(dst)
+    return None
+try:
+    import sandcell as __sc
+    __sc.result(__sandcell_workdir(%r, %r, 10000, 64 << 20, 1 << 20))
+finally:
+    del __sandcell_workdir, __sc
+"""
 _HELPER_TIMEOUT = 10.0
 _COMPLETE_MAX = 500
 # Helper cells for completion and inspection: silent (no execution count),
@@ -144,8 +179,14 @@ class SandcellKernel(Kernel):
         server = os.environ.get("SANDCELL_KERNEL_SERVER") or None
         s = Session(inputs=inputs, limits=_limits(), server=server)
         if inputs:
-            r = s.run("import os as _os\n_os.chdir('/input/%s')\ndel _os" % _CWD_INPUT, silent=True)
-            if not r.ok:
+            try:
+                r = s.run(_WORKDIR % ("/input/" + _CWD_INPUT, "/tmp/" + _CWD_INPUT), silent=True)
+            except BaseException:
+                s.close()
+                raise
+            if r.ok and isinstance(r.value, str):
+                self._note = r.value
+            elif not r.ok:
                 # The session works without it; say why files next to the
                 # notebook cannot be read (e.g. a 0700 directory: the
                 # sandbox's uid is not the caller's when root runs it).
@@ -203,7 +244,8 @@ class SandcellKernel(Kernel):
                    allow_stdin: bool = False, *, cell_id: Any = None) -> Dict[str, Any]:
         try:
             s = self._ensure()
-        except Error as e:
+        except Exception as e:
+            # Every request gets its reply: Jupyter waits for it.
             return self._error("SandboxError", str(e), [], silent)
         if self._note and not silent:
             self._publish({"output_type": "stream", "name": "stderr",

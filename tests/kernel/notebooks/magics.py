@@ -12,3 +12,11 @@ CELLS = [
     "for i in range(2):\n    !echo loop {i}",
     "%load_ext autoreload\n%autoreload 2\nx = 5\nx",
 ]
+# Writing next to the notebook (in the sandbox: a copy of its directory in
+# the scratch space; the host's directory is not written).
+CELLS += [
+    "%%writefile helper.py\nVALUE = 6 * 7\n",
+    "import helper\nhelper.VALUE",
+    "import pandas as pd\npd.DataFrame({'a': [1, 2]}).to_csv('out.csv', index=False)\nopen('out.csv').read()",
+    "with open('data.csv', 'a') as f:\n    f.write('x,y\\n')\nopen('data.csv').read().splitlines()[-1]",
+]
