@@ -340,18 +340,6 @@ static void on_where(int sig)
 	errno = e;
 }
 
-/* A session's interrupt (run.c): SIGINT to the code, which the session
- * loop turns into KeyboardInterrupt in the running cell. */
-static void on_interrupt(int sig)
-{
-	int e = errno;
-
-	(void)sig;
-	if (code_pid > 0)
-		kill((pid_t)code_pid, SIGINT);
-	errno = e;
-}
-
 static void on_term(int sig)
 {
 	(void)sig;
@@ -377,8 +365,6 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		sa.sa_handler = on_where;
 		sa.sa_flags = SA_RESTART;
 		sigaction(SC_WHERE_SIGNAL, &sa, NULL);
-		sa.sa_handler = on_interrupt;
-		sigaction(SC_INTERRUPT_SIGNAL, &sa, NULL);
 	}
 	pid = fork();
 	if (pid == 0) {
@@ -386,14 +372,12 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 		/* The code starts with every disposition at its default (execve
 		 * does this for handlers; a warm run does not exec). */
 		signal(SC_WHERE_SIGNAL, SIG_DFL);
-		signal(SC_INTERRUPT_SIGNAL, SIG_DFL);
-		/* A session's interrupts (on_interrupt) may come as soon as the
-		 * supervisor hears the code started, while the interpreter is
-		 * still starting: with SIGINT at its default, one would kill the
-		 * whole session (or raise KeyboardInterrupt in the bootstrap).
-		 * Python leaves an ignored SIGINT ignored; the loop installs
-		 * its own handler before it reads a command, so only interrupts
-		 * sent before any cell started are lost (as between cells). */
+		/* A session's interpreter starts with SIGINT ignored: its
+		 * interrupts are commands the loop turns into a SIGINT of its
+		 * own (_sandcell_session.py), and no SIGINT from elsewhere in
+		 * the sandbox may end the session (or raise KeyboardInterrupt
+		 * in the bootstrap) before the loop's handler is in place.
+		 * Python leaves an ignored SIGINT ignored. */
 		if (c->session)
 			signal(SIGINT, SIG_IGN);
 		close(ex[0]);

@@ -10,9 +10,6 @@
 /* Supervisor -> sandbox init: ask the code where it is (init passes
  * SIGURG on to it; run.c, "ask_where"). */
 #define SC_WHERE_SIGNAL SIGUSR1
-/* Supervisor -> sandbox init, sessions only: interrupt the running cell
- * (init passes SIGINT on to the code; run.c, "session"). */
-#define SC_INTERRUPT_SIGNAL SIGUSR2
 
 enum sc_msg_type {
 	SC_MSG_READY = 1,   /* child -> parent: sources opened, write my maps */

@@ -550,12 +550,13 @@ static bool sess_cpu(struct sess *ss, uint64_t *us)
 	return ss->rn->have_cg && sc_cgroup_cpu_usec(&ss->rn->cg, us) == 0;
 }
 
+/* The interrupt goes to the loop as a command naming the running cell:
+ * the loop signals itself only if that cell still runs (or as it starts
+ * it), so an interrupt that takes its time never lands in a later cell,
+ * as a signal sent from out here could. */
 static void sess_interrupt(struct sess *ss)
 {
-	struct run *rn = ss->rn;
-
-	if (rn->r->code_started && !rn->init_exited && rn->pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, rn->pidfd, SC_INTERRUPT_SIGNAL, NULL, 0);
+	sess_to_loop(ss, json_pack("{s:s,s:s}", "op", "interrupt", "id", ss->id));
 }
 
 static void sess_output(void *ctx, json_t *o)

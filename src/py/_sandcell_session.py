@@ -9,14 +9,18 @@ JSON object per line, written by the supervisor (docs/sessions.md):
                                                 a file the host copied in
     {"op": "add", "kind": "dataset", "name": NAME, "refused": TEXT}
                                                 the host's refusal of a request
+    {"op": "interrupt", "id": ID}               interrupt cell ID
 
 Each cell runs in the one __main__ namespace as a notebook cell (its last
 expression, displays, figures and streams become outputs, as one-shot cell
 mode does), with execution counts 1, 2, ... (a cell whose id starts with
 "_" is silent: no count, as Jupyter's silent execution); the loop then sends
-`D {"id", "execution_count", "status"}` on the channel.  SIGINT (the
-host's interrupt) raises KeyboardInterrupt in the running cell; between
-cells it is ignored.  input() and getpass() send `I {"id", "prompt",
+`D {"id", "execution_count", "status"}` on the channel.  The host's
+interrupt names its cell: the command thread sends SIGINT to the main
+thread if that cell is running (or the loop does as it starts it), and
+the SIGINT raises KeyboardInterrupt in the running cell; an interrupt
+for a cell that is over does nothing, however late it comes, and SIGINT
+between cells is ignored.  input() and getpass() send `I {"id", "prompt",
 "password"}` and wait for the host's answer.  Reading sandcell.datasets[NAME]
 for a dataset that is not there sends `Q {"id", "name"}` and waits for the
 host's add (or its refusal: KeyError).  Commands are read by a thread of
@@ -42,7 +46,7 @@ import _sandcell_io as sio
 
 MYPY = False  # true for mypy only
 if MYPY:
-    from typing import IO
+    from typing import IO, Callable
 del MYPY
 
 _FLUSH_SEC = 0.1
@@ -141,6 +145,7 @@ class _Commands(object):
         self._answers = {}  # type: dict[str, tuple[bool, str]]
         self._ask_lock = threading.Lock()
         self._eof = False
+        self.on_interrupt = None  # type: Callable[[object], None] | None
 
     def start(self):
         # type: () -> None
@@ -162,6 +167,9 @@ class _Commands(object):
                     continue
                 if cmd.get("op") == "add":
                     self._add(cmd)
+                elif cmd.get("op") == "interrupt":
+                    if self.on_interrupt is not None:
+                        self.on_interrupt(cmd.get("id"))
                 else:
                     self._q.put(cmd)
         finally:
@@ -230,6 +238,18 @@ class Session(object):
         self.current = ""
         self.in_cell = False
         self.g = sys.modules["__main__"].__dict__
+        self.main = threading.get_ident()  # the loop runs in the main thread
+        self.wanted = None  # type: object  # the id of the last interrupt asked for
+
+    def interrupt(self, cid):
+        # type: (object) -> None
+        """The host's interrupt of cell cid (in the command thread): SIGINT
+        to the main thread if cid runs now; run() sends it if cid starts
+        later.  Signalled from in here, by the loop that knows which cell
+        runs, no interrupt meant for a cell can land in the next one."""
+        self.wanted = cid
+        if self.in_cell and self.current == cid:
+            signal.pthread_kill(self.main, signal.SIGINT)
 
     def on_sigint(self, signum, frame):
         # type: (int, object) -> None
@@ -278,6 +298,8 @@ class Session(object):
         status = "ok"
         self.in_cell = True
         try:
+            if self.wanted == self.current:
+                signal.pthread_kill(self.main, signal.SIGINT)
             rc = cell.execute(source, filename, self.g, None if silent else self.count)
             status = "ok" if rc == 0 else ("interrupted" if rc == 2 else "error")
         except SystemExit as e:
@@ -355,6 +377,7 @@ def main():
     except OSError:
         pass
     session = Session(commands)
+    commands.on_interrupt = session.interrupt
     signal.signal(signal.SIGINT, session.on_sigint)
     _install(session)
     commands.start()
