@@ -18,6 +18,8 @@ import sandcell
 MYPY = False  # true for mypy only
 if MYPY:
     import traceback
+    from importlib.machinery import ModuleSpec
+    from typing import Sequence
 del MYPY
 
 # traceback and linecache (which imports tokenize and re) are imported
@@ -260,6 +262,11 @@ def _install():
     sys.stderr = Tee("stderr", sys.stderr)  # type: ignore[assignment]
     builtins.display = sandcell.display  # type: ignore[attr-defined]
     builtins.get_ipython = _get_ipython  # type: ignore[attr-defined]
+    if _IPythonDisplayHook.NAME in sys.modules:
+        import _sandcell_magic
+        _sandcell_magic.patch_ipython_display(sys.modules[_IPythonDisplayHook.NAME])
+    elif not any(isinstance(f, _IPythonDisplayHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _IPythonDisplayHook())
     # pyplot picks the backend up when it is first used; a template that
     # already chose one (warm runs) is switched before any figure exists.
     os.environ["MPLBACKEND"] = _MPL_BACKEND
@@ -269,6 +276,35 @@ def _install():
             mpl.use(_MPL_BACKEND)
         except Exception as e:
             sio._note("figures will not be captured on plt.show(): %s" % _text_of(e))
+
+
+class _IPythonDisplayHook(object):
+    """On sys.meta_path in cells: when IPython.core.display_functions is
+    imported (by `from IPython.display import display`), its functions
+    are replaced by sandcell's as it loads (_sandcell_magic), before
+    IPython.display copies them."""
+
+    NAME = "IPython.core.display_functions"
+
+    def find_spec(self, name, path, target=None):
+        # type: (str, Sequence[str] | None, types.ModuleType | None) -> ModuleSpec | None
+        if name != self.NAME:
+            return None
+        for finder in sys.meta_path:
+            if isinstance(finder, _IPythonDisplayHook) or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                run = spec.loader.exec_module
+
+                def exec_module(module):
+                    # type: (types.ModuleType) -> None
+                    run(module)
+                    import _sandcell_magic
+                    _sandcell_magic.patch_ipython_display(module)
+                setattr(spec.loader, "exec_module", exec_module)
+                return spec
+        return None
 
 
 def _get_ipython():

@@ -7,7 +7,8 @@ the runtime, loaded on its own: it needs only the standard library, and
 the IPython package would cost half a second to import) into calls on
 get_ipython(), which is the small shell below: the magics notebooks use
 most, done the way IPython does them, inside the sandbox like the rest of
-the cell.  A magic it does not have is a UsageError, as in IPython.  It
+the cell.  A magic it does not have is a UsageError, as in IPython.  IPython's
+display functions are sandcell's in cells (patch_ipython_display).  It
 runs inside the sandbox and is a convenience, not a boundary.
 """
 import os
@@ -463,6 +464,40 @@ class Shell(object):
     def _javascript(self, line, cell):
         # type: (str, str) -> None
         self._show("application/javascript", "Javascript", cell)
+
+
+def patch_ipython_display(mod):
+    # type: (Any) -> None
+    """IPython.core.display_functions, as a cell imports it (from
+    IPython.display import display): without an IPython shell its
+    display() would print repr() text.  Here display() is sandcell's
+    (rich outputs, display_id handles), update_display() shows the new
+    value as a new output, and clear_output() does nothing: the outputs a
+    cell showed stay (there is no way to clear them yet)."""
+    import sandcell
+
+    def display(*objs, **kwargs):
+        # type: (Any, Any) -> Any
+        sandcell.display(*objs, raw=bool(kwargs.get("raw")), metadata=kwargs.get("metadata"))
+        display_id = kwargs.get("display_id")
+        if display_id:
+            return mod.DisplayHandle(None if display_id is True else display_id)
+        return None
+
+    def update_display(obj, **kwargs):
+        # type: (Any, Any) -> None
+        sandcell.display(obj, raw=bool(kwargs.get("raw")), metadata=kwargs.get("metadata"))
+
+    def clear_output(wait=False):
+        # type: (bool) -> None
+        return None
+
+    def publish_display_data(data, metadata=None, source=None, **kwargs):
+        # type: (Any, Any, Any, Any) -> None
+        sandcell.display(data, raw=True, metadata=metadata)
+
+    mod.display, mod.update_display = display, update_display
+    mod.clear_output, mod.publish_display_data = clear_output, publish_display_data
 
 
 class _Shown(object):

@@ -90,6 +90,21 @@ def test_python_is_never_rewritten(session):
     s.close()
 
 
+def test_ipython_display_functions_show_rich_outputs(session):
+    """`from IPython.display import display` (no IPython shell here)
+    shows rich outputs, as in Jupyter, not printed repr() text;
+    clear_output() writes no terminal codes."""
+    s = session()
+    ev = s.run("d", "from IPython.display import display, HTML, clear_output\n"
+                    "display(HTML('<b>x</b>'), metadata={'k': 1})\nh = display('v', display_id=True)\n"
+                    "clear_output(wait=True)\nprint(type(h).__name__)")
+    shown = outputs(ev, "d", "display_data")
+    assert [o["data"].get("text/html") for o in shown] == ["<b>x</b>", None], ev
+    assert shown[0]["metadata"] == {"k": 1} and shown[1]["data"]["text/plain"] == "'v'", ev
+    assert texts(ev, "d") == "DisplayHandle\n", ev
+    s.close()
+
+
 def test_cell_mode_runs_magics_script_mode_does_not(sandcell):
     r = sandcell(code="%matplotlib inline\nx = !echo hi\nprint(x)", opts=["--cell"])
     assert r.status == "ok" and "['hi']" in r.out, r

@@ -20,3 +20,8 @@ CELLS += [
     "import pandas as pd\npd.DataFrame({'a': [1, 2]}).to_csv('out.csv', index=False)\nopen('out.csv').read()",
     "with open('data.csv', 'a') as f:\n    f.write('x,y\\n')\nopen('data.csv').read().splitlines()[-1]",
 ]
+# IPython's own display functions, imported as notebooks do.
+CELLS += [
+    "from IPython.display import display, HTML, Markdown\nimport pandas as pd\n"
+    "display(pd.DataFrame({'a': [1, 2]}))\ndisplay(HTML('<i>i</i>'), Markdown('**m**'))",
+]
