@@ -17,6 +17,7 @@ import sandcell
 
 MYPY = False  # true for mypy only
 if MYPY:
+    from typing import Any
     import traceback
     from importlib.machinery import ModuleSpec
     from typing import Sequence
@@ -357,6 +358,46 @@ def _parse(source, text, filename):
     raise err
 
 
+# Top-level await, as IPython allows in cells: code that awaits compiles
+# to a coroutine, run to its end on the cells' one event loop (tasks a
+# cell starts go on in later cells' awaits, as in Jupyter).
+_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+_CO_COROUTINE = 0x80
+_loop = None  # type: Any
+
+
+def _run(code, g):
+    # type: (types.CodeType, dict[str, object]) -> object
+    global _loop
+    if not code.co_flags & _CO_COROUTINE:
+        return eval(code, g)
+    import asyncio
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop.run_until_complete(eval(code, g))
+
+
+# IPython's output history: _, __ and ___ are the last three results
+# shown, _N and Out[N] the result of cell N; a name the code assigned
+# itself is left alone.
+_shown = [None, None, None]  # type: list[object]
+
+
+def _keep_result(g, value, count):
+    # type: (dict[str, object], object, int | None) -> None
+    names = ("_", "__", "___")
+    if all(n not in g or g[n] is _shown[i] for i, n in enumerate(names)):
+        _shown[:] = [value] + _shown[:2]
+        for n, v in zip(names, _shown):
+            g[n] = v
+    if count:
+        g["_%d" % count] = value
+        out = g.setdefault("Out", {})
+        if isinstance(out, dict):
+            out[count] = value
+
+
 def execute(source, filename, g, execution_count=None):
     # type: (bytes, str, dict[str, object], int | None) -> int
     """One cell in g, the streams and display already installed: 0, 1
@@ -369,15 +410,16 @@ def execute(source, filename, g, execution_count=None):
         if isinstance(end, ast.Expr) and not _suppressed(text, end.value):
             tree.body.pop()
             last = end.value
-        exec(compile(tree, filename, "exec", dont_inherit=True), g)
+        _run(compile(tree, filename, "exec", _AWAIT, dont_inherit=True), g)
         if last is not None:
             expr = ast.Expression(last)
-            value = eval(compile(expr, filename, "eval", dont_inherit=True), g)
+            value = _run(compile(expr, filename, "eval", _AWAIT, dont_inherit=True), g)
             if value is not None:
                 data, meta = sio._bundle(value)
                 sio._emit_output({"output_type": "execute_result", "data": data,
                                        "metadata": meta, "execution_count": execution_count})
                 sio._mark_shown(value)
+                _keep_result(g, value, execution_count)
     except SystemExit:
         _finish()
         raise

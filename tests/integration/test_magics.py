@@ -105,6 +105,25 @@ def test_ipython_display_functions_show_rich_outputs(session):
     s.close()
 
 
+def test_top_level_await_and_the_output_history(session):
+    """As in IPython: a cell may await at its top level (one event loop
+    for the session: a task started in one cell runs on in the next
+    cell's await); _, __, _N and Out[N] are the results shown, and a _
+    the code assigned itself is left alone."""
+    s = session()
+    ev = s.run("a", "import asyncio\ndone = []\nasync def later():\n    done.append(1)\n"
+                    "t = asyncio.ensure_future(later())\nawait asyncio.sleep(0)\nlen(done)")
+    assert outputs(ev, "a", "execute_result")[0]["data"]["text/plain"] == "1", ev
+    s.run("b", "'two'")
+    ev = s.run("c", "(_, __, _1, Out[2])")
+    assert outputs(ev, "c", "execute_result")[0]["data"]["text/plain"] == "('two', 1, 1, 'two')", ev
+    s.run("d", "_ = 'mine'")
+    s.run("e", "99")
+    ev = s.run("f", "_")
+    assert outputs(ev, "f", "execute_result")[0]["data"]["text/plain"] == "'mine'", ev
+    s.close()
+
+
 def test_cell_mode_runs_magics_script_mode_does_not(sandcell):
     r = sandcell(code="%matplotlib inline\nx = !echo hi\nprint(x)", opts=["--cell"])
     assert r.status == "ok" and "['hi']" in r.out, r

@@ -25,3 +25,8 @@ CELLS += [
     "from IPython.display import display, HTML, Markdown\nimport pandas as pd\n"
     "display(pd.DataFrame({'a': [1, 2]}))\ndisplay(HTML('<i>i</i>'), Markdown('**m**'))",
 ]
+# Top-level await, and the output history.
+CELLS += [
+    "import asyncio\nawait asyncio.sleep(0)\n'awaited'",
+    "_ * 2",
+]
