@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "contain.h"
 #include "proto.h"
+#include "verdict.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -419,8 +420,6 @@ void sc_set_session_hook(sc_session_hook hook)
 
 #define SESS_ADDS_MAX 1024	/* files added to a session (docs/sessions.md) */
 
-enum sess_stop { STOP_NONE, STOP_IDLE, STOP_CELL_WALL, STOP_CELL_CPU, STOP_CLOSE_GRACE };
-
 struct sess {
 	struct run *rn;
 	struct sc_chan *chan;
@@ -447,11 +446,11 @@ struct sess {
 	uint64_t cpu0;
 	bool have_cpu0;
 	bool input_pending;
-	enum sess_stop limit;	/* a cell limit sent the interrupt */
+	enum sc_sess_stop limit;	/* a cell limit sent the interrupt */
 	double kill_at;		/* then the kill, unless its D comes first */
 	double last_activity;
 	bool ready_sent;
-	enum sess_stop stop;	/* what the supervisor ended the session for */
+	enum sc_sess_stop stop;	/* what the supervisor ended the session for */
 	json_t *used_ids;	/* an object used as a set */
 	uint64_t n_ok, n_error, n_interrupted, n_killed, stray_outputs;
 	json_t *problems;
@@ -734,7 +733,7 @@ static void sess_cell_end(struct sess *ss, const char *status, bool counted, con
 		ss->n_killed++;
 	sc_chan_out_free(&co);
 	ss->running = ss->input_pending = ss->request_pending = false;
-	ss->limit = STOP_NONE;
+	ss->limit = SC_STOP_NONE;
 	ss->kill_at = 0;
 	ss->last_activity = now_sec();
 	if (session_hook)
@@ -1167,15 +1166,15 @@ static void sess_tick(struct sess *ss, double now)
 	const struct sandcell_limits *l = &rn->cfg->limits;
 	uint64_t us;
 
-	if (rn->init_exited || !rn->r->code_started || ss->stop != STOP_NONE)
+	if (rn->init_exited || !rn->r->code_started || ss->stop != SC_STOP_NONE)
 		return;
-	if (ss->running && ss->limit == STOP_NONE) {
+	if (ss->running && ss->limit == SC_STOP_NONE) {
 		if (now - ss->t0 >= l->cell_wall_sec)
-			ss->limit = STOP_CELL_WALL;
+			ss->limit = SC_STOP_CELL_WALL;
 		else if (ss->have_cpu0 && sess_cpu(ss, &us) &&
 			 (double)(us - ss->cpu0) / 1e6 >= l->cell_cpu_sec)
-			ss->limit = STOP_CELL_CPU;
-		if (ss->limit != STOP_NONE) {
+			ss->limit = SC_STOP_CELL_CPU;
+		if (ss->limit != SC_STOP_NONE) {
 			/* The loop turns it into KeyboardInterrupt; a cell that
 			 * ignores it has SESS_GRACE to end before the kill. */
 			sess_interrupt(ss);
@@ -1184,7 +1183,7 @@ static void sess_tick(struct sess *ss, double now)
 	}
 	if (ss->running && ss->kill_at > 0 && now >= ss->kill_at) {
 		ss->stop = ss->limit;
-		if (ss->stop == STOP_CELL_CPU)
+		if (ss->stop == SC_STOP_CELL_CPU)
 			rn->killed_cpu = true;
 		else
 			rn->killed_wall = true;
@@ -1192,14 +1191,14 @@ static void sess_tick(struct sess *ss, double now)
 		return;
 	}
 	if (!ss->running && !ss->closing && now - ss->last_activity >= l->idle_sec) {
-		ss->stop = STOP_IDLE;
+		ss->stop = SC_STOP_IDLE;
 		rn->killed_wall = true;
 		kill_tree(rn);
 		return;
 	}
 	if (ss->loop_closed && !ss->running &&
 	    now - (ss->closed_at > ss->last_activity ? ss->closed_at : ss->last_activity) >= SESS_GRACE) {
-		ss->stop = STOP_CLOSE_GRACE;
+		ss->stop = SC_STOP_CLOSE_GRACE;
 		rn->killed_wall = true;
 		kill_tree(rn);
 	}
@@ -1590,92 +1589,36 @@ static bool scratch_full(int fd)
 	return s.f_bavail < 2 || s.f_ffree < 2;
 }
 
+/* The host's evidence of how the run ended, gathered here once every
+ * process of it is dead; the verdict itself is verdict.c's. */
 static void classify(struct run *rn)
 {
 	struct sandcell_result *r = rn->r;
-	const struct sandcell_limits *l = &rn->cfg->limits;
-	int st = rn->wait_status;
-	bool oom = rn->have_cg && sc_cgroup_oom(&rn->cg);
-	int sig = 0;
+	struct sc_run_verdict v;
+	struct sc_evidence ev = {
+		.limits = &rn->cfg->limits,
+		.code_started = r->code_started,
+		.got_exit = rn->got_exit,
+		.wait_status = rn->wait_status,
+		.killed_wall = rn->killed_wall,
+		.killed_cpu = rn->killed_cpu,
+		.killed_oom = rn->killed_oom,
+		.cancel_verdict = rn->cancel_verdict,
+		.oom = rn->have_cg && sc_cgroup_oom(&rn->cg),
+		.scratch_full = scratch_full(rn->scratch_fd),
+		.cpu_sec = r->cpu_sec,
+		.error = r->error,
+		.outputs_limit_hit = r->outputs.limit_hit,
+		.result_truncated = r->result_truncated,
+	};
 
-	r->script_exit = -1;
-	if (!rn->got_exit && (rn->killed_wall || rn->killed_cpu || rn->killed_oom || rn->cancel_verdict) &&
-	    r->code_started)
-		sig = r->script_signal = SIGKILL; /* we killed it; init had no say */
-	if (rn->got_exit) {
-		if (WIFEXITED(st))
-			r->script_exit = WEXITSTATUS(st);
-		else if (WIFSIGNALED(st))
-			sig = r->script_signal = WTERMSIG(st);
-	}
-	if (rn->cancel_verdict) {
-		/* What failed while the tree was being killed (the control
-		 * socket closing under a setup, say) is the cancel's doing. */
-		r->status = SANDCELL_CANCELLED;
-		r->error[0] = '\0';
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "the run was cancelled by its caller; %s",
-			 r->code_started ? "the process tree was killed"
-					 : "the code had not started");
-	} else if (r->error[0] || !r->code_started) {
-		r->status = SANDCELL_SANDBOX_ERROR;
-		if (!r->error[0])
-			set_error(r, "the sandbox ended before the code started");
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "%.*s", (int)sizeof(r->stop_reason) - 1, r->error);
-	} else if (rn->killed_wall) {
-		r->status = SANDCELL_TIMEOUT;
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "wall-clock limit of %g s reached; the process tree was killed", l->wall_sec);
-	} else if (rn->killed_cpu ||
-		   ((sig == SIGXCPU || sig == SIGKILL) && r->cpu_sec >= l->cpu_sec)) {
-		/* The signal alone proves nothing (the code can send it to
-		 * itself): the CPU the host measured must have reached the
-		 * limit.  Without a cgroup that is the rusage of the reaped
-		 * tree, which RLIMIT_CPU (limit + 1 s) stops past the limit. */
-		r->status = SANDCELL_CPU_TIME;
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "CPU-time limit of %g s reached; the process tree was killed", l->cpu_sec);
-	} else if (oom) {
-		r->status = SANDCELL_MEMORY;
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "memory limit of %llu bytes reached (OOM kill in the run's cgroup)",
-			 (unsigned long long)l->memory);
-	} else if ((r->script_exit != 0 || sig) && scratch_full(rn->scratch_fd)) {
-		/* Only a scratch space the host sees full is a disk stop: a
-		 * SIGXFSZ the code sent itself, or one from a sparse write
-		 * past RLIMIT_FSIZE, wrote nothing and is a plain signal. */
-		r->status = SANDCELL_DISK;
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "disk limit of %llu bytes (or %llu files) for /tmp and /output reached",
-			 (unsigned long long)l->disk, (unsigned long long)l->disk_inodes);
-	} else if (sig) {
-		r->status = SANDCELL_SIGNALED;
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "the code was killed by signal %d (%s)%s",
-			 sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
-			 sig == SIGXCPU ? "; the run had not used its CPU-time limit"
-			 : sig == SIGXFSZ ? "; the scratch space was not full (a sparse write past "
-					    "the file size limit, or the code sent it)" : "");
-	} else if (r->script_exit != 0) {
-		r->status = SANDCELL_EXITED;
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "the code exited with status %d",
-			 r->script_exit);
-	} else if (r->outputs.limit_hit || r->result_truncated) {
-		r->status = SANDCELL_OUTPUT_LIMIT;
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "%s",
-			 r->result_truncated ? "the result exceeded its size limit"
-					     : "/output exceeded the collection limits; some entries were skipped");
-	} else {
-		r->status = SANDCELL_OK;
-	}
-	switch (r->status) {
-	case SANDCELL_SANDBOX_ERROR: r->exit_code = SANDCELL_EXIT_SANDBOX; break;
-	case SANDCELL_CANCELLED: r->exit_code = SANDCELL_EXIT_CANCELLED; break;
-	case SANDCELL_TIMEOUT: r->exit_code = SANDCELL_EXIT_TIMEOUT; break;
-	case SANDCELL_CPU_TIME: r->exit_code = SANDCELL_EXIT_CPU; break;
-	case SANDCELL_MEMORY: r->exit_code = SANDCELL_EXIT_MEMORY; break;
-	case SANDCELL_DISK: r->exit_code = SANDCELL_EXIT_DISK; break;
-	case SANDCELL_SIGNALED: r->exit_code = 128 + sig; break;
-	default: r->exit_code = r->script_exit < 0 ? 0 : r->script_exit; break;
-	}
+	sc_run_verdict(&ev, &v);
+	r->status = v.status;
+	r->script_exit = v.script_exit;
+	r->script_signal = v.script_signal;
+	r->exit_code = v.exit_code;
+	memcpy(r->error, v.error, sizeof(r->error));
+	memcpy(r->stop_reason, v.reason, sizeof(r->stop_reason));
 }
 
 /* What the code said about itself (channel.c), kept only where the host's
@@ -1722,26 +1665,16 @@ static void sess_settle(struct sess *ss)
 	struct sandcell_result *r = rn->r;
 	const struct sandcell_limits *l = &rn->cfg->limits;
 	const char *ended_by;
-	bool ours = r->status == SANDCELL_TIMEOUT || r->status == SANDCELL_CPU_TIME;
+	struct sc_sess_evidence ev = {
+		.limits = l,
+		.stop = ss->stop,
+		.closing = ss->closing,
+		.cancel_verdict = rn->cancel_verdict,
+		.cell_id = ss->id,
+		.grace = SESS_GRACE,
+	};
 
-	if (ours && ss->stop == STOP_IDLE)
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "the session was idle for %g s (no cell running, no command); the process "
-			 "tree was killed", l->idle_sec);
-	else if (ours && (ss->stop == STOP_CELL_WALL || ss->stop == STOP_CELL_CPU))
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "cell %s reached its %s limit of %g s and did not stop within %g s of the "
-			 "interrupt; the process tree was killed", ss->id,
-			 ss->stop == STOP_CELL_WALL ? "wall-clock" : "CPU-time",
-			 ss->stop == STOP_CELL_WALL ? l->cell_wall_sec : l->cell_cpu_sec, SESS_GRACE);
-	else if (ours && ss->stop == STOP_CLOSE_GRACE)
-		snprintf(r->stop_reason, sizeof(r->stop_reason),
-			 "the session's interpreter did not exit within %g s of close; the process "
-			 "tree was killed", SESS_GRACE);
-	else if (r->status == SANDCELL_OK && r->stop_reason[0] == '\0')
-		snprintf(r->stop_reason, sizeof(r->stop_reason), "%s",
-			 ss->closing ? "the caller closed the session"
-				     : "the session's interpreter exited by itself");
+	sc_verdict_session(&ev, r->status, r->stop_reason, sizeof(r->stop_reason), &ended_by);
 	if (ss->running)
 		sess_cell_end(ss, "killed", false,
 			      r->status == SANDCELL_OK || r->status == SANDCELL_EXITED
@@ -1749,24 +1682,6 @@ static void sess_settle(struct sess *ss)
 				      : r->stop_reason);
 	if (ss->collected)
 		r->outputs_collected = true;
-	if (rn->cancel_verdict)
-		ended_by = "cancelled";
-	else if (r->status == SANDCELL_SANDBOX_ERROR)
-		ended_by = "sandbox-error";
-	else if (ours && ss->stop == STOP_IDLE)
-		ended_by = "idle";
-	else if (ours && ss->stop == STOP_CELL_WALL)
-		ended_by = "cell-wall-time";
-	else if (ours && ss->stop == STOP_CELL_CPU)
-		ended_by = "cell-cpu-time";
-	else if (ours && ss->stop == STOP_CLOSE_GRACE)
-		ended_by = "close-timeout";
-	else if (ours || r->status == SANDCELL_MEMORY || r->status == SANDCELL_DISK)
-		ended_by = "limit";
-	else if (ss->closing && r->status == SANDCELL_OK)
-		ended_by = "close";
-	else
-		ended_by = "interpreter-exited";
 	if (ss->more_problems > 0) {
 		char b[80];
 
