@@ -6,9 +6,7 @@
  * pinned scratch tmpfs.  Status and verdicts come only from host-side
  * evidence (timers, cgroup counters, wait status), never from the code.
  */
-#include "internal.h"
-#include "contain.h"
-#include "proto.h"
+#include "run.h"
 #include "verdict.h"
 
 #include <dirent.h>
@@ -42,19 +40,8 @@
 #define P_PIDFD 3
 #endif
 
-#define SC_MAX_RUNTIME 16
-#define SC_CHILD_FD_MIN 10
-#define SC_SETUP_TIMEOUT_MS 10000
-#define SC_CPU_POLL_MS 50
 /* Largest result and cell-output limits: the report carries them. */
 #define SC_CELL_BYTES_MAX (32u << 20)
-
-static double now_sec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int validate(const struct sandcell_config *cfg, struct sandcell_error *err)
 {
@@ -305,36 +292,6 @@ static int pipe_high(int p[2])
 	return move_high(&p[0]) < 0 || move_high(&p[1]) < 0 ? -1 : 0;
 }
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-struct run {
-	const struct sandcell_config *cfg;
-	struct sandcell_result *r;
-	struct sc_cgroup cg;
-	bool have_cg;
-	struct sc_bpf bpf;
-	int pidfd, sock, scratch_fd, out_dirfd;
-	int in_pipe[2], out_pipe[2], err_pipe[2], res_pipe[2];
-	pid_t pid;
-	bool killed_wall, killed_cpu, killed_oom, init_exited, got_exit, cancelled;
-	bool cancel_verdict;	/* the cancel came before any other stop or failure */
-	bool where_sent;	/* the code was asked where it is (SC_WHERE_SIGNAL) */
-	double kill_at;		/* cancelled: the kill after the question's grace, or 0 */
-	bool reduced;
-	bool v2_attached;	/* cloned straight into the v2 run cgroup */
-	char workdir[1024];	/* reduced mode's private host directory */
-	uid_t host_uid;		/* the host ids the code runs as (a session's adds) */
-	gid_t host_gid;
-	int wait_status;
-	double t0;
-	struct sess *ss;	/* SANDCELL_SESSION: the session's state, else NULL */
-};
-
 static void kill_tree(struct run *rn)
 {
 	if (rn->have_cg)
@@ -382,12 +339,6 @@ static int send_ctl(int sock, enum sc_msg_type type)
 	memset(&m, 0, sizeof(m));
 	m.type = type;
 	return send(sock, &m, sizeof(m), MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -1;
-}
-
-static void set_error(struct sandcell_result *r, const char *msg)
-{
-	if (r->error[0] == '\0')
-		snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, msg);
 }
 
 /* ------------------------------------------------------------ session
@@ -602,8 +553,6 @@ static void sess_raw(struct sess *ss, int which, const char *buf, size_t n, bool
 	free(text);
 }
 
-static int dir_is_empty(int dirfd, struct sandcell_error *err);
-static void remove_tree(int dirfd, int depth);
 
 /* The cell's outbox: /output is copied to <--output>/<seq>/ by the
  * collector (which treats the tree as hostile: no symlink followed, no
@@ -628,7 +577,7 @@ static json_t *sess_collect(struct sess *ss)
 	if (odir < 0)
 		return files;
 	probe = openat(odir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (probe < 0 || dir_is_empty(probe, NULL) != 0) {
+	if (probe < 0 || sc_dir_is_empty(probe, NULL) != 0) {
 		if (probe >= 0)
 			close(probe);
 		close(odir);
@@ -676,7 +625,7 @@ static json_t *sess_collect(struct sess *ss)
 	}
 	close(dst);
 	/* Emptied whatever was collected or not: what was skipped is listed. */
-	remove_tree(odir, 0);
+	sc_remove_tree(odir, 0);
 	close(odir);
 	return files;
 }
@@ -1759,135 +1708,6 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 		iso->mode = "reduced";
 }
 
-/* Writes text to dir/name, fd-relative (reduced mode's private dir). */
-static int put_file(int dirfd, const char *name, const char *text, size_t len)
-{
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-	size_t off = 0;
-
-	if (fd < 0)
-		return -1;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-		if (n <= 0) {
-			close(fd);
-			return -1;
-		}
-		off += (size_t)n;
-	}
-	return close(fd);
-}
-
-/* Removes a tree without following symlinks: every step is fd-relative,
- * so a leftover process swapping a dir for a symlink cannot redirect us. */
-static void remove_tree(int dirfd, int depth)
-{
-	DIR *d;
-	struct dirent *de;
-	int fd = dup(dirfd);
-
-	if (fd < 0 || depth > 256 || (d = fdopendir(fd)) == NULL) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (unlinkat(dirfd, de->d_name, 0) == 0)
-			continue;
-		int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub >= 0) {
-			fchmod(sub, 0700);
-			remove_tree(sub, depth + 1);
-			close(sub);
-		}
-		unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
-	}
-	closedir(d);
-}
-
-static void remove_workdir(struct run *rn)
-{
-	int fd;
-
-	if (!rn->workdir[0])
-		return;
-	fd = open(rn->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		remove_tree(fd, 0);
-		close(fd);
-	}
-	rmdir(rn->workdir);
-	rn->workdir[0] = '\0';
-}
-
-/* Reduced mode's private directory: tmp/ and output/ (writable), code/,
- * .sandcell/ and input/ (symlinks to the host inputs, and in
- * input/.datasets/ to the datasets, which Landlock allows read-only). */
-static int make_workdir(struct run *rn, const char *code_name, struct sandcell_error *err)
-{
-	const struct sandcell_config *cfg = rn->cfg;
-	const char *tmp = getenv("TMPDIR");
-	const char *vals = cfg->values_json ? cfg->values_json : "{}";
-	char path[PATH_MAX];
-	int fd, sub;
-	size_t i;
-
-	snprintf(rn->workdir, sizeof(rn->workdir), "%s/sandcell-XXXXXX",
-		 tmp && tmp[0] == '/' && strlen(tmp) < 512 ? tmp : "/tmp");
-	if (mkdtemp(rn->workdir) == NULL) {
-		rn->workdir[0] = '\0';
-		return sc_err(err, errno, "reduced mode: private directory");
-	}
-	fd = open(rn->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return sc_err(err, errno, "reduced mode: %s", rn->workdir);
-	if (mkdirat(fd, "tmp", 0700) < 0 || mkdirat(fd, "output", 0700) < 0 ||
-	    mkdirat(fd, "code", 0700) < 0 || mkdirat(fd, ".sandcell", 0700) < 0 ||
-	    mkdirat(fd, "input", 0700) < 0) {
-		close(fd);
-		return sc_err(err, errno, "reduced mode: private directory layout");
-	}
-	snprintf(path, sizeof(path), "code/%s", code_name);
-	if (put_file(fd, path, cfg->code, cfg->code_len) < 0 ||
-	    put_file(fd, ".sandcell/values.json", vals, strlen(vals)) < 0) {
-		close(fd);
-		return sc_err(err, errno, "reduced mode: writing the code");
-	}
-	for (const struct sc_py_file *f = sc_py_files; f->name; f++) {
-		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
-		if (put_file(fd, path, f->src, strlen(f->src)) < 0) {
-			close(fd);
-			return sc_err(err, errno, "reduced mode: writing the code");
-		}
-	}
-	sub = openat(fd, "input", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sub < 0) {
-		close(fd);
-		return sc_err(err, errno, "reduced mode: private directory layout");
-	}
-	for (i = 0; i < cfg->n_inputs; i++) {
-		const struct sandcell_input *in = &cfg->inputs[i];
-		char real[PATH_MAX], link[PATH_MAX];
-
-		/* Datasets as in full mode: input/.datasets/NAME. */
-		snprintf(link, sizeof(link), "%s%s", sc_input_is_dataset(in) ? SC_DATASETS_DIR "/" : "",
-			 in->name);
-		if ((sc_input_is_dataset(in) && mkdirat(sub, SC_DATASETS_DIR, 0700) < 0 &&
-		     errno != EEXIST) ||
-		    realpath(in->path, real) == NULL || symlinkat(real, sub, link) < 0) {
-			close(sub);
-			close(fd);
-			return sc_err(err, errno, "reduced mode: %s '%s'",
-				      sc_input_is_dataset(in) ? "dataset" : "input", in->name);
-		}
-	}
-	close(sub);
-	rn->scratch_fd = fd;
-	return 0;
-}
-
 enum attempt { ATTEMPT_DONE, ATTEMPT_RETRY_REDUCED };
 
 struct prep {
@@ -1974,7 +1794,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 						      "/etc/matplotlibrc", "/etc/python3",
 						      "/etc/python3.11", "/etc/fonts", "/etc/localtime",
 						      "/proc" };
-		if (make_workdir(rn, code_name, &e) < 0) {
+		if (sc_workdir_make(cfg, code_name, rn->workdir, sizeof(rn->workdir), &rn->scratch_fd, &e) < 0) {
 			set_error(r, e.msg);
 			return ATTEMPT_DONE;
 		}
@@ -1988,7 +1808,7 @@ static enum attempt attempt(struct run *rn, struct prep *pp)
 		ro[n_ro++] = env_buf[2];
 		ro[n_ro++] = env_buf[3];
 		ro[n_ro++] = env_buf[4];
-		/* The symlinks make_workdir() made, not the caller's paths:
+		/* The symlinks sc_workdir_make() made, not the caller's paths:
 		 * a relative path would resolve against the private directory
 		 * the child runs in, and Landlock skips a path it cannot
 		 * find, leaving the input unreadable. */
@@ -2286,36 +2106,6 @@ static int cancel_pending(int fd)
 	return r < 0 ? -1 : r > 0;
 }
 
-/* 1 if the directory holds no entry, 0 (err says so) if it holds one,
- * -1 if it cannot be read.  getdents64 on the fd itself (only openat
- * relative to it follows): no second open, no stdio-like buffering. */
-static int dir_is_empty(int dirfd, struct sandcell_error *err)
-{
-	union {
-		char b[4096];
-		struct dirent64 align;
-	} u;
-	long n;
-
-	while ((n = syscall(SYS_getdents64, dirfd, u.b, sizeof(u.b))) > 0) {
-		for (long off = 0; off < n;) {
-			const struct dirent64 *d = (const struct dirent64 *)(const void *)(u.b + off);
-
-			if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0) {
-				sc_err(err, 0, "is not empty (outputs are collected only into a new or "
-					"empty directory, so that no host file is replaced)");
-				if (err)
-					err->code = ENOTEMPTY;
-				return 0;
-			}
-			off += d->d_reclen;
-		}
-	}
-	if (n < 0)
-		return sc_err(err, errno, "reading it");
-	return 1;
-}
-
 void sc_session_defaults(struct sandcell_limits *l)
 {
 	if (l->cell_wall_sec == 0)
@@ -2404,7 +2194,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 			sc_err(err, errno, "output directory %s", cfg->output_dir);
 			goto usage_fail;
 		}
-		if (dir_is_empty(rn.out_dirfd, err) <= 0) {
+		if (sc_dir_is_empty(rn.out_dirfd, err) <= 0) {
 			sc_err_wrap(err, "output directory %s", cfg->output_dir);
 			goto usage_fail;
 		}
@@ -2531,7 +2321,7 @@ finish:
 		report_hook(r);
 	if (rn.have_cg)
 		destroy_cgroup(&rn);
-	remove_workdir(&rn);
+	sc_workdir_remove(rn.workdir);
 	sc_seccomp_free(&rn.bpf);
 	close_fd(&rn.pidfd);
 	close_fd(&rn.sock);
