@@ -33,12 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 /* Largest result and cell-output limits: the report carries them. */
 #define SC_CELL_BYTES_MAX (32u << 20)
@@ -224,7 +218,7 @@ static void pump(struct stream *s)
 	}
 }
 
-static int recv_msg(int sock, struct sc_msg *m, int *fd_out)
+int sc_init_recv(int sock, struct sc_msg *m, int *fd_out)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -265,34 +259,7 @@ static int recv_msg(int sock, struct sc_msg *m, int *fd_out)
 	return 0;
 }
 
-static int wait_msg(int sock, struct sc_msg *m, int *fd_out, int timeout_ms)
-{
-	struct pollfd p = { sock, POLLIN, 0 };
-	int r = poll(&p, 1, timeout_ms);
-
-	if (r <= 0)
-		return -1;
-	return recv_msg(sock, m, fd_out);
-}
-
-static int move_high(int *fd)
-{
-	int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, SC_CHILD_FD_MIN);
-	if (nfd < 0)
-		return -1;
-	close(*fd);
-	*fd = nfd;
-	return 0;
-}
-
-static int pipe_high(int p[2])
-{
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	return move_high(&p[0]) < 0 || move_high(&p[1]) < 0 ? -1 : 0;
-}
-
-static void kill_tree(struct run *rn)
+void sc_kill_tree(struct run *rn)
 {
 	if (rn->have_cg)
 		sc_cgroup_kill(&rn->cg);
@@ -329,16 +296,6 @@ static void ask_where(struct run *rn)
 		return;
 	rn->where_sent = true;
 	syscall(SYS_pidfd_send_signal, rn->pidfd, SC_WHERE_SIGNAL, NULL, 0);
-}
-
-/* A bare control message from the supervisor to the sandbox's init. */
-static int send_ctl(int sock, enum sc_msg_type type)
-{
-	struct sc_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.type = type;
-	return send(sock, &m, sizeof(m), MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -1;
 }
 
 /* ------------------------------------------------------------ session
@@ -475,7 +432,7 @@ static void sess_to_loop(struct sess *ss, json_t *cmd)
 	json_decref(cmd);
 	if (text == NULL) {
 		set_error(ss->rn->r, "out of memory for a session command");
-		kill_tree(ss->rn);
+		sc_kill_tree(ss->rn);
 		return;
 	}
 	n = strlen(text);
@@ -485,7 +442,7 @@ static void sess_to_loop(struct sess *ss, json_t *cmd)
 	if (q == NULL) {
 		free(text);
 		set_error(ss->rn->r, "out of memory for a session command");
-		kill_tree(ss->rn);
+		sc_kill_tree(ss->rn);
 		return;
 	}
 	ss->tl = q;
@@ -1136,20 +1093,20 @@ static void sess_tick(struct sess *ss, double now)
 			rn->killed_cpu = true;
 		else
 			rn->killed_wall = true;
-		kill_tree(rn);
+		sc_kill_tree(rn);
 		return;
 	}
 	if (!ss->running && !ss->closing && now - ss->last_activity >= l->idle_sec) {
 		ss->stop = SC_STOP_IDLE;
 		rn->killed_wall = true;
-		kill_tree(rn);
+		sc_kill_tree(rn);
 		return;
 	}
 	if (ss->loop_closed && !ss->running &&
 	    now - (ss->closed_at > ss->last_activity ? ss->closed_at : ss->last_activity) >= SESS_GRACE) {
 		ss->stop = SC_STOP_CLOSE_GRACE;
 		rn->killed_wall = true;
-		kill_tree(rn);
+		sc_kill_tree(rn);
 	}
 }
 
@@ -1248,7 +1205,7 @@ static void on_init_msg(struct run *rn, const struct sc_msg *m, int fd, double n
 
 /* The supervision loop: streams, messages, limits, until the tree is dead
  * and every stream reached EOF. */
-static void supervise(struct run *rn)
+void sc_supervise(struct run *rn)
 {
 	const struct sandcell_limits *l = &rn->cfg->limits;
 	struct sandcell_result *r = rn->r;
@@ -1280,13 +1237,13 @@ static void supervise(struct run *rn)
 	}
 	if (st[2].chan == NULL) {
 		set_error(r, "out of memory for the code's channel");
-		kill_tree(rn);
+		sc_kill_tree(rn);
 	}
 	rn->out_pipe[0] = rn->err_pipe[0] = rn->res_pipe[0] = -1;
 	if (ss) {
 		if (fcntl(rn->in_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
 			set_error(r, "pipes: cannot make the stdin pipe non-blocking");
-			kill_tree(rn);
+			sc_kill_tree(rn);
 			close_fd(&rn->in_pipe[1]);
 		}
 		in_eof = true; /* the generic stdin pump is not used */
@@ -1296,7 +1253,7 @@ static void supervise(struct run *rn)
 		/* A blocking stdin pipe could stall this loop and with it every
 		 * limit: stop the run instead. */
 		set_error(r, "pipes: cannot make the stdin pipe non-blocking");
-		kill_tree(rn);
+		sc_kill_tree(rn);
 		in_eof = true;
 		close_fd(&rn->in_pipe[1]);
 	}
@@ -1312,24 +1269,24 @@ static void supervise(struct run *rn)
 			ask_where(rn);
 		if (!rn->init_exited && now >= deadline && !rn->killed_wall) {
 			rn->killed_wall = true;
-			kill_tree(rn);
+			sc_kill_tree(rn);
 		}
 		if (!rn->init_exited && rn->kill_at > 0 && now >= rn->kill_at) {
 			rn->kill_at = 0;
-			kill_tree(rn);
+			sc_kill_tree(rn);
 		}
 		/* cgroup v1 has no memory.oom.group: one OOM kill there ends
 		 * the whole run here, as v2 does in the kernel. */
 		if (!rn->init_exited && rn->have_cg && !rn->killed_oom && sc_cgroup_oom(&rn->cg)) {
 			rn->killed_oom = true;
-			kill_tree(rn);
+			sc_kill_tree(rn);
 		}
 		if (!rn->init_exited && rn->have_cg && !rn->killed_cpu) {
 			uint64_t us = 0;
 			if (sc_cgroup_cpu_usec(&rn->cg, &us) == 0) {
 				if ((double)us / 1e6 >= l->cpu_sec) {
 					rn->killed_cpu = true;
-					kill_tree(rn);
+					sc_kill_tree(rn);
 				} else if ((double)us / 1e6 >= l->cpu_sec - where_grace(l->cpu_sec)) {
 					ask_where(rn);
 				}
@@ -1405,7 +1362,7 @@ static void supervise(struct run *rn)
 			if (errno == EINTR)
 				continue;
 			set_error(r, "poll failed");
-			kill_tree(rn);
+			sc_kill_tree(rn);
 			break;
 		}
 		if (idx_cancel >= 0 && p[idx_cancel].revents) {
@@ -1419,7 +1376,7 @@ static void supervise(struct run *rn)
 				ask_where(rn);
 				rn->kill_at = now + WHERE_GRACE_MAX;
 			} else {
-				kill_tree(rn);
+				sc_kill_tree(rn);
 			}
 		}
 		for (i = 0; i < 3; i++)
@@ -1428,12 +1385,12 @@ static void supervise(struct run *rn)
 		if (idx_sock >= 0 && p[idx_sock].revents) {
 			struct sc_msg m = { 0 };
 			int fd = -1;
-			if (recv_msg(rn->sock, &m, &fd) < 0) {
+			if (sc_init_recv(rn->sock, &m, &fd) < 0) {
 				/* Lost contact with init before it said the code
 				 * started: that is a setup failure; stop the run. */
 				if (!r->code_started) {
 					set_error(r, "sandbox setup failed: lost the control socket");
-					kill_tree(rn);
+					sc_kill_tree(rn);
 				}
 				close_fd(&rn->sock);
 			} else {
@@ -1504,7 +1461,7 @@ static void supervise(struct run *rn)
 		struct sc_msg m = { 0 };
 		int fd = -1;
 		struct pollfd pf = { rn->sock, POLLIN, 0 };
-		if (poll(&pf, 1, 0) <= 0 || recv_msg(rn->sock, &m, &fd) < 0)
+		if (poll(&pf, 1, 0) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
 			break;
 		on_init_msg(rn, &m, fd, now_sec(), true);
 	}
@@ -1665,382 +1622,6 @@ static void sess_end(struct sess *ss)
 				doc ? doc : json_null()));
 }
 
-static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, uid_t host_uid)
-{
-	struct sc_isolation *iso = &rn->r->iso;
-	bool ns = !rn->reduced;
-
-	memset(iso, 0, sizeof(*iso));
-	iso->mode = rn->reduced ? "reduced" : "full";
-	iso->userns = iso->pidns = iso->mntns = iso->netns = iso->ipcns = iso->utsns = ns;
-	iso->cgroupns = ns && rn->have_cg;
-	iso->seccomp = iso->nnp = iso->caps_dropped = true;
-	iso->landlock = *ll;
-	iso->cgroup_version = rn->have_cg ? rn->cg.version : "none";
-	iso->swap = rn->have_cg ? rn->cg.swap : "none";
-	iso->cg_mem = rn->have_cg && (rn->cg.mem_v2 || rn->cg.v1_mem[0]);
-	iso->cg_pids = rn->have_cg && (rn->cg.pids_v2 || rn->cg.v1_pids[0]);
-	iso->cg_cpu = rn->have_cg && (rn->cg.cpu_v2 || rn->cg.v1_cpu[0]);
-	iso->host_uid = host_uid;
-#define NOT_HELD(s) iso->not_held[iso->n_not_held++] = (s)
-	if (rn->have_cg && strcmp(rn->cg.swap, "unlimited") == 0)
-		NOT_HELD("memory limit counts RAM only: the host has swap and no swap accounting");
-	if (!rn->have_cg) {
-		NOT_HELD("memory limit (no cgroup)");
-		NOT_HELD("pids limit (no cgroup)");
-		NOT_HELD("run-wide CPU limit (per-process RLIMIT_CPU only)");
-	}
-	if (rn->reduced) {
-		NOT_HELD("process isolation: host processes are visible in /proc (no pid namespace)");
-		NOT_HELD("read confinement is Landlock only: runtime, a few /etc files and /proc are readable");
-		NOT_HELD("uid separation: the code runs as the caller's uid "
-			 "(seccomp refuses chmod, chown and utime instead)");
-		NOT_HELD("disk limit: RLIMIT_FSIZE per file only (no private tmpfs)");
-		NOT_HELD("network: no network namespace (seccomp allows AF_UNIX only, Landlock denies TCP)");
-		NOT_HELD("private inodes: the code's locks and inotify watches are on the host's own "
-			 "runtime, /etc, input and device files (seccomp refuses leases and dnotify)");
-		if (!ll->scope_signal)
-			NOT_HELD("termination: a daemon that calls setsid can outlive the run");
-	}
-#undef NOT_HELD
-	/* Whatever layer is missing, a run that lacks one says so. */
-	if (iso->n_not_held > 0)
-		iso->mode = "reduced";
-}
-
-enum attempt { ATTEMPT_DONE, ATTEMPT_RETRY_REDUCED };
-
-struct prep {
-	char dirs[SC_MAX_RUNTIME][PATH_MAX];
-	const char *runtime[SC_MAX_RUNTIME];
-	int runtime_fds[SC_MAX_RUNTIME];
-	size_t n_runtime;
-	int *input_fds;
-	/* Reduced mode: each input's Landlock path, its symlink in the
-	 * private directory (absolute, and the very target the code opens). */
-	char (*input_ro)[PATH_MAX];
-	struct sc_landlock_info ll;
-	struct sc_ids ids;
-};
-
-static bool userns_refused(int e)
-{
-	return e == EPERM || e == EACCES || e == ENOSPC || e == EUSERS || e == EINVAL;
-}
-
-/* One attempt at a run, in full or in reduced mode.  A full attempt whose
- * namespaces are refused before any code ran may be retried reduced. */
-static enum attempt attempt(struct run *rn, struct prep *pp)
-{
-	const struct sandcell_config *cfg = rn->cfg;
-	struct sandcell_result *r = rn->r;
-	struct sandcell_error e = { 0, "" };
-	struct sc_mount_plan plan;
-	struct sc_child child;
-	struct sc_landlock_rules rules;
-	const char *argv[8 + 256];
-	const char *envp[64];
-	const char *ro_exec[SC_MAX_RUNTIME + 8], *ro[64], *rw[4];
-	char code_path[PATH_MAX], boot_path[PATH_MAX], env_buf[12][PATH_MAX + 32];
-	const char *code_name = "__main__.py";
-	size_t argc = 0, n_env = 0, n_ro = 0, n_rw = 0, n_ro_exec = 0, i;
-	enum attempt result = ATTEMPT_DONE;
-	int sp[2] = { -1, -1 };
-	bool attach_failed = false, lost_child = false;
-	struct sc_owner_saved owner = { false, -1, 0 };
-	long pid;
-
-	memset(&child, 0, sizeof(child));
-	child.sock = child.id_lock_fd = -1;
-	if (r->error[0])
-		return ATTEMPT_DONE; /* a layer for this attempt could not be prepared */
-	fill_isolation(rn, &pp->ll, pp->ids.uid);
-	rn->host_uid = pp->ids.uid;
-	rn->host_gid = pp->ids.gid;
-
-	if (cfg->code_name) {
-		struct sandcell_error ne;
-		const char *base = strrchr(cfg->code_name, '/');
-		base = base ? base + 1 : cfg->code_name;
-		code_name = sandcell_check_name(base, &ne) < 0 ? "main.py" : base;
-	}
-	for (i = 0; i < pp->n_runtime; i++)
-		ro_exec[n_ro_exec++] = pp->runtime[i];
-	for (i = 0; sc_env[i]; i++)
-		envp[n_env++] = sc_env[i];
-	/* Older OpenBLAS builds need these on some CPUs to pick a working
-	 * kernel; they carry no secrets, so they pass through. */
-	static const char *const passthrough[] = { "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE" };
-	for (i = 0; i < 2; i++) {
-		const char *v = getenv(passthrough[i]);
-		if (v && strlen(v) < 64) {
-			snprintf(env_buf[i], sizeof(env_buf[i]), "%s=%s", passthrough[i], v);
-			envp[n_env++] = env_buf[i];
-		}
-	}
-
-	if (!rn->reduced) {
-		static const char *const full_ro[] = { "/etc", "/code", "/.sandcell", "/input", "/proc" };
-		static const char *const full_rw[] = { "/tmp", "/output", "/dev/shm" };
-		snprintf(code_path, sizeof(code_path), "/code/%s", code_name);
-		snprintf(boot_path, sizeof(boot_path), "/.sandcell/_sandcell_boot.py");
-		for (i = 0; i < 5; i++)
-			ro[n_ro++] = full_ro[i];
-		for (i = 0; i < 3; i++)
-			rw[n_rw++] = full_rw[i];
-		envp[n_env++] = "SANDCELL_RESULT_FD=3";
-	} else {
-		static const char *const etc_ro[] = { "/etc/ld.so.cache", "/etc/alternatives",
-						      "/etc/matplotlibrc", "/etc/python3",
-						      "/etc/python3.11", "/etc/fonts", "/etc/localtime",
-						      "/proc" };
-		if (sc_workdir_make(cfg, code_name, rn->workdir, sizeof(rn->workdir), &rn->scratch_fd, &e) < 0) {
-			set_error(r, e.msg);
-			return ATTEMPT_DONE;
-		}
-		snprintf(code_path, sizeof(code_path), "%s/code/%s", rn->workdir, code_name);
-		snprintf(boot_path, sizeof(boot_path), "%s/.sandcell/_sandcell_boot.py", rn->workdir);
-		snprintf(env_buf[2], sizeof(env_buf[2]), "%s/code", rn->workdir);
-		snprintf(env_buf[3], sizeof(env_buf[3]), "%s/.sandcell", rn->workdir);
-		snprintf(env_buf[4], sizeof(env_buf[4]), "%s/input", rn->workdir);
-		snprintf(env_buf[5], sizeof(env_buf[5]), "%s/tmp", rn->workdir);
-		snprintf(env_buf[6], sizeof(env_buf[6]), "%s/output", rn->workdir);
-		ro[n_ro++] = env_buf[2];
-		ro[n_ro++] = env_buf[3];
-		ro[n_ro++] = env_buf[4];
-		/* The symlinks sc_workdir_make() made, not the caller's paths:
-		 * a relative path would resolve against the private directory
-		 * the child runs in, and Landlock skips a path it cannot
-		 * find, leaving the input unreadable. */
-		for (i = 0; i < cfg->n_inputs && n_ro < 40; i++) {
-			snprintf(pp->input_ro[i], sizeof(pp->input_ro[i]), "%s/input/%s%s", rn->workdir,
-				 sc_input_is_dataset(&cfg->inputs[i]) ? SC_DATASETS_DIR "/" : "",
-				 cfg->inputs[i].name);
-			ro[n_ro++] = pp->input_ro[i];
-		}
-		for (i = 0; i < sizeof(etc_ro) / sizeof(etc_ro[0]); i++)
-			ro[n_ro++] = etc_ro[i];
-		rw[n_rw++] = env_buf[5];
-		rw[n_rw++] = env_buf[6];
-		/* The fixed environment names /tmp; here the private dir
-		 * replaces it (later entries win in CPython's os.environ). */
-		for (i = 0; i < n_env; i++)
-			if (strncmp(envp[i], "HOME=", 5) == 0 || strncmp(envp[i], "TMPDIR=", 7) == 0 ||
-			    strncmp(envp[i], "MPLCONFIGDIR=", 13) == 0 ||
-			    strncmp(envp[i], "XDG_CACHE_HOME=", 15) == 0)
-				envp[i] = "SANDCELL_REDUCED=1";
-		snprintf(env_buf[7], sizeof(env_buf[7]), "HOME=%s/tmp", rn->workdir);
-		snprintf(env_buf[8], sizeof(env_buf[8]), "TMPDIR=%s/tmp", rn->workdir);
-		snprintf(env_buf[9], sizeof(env_buf[9]), "MPLCONFIGDIR=%s/tmp/.matplotlib", rn->workdir);
-		snprintf(env_buf[10], sizeof(env_buf[10]), "SANDCELL_INPUT_DIR=%s/input", rn->workdir);
-		snprintf(env_buf[11], sizeof(env_buf[11]), "SANDCELL_OUTPUT_DIR=%s/output", rn->workdir);
-		for (i = 7; i < 12; i++)
-			envp[n_env++] = env_buf[i];
-		envp[n_env++] = "SANDCELL_RESULT_FD=3";
-	}
-	envp[n_env] = NULL;
-	memset(&rules, 0, sizeof(rules));
-	rules.ro_exec = ro_exec;
-	rules.n_ro_exec = n_ro_exec;
-	rules.ro = ro;
-	rules.n_ro = n_ro;
-	rules.rw = rw;
-	rules.n_rw = n_rw;
-	rules.list_root = !rn->reduced;
-
-	if (pipe_high(rn->in_pipe) < 0 || pipe_high(rn->out_pipe) < 0 || pipe_high(rn->err_pipe) < 0 ||
-	    pipe_high(rn->res_pipe) < 0 ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0 || move_high(&sp[0]) < 0 ||
-	    move_high(&sp[1]) < 0) {
-		set_error(r, "cannot create pipes");
-		goto out;
-	}
-	rn->sock = sp[0];
-	child.sock = sp[1];
-
-	memset(&plan, 0, sizeof(plan));
-	plan.python = cfg->python;
-	plan.runtime = pp->runtime;
-	plan.n_runtime = pp->n_runtime;
-	plan.runtime_fds = pp->runtime_fds;
-	plan.inputs = cfg->inputs;
-	plan.n_inputs = cfg->n_inputs;
-	plan.input_fds = pp->input_fds;
-	plan.code = cfg->code;
-	plan.code_len = cfg->code_len;
-	plan.code_name = code_name;
-	plan.values_json = cfg->values_json;
-	plan.py_files = sc_py_files;
-	plan.disk = cfg->limits.disk;
-	plan.disk_inodes = cfg->limits.disk_inodes;
-	/* The run's own device nodes (root only), made while we are root. */
-	plan.dev_fd = -1;
-	if (!rn->reduced && sc_mounts_make_dev(&plan.dev_fd, &e) < 0) {
-		set_error(r, e.msg);
-		goto out;
-	}
-
-	argv[argc++] = cfg->python;
-	argv[argc++] = "-I";
-	argv[argc++] = "-B";
-	argv[argc++] = boot_path;
-	if (cfg->flags & SANDCELL_SESSION)
-		argv[argc++] = "session";
-	else if (cfg->flags & SANDCELL_CELL)
-		argv[argc++] = cfg->code_name ? "cell-file" : "cell-code";
-	else
-		argv[argc++] = cfg->code_name ? "file" : "code";
-	argv[argc++] = code_path;
-	for (i = 0; i < cfg->n_args; i++)
-		argv[argc++] = cfg->args[i];
-	argv[argc] = NULL;
-
-	child.plan = &plan;
-	child.limits = &cfg->limits;
-	child.bpf = &rn->bpf;
-	child.landlock = &pp->ll;
-	child.ll_rules = &rules;
-	child.argv = argv;
-	child.envp = envp;
-	child.workdir = rn->reduced ? env_buf[5] : "/tmp";
-	child.stdin_r = rn->in_pipe[0];
-	child.stdout_w = rn->out_pipe[1];
-	child.stderr_w = rn->err_pipe[1];
-	child.result_w = rn->res_pipe[1];
-	child.drop_groups = geteuid() == 0;
-	child.cgroupns = rn->have_cg;
-	child.reduced = rn->reduced;
-	child.session = (cfg->flags & SANDCELL_SESSION) != 0;
-
-	child.id_lock_fd = pp->ids.lock_fd;
-	rn->t0 = now_sec();
-	if (!rn->reduced && sc_userns_owner_enter(&pp->ids, &owner, &e) < 0) {
-		set_error(r, e.msg);
-		goto out;
-	}
-	{
-		uint64_t ns = rn->reduced ? 0
-					  : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
-						    (sc_hook_on(SC_HOOK_NO_NETNS) ? 0 : CLONE_NEWNET) |
-						    CLONE_NEWIPC | CLONE_NEWUTS;
-		int cgfd = rn->have_cg && rn->cg.v2[0]
-				   ? open(rn->cg.v2, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
-
-		pid = -1;
-		if (cgfd >= 0) {
-			/* Born in its cgroup: moving a task later takes the
-			 * cgroup threadgroup lock for writing, which waits for
-			 * an RCU grace period (milliseconds per run). */
-			struct clone_args ca;
-			memset(&ca, 0, sizeof(ca));
-			ca.flags = ns | CLONE_PIDFD | CLONE_INTO_CGROUP;
-			ca.pidfd = (uint64_t)(uintptr_t)&rn->pidfd;
-			ca.exit_signal = SIGCHLD;
-			ca.cgroup = (uint64_t)cgfd;
-			pid = syscall(SYS_clone3, &ca, sizeof(ca));
-			if (pid == 0)
-				sc_child_main(&child);
-			if (pid > 0)
-				rn->v2_attached = true;
-			close(cgfd);
-		}
-		if (pid < 0)
-			pid = syscall(SYS_clone, (unsigned long)(ns | CLONE_PIDFD | SIGCHLD), NULL,
-				      &rn->pidfd, NULL, NULL);
-		if (pid == 0)
-			sc_child_main(&child);
-	}
-	{
-		int saved = errno;
-		if (sc_userns_owner_leave(&owner, &e) < 0) {
-			/* The supervisor cannot be trusted to manage this
-			 * run with the wrong ids: stop it before any code. */
-			set_error(r, e.msg);
-			if (pid > 0) {
-				rn->pid = (pid_t)pid;
-				kill_tree(rn);
-				syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
-			}
-			goto out;
-		}
-		errno = saved;
-	}
-	if (pid < 0) {
-		int saved = errno;
-		char msg[300];
-		if (!rn->reduced && userns_refused(saved) && (cfg->flags & SANDCELL_ALLOW_REDUCED)) {
-			result = ATTEMPT_RETRY_REDUCED;
-			goto out;
-		}
-		snprintf(msg, sizeof(msg), "cannot create namespaces: %s%s", strerror(saved),
-			 userns_refused(saved) ? " (user namespaces are unavailable to this user; "
-						 "--allow-reduced runs with Landlock, seccomp and rlimits only)"
-					       : "");
-		set_error(r, msg);
-		goto out;
-	}
-	rn->pid = (pid_t)pid;
-	close_fd(&child.sock);
-	close_fd(&plan.dev_fd);
-	close_fd(&rn->in_pipe[0]);
-	close_fd(&rn->out_pipe[1]);
-	close_fd(&rn->err_pipe[1]);
-	close_fd(&rn->res_pipe[1]);
-
-	{
-		struct sc_msg m = { 0 };
-		if (wait_msg(rn->sock, &m, NULL, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_READY) {
-			char msg[600];
-			snprintf(msg, sizeof(msg), "sandbox setup failed: %s",
-				 m.type == SC_MSG_ERROR && m.text[0] ? m.text : "no handshake from the child");
-			set_error(r, msg);
-			kill_tree(rn);
-		} else if (!rn->reduced &&
-			   sc_userns_write_maps(rn->pid, pp->ids.uid, pp->ids.gid, geteuid() != 0, &e) < 0) {
-			set_error(r, e.msg);
-			kill_tree(rn);
-		} else if (send_ctl(rn->sock, SC_MSG_GO) < 0) {
-			set_error(r, "sandbox setup failed: lost the child");
-			kill_tree(rn);
-		} else if (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, rn->v2_attached, &e) < 0) {
-			/* Moving a task between cgroups waits for an RCU grace
-			 * period (v1, or v2 without clone3): the child builds
-			 * its mounts meanwhile, and waits for ATTACHED before it
-			 * enters its cgroup namespace or forks the code.  A
-			 * child already gone (ESRCH) reports its own error. */
-			if (e.code != ESRCH)
-				set_error(r, e.msg);
-			attach_failed = true;
-			kill_tree(rn);
-		} else if (send_ctl(rn->sock, SC_MSG_ATTACHED) < 0) {
-			/* The child failed while we attached it: its own
-			 * message, still queued, says why. */
-			lost_child = true;
-			kill_tree(rn);
-		}
-	}
-	supervise(rn);
-	if (!rn->init_exited) {
-		kill_tree(rn);
-		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
-	}
-	if (attach_failed)
-		set_error(r, e.msg);
-	if (lost_child)
-		set_error(r, "sandbox setup failed: lost the child");
-	if (rn->reduced)
-		kill(-rn->pid, SIGKILL); /* stragglers of the session, if any */
-	/* A user namespace that exists but cannot mount (e.g. an LSM that
-	 * strips its capabilities) fails in setup, before any code ran. */
-	if (!rn->reduced && !r->code_started && r->setup_errno != 0 &&
-	    userns_refused(r->setup_errno) && (cfg->flags & SANDCELL_ALLOW_REDUCED))
-		result = ATTEMPT_RETRY_REDUCED;
-out:
-	close_fd(&child.sock);
-	close_fd(&plan.dev_fd);
-	return result;
-}
-
 /* Removes the run cgroups; whatever stays is named in the report. */
 static void destroy_cgroup(struct run *rn)
 {
@@ -2121,7 +1702,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 {
 	struct sandcell_error e = { 0, "" };
 	struct sandcell_result *r;
-	struct prep *pp;
+	struct sc_prep *pp;
 	struct run rn;
 	sigset_t pipe_set, old_set;
 	size_t i;
@@ -2264,13 +1845,13 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 		set_error(r, "cannot watch for a cancel: poll failed");
 	} else if (pending > 0) {
 		rn.cancelled = rn.cancel_verdict = true;
-	} else if (attempt(&rn, pp) == ATTEMPT_RETRY_REDUCED && !rn.cancelled) {
+	} else if (sc_spawn(&rn, pp) == SC_ATTEMPT_RETRY_REDUCED && !rn.cancelled) {
 		reset_for_retry(&rn);
 		/* Reduced mode runs as the caller: no dedicated ids. */
 		sc_userns_release_ids(&pp->ids);
 		pp->ids.uid = geteuid();
 		pp->ids.gid = getegid();
-		attempt(&rn, pp);
+		sc_spawn(&rn, pp);
 	}
 	if (rn.have_cg) {
 		uint64_t v;

@@ -5,6 +5,8 @@
  * shared by its parts and by nothing else:
  *   run.c       sandcell_run(): validates, prepares the layers, runs the
  *               attempts, collects, settles the report
+ *   spawn.c     one attempt: clone the sandbox and take it through the
+ *               handshakes with its init (contain.c) to the code's start
  *   verdict.c   the verdict, from the host's evidence alone
  *   workdir.c   reduced mode's private directory, fd-relative removal
  */
@@ -12,10 +14,19 @@
 #include "contain.h"
 #include "proto.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 #define SC_MAX_RUNTIME 16
 #define SC_CHILD_FD_MIN 10
@@ -67,6 +78,55 @@ static inline void set_error(struct sandcell_result *r, const char *msg)
 	if (r->error[0] == '\0')
 		snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, msg);
 }
+
+/* fds of the run above the ones the sandbox init rearranges (0-3). */
+static inline int move_high(int *fd)
+{
+	int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, SC_CHILD_FD_MIN);
+	if (nfd < 0)
+		return -1;
+	close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
+static inline int pipe_high(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	return move_high(&p[0]) < 0 || move_high(&p[1]) < 0 ? -1 : 0;
+}
+
+enum sc_attempt { SC_ATTEMPT_DONE, SC_ATTEMPT_RETRY_REDUCED };
+
+/* What sandcell_run() prepares once for every attempt. */
+struct sc_prep {
+	char dirs[SC_MAX_RUNTIME][PATH_MAX];
+	const char *runtime[SC_MAX_RUNTIME];
+	int runtime_fds[SC_MAX_RUNTIME];
+	size_t n_runtime;
+	int *input_fds;
+	/* Reduced mode: each input's Landlock path, its symlink in the
+	 * private directory (absolute, and the very target the code opens). */
+	char (*input_ro)[PATH_MAX];
+	struct sc_landlock_info ll;
+	struct sc_ids ids;
+};
+
+/* ---- spawn.c ---- */
+/* One attempt at a run, in full or in reduced mode, from the clone to
+ * the reaped init. */
+enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp);
+
+/* ---- run.c ---- */
+/* The supervision loop: streams, messages, limits, until the tree is
+ * dead and every stream reached EOF. */
+void sc_supervise(struct run *rn);
+/* Kills the run's whole process tree. */
+void sc_kill_tree(struct run *rn);
+/* One message of the sandbox init; a passed fd is kept (*fd_out) only
+ * for SC_MSG_SCRATCH, else closed.  -1 on EOF, error or a short one. */
+int sc_init_recv(int sock, struct sc_msg *m, int *fd_out);
 
 /* ---- workdir.c ---- */
 /* Makes reduced mode's private directory under $TMPDIR (or /tmp): dir

@@ -1,0 +1,553 @@
+/*
+ * The supervisor's side of one attempt at a run: what the sandbox will
+ * run and see, the clone, and the handshakes with the sandbox's init
+ * (contain.c) up to the point where supervise.c takes over.  sc_spawn()
+ * is one ordered function, its steps numbered, as contain.c's setup()
+ * is on the other side:
+ *
+ *   parent (here)                          child (contain.c)
+ *   1-4  layout, pipes, mount plan, child
+ *   5    clone (as the user namespace's
+ *        owner, born in the v2 cgroup)  -> opens its sources
+ *   6    READY?                         <- READY
+ *   7    write the uid/gid maps
+ *   8    GO                             -> identity, uts, net, mounts
+ *   9    attach to every run cgroup     <- SCRATCH (read by supervise.c)
+ *   10   ATTACHED                       -> cgroup namespace, confine,
+ *                                          fork the code, STARTED
+ *   11   supervise until the tree is dead
+ *
+ * A full attempt whose namespaces are refused before any code ran may be
+ * retried in reduced mode (sandcell_run() decides, run.c).
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+/* Everything one attempt builds for the child before the clone: the
+ * child allocates nothing and reads all of it from here. */
+struct spawn {
+	const char *code_name;
+	char code_path[PATH_MAX], boot_path[PATH_MAX];
+	const char *argv[8 + 256];
+	const char *envp[64];
+	size_t n_env;
+	/* 0-1 passed-through variables; reduced mode: 2-6 the private
+	 * directory's code, .sandcell, input, tmp, output; 7-11 the
+	 * variables that name them. */
+	char env_buf[12][PATH_MAX + 32];
+	const char *ro_exec[SC_MAX_RUNTIME + 8], *ro[64], *rw[4];
+	size_t n_ro_exec, n_ro, n_rw;
+	struct sc_landlock_rules rules;
+	struct sc_mount_plan plan;
+	struct sc_child child;
+};
+
+static bool userns_refused(int e)
+{
+	return e == EPERM || e == EACCES || e == ENOSPC || e == EUSERS || e == EINVAL;
+}
+
+static int wait_msg(int sock, struct sc_msg *m, int timeout_ms)
+{
+	struct pollfd p = { sock, POLLIN, 0 };
+	int r = poll(&p, 1, timeout_ms);
+
+	if (r <= 0)
+		return -1;
+	return sc_init_recv(sock, m, NULL);
+}
+
+/* A bare control message from the supervisor to the sandbox's init. */
+static int send_ctl(int sock, enum sc_msg_type type)
+{
+	struct sc_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	return send(sock, &m, sizeof(m), MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -1;
+}
+
+/* The report's isolation section, for the mode this attempt runs in. */
+static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, uid_t host_uid)
+{
+	struct sc_isolation *iso = &rn->r->iso;
+	bool ns = !rn->reduced;
+
+	memset(iso, 0, sizeof(*iso));
+	iso->mode = rn->reduced ? "reduced" : "full";
+	iso->userns = iso->pidns = iso->mntns = iso->netns = iso->ipcns = iso->utsns = ns;
+	iso->cgroupns = ns && rn->have_cg;
+	iso->seccomp = iso->nnp = iso->caps_dropped = true;
+	iso->landlock = *ll;
+	iso->cgroup_version = rn->have_cg ? rn->cg.version : "none";
+	iso->swap = rn->have_cg ? rn->cg.swap : "none";
+	iso->cg_mem = rn->have_cg && (rn->cg.mem_v2 || rn->cg.v1_mem[0]);
+	iso->cg_pids = rn->have_cg && (rn->cg.pids_v2 || rn->cg.v1_pids[0]);
+	iso->cg_cpu = rn->have_cg && (rn->cg.cpu_v2 || rn->cg.v1_cpu[0]);
+	iso->host_uid = host_uid;
+#define NOT_HELD(s) iso->not_held[iso->n_not_held++] = (s)
+	if (rn->have_cg && strcmp(rn->cg.swap, "unlimited") == 0)
+		NOT_HELD("memory limit counts RAM only: the host has swap and no swap accounting");
+	if (!rn->have_cg) {
+		NOT_HELD("memory limit (no cgroup)");
+		NOT_HELD("pids limit (no cgroup)");
+		NOT_HELD("run-wide CPU limit (per-process RLIMIT_CPU only)");
+	}
+	if (rn->reduced) {
+		NOT_HELD("process isolation: host processes are visible in /proc (no pid namespace)");
+		NOT_HELD("read confinement is Landlock only: runtime, a few /etc files and /proc are readable");
+		NOT_HELD("uid separation: the code runs as the caller's uid "
+			 "(seccomp refuses chmod, chown and utime instead)");
+		NOT_HELD("disk limit: RLIMIT_FSIZE per file only (no private tmpfs)");
+		NOT_HELD("network: no network namespace (seccomp allows AF_UNIX only, Landlock denies TCP)");
+		NOT_HELD("private inodes: the code's locks and inotify watches are on the host's own "
+			 "runtime, /etc, input and device files (seccomp refuses leases and dnotify)");
+		if (!ll->scope_signal)
+			NOT_HELD("termination: a daemon that calls setsid can outlive the run");
+	}
+#undef NOT_HELD
+	/* Whatever layer is missing, a run that lacks one says so. */
+	if (iso->n_not_held > 0)
+		iso->mode = "reduced";
+}
+
+/* The name the code is written under: the caller's base name when it is
+ * a valid one. */
+static const char *code_name(const struct sandcell_config *cfg)
+{
+	struct sandcell_error ne;
+	const char *base;
+
+	if (cfg->code_name == NULL)
+		return "__main__.py";
+	base = strrchr(cfg->code_name, '/');
+	base = base ? base + 1 : cfg->code_name;
+	return sandcell_check_name(base, &ne) < 0 ? "main.py" : base;
+}
+
+/* The environment every mode starts with: the fixed one, and a few
+ * variables passed through from ours. */
+static void base_env(struct spawn *s)
+{
+	/* Older OpenBLAS builds need these on some CPUs to pick a working
+	 * kernel; they carry no secrets, so they pass through. */
+	static const char *const passthrough[] = { "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE" };
+	size_t i;
+
+	for (i = 0; sc_env[i]; i++)
+		s->envp[s->n_env++] = sc_env[i];
+	for (i = 0; i < 2; i++) {
+		const char *v = getenv(passthrough[i]);
+		if (v && strlen(v) < 64) {
+			snprintf(s->env_buf[i], sizeof(s->env_buf[i]), "%s=%s", passthrough[i], v);
+			s->envp[s->n_env++] = s->env_buf[i];
+		}
+	}
+}
+
+/* Full mode: the sandbox's own root, the same paths every run. */
+static void layout_full(struct spawn *s)
+{
+	static const char *const full_ro[] = { "/etc", "/code", "/.sandcell", "/input", "/proc" };
+	static const char *const full_rw[] = { "/tmp", "/output", "/dev/shm" };
+	size_t i;
+
+	snprintf(s->code_path, sizeof(s->code_path), "/code/%s", s->code_name);
+	snprintf(s->boot_path, sizeof(s->boot_path), "/.sandcell/_sandcell_boot.py");
+	for (i = 0; i < 5; i++)
+		s->ro[s->n_ro++] = full_ro[i];
+	for (i = 0; i < 3; i++)
+		s->rw[s->n_rw++] = full_rw[i];
+	s->envp[s->n_env++] = "SANDCELL_RESULT_FD=3";
+}
+
+/* Reduced mode: the host's filesystem, the private directory (made
+ * here) in place of /code, /input, /tmp and /output. */
+static int layout_reduced(struct run *rn, struct sc_prep *pp, struct spawn *s,
+			  struct sandcell_error *err)
+{
+	static const char *const etc_ro[] = { "/etc/ld.so.cache", "/etc/alternatives",
+					      "/etc/matplotlibrc", "/etc/python3",
+					      "/etc/python3.11", "/etc/fonts", "/etc/localtime",
+					      "/proc" };
+	const struct sandcell_config *cfg = rn->cfg;
+	const char *wd = rn->workdir;
+	size_t i;
+
+	if (sc_workdir_make(cfg, s->code_name, rn->workdir, sizeof(rn->workdir), &rn->scratch_fd,
+			    err) < 0)
+		return -1;
+	snprintf(s->code_path, sizeof(s->code_path), "%s/code/%s", wd, s->code_name);
+	snprintf(s->boot_path, sizeof(s->boot_path), "%s/.sandcell/_sandcell_boot.py", wd);
+	snprintf(s->env_buf[2], sizeof(s->env_buf[2]), "%s/code", wd);
+	snprintf(s->env_buf[3], sizeof(s->env_buf[3]), "%s/.sandcell", wd);
+	snprintf(s->env_buf[4], sizeof(s->env_buf[4]), "%s/input", wd);
+	snprintf(s->env_buf[5], sizeof(s->env_buf[5]), "%s/tmp", wd);
+	snprintf(s->env_buf[6], sizeof(s->env_buf[6]), "%s/output", wd);
+	s->ro[s->n_ro++] = s->env_buf[2];
+	s->ro[s->n_ro++] = s->env_buf[3];
+	s->ro[s->n_ro++] = s->env_buf[4];
+	/* The symlinks sc_workdir_make() made, not the caller's paths:
+	 * a relative path would resolve against the private directory
+	 * the child runs in, and Landlock skips a path it cannot
+	 * find, leaving the input unreadable. */
+	for (i = 0; i < cfg->n_inputs && s->n_ro < 40; i++) {
+		snprintf(pp->input_ro[i], sizeof(pp->input_ro[i]), "%s/input/%s%s", wd,
+			 sc_input_is_dataset(&cfg->inputs[i]) ? SC_DATASETS_DIR "/" : "",
+			 cfg->inputs[i].name);
+		s->ro[s->n_ro++] = pp->input_ro[i];
+	}
+	for (i = 0; i < sizeof(etc_ro) / sizeof(etc_ro[0]); i++)
+		s->ro[s->n_ro++] = etc_ro[i];
+	s->rw[s->n_rw++] = s->env_buf[5];
+	s->rw[s->n_rw++] = s->env_buf[6];
+	/* The fixed environment names /tmp; here the private dir
+	 * replaces it (later entries win in CPython's os.environ). */
+	for (i = 0; i < s->n_env; i++)
+		if (strncmp(s->envp[i], "HOME=", 5) == 0 || strncmp(s->envp[i], "TMPDIR=", 7) == 0 ||
+		    strncmp(s->envp[i], "MPLCONFIGDIR=", 13) == 0 ||
+		    strncmp(s->envp[i], "XDG_CACHE_HOME=", 15) == 0)
+			s->envp[i] = "SANDCELL_REDUCED=1";
+	snprintf(s->env_buf[7], sizeof(s->env_buf[7]), "HOME=%s/tmp", wd);
+	snprintf(s->env_buf[8], sizeof(s->env_buf[8]), "TMPDIR=%s/tmp", wd);
+	snprintf(s->env_buf[9], sizeof(s->env_buf[9]), "MPLCONFIGDIR=%s/tmp/.matplotlib", wd);
+	snprintf(s->env_buf[10], sizeof(s->env_buf[10]), "SANDCELL_INPUT_DIR=%s/input", wd);
+	snprintf(s->env_buf[11], sizeof(s->env_buf[11]), "SANDCELL_OUTPUT_DIR=%s/output", wd);
+	for (i = 7; i < 12; i++)
+		s->envp[s->n_env++] = s->env_buf[i];
+	s->envp[s->n_env++] = "SANDCELL_RESULT_FD=3";
+	return 0;
+}
+
+/* What the child runs and may touch: the layout of this mode, its
+ * environment, and the Landlock rules over those paths. */
+static int layout(struct run *rn, struct sc_prep *pp, struct spawn *s, struct sandcell_error *err)
+{
+	size_t i;
+
+	s->code_name = code_name(rn->cfg);
+	for (i = 0; i < pp->n_runtime; i++)
+		s->ro_exec[s->n_ro_exec++] = pp->runtime[i];
+	base_env(s);
+	if (!rn->reduced)
+		layout_full(s);
+	else if (layout_reduced(rn, pp, s, err) < 0)
+		return -1;
+	s->envp[s->n_env] = NULL;
+	s->rules.ro_exec = s->ro_exec;
+	s->rules.n_ro_exec = s->n_ro_exec;
+	s->rules.ro = s->ro;
+	s->rules.n_ro = s->n_ro;
+	s->rules.rw = s->rw;
+	s->rules.n_rw = s->n_rw;
+	s->rules.list_root = !rn->reduced;
+	return 0;
+}
+
+/* The code's stdin, stdout, stderr and channel pipes and the control
+ * socket, all above the fds the sandbox init rearranges. */
+static int open_channels(struct run *rn, struct spawn *s)
+{
+	int sp[2] = { -1, -1 };
+	int ret = 0;
+
+	if (pipe_high(rn->in_pipe) < 0 || pipe_high(rn->out_pipe) < 0 || pipe_high(rn->err_pipe) < 0 ||
+	    pipe_high(rn->res_pipe) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0 || move_high(&sp[0]) < 0 ||
+	    move_high(&sp[1]) < 0)
+		ret = -1;
+	/* Kept (and closed by their owners) even when the last step failed. */
+	rn->sock = sp[0];
+	s->child.sock = sp[1];
+	return ret;
+}
+
+/* The sandbox's filesystem, built by the child (full mode). */
+static int plan_mounts(struct run *rn, struct sc_prep *pp, struct spawn *s, struct sandcell_error *err)
+{
+	const struct sandcell_config *cfg = rn->cfg;
+	struct sc_mount_plan *plan = &s->plan;
+
+	plan->python = cfg->python;
+	plan->runtime = pp->runtime;
+	plan->n_runtime = pp->n_runtime;
+	plan->runtime_fds = pp->runtime_fds;
+	plan->inputs = cfg->inputs;
+	plan->n_inputs = cfg->n_inputs;
+	plan->input_fds = pp->input_fds;
+	plan->code = cfg->code;
+	plan->code_len = cfg->code_len;
+	plan->code_name = s->code_name;
+	plan->values_json = cfg->values_json;
+	plan->py_files = sc_py_files;
+	plan->disk = cfg->limits.disk;
+	plan->disk_inodes = cfg->limits.disk_inodes;
+	/* The run's own device nodes (root only), made while we are root. */
+	plan->dev_fd = -1;
+	if (!rn->reduced && sc_mounts_make_dev(&plan->dev_fd, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* The command line: the interpreter, isolated, on the bootstrap, in the
+ * mode the run asked for. */
+static void command_line(const struct sandcell_config *cfg, struct spawn *s)
+{
+	size_t argc = 0, i;
+
+	s->argv[argc++] = cfg->python;
+	s->argv[argc++] = "-I";
+	s->argv[argc++] = "-B";
+	s->argv[argc++] = s->boot_path;
+	if (cfg->flags & SANDCELL_SESSION)
+		s->argv[argc++] = "session";
+	else if (cfg->flags & SANDCELL_CELL)
+		s->argv[argc++] = cfg->code_name ? "cell-file" : "cell-code";
+	else
+		s->argv[argc++] = cfg->code_name ? "file" : "code";
+	s->argv[argc++] = s->code_path;
+	for (i = 0; i < cfg->n_args; i++)
+		s->argv[argc++] = cfg->args[i];
+	s->argv[argc] = NULL;
+}
+
+/* The child's whole description (contain.h). */
+static void describe_child(struct run *rn, struct sc_prep *pp, struct spawn *s)
+{
+	const struct sandcell_config *cfg = rn->cfg;
+	struct sc_child *c = &s->child;
+
+	c->plan = &s->plan;
+	c->limits = &cfg->limits;
+	c->bpf = &rn->bpf;
+	c->landlock = &pp->ll;
+	c->ll_rules = &s->rules;
+	c->argv = s->argv;
+	c->envp = s->envp;
+	c->workdir = rn->reduced ? s->env_buf[5] : "/tmp";
+	c->stdin_r = rn->in_pipe[0];
+	c->stdout_w = rn->out_pipe[1];
+	c->stderr_w = rn->err_pipe[1];
+	c->result_w = rn->res_pipe[1];
+	c->drop_groups = geteuid() == 0;
+	c->cgroupns = rn->have_cg;
+	c->reduced = rn->reduced;
+	c->session = (cfg->flags & SANDCELL_SESSION) != 0;
+	c->id_lock_fd = pp->ids.lock_fd;
+}
+
+/* The clone itself: the child's pid, 0 never (the child does not
+ * return), -1 with errno.  Born in its v2 cgroup where the kernel can
+ * (clone3 with CLONE_INTO_CGROUP): moving a task later takes the cgroup
+ * threadgroup lock for writing, which waits for an RCU grace period
+ * (milliseconds per run). */
+static long clone_sandbox(struct run *rn, const struct spawn *s)
+{
+	uint64_t ns = rn->reduced ? 0
+				  : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
+					    (sc_hook_on(SC_HOOK_NO_NETNS) ? 0 : CLONE_NEWNET) |
+					    CLONE_NEWIPC | CLONE_NEWUTS;
+	int cgfd = rn->have_cg && rn->cg.v2[0] ? open(rn->cg.v2, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+	long pid = -1;
+
+	if (cgfd >= 0) {
+		struct clone_args ca;
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = ns | CLONE_PIDFD | CLONE_INTO_CGROUP;
+		ca.pidfd = (uint64_t)(uintptr_t)&rn->pidfd;
+		ca.exit_signal = SIGCHLD;
+		ca.cgroup = (uint64_t)cgfd;
+		pid = syscall(SYS_clone3, &ca, sizeof(ca));
+		if (pid == 0)
+			sc_child_main(&s->child);
+		if (pid > 0)
+			rn->v2_attached = true;
+		close(cgfd);
+	}
+	if (pid < 0)
+		pid = syscall(SYS_clone, (unsigned long)(ns | CLONE_PIDFD | SIGCHLD), NULL, &rn->pidfd,
+			      NULL, NULL);
+	if (pid == 0)
+		sc_child_main(&s->child);
+	return pid;
+}
+
+/* A failed clone: a refused user namespace is retried reduced when the
+ * caller allows it, else the run fails saying why. */
+static enum sc_attempt clone_failed(struct run *rn, int e)
+{
+	char msg[300];
+
+	if (!rn->reduced && userns_refused(e) && (rn->cfg->flags & SANDCELL_ALLOW_REDUCED))
+		return SC_ATTEMPT_RETRY_REDUCED;
+	snprintf(msg, sizeof(msg), "cannot create namespaces: %s%s", strerror(e),
+		 userns_refused(e) ? " (user namespaces are unavailable to this user; "
+				     "--allow-reduced runs with Landlock, seccomp and rlimits only)"
+				   : "");
+	set_error(rn->r, msg);
+	return SC_ATTEMPT_DONE;
+}
+
+/* How the handshakes ended (steps 6-10). */
+enum handshake { HS_OK, HS_FAILED, HS_ATTACH_FAILED, HS_LOST_CHILD };
+
+/* Steps 6-10: the child's READY, its id maps, GO, the cgroup attach and
+ * ATTACHED.  Any failure kills the tree; supervise.c then reaps it and
+ * reads what the child said. */
+static enum handshake handshake(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
+{
+	struct sandcell_result *r = rn->r;
+	struct sc_msg m = { 0 };
+
+	/* 6. READY: the child opened its sources with the caller's view. */
+	if (wait_msg(rn->sock, &m, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_READY) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "sandbox setup failed: %s",
+			 m.type == SC_MSG_ERROR && m.text[0] ? m.text : "no handshake from the child");
+		set_error(r, msg);
+		sc_kill_tree(rn);
+		return HS_FAILED;
+	}
+	/* 7. The single uid/gid of the run, mapped (full mode). */
+	if (!rn->reduced &&
+	    sc_userns_write_maps(rn->pid, pp->ids.uid, pp->ids.gid, geteuid() != 0, e) < 0) {
+		set_error(r, e->msg);
+		sc_kill_tree(rn);
+		return HS_FAILED;
+	}
+	/* 8. GO: the child takes its ids and builds its root. */
+	if (send_ctl(rn->sock, SC_MSG_GO) < 0) {
+		set_error(r, "sandbox setup failed: lost the child");
+		sc_kill_tree(rn);
+		return HS_FAILED;
+	}
+	/* 9. Into every run cgroup.  Moving a task between cgroups waits for
+	 * an RCU grace period (v1, or v2 without clone3): the child builds
+	 * its mounts meanwhile, and waits for ATTACHED before it enters its
+	 * cgroup namespace or forks the code.  A child already gone (ESRCH)
+	 * reports its own error. */
+	if (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, rn->v2_attached, e) < 0) {
+		if (e->code != ESRCH)
+			set_error(r, e->msg);
+		sc_kill_tree(rn);
+		return HS_ATTACH_FAILED;
+	}
+	/* 10. ATTACHED.  A child that failed while we attached it has its
+	 * own message still queued, saying why. */
+	if (send_ctl(rn->sock, SC_MSG_ATTACHED) < 0) {
+		sc_kill_tree(rn);
+		return HS_LOST_CHILD;
+	}
+	return HS_OK;
+}
+
+enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
+{
+	const struct sandcell_config *cfg = rn->cfg;
+	struct sandcell_result *r = rn->r;
+	struct sandcell_error e = { 0, "" };
+	struct sc_owner_saved owner = { false, -1, 0 };
+	enum sc_attempt result = SC_ATTEMPT_DONE;
+	enum handshake hs;
+	struct spawn s;
+	long pid;
+	int saved;
+
+	memset(&s, 0, sizeof(s));
+	s.child.sock = s.child.id_lock_fd = s.plan.dev_fd = -1;
+	if (r->error[0])
+		return SC_ATTEMPT_DONE; /* a layer for this attempt could not be prepared */
+	fill_isolation(rn, &pp->ll, pp->ids.uid);
+	rn->host_uid = pp->ids.uid;
+	rn->host_gid = pp->ids.gid;
+
+	/* 1. What the child runs and may touch. */
+	if (layout(rn, pp, &s, &e) < 0) {
+		set_error(r, e.msg);
+		return SC_ATTEMPT_DONE;
+	}
+	/* 2. Pipes and the control socket. */
+	if (open_channels(rn, &s) < 0) {
+		set_error(r, "cannot create pipes");
+		goto out;
+	}
+	/* 3. The mount plan, and the run's device nodes. */
+	if (plan_mounts(rn, pp, &s, &e) < 0) {
+		set_error(r, e.msg);
+		goto out;
+	}
+	/* 4. The command line and the child's description. */
+	command_line(cfg, &s);
+	describe_child(rn, pp, &s);
+
+	/* 5. The clone, as the owner of the run's user namespace (full
+	 * mode), which is left again at once. */
+	rn->t0 = now_sec();
+	if (!rn->reduced && sc_userns_owner_enter(&pp->ids, &owner, &e) < 0) {
+		set_error(r, e.msg);
+		goto out;
+	}
+	pid = clone_sandbox(rn, &s);
+	saved = errno;
+	if (sc_userns_owner_leave(&owner, &e) < 0) {
+		/* The supervisor cannot be trusted to manage this run with
+		 * the wrong ids: stop it before any code. */
+		set_error(r, e.msg);
+		if (pid > 0) {
+			rn->pid = (pid_t)pid;
+			sc_kill_tree(rn);
+			syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
+		}
+		goto out;
+	}
+	if (pid < 0) {
+		result = clone_failed(rn, saved);
+		goto out;
+	}
+	rn->pid = (pid_t)pid;
+	/* The child's ends are the child's. */
+	close_fd(&s.child.sock);
+	close_fd(&s.plan.dev_fd);
+	close_fd(&rn->in_pipe[0]);
+	close_fd(&rn->out_pipe[1]);
+	close_fd(&rn->err_pipe[1]);
+	close_fd(&rn->res_pipe[1]);
+
+	/* 6-10. The handshakes, up to the code's start. */
+	hs = handshake(rn, pp, &e);
+	/* 11. Supervision, until the tree is dead and its streams drained;
+	 * then the init is reaped whatever happened. */
+	sc_supervise(rn);
+	if (!rn->init_exited) {
+		sc_kill_tree(rn);
+		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
+	}
+	/* The handshakes' failures that wait for the child's own word:
+	 * only where it said nothing do they stand. */
+	if (hs == HS_ATTACH_FAILED)
+		set_error(r, e.msg);
+	if (hs == HS_LOST_CHILD)
+		set_error(r, "sandbox setup failed: lost the child");
+	if (rn->reduced)
+		kill(-rn->pid, SIGKILL); /* stragglers of the session, if any */
+	/* A user namespace that exists but cannot mount (e.g. an LSM that
+	 * strips its capabilities) fails in setup, before any code ran. */
+	if (!rn->reduced && !r->code_started && r->setup_errno != 0 &&
+	    userns_refused(r->setup_errno) && (cfg->flags & SANDCELL_ALLOW_REDUCED))
+		result = SC_ATTEMPT_RETRY_REDUCED;
+out:
+	close_fd(&s.child.sock);
+	close_fd(&s.plan.dev_fd);
+	return result;
+}
