@@ -7,14 +7,17 @@
  *               attempts, collects, settles the report
  *   spawn.c     one attempt: clone the sandbox and take it through the
  *               handshakes with its init (contain.c) to the code's start
+ *   session_run.c  a session: commands, cells, its limits and report
  *   verdict.c   the verdict, from the host's evidence alone
  *   workdir.c   reduced mode's private directory, fd-relative removal
  */
 #include "internal.h"
 #include "contain.h"
 #include "proto.h"
+#include "verdict.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <time.h>
@@ -127,6 +130,74 @@ void sc_kill_tree(struct run *rn);
 /* One message of the sandbox init; a passed fd is kept (*fd_out) only
  * for SC_MSG_SCRATCH, else closed.  -1 on EOF, error or a short one. */
 int sc_init_recv(int sock, struct sc_msg *m, int *fd_out);
+/* Writes it all to a caller's fd; a caller's stream that is gone is
+ * ignored (the run keeps draining). */
+void sc_write_all(int fd, const char *p, size_t n);
+
+/* ---- session_run.c ---- */
+/* A session's state (SANDCELL_SESSION), owned by its run. */
+struct sess {
+	struct run *rn;
+	struct sc_chan *chan;
+	struct sc_chan_sink sink;
+	int ev_fd;
+	/* Commands from the caller. */
+	char *line;
+	size_t line_len, line_cap;
+	bool line_skip;		/* the line in progress passed 64 MiB: refused at its end */
+	bool closing;		/* close or EOF: no more commands */
+	/* Lines for the loop, written as its stdin pipe takes them. */
+	char *tl;
+	size_t tl_len, tl_off;
+	bool loop_closed;	/* its stdin was closed after close */
+	double closed_at;
+	/* The cell in progress. */
+	bool running;
+	char id[SC_SESSION_ID_MAX + 1];
+	uint64_t seq;
+	/* The running cell's execution count, kept here: a record from the
+	 * code cannot change the count its caller sees. */
+	uint64_t exec_count, n_counted;
+	double t0;
+	uint64_t cpu0;
+	bool have_cpu0;
+	bool input_pending;
+	enum sc_sess_stop limit;	/* a cell limit sent the interrupt */
+	double kill_at;		/* then the kill, unless its D comes first */
+	double last_activity;
+	bool ready_sent;
+	enum sc_sess_stop stop;	/* what the supervisor ended the session for */
+	json_t *used_ids;	/* an object used as a set */
+	uint64_t n_ok, n_error, n_interrupted, n_killed, stray_outputs;
+	json_t *problems;
+	uint64_t more_problems;
+	/* An incomplete UTF-8 sequence at the end of the last raw read. */
+	char carry[2][4];
+	size_t carry_len[2];
+	uint64_t out_files, out_bytes; /* collected so far (the session's budget) */
+	bool collected;
+	/* Files added (op add) and the running cell's pending dataset request. */
+	uint64_t n_added, n_requests;
+	bool request_pending;
+	char request_name[SC_SESSION_NAME_MAX + 1];
+};
+
+struct sess *sc_sess_new(struct run *rn);
+void sc_sess_free(struct sess *ss);
+/* An event to the caller (cfg->stdout_fd); ev is consumed. */
+void sc_sess_emit(struct sess *ss, json_t *ev);
+/* The code's stdout (which 0) or stderr (1) bytes, as output events. */
+void sc_sess_raw(struct sess *ss, int which, const char *buf, size_t n, bool final);
+/* The caller's command bytes (eof: they ended). */
+void sc_sess_commands(struct sess *ss, const char *buf, size_t n, bool eof);
+/* The session's limits, at each turn of the loop; the poll timeout they
+ * need. */
+void sc_sess_tick(struct sess *ss, double now);
+int sc_sess_timeout(struct sess *ss, double now, int timeout);
+/* After the verdict: the running cell's end, the session's reason and
+ * report object; then its last event. */
+void sc_sess_settle(struct sess *ss);
+void sc_sess_end(struct sess *ss);
 
 /* ---- workdir.c ---- */
 /* Makes reduced mode's private directory under $TMPDIR (or /tmp): dir
