@@ -8,6 +8,7 @@
  *   spawn.c     one attempt: clone the sandbox and take it through the
  *               handshakes with its init (contain.c) to the code's start
  *   session_run.c  a session: commands, cells, its limits and report
+ *   supervise.c the poll loop while the run lives: streams, limits, cancel
  *   verdict.c   the verdict, from the host's evidence alone
  *   workdir.c   reduced mode's private directory, fd-relative removal
  */
@@ -121,7 +122,7 @@ struct sc_prep {
  * the reaped init. */
 enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp);
 
-/* ---- run.c ---- */
+/* ---- supervise.c ---- */
 /* The supervision loop: streams, messages, limits, until the tree is
  * dead and every stream reached EOF. */
 void sc_supervise(struct run *rn);
