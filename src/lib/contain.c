@@ -327,7 +327,7 @@ static volatile sig_atomic_t stop_requested;
 /* The code's pid, for on_where (0 until it is forked). */
 static volatile sig_atomic_t code_pid;
 
-/* The supervisor's "where is the code?" (run.c, ask_where): passed on as
+/* The supervisor's "where is the code?" (supervise.c, ask_where): passed on as
  * SIGURG, whose default is to be ignored, so code that installed no
  * handler (a bootstrap that failed, a subprocess) is not disturbed. */
 static void on_where(int sig)

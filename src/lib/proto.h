@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 /* Supervisor -> sandbox init: ask the code where it is (init passes
- * SIGURG on to it; run.c, "ask_where"). */
+ * SIGURG on to it; supervise.c, "ask_where"). */
 #define SC_WHERE_SIGNAL SIGUSR1
 
 enum sc_msg_type {

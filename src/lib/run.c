@@ -1,38 +1,30 @@
 /*
- * The supervisor: validates the configuration, prepares every layer that
- * can be prepared outside (seccomp BPF, cgroup, pipes), clones the sandbox,
- * writes its id maps, pumps its streams with caps, enforces wall and CPU
- * time, and after the whole process tree is dead collects /output from the
- * pinned scratch tmpfs.  Status and verdicts come only from host-side
- * evidence (timers, cgroup counters, wait status), never from the code.
+ * The supervisor, sandcell_run(): validates the configuration, prepares
+ * every layer that can be prepared outside (seccomp BPF, cgroup, the run's
+ * host ids, the output directory), runs an attempt (spawn.c, which clones
+ * the sandbox and supervises it with supervise.c) and, when the caller
+ * allows it and the namespaces were refused, a second one in reduced
+ * mode; then, with the whole process tree dead, collects /output from the
+ * pinned scratch tmpfs and settles the report.  Status and verdicts come
+ * only from host-side evidence (timers, cgroup counters, wait status),
+ * never from the code: gathered here, judged by verdict.c.
  */
 #include "run.h"
 #include "verdict.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <linux/openat2.h>
-#include <linux/sched.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
 
 /* Largest result and cell-output limits: the report carries them. */
 #define SC_CELL_BYTES_MAX (32u << 20)

@@ -1,7 +1,7 @@
 /*
  * Sessions (docs/sessions.md): the commands a caller sends to `sandcell
  * session` and the text helpers its events need.  The supervision itself
- * is in run.c ("session").  A command line comes from the caller, who is
+ * is in session_run.c.  A command line comes from the caller, who is
  * trusted with its own session but not with this process: every line is
  * parsed strictly and a bad one is refused, never half-obeyed.
  */

@@ -117,7 +117,7 @@ DECLARED_ENV = {
     "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
     "SANDCELL": "1", "SANDCELL_RESULT_FD": "3",
 }
-# Tuning knobs that carry no secret and pass through when set (run.c).
+# Tuning knobs that carry no secret and pass through when set (spawn.c).
 PASSTHROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
