@@ -292,10 +292,196 @@ void sc_session_defaults(struct sandcell_limits *l)
 		l->idle_sec = 3600;
 }
 
+/* The caller's host output directory, opened first: a bad --output is
+ * the caller's error and nothing runs.  It must be new or empty, so that
+ * no host file is ever replaced and what it holds afterwards is this
+ * run's outputs only (docs/report.md, "Output collection"). */
+static int open_output_dir(struct run *rn, const char *dir, struct sandcell_error *err)
+{
+	if (dir == NULL)
+		return 0;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return sc_err(err, errno, "output directory %s", dir);
+	rn->out_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (rn->out_dirfd < 0)
+		return sc_err(err, errno, "output directory %s", dir);
+	if (sc_dir_is_empty(rn->out_dirfd, err) <= 0)
+		return sc_err_wrap(err, "output directory %s", dir);
+	return 0;
+}
+
+/* The run's cgroup, with the limits (generous ones for the ablation
+ * hook).  Fail closed: no cgroup, or swap it cannot bound, stops the run
+ * unless the caller allows reduced mode. */
+static int prepare_cgroup(struct run *rn)
+{
+	const struct sandcell_config *cfg = rn->cfg;
+	struct sandcell_error e = { 0, "" };
+
+	if (sc_hook_on(SC_HOOK_NO_LIMITS)) {
+		/* Ablation: generous limits everywhere the cgroup enforces. */
+		static struct sandcell_limits big;
+		big = cfg->limits;
+		big.memory = 1ull << 40;
+		big.pids = 1u << 22;
+		rn->have_cg = sc_cgroup_create(&rn->cg, cfg->cgroup_parent, &big, &e) == 0;
+	} else if (sc_cgroup_create(&rn->cg, cfg->cgroup_parent, &cfg->limits, &e) < 0) {
+		if (!(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "%.440s; pass --allow-reduced to run without cgroup limits",
+				 e.msg);
+			set_error(rn->r, msg);
+			return -1;
+		}
+	} else {
+		rn->have_cg = true;
+		/* Swap the cgroup cannot bound would let the code's memory
+		 * grow past --memory into swap: a layer missing like any other. */
+		if (strcmp(rn->cg.swap, "unlimited") == 0 && !(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
+			set_error(rn->r, "cgroup: the host has swap but no swap accounting (no memory.swap.max or "
+				     "memory.memsw.limit_in_bytes), so --memory cannot bound swap; boot with "
+				     "swapaccount=1, turn swap off, or pass --allow-reduced");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Fail closed: each layer that cannot be prepared stops the run before
+ * anything is cloned (-1, r->error says which). */
+static int prepare_layers(struct run *rn, struct sc_prep *pp)
+{
+	struct sandcell_result *r = rn->r;
+	struct sandcell_error e = { 0, "" };
+
+	if (sc_landlock_probe(&pp->ll) < 0) {
+		set_error(r, "Landlock is not available on this kernel (needed by every mode)");
+		return -1;
+	}
+	if (sc_seccomp_compile(&rn->bpf, false, &e) < 0) {
+		set_error(r, e.msg);
+		return -1;
+	}
+	if (prepare_cgroup(rn) < 0)
+		return -1;
+	if (sc_userns_claim_ids(&pp->ids, &e) < 0) {
+		set_error(r, e.msg);
+		return -1;
+	}
+	/* Above the fds the sandbox init rearranges (0-3). */
+	if (pp->ids.lock_fd >= 0 && move_high(&pp->ids.lock_fd) < 0) {
+		set_error(r, "userns: fds: moving the host uid claim");
+		return -1;
+	}
+	if (sc_hook_on(SC_HOOK_NO_UIDMAP)) {
+		sc_userns_release_ids(&pp->ids);
+		pp->ids.uid = geteuid();
+		pp->ids.gid = getegid();
+	}
+	return 0;
+}
+
+/* The attempts: a run cancelled before its sandbox exists is not
+ * started; one cancelled during its first attempt is not tried again. */
+static void run_attempts(struct run *rn, struct sc_prep *pp)
+{
+	int pending = cancel_pending(rn->cfg->cancel_fd);
+
+	if (pending < 0) {
+		/* A cancel that cannot be seen now could not be later either. */
+		set_error(rn->r, "cannot watch for a cancel: poll failed");
+	} else if (pending > 0) {
+		rn->cancelled = rn->cancel_verdict = true;
+	} else if (sc_spawn(rn, pp) == SC_ATTEMPT_RETRY_REDUCED && !rn->cancelled) {
+		reset_for_retry(rn);
+		/* Reduced mode runs as the caller: no dedicated ids. */
+		sc_userns_release_ids(&pp->ids);
+		pp->ids.uid = geteuid();
+		pp->ids.gid = getegid();
+		sc_spawn(rn, pp);
+	}
+}
+
+/* Once every process of the run is dead: the cgroup's measures, and
+ * /output, reachable now only through our fd on the scratch tmpfs. */
+static void collect(struct run *rn)
+{
+	struct sandcell_result *r = rn->r;
+	struct sandcell_error e = { 0, "" };
+
+	if (rn->have_cg) {
+		uint64_t v;
+		if (sc_cgroup_cpu_usec(&rn->cg, &v) == 0)
+			r->cpu_sec = (double)v / 1e6;
+		if (sc_cgroup_peak_memory(&rn->cg, &v) == 0)
+			r->peak_memory = v;
+	}
+	if (rn->scratch_fd >= 0 && rn->out_dirfd >= 0 && r->code_started && !rn->ss) {
+		int odir = openat(rn->scratch_fd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (odir >= 0) {
+			if (sc_collect_tree(odir, rn->out_dirfd, &rn->cfg->limits, &r->outputs, &e) == 0)
+				r->outputs_collected = true;
+			else
+				set_error(r, e.msg);
+			close(odir);
+		}
+	}
+}
+
+/* The report's last touches, before the caller sees it. */
+static void settle(struct run *rn)
+{
+	struct sandcell_result *r = rn->r;
+
+	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
+		classify(rn);
+	settle_channel(rn);
+	if (rn->ss)
+		sc_sess_settle(rn->ss);
+	if (!r->code_started) {
+		/* No code ran, so no layer confined any: the report must not
+		 * list the ones a failed setup had planned or half applied. */
+		uid_t uid = r->iso.host_uid;
+		memset(&r->iso, 0, sizeof(r->iso));
+		r->iso.mode = "none";
+		r->iso.cgroup_version = "none";
+		r->iso.swap = "none";
+		r->iso.host_uid = uid;
+	}
+}
+
+/* Everything the run holds on the host, released. */
+static void release(struct run *rn, struct sc_prep *pp)
+{
+	int i;
+
+	if (rn->have_cg)
+		destroy_cgroup(rn);
+	sc_workdir_remove(rn->workdir);
+	sc_seccomp_free(&rn->bpf);
+	close_fd(&rn->pidfd);
+	close_fd(&rn->sock);
+	close_fd(&rn->scratch_fd);
+	close_fd(&rn->out_dirfd);
+	for (i = 0; i < 2; i++) {
+		close_fd(&rn->in_pipe[i]);
+		close_fd(&rn->out_pipe[i]);
+		close_fd(&rn->err_pipe[i]);
+		close_fd(&rn->res_pipe[i]);
+	}
+	sc_userns_release_ids(&pp->ids);
+}
+
+static void free_prep(struct sc_prep *pp)
+{
+	free(pp->input_fds);
+	free(pp->input_ro);
+	free(pp);
+}
+
 int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out,
 		 struct sandcell_error *err)
 {
-	struct sandcell_error e = { 0, "" };
 	struct sandcell_result *r;
 	struct sc_prep *pp;
 	struct run rn;
@@ -355,164 +541,32 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	r->iso.mode = "none";
 	r->iso.cgroup_version = "none";
 	r->iso.swap = "none";
+	if (open_output_dir(&rn, cfg->output_dir, err) < 0)
+		goto usage_fail;
 
-	/* The host output directory is opened first: a bad --output is the
-	 * caller's error and nothing runs.  It must be new or empty, so that
-	 * no host file is ever replaced and what it holds afterwards is this
-	 * run's outputs only (docs/report.md, "Output collection"). */
-	if (cfg->output_dir) {
-		if (mkdir(cfg->output_dir, 0755) < 0 && errno != EEXIST) {
-			sc_err(err, errno, "output directory %s", cfg->output_dir);
-			goto usage_fail;
-		}
-		rn.out_dirfd = open(cfg->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (rn.out_dirfd < 0) {
-			sc_err(err, errno, "output directory %s", cfg->output_dir);
-			goto usage_fail;
-		}
-		if (sc_dir_is_empty(rn.out_dirfd, err) <= 0) {
-			sc_err_wrap(err, "output directory %s", cfg->output_dir);
-			goto usage_fail;
-		}
-	}
-
-	/* Fail closed: each layer that cannot be prepared stops the run
-	 * before anything is cloned. */
-	if (sc_landlock_probe(&pp->ll) < 0) {
-		set_error(r, "Landlock is not available on this kernel (needed by every mode)");
-		goto finish;
-	}
-	if (sc_seccomp_compile(&rn.bpf, false, &e) < 0) {
-		set_error(r, e.msg);
-		goto finish;
-	}
-	if (sc_hook_on(SC_HOOK_NO_LIMITS)) {
-		/* Ablation: generous limits everywhere the cgroup enforces. */
-		static struct sandcell_limits big;
-		big = cfg->limits;
-		big.memory = 1ull << 40;
-		big.pids = 1u << 22;
-		rn.have_cg = sc_cgroup_create(&rn.cg, cfg->cgroup_parent, &big, &e) == 0;
-	} else if (sc_cgroup_create(&rn.cg, cfg->cgroup_parent, &cfg->limits, &e) < 0) {
-		if (!(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
-			char msg[600];
-			snprintf(msg, sizeof(msg), "%.440s; pass --allow-reduced to run without cgroup limits",
-				 e.msg);
-			set_error(r, msg);
-			goto finish;
-		}
-	} else {
-		rn.have_cg = true;
-		/* Swap the cgroup cannot bound would let the code's memory
-		 * grow past --memory into swap: a layer missing like any other. */
-		if (strcmp(rn.cg.swap, "unlimited") == 0 && !(cfg->flags & SANDCELL_ALLOW_REDUCED)) {
-			set_error(r, "cgroup: the host has swap but no swap accounting (no memory.swap.max or "
-				     "memory.memsw.limit_in_bytes), so --memory cannot bound swap; boot with "
-				     "swapaccount=1, turn swap off, or pass --allow-reduced");
-			goto finish;
-		}
-	}
-	if (sc_userns_claim_ids(&pp->ids, &e) < 0) {
-		set_error(r, e.msg);
-		goto finish;
-	}
-	/* Above the fds the sandbox init rearranges (0-3). */
-	if (pp->ids.lock_fd >= 0 && move_high(&pp->ids.lock_fd) < 0) {
-		set_error(r, "userns: fds: moving the host uid claim");
-		goto finish;
-	}
-	if (sc_hook_on(SC_HOOK_NO_UIDMAP)) {
-		sc_userns_release_ids(&pp->ids);
-		pp->ids.uid = geteuid();
-		pp->ids.gid = getegid();
-	}
-
-	/* A code that closes its stdin must not kill the supervisor. */
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-	/* A run cancelled before its sandbox exists is not started; one
-	 * cancelled during its first attempt is not tried again. */
-	int pending = cancel_pending(cfg->cancel_fd);
-
-	if (pending < 0) {
-		/* A cancel that cannot be seen now could not be later either. */
-		set_error(r, "cannot watch for a cancel: poll failed");
-	} else if (pending > 0) {
-		rn.cancelled = rn.cancel_verdict = true;
-	} else if (sc_spawn(&rn, pp) == SC_ATTEMPT_RETRY_REDUCED && !rn.cancelled) {
-		reset_for_retry(&rn);
-		/* Reduced mode runs as the caller: no dedicated ids. */
-		sc_userns_release_ids(&pp->ids);
-		pp->ids.uid = geteuid();
-		pp->ids.gid = getegid();
-		sc_spawn(&rn, pp);
-	}
-	if (rn.have_cg) {
-		uint64_t v;
-		if (sc_cgroup_cpu_usec(&rn.cg, &v) == 0)
-			r->cpu_sec = (double)v / 1e6;
-		if (sc_cgroup_peak_memory(&rn.cg, &v) == 0)
-			r->peak_memory = v;
-	}
-	/* Outputs are read only now: every process of the run is dead and
-	 * the scratch tmpfs is reachable only through our fd. */
-	if (rn.scratch_fd >= 0 && rn.out_dirfd >= 0 && r->code_started && !rn.ss) {
-		int odir = openat(rn.scratch_fd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (odir >= 0) {
-			if (sc_collect_tree(odir, rn.out_dirfd, &cfg->limits, &r->outputs, &e) == 0)
-				r->outputs_collected = true;
-			else
-				set_error(r, e.msg);
-			close(odir);
-		}
-	}
-	classify(&rn);
-	{
-		struct timespec zero = { 0, 0 };
-		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
-			;
-		pthread_sigmask(SIG_SETMASK, &old_set, NULL);
-	}
-finish:
-	if (r->error[0] && r->status != SANDCELL_SANDBOX_ERROR)
+	if (prepare_layers(&rn, pp) == 0) {
+		/* A code that closes its stdin must not kill the supervisor. */
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+		run_attempts(&rn, pp);
+		collect(&rn);
 		classify(&rn);
-	settle_channel(&rn);
-	if (rn.ss)
-		sc_sess_settle(rn.ss);
-	if (!r->code_started) {
-		/* No code ran, so no layer confined any: the report must not
-		 * list the ones a failed setup had planned or half applied. */
-		uid_t uid = r->iso.host_uid;
-		memset(&r->iso, 0, sizeof(r->iso));
-		r->iso.mode = "none";
-		r->iso.cgroup_version = "none";
-		r->iso.swap = "none";
-		r->iso.host_uid = uid;
+		{
+			struct timespec zero = { 0, 0 };
+			while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+				;
+			pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+		}
 	}
-	/* Every process of the run is reaped (attempt() waited for the init)
-	 * and the outputs are collected: the report is final but for
+	settle(&rn);
+	/* Every process of the run is reaped (sc_spawn() waited for the
+	 * init) and the outputs are collected: the report is final but for
 	 * left_behind, and the caller gets it before the cleanup below. */
 	if (report_hook && !rn.ss && !rn.reduced)
 		report_hook(r);
-	if (rn.have_cg)
-		destroy_cgroup(&rn);
-	sc_workdir_remove(rn.workdir);
-	sc_seccomp_free(&rn.bpf);
-	close_fd(&rn.pidfd);
-	close_fd(&rn.sock);
-	close_fd(&rn.scratch_fd);
-	close_fd(&rn.out_dirfd);
-	for (i = 0; i < 2; i++) {
-		close_fd(&rn.in_pipe[i]);
-		close_fd(&rn.out_pipe[i]);
-		close_fd(&rn.err_pipe[i]);
-		close_fd(&rn.res_pipe[i]);
-	}
-	sc_userns_release_ids(&pp->ids);
-	free(pp->input_fds);
-	free(pp->input_ro);
-	free(pp);
+	release(&rn, pp);
+	free_prep(pp);
 	if (rn.ss) {
 		sc_sess_end(rn.ss);
 		sc_sess_free(rn.ss);
@@ -522,9 +576,7 @@ finish:
 usage_fail:
 	sc_sess_free(rn.ss);
 	close_fd(&rn.out_dirfd);
-	free(pp->input_fds);
-	free(pp->input_ro);
-	free(pp);
+	free_prep(pp);
 	free(r);
 	return -1;
 }
