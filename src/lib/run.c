@@ -10,7 +10,6 @@
  * never from the code: gathered here, judged by verdict.c.
  */
 #include "run.h"
-#include "verdict.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,14 +3,14 @@
 /*
  * The supervisor's private header: the state of one run (struct run),
  * shared by its parts and by nothing else:
- *   run.c       sandcell_run(): validates, prepares the layers, runs the
- *               attempts, collects, settles the report
- *   spawn.c     one attempt: clone the sandbox and take it through the
- *               handshakes with its init (contain.c) to the code's start
+ *   run.c          sandcell_run(): validates, prepares the layers, runs
+ *                  the attempts, collects, settles the report
+ *   spawn.c        one attempt: clone the sandbox and take it through the
+ *                  handshakes with its init (contain.c) to the code's start
+ *   supervise.c    the poll loop while the run lives: streams, limits, cancel
  *   session_run.c  a session: commands, cells, its limits and report
- *   supervise.c the poll loop while the run lives: streams, limits, cancel
- *   verdict.c   the verdict, from the host's evidence alone
- *   workdir.c   reduced mode's private directory, fd-relative removal
+ *   verdict.c      the verdict, from the host's evidence alone (verdict.h)
+ *   workdir.c      reduced mode's private directory, fd-relative removal
  */
 #include "internal.h"
 #include "contain.h"
@@ -39,6 +39,9 @@
 
 struct sess;
 
+/* One run, from sandcell_run() to its report.  What the supervisor saw
+ * (its kills, the wait status init reported, a cancel) is the verdict's
+ * evidence. */
 struct run {
 	const struct sandcell_config *cfg;
 	struct sandcell_result *r;
