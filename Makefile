@@ -47,7 +47,16 @@ $(BUILD)/obj/warm.o: src/server/warm.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/obj/warm_table.o: src/server/table.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
-$(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/obj/warm_table.o $(BUILD)/libsandcell.a
+# The server's own Python (the template's start, a run's bootstrap): typed
+# files under src/py, linted with the rest, embedded by the same tool as
+# the in-sandbox sources but in a table of their own (sc_warm_py_files,
+# src/server/server.h), so that no sandbox gets them in /.sandcell.
+WARM_PY  := src/py/_sandcell_template.py src/py/_sandcell_warm.py
+$(BUILD)/gen/warm_py.c: $(WARM_PY) tools/embed.sh | $(BUILD)/obj
+	mkdir -p $(BUILD)/gen && sh tools/embed.sh warm $(WARM_PY) > $@
+$(BUILD)/obj/warm_py.o: $(BUILD)/gen/warm_py.c
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) -Isrc/server $(CFLAGS) -c -o $@ $<
+$(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/obj/warm_table.o $(BUILD)/obj/warm_py.o $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 

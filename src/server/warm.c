@@ -24,6 +24,7 @@
 #include <Python.h>
 
 #include "internal.h"
+#include "server.h"
 #include "table.h"
 
 #include <dirent.h>
@@ -478,83 +479,50 @@ static void send_refusal(int fd, enum sandcell_status st, const char *why,
 
 /* ---- the sandboxed side: run the code in the inherited interpreter ---- */
 
-/* Runs in the sandboxed child.  Everything lives in a function: the
- * bootstrap below reuses __main__'s namespace for the user's code and
- * clears it, and the exit path must not depend on module globals. */
-static const char warm_boot[] =
-	"def _sc_warm(argv, env):\n"
-	"    import atexit, io, os, random, signal, sys, threading\n"
-	"    os.environ.clear()\n"
-	"    for kv in env:\n"
-	"        k, _, v = kv.partition('=')\n"
-	"        os.environ[k] = v\n"
-	"    sys.argv = list(argv[3:])\n"
-	"    sys.dont_write_bytecode = True\n"
-	/* fresh std streams on the run's pipes, buffered as python3 does */
-	"    def stream(fd, mode, errors, lb):\n"
-	"        raw = io.FileIO(fd, mode, closefd=False)\n"
-	"        buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)\n"
-	"        return io.TextIOWrapper(buf, encoding='utf-8', errors=errors, line_buffering=lb)\n"
-	"    sys.stdin = sys.__stdin__ = stream(0, 'r', 'strict', False)\n"
-	"    sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)\n"
-	"    sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)\n"
-	/* the dispositions python3 starts with, whatever the server had */
-	/* The sandbox's init reset every disposition to SIG_DFL (contain.c);
-	 * only the signal module's own table may still remember a handler. */
-	/* A session's interpreter starts with SIGINT ignored (contain.c) until
-	 * its loop's handler is in place, as python3 leaves an inherited
-	 * ignored SIGINT ignored: never SIG_DFL or the default handler here. */
-	"    session = sys.argv[1:2] == ['session']\n"
-	"    for sig in signal.valid_signals():\n"
-	"        if sig == signal.SIGINT and session:\n"
-	"            continue\n"
-	"        if signal.getsignal(sig) is not signal.SIG_DFL:\n"
-	"            try:\n"
-	"                signal.signal(sig, signal.SIG_DFL)\n"
-	"            except (OSError, ValueError):\n"
-	"                pass\n"
-	"    signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
-	"    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-	"    signal.signal(signal.SIGINT, signal.SIG_IGN if session else signal.default_int_handler)\n"
-	/* every run gets its own random state, never the template's */
-	"    random.seed()\n"
-	"    if 'numpy' in sys.modules:\n"
-	"        sys.modules['numpy'].random.seed()\n"
-	"    d = sys.modules['__main__'].__dict__\n"
-	"    d['__file__'] = sys.argv[0]\n"
-	"    with open(sys.argv[0], 'rb') as f:\n"
-	"        src = f.read()\n"
-	"    code = 0\n"
-	"    try:\n"
-	"        exec(compile(src, sys.argv[0], 'exec'), d)\n"
-	"    except SystemExit as e:\n"
-	"        if e.code is None:\n"
-	"            code = 0\n"
-	"        elif isinstance(e.code, int):\n"
-	"            code = e.code & 0xff\n"
-	"        else:\n"
-	"            print(e.code, file=sys.stderr)\n"
-	"            code = 1\n"
-	/* As a cold run's boot: the traceback (without this frame) through
-	 * sys.excepthook, exit status 1, and the shutdown below still runs. */
-	"    except BaseException as e:\n"
-	"        tb = e.__traceback__\n"
-	"        if tb is not None and tb.tb_frame.f_code.co_name == '_sc_warm':\n"
-	"            tb = tb.tb_next\n"
-	"        sys.excepthook(type(e), e, tb)\n"
-	"        del e, tb\n"
-	"        code = 1\n"
-	/* What interpreter shutdown does that a program can see: join
-	 * non-daemon threads, run atexit, flush.  Tearing down numpy, pandas
-	 * and matplotlib is skipped: nothing can observe it. */
-	"    threading._shutdown()\n"
-	"    atexit._run_exitfuncs()\n"
-	"    for s in (sys.stdout, sys.stderr):\n"
-	"        try:\n"
-	"            s.flush()\n"
-	"        except Exception:\n"
-	"            code = code or 120\n"
-	"    os._exit(code)\n";
+/* ---- the server's own Python (src/py/_sandcell_template.py, _sandcell_warm.py) ---- */
+
+/* Runs an embedded file's text (tools/embed.sh warm) in a namespace of its
+ * own, as "<string>": that namespace (a new reference), or NULL with the
+ * Python error set.  The files only define functions. */
+static PyObject *run_py_file(const char *name)
+{
+	const struct sc_py_file *f = sc_warm_py_files;
+	PyObject *ns, *r;
+
+	while (f->name && strcmp(f->name, name) != 0)
+		f++;
+	if (f->name == NULL) {
+		PyErr_Format(PyExc_RuntimeError, "%s is not embedded", name);
+		return NULL;
+	}
+	ns = PyDict_New();
+	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0) {
+		Py_XDECREF(ns);
+		return NULL;
+	}
+	r = PyRun_String(f->src, Py_file_input, ns, ns);
+	if (r == NULL) {
+		Py_DECREF(ns);
+		return NULL;
+	}
+	Py_DECREF(r);
+	return ns;
+}
+
+/* Calls the function ns[fn], with the string arg if not NULL: 0, or -1
+ * with the Python error set. */
+static int call_py(PyObject *ns, const char *fn, const char *arg)
+{
+	PyObject *f = PyDict_GetItemString(ns, fn), *r;
+
+	if (f == NULL) {
+		PyErr_Format(PyExc_RuntimeError, "%s is not defined", fn);
+		return -1;
+	}
+	r = arg ? PyObject_CallFunction(f, "s", arg) : PyObject_CallNoArgs(f);
+	Py_XDECREF(r);
+	return r ? 0 : -1;
+}
 
 static PyObject *str_list(const char *const *v, size_t skip_none)
 {
@@ -574,25 +542,19 @@ static PyObject *str_list(const char *const *v, size_t skip_none)
 	return l;
 }
 
-/* _sc_warm, compiled once in the template (not per run), and kept out of
- * __main__ so the user's code does not see it among its globals. */
+/* _sc_warm (src/py/_sandcell_warm.py), compiled once in the template
+ * (not per run), and kept out of __main__ so the user's code does not see
+ * it among its globals. */
 static PyObject *warm_fn;
 
 static int compile_warm_boot(void)
 {
-	PyObject *ns = PyDict_New();
-	PyObject *builtins = PyEval_GetBuiltins();
-	PyObject *r;
+	PyObject *ns = run_py_file("_sandcell_warm.py");
 
-	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", builtins) < 0)
-		return -1;
-	r = PyRun_String(warm_boot, Py_file_input, ns, ns);
-	if (r == NULL) {
+	if (ns == NULL) {
 		PyErr_Print();
-		Py_DECREF(ns);
 		return -1;
 	}
-	Py_DECREF(r);
 	warm_fn = PyDict_GetItemString(ns, "_sc_warm");
 	Py_XINCREF(warm_fn);
 	Py_DECREF(ns);
@@ -1225,63 +1187,6 @@ static int serve_turn(void)
 
 /* ---- the template ---- */
 
-/*
- * A trusted warm-up, run once in the template before gc.freeze(): the
- * kind of work a first cell does (build, group, pivot, format a frame;
- * numpy arithmetic; a figure drawn and encoded as PNG), with fixed data
- * and no user input.  It fills what the libraries initialise lazily on
- * first use (pandas' lazily imported submodules and compiled paths,
- * numpy's ufunc loops, matplotlib's font objects, text layout and PNG
- * writer), so that a run finds them in the template instead of building
- * them in its own copy-on-write pages.  It writes no file (the PNG and
- * the CSV go to memory), opens no host path (only the runtime's fonts,
- * which a sandbox sees at the same paths), leaves no figure open and no
- * name behind (a function's locals); what stays are those caches, as a
- * cold run that did the same work would hold them (docs/warm.md).  Only
- * the preloaded modules are used.  A warm-up that raises only makes
- * runs slower: it is logged, and the template serves; one that leaves a
- * file open stops the server (below).
- */
-static const char warm_up[] =
-	"def _sc_warm_up():\n"
-	"    import io, sys\n"
-	"    m = sys.modules\n"
-	"    if 'numpy' in m:\n"
-	"        np = m['numpy']\n"
-	"        a = np.arange(1000.0)\n"
-	"        (a * 2 + 1).sum(); a.mean(); a.std(); np.sqrt(a); np.sort(a[::-1]); a.reshape(10, 100).T @ a[:10]\n"
-	"        np.linspace(0, 1, 50); np.concatenate([a, a]); np.unique(a % 7); repr(a); str(a[:5])\n"
-	"    if 'pandas' in m and 'numpy' in m:\n"
-	"        pd = m['pandas']\n"
-	"        df = pd.DataFrame({'a': np.arange(1000) % 10, 'b': np.arange(1000.0),\n"
-	"                           'c': [str(i % 7) for i in range(1000)]})\n"
-	"        df.groupby('a').b.sum().sum(); df.groupby('c').agg({'b': ['mean', 'max']})\n"
-	"        df.describe(); df.sort_values('b').head(); df.merge(df.head(10), on='a')\n"
-	"        df['d'] = df.b * 2; df.query('a > 3'); df[df.a > 3].b.mean()\n"
-	"        df.pivot_table(index='a', columns='c', values='b', aggfunc='sum')\n"
-	"        df.set_index('a').loc[3]; df.iloc[:5].to_dict(); df.dropna(); df.fillna(0)\n"
-	"        pd.to_datetime(['2024-01-01', '2024-01-02']); pd.Series([1, 2]).value_counts()\n"
-	"        df.to_csv(io.StringIO()); pd.read_csv(io.StringIO('x,y\\n1,2\\n3,4\\n'))\n"
-	"        repr(df); str(df.b); df.to_string(); df.to_html()\n"
-	"    if 'matplotlib.pyplot' in m:\n"
-	"        plt = m['matplotlib.pyplot']\n"
-	"        try:\n"
-	"            fig, ax = plt.subplots()\n"
-	"            ax.plot(range(100), [i * i for i in range(100)], label='y')\n"
-	"            ax.set_title('t'); ax.set_xlabel('x'); ax.legend()\n"
-	"            fig.savefig(io.BytesIO(), format='png')\n"
-	"        finally:\n"
-	"            plt.close('all')\n"
-	/* matplotlib caches FreeType fonts with their files open; an fd
-	 * in the template would be inherited by every worker, and its
-	 * object would close that fd number again in a run (matplotlib's
-	 * at-fork hook clears this cache), whatever the number is then. */
-	"    fm = m.get('matplotlib.font_manager')\n"
-	"    if fm is not None and hasattr(getattr(fm, '_get_font', None), 'cache_clear'):\n"
-	"        fm._get_font.cache_clear()\n"
-	"    import gc\n"
-	"    gc.collect()\n";
-
 /* The open fds, as a bitmap of the first 1024: 0 if it could be read. */
 static int open_fds(unsigned char map[128])
 {
@@ -1304,33 +1209,21 @@ static int open_fds(unsigned char map[128])
 	return 0;
 }
 
-static int run_warm_up(void)
+/* The warm-up (_sc_warm_up in tpl, the template file's namespace). */
+static int run_warm_up(PyObject *tpl)
 {
-	PyObject *ns = PyDict_New(), *r = NULL, *fn;
 	unsigned char before[128], after[128];
 
 	if (open_fds(before) < 0) {
 		logmsg("cannot list the template's fds");
 		return -1;
 	}
-
-	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
-		goto out;
-	r = PyRun_String(warm_up, Py_file_input, ns, ns);
-	if (r == NULL)
-		goto out;
-	Py_DECREF(r);
-	fn = PyDict_GetItemString(ns, "_sc_warm_up");
-	r = fn ? PyObject_CallNoArgs(fn) : NULL;
-out:
-	if (r == NULL) {
+	if (call_py(tpl, "_sc_warm_up", NULL) < 0) {
 		/* The traceback would name only the runtime's own paths: still,
 		 * the error goes, not its state (sys.last_value). */
 		PyErr_Clear();
 		logmsg("the warm-up failed: runs start without it");
 	}
-	Py_XDECREF(r);
-	Py_XDECREF(ns);
 	/* Fail closed: a file the warm-up left open would be in every
 	 * worker, held by an object that closes its number in a run. */
 	if (open_fds(after) < 0 || memcmp(before, after, sizeof(before)) != 0) {
@@ -1340,12 +1233,32 @@ out:
 	return 0;
 }
 
+/* The last step, _sc_freeze (gc.freeze), with nothing of the template
+ * file left to freeze: its namespace is emptied first (its functions
+ * reference it, a cycle only the collector would free, and nothing is
+ * collected once frozen), and the function itself goes after its call. */
+static void freeze_gc(PyObject *tpl)
+{
+	PyObject *f = PyDict_GetItemString(tpl, "_sc_freeze"), *r;
+
+	Py_XINCREF(f);
+	PyDict_Clear(tpl);
+	Py_DECREF(tpl);
+	r = f ? PyObject_CallNoArgs(f) : NULL;
+	if (r == NULL)
+		PyErr_Print();
+	Py_XDECREF(r);
+	Py_XDECREF(f);
+}
+
+/* CPython in the template: isolated as `python3 -I`, then the Python
+ * steps of src/py/_sandcell_template.py, in its order. */
 static int init_python(const struct opts *o)
 {
 	PyPreConfig pre;
 	PyConfig config;
 	PyStatus st;
-	char code[1024];
+	PyObject *tpl;
 	char *list, *tok, *save = NULL;
 	wchar_t *w;
 
@@ -1373,32 +1286,37 @@ static int init_python(const struct opts *o)
 	PyConfig_Clear(&config);
 	if (PyStatus_Exception(st))
 		return -1;
-	if (PyRun_SimpleString("import io, os, sys, json, types, random, signal, runpy") < 0)
+	tpl = run_py_file("_sandcell_template.py");
+	if (tpl == NULL || call_py(tpl, "_sc_base_imports", NULL) < 0) {
+		PyErr_Print();
+		Py_XDECREF(tpl);
 		return -1;
+	}
 	list = strdup(o->preload);
 	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (tok[0] == '\0')
 			continue;
-		snprintf(code, sizeof(code), "import %s", tok);
-		if (PyRun_SimpleString(code) < 0) {
+		if (call_py(tpl, "_sc_preload", tok) < 0) {
+			PyErr_Print();
 			logmsg("preloading %s failed", tok);
 			free(list);
+			Py_DECREF(tpl);
 			return -1;
 		}
-		if (strcmp(tok, "matplotlib") == 0)
-			PyRun_SimpleString("import matplotlib; matplotlib.use('Agg')");
+		if (strcmp(tok, "matplotlib") == 0 && call_py(tpl, "_sc_agg", NULL) < 0)
+			PyErr_Print();
 	}
 	free(list);
-	/* Objects that survive the preload never move to a young generation
-	 * again: the collector stops touching (and copying) their pages in
-	 * every forked child. */
-	if (run_warm_up() < 0)
-		return -1;
-	if (compile_warm_boot() < 0) {
-		logmsg("compiling the run bootstrap failed");
+	if (run_warm_up(tpl) < 0) {
+		Py_DECREF(tpl);
 		return -1;
 	}
-	PyRun_SimpleString("import gc; gc.collect(); gc.freeze()");
+	if (compile_warm_boot() < 0) {
+		logmsg("compiling the run bootstrap failed");
+		Py_DECREF(tpl);
+		return -1;
+	}
+	freeze_gc(tpl);
 	return 0;
 }
 

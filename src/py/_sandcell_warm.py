@@ -1,0 +1,90 @@
+# A warm run's bootstrap: what the code's process of a warm run does instead
+# of execve(python3 -I -B /.sandcell/_sandcell_boot.py ...) (docs/warm.md).
+# Not a file of the sandbox: sandcell-warm embeds it (tools/embed.sh),
+# compiles it once in the template (src/server/template.c, not per run,
+# with this file's text as "<string>"), keeps _sc_warm out of __main__ so
+# the user's code does not see it among its globals, and calls it in every
+# run's code process (src/server/worker.c, start_code), with every layer of
+# the sandbox applied.  It writes no file and runs as `python3 -I` would.
+#
+# Everything lives in a function: the bootstrap reuses __main__'s namespace
+# for the user's code and clears it, and the exit path must not depend on
+# module globals.
+
+
+def _sc_warm(argv, env):
+    # type: (list[str], list[str]) -> None
+    import atexit, io, os, random, signal, sys, threading
+    os.environ.clear()
+    for kv in env:
+        k, _, v = kv.partition('=')
+        os.environ[k] = v
+    sys.argv = list(argv[3:])
+    sys.dont_write_bytecode = True
+
+    # fresh std streams on the run's pipes, buffered as python3 does
+    def stream(fd, mode, errors, lb):
+        # type: (int, str, str, bool) -> io.TextIOWrapper
+        raw = io.FileIO(fd, mode, closefd=False)
+        buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)
+        return io.TextIOWrapper(buf, encoding='utf-8', errors=errors, line_buffering=lb)
+    sys.stdin = sys.__stdin__ = stream(0, 'r', 'strict', False)
+    sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)
+    sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)
+    # the dispositions python3 starts with, whatever the server had.
+    # The sandbox's init reset every disposition to SIG_DFL (contain.c);
+    # only the signal module's own table may still remember a handler.
+    # A session's interpreter starts with SIGINT ignored (contain.c) until
+    # its loop's handler is in place, as python3 leaves an inherited
+    # ignored SIGINT ignored: never SIG_DFL or the default handler here.
+    session = sys.argv[1:2] == ['session']
+    for sig in signal.valid_signals():
+        if sig == signal.SIGINT and session:
+            continue
+        if signal.getsignal(sig) is not signal.SIG_DFL:
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if session else signal.default_int_handler)
+    # every run gets its own random state, never the template's
+    random.seed()
+    if 'numpy' in sys.modules:
+        sys.modules['numpy'].random.seed()
+    d = sys.modules['__main__'].__dict__
+    d['__file__'] = sys.argv[0]
+    with open(sys.argv[0], 'rb') as f:
+        src = f.read()
+    code = 0
+    try:
+        exec(compile(src, sys.argv[0], 'exec'), d)
+    except SystemExit as e:
+        if e.code is None:
+            code = 0
+        elif isinstance(e.code, int):
+            code = e.code & 0xff
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    # As a cold run's boot: the traceback (without this frame) through
+    # sys.excepthook, exit status 1, and the shutdown below still runs.
+    except BaseException as e:
+        tb = e.__traceback__
+        if tb is not None and tb.tb_frame.f_code.co_name == '_sc_warm':
+            tb = tb.tb_next
+        sys.excepthook(type(e), e, tb)
+        del e, tb
+        code = 1
+    # What interpreter shutdown does that a program can see: join
+    # non-daemon threads, run atexit, flush.  Tearing down numpy, pandas
+    # and matplotlib is skipped: nothing can observe it.
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.flush()
+        except Exception:
+            code = code or 120
+    os._exit(code)
