@@ -39,14 +39,18 @@ DEPFLAGS := -MMD -MP
 
 # The warm server embeds Debian's CPython (python3-dev): a binary of its own,
 # so cold runs never load libpython.  `=`, not `:=`: python3-config is asked
-# when warm.o is compiled and linked, never while the Makefile is read (on a
-# fresh machine python3-dev is not installed yet at that point).
+# when the server is compiled and linked, never while the Makefile is read
+# (on a fresh machine python3-dev is not installed yet at that point).
+# Only src/server/template.c includes Python.h; every file of the server
+# gets the same flags.  Its objects are named warm_*.o, apart from the
+# library's.  free() and realloc() of worker.c replace glibc's for the
+# whole process: an object of the link, never of an archive.
 PY_CFLAGS = $(shell /usr/bin/python3-config --includes 2>/dev/null | sed 's/-I/-isystem /g')
 PY_LIBS   = $(shell /usr/bin/python3-config --embed --ldflags 2>/dev/null)
-$(BUILD)/obj/warm.o: src/server/warm.c | $(BUILD)/obj
+WARM_SRC := $(sort $(wildcard src/server/*.c))
+WARM_OBJ := $(patsubst src/server/%.c,$(BUILD)/obj/warm_%.o,$(WARM_SRC)) $(BUILD)/obj/warm_py.o
+$(BUILD)/obj/warm_%.o: src/server/%.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(PY_CFLAGS) $(CFLAGS) -c -o $@ $<
-$(BUILD)/obj/warm_table.o: src/server/table.c | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 # The server's own Python (the template's start, a run's bootstrap): typed
 # files under src/py, linted with the rest, embedded by the same tool as
 # the in-sandbox sources but in a table of their own (sc_warm_py_files,
@@ -56,7 +60,7 @@ $(BUILD)/gen/warm_py.c: $(WARM_PY) tools/embed.sh | $(BUILD)/obj
 	mkdir -p $(BUILD)/gen && sh tools/embed.sh warm $(WARM_PY) > $@
 $(BUILD)/obj/warm_py.o: $(BUILD)/gen/warm_py.c
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) -Isrc/server $(CFLAGS) -c -o $@ $<
-$(BUILD)/sandcell-warm: $(BUILD)/obj/warm.o $(BUILD)/obj/warm_table.o $(BUILD)/obj/warm_py.o $(BUILD)/libsandcell.a
+$(BUILD)/sandcell-warm: $(WARM_OBJ) $(BUILD)/libsandcell.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PY_LIBS)
 build: $(BUILD)/sandcell-warm
 

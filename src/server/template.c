@@ -1,0 +1,619 @@
+/*
+ * The template of the warm server (server.h): the one process that never
+ * runs user code, and whose copies serve every request.  Here are its
+ * heap on huge pages, the copies of its command line (and respawn's
+ * re-exec, which uses them), the view it imports in, and CPython: the only
+ * file of the server that calls the interpreter, from its start (the
+ * steps of src/py/_sandcell_template.py, the warm-up, gc.freeze) to the
+ * run's bootstrap (src/py/_sandcell_warm.py) in the code's process.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "server.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <malloc.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- the heap ---- */
+
+/*
+ * The template's heap on transparent huge pages.  Every run copies the
+ * template three times (spare worker, sandbox init, code); a fork copies
+ * one page-table entry per 4 KiB page, and an exit tears them down, so a
+ * heap of ~60 MiB in 4 KiB pages (pymalloc's arenas, one mapping each)
+ * costs ~10 ms of CPU per fork and exit here, and a heap on 2 MiB pages a
+ * PMD per 2 MiB (docs/warm.md, Performance).  So, when the kernel offers
+ * THP (enabled: always or madvise), the template's Python objects come
+ * from glibc's malloc (PYMEM_ALLOCATOR_MALLOC, not pymalloc's arenas),
+ * and glibc's malloc is tuned before it starts: hugetlb=1 madvises its
+ * heap for THP and aligns its growth to 2 MiB, and a 32 MiB mmap
+ * threshold keeps large blocks (numpy's) in that heap rather than in
+ * mappings of their own.  Tunables are read by the dynamic loader only,
+ * so the template re-executes itself once with GLIBC_TUNABLES set (a
+ * respawn sets it again); the variable is gone (clearenv in main, main.c) before
+ * the interpreter starts, so neither it nor PYTHONMALLOC reaches a run's
+ * environment.  What a run can observe is the allocator itself
+ * (sys.getallocatedblocks() is 0 under malloc), documented.
+ */
+static const char heap_tunables[] = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432";
+static bool heap_thp;
+
+/* THP is available to an madvise()d heap: "always" or "madvise" is the
+ * bracketed mode. */
+static bool thp_available(void)
+{
+	char buf[128] = "";
+	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, "[always]") != NULL || strstr(buf, "[madvise]") != NULL;
+}
+
+/* Called first in main: re-executes the template with heap_tunables
+ * unless they are in force (a respawn sets them: template_reexec).  Returns
+ * only if no re-exec is needed or possible: without THP, or if the
+ * tunables are already set, the template keeps what it has (pymalloc
+ * without them: a slower template, never a wrong one). */
+void heap_on_huge_pages(char **argv)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	char self[4096];
+	ssize_t n;
+
+	if (!thp_available())
+		return;
+	if (t != NULL && strcmp(t, heap_tunables) == 0) {
+		heap_thp = true;
+		return;
+	}
+	/* A loader that rewrote the variable would bring us back here: one
+	 * re-exec at most (the marker), then the template starts as it is. */
+	if (getenv("SANDCELL_WARM_REEXEC") != NULL)
+		return;
+	if (setenv("GLIBC_TUNABLES", heap_tunables, 1) < 0 || setenv("SANDCELL_WARM_REEXEC", "1", 1) < 0)
+		return;
+	/* The binary's path, not /proc/self/exe: the process keeps its name
+	 * (comm) for ps and the logs. */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		execv(self, argv);
+	}
+	logmsg("cannot re-execute with the heap on huge pages: %s (continuing without)", strerror(errno));
+	unsetenv("GLIBC_TUNABLES");
+}
+
+/*
+ * glibc's malloc keeps what the imports and the warm-up freed as free
+ * chunks scattered over the heap.  Every worker and every run's code would
+ * take its first allocations from them: each one, and the list and bin
+ * walks that find it, writes (and so copies) a page of the template's,
+ * hundreds per process, more than the rest of a trivial run writes.  So
+ * the template takes every free chunk out of glibc's hands once, before
+ * it forks anything, and keeps them: requests from 16 MiB down to 16
+ * bytes, each size repeated until it is served from the top of the heap
+ * (an address at or above where the top began), which is given back.
+ * Children then allocate from the top: fresh, contiguous memory.  The
+ * chunks held cost no memory that was not resident already; they hold
+ * what the template freed while it started (its own data, never a
+ * request's: no request reaches the template).  Only when the template's
+ * objects are in glibc's heap (heap_thp).
+ */
+void drain_free_chunks(void)
+{
+	struct mallinfo2 mi;
+	char *top0, *p;
+	size_t s, held = 0;
+
+	if (!heap_thp)
+		return;
+	/* mallopt consolidates the fast bins first thing. */
+	mallopt(M_MXFAST, 64 * (int)sizeof(size_t) / 4); /* glibc's default */
+	mi = mallinfo2();
+	top0 = (char *)sbrk(0) - mi.keepcost;
+	for (s = 16u << 20; s >= 16; s = s > 1024 ? s - s / 16 : s - 16) {
+		for (;;) {
+			p = malloc(s);
+			if (p == NULL)
+				return;
+			if (p >= top0) {
+				free(p);
+				break;
+			}
+			/* Never more than was free: should the heap not be
+			 * one brk area (where top0 means nothing), this ends. */
+			held += malloc_usable_size(p);
+			if (held > mi.fordblks)
+				return;
+		}
+	}
+}
+
+
+/* ---- the template's copies of its command line ---- */
+
+/* The template's own copies of its command line: host paths (the socket)
+ * that no worker needs, so every worker frees them (drop_template_args). */
+static char *self_path, **respawn_argv, *socket_path;
+
+/* Every run is a fork of this process: nothing of the launcher's command
+ * line or environment may stay in its memory.  Copies of what we need are
+ * kept (the caller zeroes the original pages), and the fds a previous
+ * template handed over (template_reexec) are taken. */
+int keep_copies(int argc, char **argv, struct opts *o, int *listen_fd, int *state_fd)
+{
+	const char *inherited = getenv("SANDCELL_WARM_LISTEN_FD"), *state = getenv("SANDCELL_WARM_STATE_FD");
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int k;
+
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	self_path = strdup(self);
+	respawn_argv = calloc((size_t)argc + 1, sizeof(char *));
+	if (self_path == NULL || respawn_argv == NULL)
+		return -1;
+	for (k = 0; k < argc; k++)
+		respawn_argv[k] = strdup(argv[k]);
+	o->socket = socket_path = strdup(o->socket);
+	o->python = strdup(o->python);
+	o->preload = strdup(o->preload);
+	*listen_fd = inherited ? atoi(inherited) : -1;
+	*state_fd = state ? atoi(state) : -1;
+	/* Returning from main ends the process: the copies that did succeed
+	 * are not leaked. */
+	return o->socket && o->python && o->preload ? 0 : -1;
+}
+
+/* In a worker: the template's copies of its command line. */
+void drop_template_args(void)
+{
+	size_t k;
+
+	for (k = 0; respawn_argv && respawn_argv[k]; k++)
+		free(respawn_argv[k]);
+	free(respawn_argv);
+	free(self_path);
+	free(socket_path);
+	respawn_argv = NULL;
+	self_path = socket_path = NULL;
+}
+
+/* Respawn (dispatch.c) ends here: the listening socket and the table's
+ * memfd stay open across the execv, and the new template finds them in
+ * its environment (keep_copies). */
+void template_reexec(int ls, int state)
+{
+	char buf[16];
+
+	snprintf(buf, sizeof(buf), "%d", ls);
+	fcntl(ls, F_SETFD, 0);
+	setenv("SANDCELL_WARM_LISTEN_FD", buf, 1);
+	snprintf(buf, sizeof(buf), "%d", state);
+	setenv("SANDCELL_WARM_STATE_FD", buf, 1);
+	/* The new template's heap as this one's (heap_on_huge_pages): the
+	 * loader reads the tunables before main. */
+	if (heap_thp)
+		setenv("GLIBC_TUNABLES", heap_tunables, 1);
+	execv(self_path, respawn_argv);
+	logmsg("respawn failed: %s", strerror(errno));
+	exit(SANDCELL_EXIT_SANDBOX);
+}
+
+/* ---- the view it imports in ---- */
+
+/*
+ * The template's view.  What the template computes while it imports (the
+ * uname cache of platform, matplotlib's config and cache directories,
+ * os.environ, the locale) every run inherits, and freed copies would stay
+ * in its memory even if a run reset the caches.  So it imports seeing
+ * what a sandbox sees: the sandbox's fixed environment (HOME=/tmp,
+ * MPLCONFIGDIR=/tmp/.matplotlib, ...), an empty private tmpfs on /tmp as
+ * its cwd, and a uts namespace of its own named "sandcell".  The host name
+ * never enters it, and nothing it writes or reads goes through the host's
+ * shared /tmp (where anyone could plant a /tmp/.matplotlib/matplotlibrc).
+ *
+ * As root: private mount and uts namespaces; the mount namespace is left
+ * again after the imports (setns back to the host's), so the server sees
+ * host mounts as before.  Unprivileged: a user namespace mapping the
+ * server's own uid and gid to themselves gives the rights; a user
+ * namespace cannot be left, so the template stays in it (in a copy of the
+ * host's mounts, receiving the host's mount events when / is shared), and
+ * keeps CAP_SYS_ADMIN in it as an ambient capability so that a respawn
+ * can mount its private /tmp again.  The sandbox init drops every
+ * capability, ambient ones included (caps.c).
+ */
+static int host_mnt_fd = -1;
+
+static int write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static int keep_sys_admin(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	d[CAP_TO_INDEX(CAP_SYS_ADMIN)].inheritable |= CAP_TO_MASK(CAP_SYS_ADMIN);
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -1;
+	return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0);
+}
+
+static int template_view_enter(bool respawned, const char **step)
+{
+	if (geteuid() == 0) {
+		*step = "unshare(CLONE_NEWNS|CLONE_NEWUTS)";
+		host_mnt_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+		if (host_mnt_fd < 0 || unshare(CLONE_NEWNS | CLONE_NEWUTS) < 0)
+			return -1;
+	} else if (!respawned) {
+		char map[64];
+		uid_t u = geteuid();
+		gid_t g = getegid();
+
+		*step = "unshare(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWUTS)";
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS) < 0)
+			return -1;
+		*step = "mapping the server's uid and gid";
+		snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)u, (unsigned)u);
+		if (write_text("/proc/self/setgroups", "deny\n") < 0 ||
+		    write_text("/proc/self/uid_map", map) < 0)
+			return -1;
+		snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)g, (unsigned)g);
+		if (write_text("/proc/self/gid_map", map) < 0)
+			return -1;
+		*step = "keeping CAP_SYS_ADMIN for respawns";
+		if (keep_sys_admin() < 0)
+			return -1;
+	}
+	*step = "making the mounts private";
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return -1;
+	*step = "sethostname";
+	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0)
+		return -1;
+	*step = "mounting a private /tmp";
+	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m") < 0 ||
+	    chdir("/tmp") < 0)
+		return -1;
+	return 0;
+}
+
+static int template_view_leave(const char **step)
+{
+	*step = "leaving the private /tmp";
+	if (chdir("/") < 0)
+		return -1;
+	if (host_mnt_fd >= 0) {
+		int rc = setns(host_mnt_fd, CLONE_NEWNS);
+		close(host_mnt_fd);
+		host_mnt_fd = -1;
+		return rc;
+	}
+	return umount2("/tmp", MNT_DETACH);
+}
+
+/* ---- CPython ---- */
+
+/* Runs an embedded file's text (tools/embed.sh warm) in a namespace of its
+ * own, as "<string>": that namespace (a new reference), or NULL with the
+ * Python error set.  The files only define functions. */
+static PyObject *run_py_file(const char *name)
+{
+	const struct sc_py_file *f = sc_warm_py_files;
+	PyObject *ns, *r;
+
+	while (f->name && strcmp(f->name, name) != 0)
+		f++;
+	if (f->name == NULL) {
+		PyErr_Format(PyExc_RuntimeError, "%s is not embedded", name);
+		return NULL;
+	}
+	ns = PyDict_New();
+	if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0) {
+		Py_XDECREF(ns);
+		return NULL;
+	}
+	r = PyRun_String(f->src, Py_file_input, ns, ns);
+	if (r == NULL) {
+		Py_DECREF(ns);
+		return NULL;
+	}
+	Py_DECREF(r);
+	return ns;
+}
+
+/* Calls the function ns[fn], with the string arg if not NULL: 0, or -1
+ * with the Python error set. */
+static int call_py(PyObject *ns, const char *fn, const char *arg)
+{
+	PyObject *f = PyDict_GetItemString(ns, fn), *r;
+
+	if (f == NULL) {
+		PyErr_Format(PyExc_RuntimeError, "%s is not defined", fn);
+		return -1;
+	}
+	r = arg ? PyObject_CallFunction(f, "s", arg) : PyObject_CallNoArgs(f);
+	Py_XDECREF(r);
+	return r ? 0 : -1;
+}
+
+/* argv or envp as a list of str (decoded as os.fsdecode does). */
+static PyObject *str_list(const char *const *v, size_t skip_none)
+{
+	PyObject *l = PyList_New(0);
+	size_t i;
+
+	(void)skip_none;
+	for (i = 0; l && v[i]; i++) {
+		PyObject *s = PyUnicode_DecodeFSDefault(v[i]);
+		if (s == NULL || PyList_Append(l, s) < 0) {
+			Py_XDECREF(s);
+			Py_DECREF(l);
+			return NULL;
+		}
+		Py_DECREF(s);
+	}
+	return l;
+}
+
+/* _sc_warm (src/py/_sandcell_warm.py), compiled once in the template
+ * (not per run), and kept out of __main__ so the user's code does not see
+ * it among its globals. */
+static PyObject *warm_fn;
+
+static int compile_warm_boot(void)
+{
+	PyObject *ns = run_py_file("_sandcell_warm.py");
+
+	if (ns == NULL) {
+		PyErr_Print();
+		return -1;
+	}
+	warm_fn = PyDict_GetItemString(ns, "_sc_warm");
+	Py_XINCREF(warm_fn);
+	Py_DECREF(ns);
+	return warm_fn ? 0 : -1;
+}
+
+/* The open fds, as a bitmap of the first 1024: 0 if it could be read. */
+static int open_fds(unsigned char map[128])
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	memset(map, 0, 128);
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd != dirfd(d) && fd >= 0 && fd < 1024)
+			map[fd / 8] |= (unsigned char)(1u << (fd % 8));
+		else if (fd >= 1024) {
+			closedir(d);
+			return -1;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+/* The warm-up (_sc_warm_up in tpl, the template file's namespace). */
+static int run_warm_up(PyObject *tpl)
+{
+	unsigned char before[128], after[128];
+
+	if (open_fds(before) < 0) {
+		logmsg("cannot list the template's fds");
+		return -1;
+	}
+	if (call_py(tpl, "_sc_warm_up", NULL) < 0) {
+		/* The traceback would name only the runtime's own paths: still,
+		 * the error goes, not its state (sys.last_value). */
+		PyErr_Clear();
+		logmsg("the warm-up failed: runs start without it");
+	}
+	/* Fail closed: a file the warm-up left open would be in every
+	 * worker, held by an object that closes its number in a run. */
+	if (open_fds(after) < 0 || memcmp(before, after, sizeof(before)) != 0) {
+		logmsg("the warm-up left a file open");
+		return -1;
+	}
+	return 0;
+}
+
+/* The last step, _sc_freeze (gc.freeze), with nothing of the template
+ * file left to freeze: its namespace is emptied first (its functions
+ * reference it, a cycle only the collector would free, and nothing is
+ * collected once frozen), and the function itself goes after its call. */
+static void freeze_gc(PyObject *tpl)
+{
+	PyObject *f = PyDict_GetItemString(tpl, "_sc_freeze"), *r;
+
+	Py_XINCREF(f);
+	PyDict_Clear(tpl);
+	Py_DECREF(tpl);
+	r = f ? PyObject_CallNoArgs(f) : NULL;
+	if (r == NULL)
+		PyErr_Print();
+	Py_XDECREF(r);
+	Py_XDECREF(f);
+}
+
+/* CPython in the template: isolated as `python3 -I`, then the Python
+ * steps of src/py/_sandcell_template.py, in its order. */
+static int init_python(const struct opts *o)
+{
+	PyPreConfig pre;
+	PyConfig config;
+	PyStatus st;
+	PyObject *tpl;
+	char *list, *tok, *save = NULL;
+	wchar_t *w;
+
+	/* LC_CTYPE from the fixed environment (C.UTF-8), as `python3 -I`
+	 * sets it in a cold run: the locale is process state every run
+	 * inherits. */
+	PyPreConfig_InitIsolatedConfig(&pre);
+	pre.configure_locale = 1;
+	/* See heap_on_huge_pages: objects in glibc's THP heap, not in
+	 * pymalloc's 4 KiB-page arenas. */
+	if (heap_thp)
+		pre.allocator = PYMEM_ALLOCATOR_MALLOC;
+	st = Py_PreInitialize(&pre);
+	if (PyStatus_Exception(st))
+		return -1;
+	PyConfig_InitIsolatedConfig(&config);
+	config.write_bytecode = 0;
+	w = Py_DecodeLocale(o->python, NULL);
+	if (w) {
+		PyConfig_SetString(&config, &config.program_name, w);
+		PyConfig_SetString(&config, &config.executable, w);
+		PyMem_RawFree(w);
+	}
+	st = Py_InitializeFromConfig(&config);
+	PyConfig_Clear(&config);
+	if (PyStatus_Exception(st))
+		return -1;
+	tpl = run_py_file("_sandcell_template.py");
+	if (tpl == NULL || call_py(tpl, "_sc_base_imports", NULL) < 0) {
+		PyErr_Print();
+		Py_XDECREF(tpl);
+		return -1;
+	}
+	list = strdup(o->preload);
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (tok[0] == '\0')
+			continue;
+		if (call_py(tpl, "_sc_preload", tok) < 0) {
+			PyErr_Print();
+			logmsg("preloading %s failed", tok);
+			free(list);
+			Py_DECREF(tpl);
+			return -1;
+		}
+		if (strcmp(tok, "matplotlib") == 0 && call_py(tpl, "_sc_agg", NULL) < 0)
+			PyErr_Print();
+	}
+	free(list);
+	if (run_warm_up(tpl) < 0) {
+		Py_DECREF(tpl);
+		return -1;
+	}
+	if (compile_warm_boot() < 0) {
+		logmsg("compiling the run bootstrap failed");
+		Py_DECREF(tpl);
+		return -1;
+	}
+	freeze_gc(tpl);
+	return 0;
+}
+
+/* ---- forks, and the code's start ---- */
+
+pid_t template_fork(void)
+{
+	pid_t pid;
+
+	PyOS_BeforeFork();
+	pid = fork();
+	/* No PyOS_AfterFork_Child() in the child: a worker runs no Python,
+	 * and the interpreter's after-fork work (its locks, the at-fork
+	 * hooks of the modules: random, threading, logging...) would write
+	 * hundreds of the template's pages in every worker.  The code, the
+	 * only process below that runs Python, does it (code_prepare), as
+	 * the child of this fork. */
+	if (pid != 0)
+		PyOS_AfterFork_Parent();
+	return pid;
+}
+
+static PyObject *code_argv, *code_envp;
+
+int code_prepare(const char *const *argv, const char *const *envp)
+{
+	PyOS_AfterFork_Child();
+	code_argv = str_list(argv, 0);
+	code_envp = str_list(envp, 0);
+	if (code_argv == NULL || code_envp == NULL) {
+		PyErr_Print();
+		return -1;
+	}
+	return 0;
+}
+
+void code_run(void)
+{
+	PyObject *r;
+
+	if (code_argv == NULL || code_envp == NULL)
+		return;
+	/* _sc_warm ends with os._exit(); SystemExit inside is its business.
+	 * Getting here means the bootstrap itself failed. */
+	r = PyObject_CallFunctionObjArgs(warm_fn, code_argv, code_envp, NULL);
+	if (r == NULL)
+		PyErr_Print();
+}
+
+/* ---- the template ---- */
+
+/* The template interpreter, in a sandbox's view (template_view_enter),
+ * the exec hook, and the seccomp filter compiled once for every run to
+ * inherit. */
+int make_template(const struct opts *o, bool respawned)
+{
+	struct sandcell_error e;
+	struct sc_bpf b;
+	const char *step = "";
+
+	/* Fail closed: a template importing in the host's view would hand
+	 * the host name and its paths to every run. */
+	if (template_view_enter(respawned, &step) < 0) {
+		logmsg("cannot give the template a sandbox's view (%s): %s", step, strerror(errno));
+		return -1;
+	}
+	if (init_python(o) < 0) {
+		logmsg("cannot start the template interpreter");
+		return -1;
+	}
+	if (template_view_leave(&step) < 0) {
+		logmsg("cannot leave the template's import view (%s): %s", step, strerror(errno));
+		return -1;
+	}
+	sc_set_exec_hook(warm_exec); /* worker.c */
+	if (sc_seccomp_compile(&b, false, &e) < 0) {
+		logmsg("%s", e.msg);
+		return -1;
+	}
+	sc_seccomp_free(&b);
+	return 0;
+}
