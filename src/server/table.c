@@ -13,7 +13,7 @@
  *
  * What the template handles here (other sessions' ids and limits) would
  * stay in its memory and so in every later fork: the fork zeroes the table
- * (warm.c, fork_worker), and the template scrubs the heap blocks jansson
+ * (dispatch.c, fork_worker), and the template scrubs the heap blocks jansson
  * frees while it works on session data and zeroes its stack buffers.
  */
 #include "table.h"

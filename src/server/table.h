@@ -17,7 +17,7 @@
 #define MAX_WORKERS (MAX_SLOTS + MAX_SESSIONS)
 #define SESSION_ID_LEN 16
 
-/* In warm.c: while set, freed heap blocks are zeroed.  The template sets
+/* In worker.c: while set, freed heap blocks are zeroed.  The template sets
  * it around what it does with session data, which every later fork would
  * otherwise inherit in its free lists. */
 extern bool scrub_heap;
@@ -53,7 +53,7 @@ struct table {
 	struct worker w[MAX_WORKERS];
 	long n, n_sessions;
 	long slots, max_sessions;
-	/* The template's spares ready and clients queued, set by warm.c
+	/* The template's spares ready and clients queued, set by dispatch.c
 	 * before it hands a message to table_on_msg (for the listing). */
 	long spares, queued;
 };
