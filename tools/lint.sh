@@ -9,9 +9,9 @@
 #   cppcheck: all of that C, plain and with SANDCELL_TEST_HOOKS;
 #   shell scripts: shellcheck on every one;
 #   pyflakes: all Python;
-#   mypy: mypy --strict on the in-sandbox module (src/py), the host
-#     package (python/sandcell) and the test harness (tests/harness.py,
-#     tests/conftest.py).
+#   mypy: mypy --strict on src/py (the in-sandbox module and the warm
+#     server's Python), the host package (python/sandcell) and the test
+#     harness (tests/harness.py, tests/conftest.py).
 # Builds are incremental: a second run only redoes what changed.
 # LINT_JOBS sets the parallelism (default 2).
 set -u

@@ -1,6 +1,6 @@
 # Started by sandcell as: python3 -I -B /.sandcell/_sandcell_boot.py MODE PATH ARGS...
 # (in reduced mode the directory is a private host directory instead; warm
-# runs execute this same file in-process, see src/server/warm.c).
+# runs execute this same file in-process, see src/py/_sandcell_warm.py).
 # MODE is "file" or "code" (-c), prefixed "cell-" for --cell, or "session"
 # (PATH is then unused: the cells come from the host).
 # Runs the user's code as __main__ the way `python3 FILE` or `python3 -c`

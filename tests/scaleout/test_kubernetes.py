@@ -178,7 +178,7 @@ def test_the_manifests_agree_with_the_server() -> None:
 
     # Every option is one `sandcell serve` accepts: --http and the front
     # end's own that it passes on (src/cli/main.c), or the warm server's
-    # (its getopt table in src/server/warm.c).  --slots matches two runs
+    # (its getopt table in src/server/main.c).  --slots matches two runs
     # per requested core.
     with open(os.path.join(ROOT, "src", "cli", "main.c")) as f:
         cli = f.read()
@@ -186,7 +186,7 @@ def test_the_manifests_agree_with_the_server() -> None:
     # and cmd_serve itself.
     serve = cli[cli.index("static const char *const front_valued"):]
     serve = serve[:serve.index("\n}\n", serve.index("static int cmd_serve("))]
-    with open(os.path.join(ROOT, "src", "server", "warm.c")) as f:
+    with open(os.path.join(ROOT, "src", "server", "main.c")) as f:
         warm_opts = set(re.findall(r'\{ "([a-z-]+)", (?:required|no)_argument', f.read()))
     assert "slots" in warm_opts
     for a in args:
