@@ -34,6 +34,7 @@ OTHER = {
     "G9": ["tests/unit/test_collect.c (hostile trees)", "tests/fuzz/fuzz_collect.c (generated hostile trees)",
            "tests/unit/test_channel.c (the code's channel: records, caps, value tags)",
            "tests/fuzz/fuzz_channel.c, fuzz_report.c, fuzz_values.c, fuzz_parse.c"],
+    "G7": ["tests/unit/test_verdict.c (the status from host evidence: one case per cause, precedence, texts)"],
     "G10": ["docs/ablation.md: the mutants no_new_privs unset and others stop every run"],
 }
 
