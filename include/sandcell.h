@@ -171,6 +171,16 @@ const char *sandcell_status_name(enum sandcell_status s);
  * sandcell_result_free().  NULL for another status or without memory. */
 struct sandcell_result *sandcell_result_refused(enum sandcell_status status, const char *reason,
 						const struct sandcell_limits *limits);
+/* The result a report describes, read back from its JSON (a warm
+ * server's answer: sandcell_run_remote), so that the accessors above say
+ * what it says: status, exit code, reason, error, script.started,
+ * isolation (mode, not_held, host_uid, landlock.abi, cgroup.version).
+ * NULL with err filled for text that is not such a report. */
+struct sandcell_result *sandcell_result_from_report(const char *json, size_t len,
+						    struct sandcell_error *err);
+/* Whether the report has a session object (a session's, not a one-shot
+ * run's or a refusal before any session started). */
+bool sandcell_result_is_session(const struct sandcell_result *r);
 
 /* Runs cfg on a warm server (sandcell serve) instead of cold: same
  * options, same report (returned as JSON text, malloc'd) and exit code.

@@ -391,25 +391,22 @@ static int run_remote(const char *server, struct sandcell_config *cfg, const cha
 	{
 		/* Print what a cold run prints: the cause of a stop or a
 		 * refusal on one line, the reduced-mode warning. */
-		json_t *j = json_loads(json, JSON_ALLOW_NUL, NULL);
-		const char *status = json_string_value(json_object_get(j, "status"));
-		const char *reason = json_string_value(json_object_get(j, "reason"));
-		json_t *iso = json_object_get(j, "isolation");
+		struct sandcell_result *res = sandcell_result_from_report(json, strlen(json), &e);
+		const char *status = res ? sandcell_status_name(sandcell_result_status(res)) : "sandbox-error";
+		const char *reason = res ? sandcell_result_reason(res) : e.msg;
 
-		if (!quiet && strcmp(json_string_value(json_object_get(iso, "mode")) ?: "", "reduced") == 0) {
-			size_t k;
-			json_t *nh = json_object_get(iso, "not_held");
+		if (!quiet && res && strcmp(sandcell_result_mode(res), "reduced") == 0) {
 			fputs("sandcell: warning: ran in REDUCED mode (--allow-reduced); "
 			      "these guarantees do not hold:\n", stderr);
-			for (k = 0; k < json_array_size(nh); k++)
-				fprintf(stderr, "sandcell:   - %s\n", json_string_value(json_array_get(nh, k)));
+			for (const char *const *nh = sandcell_result_not_held(res); *nh; nh++)
+				fprintf(stderr, "sandcell:   - %s\n", *nh);
 		}
-		say_status(status ? status : "sandbox-error", reason);
+		say_status(status, reason);
 		/* A session's supervisor wrote the end event whenever it ran
 		 * (its report has a session object); a refusal did not. */
-		if (session_mode && json_object_get(j, "session") == NULL)
-			end_event(status ? status : "sandbox-error", reason ? reason : "", json);
-		json_decref(j);
+		if (session_mode && !(res && sandcell_result_is_session(res)))
+			end_event(status, reason, json);
+		sandcell_result_free(res);
 	}
 	if (report && write_report(report, json) < 0) {
 		fprintf(stderr, "sandcell: cannot write the report to %s: %s\n", report, strerror(errno));

@@ -397,6 +397,7 @@ struct sandcell_result {
 	struct json_t *session;	/* SANDCELL_SESSION: the report's session object */
 	char left_behind[8][512]; /* host resources that could not be removed */
 	int n_left_behind;
+	struct json_t *doc;	/* read back from a report: iso's strings point into it */
 };
 
 /* ---- request.c, frame.c, remote.c: the warm server's protocol (docs/warm.md) ---- */

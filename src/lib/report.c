@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -109,8 +110,95 @@ void sandcell_result_free(struct sandcell_result *r)
 	json_decref(r->exception);
 	json_decref(r->stopped_at);
 	json_decref(r->session);
+	json_decref(r->doc);
 	sc_collect_free(&r->outputs);
 	free(r);
+}
+
+bool sandcell_result_is_session(const struct sandcell_result *r)
+{
+	return r->session != NULL;
+}
+
+static int status_of(const char *name, enum sandcell_status *out)
+{
+	for (int s = SANDCELL_OK; s <= SANDCELL_CANCELLED; s++) {
+		if (name != NULL && strcmp(name, sandcell_status_name((enum sandcell_status)s)) == 0) {
+			*out = (enum sandcell_status)s;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* isolation.*: what the accessors give.  Strings stay in r->doc. */
+static int read_isolation(struct sandcell_result *r, json_t *iso)
+{
+	json_t *nh = json_object_get(iso, "not_held"), *v;
+	size_t i;
+
+	r->iso.mode = json_string_value(json_object_get(iso, "mode"));
+	if (r->iso.mode == NULL || !json_is_array(nh) ||
+	    json_array_size(nh) >= ARRAY_LEN(r->iso.not_held))
+		return -1;
+	json_array_foreach(nh, i, v) {
+		if ((r->iso.not_held[i] = json_string_value(v)) == NULL)
+			return -1;
+	}
+	r->iso.n_not_held = json_array_size(nh);
+	r->iso.host_uid = (uid_t)json_integer_value(json_object_get(iso, "host_uid"));
+	r->iso.landlock.abi = (int)json_integer_value(
+		json_object_get(json_object_get(iso, "landlock"), "abi"));
+	r->iso.cgroup_version = json_string_value(
+		json_object_get(json_object_get(iso, "cgroup"), "version"));
+	return 0;
+}
+
+struct sandcell_result *sandcell_result_from_report(const char *json, size_t len,
+						    struct sandcell_error *err)
+{
+	struct sandcell_result *r;
+	json_t *doc = NULL, *v;
+	enum sandcell_status st;
+	json_int_t code;
+
+	if (sc_json_parse_ex(json, len, SC_REQUEST_MAX, SC_JSON_MAX_DEPTH, SC_JSON_ALLOW_NUL, &doc,
+			     err) < 0)
+		return NULL;
+	code = json_integer_value(json_object_get(doc, "exit_code"));
+	if (!json_is_object(doc) ||
+	    status_of(json_string_value(json_object_get(doc, "status")), &st) < 0 ||
+	    !json_is_integer(json_object_get(doc, "exit_code")) || code < 0 || code > 255 ||
+	    !json_is_string(json_object_get(doc, "reason")) ||
+	    !json_is_boolean(json_object_get(json_object_get(doc, "script"), "started"))) {
+		json_decref(doc);
+		sc_err(err, EINVAL, "not a report: status, exit_code, reason or script.started is "
+				    "missing or out of range");
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		json_decref(doc);
+		sc_err(err, ENOMEM, "reading a report");
+		return NULL;
+	}
+	r->doc = doc;
+	r->status = st;
+	r->exit_code = (int)code;
+	r->script_exit = -1;
+	r->code_started = json_is_true(json_object_get(json_object_get(doc, "script"), "started"));
+	snprintf(r->stop_reason, sizeof(r->stop_reason), "%s",
+		 json_string_value(json_object_get(doc, "reason")));
+	if (json_is_string(v = json_object_get(doc, "error")))
+		snprintf(r->error, sizeof(r->error), "%s", json_string_value(v));
+	if (json_is_object(v = json_object_get(doc, "session")))
+		r->session = json_incref(v);
+	if (read_isolation(r, json_object_get(doc, "isolation")) < 0) {
+		sandcell_result_free(r);
+		sc_err(err, EINVAL, "not a report: isolation.mode or isolation.not_held is missing");
+		return NULL;
+	}
+	return r;
 }
 
 char *sandcell_report_json(const struct sandcell_result *r)

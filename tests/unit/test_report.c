@@ -505,6 +505,76 @@ static void test_skipped_total(void)
 	sandcell_result_free(r);
 }
 
+/* sandcell_result_from_report: what the CLI reads a warm server's answer
+ * with.  A rendered report reads back to the same accessor values; text
+ * that is not a report is refused, never half-read. */
+static void test_read_back(void)
+{
+	struct sandcell_result *r = unit_calloc(1, sizeof(*r)), *b;
+	struct sandcell_error err = { 0, "" };
+	char *text;
+	static const char *const bad[] = {
+		"", "[]", "{\"status\": \"ok\"}", "not json",
+		"{\"status\": \"fine\", \"exit_code\": 0, \"reason\": \"\", \"script\": {\"started\": true}, "
+		"\"isolation\": {\"mode\": \"full\", \"not_held\": []}}",
+		"{\"status\": \"ok\", \"exit_code\": 256, \"reason\": \"\", \"script\": {\"started\": true}, "
+		"\"isolation\": {\"mode\": \"full\", \"not_held\": []}}",
+		"{\"status\": \"ok\", \"exit_code\": 0, \"reason\": \"\", \"script\": {\"started\": true}, "
+		"\"isolation\": {\"mode\": \"full\", \"not_held\": [1]}}",
+		"{\"status\": \"ok\", \"status\": \"ok\", \"exit_code\": 0, \"reason\": \"\", "
+		"\"script\": {\"started\": true}, \"isolation\": {\"mode\": \"full\", \"not_held\": []}}",
+	};
+
+	r->status = SANDCELL_MEMORY;
+	r->exit_code = SANDCELL_EXIT_MEMORY;
+	r->script_exit = -1;
+	r->code_started = true;
+	snprintf(r->stop_reason, sizeof(r->stop_reason), "memory limit of 64 MiB reached");
+	r->iso.mode = "reduced";
+	r->iso.not_held[0] = "no network namespace";
+	r->iso.not_held[1] = "no cgroup";
+	r->iso.n_not_held = 2;
+	r->iso.host_uid = 12345;
+	r->iso.landlock.abi = 7;
+	r->iso.cgroup_version = "v1";
+	r->session = json_pack("{s:i}", "cells", 3);
+	text = sandcell_report_json(r);
+	CHECK(text != NULL);
+	b = text ? sandcell_result_from_report(text, strlen(text), &err) : NULL;
+	CHECK(b != NULL);
+	if (b != NULL) {
+		CHECK_EQ_INT(sandcell_result_status(b), SANDCELL_MEMORY);
+		CHECK_EQ_INT(sandcell_result_exit_code(b), SANDCELL_EXIT_MEMORY);
+		CHECK_STR(sandcell_result_reason(b), "memory limit of 64 MiB reached");
+		CHECK_STR(sandcell_result_mode(b), "reduced");
+		CHECK_STR(sandcell_result_not_held(b)[0], "no network namespace");
+		CHECK_STR(sandcell_result_not_held(b)[1], "no cgroup");
+		CHECK(sandcell_result_not_held(b)[2] == NULL);
+		CHECK(sandcell_result_started(b));
+		CHECK_EQ_INT(sandcell_result_host_uid(b), 12345);
+		CHECK_EQ_INT(sandcell_result_landlock_abi(b), 7);
+		CHECK_STR(sandcell_result_cgroup_version(b), "v1");
+		CHECK(sandcell_result_is_session(b));
+	}
+	sandcell_result_free(b);
+	free(text);
+	json_decref(r->session);
+	r->session = NULL;
+	text = sandcell_report_json(r);
+	b = text ? sandcell_result_from_report(text, strlen(text), &err) : NULL;
+	CHECK(b != NULL && !sandcell_result_is_session(b));
+	sandcell_result_free(b);
+	free(text);
+	free(r);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err.code = 0;
+		b = sandcell_result_from_report(bad[i], strlen(bad[i]), &err);
+		CHECK(b == NULL);
+		CHECK(err.code != 0);
+		sandcell_result_free(b);
+	}
+}
+
 int main(void)
 {
 	test_status_names();
@@ -516,5 +586,6 @@ int main(void)
 	test_script_exit();
 	test_error_kinds();
 	test_text();
+	test_read_back();
 	return unit_done("test_report");
 }
