@@ -420,15 +420,78 @@ fail:
 
 int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err)
 {
-	const char *dirs[] = { skip_v2 ? "" : cg->v2, cg->v1_mem, cg->v1_pids, cg->v1_cpu };
 	char buf[32];
-	size_t i;
 
 	snprintf(buf, sizeof(buf), "%d", (int)pid);
-	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if (dirs[i][0] && write_str(dirs[i], "cgroup.procs", buf) < 0)
-			return sc_err(err, errno, "cgroup: attaching to %s", dirs[i]);
+	if (!skip_v2 && cg->v2[0] && write_str(cg->v2, "cgroup.procs", buf) < 0)
+		return sc_err(err, errno, "cgroup: attaching to %s", cg->v2);
+	return 0;
+}
+
+/*
+ * v1 has no CLONE_INTO_CGROUP, and a task moved by another (a write of its
+ * pid to cgroup.procs) takes the cgroup threadgroup lock for writing, which
+ * first waits for an RCU grace period: 10-20 ms on a loaded host, on the
+ * path of every cold run.  A thread that moves itself alone (pid 0 written
+ * to `tasks`) needs no threadgroup lock, and the sandbox init is a single
+ * thread (a fresh clone, no thread ever made), so moving that thread moves
+ * the whole process.  The files are opened here, by the caller: v1 checks
+ * the opener's credentials (f_cred) against the moved task's, and once the
+ * init pivots into its own root no cgroup file is in its view anyway.
+ */
+static const char *const v1_names[SC_CGROUP_V1_JOIN] = { "memory", "pids", "cpuacct" };
+
+int sc_cgroup_join_open(const struct sc_cgroup *cg, int fds[SC_CGROUP_V1_JOIN],
+			struct sandcell_error *err)
+{
+	const char *dirs[SC_CGROUP_V1_JOIN] = { cg->v1_mem, cg->v1_pids, cg->v1_cpu };
+	char path[640];
+	size_t i;
+
+	for (i = 0; i < SC_CGROUP_V1_JOIN; i++)
+		fds[i] = -1;
+	for (i = 0; i < SC_CGROUP_V1_JOIN; i++) {
+		if (!dirs[i][0])
+			continue;
+		snprintf(path, sizeof(path), "%s/tasks", dirs[i]);
+		fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+		if (fds[i] < 0) {
+			int e = errno;
+			sc_cgroup_join_close(fds);
+			return sc_err(err, e, "cgroup: opening %s", path);
+		}
 	}
+	return 0;
+}
+
+void sc_cgroup_join_close(int fds[SC_CGROUP_V1_JOIN])
+{
+	size_t i;
+
+	for (i = 0; i < SC_CGROUP_V1_JOIN; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+/* In the sandbox init, before anything runs that the limits must bound.
+ * No malloc, no stdio: this runs in a clone of a caller that may have
+ * threads. */
+int sc_cgroup_join_self(int fds[SC_CGROUP_V1_JOIN], struct sandcell_error *err)
+{
+	size_t i;
+
+	for (i = 0; i < SC_CGROUP_V1_JOIN; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (write(fds[i], "0", 1) != 1) {
+			int e = errno;
+			sc_cgroup_join_close(fds);
+			return sc_err(err, e, "cgroup: joining the run's v1 %s cgroup", v1_names[i]);
+		}
+	}
+	sc_cgroup_join_close(fds);
 	return 0;
 }
 

@@ -137,13 +137,23 @@ static int install_stdio(const struct sc_child *c, struct sandcell_error *err)
 static void confine(const struct sc_child *c, struct sandcell_error *err);
 
 /* Limits before code: nothing past this point runs outside the run's
- * cgroups.  Anything but ATTACHED means the supervisor gave up on us. */
+ * cgroups.  Anything but ATTACHED means the supervisor gave up on us; after
+ * it, the supervisor has put us in the v2 run cgroup (unless we were cloned
+ * there) and we join the v1 ones ourselves (cgroup.c, sc_cgroup_join_open:
+ * a task that moves itself alone skips the RCU grace period a move by
+ * another waits for).  We are still the only thread: nothing here or
+ * before made one. */
 static void wait_attached(const struct sc_child *c)
 {
 	struct sc_msg m;
+	struct sandcell_error err;
+	int fds[SC_CGROUP_V1_JOIN];
 
 	if (recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_ATTACHED)
 		_exit(1);
+	memcpy(fds, c->cg_join, sizeof(fds));
+	if (sc_cgroup_join_self(fds, &err) < 0)
+		fail(c->sock, &err);
 }
 
 static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
@@ -208,9 +218,9 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	close(*scratch_fd);
 	*scratch_fd = -1;
-	/* 4. cgroups: the supervisor moved us into every run cgroup while
-	 * the mounts were built; only then does the run cgroup become the
-	 * visible root of a new cgroup namespace. */
+	/* 4. cgroups: we are in every run cgroup once wait_attached()
+	 * returns; only then does the run cgroup become the visible root of
+	 * a new cgroup namespace. */
 	wait_attached(c);
 	if (c->cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
 		sc_err(err, errno, "unshare(CLONE_NEWCGROUP)");

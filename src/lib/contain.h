@@ -15,6 +15,7 @@ struct sc_child {
 	const char *workdir;	/* the code's cwd */
 	int sock;
 	int id_lock_fd;		/* held while init lives (-1 = none) */
+	int cg_join[SC_CGROUP_V1_JOIN]; /* v1 run cgroups' tasks files (sc_cgroup_join_open) */
 	int stdin_r, stdout_w, stderr_w, result_w;
 	bool drop_groups;
 	bool cgroupns;

@@ -253,7 +253,17 @@ struct sc_cgroup {
 const char *sc_cgroup_swap_state(bool have_memcg, bool limit_written, const char *proc_swaps);
 int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err);
+/* Moves pid into the v2 run cgroup, unless skip_v2 (it was cloned there). */
 int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err);
+/* The v1 run cgroups (memory, pids, cpuacct) are joined by the sandbox init
+ * itself: the caller opens their `tasks` files before the clone (-1 where
+ * the run has no such cgroup), the single-threaded init writes itself into
+ * each (sc_cgroup_join_self, which closes them). */
+#define SC_CGROUP_V1_JOIN 3
+int sc_cgroup_join_open(const struct sc_cgroup *cg, int fds[SC_CGROUP_V1_JOIN],
+			struct sandcell_error *err);
+int sc_cgroup_join_self(int fds[SC_CGROUP_V1_JOIN], struct sandcell_error *err);
+void sc_cgroup_join_close(int fds[SC_CGROUP_V1_JOIN]);
 int sc_cgroup_cpu_usec(const struct sc_cgroup *cg, uint64_t *usec);
 int sc_cgroup_peak_memory(const struct sc_cgroup *cg, uint64_t *bytes);
 bool sc_cgroup_oom(const struct sc_cgroup *cg);

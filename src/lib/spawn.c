@@ -432,11 +432,12 @@ static enum handshake handshake(struct run *rn, struct sc_prep *pp, struct sandc
 		sc_kill_tree(rn);
 		return HS_FAILED;
 	}
-	/* 9. Into every run cgroup.  Moving a task between cgroups waits for
-	 * an RCU grace period (v1, or v2 without clone3): the child builds
-	 * its mounts meanwhile, and waits for ATTACHED before it enters its
-	 * cgroup namespace or forks the code.  A child already gone (ESRCH)
-	 * reports its own error. */
+	/* 9. Into the v2 run cgroup, unless cloned there; the init joins
+	 * its v1 cgroups itself after ATTACHED (contain.c, wait_attached).
+	 * Moving a task waits for an RCU grace period (v2 without clone3):
+	 * the child builds its mounts meanwhile, and waits for ATTACHED
+	 * before it enters its cgroup namespace or forks the code.  A child
+	 * already gone (ESRCH) reports its own error. */
 	if (rn->have_cg && sc_cgroup_attach(&rn->cg, rn->pid, rn->v2_attached, e) < 0) {
 		if (e->code != ESRCH)
 			set_error(r, e->msg);
@@ -466,6 +467,8 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 
 	memset(&s, 0, sizeof(s));
 	s.child.sock = s.child.id_lock_fd = s.plan.dev_fd = -1;
+	for (int i = 0; i < SC_CGROUP_V1_JOIN; i++)
+		s.child.cg_join[i] = -1;
 	if (r->error[0])
 		return SC_ATTEMPT_DONE; /* a layer for this attempt could not be prepared */
 	fill_isolation(rn, &pp->ll, pp->ids.uid);
@@ -492,7 +495,13 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 	describe_child(rn, pp, &s);
 
 	/* 5. The clone, as the owner of the run's user namespace (full
-	 * mode), which is left again at once. */
+	 * mode), which is left again at once.  First, as the caller, the v1
+	 * run cgroups' tasks files: the init joins those cgroups itself
+	 * through them (cgroup.c, sc_cgroup_join_open). */
+	if (rn->have_cg && sc_cgroup_join_open(&rn->cg, s.child.cg_join, &e) < 0) {
+		set_error(r, e.msg);
+		goto out;
+	}
 	rn->t0 = now_sec();
 	if (!rn->reduced && sc_userns_owner_enter(&pp->ids, &owner, &e) < 0) {
 		set_error(r, e.msg);
@@ -519,6 +528,7 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 	/* The child's ends are the child's. */
 	close_fd(&s.child.sock);
 	close_fd(&s.plan.dev_fd);
+	sc_cgroup_join_close(s.child.cg_join);
 	close_fd(&rn->in_pipe[0]);
 	close_fd(&rn->out_pipe[1]);
 	close_fd(&rn->err_pipe[1]);
@@ -549,5 +559,6 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 out:
 	close_fd(&s.child.sock);
 	close_fd(&s.plan.dev_fd);
+	sc_cgroup_join_close(s.child.cg_join);
 	return result;
 }
