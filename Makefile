@@ -29,9 +29,14 @@ CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 CLI_OBJ  := $(patsubst src/cli/%.c,$(BUILD)/obj/cli_%.o,$(CLI_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
-PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py src/py/_sandcell_io.py src/py/_sandcell_cell.py \
-            src/py/_sandcell_mpl.py src/py/sandcell_frames.py src/py/_sandcell_session.py \
-            src/py/_sandcell_magic.py
+PY_SRC   := src/py/sandcell.py src/py/_sandcell_boot.py src/py/_sandcell_main.py src/py/_sandcell_io.py \
+            src/py/_sandcell_cell.py src/py/_sandcell_mpl.py src/py/sandcell_frames.py \
+            src/py/_sandcell_session.py src/py/_sandcell_magic.py
+# Their bytecode, shipped next to them (tools/pyc.py): every module but the
+# bootstrap script, which python3 compiles whatever is there.  Made by the
+# interpreter cold runs use by default; without it, no pycs (slower starts).
+PY_MODS  := $(filter-out src/py/_sandcell_boot.py,$(PY_SRC))
+PYC_PYTHON ?= /usr/bin/python3
 # Header dependencies come from the compiler (-MMD -MP: a .d file next to
 # each object, read below), so a changed header rebuilds exactly what
 # includes it, and a deleted one breaks nothing.
@@ -115,8 +120,11 @@ $(BUILD)/obj/%.o: src/lib/%.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/obj/cli_%.o: src/cli/%.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
-$(BUILD)/gen/py_sources.c: $(PY_SRC) tools/embed.sh | $(BUILD)/obj
-	mkdir -p $(BUILD)/gen && sh tools/embed.sh py $(PY_SRC) > $@
+$(BUILD)/gen/py_sources.c: $(PY_SRC) tools/embed.sh tools/pyc.py | $(BUILD)/obj
+	mkdir -p $(BUILD)/gen/pyc
+	if [ -x $(PYC_PYTHON) ]; then $(PYC_PYTHON) tools/pyc.py $(BUILD)/gen/pyc $(PY_MODS); \
+	else rm -rf $(BUILD)/gen/pyc/__pycache__; fi
+	sh tools/embed.sh py $(PY_SRC) $$(find $(BUILD)/gen/pyc -name '*.pyc' | sort) > $@
 $(BUILD)/obj/py_sources.o: $(BUILD)/gen/py_sources.c
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/gen-bpf: tools/gen-bpf.c $(GEN_BPF_OBJ)

@@ -3,19 +3,21 @@
 # name, NULL-terminated (each array also ends in a NUL byte):
 #
 #   sh tools/embed.sh py FILES...      sc_py_files[] (internal.h): the
-#                                      in-sandbox Python sources, as strings
+#                                      in-sandbox Python sources and their
+#                                      pycs (a file in a __pycache__
+#                                      directory keeps that directory in its
+#                                      name), with their sizes
 #   sh tools/embed.sh warm FILES...    sc_warm_py_files[] (src/server/server.h):
-#                                      the warm server's Python, as strings
-#                                      (the same struct; never written into a
-#                                      sandbox)
+#                                      the warm server's Python (the same
+#                                      struct; never written into a sandbox)
 #   sh tools/embed.sh static FILES...  ht_static_files[] (src/http/static.h):
 #                                      the playground's files, with their sizes
 set -eu
 kind=$1
 shift
 case "$kind" in
-py) header=internal.h type="const char" table="const struct sc_py_file sc_py_files[]" ;;
-warm) header=server.h type="const char" table="const struct sc_py_file sc_warm_py_files[]" ;;
+py) header=internal.h type="const unsigned char" table="const struct sc_py_file sc_py_files[]" ;;
+warm) header=server.h type="const unsigned char" table="const struct sc_py_file sc_warm_py_files[]" ;;
 static) header=static.h type="const unsigned char" table="const struct ht_static_file ht_static_files[]" ;;
 *) echo "usage: sh tools/embed.sh py|warm|static FILES..." >&2; exit 2 ;;
 esac
@@ -31,12 +33,12 @@ done
 echo "$table = {"
 i=0
 for f in "$@"; do
-	if [ "$kind" = static ]; then
-		printf '\t{ "%s", file_%d, %s },\n' "$(basename "$f")" "$i" "$(wc -c < "$f" | tr -d ' ')"
-	else
-		printf '\t{ "%s", file_%d },\n' "$(basename "$f")" "$i"
-	fi
+	name=$(basename "$f")
+	case "$f" in
+	*/__pycache__/*) name=__pycache__/$name ;;
+	esac
+	printf '\t{ "%s", file_%d, %s },\n' "$name" "$i" "$(wc -c < "$f" | tr -d ' ')"
 	i=$((i + 1))
 done
-if [ "$kind" = static ]; then echo '	{ NULL, NULL, 0 },'; else echo '	{ NULL, NULL },'; fi
+echo '	{ NULL, NULL, 0 },'
 echo '};'

@@ -354,12 +354,15 @@ int sc_fds_close_except(const int *keep, size_t n_keep, struct sandcell_error *e
 /* ---- env.c ---- */
 extern const char *const sc_env[];
 
-/* ---- sandbox module sources (generated from src/py by tools/embed.sh) ---- */
+/* ---- sandbox module sources and their pycs (generated from src/py by
+ * tools/pyc.py and tools/embed.sh) ---- */
 struct sc_py_file {
-	const char *name;	/* in /.sandcell */
-	const char *src;
+	const char *name;	/* in /.sandcell: "NAME.py" or "__pycache__/NAME.TAG.pyc" */
+	const unsigned char *data; /* followed by a NUL byte (not counted in size) */
+	size_t size;
 };
-extern const struct sc_py_file sc_py_files[]; /* ends with { NULL, NULL } */
+#define SC_PY_CACHE_DIR "__pycache__"
+extern const struct sc_py_file sc_py_files[]; /* ends with { NULL, NULL, 0 } */
 
 /* ---- result ---- */
 struct sc_isolation {

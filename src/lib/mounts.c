@@ -774,7 +774,7 @@ static int setup_code(const struct sc_mount_plan *p, struct sandcell_error *err)
 	const char *vals = p->values_json ? p->values_json : "{}";
 	char path[PATH_MAX];
 
-	if (mkdirs("code", 0755, err) < 0 || mkdirs(".sandcell", 0755, err) < 0)
+	if (mkdirs("code", 0755, err) < 0 || mkdirs(".sandcell/" SC_PY_CACHE_DIR, 0755, err) < 0)
 		return -1;
 	if (p->code_name) {
 		snprintf(path, sizeof(path), "code/%s", p->code_name);
@@ -785,7 +785,7 @@ static int setup_code(const struct sc_mount_plan *p, struct sandcell_error *err)
 	}
 	for (const struct sc_py_file *f = p->py_files; f && f->name; f++) {
 		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
-		if (write_file(path, f->src, strlen(f->src), 0444, err) < 0)
+		if (write_file(path, (const char *)f->data, f->size, 0444, err) < 0)
 			return -1;
 	}
 	if (write_file(".sandcell/values.json", vals, strlen(vals), 0444, err) < 0)

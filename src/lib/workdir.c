@@ -104,7 +104,7 @@ int sc_workdir_make(const struct sandcell_config *cfg, const char *code_name, ch
 		return sc_err(err, errno, "reduced mode: %s", dir);
 	if (mkdirat(fd, "tmp", 0700) < 0 || mkdirat(fd, "output", 0700) < 0 ||
 	    mkdirat(fd, "code", 0700) < 0 || mkdirat(fd, ".sandcell", 0700) < 0 ||
-	    mkdirat(fd, "input", 0700) < 0) {
+	    mkdirat(fd, ".sandcell/" SC_PY_CACHE_DIR, 0700) < 0 || mkdirat(fd, "input", 0700) < 0) {
 		close(fd);
 		return sc_err(err, errno, "reduced mode: private directory layout");
 	}
@@ -116,7 +116,7 @@ int sc_workdir_make(const struct sandcell_config *cfg, const char *code_name, ch
 	}
 	for (const struct sc_py_file *f = sc_py_files; f->name; f++) {
 		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
-		if (put_file(fd, path, f->src, strlen(f->src)) < 0) {
+		if (put_file(fd, path, (const char *)f->data, f->size) < 0) {
 			close(fd);
 			return sc_err(err, errno, "reduced mode: writing the code");
 		}

@@ -343,7 +343,7 @@ static PyObject *run_py_file(const char *name)
 		Py_XDECREF(ns);
 		return NULL;
 	}
-	r = PyRun_String(f->src, Py_file_input, ns, ns);
+	r = PyRun_String((const char *)f->data, Py_file_input, ns, ns); /* embed.sh ends it with a NUL */
 	if (r == NULL) {
 		Py_DECREF(ns);
 		return NULL;

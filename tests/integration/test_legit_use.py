@@ -595,6 +595,36 @@ def test_syntax_error_shows_no_sandcell_frames(sandcell):
     assert "_sandcell_boot" not in run.err and "/.sandcell" not in run.err, run.err
 
 
+
+def test_bootstrap_modules_ship_as_checked_bytecode(sandcell):
+    """The sandbox's own modules come with pycs next to them (the
+    interpreter then skips compiling them at every cold start): one per
+    module but the bootstrap script, each a checked-hash pyc (PEP 552) for
+    this interpreter whose hash is its source's, so a stale one would be
+    recompiled, never run."""
+    run = ok(sandcell(code=textwrap.dedent("""
+        import importlib.util, json, os, sandcell, sys
+        here = os.path.dirname(sandcell.__file__)
+        cache = os.path.join(here, "__pycache__")
+        out = {}
+        for name in sorted(os.listdir(cache)):
+            mod, tag, ext = name.rsplit(".", 2)
+            with open(os.path.join(cache, name), "rb") as f:
+                pyc = f.read()
+            with open(os.path.join(here, mod + ".py"), "rb") as f:
+                src = f.read()
+            out[mod] = [tag == sys.implementation.cache_tag and ext == "pyc",
+                        pyc[:4] == importlib.util.MAGIC_NUMBER,
+                        int.from_bytes(pyc[4:8], "little") == 3,
+                        pyc[8:16] == importlib.util.source_hash(src)]
+        print(json.dumps(out))
+    """)))
+    got = last_json_line(run.out)
+    assert sorted(got) == sorted(["sandcell", "sandcell_frames", "_sandcell_main", "_sandcell_io",
+                                  "_sandcell_cell", "_sandcell_mpl", "_sandcell_session"]), got
+    assert all(v == [True, True, True, True] for v in got.values()), got
+
+
 # --------------------------------------------------------------- environment
 
 def test_cwd_home_and_tmp(sandcell):
