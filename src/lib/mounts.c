@@ -42,10 +42,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define NEWROOT "/tmp"
-#define SCRATCH ".scratch"
-#define STAGE ".stage"
-#define STAGE_ETC ".stage-etc"
+/* Everything the setup mounts only to take from (the scratch tmpfs, whose
+ * subdirectories are bound into the root; the overlays non-directories are
+ * bound from) lives on a staging tmpfs over the host's /tmp, outside the
+ * new root, in our private namespace.  None of it is ever unmounted on its
+ * own: it is part of the old root, which the one detach after pivot_root
+ * takes away whole.  (Each unmount waits for an RCU grace period: three of
+ * them were on the path of every cold run.) */
+#define STAGING "/tmp"
+#define NEWROOT STAGING "/root"
+#define SCRATCH STAGING "/scratch"
+#define STAGE STAGING "/file"
+#define STAGE_ETC STAGING "/etc"
 
 /* What shows one host object (runtime dir, input, /etc entry) to the code. */
 struct sc_private_src {
@@ -607,9 +615,9 @@ fail:
 }
 
 /* Shows src at target (which this creates): a directory's overlay is moved
- * there; a non-directory is bound from its parent's overlay, attached at
- * STAGE for the bind and detached again; without an overlay, the host
- * object is bound directly. */
+ * there; a non-directory is bound from its parent's overlay, attached on
+ * the staging tmpfs for the bind; without an overlay, the host object is
+ * bound directly. */
 static int bind_staged(int file, const char *target, unsigned long extra, const char *what,
 		       struct sandcell_error *err)
 {
@@ -629,6 +637,9 @@ static int bind_staged(int file, const char *target, unsigned long extra, const 
 static int attach_src(const struct sc_private_src *src, const char *target, unsigned long extra,
 		      const char *what, struct sandcell_error *err)
 {
+	static unsigned staged; /* a staging dir of its own for each */
+	char stage[64];
+
 	if (src->mnt >= 0 && src->file < 0) {
 		if (mkdirs(target, 0755, err) < 0)
 			return -1;
@@ -640,15 +651,12 @@ static int attach_src(const struct sc_private_src *src, const char *target, unsi
 		return -1;
 	if (src->mnt < 0)
 		return bind_ro_fd(src->file, target, extra, what, err);
-	if (mkdirs(STAGE, 0755, err) < 0)
+	snprintf(stage, sizeof(stage), STAGE "-%u", staged++);
+	if (mkdirs(stage, 0755, err) < 0)
 		return -1;
-	if (move_mount(src->mnt, "", AT_FDCWD, STAGE, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+	if (move_mount(src->mnt, "", AT_FDCWD, stage, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return sc_err(err, errno, "mounts: overlay of the parent of %s", what);
-	if (bind_staged(src->file, target, extra, what, err) < 0)
-		return -1;
-	if (umount2(STAGE, MNT_DETACH) < 0)
-		return sc_err(err, errno, "mounts: detaching the overlay of the parent of %s", what);
-	return 0;
+	return bind_staged(src->file, target, extra, what, err);
 }
 
 static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
@@ -698,10 +706,6 @@ static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 			return -1;
 		}
 	}
-	if (etc->mnt >= 0 && umount2(STAGE_ETC, MNT_DETACH) < 0)
-		return sc_err(err, errno, "mounts: detaching the overlay of /etc");
-	if (etc->mnt >= 0 && rmdir(STAGE_ETC) < 0)
-		return sc_err(err, errno, "mounts: removing the staging dir");
 	return 0;
 }
 
@@ -760,12 +764,11 @@ static int setup_scratch(const struct sc_mount_plan *p, int *scratch_fd, struct 
 	    mount(SCRATCH "/shm", "dev/shm", NULL, MS_BIND, NULL) < 0)
 		return sc_err(err, errno, "mounts: scratch binds");
 	/* The supervisor keeps this fd: it pins the tmpfs after the sandbox
-	 * is gone, so outputs are collected from a dead, frozen tree. */
+	 * is gone, so outputs are collected from a dead, frozen tree.  The
+	 * mount itself goes with the old root. */
 	*scratch_fd = open(SCRATCH, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*scratch_fd < 0)
 		return sc_err(err, errno, "mounts: open scratch");
-	if (umount2(SCRATCH, MNT_DETACH) < 0 || rmdir(SCRATCH) < 0)
-		return sc_err(err, errno, "mounts: hiding scratch");
 	return 0;
 }
 
@@ -857,6 +860,9 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 	/* Nothing we mount may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return sc_err(err, errno, "mounts: making / private");
+	if (mount("tmpfs", STAGING, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=4k") < 0 ||
+	    mkdir(NEWROOT, 0755) < 0)
+		return sc_err(err, errno, "mounts: staging tmpfs");
 	snprintf(opts, sizeof(opts), "mode=0755,size=%zu,nr_inodes=4096", p->code_len + (8u << 20));
 	if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
 		return sc_err(err, errno, "mounts: tmpfs root");
@@ -866,10 +872,6 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 	    setup_scratch(p, scratch_fd, err) < 0 || setup_code(p, err) < 0 ||
 	    setup_inputs(p, err) < 0)
 		goto fail;
-	if (rmdir(STAGE) < 0 && errno != ENOENT) {
-		sc_err(err, errno, "mounts: removing the staging dir");
-		goto fail;
-	}
 	if (mkdirs("proc", 0555, err) < 0)
 		goto fail;
 	/* subset=pid: only process directories, none of /proc/sys,
@@ -889,7 +891,8 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 		goto pivoted;
 	}
 	/* pivot_root(".", ".") stacks the old root under the new one; the
-	 * detach then removes every path back to the host tree. */
+	 * detach then removes every path back to the host tree, the staging
+	 * tmpfs and all it holds with it. */
 	if (syscall(SYS_pivot_root, ".", ".") < 0) {
 		sc_err(err, errno, "mounts: pivot_root");
 		goto fail;
