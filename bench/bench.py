@@ -293,15 +293,17 @@ def _remount_unified(opts):
 
 
 def migration(sandcell, reps, log):
-    """Hybrid hosts only (v1 memory/pids): the supervisor moves the sandbox
-    into the v1 cgroups by writing cgroup.procs, and such a move first
-    waits for an RCU grace period unless the kernel keeps the cgroup
-    threadgroup lock in its slow-reader mode (cgroup2's `favordynmods`,
-    which makes fork and exit a little slower host-wide).  Measures cold
-    `pass` and warm trivial latency both ways, runs interleaved with a
-    pause between them (back-to-back runs hide the grace period), and
-    restores the mount as it was.  v2-only hosts never move a task: the
-    sandbox is cloned into its cgroup (clone3 CLONE_INTO_CGROUP)."""
+    """Hybrid hosts only (v1 memory/pids): a task moved into a cgroup by
+    another (its pid written to cgroup.procs) waits for an RCU grace period
+    unless the kernel keeps the cgroup threadgroup lock in its slow-reader
+    mode (cgroup2's `favordynmods`, which makes fork and exit a little
+    slower host-wide).  The sandbox init joins its v1 cgroups itself, one
+    thread moving itself (tasks), which takes no threadgroup lock: this
+    measures cold `pass` and warm trivial latency both ways, runs
+    interleaved with a pause between them (back-to-back runs hide the grace
+    period), to show that the setting no longer matters, and restores the
+    mount as it was.  v2-only hosts never move a task: the sandbox is
+    cloned into its cgroup (clone3 CLONE_INTO_CGROUP)."""
     if os.geteuid() != 0 or not os.path.isdir("/sys/fs/cgroup/memory/") or \
             not os.path.exists(UNIFIED + "/cgroup.procs"):
         log("migration: not a hybrid host run as root, skipped")
@@ -403,6 +405,8 @@ def report(path, args, cold_res, warm_res, took, mig=None):
                 cell, len(b), ms(statistics.mean(b)), ms(mb), ms(statistics.mean(w)), ms(mw),
                 ms(statistics.mean(s)), ms(mS), mw / mb, mS / mb))
         L.append("")
+        L.append("Where a cold run's time goes, step by step, and what each change to the cold "
+                 "path gained (builds side by side, `bench/cold_ab.py`): [cold-steps.md](cold-steps.md).\n")
     if warm_res:
         L.append("## Warm runs (`sandcell serve`, default slots = 2 × nproc = %d)\n" % warm_res["slots"])
         L.append("Template ready %.1f s after start. Latency = one `sandcell run --server SOCK -c CODE` "
@@ -450,15 +454,16 @@ def report(path, args, cold_res, warm_res, took, mig=None):
         L.append("")
     if mig:
         L.append("## Hybrid cgroups: the cost of moving a task into v1\n")
-        L.append("This host keeps memory and pids on cgroup v1, so each run's sandbox is moved "
-                 "into its v1 cgroups by a write to `cgroup.procs` (the supervisor does it while "
-                 "the sandbox builds its mounts, and the code waits for it). Such a move first "
-                 "waits for an RCU grace period, unless the kernel keeps the cgroup threadgroup "
-                 "lock in its slow-reader mode: cgroup2's `favordynmods` mount option, a host-wide "
-                 "setting sandcell does not change (it makes every fork and exit a little slower). "
-                 "`--migration` measured both, %d runs each, interleaved, one run every ~0.1 s, and "
-                 "restored the mount. On a v2-only host no task is ever "
-                 "moved: the sandbox is cloned straight into its cgroup (`clone3` "
+        L.append("This host keeps memory and pids on cgroup v1, which has no `CLONE_INTO_CGROUP`. "
+                 "A task moved by another (a write of its pid to `cgroup.procs`) first waits for an "
+                 "RCU grace period, unless the kernel keeps the cgroup threadgroup lock in its "
+                 "slow-reader mode: cgroup2's `favordynmods` mount option, a host-wide setting "
+                 "sandcell does not change (it makes every fork and exit a little slower). The "
+                 "sandbox init joins its v1 cgroups itself instead (its single thread writes 0 to "
+                 "each `tasks` file the supervisor opened), which takes no threadgroup lock, so the "
+                 "setting should make no difference. `--migration` measured both, %d runs each, "
+                 "interleaved, one run every ~0.1 s, and restored the mount. On a v2-only host no "
+                 "task is ever moved: the sandbox is cloned straight into its cgroup (`clone3` "
                  "`CLONE_INTO_CGROUP`).\n" % len(mig["off"]["cold"]))
         L.append("| `favordynmods` on `%s` | cold `pass` p50 / mean | warm trivial p50 / mean |" % UNIFIED)
         L.append("|---|---|---|")
