@@ -621,7 +621,8 @@ def test_bootstrap_modules_ship_as_checked_bytecode(sandcell):
     """)))
     got = last_json_line(run.out)
     assert sorted(got) == sorted(["sandcell", "sandcell_frames", "_sandcell_main", "_sandcell_io",
-                                  "_sandcell_cell", "_sandcell_mpl", "_sandcell_session"]), got
+                                  "_sandcell_cell", "_sandcell_mpl", "_sandcell_session",
+                                  "_sandcell_magic"]), got
     assert all(v == [True, True, True, True] for v in got.values()), got
 
 
