@@ -418,6 +418,30 @@ fail:
 	return -1;
 }
 
+/* A spare's run cgroup gets its run's limits when the request comes.
+ * v1 wants memsw >= limit_in_bytes after each write: the order that
+ * keeps it depends on whether the limit grows, so a refused first
+ * write is retried after the second. */
+int sc_cgroup_set_limits(const struct sc_cgroup *cg, const struct sandcell_limits *lim,
+			 struct sandcell_error *err)
+{
+	if (cg->mem_v2 && write_u64(cg->v2, "memory.max", lim->memory) < 0)
+		return sc_err(err, errno, "cgroup v2: memory.max");
+	if (!cg->mem_v2 && cg->v1_mem[0]) {
+		int first = write_u64(cg->v1_mem, "memory.limit_in_bytes", lim->memory);
+		int sw = write_u64(cg->v1_mem, "memory.memsw.limit_in_bytes", lim->memory);
+		if (sw < 0 && errno != ENOENT)
+			return sc_err(err, errno, "cgroup v1: memory.memsw.limit_in_bytes");
+		if (first < 0 && write_u64(cg->v1_mem, "memory.limit_in_bytes", lim->memory) < 0)
+			return sc_err(err, errno, "cgroup v1: memory.limit_in_bytes");
+	}
+	if (cg->pids_v2 && write_u64(cg->v2, "pids.max", lim->pids) < 0)
+		return sc_err(err, errno, "cgroup v2: pids.max");
+	if (!cg->pids_v2 && cg->v1_pids[0] && write_u64(cg->v1_pids, "pids.max", lim->pids) < 0)
+		return sc_err(err, errno, "cgroup v1: pids.max");
+	return 0;
+}
+
 int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err)
 {
 	char buf[32];

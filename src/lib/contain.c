@@ -25,6 +25,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,6 +120,8 @@ static int install_stdio(const struct sc_child *c, struct sandcell_error *err)
 	int hi[4];
 	int i;
 
+	if (c->stdin_r < 0)
+		return 0; /* a spare's init: its code gets the streams (sc_code_enter) */
 	for (i = 0; i < 4; i++) {
 		hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 64);
 		if (hi[i] < 0)
@@ -154,6 +157,119 @@ static void wait_attached(const struct sc_child *c)
 	memcpy(fds, c->cg_join, sizeof(fds));
 	if (sc_cgroup_join_self(fds, &err) < 0)
 		fail(c->sock, &err);
+}
+
+/* A spare's user namespace budgets, written once its inputs' overlays
+ * are made (spare_run). */
+static int spare_limits[SC_USERNS_LIMITS];
+
+static void send_scratch(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
+{
+	if (send_msg(c->sock, SC_MSG_SCRATCH, 0, 0, NULL, *scratch_fd) < 0) {
+		sc_err(err, errno, "sending the scratch fd");
+		fail(c->sock, err);
+	}
+	close(*scratch_fd);
+	*scratch_fd = -1;
+}
+
+/* The request a spare waits for: SC_MSG_RUN and a memfd with its text,
+ * parsed here as the server parsed it (the same bytes, the same parser):
+ * the init builds from it the part of the root that is the run's. */
+static int recv_run(int sock, struct sc_request *q, struct sandcell_error *err)
+{
+	struct sc_msg m;
+	struct iovec iov = { &m, sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	char *buf;
+	off_t len;
+	ssize_t n;
+	int fd = -1, rc;
+
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		_exit(0); /* the supervisor dropped the spare */
+	cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (fd < 0 || m.type != SC_MSG_RUN)
+		return sc_err(err, EPROTO, "spare: no request");
+	len = lseek(fd, 0, SEEK_END);
+	buf = len > 0 && len <= (off_t)SC_REQUEST_MAX ? malloc((size_t)len) : NULL;
+	if (buf == NULL || pread(fd, buf, (size_t)len, 0) != len) {
+		free(buf);
+		close(fd);
+		return sc_err(err, EIO, "spare: reading the request");
+	}
+	close(fd);
+	rc = sc_request_parse(buf, (size_t)len, q, err);
+	free(buf);
+	return rc;
+}
+
+/* A spare's init once its request came: the run's part of the root and
+ * the pivot, the scratch fd, then the same confinement as a cold init;
+ * CONFINED carries the root's identity, which the code's process checks
+ * its own root against.  The init forks nothing: the code's process is
+ * already in the sandbox (sc_code_enter).  It stays, pid 1, until the
+ * supervisor kills it, which ends the namespace; what is re-parented to
+ * it meanwhile is reaped by the kernel (SIGCHLD ignored). */
+static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *scratch_fd,
+						struct sandcell_error *err)
+{
+	struct sc_child c = *c0;
+	struct sc_request q;
+	struct stat st;
+	char id[64];
+
+	if (recv_run(c.sock, &q, err) < 0)
+		fail(c.sock, err);
+	c.plan->inputs = q.cfg.inputs;
+	c.plan->n_inputs = q.cfg.n_inputs;
+	c.plan->input_fds = calloc(q.cfg.n_inputs + 1, sizeof(int));
+	c.plan->code = q.cfg.code;
+	c.plan->code_len = q.cfg.code_len;
+	c.plan->code_name = sc_code_name(&q.cfg);
+	c.plan->values_json = q.cfg.values_json;
+	c.plan->disk = q.cfg.limits.disk;
+	c.plan->disk_inodes = q.cfg.limits.disk_inodes;
+	c.limits = &q.cfg.limits;
+	if (c.plan->input_fds == NULL) {
+		sc_err(err, ENOMEM, "spare");
+		fail(c.sock, err);
+	}
+	if (sc_mounts_open_inputs(c.plan, err) < 0 ||
+	    sc_mounts_finish(c.plan, true, scratch_fd, err) < 0 ||
+	    sc_userns_write_limits(spare_limits, err) < 0)
+		fail(c.sock, err);
+	send_scratch(&c, scratch_fd, err);
+	confine(&c, err);
+	if (stat("/", &st) < 0) {
+		sc_err(err, errno, "spare: stat /");
+		fail(c.sock, err);
+	}
+	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	/* It keeps no stream (confine() left fd 3 open for the code). */
+	for (int fd = 0; fd < 4; fd++)
+		close(fd);
+	signal(SIGCHLD, SIG_IGN);
+	if (send_msg(c.sock, SC_MSG_CONFINED, 0, 0, id, -1) < 0)
+		_exit(1);
+	for (;;) {
+		char b;
+		if (read(c.sock, &b, 1) == 0)
+			_exit(0); /* the supervisor is gone */
+	}
 }
 
 static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
@@ -200,7 +316,7 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	/* Budgets the kernel keeps per user namespace, while /proc is still
 	 * the host's and we hold CAP_SYS_RESOURCE in our namespace. */
-	if (sc_userns_set_limits(err) < 0)
+	if (c->spare ? sc_userns_open_limits(spare_limits, err) < 0 : sc_userns_set_limits(err) < 0)
 		fail(c->sock, err);
 	/* 2. uts and net. */
 	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0) {
@@ -209,15 +325,16 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	if (!sc_hook_on(SC_HOOK_NO_NETNS) && sc_net_loopback_up(err) < 0)
 		fail(c->sock, err);
-	/* 3. filesystem. */
-	if (sc_mounts_setup(c->plan, scratch_fd, err) < 0)
-		fail(c->sock, err);
-	if (send_msg(c->sock, SC_MSG_SCRATCH, 0, 0, NULL, *scratch_fd) < 0) {
-		sc_err(err, errno, "sending the scratch fd");
-		fail(c->sock, err);
+	/* 3. filesystem (a spare: the part every run shares; spare_run()
+	 * builds the rest once its request came). */
+	if (c->spare) {
+		if (sc_mounts_build_base(c->plan, err) < 0)
+			fail(c->sock, err);
+	} else {
+		if (sc_mounts_setup(c->plan, scratch_fd, err) < 0)
+			fail(c->sock, err);
+		send_scratch(c, scratch_fd, err);
 	}
-	close(*scratch_fd);
-	*scratch_fd = -1;
 	/* 4. cgroups: we are in every run cgroup once wait_attached()
 	 * returns; only then does the run cgroup become the visible root of
 	 * a new cgroup namespace. */
@@ -226,6 +343,8 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		sc_err(err, errno, "unshare(CLONE_NEWCGROUP)");
 		fail(c->sock, err);
 	}
+	if (c->spare)
+		spare_run(c, scratch_fd, err); /* does not return */
 	confine(c, err);
 }
 
@@ -467,10 +586,9 @@ static __attribute__((noreturn)) void run_init(const struct sc_child *c)
 	_exit(0);
 }
 
-void sc_child_main(const struct sc_child *c)
+/* Every signal at its default for the code (see sc_child_main). */
+static void reset_signals(void)
 {
-	struct sandcell_error err = { 0, "" };
-	int scratch_fd = -1;
 	int sig;
 
 	/* Dispositions a launcher ignored would survive execve (and the warm
@@ -496,7 +614,80 @@ void sc_child_main(const struct sc_child *c)
 			continue;
 		syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(uint64_t));
 	}
+}
 
+/* The code's process of a spare sandbox (internal.h): a fork of the warm
+ * template that entered the sandbox's namespaces while it was idle.  Its
+ * GO comes with the run: it confines itself as a cold init confines
+ * itself before it forks the code, in the same order, and checks first
+ * that its root is the one the init pivoted into (fail closed: a root
+ * the pivot did not move would be the host's view). */
+void sc_code_enter(int chan, const char *const **argv, const char *const **envp)
+{
+	struct sandcell_error err = { 0, "" };
+	struct sc_child c;
+	struct sc_go g;
+	struct stat st;
+	void *mem;
+	int fds[4];
+
+	reset_signals();
+	{
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	memset(&g, 0, sizeof(g));
+	if (sc_go_recv(chan, &g, &mem, fds, &err) < 0) {
+		if (err.code == 0)
+			_exit(0); /* dropped before its run */
+		fail(chan, &err);
+	}
+	if (stat("/", &st) < 0 || (uint64_t)st.st_dev != g.root_dev || (uint64_t)st.st_ino != g.root_ino) {
+		sc_err(&err, EXDEV, "spare: the code's root is not the sandbox's");
+		fail(chan, &err);
+	}
+	memset(&c, 0, sizeof(c));
+	c.limits = g.limits;
+	c.bpf = &g.bpf;
+	c.landlock = &g.ll;
+	c.ll_rules = &g.rules;
+	c.argv = g.argv;
+	c.envp = g.envp;
+	c.workdir = "/tmp";
+	c.sock = chan;
+	c.id_lock_fd = -1;
+	c.stdin_r = fds[0];
+	c.stdout_w = fds[1];
+	c.stderr_w = fds[2];
+	c.result_w = fds[3];
+	c.drop_groups = g.drop_groups;
+	/* 1. identity, as setup() takes it. */
+	if (c.drop_groups && setgroups(0, NULL) < 0) {
+		sc_err(&err, errno, "setgroups");
+		fail(chan, &err);
+	}
+	if (setresgid(SC_SANDBOX_GID, SC_SANDBOX_GID, SC_SANDBOX_GID) < 0 ||
+	    setresuid(SC_SANDBOX_UID, SC_SANDBOX_UID, SC_SANDBOX_UID) < 0) {
+		sc_err(&err, errno, "switching to the sandbox uid");
+		fail(chan, &err);
+	}
+	/* 5-10. the layers, seccomp last. */
+	confine(&c, &err);
+	if (send_msg(chan, SC_MSG_STARTED, 0, (int)getpid(), NULL, -1) < 0)
+		_exit(1);
+	/* What execve would have closed: nothing above the streams. */
+	syscall(SYS_close_range, 4u, ~0u, 0u);
+	*argv = g.argv;
+	*envp = g.envp;
+}
+
+void sc_child_main(const struct sc_child *c)
+{
+	struct sandcell_error err = { 0, "" };
+	int scratch_fd = -1;
+
+	reset_signals();
 	if (c->reduced) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));

@@ -21,6 +21,7 @@ struct sc_child {
 	bool cgroupns;
 	bool reduced;		/* no namespaces: Landlock, seccomp, rlimits only */
 	bool session;		/* the code is a session loop: it starts with SIGINT ignored */
+	bool spare;		/* a spare: waits for its request (spare_run) and forks no code */
 };
 
 __attribute__((noreturn)) void sc_child_main(const struct sc_child *c);

@@ -253,6 +253,9 @@ struct sc_cgroup {
 const char *sc_cgroup_swap_state(bool have_memcg, bool limit_written, const char *proc_swaps);
 int sc_cgroup_create(struct sc_cgroup *cg, const char *parent,
 		     const struct sandcell_limits *lim, struct sandcell_error *err);
+/* The limits again, on a run cgroup made with others (a spare's). */
+int sc_cgroup_set_limits(const struct sc_cgroup *cg, const struct sandcell_limits *lim,
+			 struct sandcell_error *err);
 /* Moves pid into the v2 run cgroup, unless skip_v2 (it was cloned there). */
 int sc_cgroup_attach(const struct sc_cgroup *cg, pid_t pid, bool skip_v2, struct sandcell_error *err);
 /* The v1 run cgroups (memory, pids, cpuacct) are joined by the sandbox init
@@ -299,6 +302,12 @@ int sc_userns_owner_leave(struct sc_owner_saved *sv, struct sandcell_error *err)
 /* In the sandbox init, before its /proc is replaced: tight per-namespace
  * budgets (inotify, fanotify, namespaces). */
 int sc_userns_set_limits(struct sandcell_error *err);
+/* The same in two steps: the files opened while /proc is the host's, and
+ * written later (a spare makes its inputs' overlays in between, and each
+ * overlay counts against the mount namespace budget the write sets to 0). */
+#define SC_USERNS_LIMITS 11
+int sc_userns_open_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err);
+int sc_userns_write_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err);
 #define SC_SANDBOX_UID 1000
 #define SC_SANDBOX_GID 1000
 
@@ -321,6 +330,7 @@ struct sc_mount_plan {
 	/* Filled in the child by sc_mounts_open_sources: the read-only
 	 * overlay that shows each runtime dir, input and /etc entry. */
 	struct sc_private_src *priv;
+	struct sc_private_src *in_priv;	/* the inputs' */
 	int dev_fd;		     /* sc_mounts_make_dev()'s /dev, or -1: host nodes */
 	const char *code;	     /* written to /code/<code_name> */
 	size_t code_len;
@@ -337,6 +347,13 @@ int sc_mounts_make_dev(int *fd, struct sandcell_error *err);
  * (holding /tmp, /output and /dev/shm) for the supervisor. */
 int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd,
 		    struct sandcell_error *err);
+/* sc_mounts_setup in two: what every run shares (no pivot yet), and the
+ * run's own part with the pivot.  Between them a spare sandbox waits for
+ * its request; its inputs are opened then (sc_mounts_open_inputs). */
+int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *err);
+int sc_mounts_finish(const struct sc_mount_plan *p, bool resize_root, int *scratch_fd,
+		     struct sandcell_error *err);
+int sc_mounts_open_inputs(struct sc_mount_plan *p, struct sandcell_error *err);
 
 /* ---- net.c ---- */
 int sc_net_loopback_up(struct sandcell_error *err);
@@ -448,6 +465,62 @@ int sc_scrub_cmdline(void);
 typedef void (*sc_exec_hook)(const char *const *argv, const char *const *envp);
 void sc_set_exec_hook(sc_exec_hook hook);
 extern sc_exec_hook sc_exec_hook_fn;
+
+/* ---- A spare sandbox (spare.c; the warm server's spares, docs/warm.md) ----
+ * With ops set, sandcell_run() builds the whole sandbox for a provisional
+ * config (no code, no inputs) and then waits for its request: the run's
+ * own part is bound late (the init's mounts, the cgroup limits, the
+ * code's process handed the run's streams), so that only that part is on
+ * the request's path.  The code's process is not forked by the init: the
+ * warm template forks it into the sandbox's namespaces while the sandbox
+ * is idle, and it confines itself when its GO comes (sc_code_enter). */
+struct sc_spare_req {
+	const struct sandcell_config *cfg; /* the run's; the caller keeps it */
+	const char *text;		   /* its request text, which the init parses too */
+	size_t len;
+	int code_pidfd;			   /* the code's process, waiting in the sandbox */
+};
+struct sc_spare_ops {
+	/* The sandbox is ready: hands it out (the init's pidfd, and the
+	 * cgroup files the code's process joins the run cgroups through),
+	 * then blocks until its request.  1: *q filled; 0: no run here
+	 * (nothing came, or it was refused or handed on); -1: failed. */
+	int (*await)(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc_spare_req *q);
+	/* The request await returned is refused (nothing ran). */
+	void (*refuse)(enum sandcell_status st, const char *why, const struct sandcell_limits *lim);
+	/* To the code's process (GO), and from it (STARTED, ERROR) and from
+	 * its parent, the template (SC_MSG_EXIT: its wait status). */
+	int chan;
+};
+void sc_set_spare(const struct sc_spare_ops *ops);
+extern const struct sc_spare_ops *sc_spare;
+
+/* What the code's process needs to confine itself like a sandbox init
+ * would have confined it before the fork. */
+struct sc_go {
+	const struct sandcell_limits *limits;
+	struct sc_landlock_info ll;
+	struct sc_landlock_rules rules;
+	struct sc_bpf bpf;
+	const char *const *argv;
+	const char *const *envp;
+	bool drop_groups;
+	uint64_t root_dev, root_ino; /* the pivoted root, as the init saw it */
+};
+/* Sends g with the code's four streams (stdin, stdout, stderr, channel). */
+int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err);
+/* Reads one GO from chan into *g (the strings and program in *mem, malloc'd)
+ * and the four streams: 0, or -1. */
+int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err);
+/* In the code's process (contain.c): waits for GO on chan, confines itself
+ * as the sandbox init confines the code (identity, then the layers in
+ * the same order, seccomp last), says STARTED, and closes every fd above
+ * 2 but the result channel.  Returns the code's argv and envp; fails
+ * closed (the error goes to chan, the process exits) otherwise; exits
+ * quietly when chan reaches EOF (the spare was dropped). */
+void sc_code_enter(int chan, const char *const **argv, const char *const **envp);
+/* The file name the code is written under (/code/NAME). */
+const char *sc_code_name(const struct sandcell_config *cfg);
 
 /* Sessions: told when a cell starts and ends, and when the session has
  * ended (before its end event goes out), with how many cells it ran so

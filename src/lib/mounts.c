@@ -404,7 +404,7 @@ static int copy_file(int fd, const char *target, const char *what, struct sandce
  * bound file) gets what private_src() gives the object it leads to. */
 static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error *err)
 {
-	struct sc_private_src *etc = &p->priv[p->n_runtime + p->n_inputs + N_ETC];
+	struct sc_private_src *etc = &p->priv[p->n_runtime + N_ETC];
 	struct statx dir, ent;
 	bool copy_files = false;
 	char what[64];
@@ -430,7 +430,7 @@ static int etc_sources(struct sc_mount_plan *p, int empty, struct sandcell_error
 		copy_files = etc->mnt < 0; /* refused: see etc_copy_src() */
 	}
 	for (i = 0; i < N_ETC; i++) {
-		struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
+		struct sc_private_src *src = &p->priv[p->n_runtime + i];
 		int fd = openat(dfd, etc_binds[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 		if (fd < 0 && errno == ENOENT)
@@ -487,22 +487,18 @@ fail:
 	return -1;
 }
 
-int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
+/* The inputs' O_PATH fds, opened with the caller's view, and what shows
+ * each of them (in_priv).  empty: the second lower layer of overlays. */
+static int open_inputs(struct sc_mount_plan *p, int empty, struct sandcell_error *err)
 {
 	char what[PATH_MAX + 16];
-	size_t i, n = p->n_runtime + p->n_inputs + N_ETC + 1;
-	int empty = -1, rc = -1;
+	size_t i;
 
-	p->priv = calloc(n, sizeof(*p->priv));
-	if (p->priv == NULL)
+	p->in_priv = calloc(p->n_inputs ? p->n_inputs : 1, sizeof(*p->in_priv));
+	if (p->in_priv == NULL)
 		return sc_err(err, ENOMEM, "mounts");
-	for (i = 0; i < n; i++)
-		p->priv[i].mnt = p->priv[i].file = -1;
-	for (i = 0; i < p->n_runtime; i++) {
-		p->runtime_fds[i] = open(p->runtime[i], O_PATH | O_CLOEXEC);
-		if (p->runtime_fds[i] < 0)
-			return sc_err(err, errno, "runtime %s", p->runtime[i]);
-	}
+	for (i = 0; i < p->n_inputs; i++)
+		p->in_priv[i].mnt = p->in_priv[i].file = -1;
 	for (i = 0; i < p->n_inputs; i++) {
 		const struct sandcell_input *in = &p->inputs[i];
 		const char *kind = sc_input_is_dataset(in) ? "dataset" : "input";
@@ -521,22 +517,52 @@ int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
 					      in->name, in->path);
 		}
 	}
+	for (i = 0; i < p->n_inputs; i++) {
+		snprintf(what, sizeof(what), "%s '%s'",
+			 sc_input_is_dataset(&p->inputs[i]) ? "dataset" : "input", p->inputs[i].name);
+		if (private_src(p->input_fds[i], empty, MOUNT_ATTR_NOEXEC, what, &p->in_priv[i], err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* priv: the runtime dirs, then the /etc entries, then /etc's overlay. */
+int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err)
+{
+	size_t i, n = p->n_runtime + N_ETC + 1;
+	int empty = -1, rc = -1;
+
+	p->priv = calloc(n, sizeof(*p->priv));
+	if (p->priv == NULL)
+		return sc_err(err, ENOMEM, "mounts");
+	for (i = 0; i < n; i++)
+		p->priv[i].mnt = p->priv[i].file = -1;
+	for (i = 0; i < p->n_runtime; i++) {
+		p->runtime_fds[i] = open(p->runtime[i], O_PATH | O_CLOEXEC);
+		if (p->runtime_fds[i] < 0)
+			return sc_err(err, errno, "runtime %s", p->runtime[i]);
+	}
 	if (!sc_hook_on(SC_HOOK_SHARED_INODES) && (empty = empty_layer(err)) < 0)
 		return -1;
 	for (i = 0; i < p->n_runtime; i++)
 		if (private_src(p->runtime_fds[i], empty, 0, p->runtime[i], &p->priv[i], err) < 0)
 			goto out;
-	for (i = 0; i < p->n_inputs; i++) {
-		snprintf(what, sizeof(what), "%s '%s'",
-			 sc_input_is_dataset(&p->inputs[i]) ? "dataset" : "input", p->inputs[i].name);
-		if (private_src(p->input_fds[i], empty, MOUNT_ATTR_NOEXEC, what,
-				&p->priv[p->n_runtime + i], err) < 0)
-			goto out;
-	}
-	if (etc_sources(p, empty, err) < 0)
+	if (open_inputs(p, empty, err) < 0 || etc_sources(p, empty, err) < 0)
 		goto out;
 	rc = 0;
 out:
+	if (empty >= 0)
+		close(empty);
+	return rc;
+}
+
+int sc_mounts_open_inputs(struct sc_mount_plan *p, struct sandcell_error *err)
+{
+	int empty = -1, rc;
+
+	if (!sc_hook_on(SC_HOOK_SHARED_INODES) && (empty = empty_layer(err)) < 0)
+		return -1;
+	rc = open_inputs(p, empty, err);
 	if (empty >= 0)
 		close(empty);
 	return rc;
@@ -682,7 +708,7 @@ static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 		return -1;
 	if (symlink("/usr/share/zoneinfo/UTC", "etc/localtime") < 0)
 		return sc_err(err, errno, "mounts: etc/localtime");
-	etc = &p->priv[p->n_runtime + p->n_inputs + N_ETC];
+	etc = &p->priv[p->n_runtime + N_ETC];
 	if (etc->mnt >= 0) {
 		if (mkdirs(STAGE_ETC, 0755, err) < 0)
 			return -1;
@@ -690,7 +716,7 @@ static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
 			return sc_err(err, errno, "mounts: overlay of /etc");
 	}
 	for (i = 0; i < N_ETC; i++) {
-		const struct sc_private_src *src = &p->priv[p->n_runtime + p->n_inputs + i];
+		const struct sc_private_src *src = &p->priv[p->n_runtime + i];
 		if (src->mnt < 0 && src->file < 0)
 			continue; /* optional, and absent */
 		snprintf(host, sizeof(host), "/etc/%s", etc_binds[i]);
@@ -846,17 +872,19 @@ static int setup_inputs(const struct sc_mount_plan *p, struct sandcell_error *er
 			snprintf(dst, sizeof(dst), "input/%s", in->name);
 			snprintf(what, sizeof(what), "input '%s'", in->name);
 		}
-		if (attach_src(&p->priv[p->n_runtime + i], dst, MS_NOEXEC, what, err) < 0)
+		if (attach_src(&p->in_priv[i], dst, MS_NOEXEC, what, err) < 0)
 			return -1;
 	}
 	return 0;
 }
 
-int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
+/* The part of the root that is the same for every run: the staging
+ * tmpfs, the root tmpfs, the runtime, /etc, /dev and /proc.  The root is
+ * not pivoted into yet; the cwd is the new root. */
+int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
 	char opts[64];
 
-	*scratch_fd = -1;
 	/* Nothing we mount may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return sc_err(err, errno, "mounts: making / private");
@@ -868,19 +896,32 @@ int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandc
 		return sc_err(err, errno, "mounts: tmpfs root");
 	if (chdir(NEWROOT) < 0)
 		return sc_err(err, errno, "mounts: chdir new root");
-	if (setup_runtime(p, err) < 0 || setup_etc(p, err) < 0 || setup_dev(p, err) < 0 ||
-	    setup_scratch(p, scratch_fd, err) < 0 || setup_code(p, err) < 0 ||
-	    setup_inputs(p, err) < 0)
-		goto fail;
+	if (setup_runtime(p, err) < 0 || setup_etc(p, err) < 0 || setup_dev(p, err) < 0)
+		return -1;
 	if (mkdirs("proc", 0555, err) < 0)
-		goto fail;
+		return -1;
 	/* subset=pid: only process directories, none of /proc/sys,
 	 * /proc/kallsyms or /proc/sysrq-trigger.  It is a fresh procfs of
 	 * the new pid namespace, so host processes are not there. */
-	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0) {
-		sc_err(err, errno, "mounts: procfs (subset=pid)");
+	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0)
+		return sc_err(err, errno, "mounts: procfs (subset=pid)");
+	return 0;
+}
+
+/* The run's own part (a spare sandbox does it once its request came):
+ * the root's size for this code, the scratch tmpfs, /code and
+ * /.sandcell, the inputs; then the pivot and the read-only remounts. */
+int sc_mounts_finish(const struct sc_mount_plan *p, bool resize_root, int *scratch_fd,
+		     struct sandcell_error *err)
+{
+	char opts[64];
+
+	*scratch_fd = -1;
+	snprintf(opts, sizeof(opts), "size=%zu", p->code_len + (8u << 20));
+	if (resize_root && mount(NULL, ".", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
+		return sc_err(err, errno, "mounts: sizing the tmpfs root");
+	if (setup_scratch(p, scratch_fd, err) < 0 || setup_code(p, err) < 0 || setup_inputs(p, err) < 0)
 		goto fail;
-	}
 	if (sc_hook_on(SC_HOOK_NO_MOUNT_ISOLATION)) {
 		/* Ablation: keep the host tree reachable at /.oldroot. */
 		if (mkdirs(".oldroot", 0755, err) < 0 || syscall(SYS_pivot_root, ".", ".oldroot") < 0 ||
@@ -915,4 +956,12 @@ fail:
 		close(*scratch_fd);
 	*scratch_fd = -1;
 	return -1;
+}
+
+int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
+{
+	*scratch_fd = -1;
+	if (sc_mounts_build_base(p, err) < 0)
+		return -1;
+	return sc_mounts_finish(p, false, scratch_fd, err);
 }

@@ -5,6 +5,7 @@
 #define SANDCELL_PROTO_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Supervisor -> sandbox init: ask the code where it is (init passes
@@ -19,6 +20,10 @@ enum sc_msg_type {
 	SC_MSG_EXIT,	    /* child -> parent: value = the code's wait status */
 	SC_MSG_ERROR,	    /* child -> parent: setup failed, code never ran */
 	SC_MSG_ATTACHED,    /* parent -> child: every run cgroup holds the child */
+	/* A spare sandbox (run.c, sc_spare_bind; contain.c, spare_run): */
+	SC_MSG_RUN,	    /* parent -> init: the request (a memfd, SCM_RIGHTS) */
+	SC_MSG_CONFINED,    /* init -> parent: root pivoted, init confined */
+	SC_MSG_CODE,	    /* server -> parent: the code's process (a pidfd) */
 };
 
 struct sc_msg {
@@ -27,5 +32,8 @@ struct sc_msg {
 	int32_t value;
 	char text[500];
 };
+
+/* One message with n (1-8) fds (SCM_RIGHTS): 0, or -1 with errno. */
+int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n);
 
 #endif

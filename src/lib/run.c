@@ -242,6 +242,7 @@ static void reset_for_retry(struct run *rn)
 
 	close_fd(&rn->pidfd);
 	close_fd(&rn->sock);
+	close_fd(&rn->code_pidfd);
 	close_fd(&rn->scratch_fd);
 	for (i = 0; i < 2; i++) {
 		close_fd(&rn->in_pipe[i]);
@@ -306,6 +307,25 @@ static int open_output_dir(struct run *rn, const char *dir, struct sandcell_erro
 		return sc_err(err, errno, "output directory %s", dir);
 	if (sc_dir_is_empty(rn->out_dirfd, err) <= 0)
 		return sc_err_wrap(err, "output directory %s", dir);
+	return 0;
+}
+
+int sc_run_accept(struct run *rn, const struct sandcell_config *cfg, struct sandcell_error *err)
+{
+	if (validate(cfg, err) < 0)
+		return -1;
+	if (cfg->n_args > 256)
+		return sc_err(err, E2BIG, "too many arguments (max 256)");
+	/* The server hands a spare only what it can serve (docs/warm.md);
+	 * this is the backstop. */
+	if ((cfg->flags & SANDCELL_SESSION) || strcmp(cfg->python, rn->cfg->python) != 0 ||
+	    cfg->cgroup_parent != NULL)
+		return sc_err(err, EINVAL, "spare: not a request a spare serves");
+	if (open_output_dir(rn, cfg->output_dir, err) < 0)
+		return -1;
+	rn->cfg = cfg;
+	rn->r->limits = cfg->limits;
+	rn->r->cell_mode = (cfg->flags & SANDCELL_CELL) != 0;
 	return 0;
 }
 
@@ -460,6 +480,7 @@ static void release(struct run *rn, struct sc_prep *pp)
 	sc_seccomp_free(&rn->bpf);
 	close_fd(&rn->pidfd);
 	close_fd(&rn->sock);
+	close_fd(&rn->code_pidfd);
 	close_fd(&rn->scratch_fd);
 	close_fd(&rn->out_dirfd);
 	for (i = 0; i < 2; i++) {
@@ -523,6 +544,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	rn.cfg = cfg;
 	rn.r = r;
 	rn.pidfd = rn.sock = rn.scratch_fd = rn.out_dirfd = -1;
+	rn.code_pidfd = rn.code_sock = -1;
 	rn.in_pipe[0] = rn.in_pipe[1] = rn.out_pipe[0] = rn.out_pipe[1] = -1;
 	rn.err_pipe[0] = rn.err_pipe[1] = rn.res_pipe[0] = rn.res_pipe[1] = -1;
 	pp->ids.lock_fd = -1;
@@ -562,7 +584,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	/* Every process of the run is reaped (sc_spawn() waited for the
 	 * init) and the outputs are collected: the report is final but for
 	 * left_behind, and the caller gets it before the cleanup below. */
-	if (report_hook && !rn.ss && !rn.reduced)
+	if (report_hook && !rn.ss && !rn.reduced && !rn.spare_quiet)
 		report_hook(r);
 	release(&rn, pp);
 	free_prep(pp);

@@ -63,6 +63,11 @@ struct run {
 	int wait_status;
 	double t0;
 	struct sess *ss;	/* SANDCELL_SESSION: the session's state, else NULL */
+	/* A spare (internal.h): the code's process, its channel (the
+	 * server's; STARTED, ERROR, EXIT come there), and whether the spare
+	 * ended without a run (no request, or one refused). */
+	int code_pidfd, code_sock;
+	bool spare_quiet;
 };
 
 static inline double now_sec(void)
@@ -119,6 +124,11 @@ struct sc_prep {
 	struct sc_landlock_info ll;
 	struct sc_ids ids;
 };
+
+/* ---- run.c ---- */
+/* A spare's request (spawn.c): checked as sandcell_run() checks a cold
+ * one, its output directory opened, and made the run's config: 0 or -1. */
+int sc_run_accept(struct run *rn, const struct sandcell_config *cfg, struct sandcell_error *err);
 
 /* ---- spawn.c ---- */
 /* One attempt at a run, in full or in reduced mode, from the clone to

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -124,7 +125,7 @@ static void fill_isolation(struct run *rn, const struct sc_landlock_info *ll, ui
 
 /* The name the code is written under: the caller's base name when it is
  * a valid one. */
-static const char *code_name(const struct sandcell_config *cfg)
+const char *sc_code_name(const struct sandcell_config *cfg)
 {
 	struct sandcell_error ne;
 	const char *base;
@@ -236,7 +237,7 @@ static int layout(struct run *rn, struct sc_prep *pp, struct spawn *s, struct sa
 {
 	size_t i;
 
-	s->code_name = code_name(rn->cfg);
+	s->code_name = sc_code_name(rn->cfg);
 	for (i = 0; i < pp->n_runtime; i++)
 		s->ro_exec[s->n_ro_exec++] = pp->runtime[i];
 	base_env(s);
@@ -345,6 +346,11 @@ static void describe_child(struct run *rn, struct sc_prep *pp, struct spawn *s)
 	c->reduced = rn->reduced;
 	c->session = (cfg->flags & SANDCELL_SESSION) != 0;
 	c->id_lock_fd = pp->ids.lock_fd;
+	if (sc_spare != NULL) {
+		/* The streams go to the code's process with its GO. */
+		c->spare = true;
+		c->stdin_r = c->stdout_w = c->stderr_w = c->result_w = -1;
+	}
 }
 
 /* The clone itself: the child's pid, 0 never (the child does not
@@ -453,6 +459,155 @@ static enum handshake handshake(struct run *rn, struct sc_prep *pp, struct sandc
 	return HS_OK;
 }
 
+static void close_child_streams(struct run *rn)
+{
+	close_fd(&rn->in_pipe[0]);
+	close_fd(&rn->out_pipe[1]);
+	close_fd(&rn->err_pipe[1]);
+	close_fd(&rn->res_pipe[1]);
+}
+
+/* ---- A spare (internal.h, "A spare sandbox") ----
+ *
+ *   supervisor (here)                      init (contain.c, spare_run)
+ *   S1  hand the sandbox out; wait for
+ *       the request (sc_spare->await)
+ *   S2  check it as a cold run's; open
+ *       its output directory; its limits
+ *       on the run cgroups
+ *   S3  RUN (the request text)          -> the run's mounts, pivot
+ *                                       <- SCRATCH
+ *                                       -> confine
+ *                                       <- CONFINED (the root's identity)
+ *   S4  GO to the code's process (its streams, its layers, its argv),
+ *       which confines itself and says STARTED (contain.c, sc_code_enter)
+ *   then supervision as for a cold run; the code's wait status comes
+ *   from its parent, the template (SC_MSG_EXIT on the channel).
+ */
+enum spare_bind { SPARE_OK, SPARE_QUIET, SPARE_FAILED };
+
+/* The cgroup files the code's process joins the run cgroups through:
+ * v2's cgroup.procs first (or -1), then the v1 tasks files. */
+static int code_cgroup_fds(struct run *rn, int fds[1 + SC_CGROUP_V1_JOIN], struct sandcell_error *e)
+{
+	char path[600];
+
+	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
+		fds[i] = -1;
+	if (!rn->have_cg)
+		return 0;
+	if (rn->cg.v2[0]) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", rn->cg.v2);
+		fds[0] = open(path, O_WRONLY | O_CLOEXEC);
+		if (fds[0] < 0)
+			return sc_err(e, errno, "cgroup: %s", path);
+	}
+	return sc_cgroup_join_open(&rn->cg, fds + 1, e);
+}
+
+/* S3: RUN, then the init's SCRATCH and CONFINED (or its error). */
+static int init_bind(struct run *rn, const struct sc_spare_req *q, uint64_t root[2], struct sandcell_error *e)
+{
+	struct sc_msg m;
+	int mfd = memfd_create("sandcell-request", MFD_CLOEXEC), fd, rc;
+	unsigned long long dev, ino;
+
+	if (mfd < 0 || write(mfd, q->text, q->len) != (ssize_t)q->len) {
+		if (mfd >= 0)
+			close(mfd);
+		return sc_err(e, errno ? errno : EIO, "spare: the request for the init");
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = SC_MSG_RUN;
+	rc = sc_send_fds(rn->sock, &m, &mfd, 1);
+	close(mfd);
+	if (rc < 0)
+		return sc_err(e, errno, "spare: lost the init");
+	for (;;) {
+		struct pollfd p = { rn->sock, POLLIN, 0 };
+		if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
+			return sc_err(e, ETIMEDOUT, "spare: no answer from the init");
+		if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
+			rn->scratch_fd = fd;
+		} else if (m.type == SC_MSG_CONFINED) {
+			if (sscanf(m.text, "%llu:%llu", &dev, &ino) != 2)
+				return sc_err(e, EPROTO, "spare: a bad CONFINED");
+			root[0] = dev;
+			root[1] = ino;
+			return 0;
+		} else if (m.type == SC_MSG_ERROR) {
+			rn->r->setup_errno = m.err;
+			return sc_err(e, m.err, "%s", m.text);
+		} else {
+			if (fd >= 0)
+				close(fd);
+			return sc_err(e, EPROTO, "spare: unexpected message %d from the init", (int)m.type);
+		}
+	}
+}
+
+/* S4: the code's GO, built with the cold run's own functions. */
+static int code_go(struct run *rn, struct sc_prep *pp, const uint64_t root[2], struct sandcell_error *e)
+{
+	struct spawn *s = calloc(1, sizeof(*s));
+	struct sc_go g;
+	int fds[4] = { rn->in_pipe[0], rn->out_pipe[1], rn->err_pipe[1], rn->res_pipe[1] };
+	int rc = -1;
+
+	if (s == NULL)
+		return sc_err(e, ENOMEM, "spare");
+	if (layout(rn, pp, s, e) == 0) {
+		command_line(rn->cfg, s);
+		memset(&g, 0, sizeof(g));
+		g.limits = &rn->cfg->limits;
+		g.ll = pp->ll;
+		g.rules = s->rules;
+		g.bpf = rn->bpf;
+		g.argv = s->argv;
+		g.envp = s->envp;
+		g.drop_groups = geteuid() == 0;
+		g.root_dev = root[0];
+		g.root_ino = root[1];
+		rc = sc_go_send(sc_spare->chan, &g, fds, e);
+	}
+	free(s);
+	return rc;
+}
+
+static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
+{
+	struct sc_spare_req q = { NULL, NULL, 0, -1 };
+	int cg[1 + SC_CGROUP_V1_JOIN];
+	uint64_t root[2] = { 0, 0 };
+	int rc;
+
+	/* S1. */
+	if (code_cgroup_fds(rn, cg, e) < 0)
+		return SPARE_FAILED;
+	rc = sc_spare->await(rn->pidfd, cg, 1 + SC_CGROUP_V1_JOIN, &q);
+	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
+		if (cg[i] >= 0)
+			close(cg[i]);
+	if (rc <= 0)
+		return rc < 0 ? SPARE_FAILED : SPARE_QUIET;
+	rn->code_pidfd = q.code_pidfd;
+	rn->code_sock = sc_spare->chan;
+	/* S2.  A request this sandbox cannot take is the caller's mistake,
+	 * answered as a cold run would answer it. */
+	if (sc_run_accept(rn, q.cfg, e) < 0) {
+		sc_spare->refuse(e->code == ENOMEM ? SANDCELL_SANDBOX_ERROR : SANDCELL_USAGE_ERROR, e->msg,
+				 &q.cfg->limits);
+		return SPARE_QUIET;
+	}
+	if (rn->have_cg && sc_cgroup_set_limits(&rn->cg, &rn->cfg->limits, e) < 0)
+		return SPARE_FAILED;
+	/* S3, S4; the wall clock runs from here. */
+	rn->t0 = now_sec();
+	if (init_bind(rn, &q, root, e) < 0 || code_go(rn, pp, root, e) < 0)
+		return SPARE_FAILED;
+	return SPARE_OK;
+}
+
 enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 {
 	const struct sandcell_config *cfg = rn->cfg;
@@ -529,13 +684,24 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 	close_fd(&s.child.sock);
 	close_fd(&s.plan.dev_fd);
 	sc_cgroup_join_close(s.child.cg_join);
-	close_fd(&rn->in_pipe[0]);
-	close_fd(&rn->out_pipe[1]);
-	close_fd(&rn->err_pipe[1]);
-	close_fd(&rn->res_pipe[1]);
+	if (!sc_spare)
+		close_child_streams(rn);
 
 	/* 6-10. The handshakes, up to the code's start. */
 	hs = handshake(rn, pp, &e);
+	/* A spare: S1-S4 above; the streams' child ends were kept for the
+	 * code's GO.  Nothing ran when it ends quietly (no request, or one
+	 * refused): the tree is killed and the run has no report. */
+	if (sc_spare) {
+		enum spare_bind sb = hs == HS_OK ? spare_bind(rn, pp, &e) : SPARE_FAILED;
+		close_child_streams(rn);
+		if (sb == SPARE_QUIET)
+			rn->spare_quiet = true;
+		if (sb == SPARE_FAILED && hs == HS_OK)
+			set_error(r, e.msg[0] ? e.msg : "spare: setup failed");
+		if (sb != SPARE_OK)
+			sc_kill_tree(rn);
+	}
 	/* 11. Supervision, until the tree is dead and its streams drained;
 	 * then the init is reaped whatever happened. */
 	sc_supervise(rn);

@@ -175,7 +175,12 @@ static void ask_where(struct run *rn)
 	if (rn->where_sent || !rn->r->code_started || rn->init_exited || rn->pidfd < 0)
 		return;
 	rn->where_sent = true;
-	syscall(SYS_pidfd_send_signal, rn->pidfd, SC_WHERE_SIGNAL, NULL, 0);
+	/* A spare's init did not fork the code and has no handler: the
+	 * question goes to the code's process itself. */
+	if (rn->code_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, rn->code_pidfd, SIGURG, NULL, 0);
+	else
+		syscall(SYS_pidfd_send_signal, rn->pidfd, SC_WHERE_SIGNAL, NULL, 0);
 }
 
 /* One message of the sandbox init (contain.c), during the run or late
@@ -200,6 +205,10 @@ static void on_init_msg(struct run *rn, const struct sc_msg *m, int fd, double n
 	} else if (m->type == SC_MSG_EXIT) {
 		rn->got_exit = true;
 		rn->wait_status = m->value;
+		/* A spare's init does not exit with the code: ending it ends
+		 * the namespace, as a cold init's exit does. */
+		if (rn->code_sock >= 0 && !rn->init_exited)
+			syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
 	} else if (m->type == SC_MSG_ERROR) {
 		char msg[600];
 		snprintf(msg, sizeof(msg), "sandbox setup failed: %s", m->text);
@@ -225,7 +234,7 @@ struct loop {
 	double drain_deadline;		/* init exited: the streams' last chance */
 	struct pollfd p[12];
 	int np;
-	int idx_st[3], idx_sock, idx_pid, idx_cancel, idx_in, idx_inw, idx_cmd, idx_loopw;
+	int idx_st[3], idx_sock, idx_code, idx_pid, idx_cancel, idx_in, idx_inw, idx_cmd, idx_loopw;
 };
 
 /* The streams, the channel and the stdin pipe, before the first turn.
@@ -360,12 +369,14 @@ static void watch_fds(struct loop *lp)
 	int i;
 
 	lp->np = 0;
-	lp->idx_sock = lp->idx_pid = lp->idx_cancel = lp->idx_in = lp->idx_inw = -1;
+	lp->idx_sock = lp->idx_code = lp->idx_pid = lp->idx_cancel = lp->idx_in = lp->idx_inw = -1;
 	lp->idx_cmd = lp->idx_loopw = -1;
 	for (i = 0; i < 3; i++)
 		lp->idx_st[i] = lp->st[i].fd >= 0 ? watch(lp, lp->st[i].fd, POLLIN) : -1;
 	if (rn->sock >= 0)
 		lp->idx_sock = watch(lp, rn->sock, POLLIN);
+	if (rn->code_sock >= 0)
+		lp->idx_code = watch(lp, rn->code_sock, POLLIN);
 	if (!rn->init_exited)
 		lp->idx_pid = watch(lp, rn->pidfd, POLLIN);
 	if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !rn->init_exited)
@@ -441,6 +452,24 @@ static void on_sock(struct run *rn, double now)
 		close_fd(&rn->sock);
 	} else {
 		on_init_msg(rn, &m, fd, now, false);
+	}
+}
+
+/* A spare's channel: the code's process (STARTED, or its ERROR) and the
+ * template, its parent (EXIT).  The channel is the server's: at its EOF
+ * it is only no longer watched. */
+static void on_code_sock(struct run *rn, double now)
+{
+	struct sc_msg m = { 0 };
+
+	if (sc_init_recv(rn->code_sock, &m, NULL) < 0) {
+		if (!rn->r->code_started) {
+			set_error(rn->r, "sandbox setup failed: lost the code's process");
+			sc_kill_tree(rn);
+		}
+		rn->code_sock = -1;
+	} else if (m.type == SC_MSG_STARTED || m.type == SC_MSG_EXIT || m.type == SC_MSG_ERROR) {
+		on_init_msg(rn, &m, -1, now, false);
 	}
 }
 
@@ -539,6 +568,8 @@ static void handle(struct loop *lp, double now)
 			pump(&lp->st[i]);
 	if (ready(lp, lp->idx_sock))
 		on_sock(lp->rn, now);
+	if (ready(lp, lp->idx_code))
+		on_code_sock(lp->rn, now);
 	if (ready(lp, lp->idx_pid))
 		on_init_exit(lp->rn);
 	if (ready(lp, lp->idx_in))
@@ -561,6 +592,16 @@ static void loop_finish(struct loop *lp)
 
 	for (i = 0; i < 3; i++)
 		close_fd(&st[i].fd);
+	/* A spare's init exits only once the template reaped the code
+	 * (the namespace's last task), which it says first: EXIT is here. */
+	while (rn->code_sock >= 0 && !rn->got_exit) {
+		struct sc_msg m = { 0 };
+		struct pollfd pf = { rn->code_sock, POLLIN, 0 };
+		if (poll(&pf, 1, 0) <= 0 || sc_init_recv(rn->code_sock, &m, NULL) < 0)
+			break;
+		if (m.type == SC_MSG_EXIT || m.type == SC_MSG_STARTED || m.type == SC_MSG_ERROR)
+			on_init_msg(rn, &m, -1, now_sec(), true);
+	}
 	/* Late messages (EXIT races the pidfd) are still in the socket. */
 	while (rn->sock >= 0) {
 		struct sc_msg m = { 0 };

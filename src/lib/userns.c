@@ -246,29 +246,54 @@ static const struct {
 	{ "max_time_namespaces", "0" },
 };
 
-int sc_userns_set_limits(struct sandcell_error *err)
+int sc_userns_open_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err)
 {
 	size_t i;
 
+	for (i = 0; i < SC_USERNS_LIMITS; i++)
+		fds[i] = -1;
 	if (sc_hook_on(SC_HOOK_NO_USER_BUDGETS))
 		return 0;
-	for (i = 0; i < sizeof(ns_limits) / sizeof(ns_limits[0]); i++) {
+	for (i = 0; i < SC_USERNS_LIMITS; i++) {
 		char path[96];
-		size_t len = strlen(ns_limits[i].value);
-		int fd;
 
 		snprintf(path, sizeof(path), "/proc/sys/user/%s", ns_limits[i].name);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT)
-			continue; /* an older kernel without this budget */
-		if (fd < 0)
+		fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+		if (fds[i] < 0 && errno != ENOENT)
 			return sc_err(err, errno, "userns limits: open %s", path);
-		if (write(fd, ns_limits[i].value, len) != (ssize_t)len) {
-			int e = errno;
-			close(fd);
-			return sc_err(err, e, "userns limits: write %s", path);
-		}
-		close(fd);
+		/* ENOENT: an older kernel without this budget */
 	}
 	return 0;
+}
+
+int sc_userns_write_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < SC_USERNS_LIMITS; i++) {
+		size_t len = strlen(ns_limits[i].value);
+
+		if (fds[i] < 0)
+			continue;
+		if (rc == 0 && write(fds[i], ns_limits[i].value, len) != (ssize_t)len)
+			rc = sc_err(err, errno, "userns limits: write /proc/sys/user/%s", ns_limits[i].name);
+		close(fds[i]);
+		fds[i] = -1;
+	}
+	return rc;
+}
+
+_Static_assert(sizeof(ns_limits) / sizeof(ns_limits[0]) == SC_USERNS_LIMITS, "SC_USERNS_LIMITS");
+
+int sc_userns_set_limits(struct sandcell_error *err)
+{
+	int fds[SC_USERNS_LIMITS];
+
+	if (sc_userns_open_limits(fds, err) < 0) {
+		for (size_t i = 0; i < SC_USERNS_LIMITS; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		return -1;
+	}
+	return sc_userns_write_limits(fds, err);
 }

@@ -1,9 +1,11 @@
 /*
  * The warm server's loop (server.h): the template accepts connections
- * from its own uid, queues them, hands each to a worker (a spare forked
- * ahead of time, else a fork), reaps workers and answers their status
- * messages (table.c), respawns itself, and stops.  It never reads a
- * request: each worker reads its own.
+ * from its own uid, queues them, hands each to a spare (a sandbox the
+ * factory built ahead of time, with the code's process the template
+ * forked into it; factory.c) or else to a worker it forks, relays each
+ * spare's code's wait status, reaps, answers the workers' status messages
+ * (table.c), respawns itself, and stops.  It never reads a request: the
+ * spares' supervisors and the workers read their own.
  */
 #include "server.h"
 #include "table.h"
@@ -20,17 +22,19 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include "proto.h"
 #include <time.h>
 #include <unistd.h>
 
-/* A worker forked ahead of time: it waits on sock for the connection of
- * the request it will serve, so the template's fork is off the request
- * path.  It is an exact copy of the idle template (which never runs user
- * code), so what it serves later is what a fresh fork would have served. */
+/* A spare (factory.c): a sandbox built ahead of time by a supervisor of
+ * its own, with the code's process already forked into it, waiting for
+ * its GO.  The template holds the channel's end that the code's process
+ * also reads (GO comes there from the supervisor); the template only
+ * writes to it: the code's pidfd, the connection, the wait status. */
 struct spare {
-	pid_t pid;
-	int pidfd;
-	int sock; /* the template's end of a SOCK_SEQPACKET pair */
+	int chan;
+	pid_t code_pid;
+	int code_pidfd;
 };
 
 /* The template's state.  Static, so that a fork can zero it: the table
@@ -42,6 +46,10 @@ struct srv {
 	long n_queue;
 	struct spare spares[MAX_SPARES];
 	long n_spares;
+	int factory;		/* the factory's socket */
+	long making;		/* spares asked for, not ready yet */
+	double making_since;	/* when the oldest of those was asked for */
+	double backoff_until;	/* a spare failed to build: none asked for before */
 	long runs;		/* requests served since this template started */
 	double started;
 };
@@ -55,25 +63,18 @@ static double now_sec(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Hands conn to a spare; the spare then counts as a running worker. */
-static int give_to_spare(const struct spare *sp, int conn)
+/* One message on a spare's channel (or the factory's socket), with an
+ * fd or none. */
+static int chan_send(int chan, int type, int value, int fd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	char b = 'c';
-	struct iovec iov = { &b, 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	struct sc_msg m;
 
-	memset(&u, 0, sizeof(u));
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &conn, sizeof(int));
-	return sendmsg(sp->sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	m.value = value;
+	if (fd >= 0)
+		return sc_send_fds(chan, &m, &fd, 1);
+	return send(chan, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof(m) ? 0 : -1;
 }
 
 /* Only the server's own uid may run code through it: a request names host
@@ -87,17 +88,26 @@ static bool peer_allowed(int fd)
 }
 
 
-/* Closing its socket tells a spare to exit; it holds nothing else. */
+/* Closing the template's end of its channel, and the code's process
+ * gone with the sandbox, end an idle spare: its supervisor sees the
+ * factory's socket close (respawn, stop) or kills its sandbox itself. */
+static void drop_spare(struct spare *sp)
+{
+	close(sp->chan);
+	syscall(SYS_pidfd_send_signal, sp->code_pidfd, SIGKILL, NULL, 0);
+	close(sp->code_pidfd);
+}
+
 static void drop_spares(void)
 {
 	long i;
 
-	for (i = 0; i < S.n_spares; i++) {
-		close(S.spares[i].sock);
-		waitpid(S.spares[i].pid, NULL, 0);
-		close(S.spares[i].pidfd);
-	}
+	for (i = 0; i < S.n_spares; i++)
+		drop_spare(&S.spares[i]);
 	S.n_spares = 0;
+	if (S.factory >= 0)
+		close(S.factory);
+	S.factory = -1;
 }
 
 /* In a new worker: what the template holds that a worker must not (the
@@ -113,11 +123,16 @@ static void worker_drop_template(void)
 		close(tab.w[i].pidfd);
 		if (tab.w[i].sock >= 0)
 			close(tab.w[i].sock);
+		if (tab.w[i].relay >= 0)
+			close(tab.w[i].relay);
 	}
 	for (i = 0; i < S.n_spares; i++) {
-		close(S.spares[i].sock);
-		close(S.spares[i].pidfd);
+		close(S.spares[i].chan);
+		close(S.spares[i].code_pidfd);
 	}
+	if (S.factory >= 0)
+		close(S.factory);
+	S.factory = -1;
 	explicit_bzero(&tab, sizeof(tab));
 	explicit_bzero(S.queue, (size_t)S.o.queue * sizeof(*S.queue));
 	S.n_queue = S.n_spares = 0;
@@ -125,7 +140,7 @@ static void worker_drop_template(void)
 
 /* fork() for a worker whose status socket is sv[1] (sv[0] the
  * template's): in the child, the heap and the fds are set up for serving
- * one request (worker_serve or worker_spare, with sv[1]). */
+ * one request (worker_serve, with sv[1]). */
 static pid_t fork_worker(int sv[2])
 {
 	pid_t pid = template_fork();
@@ -154,27 +169,7 @@ static int status_pair(int sv[2])
 	return -1;
 }
 
-static int add_spare(void)
-{
-	int sv[2];
-	pid_t pid;
-	struct spare *sp = &S.spares[S.n_spares];
-
-	if (status_pair(sv) < 0)
-		return -1;
-	pid = fork_worker(sv);
-	if (pid == 0)
-		worker_spare(sv[1], &S.o);
-	if (pid < 0)
-		return -1;
-	sp->pid = pid;
-	sp->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	sp->sock = sv[0];
-	S.n_spares++;
-	return 0;
-}
-
-static void add_worker(pid_t pid, int pidfd, int sock)
+static void add_worker(pid_t pid, int pidfd, int sock, int relay)
 {
 	struct worker *w = &tab.w[tab.n++];
 
@@ -182,27 +177,26 @@ static void add_worker(pid_t pid, int pidfd, int sock)
 	w->pid = pid;
 	w->pidfd = pidfd;
 	w->sock = sock;
+	w->relay = relay;
 	S.runs++;
 }
 
-/* One queued connection to a worker: a spare if there is one, else a
- * fork.  A spare that died is reaped and replaced by a fork. */
+/* One queued connection: to a spare if one is ready (its code's process
+ * then counts as a running worker, the spare's channel its relay), else
+ * to a forked worker. */
 static void dispatch_one(int conn)
 {
 	int sv[2];
 	pid_t pid;
 
-	if (S.n_spares > 0) {
+	while (S.n_spares > 0) {
 		struct spare sp = S.spares[--S.n_spares];
-		if (give_to_spare(&sp, conn) == 0) {
+		if (chan_send(sp.chan, SC_MSG_RUN, 0, conn) == 0) {
 			close(conn);
-			add_worker(sp.pid, sp.pidfd, sp.sock);
+			add_worker(sp.code_pid, sp.code_pidfd, -1, sp.chan);
 			return;
 		}
-		close(sp.sock);
-		kill(sp.pid, SIGKILL);
-		waitpid(sp.pid, NULL, 0);
-		close(sp.pidfd);
+		drop_spare(&sp);
 	}
 	if (status_pair(sv) < 0) {
 		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "server: cannot make a worker's socket", NULL);
@@ -214,7 +208,7 @@ static void dispatch_one(int conn)
 		worker_serve(conn, sv[1], &S.o);
 	close(conn);
 	if (pid > 0)
-		add_worker(pid, (int)syscall(SYS_pidfd_open, pid, 0), sv[0]);
+		add_worker(pid, (int)syscall(SYS_pidfd_open, pid, 0), sv[0], -1);
 }
 
 /* One-shot runs take slots; sessions have --max-sessions of their own
@@ -247,13 +241,224 @@ static void expire_queue(double t)
 	}
 }
 
+/* ---- spares: the code's process, forked into each ---- */
+
+/* What the code's process takes with it (template_fork_into). */
+struct code_args {
+	int chan;
+	int cg[1 + SC_CGROUP_V1_JOIN]; /* v2 cgroup.procs, then v1 tasks (-1: none) */
+};
+
+static __attribute__((noreturn)) void code_fail(int chan, const char *what)
+{
+	struct sc_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = SC_MSG_ERROR;
+	m.err = errno;
+	snprintf(m.text, sizeof(m.text), "spare: %s: %s", what, strerror(errno));
+	send(chan, &m, sizeof(m), MSG_NOSIGNAL);
+	_exit(127);
+}
+
+/* In the code's process, pid 2 of the spare: the template's state goes
+ * (as in a worker), every fd but the channel and the cgroup files is
+ * closed, the run cgroups are joined while the sandbox is idle (a move
+ * waits for an RCU grace period, off the request's path here); then it
+ * waits for its GO and confines itself (sc_code_enter), and the code
+ * starts in this interpreter. */
+static void code_child(void *arg)
+{
+	struct code_args *a = arg;
+	struct sandcell_error e;
+	const char *const *argv, *const *envp;
+	int keep[1 + 1 + SC_CGROUP_V1_JOIN], n = 0;
+
+	drop_template_args();
+	worker_drop_template();
+	keep[n++] = a->chan;
+	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
+		if (a->cg[i] >= 0)
+			keep[n++] = a->cg[i];
+	if (sc_fds_close_except(keep, (size_t)n, &e) < 0)
+		code_fail(a->chan, "closing fds");
+	if (a->cg[0] >= 0 && write(a->cg[0], "0", 1) != 1)
+		code_fail(a->chan, "joining the v2 run cgroup");
+	if (a->cg[0] >= 0)
+		close(a->cg[0]);
+	if (sc_cgroup_join_self(a->cg + 1, &e) < 0) {
+		errno = e.code;
+		code_fail(a->chan, "joining the v1 run cgroups");
+	}
+	sc_code_enter(a->chan, &argv, &envp);
+	if (code_prepare(argv, envp) < 0)
+		_exit(127);
+	code_run();
+	_exit(1);
+}
+
+/* FACTORY_READY's fds: the channel's template end, the init's pidfd, the
+ * cgroup files m.value names. */
+static int ready_fds(int sock, struct sc_msg *m, int fds[8], size_t *n)
+{
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { m, sizeof(*m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	*n = 0;
+	if (r == 0)
+		return 0;
+	if (r != (ssize_t)sizeof(*m))
+		return -1;
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		*n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		memcpy(fds, CMSG_DATA(c), *n * sizeof(int));
+	}
+	return 1;
+}
+
+/* A spare is ready: the code's process forked into it, its pidfd sent to
+ * the supervisor, and it joins the pool. */
+static void on_spare_ready(const struct sc_msg *m, int *fds, size_t n)
+{
+	struct code_args a;
+	struct spare *sp;
+	size_t k = 2;
+	pid_t pid;
+
+	if (n < 2 || S.n_spares >= MAX_SPARES)
+		return;
+	a.chan = fds[0];
+	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
+		a.cg[i] = (m->value & (1 << i)) && k < n ? fds[k++] : -1;
+	pid = template_fork_into(fds[1], code_child, &a);
+	for (size_t i = 1; i < n; i++)
+		close(fds[i]); /* the init's pidfd and the cgroup files: the code's */
+	if (pid < 0) {
+		logmsg("cannot fork into a spare: %s", strerror(errno));
+		close(fds[0]);
+		return;
+	}
+	sp = &S.spares[S.n_spares];
+	sp->chan = fds[0];
+	sp->code_pid = pid;
+	sp->code_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (sp->code_pidfd < 0 || chan_send(sp->chan, SC_MSG_CODE, 0, sp->code_pidfd) < 0) {
+		drop_spare(sp);
+		return;
+	}
+	S.n_spares++;
+}
+
+/* A request a spare does not serve, handed back: a worker serves it. */
+static void on_handback(int *fds, size_t n)
+{
+	int sv[2], client[3] = { -1, -1, -1 };
+	pid_t pid;
+
+	for (size_t i = 2; i < n && i < 5; i++)
+		client[i - 2] = fds[i];
+	if (n < 2 || tab.n >= MAX_WORKERS || status_pair(sv) < 0) {
+		if (n >= 1)
+			send_refusal(fds[0], SANDCELL_BUSY, "server busy: no worker for the request", NULL);
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		return;
+	}
+	pid = fork_worker(sv);
+	if (pid == 0)
+		worker_serve_handed(fds[0], sv[1], fds[1], client, &S.o);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	if (pid > 0)
+		add_worker(pid, (int)syscall(SYS_pidfd_open, pid, 0), sv[0], -1);
+}
+
+/* The factory's socket: ready spares, failed ones, handed-back requests. */
+static void on_factory(void)
+{
+	struct sc_msg m;
+	int fds[8];
+	size_t n;
+	int r;
+
+	while ((r = ready_fds(S.factory, &m, fds, &n)) > 0) {
+		if (m.type == FACTORY_READY) {
+			S.making -= S.making > 0;
+			on_spare_ready(&m, fds, n);
+		} else if (m.type == FACTORY_HANDBACK) {
+			on_handback(fds, n);
+		} else if (m.type == FACTORY_FAILED) {
+			/* A spare that could not be built: workers serve
+			 * meanwhile, and the next is asked for later. */
+			S.making -= S.making > 0;
+			S.backoff_until = now_sec() + 1;
+			for (size_t i = 0; i < n; i++)
+				close(fds[i]);
+		} else {
+			for (size_t i = 0; i < n; i++)
+				close(fds[i]);
+		}
+	}
+	if (r == 0) {
+		logmsg("the spare factory is gone: requests go to forked workers");
+		close(S.factory);
+		S.factory = -1;
+	}
+}
+
+/* Asks the factory for what the pool lacks.  A request that got no
+ * answer in 10 s (its supervisor died) is asked for again. */
+static void refill(double t)
+{
+	if (S.factory < 0 || t < S.backoff_until)
+		return;
+	if (S.making > 0 && t - S.making_since > 10)
+		S.making = 0;
+	while (S.n_spares + S.making < S.o.spares) {
+		if (chan_send(S.factory, FACTORY_MAKE, 0, -1) < 0)
+			return;
+		if (S.making++ == 0)
+			S.making_since = t;
+	}
+}
+
+static long find_worker(pid_t pid)
+{
+	for (long i = 0; i < tab.n; i++)
+		if (tab.w[i].pid == pid)
+			return i;
+	return -1;
+}
+
+/* Every child that ended: a worker leaves the table; a spare's code's
+ * process has its wait status relayed to the spare's supervisor, which
+ * decides the run's verdict from it (the template is its parent: no one
+ * in the sandbox could say it); a spare whose code's process died while
+ * idle (killed from outside: the OOM killer, an operator) is dropped and
+ * refilled by serve_turn.  Anything else (the helpers of
+ * template_fork_into, spares and orphans re-parented to the template, a
+ * previous template's) is only reaped. */
 static void reap(void)
 {
-	long i;
+	int st;
+	pid_t pid;
 
-	for (i = 0; i < tab.n;) {
-		struct worker *w = &tab.w[i];
-		if (waitpid(w->pid, NULL, WNOHANG) == w->pid) {
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		long i = find_worker(pid);
+		if (i >= 0) {
+			struct worker *w = &tab.w[i];
+			if (w->relay >= 0) {
+				chan_send(w->relay, SC_MSG_EXIT, st, -1);
+				close(w->relay);
+			}
 			close(w->pidfd);
 			if (w->sock >= 0)
 				close(w->sock);
@@ -261,29 +466,15 @@ static void reap(void)
 			*w = tab.w[tab.n - 1];
 			explicit_bzero(&tab.w[tab.n - 1], sizeof(*w));
 			tab.n--;
-		} else {
-			i++;
+			continue;
 		}
-	}
-}
-
-/* A spare that died while it waited (killed from outside: the OOM
- * killer, an operator) is reaped at once and refilled by serve_turn, so
- * no zombie stays and the pool keeps its size. */
-static void reap_spares(void)
-{
-	long i;
-
-	for (i = 0; i < S.n_spares;) {
-		struct spare *sp = &S.spares[i];
-		if (waitpid(sp->pid, NULL, WNOHANG) == sp->pid) {
-			logmsg("spare %ld died while idle; replacing it", (long)sp->pid);
-			close(sp->sock);
-			close(sp->pidfd);
-			*sp = S.spares[--S.n_spares];
-		} else {
-			i++;
-		}
+		for (i = 0; i < S.n_spares; i++)
+			if (S.spares[i].code_pid == pid) {
+				logmsg("spare %ld died while idle; replacing it", (long)pid);
+				drop_spare(&S.spares[i]);
+				S.spares[i] = S.spares[--S.n_spares];
+				break;
+			}
 	}
 }
 
@@ -345,8 +536,8 @@ int stop_server(void)
  * then wait for a connection, a worker's exit or message. */
 static int serve_turn(void)
 {
-	static struct pollfd p[1 + 2 * MAX_WORKERS + MAX_SPARES];
-	long idx_w[MAX_WORKERS], i;
+	static struct pollfd p[2 + 2 * MAX_WORKERS + MAX_SPARES];
+	long idx_w[MAX_WORKERS], idx_f, i;
 	int np = 0, timeout = 1000;
 	double t = now_sec();
 
@@ -354,11 +545,7 @@ static int serve_turn(void)
 		respawn(); /* returns only if the table could not be saved */
 	expire_queue(t);
 	dispatch();
-	/* Refill the spares, one fork per turn so that a request arriving
-	 * meanwhile waits for at most one fork. */
-	if (S.n_queue == 0 && S.n_spares < S.o.spares && tab.n + S.n_spares < MAX_WORKERS)
-		if (add_spare() == 0 && S.n_spares < S.o.spares)
-			timeout = 0;
+	refill(t);
 	if (S.n_queue < S.o.queue)
 		p[np++] = (struct pollfd){ S.ls, POLLIN, 0 };
 	for (i = 0; i < tab.n; i++) {
@@ -368,7 +555,10 @@ static int serve_turn(void)
 			p[np++] = (struct pollfd){ tab.w[i].sock, POLLIN, 0 };
 	}
 	for (i = 0; i < S.n_spares; i++)
-		p[np++] = (struct pollfd){ S.spares[i].pidfd, POLLIN, 0 };
+		p[np++] = (struct pollfd){ S.spares[i].code_pidfd, POLLIN, 0 };
+	idx_f = S.factory >= 0 ? np : -1;
+	if (S.factory >= 0)
+		p[np++] = (struct pollfd){ S.factory, POLLIN, 0 };
 	if (S.n_queue > 0)
 		timeout = 50;
 	if (poll(p, (nfds_t)np, timeout) < 0)
@@ -380,7 +570,8 @@ static int serve_turn(void)
 		if (idx_w[i] >= 0 && p[idx_w[i]].revents)
 			table_on_msg(&tab, &tab.w[i]);
 	reap();
-	reap_spares();
+	if (idx_f >= 0 && p[idx_f].revents)
+		on_factory();
 	if (np > 0 && p[0].fd == S.ls && (p[0].revents & POLLIN))
 		accept_one();
 	return 0;
@@ -423,9 +614,15 @@ static int listen_socket(const char *path)
 
 /* ---- what main calls ---- */
 
+void server_set_factory(int fd)
+{
+	S.factory = fd;
+}
+
 int server_init(const struct opts *o, int state_fd)
 {
 	S.o = *o;
+	S.factory = -1;
 	S.started = now_sec();
 	S.queue = calloc((size_t)o->queue, sizeof(*S.queue));
 	tab.slots = o->slots;

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 volatile sig_atomic_t stop_sig;
@@ -158,8 +159,16 @@ int main(int argc, char **argv)
 		logmsg("cannot map the request stack: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
 	}
-	if (make_template(&o, respawned) < 0)
+	/* The code's processes of the spares are forked into their
+	 * sandboxes by helpers that exit at once (template_fork_into): they
+	 * are re-parented here, for their wait status. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		logmsg("cannot become a child subreaper: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
+	}
+	if (make_template(&o, respawned, &c) < 0)
+		return SANDCELL_EXIT_SANDBOX;
+	server_set_factory(c);
 	/* Python installed handlers for its own use; the server itself
 	 * stops on SIGINT/SIGTERM and ignores SIGPIPE. */
 	if (stop_sig)

@@ -9,8 +9,11 @@
  *   worker.c    a forked worker: one request on a stack of its own, the
  *               run, its report; what a run's memory holds (free and
  *               realloc zero in every worker); the start of the code
- *   dispatch.c  the template's loop: listening socket, queue, spares,
- *               forks, reaping, respawn, stop
+ *   factory.c   the spare factory (a small C process forked before
+ *               the interpreter) and each spare's supervisor
+ *   dispatch.c  the template's loop: listening socket, queue, spares
+ *               and the code's fork into them, workers, reaping,
+ *               respawn, stop
  *   table.c     the table of workers and sessions (table.h)
  */
 #ifndef SANDCELL_WARM_SERVER_H
@@ -47,8 +50,17 @@ void heap_on_huge_pages(char **argv);
 int keep_copies(int argc, char **argv, struct opts *o, int *listen_fd, int *state_fd);
 /* In a worker: frees those copies (zeroed: scrub_heap is set). */
 void drop_template_args(void);
-/* The template interpreter, imported in a sandbox's view: 0 or -1 (logged). */
-int make_template(const struct opts *o, bool respawned);
+/* The template interpreter, imported in a sandbox's view, and the spare
+ * factory forked before it (*factory: the template's end of its socket):
+ * 0 or -1 (logged). */
+int make_template(const struct opts *o, bool respawned, int *factory);
+/* The spare factory's fork (make_template calls it): its socket's
+ * template end, or -1. */
+int factory_fork(const struct opts *o);
+/* A fork of the template inside the namespaces of the process behind
+ * init_pidfd (a spare's init), which runs child(arg) and never returns;
+ * the template inherits it.  Its pid, or -1 with errno. */
+pid_t template_fork_into(int init_pidfd, void (*child)(void *), void *arg);
 /* Once, before the first fork: glibc's free chunks kept out of reach. */
 void drain_free_chunks(void);
 /* fork() with the interpreter's locks held across it; the child does no
@@ -76,13 +88,32 @@ void warm_exec(const char *const *argv, const char *const *envp);
 int make_refusal_fallback(void);
 void send_refusal(int fd, enum sandcell_status st, const char *why, const struct sandcell_limits *lim);
 /* A forked worker: serves conn, status is its end of its status socket
- * (table.h); or, as a spare, first waits on status for the connection. */
+ * (table.h). */
 __attribute__((noreturn)) void worker_serve(int conn, int status, const struct opts *o);
-__attribute__((noreturn)) void worker_spare(int status, const struct opts *o);
+
+/* The answer to a run: the client's stdio closed on our side first, then
+ * the report (or a refusal, without memory for it); conn is closed. */
+void answer_run(int conn, struct sandcell_config *cfg, const struct sandcell_result *r);
+/* A request a spare's supervisor read and handed back (text_fd: its
+ * text; fds: the client's stdin, stdout, stderr), served by a worker. */
+__attribute__((noreturn)) void worker_serve_handed(int conn, int status, int text_fd, const int fds[3],
+						   const struct opts *o);
+
+/* ---- factory.c: the spare factory and the spares' supervisors ---- */
+/* Messages on the factory's socket (struct sc_msg types, above proto.h's). */
+enum {
+	FACTORY_MAKE = 100,	/* template -> factory: one more spare */
+	FACTORY_READY,		/* spare -> template: channel, init pidfd, cgroup fds */
+	FACTORY_HANDBACK,	/* spare -> template: conn, request text, client fds */
+	FACTORY_FAILED,		/* spare -> template: it could not be built */
+};
+__attribute__((noreturn)) void factory_main(int sock, const struct opts *o);
 
 /* ---- dispatch.c ---- */
 /* The template's state (--queue, a respawned template's table): 0 or -1. */
 int server_init(const struct opts *o, int state_fd);
+/* The factory's socket (make_template). */
+void server_set_factory(int fd);
 /* The listening socket: inherited (>= 0) or made: 0 or -1. */
 int server_listen(int inherited);
 /* The loop, until a stop signal; the exit status. */

@@ -245,14 +245,16 @@ int table_save(const struct table *t, const struct pending *q, long nq)
 
 	for (i = 0; ws && i < t->n; i++) {
 		const struct worker *w = &t->w[i];
-		json_array_append_new(ws, json_pack("{s:i,s:i,s:i,s:b,s:b,s:I,s:s,s:f,s:f,s:o}", "pid",
-						    (int)w->pid, "pidfd", w->pidfd, "sock", w->sock,
+		json_array_append_new(ws, json_pack("{s:i,s:i,s:i,s:i,s:b,s:b,s:I,s:s,s:f,s:f,s:o}", "pid",
+						    (int)w->pid, "pidfd", w->pidfd, "sock", w->sock, "relay", w->relay,
 						    "session", w->session, "running", w->running, "cells",
 						    (json_int_t)w->cells, "id", w->id, "started", w->started,
 						    "since", w->since, "limits", lim_json(&w->lim)));
 		fcntl(w->pidfd, F_SETFD, 0);
 		if (w->sock >= 0)
 			fcntl(w->sock, F_SETFD, 0);
+		if (w->relay >= 0)
+			fcntl(w->relay, F_SETFD, 0);
 	}
 	for (i = 0; qs && i < nq; i++) {
 		json_array_append_new(qs, json_pack("{s:i,s:f}", "fd", q[i].fd, "since", q[i].since));
@@ -284,12 +286,13 @@ static int load_worker(json_t *o, struct worker *w)
 	json_t *lim;
 
 	memset(w, 0, sizeof(*w));
-	if (json_unpack_ex(o, NULL, JSON_STRICT, "{s:i,s:i,s:i,s:b,s:b,s:I,s:s,s:F,s:F,s:o}", "pid", &pid,
-			   "pidfd", &w->pidfd, "sock", &w->sock, "session", &session, "running",
+	if (json_unpack_ex(o, NULL, JSON_STRICT, "{s:i,s:i,s:i,s:i,s:b,s:b,s:I,s:s,s:F,s:F,s:o}", "pid", &pid,
+			   "pidfd", &w->pidfd, "sock", &w->sock, "relay", &w->relay, "session", &session, "running",
 			   &running, "cells", &cells, "id", &id, "started", &w->started, "since",
 			   &w->since, "limits", &lim) < 0 ||
 	    pid <= 0 || cells < 0 || strlen(id) > SESSION_ID_LEN || lim_parse(lim, &w->lim) < 0 ||
-	    !take_fd(w->pidfd) || (w->sock != -1 && !take_fd(w->sock)))
+	    !take_fd(w->pidfd) || (w->sock != -1 && !take_fd(w->sock)) ||
+	    (w->relay != -1 && !take_fd(w->relay)))
 		return -1;
 	w->pid = pid;
 	w->session = session;

@@ -36,6 +36,10 @@ struct worker {
 	pid_t pid;
 	int pidfd;
 	int sock;		/* -1 once the worker closed its end */
+	/* A spare's run (dispatch.c): pid is the code's process, a child of
+	 * the template, and relay the template's end of the spare's channel,
+	 * where its wait status goes once it is reaped; -1 for a worker. */
+	int relay;
 	bool session, running;	/* running: a cell of the session runs */
 	bool ended;		/* the session ended; the worker is tearing it down */
 	uint64_t cells;		/* cells started so far (the supervisor's count) */

@@ -21,7 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -584,12 +588,112 @@ void code_run(void)
 		PyErr_Print();
 }
 
+/* ---- a fork into a spare sandbox ---- */
+
+/*
+ * The code's process of a spare (docs/warm.md, "Isolated spares") is a
+ * fork of this template made inside the spare's namespaces.  The template
+ * itself never enters them: an unprivileged template could not return to
+ * its own pid namespace (setns to a pid namespace owned by the host's
+ * user namespace needs privilege there).  A helper that shares the
+ * template's memory (CLONE_VM, so no copy is made for it) and runs while
+ * the template waits (CLONE_VFORK) enters them, and its fork() is the one
+ * copy of the template a run gets: pid 2 of the spare's pid namespace,
+ * with the spare's root and hostname.  The helper exits at once; the
+ * template, a child subreaper, inherits the code's process and reaps it
+ * (dispatch.c relays its wait status to the spare's supervisor).  The
+ * helper's stack is mapped once and emptied after each use: the code runs
+ * on its own copy of it.
+ */
+#define INTO_STACK (8u << 20)
+static char *into_stack;
+
+struct into {
+	int pidfd;
+	void (*child)(void *);
+	void *arg;
+	pid_t pid;
+	int err;
+};
+
+static int into_helper(void *p)
+{
+	struct into *a = p;
+
+	if (setns(a->pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+				    CLONE_NEWUTS | CLONE_NEWCGROUP) < 0) {
+		a->err = errno;
+		_exit(1);
+	}
+	a->pid = template_fork();
+	if (a->pid == 0)
+		a->child(a->arg); /* does not return */
+	if (a->pid < 0)
+		a->err = errno;
+	_exit(0);
+}
+
+pid_t template_fork_into(int init_pidfd, void (*child)(void *), void *arg)
+{
+	struct into a = { init_pidfd, child, arg, -1, 0 };
+	pid_t h;
+
+	if (into_stack == NULL) {
+		char *m = mmap(NULL, INTO_STACK, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+		if (m == MAP_FAILED)
+			return -1;
+		into_stack = m;
+	}
+	h = clone(into_helper, into_stack + INTO_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+	if (h < 0)
+		return -1;
+	while (waitpid(h, NULL, 0) < 0 && errno == EINTR)
+		;
+	madvise(into_stack, INTO_STACK, MADV_DONTNEED);
+	if (a.pid < 0)
+		errno = a.err ? a.err : EIO;
+	return a.pid;
+}
+
+/* ---- the spare factory ---- */
+
+/* Forked before the interpreter exists, so that what makes the spares is
+ * a small C process (factory.c), and inside the template's user namespace
+ * (unprivileged), so that the template may enter what it makes. */
+int factory_fork(const struct opts *o)
+{
+	int sv[2];
+	pid_t pid;
+	const char *step = "";
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		if (template_view_leave(&step) < 0) {
+			logmsg("spare factory: %s: %s", step, strerror(errno));
+			_exit(1);
+		}
+		drop_template_args();
+		factory_main(sv[1], o);
+	}
+	close(sv[1]);
+	return sv[0];
+}
+
 /* ---- the template ---- */
 
 /* The template interpreter, in a sandbox's view (template_view_enter),
  * the exec hook, and the seccomp filter compiled once for every run to
  * inherit. */
-int make_template(const struct opts *o, bool respawned)
+int make_template(const struct opts *o, bool respawned, int *factory)
 {
 	struct sandcell_error e;
 	struct sc_bpf b;
@@ -599,6 +703,11 @@ int make_template(const struct opts *o, bool respawned)
 	 * the host name and its paths to every run. */
 	if (template_view_enter(respawned, &step) < 0) {
 		logmsg("cannot give the template a sandbox's view (%s): %s", step, strerror(errno));
+		return -1;
+	}
+	*factory = factory_fork(o);
+	if (*factory < 0) {
+		logmsg("cannot start the spare factory: %s", strerror(errno));
 		return -1;
 	}
 	if (init_python(o) < 0) {

@@ -332,23 +332,50 @@ static int answer_conn = -1;
 static struct sc_request *answer_req;
 static bool answered;
 
-static void send_report(const struct sandcell_result *r)
+void answer_run(int conn, struct sandcell_config *cfg, const struct sandcell_result *r)
 {
 	char *report = sandcell_report_json(r);
 
-	close(answer_req->cfg.stdin_fd);
-	close(answer_req->cfg.stdout_fd);
-	close(answer_req->cfg.stderr_fd);
-	answer_req->cfg.stdin_fd = answer_req->cfg.stdout_fd = answer_req->cfg.stderr_fd = -1;
+	close(cfg->stdin_fd);
+	close(cfg->stdout_fd);
+	close(cfg->stderr_fd);
+	cfg->stdin_fd = cfg->stdout_fd = cfg->stderr_fd = -1;
 	if (report)
-		sc_frame_send(answer_conn, report, strlen(report), NULL, 0);
+		sc_frame_send(conn, report, strlen(report), NULL, 0);
 	else
-		send_refusal(answer_conn, SANDCELL_SANDBOX_ERROR, "the report could not be rendered (out of memory)",
-			     &answer_req->cfg.limits);
+		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "the report could not be rendered (out of memory)",
+			     &cfg->limits);
 	free(report);
 	/* The client may go now: nothing more is written to it. */
-	close(answer_conn);
+	close(conn);
+}
+
+static void send_report(const struct sandcell_result *r)
+{
+	answer_run(answer_conn, &answer_req->cfg, r);
 	answered = true;
+}
+
+/* A request handed back by a spare's supervisor (factory.c): its text
+ * and the client's fds came with the connection, in place of a frame. */
+static int handed_text = -1;
+static int handed_fds[3] = { -1, -1, -1 };
+
+static int read_handed(char **buf, size_t *len, int fds[3], size_t *n_fds, struct sandcell_error *err)
+{
+	off_t n = lseek(handed_text, 0, SEEK_END);
+
+	*buf = n >= 0 && n <= (off_t)SC_REQUEST_MAX ? malloc((size_t)n + 1) : NULL;
+	if (*buf == NULL || pread(handed_text, *buf, (size_t)n, 0) != n)
+		return sc_err(err, EIO, "server: reading a handed-back request");
+	(*buf)[n] = '\0';
+	*len = (size_t)n;
+	memcpy(fds, handed_fds, sizeof(handed_fds));
+	for (*n_fds = 0; *n_fds < 3 && fds[*n_fds] >= 0; (*n_fds)++)
+		;
+	close(handed_text);
+	handed_text = -1;
+	return 0;
 }
 
 static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
@@ -362,7 +389,9 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 
 	/* A request the server cannot read or parse is the client's mistake:
 	 * a usage error, as the same mistake on the CLI's command line is. */
-	if (sc_frame_recv(conn, &buf, &len, SC_REQUEST_MAX, fds, &n_fds, REQUEST_TIMEOUT_MS, &err) < 0) {
+	if ((handed_text >= 0 ? read_handed(&buf, &len, fds, &n_fds, &err)
+			      : sc_frame_recv(conn, &buf, &len, SC_REQUEST_MAX, fds, &n_fds, REQUEST_TIMEOUT_MS,
+					      &err)) < 0) {
 		send_refusal(conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
 		_exit(1);
 	}
@@ -445,32 +474,9 @@ void worker_serve(int conn, int status, const struct opts *o)
 	serve(conn, o);
 }
 
-/* A spare waits for the connection it will serve (SCM_RIGHTS).  EOF
- * means the template is gone, respawning or stopping: nothing to serve.
- * The socket stays open: it is the worker's status socket (table.h). */
-void worker_spare(int status, const struct opts *o)
+void worker_serve_handed(int conn, int status, int text_fd, const int fds[3], const struct opts *o)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	char b;
-	struct iovec iov = { &b, 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-	ssize_t n;
-	int conn = -1;
-
-	status_sock = status;
-	do
-		n = recvmsg(status_sock, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	c = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&conn, CMSG_DATA(c), sizeof(int));
-	if (conn < 0)
-		_exit(0);
-	serve(conn, o);
+	handed_text = text_fd;
+	memcpy(handed_fds, fds, sizeof(handed_fds));
+	worker_serve(conn, status, o);
 }

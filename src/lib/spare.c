@@ -1,0 +1,257 @@
+/*
+ * A spare sandbox's GO (internal.h, "A spare sandbox"): what its
+ * supervisor hands the code's process so that it confines itself as the
+ * sandbox init confines the code of a cold run.  The supervisor builds it
+ * from the run's request, with the functions that build a cold run's
+ * (spawn.c); nothing in it is read from the sandbox.  It travels as one
+ * memfd (argv and the seccomp program can be large) and the code's four
+ * streams, over the spare's channel, whose ends only the supervisor, the
+ * template and the waiting code's process hold.
+ */
+#include "internal.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define GO_MAGIC 0x73634f47u /* "GOcs" */
+#define GO_MAX (8u << 20)
+#define GO_STRINGS_MAX 512
+
+const struct sc_spare_ops *sc_spare;
+
+void sc_set_spare(const struct sc_spare_ops *ops)
+{
+	sc_spare = ops;
+}
+
+/* The fixed part (a multiple of 8 bytes); the program's instructions and
+ * then the strings (argv, envp, ro_exec, ro, rw, each NUL terminated)
+ * follow it. */
+struct go_hdr {
+	uint32_t magic;
+	uint32_t n_argv, n_env, n_ro_exec, n_ro, n_rw;
+	uint64_t bpf_len;
+	uint64_t root_dev, root_ino;
+	struct sandcell_limits limits;
+	struct sc_landlock_info ll;
+	uint8_t drop_groups, list_root;
+	uint8_t pad[6];
+};
+_Static_assert(sizeof(struct go_hdr) % 8 == 0, "the program after the header stays aligned");
+
+static size_t count(const char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+static int put(int fd, const void *p, size_t n)
+{
+	return write(fd, p, n) == (ssize_t)n ? 0 : -1;
+}
+
+static int put_strings(int fd, const char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (put(fd, v[i], strlen(v[i]) + 1) < 0)
+			return -1;
+	return 0;
+}
+
+int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n)
+{
+	struct iovec iov = { (void *)m, sizeof(*m) };
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
+	struct cmsghdr *c;
+
+	if (n == 0 || n > 8) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&u, 0, sizeof(u));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(n * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
+}
+
+int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err)
+{
+	struct go_hdr h;
+	struct sc_msg m;
+	int mfd, all[5], rc;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = GO_MAGIC;
+	h.n_argv = (uint32_t)count(g->argv);
+	h.n_env = (uint32_t)count(g->envp);
+	h.n_ro_exec = (uint32_t)g->rules.n_ro_exec;
+	h.n_ro = (uint32_t)g->rules.n_ro;
+	h.n_rw = (uint32_t)g->rules.n_rw;
+	h.bpf_len = g->bpf.len;
+	h.root_dev = g->root_dev;
+	h.root_ino = g->root_ino;
+	h.limits = *g->limits;
+	h.ll = g->ll;
+	h.drop_groups = g->drop_groups;
+	h.list_root = g->rules.list_root;
+	mfd = memfd_create("sandcell-go", MFD_CLOEXEC);
+	if (mfd < 0)
+		return sc_err(err, errno, "spare: memfd");
+	if (put(mfd, &h, sizeof(h)) < 0 || put(mfd, g->bpf.insns, g->bpf.len * 8) < 0 ||
+	    put_strings(mfd, g->argv, h.n_argv) < 0 || put_strings(mfd, g->envp, h.n_env) < 0 ||
+	    put_strings(mfd, g->rules.ro_exec, h.n_ro_exec) < 0 ||
+	    put_strings(mfd, g->rules.ro, h.n_ro) < 0 || put_strings(mfd, g->rules.rw, h.n_rw) < 0) {
+		close(mfd);
+		return sc_err(err, errno ? errno : EIO, "spare: writing the GO");
+	}
+	all[0] = mfd;
+	memcpy(&all[1], fds, 4 * sizeof(int));
+	memset(&m, 0, sizeof(m));
+	m.type = SC_MSG_GO;
+	rc = sc_send_fds(chan, &m, all, 5);
+	close(mfd);
+	return rc < 0 ? sc_err(err, errno, "spare: sending the GO") : 0;
+}
+
+/* n NUL-terminated strings from *p (below end) into v[0..n), NULL after. */
+static int take_strings(char **p, const char *end, const char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *z = memchr(*p, '\0', (size_t)(end - *p));
+		if (z == NULL)
+			return -1;
+		v[i] = *p;
+		*p = z + 1;
+	}
+	v[n] = NULL;
+	return 0;
+}
+
+/* The GO message and its five fds (EOF: 0 with fds[0] = -1). */
+static int recv_go(int chan, int fds[5])
+{
+	struct sc_msg m;
+	struct iovec iov = { &m, sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(5 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	for (int i = 0; i < 5; i++)
+		fds[i] = -1;
+	do
+		n = recvmsg(chan, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	c = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (c == NULL || m.type != SC_MSG_GO || c->cmsg_level != SOL_SOCKET ||
+	    c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(5 * sizeof(int)) ||
+	    (mh.msg_flags & MSG_CTRUNC))
+		return -1;
+	memcpy(fds, CMSG_DATA(c), 5 * sizeof(int));
+	return 1;
+}
+
+int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err)
+{
+	struct go_hdr h;
+	const char **v;
+	char *buf, *p, *end;
+	size_t n_str;
+	off_t len;
+	int all[5], rc;
+
+	*mem = NULL;
+	rc = recv_go(chan, all);
+	if (rc <= 0) {
+		for (int i = 0; i < 5; i++)
+			if (all[i] >= 0)
+				close(all[i]);
+		if (rc == 0)
+			return sc_err(err, 0, "spare: dropped");
+		return sc_err(err, EPROTO, "spare: a malformed GO");
+	}
+	memcpy(fds, &all[1], 4 * sizeof(int));
+	len = lseek(all[0], 0, SEEK_END);
+	if (len < (off_t)sizeof(h) || len > (off_t)GO_MAX || pread(all[0], &h, sizeof(h), 0) != sizeof(h) ||
+	    h.magic != GO_MAGIC) {
+		close(all[0]);
+		return sc_err(err, EPROTO, "spare: a malformed GO");
+	}
+	n_str = (size_t)h.n_argv + h.n_env + h.n_ro_exec + h.n_ro + h.n_rw;
+	if (n_str > GO_STRINGS_MAX || h.bpf_len > GO_MAX / 8) {
+		close(all[0]);
+		return sc_err(err, EPROTO, "spare: a GO out of bounds");
+	}
+	/* One block: the vectors (each NULL-terminated), then the bytes. */
+	v = calloc(n_str + 5, sizeof(*v));
+	buf = malloc((size_t)len);
+	if (v == NULL || buf == NULL || pread(all[0], buf, (size_t)len, 0) != len) {
+		free(v);
+		free(buf);
+		close(all[0]);
+		return sc_err(err, ENOMEM, "spare: reading the GO");
+	}
+	close(all[0]);
+	if ((uint64_t)len - sizeof(h) < h.bpf_len * 8) {
+		free(v);
+		free(buf);
+		return sc_err(err, EPROTO, "spare: a malformed GO");
+	}
+	g->bpf.insns = buf + sizeof(h);
+	g->bpf.len = h.bpf_len;
+	p = buf + sizeof(h) + h.bpf_len * 8;
+	end = buf + len;
+	g->argv = v;
+	g->envp = v + h.n_argv + 1;
+	g->rules.ro_exec = v + h.n_argv + h.n_env + 2;
+	g->rules.ro = v + h.n_argv + h.n_env + h.n_ro_exec + 3;
+	g->rules.rw = v + h.n_argv + h.n_env + h.n_ro_exec + h.n_ro + 4;
+	if (take_strings(&p, end, (const char **)g->argv, h.n_argv) < 0 ||
+	    take_strings(&p, end, (const char **)g->envp, h.n_env) < 0 ||
+	    take_strings(&p, end, (const char **)g->rules.ro_exec, h.n_ro_exec) < 0 ||
+	    take_strings(&p, end, (const char **)g->rules.ro, h.n_ro) < 0 ||
+	    take_strings(&p, end, (const char **)g->rules.rw, h.n_rw) < 0 ||
+	    p != end || h.n_argv == 0) {
+		free(v);
+		free(buf);
+		return sc_err(err, EPROTO, "spare: a malformed GO");
+	}
+	g->rules.n_ro_exec = h.n_ro_exec;
+	g->rules.n_ro = h.n_ro;
+	g->rules.n_rw = h.n_rw;
+	g->rules.list_root = h.list_root;
+	/* The limits are copied into the block's head, which holds the
+	 * header: the header is not used after this. */
+	memcpy(buf, &h.limits, sizeof(h.limits));
+	g->limits = (const struct sandcell_limits *)(void *)buf;
+	g->ll = h.ll;
+	g->drop_groups = h.drop_groups;
+	g->root_dev = h.root_dev;
+	g->root_ino = h.root_ino;
+	mem[0] = buf;
+	/* v is reachable from g->argv; the caller frees both with
+	 * free((void *)g->argv) and free(*mem). */
+	return 0;
+}
