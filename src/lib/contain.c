@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -159,6 +160,126 @@ static void wait_attached(const struct sc_child *c)
 		fail(c->sock, &err);
 }
 
+/*
+ * A spare's inputs.  They are known only once the request comes, when the
+ * init's own view has the staging tmpfs over the host's /tmp and the
+ * root half built, and overlay takes its lower layers only from its
+ * caller's mount namespace.  So an opener, forked when the init opens its
+ * other sources (same credentials, same moment as a cold init's), keeps a
+ * private copy of the caller's view: it builds each input's read-only
+ * overlay there exactly as sc_mounts_open_sources() does for a cold run,
+ * and hands the detached mounts and the O_PATH fds inside them to the
+ * init, which attaches them (a detached mount may be moved into any
+ * namespace its mover administers).  It serves one request, before any
+ * code runs, and exits; it is not dumpable.
+ */
+static int opener_sock = -1;
+static pid_t opener_pid = -1;
+
+static int recv_run(int sock, struct sc_request *q, struct sandcell_error *err);
+
+static __attribute__((noreturn)) void opener_main(const struct sc_child *c, int sock)
+{
+	struct sandcell_error err = { 0, "" };
+	struct sc_request q;
+	struct sc_msg m;
+	char ok = 0;
+
+	/* Private at once: the init's staging mount, made next, must not
+	 * propagate into this copy. */
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    write(sock, &ok, 1) != 1)
+		_exit(1);
+	if (recv_run(sock, &q, &err) < 0)
+		fail(sock, &err);
+	c->plan->inputs = q.cfg.inputs;
+	c->plan->n_inputs = q.cfg.n_inputs;
+	c->plan->input_fds = calloc(q.cfg.n_inputs + 1, sizeof(int));
+	if (c->plan->input_fds == NULL || sc_mounts_open_inputs(c->plan, &err) < 0)
+		fail(sock, &err);
+	for (size_t i = 0; i < q.cfg.n_inputs; i++) {
+		const struct sc_private_src *src = &c->plan->in_priv[i];
+		int fds[2], n = 0;
+
+		memset(&m, 0, sizeof(m));
+		m.type = SC_MSG_RUN;
+		m.value = (src->mnt >= 0) | (src->file >= 0) << 1;
+		if (src->mnt >= 0)
+			fds[n++] = src->mnt;
+		if (src->file >= 0)
+			fds[n++] = src->file;
+		if (n == 0 || sc_send_fds(sock, &m, fds, (size_t)n) < 0)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static int opener_start(const struct sc_child *c, struct sandcell_error *err)
+{
+	int sv[2];
+	char ok;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return sc_err(err, errno, "spare: opener socket");
+	opener_pid = fork();
+	if (opener_pid < 0)
+		return sc_err(err, errno, "spare: fork the opener");
+	if (opener_pid == 0) {
+		close(sv[0]);
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		opener_main(c, sv[1]);
+	}
+	close(sv[1]);
+	opener_sock = sv[0];
+	if (read(opener_sock, &ok, 1) != 1)
+		return sc_err(err, EIO, "spare: the opener failed");
+	return 0;
+}
+
+/* The inputs' sources from the opener, into plan->in_priv. */
+static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_error *err)
+{
+	struct sc_msg m;
+	int rc = 0;
+
+	memset(&m, 0, sizeof(m));
+	m.type = SC_MSG_RUN;
+	if (sc_send_fds(opener_sock, &m, &req_fd, 1) < 0)
+		return sc_err(err, errno, "spare: the opener is gone");
+	p->in_priv = calloc(p->n_inputs ? p->n_inputs : 1, sizeof(*p->in_priv));
+	if (p->in_priv == NULL)
+		return sc_err(err, ENOMEM, "spare");
+	for (size_t i = 0; i < p->n_inputs && rc == 0; i++) {
+		union {
+			char buf[CMSG_SPACE(2 * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { &m, sizeof(m) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				     .msg_controllen = sizeof(u.buf) };
+		struct cmsghdr *cm;
+		int fds[2] = { -1, -1 }, want;
+		ssize_t n = recvmsg(opener_sock, &mh, MSG_CMSG_CLOEXEC);
+
+		cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
+		if (n == (ssize_t)sizeof(m) && m.type == SC_MSG_ERROR) {
+			m.text[sizeof(m.text) - 1] = '\0';
+			return sc_err(err, m.err, "%s", m.text);
+		}
+		want = (m.value & 1) + ((m.value >> 1) & 1);
+		if (cm == NULL || m.type != SC_MSG_RUN || want == 0 || cm->cmsg_type != SCM_RIGHTS ||
+		    cm->cmsg_len != CMSG_LEN((size_t)want * sizeof(int)))
+			return sc_err(err, EPROTO, "spare: the opener's answer");
+		memcpy(fds, CMSG_DATA(cm), (size_t)want * sizeof(int));
+		p->in_priv[i].mnt = (m.value & 1) ? fds[0] : -1;
+		p->in_priv[i].file = (m.value & 2) ? fds[want - 1] : -1;
+	}
+	close(opener_sock);
+	opener_sock = -1;
+	waitpid(opener_pid, NULL, 0);
+	return rc;
+}
+
 /* A spare's user namespace budgets, written once its inputs' overlays
  * are made (spare_run). */
 static int spare_limits[SC_USERNS_LIMITS];
@@ -176,7 +297,19 @@ static void send_scratch(const struct sc_child *c, int *scratch_fd, struct sandc
 /* The request a spare waits for: SC_MSG_RUN and a memfd with its text,
  * parsed here as the server parsed it (the same bytes, the same parser):
  * the init builds from it the part of the root that is the run's. */
+static int recv_run_fd(int sock, struct sc_request *q, int *req_fd, struct sandcell_error *err);
+
+/* The same, for a reader that keeps nothing of it but the parse. */
 static int recv_run(int sock, struct sc_request *q, struct sandcell_error *err)
+{
+	int fd = -1, rc = recv_run_fd(sock, q, &fd, err);
+
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int recv_run_fd(int sock, struct sc_request *q, int *req_fd, struct sandcell_error *err)
 {
 	struct sc_msg m;
 	struct iovec iov = { &m, sizeof(m) };
@@ -210,7 +343,7 @@ static int recv_run(int sock, struct sc_request *q, struct sandcell_error *err)
 		close(fd);
 		return sc_err(err, EIO, "spare: reading the request");
 	}
-	close(fd);
+	*req_fd = fd;
 	rc = sc_request_parse(buf, (size_t)len, q, err);
 	free(buf);
 	return rc;
@@ -230,8 +363,9 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 	struct sc_request q;
 	struct stat st;
 	char id[64];
+	int req_fd = -1;
 
-	if (recv_run(c.sock, &q, err) < 0)
+	if (recv_run_fd(c.sock, &q, &req_fd, err) < 0)
 		fail(c.sock, err);
 	c.plan->inputs = q.cfg.inputs;
 	c.plan->n_inputs = q.cfg.n_inputs;
@@ -247,7 +381,7 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 		sc_err(err, ENOMEM, "spare");
 		fail(c.sock, err);
 	}
-	if (sc_mounts_open_inputs(c.plan, err) < 0 ||
+	if (opener_inputs(c.plan, req_fd, err) < 0 || close(req_fd) < 0 ||
 	    sc_mounts_finish(c.plan, true, scratch_fd, err) < 0 ||
 	    sc_userns_write_limits(spare_limits, err) < 0)
 		fail(c.sock, err);
@@ -288,8 +422,9 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		sc_err(err, errno, "prctl(PR_SET_PDEATHSIG)");
 		fail(c->sock, err);
 	}
-	/* Open the host paths while we still have the caller's view. */
-	if (sc_mounts_open_sources(c->plan, err) < 0)
+	/* Open the host paths while we still have the caller's view (a
+	 * spare: and keep a process that has it, for its inputs). */
+	if (sc_mounts_open_sources(c->plan, err) < 0 || (c->spare && opener_start(c, err) < 0))
 		fail(c->sock, err);
 	if (send_msg(c->sock, SC_MSG_READY, 0, 0, NULL, -1) < 0 ||
 	    recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_GO)

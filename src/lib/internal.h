@@ -319,6 +319,11 @@ static inline bool sc_input_is_dataset(const struct sandcell_input *in)
 {
 	return (in->flags & SANDCELL_INPUT_DATASET) != 0;
 }
+/* What shows one host object (runtime dir, input, /etc entry) to the code. */
+struct sc_private_src {
+	int mnt;	/* detached read-only overlay, -1: bind `file` directly */
+	int file;	/* a non-directory: its O_PATH fd (inside mnt if mnt >= 0) */
+};
 struct sc_mount_plan {
 	const char *python;	     /* interpreter path (host == sandbox path) */
 	const char *const *runtime;  /* host dirs bound read-only at the same path */

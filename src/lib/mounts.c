@@ -55,11 +55,6 @@
 #define STAGE STAGING "/file"
 #define STAGE_ETC STAGING "/etc"
 
-/* What shows one host object (runtime dir, input, /etc entry) to the code. */
-struct sc_private_src {
-	int mnt;	/* detached read-only overlay, -1: bind `file` directly */
-	int file;	/* a non-directory: its O_PATH fd (inside mnt if mnt >= 0) */
-};
 
 /* Host /etc entries the runtime reads; bound read-only when present.
  * alternatives/ holds the BLAS symlinks numpy loads through. */
