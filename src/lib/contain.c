@@ -478,8 +478,13 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 		sc_err(err, errno, "unshare(CLONE_NEWCGROUP)");
 		fail(c->sock, err);
 	}
-	if (c->spare)
+	/* A spare is idle from here: its namespaces are final, and the code's
+	 * process may enter them. */
+	if (c->spare) {
+		if (send_msg(c->sock, SC_MSG_IDLE, 0, 0, NULL, -1) < 0)
+			_exit(1);
 		spare_run(c, scratch_fd, err); /* does not return */
+	}
 	confine(c, err);
 }
 

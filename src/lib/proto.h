@@ -21,6 +21,7 @@ enum sc_msg_type {
 	SC_MSG_ERROR,	    /* child -> parent: setup failed, code never ran */
 	SC_MSG_ATTACHED,    /* parent -> child: every run cgroup holds the child */
 	/* A spare sandbox (run.c, sc_spare_bind; contain.c, spare_run): */
+	SC_MSG_IDLE,	    /* init -> parent: namespaces final (cgroup ns too): enter them */
 	SC_MSG_RUN,	    /* parent -> init: the request (a memfd, SCM_RIGHTS) */
 	SC_MSG_CONFINED,    /* init -> parent: root pivoted, init confined */
 	SC_MSG_CODE,	    /* server -> parent: the code's process (a pidfd) */

@@ -470,6 +470,7 @@ static void close_child_streams(struct run *rn)
 /* ---- A spare (internal.h, "A spare sandbox") ----
  *
  *   supervisor (here)                      init (contain.c, spare_run)
+ *                                       <- IDLE (its namespaces final)
  *   S1  hand the sandbox out; wait for
  *       the request (sc_spare->await)
  *   S2  check it as a cold run's; open
@@ -581,7 +582,20 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 	uint64_t root[2] = { 0, 0 };
 	int rc;
 
-	/* S1. */
+	/* S1, once the init said its namespaces are final (the cgroup
+	 * namespace is made last, after the init joined the run cgroups). */
+	{
+		struct sc_msg m = { 0 };
+		if (wait_msg(rn->sock, &m, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_IDLE) {
+			if (m.type == SC_MSG_ERROR) {
+				rn->r->setup_errno = m.err;
+				sc_err(e, m.err, "sandbox setup failed: %s", m.text);
+			} else {
+				sc_err(e, EPROTO, "sandbox setup failed: no word from the init");
+			}
+			return SPARE_FAILED;
+		}
+	}
 	if (code_cgroup_fds(rn, cg, e) < 0)
 		return SPARE_FAILED;
 	rc = sc_spare->await(rn->pidfd, cg, 1 + SC_CGROUP_V1_JOIN, &q);

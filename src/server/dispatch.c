@@ -357,11 +357,21 @@ static void on_spare_ready(const struct sc_msg *m, int *fds, size_t n)
 	S.n_spares++;
 }
 
-/* A request a spare does not serve, handed back: a worker serves it. */
-static void on_handback(int *fds, size_t n)
+static long find_worker(pid_t pid);
+static void forget_worker(long i);
+
+/* A request a spare does not serve, handed back: a worker serves it, and
+ * the spare (its code's process, ended with its sandbox) is no run. */
+static void on_handback(const struct sc_msg *m, int *fds, size_t n)
 {
 	int sv[2], client[3] = { -1, -1, -1 };
+	long w = m->value > 0 ? find_worker((pid_t)m->value) : -1;
 	pid_t pid;
+
+	if (w >= 0 && tab.w[w].relay >= 0) {
+		syscall(SYS_pidfd_send_signal, tab.w[w].pidfd, SIGKILL, NULL, 0);
+		forget_worker(w);
+	}
 
 	for (size_t i = 2; i < n && i < 5; i++)
 		client[i - 2] = fds[i];
@@ -394,7 +404,7 @@ static void on_factory(void)
 			S.making -= S.making > 0;
 			on_spare_ready(&m, fds, n);
 		} else if (m.type == FACTORY_HANDBACK) {
-			on_handback(fds, n);
+			on_handback(&m, fds, n);
 		} else if (m.type == FACTORY_FAILED) {
 			/* A spare that could not be built: workers serve
 			 * meanwhile, and the next is asked for later. */
@@ -438,6 +448,21 @@ static long find_worker(pid_t pid)
 	return -1;
 }
 
+static void forget_worker(long i)
+{
+	struct worker *w = &tab.w[i];
+
+	if (w->relay >= 0)
+		close(w->relay);
+	close(w->pidfd);
+	if (w->sock >= 0)
+		close(w->sock);
+	tab.n_sessions -= w->session;
+	*w = tab.w[tab.n - 1];
+	explicit_bzero(&tab.w[tab.n - 1], sizeof(*w));
+	tab.n--;
+}
+
 /* Every child that ended: a worker leaves the table; a spare's code's
  * process has its wait status relayed to the spare's supervisor, which
  * decides the run's verdict from it (the template is its parent: no one
@@ -454,18 +479,9 @@ static void reap(void)
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		long i = find_worker(pid);
 		if (i >= 0) {
-			struct worker *w = &tab.w[i];
-			if (w->relay >= 0) {
-				chan_send(w->relay, SC_MSG_EXIT, st, -1);
-				close(w->relay);
-			}
-			close(w->pidfd);
-			if (w->sock >= 0)
-				close(w->sock);
-			tab.n_sessions -= w->session;
-			*w = tab.w[tab.n - 1];
-			explicit_bzero(&tab.w[tab.n - 1], sizeof(*w));
-			tab.n--;
+			if (tab.w[i].relay >= 0)
+				chan_send(tab.w[i].relay, SC_MSG_EXIT, st, -1);
+			forget_worker(i);
 			continue;
 		}
 		for (i = 0; i < S.n_spares; i++)

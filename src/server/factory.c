@@ -105,7 +105,26 @@ static bool spare_serves(const struct sc_request *q)
 	       strcmp(q->cfg.python, sp.o->python) == 0 && q->cfg.cgroup_parent == NULL;
 }
 
-static int hand_back(const int fds[3], size_t n_fds)
+/* The pid behind a pidfd (its fdinfo's "Pid:"), or 0. */
+static int pidfd_pid(int pidfd)
+{
+	char path[64], line[128];
+	FILE *f;
+	int pid = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pid: %d", &pid) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return pid > 0 ? pid : 0;
+}
+
+/* m.value: the code's process of this spare, which the template stops
+ * counting as a run (the worker it forks is the run now). */
+static int hand_back(const int fds[3], size_t n_fds, int code_pidfd)
 {
 	struct sc_msg m;
 	int all[5], mfd = memfd_create("sandcell-request", MFD_CLOEXEC), rc;
@@ -118,6 +137,7 @@ static int hand_back(const int fds[3], size_t n_fds)
 	}
 	memset(&m, 0, sizeof(m));
 	m.type = FACTORY_HANDBACK;
+	m.value = pidfd_pid(code_pidfd);
 	all[n++] = sp.conn;
 	all[n++] = mfd;
 	for (size_t i = 0; i < n_fds; i++)
@@ -129,7 +149,7 @@ static int hand_back(const int fds[3], size_t n_fds)
 
 /* The request on conn, read and parsed as a worker reads it (worker.c):
  * 1, a run for this spare; 0, refused or handed back. */
-static int read_request(void)
+static int read_request(int code_pidfd)
 {
 	struct sandcell_error err = { 0, "" };
 	int fds[3] = { -1, -1, -1 };
@@ -145,7 +165,7 @@ static int read_request(void)
 		return 0;
 	}
 	if (!spare_serves(&sp.q)) {
-		if (hand_back(fds, n_fds) < 0)
+		if (hand_back(fds, n_fds, code_pidfd) < 0)
 			send_refusal(sp.conn, SANDCELL_SANDBOX_ERROR, "server: cannot hand the request on", NULL);
 		return 0;
 	}
@@ -193,7 +213,7 @@ static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc
 			close(fd);
 		}
 	}
-	if (read_request() <= 0) {
+	if (read_request(code_pidfd) <= 0) {
 		close(code_pidfd);
 		return 0;
 	}

@@ -140,11 +140,16 @@ def test_G9_ignored_question_is_no_location(host_postconditions):
 
 def test_G9_code_asking_init_for_its_location(host_postconditions):
     """init passes SIGUSR1 on as SIGURG to the code: the code can only
-    make itself answer, which counts for nothing without a stop."""
+    make itself answer, which counts for nothing without a stop.  (On a
+    warm server the init is outside the code's Landlock domain, so the
+    signal is refused: the supervisor asks the code's process itself.)"""
     r = chan("""
 import time
 for _ in range(50):
-    os.kill(1, 10)
+    try:
+        os.kill(1, 10)
+    except PermissionError:
+        pass
     time.sleep(0.005)
 print("alive")
 """)

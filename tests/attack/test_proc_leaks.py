@@ -279,9 +279,11 @@ def test_G6_hostname_is_the_sandboxes(host_postconditions, leaks):
 
 def test_G6_proc_lists_only_sandbox_pids(host_postconditions, leaks):
     """E7: /proc holds init (1), the code and its child; ppid of the code
-    is the sandbox init."""
+    is the sandbox init (cold), or outside the namespace, which reads as 0
+    (a warm server: the template forked the code's process into its spare,
+    docs/warm.md)."""
     pid, ppid, child = leaks["self"]
-    assert ppid == 1
+    assert ppid == (0 if SERVER else 1)
     assert leaks["pids"] == sorted({1, pid, child})
     # The init is a fork of the supervisor: on a warm server, sandcell-warm.
     assert leaks["init-name"] == ("sandcell-warm" if SERVER else "sandcell")
@@ -295,5 +297,7 @@ def test_G6_kill0_scan_finds_only_sandbox_pids(host_postconditions, leaks):
 
 def test_G6_kill_init_from_inside_is_ignored(host_postconditions, leaks):
     """F7: SIGKILL to the namespace init from inside is dropped (the run
-    went on and finished ok)."""
-    assert leaks["kill-init"] == 0
+    went on and finished ok); on a warm server it is refused outright: the
+    code's Landlock domain is its own, not the init's, and Landlock scopes
+    signals to the sender's domain."""
+    assert leaks["kill-init"] == (E.EPERM if SERVER else 0)

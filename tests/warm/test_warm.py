@@ -350,18 +350,17 @@ print("READY", flush=True)
 time.sleep(300)
 ''')
     assert p.stdout.readline() == b"READY\n"
-    # The worker serving it may have been forked before (a spare); the
-    # template may have forked a new spare since: the run is the worker
-    # with new descendants, and those.
+    # The run: the spare whose code's process has a child (the sleeper):
+    # its supervisor, its init, the code and that child.
     run_pids = []
-    for w in children(srv.pid):
-        below = descendants(w)
-        if any(q not in before for q in below):
-            run_pids = [w] + below
-    # worker (supervisor), sandbox init, code, its child
+    for code, init, sup in _spares(srv):
+        below = descendants(code)
+        if below and not set(below) & before:
+            run_pids = [sup, init, code] + below
     assert len(run_pids) >= 4, run_pids
     uids = {proc_uid(q) for q in run_pids} - {None, 0, os.geteuid()}
-    # the worker is the run's supervisor: its cgroups are the run's
+    # the supervisor's cgroups are the run's, and hold the init, the code
+    # and its child
     cgroups = run_cgroups(run_pids[0])
     assert cgroups and set(run_pids[1:]) <= set(pids_in_run_cgroups([run_pids[0]])), (cgroups, run_pids)
     p.kill()
@@ -736,69 +735,105 @@ def test_respawn_leaves_no_template_directories():
 
 # ---------------------------------------------------------------- spares
 
-def _wait_children(srv, n, seconds=30, other_than=None):
-    """The template's children once there are exactly n live ones (and,
-    with other_than, once they are not that set any more)."""
+def _pidns(pid):
+    try:
+        return os.readlink("/proc/%d/ns/pid" % pid)
+    except OSError:
+        return None
+
+
+def _spares(srv):
+    """The server's sandboxes, as (code, init, supervisor) triples: the
+    code's process is a child of the template in a pid namespace of its
+    own, whose pid 1 (the init) is a child of the spare's supervisor
+    (docs/warm.md, "Isolated spares").  Idle and busy ones alike."""
+    tpl = _pidns(srv.pid)
+    found = []
+    for code in children(srv.pid):
+        ns = _pidns(code)
+        if ns is None or ns == tpl or proc_state(code) in (None, "Z"):
+            continue
+        for p in harness._all_pids():
+            try:
+                with open("/proc/%d/status" % p) as f:
+                    nspid = [ln.split()[1:] for ln in f if ln.startswith("NSpid:")][0]
+            except (OSError, IndexError):
+                continue
+            if nspid[-1:] == ["1"] and len(nspid) > 1 and _pidns(p) == ns:
+                found.append((code, p, int(harness._stat_fields(p)[1])))
+                break
+    return found
+
+
+def _wait_spares(srv, n, seconds=30, other_than=None):
+    """The spares' code processes once there are exactly n (and, with
+    other_than, once they are not that set any more)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        kids = [k for k in children(srv.pid) if proc_state(k) not in (None, "Z")]
-        if len(kids) == n and (other_than is None or set(kids) != set(other_than)):
-            return kids
+        codes = {c for c, _, _ in _spares(srv)}
+        if len(codes) == n and (other_than is None or codes != set(other_than)):
+            return codes
         time.sleep(0.02)
-    raise AssertionError("template children: %r, wanted %d" % (children(srv.pid), n))
+    raise AssertionError("spares: %r, wanted %d" % (_spares(srv), n))
 
 
 def test_spares_serve_requests_and_are_refilled(server):
-    """--spares N keeps N workers forked ahead of time, so the template's
-    fork is not on the request path: a request is served by one of them
-    (it is gone afterwards) and the template forks a replacement."""
+    """--spares N keeps N sandboxes built ahead of time, each with the
+    code's process forked into it: a request is served by one of them (it
+    is gone afterwards) and the factory builds a replacement."""
     srv = server("--slots", "2", "--spares", "2")
-    before = set(_wait_children(srv, 2))
-    r = srv.run("print('served')")
-    assert r.status == "ok" and r.out == "served\n", r
-    # until the used spare's run is over and its replacement is there
-    after = set(_wait_children(srv, 2, other_than=before))
+    before = _wait_spares(srv, 2)
+    r = srv.run("import os; print('served', os.getpid())")
+    assert r.status == "ok" and r.out == "served 2\n", r
+    after = _wait_spares(srv, 2, other_than=before)
     assert len(before - after) == 1, (before, after)
-    # zombies never pile up: every child of the template is a live spare
+    # zombies never pile up
     assert all(proc_state(k) != "Z" for k in children(srv.pid))
 
 
 def test_no_spares_forks_on_demand(server):
     srv = server("--slots", "1", "--spares", "0")
-    assert _wait_children(srv, 0) == []
+    assert _wait_spares(srv, 0) == set()
     r = srv.run("print(6 * 7)")
     assert r.status == "ok" and r.out == "42\n", r
-    assert _wait_children(srv, 0) == []
+    assert _wait_spares(srv, 0) == set()
 
 
 def test_respawn_drops_the_old_generations_spares(server):
-    """Spares are copies of one template generation: a respawn ends them
-    (a new layout needs new spares) and leaves no zombie behind."""
+    """Spares hold copies of one template generation: a respawn ends them
+    (code, init and supervisor; a new layout needs new spares) and leaves
+    no zombie behind."""
     srv = server("--slots", "1", "--spares", "2", "--respawn-runs", "1")
-    old = set(_wait_children(srv, 2))
+    _wait_spares(srv, 2)
+    old = {p for t in _spares(srv) for p in t}
+    assert len(old) == 6, old
     assert srv.run("pass", timeout=120).status == "ok"
     assert wait_gone(old, seconds=60) == [], "the old generation's spares outlived the respawn"
-    new = set(_wait_children(srv, 2))
+    _wait_spares(srv, 2)
+    new = {p for t in _spares(srv) for p in t}
     assert not old & new, (old, new)
     assert srv.run("pass", timeout=120).status == "ok"
 
 
-def test_a_spare_killed_while_idle_is_replaced(server):
-    """A spare that dies while it waits (killed from outside, as an OOM
-    kill or an operator would) is reaped and replaced: no zombie, the
-    next requests are served, and nothing of a run is left behind."""
+@pytest.mark.parametrize("which", ["code", "init", "supervisor"])
+def test_a_spare_killed_while_idle_is_replaced(server, which):
+    """A spare that dies while it waits (any of its processes killed from
+    outside, as an OOM kill or an operator would) goes whole and is
+    replaced: no zombie, the next requests are served, and nothing of a
+    run is left behind."""
     srv = server("--slots", "2", "--spares", "2")
-    before = _wait_children(srv, 2)
-    victim = before[0]
+    _wait_spares(srv, 2)
+    spare = _spares(srv)[0]
+    victim = spare[("code", "init", "supervisor").index(which)]
     os.kill(victim, signal.SIGKILL)
-    assert wait_gone([victim]) == [], "the killed spare was not reaped"
-    after = set(_wait_children(srv, 2, other_than=before))
-    assert victim not in after, (victim, after)
+    assert wait_gone(list(spare)) == [], "the killed spare did not go whole"
+    after = _wait_spares(srv, 2, other_than={c for c, _, _ in _spares(srv)} | {spare[0]})
+    assert spare[0] not in after, (spare, after)
     for i in range(3):
         r = srv.run("print(%d)" % i)
         assert r.status == "ok" and r.out == "%d\n" % i, r
     assert all(proc_state(k) != "Z" for k in children(srv.pid))
-    assert pids_in_run_cgroups([srv.pid] + children(srv.pid)) == []
+    assert pids_in_run_cgroups([spare[2]]) == []
 
 
 NS_NAMES = ("user", "mnt", "pid", "pid_for_children", "net", "ipc", "uts", "cgroup")
@@ -814,11 +849,11 @@ def _ns_links(pid):
 
 
 def test_the_template_never_stays_in_a_sandbox_namespace(server):
-    """Every run gets fresh namespaces from a fork of the template; the
-    template itself, and the spares waiting for requests, stay in the
-    namespaces the template started with (checked after one-shot runs, a
-    run that fails, a run killed at its limit, and a session), and share
-    none with any run."""
+    """Every run gets fresh namespaces; the template itself, and what it
+    forks that is not a run (the factory, workers), stay in the namespaces
+    the template started with (checked after one-shot runs, a run that
+    fails, a run killed at its limit, and a session) and share none with
+    any run or spare; two spares share none either."""
     srv = server("--slots", "2", "--spares", "2")
     assert srv.run("pass").status == "ok"
     start = _ns_links(srv.pid)
@@ -847,10 +882,17 @@ def test_the_template_never_stays_in_a_sandbox_namespace(server):
     text = "".join(e["output"]["text"] for e in evs if e["ev"] == "output")
     runs.append(json.loads(text))
     assert _ns_links(srv.pid) == start
-    for spare in _wait_children(srv, 2):
-        assert _ns_links(spare) == start, spare
+    # The template's other children (the factory, workers) keep its
+    # namespaces; each spare's code process is in its sandbox's alone.
+    _wait_spares(srv, 2)
+    codes = [c for c, _, _ in _spares(srv)]
+    for k in children(srv.pid):
+        if k not in codes and proc_state(k) not in (None, "Z"):
+            assert _ns_links(k) == start, k
+    links = [_ns_links(c) for c in codes]
     for n in NS_NAMES:
-        assert start[n] not in [r[n] for r in runs], (n, start[n], runs)
+        assert start[n] not in [r[n] for r in runs] + [li[n] for li in links], (n, start[n], runs, links)
+        assert links[0][n] != links[1][n], (n, links)
 
 
 @pytest.mark.parametrize("value", ["17", "-1", "x"])
