@@ -47,6 +47,8 @@ static struct {
 	bool ready_sent;	/* the template was told (FACTORY_READY) */
 } sp = { -1, -1, -1, NULL, { 0 }, NULL, 0, -1, false, false, false };
 
+static struct sc_spare_ops spare_ops;
+
 static int recv_msg_fd(int sock, struct sc_msg *m, int *fd)
 {
 	union {
@@ -187,8 +189,15 @@ static int read_request(int code_pidfd)
 static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc_spare_req *q)
 {
 	struct sc_msg m;
-	int fd, code_pidfd = -1;
+	int fd, code_pidfd = -1, sv[2];
 
+	/* The channel is made now, after the clone: the sandbox's init
+	 * (and its opener) must hold no end of it, or an idle spare whose
+	 * template end closed would never see EOF. */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	sp.chan = spare_ops.chan = sv[0];
+	sp.chan_t = sv[1];
 	if (say_ready(init_pidfd, cg_fds, n_cg) < 0)
 		return -1;
 	for (;;) {
@@ -242,24 +251,18 @@ static void spare_report(const struct sandcell_result *r)
 
 static __attribute__((noreturn)) void spare_main(void)
 {
-	static struct sc_spare_ops ops;
 	struct sandcell_config cfg;
 	struct sandcell_result *res = NULL;
 	struct sandcell_error err = { 0, "" };
-	int sv[2];
 
 	/* Not the factory's: the supervisor reaps its init.  It outlives
 	 * the factory (a respawn ends that) to finish its run. */
 	signal(SIGCHLD, SIG_DFL);
 	prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		_exit(1);
-	sp.chan = sv[0];
-	sp.chan_t = sv[1];
-	ops.await = spare_await;
-	ops.refuse = spare_refuse;
-	ops.chan = sp.chan;
-	sc_set_spare(&ops);
+	spare_ops.await = spare_await;
+	spare_ops.refuse = spare_refuse;
+	spare_ops.chan = -1; /* made by spare_await */
+	sc_set_spare(&spare_ops);
 	sc_set_report_hook(spare_report);
 	sandcell_config_init(&cfg);
 	cfg.python = sp.o->python;
