@@ -371,6 +371,7 @@ static void on_handback(const struct sc_msg *m, int *fds, size_t n)
 	if (w >= 0 && tab.w[w].relay >= 0) {
 		syscall(SYS_pidfd_send_signal, tab.w[w].pidfd, SIGKILL, NULL, 0);
 		forget_worker(w);
+		S.runs--; /* the request counts once, as its worker's */
 	}
 
 	for (size_t i = 2; i < n && i < 5; i++)
