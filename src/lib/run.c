@@ -319,7 +319,8 @@ int sc_run_accept(struct run *rn, const struct sandcell_config *cfg, struct sand
 	/* The server hands a spare only what it can serve (docs/warm.md);
 	 * this is the backstop. */
 	if ((cfg->flags & SANDCELL_SESSION) || strcmp(cfg->python, rn->cfg->python) != 0 ||
-	    cfg->cgroup_parent != NULL)
+	    (cfg->cgroup_parent == NULL) != (rn->cfg->cgroup_parent == NULL) ||
+	    (cfg->cgroup_parent && strcmp(cfg->cgroup_parent, rn->cfg->cgroup_parent) != 0))
 		return sc_err(err, EINVAL, "spare: not a request a spare serves");
 	if (open_output_dir(rn, cfg->output_dir, err) < 0)
 		return -1;

@@ -274,8 +274,13 @@ static void code_child(void *arg)
 	const char *const *argv, *const *envp;
 	int keep[1 + 1 + SC_CGROUP_V1_JOIN], n = 0;
 
+	/* Freed blocks zeroed while the template's state goes (its command
+	 * line's copies name host paths), as in a worker. */
+	scrub_heap = true;
 	drop_template_args();
 	worker_drop_template();
+	scrub_heap = false;
+	S.o.socket = S.o.cgroup_parent = NULL;
 	keep[n++] = a->chan;
 	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
 		if (a->cg[i] >= 0)

@@ -103,8 +103,11 @@ static int say_ready(int init_pidfd, const int *cg_fds, size_t n_cg)
  * defaults and the CLI send it; the rest goes back to the template. */
 static bool spare_serves(const struct sc_request *q)
 {
+	const char *want = sp.o->cgroup_parent, *got = q->cfg.cgroup_parent;
+
 	return q->op == SC_OP_RUN && !(q->cfg.flags & SANDCELL_SESSION) &&
-	       strcmp(q->cfg.python, sp.o->python) == 0 && q->cfg.cgroup_parent == NULL;
+	       strcmp(q->cfg.python, sp.o->python) == 0 &&
+	       (want == NULL ? got == NULL : got != NULL && strcmp(want, got) == 0);
 }
 
 /* The pid behind a pidfd (its fdinfo's "Pid:"), or 0. */
@@ -266,6 +269,7 @@ static __attribute__((noreturn)) void spare_main(void)
 	sc_set_report_hook(spare_report);
 	sandcell_config_init(&cfg);
 	cfg.python = sp.o->python;
+	cfg.cgroup_parent = sp.o->cgroup_parent;
 	cfg.code = "";
 	cfg.code_len = 0;
 	cfg.stdout_fd = cfg.stderr_fd = -1;

@@ -31,6 +31,9 @@ struct opts {
 	const char *socket;
 	const char *python;
 	const char *preload;
+	/* $SANDCELL_CGROUP_PARENT at startup, as the CLI honours it: the
+	 * spares' run cgroups go there (NULL: the default). */
+	const char *cgroup_parent;
 	long slots, queue, respawn_runs, spares, max_sessions;
 	double queue_timeout, respawn_seconds;
 };

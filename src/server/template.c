@@ -155,7 +155,7 @@ void drain_free_chunks(void)
 
 /* The template's own copies of its command line: host paths (the socket)
  * that no worker needs, so every worker frees them (drop_template_args). */
-static char *self_path, **respawn_argv, *socket_path;
+static char *self_path, **respawn_argv, *socket_path, *cgroup_parent;
 
 /* Every run is a fork of this process: nothing of the launcher's command
  * line or environment may stay in its memory.  Copies of what we need are
@@ -180,6 +180,8 @@ int keep_copies(int argc, char **argv, struct opts *o, int *listen_fd, int *stat
 	o->socket = socket_path = strdup(o->socket);
 	o->python = strdup(o->python);
 	o->preload = strdup(o->preload);
+	if (getenv("SANDCELL_CGROUP_PARENT") && *getenv("SANDCELL_CGROUP_PARENT"))
+		o->cgroup_parent = cgroup_parent = strdup(getenv("SANDCELL_CGROUP_PARENT"));
 	*listen_fd = inherited ? atoi(inherited) : -1;
 	*state_fd = state ? atoi(state) : -1;
 	/* Returning from main ends the process: the copies that did succeed
@@ -197,8 +199,9 @@ void drop_template_args(void)
 	free(respawn_argv);
 	free(self_path);
 	free(socket_path);
+	free(cgroup_parent);
 	respawn_argv = NULL;
-	self_path = socket_path = NULL;
+	self_path = socket_path = cgroup_parent = NULL;
 }
 
 /* Respawn (dispatch.c) ends here: the listening socket and the table's
@@ -677,11 +680,20 @@ int factory_fork(const struct opts *o)
 	}
 	if (pid == 0) {
 		close(sv[0]);
+		/* Unprivileged, the template keeps its mount namespace (it
+		 * cannot return to the host's): the factory leaves the import
+		 * view in a copy of its own, so that the template's private
+		 * /tmp stays while it imports. */
+		if (host_mnt_fd < 0 && unshare(CLONE_NEWNS) < 0) {
+			logmsg("spare factory: unshare(CLONE_NEWNS): %s", strerror(errno));
+			_exit(1);
+		}
 		if (template_view_leave(&step) < 0) {
 			logmsg("spare factory: %s: %s", step, strerror(errno));
 			_exit(1);
 		}
-		drop_template_args();
+		/* It keeps the template's copies of the command line (the
+		 * spares use o): no run's code is a copy of it. */
 		factory_main(sv[1], o);
 	}
 	close(sv[1]);
