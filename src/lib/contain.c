@@ -175,6 +175,10 @@ static void wait_attached(const struct sc_child *c)
  */
 static int opener_sock = -1;
 static pid_t opener_pid = -1;
+/* The run's input arrays, in the init and in the opener (which exit
+ * with them). */
+static int *spare_input_fds;
+static struct sc_private_src *spare_in_priv;
 
 static int recv_run(int sock, struct sc_request *q, struct sandcell_error *err);
 
@@ -185,6 +189,7 @@ static __attribute__((noreturn)) void opener_main(const struct sc_child *c, int 
 	struct sc_msg m;
 	char ok = 0;
 
+	memset(&q, 0, sizeof(q));
 	/* Private at once: the init's staging mount, made next, must not
 	 * propagate into this copy. */
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
@@ -194,7 +199,8 @@ static __attribute__((noreturn)) void opener_main(const struct sc_child *c, int 
 		fail(sock, &err);
 	c->plan->inputs = q.cfg.inputs;
 	c->plan->n_inputs = q.cfg.n_inputs;
-	c->plan->input_fds = calloc(q.cfg.n_inputs + 1, sizeof(int));
+	spare_input_fds = calloc(q.cfg.n_inputs + 1, sizeof(int));
+	c->plan->input_fds = spare_input_fds;
 	if (c->plan->input_fds == NULL || sc_mounts_open_inputs(c->plan, &err) < 0)
 		fail(sock, &err);
 	for (size_t i = 0; i < q.cfg.n_inputs; i++) {
@@ -246,7 +252,8 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 	m.type = SC_MSG_RUN;
 	if (sc_send_fds(opener_sock, &m, &req_fd, 1) < 0)
 		return sc_err(err, errno, "spare: the opener is gone");
-	p->in_priv = calloc(p->n_inputs ? p->n_inputs : 1, sizeof(*p->in_priv));
+	spare_in_priv = calloc(p->n_inputs ? p->n_inputs : 1, sizeof(*p->in_priv));
+	p->in_priv = spare_in_priv;
 	if (p->in_priv == NULL)
 		return sc_err(err, ENOMEM, "spare");
 	for (size_t i = 0; i < p->n_inputs && rc == 0; i++) {
@@ -365,11 +372,13 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 	char id[64];
 	int req_fd = -1;
 
+	memset(&q, 0, sizeof(q));
 	if (recv_run_fd(c.sock, &q, &req_fd, err) < 0)
 		fail(c.sock, err);
 	c.plan->inputs = q.cfg.inputs;
 	c.plan->n_inputs = q.cfg.n_inputs;
-	c.plan->input_fds = calloc(q.cfg.n_inputs + 1, sizeof(int));
+	spare_input_fds = calloc(q.cfg.n_inputs + 1, sizeof(int));
+	c.plan->input_fds = spare_input_fds;
 	c.plan->code = q.cfg.code;
 	c.plan->code_len = q.cfg.code_len;
 	c.plan->code_name = sc_code_name(&q.cfg);

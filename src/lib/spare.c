@@ -83,6 +83,10 @@ int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n)
 	}
 	memset(&u, 0, sizeof(u));
 	c = CMSG_FIRSTHDR(&mh);
+	if (c == NULL) { /* cannot happen: the buffer holds 8 */
+		errno = EINVAL;
+		return -1;
+	}
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(n * sizeof(int));

@@ -384,7 +384,7 @@ static __attribute__((noreturn)) void serve_one(int conn, const struct opts *o)
 	struct sandcell_result *res = NULL;
 	struct sc_request q;
 	int fds[3] = { -1, -1, -1 };
-	size_t n_fds = 3, len;
+	size_t n_fds = 3, len = 0;
 	char *buf = NULL, *report;
 
 	/* A request the server cannot read or parse is the client's mistake:
