@@ -22,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from harness import WarmServer, descendants  # noqa: E402  (the tests' warm server and process tree)
+from harness import WarmServer, children, descendants, proc_uid  # noqa: E402  (the tests' warm server and process tree)
 
 PY = "/usr/bin/python3"
 with open("/proc/loadavg") as _f:
@@ -151,12 +151,13 @@ def smaps(pid):
 
 def memory(sandcell, srv, log):
     """Idle template, and one live pandas run: PSS and private bytes of the
-    run's processes (worker, init, code) while it sleeps, and the report's
-    peak (pages charged to the run's cgroup)."""
+    run's processes (its spare's supervisor and init, the code) while it
+    sleeps, and the report's peak (pages charged to the run's cgroup)."""
     time.sleep(0.5)
     idle = smaps(srv.pid)
-    # The idle server is the template and its spare workers (--spares):
-    # PSS splits their shared pages among them, so it is summed.
+    # The idle server is the template, the spare factory and its spares
+    # (--spares: each a supervisor, an init, an opener and the code's
+    # process): PSS splits their shared pages among them, so it is summed.
     spares = descendants(srv.pid)
     idle_pss = idle.get("Pss", 0) + sum(smaps(q).get("Pss", 0) for q in spares)
     code = CELLS["pandas"] + "import sys, time\nprint('READY', flush=True)\ntime.sleep(2)\n"
@@ -168,14 +169,24 @@ def memory(sandcell, srv, log):
         if not line or line.startswith(b"READY"):
             break
     time.sleep(0.2)
-    # The run: the worker that has new descendants (it may have been a
-    # spare), and those; not the spares forked meanwhile.
+    # The run: the code's process is the template's child that took the
+    # sandbox uid (an idle spare's still has the server's); with its
+    # descendants, its sandbox's init and the init's parent, the supervisor.
     run = []
-    for w in descendants(srv.pid):
-        below = descendants(w)
-        if any(q not in spares for q in below):
-            run = [w] + below
-            break
+    for c in children(srv.pid):
+        if proc_uid(c) in (None, os.geteuid()):
+            continue
+        run = [c] + descendants(c)
+        ns = os.readlink("/proc/%d/ns/pid" % c)
+        for q in descendants(srv.pid):
+            try:
+                with open("/proc/%d/status" % q) as f:
+                    st = dict(ln.split(":", 1) for ln in f if ":" in ln)
+                if os.readlink("/proc/%d/ns/pid" % q) == ns and st["NSpid"].split()[-1] == "1":
+                    run += [q, int(st["PPid"])]
+            except (OSError, KeyError):
+                pass
+        break
     procs = {q: smaps(q) for q in run}
     p.communicate(timeout=60)
     with open(rpath) as f:
@@ -430,12 +441,12 @@ def report(path, args, cold_res, warm_res, took, mig=None):
         m = warm_res["memory"]
         L.append("### Memory\n")
         L.append("| | |\n|---|---|")
-        L.append("| idle server: template RSS / PSS of the template and its %d spare worker(s) | %s / %s |" % (
+        L.append("| idle server: template RSS / PSS of the template, the spare factory and its spares (%d processes) | %s / %s |" % (
             m.get("idle_spares", 0), mib(m["idle_rss"]), mib(m["idle_pss"])))
         if "idle_huge" in m:
             L.append("| template: anonymous memory / of it in transparent huge pages | %s / %s |" % (
                 mib(m["idle_anon"]), mib(m["idle_huge"])))
-        L.append("| one live pandas run (%d processes: worker, init, code): PSS / private | %s / %s |" % (
+        L.append("| one live pandas run (%d processes: code, supervisor, init): PSS / private | %s / %s |" % (
             m["run_procs"], mib(m["run_pss"]), mib(m["run_private"])))
         L.append("| same run, report `memory.peak_bytes` (charged to the run's cgroup) | %s |" % mib(m["run_peak"]))
         L.append("| same cell cold, report `memory.peak_bytes` | %s |" % mib(m["cold_peak"]))
