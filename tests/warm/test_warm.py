@@ -897,6 +897,55 @@ def test_the_template_never_stays_in_a_sandbox_namespace(server):
         assert links[0][n] != links[1][n], (n, links)
 
 
+SANDBOX_VIEW = r'''
+import json, os, re
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+# A mount's line without what differs from run to run: mount and device
+# numbers, the overlays' fd numbers, the tmpfs root's size (the code's),
+# the owner ids (the run's host uid).
+def norm(line):
+    f = line.split()
+    sep = f.index("-")
+    opts = re.sub(r"/proc/self/fd/\d+", "FD", f[sep + 3])
+    opts = re.sub(r"(uid|gid)=\d+", r"\1=ID", opts)
+    if f[4] == "/":
+        opts = re.sub(r"size=\d+k", "size=N", opts)
+    return " ".join([f[3], f[4], f[5], f[sep + 1], opts])
+print(json.dumps({
+    "mounts": [norm(l) for l in open("/proc/self/mountinfo")],
+    "status": {k: status[k].strip() for k in ("Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "CapAmb",
+                                               "NoNewPrivs", "Seccomp", "Seccomp_filters")},
+    "fds": sorted(int(n) for n in os.listdir("/proc/self/fd")),
+    "env": sorted(os.environ),
+    "cwd": os.getcwd(),
+    "hostname": os.uname().nodename,
+}))
+'''
+
+
+def test_a_spares_run_is_confined_as_a_cold_run(server):
+    """The proof, per spare (docs/SECURITY.md, Warm runs): a run served by
+    a spare sees the same mount table as a cold run (same mounts, in the
+    same order, with the same options: only ids, fd numbers and the root's
+    size differ), and runs with the same ids, capabilities (none),
+    no_new_privs, seccomp filter count, fds, environment, cwd and host
+    name; and it is in a Landlock domain of its own."""
+    srv = server("--slots", "2", "--spares", "2")
+    _wait_spares(srv, 2)
+    warm = srv.run(SANDBOX_VIEW)
+    cold = run_cli(SANDBOX_VIEW, server=None)
+    assert warm.status == "ok" and cold.status == "ok", (warm, cold)
+    w, c = json.loads(warm.out), json.loads(cold.out)
+    assert w == c, (w, c)
+    assert w["status"]["CapEff"] == "0000000000000000" and w["status"]["NoNewPrivs"] == "1"
+    assert w["status"]["Seccomp"] == "2", w["status"]
+    # Landlock: the init runs as the same uid (1000), so only a signal
+    # scope can refuse this; a cold run's code shares the init's domain.
+    probe = "import os\ntry:\n    os.kill(1, 0)\n    print(0)\nexcept OSError as e:\n    print(e.errno)\n"
+    assert srv.run(probe).out == "1\n"
+    assert run_cli(probe, server=None).out == "0\n"
+
+
 @pytest.mark.parametrize("value", ["17", "-1", "x"])
 def test_bad_spares_value_is_a_usage_error(value, tmp_path):
     p = subprocess.run([BIN, "serve", "--socket", str(tmp_path / "s"), "--spares", value],
