@@ -257,27 +257,21 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 	if (p->in_priv == NULL)
 		return sc_err(err, ENOMEM, "spare");
 	for (size_t i = 0; i < p->n_inputs && rc == 0; i++) {
-		union {
-			char buf[CMSG_SPACE(2 * sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = { &m, sizeof(m) };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				     .msg_controllen = sizeof(u.buf) };
-		struct cmsghdr *cm;
-		int fds[2] = { -1, -1 }, want;
-		ssize_t n = recvmsg(opener_sock, &mh, MSG_CMSG_CLOEXEC);
+		int fds[2] = { -1, -1 };
+		size_t n, want;
+		int r = sc_recv_fds(opener_sock, &m, fds, 2, &n, 0);
 
-		cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
-		if (n == (ssize_t)sizeof(m) && m.type == SC_MSG_ERROR) {
-			m.text[sizeof(m.text) - 1] = '\0';
+		if (r > 0 && m.type == SC_MSG_ERROR) {
+			while (n > 0)
+				close(fds[--n]);
 			return sc_err(err, m.err, "%s", m.text);
 		}
-		want = (m.value & 1) + ((m.value >> 1) & 1);
-		if (cm == NULL || m.type != SC_MSG_RUN || want == 0 || cm->cmsg_type != SCM_RIGHTS ||
-		    cm->cmsg_len != CMSG_LEN((size_t)want * sizeof(int)))
+		want = (size_t)((m.value & 1) + ((m.value >> 1) & 1));
+		if (r <= 0 || m.type != SC_MSG_RUN || want == 0 || n != want) {
+			while (n > 0)
+				close(fds[--n]);
 			return sc_err(err, EPROTO, "spare: the opener's answer");
-		memcpy(fds, CMSG_DATA(cm), (size_t)want * sizeof(int));
+		}
 		p->in_priv[i].mnt = (m.value & 1) ? fds[0] : -1;
 		p->in_priv[i].file = (m.value & 2) ? fds[want - 1] : -1;
 	}
@@ -319,28 +313,16 @@ static int recv_run(int sock, struct sc_request *q, struct sandcell_error *err)
 static int recv_run_fd(int sock, struct sc_request *q, int *req_fd, struct sandcell_error *err)
 {
 	struct sc_msg m;
-	struct iovec iov = { &m, sizeof(m) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *cm;
 	char *buf;
 	off_t len;
-	ssize_t n;
+	size_t n;
 	int fd = -1, rc;
 
-	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n == 0)
+	rc = sc_recv_fds(sock, &m, &fd, 1, &n, 0);
+	if (rc == 0)
 		_exit(0); /* the supervisor dropped the spare */
-	cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (rc < 0 || n == 0)
+		fd = -1;
 	if (fd < 0 || m.type != SC_MSG_RUN)
 		return sc_err(err, EPROTO, "spare: no request");
 	len = lseek(fd, 0, SEEK_END);

@@ -94,6 +94,48 @@ int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
 }
 
+int sc_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { m, sizeof(*m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t r;
+
+	*n = 0;
+	memset(m, 0, sizeof(*m));
+	do
+		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
+	while (r < 0 && errno == EINTR);
+	for (c = CMSG_FIRSTHDR(&mh); r > 0 && c; c = CMSG_NXTHDR(&mh, c)) {
+		size_t k, cnt;
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < cnt; k++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+			if (*n < max)
+				fds[(*n)++] = fd;
+			else
+				close(fd);
+		}
+	}
+	if (r == 0)
+		return 0;
+	if (r != (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_CTRUNC)) {
+		while (*n > 0)
+			close(fds[--*n]);
+		return -1;
+	}
+	m->text[sizeof(m->text) - 1] = '\0';
+	return 1;
+}
+
 int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err)
 {
 	struct go_hdr h;
@@ -147,34 +189,19 @@ static int take_strings(char **p, const char *end, const char **v, size_t n)
 	return 0;
 }
 
-/* The GO message and its five fds (EOF: 0 with fds[0] = -1). */
+/* The GO message and its five fds (EOF: 0). */
 static int recv_go(int chan, int fds[5])
 {
 	struct sc_msg m;
-	struct iovec iov = { &m, sizeof(m) };
-	union {
-		char buf[CMSG_SPACE(5 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-	ssize_t n;
+	size_t n;
+	int r = sc_recv_fds(chan, &m, fds, 5, &n, 0);
 
-	for (int i = 0; i < 5; i++)
-		fds[i] = -1;
-	do
-		n = recvmsg(chan, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n == 0)
-		return 0;
-	c = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (c == NULL || m.type != SC_MSG_GO || c->cmsg_level != SOL_SOCKET ||
-	    c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(5 * sizeof(int)) ||
-	    (mh.msg_flags & MSG_CTRUNC))
+	if (r > 0 && (m.type != SC_MSG_GO || n != 5)) {
+		while (n > 0)
+			close(fds[--n]);
 		return -1;
-	memcpy(fds, CMSG_DATA(c), 5 * sizeof(int));
-	return 1;
+	}
+	return r;
 }
 
 int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err)
@@ -189,9 +216,6 @@ int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcel
 	*mem = NULL;
 	rc = recv_go(chan, all);
 	if (rc <= 0) {
-		for (int i = 0; i < 5; i++)
-			if (all[i] >= 0)
-				close(all[i]);
 		if (rc == 0)
 			return sc_err(err, 0, "spare: dropped");
 		return sc_err(err, EPROTO, "spare: a malformed GO");

@@ -100,43 +100,23 @@ static void pump(struct stream *s)
 
 int sc_init_recv(int sock, struct sc_msg *m, int *fd_out)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { m, sizeof(*m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-	ssize_t n;
+	int fds[4];
+	size_t n, k;
+	int r = sc_recv_fds(sock, m, fds, 4, &n, 0);
 
-	memset(m, 0, sizeof(*m));
-	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	/* An init that exited with a message of ours unread makes the socket
 	 * report ECONNRESET once, ahead of what it had sent (its error). */
-	if (n < 0 && errno == ECONNRESET)
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (r < 0 && errno == ECONNRESET)
+		r = sc_recv_fds(sock, m, fds, 4, &n, 0);
 	if (fd_out)
 		*fd_out = -1;
-	if (n <= 0)
-		return -1;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			size_t k, cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (k = 0; k < cnt; k++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-				if (fd_out && *fd_out < 0 && m->type == SC_MSG_SCRATCH)
-					*fd_out = fd;
-				else
-					close(fd);
-			}
-		}
+	for (k = 0; k < n; k++) {
+		if (fd_out && *fd_out < 0 && m->type == SC_MSG_SCRATCH)
+			*fd_out = fds[k];
+		else
+			close(fds[k]);
 	}
-	if (n != (ssize_t)sizeof(*m))
-		return -1;
-	m->text[sizeof(m->text) - 1] = '\0';
-	return 0;
+	return r > 0 ? 0 : -1;
 }
 
 void sc_kill_tree(struct run *rn)

@@ -306,27 +306,7 @@ static void code_child(void *arg)
  * cgroup files m.value names. */
 static int ready_fds(int sock, struct sc_msg *m, int fds[8], size_t *n)
 {
-	union {
-		char buf[CMSG_SPACE(8 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { m, sizeof(*m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-	ssize_t r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-
-	*n = 0;
-	if (r == 0)
-		return 0;
-	if (r != (ssize_t)sizeof(*m))
-		return -1;
-	c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-		*n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		memcpy(fds, CMSG_DATA(c), *n * sizeof(int));
-	}
-	return 1;
+	return sc_recv_fds(sock, m, fds, 8, n, MSG_DONTWAIT);
 }
 
 /* A spare is ready: the code's process forked into it, its pidfd sent to
