@@ -318,8 +318,14 @@ static void on_spare_ready(const struct sc_msg *m, int *fds, size_t n)
 	size_t k = 2;
 	pid_t pid;
 
-	if (n < 2 || S.n_spares >= MAX_SPARES)
+	/* A spare that came back (spare_free_again) may have filled the pool
+	 * meanwhile: one too many goes, before any fork. */
+	if (n < 2 || S.n_spares >= S.o.spares || S.n_spares >= MAX_SPARES) {
+		/* Its supervisor sees the channel close and ends it. */
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
 		return;
+	}
 	a.chan = fds[0];
 	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
 		a.cg[i] = (m->value & (1 << i)) && k < n ? fds[k++] : -1;
@@ -345,22 +351,43 @@ static void on_spare_ready(const struct sc_msg *m, int *fds, size_t n)
 static long find_worker(pid_t pid);
 static void forget_worker(long i);
 
-/* A request a spare does not serve, handed back: a worker serves it, and
- * the spare (its code's process, ended with its sandbox) is no run. */
+/* A spare handed a request it did not run (handed back, or refused) is
+ * free again: back to the pool from the table, where it counted as a run
+ * (a refused request still counts toward --respawn-runs; one handed on
+ * counts as its worker's).  pid is its code's process (the message's
+ * value, never trusted further than to find our own entry). */
+static void spare_free_again(pid_t pid, bool handed_on)
+{
+	long w = pid > 0 ? find_worker(pid) : -1;
+	struct worker *e;
+
+	if (w < 0 || tab.w[w].relay < 0)
+		return;
+	e = &tab.w[w];
+	if (handed_on)
+		S.runs--; /* the request counts once, as its worker's */
+	/* Its replacement may be ready already: the pool keeps --spares. */
+	if (S.n_spares >= S.o.spares || S.n_spares >= MAX_SPARES) {
+		syscall(SYS_pidfd_send_signal, e->pidfd, SIGKILL, NULL, 0);
+		forget_worker(w);
+		return;
+	}
+	S.spares[S.n_spares++] = (struct spare){ e->relay, e->pid, e->pidfd };
+	e->relay = e->pidfd = -1;
+	*e = tab.w[tab.n - 1];
+	explicit_bzero(&tab.w[tab.n - 1], sizeof(*e));
+	tab.n--;
+}
+
+/* A request a spare does not serve, handed back: a worker serves it. */
 static void on_handback(const struct sc_msg *m, int *fds, size_t n)
 {
 	int sv[2], client[3] = { -1, -1, -1 };
-	long w = m->value > 0 ? find_worker((pid_t)m->value) : -1;
 	pid_t pid;
-
-	if (w >= 0 && tab.w[w].relay >= 0) {
-		syscall(SYS_pidfd_send_signal, tab.w[w].pidfd, SIGKILL, NULL, 0);
-		forget_worker(w);
-		S.runs--; /* the request counts once, as its worker's */
-	}
 
 	for (size_t i = 2; i < n && i < 5; i++)
 		client[i - 2] = fds[i];
+	spare_free_again((pid_t)m->value, true);
 	if (n < 2 || tab.n >= MAX_WORKERS || status_pair(sv) < 0) {
 		if (n >= 1)
 			send_refusal(fds[0], SANDCELL_BUSY, "server busy: no worker for the request", NULL);
@@ -388,9 +415,14 @@ static void on_factory(void)
 	while ((r = ready_fds(S.factory, &m, fds, &n)) > 0) {
 		if (m.type == FACTORY_READY) {
 			S.making -= S.making > 0;
+			S.making_since = now_sec();
 			on_spare_ready(&m, fds, n);
 		} else if (m.type == FACTORY_HANDBACK) {
 			on_handback(&m, fds, n);
+		} else if (m.type == FACTORY_FREE) {
+			spare_free_again((pid_t)m.value, false);
+			for (size_t i = 0; i < n; i++)
+				close(fds[i]);
 		} else if (m.type == FACTORY_FAILED) {
 			/* A spare that could not be built: workers serve
 			 * meanwhile, and the next is asked for later. */
@@ -410,8 +442,8 @@ static void on_factory(void)
 	}
 }
 
-/* Asks the factory for what the pool lacks.  A request that got no
- * answer in 10 s (its supervisor died) is asked for again. */
+/* Asks the factory for what the pool lacks.  Spares asked for that
+ * brought no answer for 10 s (a supervisor died) are asked for again. */
 static void refill(double t)
 {
 	if (S.factory < 0 || t < S.backoff_until)

@@ -13,8 +13,10 @@
  * sandbox and later hands it a connection.  The supervisor reads and
  * parses the request; what a spare does not serve (a session, the
  * listing, another interpreter, a cgroup parent) goes back to the
- * template (FACTORY_HANDBACK) for a worker of its own.  Each spare serves
- * one run and exits.
+ * template (FACTORY_HANDBACK) for a worker of its own, and the spare, which
+ * nothing of that request reached but its supervisor, waits for the next
+ * (as after a refused request: FACTORY_FREE).  Each spare runs one run and
+ * exits.
  */
 #include "server.h"
 #include "proto.h"
@@ -48,6 +50,8 @@ static struct {
 } sp = { -1, -1, -1, NULL, { 0 }, NULL, 0, -1, false, false, false };
 
 static struct sc_spare_ops spare_ops;
+/* The last request was handed back (FACTORY_HANDBACK frees the spare). */
+static bool handed_back;
 
 static int recv_msg_fd(int sock, struct sc_msg *m, int *fd)
 {
@@ -134,7 +138,19 @@ static int hand_back(const int fds[3], size_t n_fds, int code_pidfd)
 		all[n++] = fds[i];
 	rc = sc_send_fds(sp.factory, &m, all, n);
 	close(mfd);
+	handed_back = rc == 0;
 	return rc;
+}
+
+/* A request this spare did not run (refused): it is free again. */
+static void say_free(int code_pidfd)
+{
+	struct sc_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = FACTORY_FREE;
+	m.value = pidfd_pid(code_pidfd);
+	send(sp.factory, &m, sizeof(m), MSG_NOSIGNAL);
 }
 
 /* The request on conn, read and parsed as a worker reads it (worker.c):
@@ -144,32 +160,42 @@ static int read_request(int code_pidfd)
 	struct sandcell_error err = { 0, "" };
 	int fds[3] = { -1, -1, -1 };
 	size_t n_fds = 3;
+	bool parsed = false;
+	int rc = 0;
 
 	if (sc_frame_recv(sp.conn, &sp.text, &sp.len, SC_REQUEST_MAX, fds, &n_fds, REQUEST_TIMEOUT_MS,
 			  &err) < 0) {
 		send_refusal(sp.conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
-		return 0;
-	}
-	if (sc_request_parse(sp.text, sp.len, &sp.q, &err) < 0) {
+	} else if (sc_request_parse(sp.text, sp.len, &sp.q, &err) < 0) {
 		send_refusal(sp.conn, SANDCELL_USAGE_ERROR, err.msg, NULL);
-		return 0;
-	}
-	if (!spare_serves(&sp.q)) {
+	} else if ((parsed = true, !spare_serves(&sp.q))) {
 		if (hand_back(fds, n_fds, code_pidfd) < 0)
 			send_refusal(sp.conn, SANDCELL_SANDBOX_ERROR, "server: cannot hand the request on", NULL);
-		return 0;
-	}
-	if (n_fds != 3) {
+	} else if (n_fds != 3) {
 		send_refusal(sp.conn, SANDCELL_USAGE_ERROR,
 			     "protocol: a request carries exactly three fds (stdin, stdout, stderr)", NULL);
-		return 0;
+	} else {
+		sp.q.cfg.stdin_fd = fds[0];
+		sp.q.cfg.stdout_fd = fds[1];
+		sp.q.cfg.stderr_fd = fds[2];
+		/* The client half-closing its side (or hanging up) cancels the run. */
+		sp.q.cfg.cancel_fd = sp.conn;
+		return 1;
 	}
-	sp.q.cfg.stdin_fd = fds[0];
-	sp.q.cfg.stdout_fd = fds[1];
-	sp.q.cfg.stderr_fd = fds[2];
-	/* The client half-closing its side (or hanging up) cancels the run. */
-	sp.q.cfg.cancel_fd = sp.conn;
-	return 1;
+	/* Not this spare's run: nothing of the request stays, and the spare,
+	 * untouched (nothing reached its init or its code's process), is the
+	 * template's again (hand_back said so; else FACTORY_FREE does). */
+	for (size_t i = 0; i < n_fds; i++)
+		close(fds[i]);
+	if (parsed)
+		sc_request_free(&sp.q);
+	memset(&sp.q, 0, sizeof(sp.q));
+	free(sp.text);
+	sp.text = NULL;
+	sp.len = 0;
+	close(sp.conn);
+	sp.conn = -1;
+	return rc;
 }
 
 /* sc_spare_ops.await: ready, then the code's pidfd (SC_MSG_CODE) and the
@@ -205,14 +231,14 @@ static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc
 			code_pidfd = fd;
 		} else if (m.type == SC_MSG_RUN && fd >= 0 && code_pidfd >= 0) {
 			sp.conn = fd;
-			break;
+			if (read_request(code_pidfd) > 0)
+				break;
+			if (!handed_back)
+				say_free(code_pidfd);
+			handed_back = false;
 		} else if (fd >= 0) {
 			close(fd);
 		}
-	}
-	if (read_request(code_pidfd) <= 0) {
-		close(code_pidfd);
-		return 0;
 	}
 	sp.served = true;
 	q->cfg = &sp.q.cfg;

@@ -107,8 +107,9 @@ __attribute__((noreturn)) void worker_serve_handed(int conn, int status, int tex
 enum {
 	FACTORY_MAKE = 100,	/* template -> factory: one more spare */
 	FACTORY_READY,		/* spare -> template: channel, init pidfd, cgroup fds */
-	FACTORY_HANDBACK,	/* spare -> template: conn, request text, client fds */
+	FACTORY_HANDBACK,	/* spare -> template: conn, request text, client fds; it is free again */
 	FACTORY_FAILED,		/* spare -> template: it could not be built */
+	FACTORY_FREE,		/* spare -> template: it refused its request and is free again */
 };
 __attribute__((noreturn)) void factory_main(int sock, const struct opts *o);
 

@@ -793,6 +793,28 @@ def test_spares_serve_requests_and_are_refilled(server):
     assert all(proc_state(k) != "Z" for k in children(srv.pid))
 
 
+def test_a_request_a_spare_does_not_run_leaves_it_ready(server):
+    """A session (handed to a worker) and a malformed request (refused)
+    reach only the spare's supervisor: the same sandboxes stay ready, and
+    the next run is served by one of them."""
+    srv = server("--slots", "2", "--spares", "2")
+    before = _wait_spares(srv, 2)
+    p = subprocess.run([BIN, "session", "--server", srv.sock, "--quiet"],
+                       input=b'{"op":"run","id":"a","code":"print(1)"}\n', capture_output=True, timeout=120)
+    assert p.returncode == 0, p
+    s = _connect(srv)
+    try:
+        _send(s, b"{not json", [])
+        ans = _read_answer(s)
+    finally:
+        s.close()
+    assert ans is not None and ans["status"] == "usage-error", ans
+    assert _wait_spares(srv, 2) == before
+    r = srv.run("import os; print(os.getppid())")
+    assert r.status == "ok" and r.out == "0\n", r
+    assert len(before - _wait_spares(srv, 2, other_than=before)) == 1
+
+
 def test_no_spares_forks_on_demand(server):
     srv = server("--slots", "1", "--spares", "0")
     assert _wait_spares(srv, 0) == set()
