@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REQUEST_TIMEOUT_MS 10000
@@ -155,6 +156,29 @@ static void say_free(int code_pidfd)
 
 /* The request on conn, read and parsed as a worker reads it (worker.c):
  * 1, a run for this spare; 0, refused or handed back. */
+/* After a refusal: the client may still be writing the rest of its
+ * frame, and a close now would fail its writes (EPIPE) before it reads
+ * the answer.  What it sends is read and dropped until it closes, for at
+ * most 2 s, as a worker that refused kept its connection until it exited. */
+static void drain_and_close(int conn)
+{
+	char buf[4096];
+	double until = 2000;
+	struct timespec t0, t1;
+
+	shutdown(conn, SHUT_WR);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = { conn, POLLIN, 0 };
+		double spent;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		spent = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		if (spent >= until || poll(&p, 1, (int)(until - spent)) <= 0 || read(conn, buf, sizeof(buf)) <= 0)
+			break;
+	}
+	close(conn);
+}
+
 static int read_request(int code_pidfd)
 {
 	struct sandcell_error err = { 0, "" };
@@ -193,7 +217,10 @@ static int read_request(int code_pidfd)
 	free(sp.text);
 	sp.text = NULL;
 	sp.len = 0;
-	close(sp.conn);
+	if (!handed_back)
+		drain_and_close(sp.conn);
+	else
+		close(sp.conn);
 	sp.conn = -1;
 	return rc;
 }

@@ -430,11 +430,17 @@ def _accepted(pid, s):
 
 def test_listing_counts_spares_runs_and_queued_clients(server):
     srv = server("--slots", "1", "--spares", "2")
-    doc = listing(srv)
-    # At rest: nothing runs or waits; the listing's own worker was one
-    # of the two spares, and the template refills one per turn.
+    # At rest: nothing runs or waits.  The spares are built after the
+    # server says it is ready (it serves through workers meanwhile); once
+    # built, a listing (read by a spare, answered by a worker) leaves them
+    # ready.
+    deadline = time.monotonic() + 30
+    while (doc := listing(srv))["spares"] < 2:
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.05)
     assert doc["runs"] == 0 and doc["queued"] == 0 and doc["sessions_live"] == 0, doc
-    assert 1 <= doc["spares"] <= 2, doc
+    assert doc["spares"] == 2, doc
+    assert listing(srv)["spares"] == 2
     a = LiveRun("print('up', flush=True); import sys; sys.stdin.read()", server=srv.sock)
     try:
         assert a.first_line == "up\n", a.first_line
