@@ -246,7 +246,6 @@ static int opener_start(const struct sc_child *c, struct sandcell_error *err)
 static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_error *err)
 {
 	struct sc_msg m;
-	int rc = 0;
 
 	memset(&m, 0, sizeof(m));
 	m.type = SC_MSG_RUN;
@@ -256,7 +255,7 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 	p->in_priv = spare_in_priv;
 	if (p->in_priv == NULL)
 		return sc_err(err, ENOMEM, "spare");
-	for (size_t i = 0; i < p->n_inputs && rc == 0; i++) {
+	for (size_t i = 0; i < p->n_inputs; i++) {
 		int fds[2] = { -1, -1 };
 		size_t n, want;
 		int r = sc_recv_fds(opener_sock, &m, fds, 2, &n, 0);
@@ -278,7 +277,7 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 	close(opener_sock);
 	opener_sock = -1;
 	waitpid(opener_pid, NULL, 0);
-	return rc;
+	return 0;
 }
 
 /* A spare's user namespace budgets, written once its inputs' overlays

@@ -185,7 +185,6 @@ static int read_request(int code_pidfd)
 	int fds[3] = { -1, -1, -1 };
 	size_t n_fds = 3;
 	bool parsed = false;
-	int rc = 0;
 
 	if (sc_frame_recv(sp.conn, &sp.text, &sp.len, SC_REQUEST_MAX, fds, &n_fds, REQUEST_TIMEOUT_MS,
 			  &err) < 0) {
@@ -222,7 +221,7 @@ static int read_request(int code_pidfd)
 	else
 		close(sp.conn);
 	sp.conn = -1;
-	return rc;
+	return 0;
 }
 
 /* sc_spare_ops.await: ready, then the code's pidfd (SC_MSG_CODE) and the
