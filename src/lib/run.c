@@ -267,9 +267,7 @@ static void reset_for_retry(struct run *rn)
 		set_error(r, e2.msg);
 }
 
-/* 1 if a cancel is pending on fd, 0 if not (or no fd), -1 if that
- * cannot be known. */
-static int cancel_pending(int fd)
+int sc_cancel_pending(int fd)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
 	int r;
@@ -405,7 +403,7 @@ static int prepare_layers(struct run *rn, struct sc_prep *pp)
  * started; one cancelled during its first attempt is not tried again. */
 static void run_attempts(struct run *rn, struct sc_prep *pp)
 {
-	int pending = cancel_pending(rn->cfg->cancel_fd);
+	int pending = sc_cancel_pending(rn->cfg->cancel_fd);
 
 	if (pending < 0) {
 		/* A cancel that cannot be seen now could not be later either. */

@@ -129,6 +129,9 @@ struct sc_prep {
 /* A spare's request (spawn.c): checked as sandcell_run() checks a cold
  * one, its output directory opened, and made the run's config: 0 or -1. */
 int sc_run_accept(struct run *rn, const struct sandcell_config *cfg, struct sandcell_error *err);
+/* 1 if a cancel is pending on fd, 0 if not (or no fd), -1 if that
+ * cannot be known. */
+int sc_cancel_pending(int fd);
 
 /* ---- spawn.c ---- */
 /* One attempt at a run, in full or in reduced mode, from the clone to

@@ -485,7 +485,7 @@ static void close_child_streams(struct run *rn)
  *   then supervision as for a cold run; the code's wait status comes
  *   from its parent, the template (SC_MSG_EXIT on the channel).
  */
-enum spare_bind { SPARE_OK, SPARE_QUIET, SPARE_FAILED };
+enum spare_bind { SPARE_OK, SPARE_QUIET, SPARE_FAILED, SPARE_CANCELLED };
 
 /* The cgroup files the code's process joins the run cgroups through:
  * v2's cgroup.procs first (or -1), then the v1 tasks files. */
@@ -613,6 +613,14 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 				 &q.cfg->limits);
 		return SPARE_QUIET;
 	}
+	/* A request cancelled while it waited (the client hung up) is not
+	 * started, as a cold run cancelled before its sandbox exists. */
+	rc = sc_cancel_pending(rn->cfg->cancel_fd);
+	if (rc != 0) {
+		if (rc < 0)
+			sc_err(e, errno, "cannot watch for a cancel: poll failed");
+		return rc < 0 ? SPARE_FAILED : SPARE_CANCELLED;
+	}
 	if (rn->have_cg && sc_cgroup_set_limits(&rn->cg, &rn->cfg->limits, e) < 0)
 		return SPARE_FAILED;
 	/* S3, S4; the wall clock runs from here. */
@@ -711,6 +719,8 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 		close_child_streams(rn);
 		if (sb == SPARE_QUIET)
 			rn->spare_quiet = true;
+		if (sb == SPARE_CANCELLED)
+			rn->cancelled = rn->cancel_verdict = true;
 		if (sb == SPARE_FAILED && hs == HS_OK)
 			set_error(r, e.msg[0] ? e.msg : "spare: setup failed");
 		if (sb != SPARE_OK)
