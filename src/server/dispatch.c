@@ -50,6 +50,7 @@ struct srv {
 	long making;		/* spares asked for, not ready yet */
 	double making_since;	/* when the oldest of those was asked for */
 	double backoff_until;	/* a spare failed to build: none asked for before */
+	long held;		/* queued runs with a slot, held for a spare being built */
 	long runs;		/* requests served since this template started */
 	double started;
 };
@@ -181,23 +182,43 @@ static void add_worker(pid_t pid, int pidfd, int sock, int relay)
 	S.runs++;
 }
 
-/* One queued connection: to a spare if one is ready (its code's process
- * then counts as a running worker, the spare's channel its relay), else
- * to a forked worker. */
-static void dispatch_one(int conn)
-{
-	int sv[2];
-	pid_t pid;
+/* How long a queued request with a free slot waits for a spare being
+ * built before a forked worker serves it.  A worker copies the template
+ * three times on the request's path (worker, init, code), a spare once and
+ * off it: under load, waiting for the factory costs less CPU per run than
+ * the worker does, and a worker only serves when spares cannot keep up
+ * (or cannot come: no factory, or one just failed to build). */
+#define SPARE_WAIT_SEC 0.25
 
+static bool spare_can_come(double t)
+{
+	return S.o.spares > 0 && S.factory >= 0 && t >= S.backoff_until;
+}
+
+/* Hands conn to a ready spare (its code's process then counts as a
+ * running worker, the spare's channel its relay); -1 if none is. */
+static int to_spare(int conn)
+{
 	while (S.n_spares > 0) {
 		struct spare sp = S.spares[--S.n_spares];
 		if (chan_send(sp.chan, SC_MSG_RUN, 0, conn) == 0) {
 			close(conn);
 			add_worker(sp.code_pid, sp.code_pidfd, -1, sp.chan);
-			return;
+			return 0;
 		}
 		drop_spare(&sp);
 	}
+	return -1;
+}
+
+/* One queued connection: to a ready spare, else to a forked worker. */
+static void dispatch_one(int conn)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (to_spare(conn) == 0)
+		return;
 	if (status_pair(sv) < 0) {
 		send_refusal(conn, SANDCELL_SANDBOX_ERROR, "server: cannot make a worker's socket", NULL);
 		close(conn);
@@ -213,11 +234,20 @@ static void dispatch_one(int conn)
 
 /* One-shot runs take slots; sessions have --max-sessions of their own
  * (a worker counts as a run until it claims a session slot). */
-static void dispatch(void)
+static void dispatch(double t)
 {
+	S.held = 0;
 	while (S.n_queue > 0 && tab.n - tab.n_sessions < S.o.slots && tab.n < MAX_WORKERS) {
 		int conn = S.queue[0].fd;
 
+		/* FIFO: the oldest waits for the next spare, and the rest
+		 * behind it; refill asks for one per request held. */
+		if (S.n_spares == 0 && spare_can_come(t) && t - S.queue[0].since < SPARE_WAIT_SEC) {
+			S.held = S.n_queue < S.o.slots - (tab.n - tab.n_sessions)
+					 ? S.n_queue
+					 : S.o.slots - (tab.n - tab.n_sessions);
+			return;
+		}
 		memmove(&S.queue[0], &S.queue[1], (size_t)(S.n_queue - 1) * sizeof(*S.queue));
 		S.n_queue--;
 		dispatch_one(conn);
@@ -295,6 +325,7 @@ static void code_child(void *arg)
 		errno = e.code;
 		code_fail(a->chan, "joining the v1 run cgroups");
 	}
+	code_idle();
 	sc_code_enter(a->chan, &argv, &envp);
 	if (code_prepare(argv, envp) < 0)
 		_exit(127);
@@ -320,7 +351,7 @@ static void on_spare_ready(const struct sc_msg *m, int *fds, size_t n)
 
 	/* A spare that came back (spare_free_again) may have filled the pool
 	 * meanwhile: one too many goes, before any fork. */
-	if (n < 2 || S.n_spares >= S.o.spares || S.n_spares >= MAX_SPARES) {
+	if (n < 2 || S.n_spares >= S.o.spares + S.held || S.n_spares >= MAX_SPARES) {
 		/* Its supervisor sees the channel close and ends it. */
 		for (size_t i = 0; i < n; i++)
 			close(fds[i]);
@@ -450,7 +481,7 @@ static void refill(double t)
 		return;
 	if (S.making > 0 && t - S.making_since > 10)
 		S.making = 0;
-	while (S.n_spares + S.making < S.o.spares) {
+	while (S.n_spares + S.making < S.o.spares + S.held && S.n_spares + S.making < MAX_SPARES) {
 		if (chan_send(S.factory, FACTORY_MAKE, 0, -1) < 0)
 			return;
 		if (S.making++ == 0)
@@ -578,7 +609,7 @@ static int serve_turn(void)
 	if (S.runs >= S.o.respawn_runs || t - S.started >= S.o.respawn_seconds)
 		respawn(); /* returns only if the table could not be saved */
 	expire_queue(t);
-	dispatch();
+	dispatch(t);
 	refill(t);
 	if (S.n_queue < S.o.queue)
 		p[np++] = (struct pollfd){ S.ls, POLLIN, 0 };
