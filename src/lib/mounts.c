@@ -793,12 +793,29 @@ static int setup_scratch(const struct sc_mount_plan *p, int *scratch_fd, struct 
 	return 0;
 }
 
+/* /.sandcell: the sandcell module and its bootstrap, the same files for
+ * every run, so part of the base (a spare writes them while idle). */
+static int setup_sandcell_dir(const struct sc_mount_plan *p, struct sandcell_error *err)
+{
+	char path[PATH_MAX];
+
+	if (mkdirs(".sandcell/" SC_PY_CACHE_DIR, 0755, err) < 0)
+		return -1;
+	for (const struct sc_py_file *f = p->py_files; f && f->name; f++) {
+		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
+		if (write_file(path, (const char *)f->data, f->size, 0444, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* /code and the run's values, next to the module in /.sandcell. */
 static int setup_code(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
 	const char *vals = p->values_json ? p->values_json : "{}";
 	char path[PATH_MAX];
 
-	if (mkdirs("code", 0755, err) < 0 || mkdirs(".sandcell/" SC_PY_CACHE_DIR, 0755, err) < 0)
+	if (mkdirs("code", 0755, err) < 0)
 		return -1;
 	if (p->code_name) {
 		snprintf(path, sizeof(path), "code/%s", p->code_name);
@@ -806,11 +823,6 @@ static int setup_code(const struct sc_mount_plan *p, struct sandcell_error *err)
 			return -1;
 	} else if (write_file("code/__main__.py", p->code, p->code_len, 0444, err) < 0) {
 		return -1;
-	}
-	for (const struct sc_py_file *f = p->py_files; f && f->name; f++) {
-		snprintf(path, sizeof(path), ".sandcell/%s", f->name);
-		if (write_file(path, (const char *)f->data, f->size, 0444, err) < 0)
-			return -1;
 	}
 	if (write_file(".sandcell/values.json", vals, strlen(vals), 0444, err) < 0)
 		return -1;
@@ -874,7 +886,7 @@ static int setup_inputs(const struct sc_mount_plan *p, struct sandcell_error *er
 }
 
 /* The part of the root that is the same for every run: the staging
- * tmpfs, the root tmpfs, the runtime, /etc, /dev and /proc.  The root is
+ * tmpfs, the root tmpfs, the runtime, /etc, /dev, /.sandcell and /proc.  The root is
  * not pivoted into yet; the cwd is the new root. */
 int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
@@ -891,7 +903,8 @@ int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *e
 		return sc_err(err, errno, "mounts: tmpfs root");
 	if (chdir(NEWROOT) < 0)
 		return sc_err(err, errno, "mounts: chdir new root");
-	if (setup_runtime(p, err) < 0 || setup_etc(p, err) < 0 || setup_dev(p, err) < 0)
+	if (setup_runtime(p, err) < 0 || setup_etc(p, err) < 0 || setup_dev(p, err) < 0 ||
+	    setup_sandcell_dir(p, err) < 0)
 		return -1;
 	if (mkdirs("proc", 0555, err) < 0)
 		return -1;
