@@ -7,14 +7,33 @@
 # run's code process (src/server/worker.c, start_code), with every layer of
 # the sandbox applied.  It writes no file and runs as `python3 -I` would.
 #
+MYPY = False  # true for mypy only
+if MYPY:
+    from typing import Callable
+del MYPY
+
 # Everything lives in a function: the bootstrap reuses __main__'s namespace
 # for the user's code and clears it, and the exit path must not depend on
 # module globals.
 
 
-def _sc_warm(argv, env):
-    # type: (list[str], list[str]) -> None
-    import atexit, io, os, random, signal, sys, threading
+def _sc_reseed():
+    # type: () -> None
+    # Every run gets its own random state, never the template's.  Nothing
+    # of the request is needed: a spare's code process does it while idle
+    # (template.c, code_idle), a worker's at the start of _sc_warm.
+    import random, sys
+    random.seed()
+    if 'numpy' in sys.modules:
+        sys.modules['numpy'].random.seed()
+
+
+def _sc_warm(argv, env, main, seeded):
+    # type: (list[str], list[str], Callable[[str], None], bool) -> None
+    # main: _sandcell_main._sandcell_run, compiled in the template with
+    # the path a sandbox gives it (template.c, compile_main_module).
+    # seeded: _sc_reseed ran in this process already.
+    import atexit, io, os, signal, sys, threading
     os.environ.clear()
     for kv in env:
         k, _, v = kv.partition('=')
@@ -49,17 +68,25 @@ def _sc_warm(argv, env):
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN if session else signal.default_int_handler)
-    # every run gets its own random state, never the template's
-    random.seed()
-    if 'numpy' in sys.modules:
-        sys.modules['numpy'].random.seed()
+    if not seeded:
+        _sc_reseed()
     d = sys.modules['__main__'].__dict__
-    d['__file__'] = sys.argv[0]
-    with open(sys.argv[0], 'rb') as f:
-        src = f.read()
+    d['__file__'] = boot = sys.argv[0]
+    # What _sandcell_boot.py does, without compiling it and importing the
+    # module again, when the boot file is in the module's directory (a
+    # sandbox's /.sandcell; a reduced run's own directory is not).
+    here = boot.rpartition('/')[0]
+    preloaded = here == main.__code__.co_filename.rpartition('/')[0]
+    src = b''
+    if not preloaded:
+        with open(boot, 'rb') as f:
+            src = f.read()
     code = 0
     try:
-        exec(compile(src, sys.argv[0], 'exec'), d)
+        if preloaded:
+            main(boot)
+        else:
+            exec(compile(src, boot, 'exec'), d)
     except SystemExit as e:
         if e.code is None:
             code = 0

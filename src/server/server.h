@@ -72,7 +72,11 @@ pid_t template_fork(void);
 /* Respawn's last step: the template re-executes itself, handing over the
  * listening socket ls and the table's memfd state.  Exits if it cannot. */
 __attribute__((noreturn)) void template_reexec(int ls, int state);
-/* In the code's process: the interpreter's after-fork work, and the run's
+/* In a spare's code process while idle (before its GO): the interpreter's
+ * after-fork work and a fresh random state; exits if the reseed fails. */
+void code_idle(void);
+/* In the code's process: the interpreter's after-fork work (unless
+ * code_idle did it), and the run's
  * arguments as Python objects, taken before the request they point into
  * is freed: 0, or -1 (printed). */
 int code_prepare(const char *const *argv, const char *const *envp);

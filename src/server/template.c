@@ -396,7 +396,16 @@ static PyObject *str_list(const char *const *v, size_t skip_none)
 /* _sc_warm (src/py/_sandcell_warm.py), compiled once in the template
  * (not per run), and kept out of __main__ so the user's code does not see
  * it among its globals. */
-static PyObject *warm_fn;
+static PyObject *warm_fn, *reseed_fn;
+
+static int set_str(PyObject *d, const char *k, const char *v)
+{
+	PyObject *o = PyUnicode_FromString(v);
+	int rc = o ? PyDict_SetItemString(d, k, o) : -1;
+
+	Py_XDECREF(o);
+	return rc;
+}
 
 static int compile_warm_boot(void)
 {
@@ -407,9 +416,52 @@ static int compile_warm_boot(void)
 		return -1;
 	}
 	warm_fn = PyDict_GetItemString(ns, "_sc_warm");
+	reseed_fn = PyDict_GetItemString(ns, "_sc_reseed");
 	Py_XINCREF(warm_fn);
+	Py_XINCREF(reseed_fn);
 	Py_DECREF(ns);
-	return warm_fn ? 0 : -1;
+	return warm_fn && reseed_fn ? 0 : -1;
+}
+
+/*
+ * The bootstrap's module, _sandcell_main (the sandbox's copy of
+ * src/py/_sandcell_main.py, from the same table), compiled and run once
+ * here under the name and path a sandbox gives it, so that a run's code
+ * process calls its _sandcell_run at once instead of compiling
+ * _sandcell_boot.py and importing the module again: that was most of a
+ * trivial run's interpreter work and hundreds of its copy-on-write faults.
+ * Its frames carry the path a cold run's do, which is how the bootstrap
+ * leaves its own frames out of the code's tracebacks.  As after the boot
+ * file's import, the module is not in sys.modules.  _sc_warm uses it only
+ * when the run's bootstrap is in that directory (a run's /.sandcell).
+ */
+#define SANDBOX_MAIN_PATH "/.sandcell/_sandcell_main.py"
+static PyObject *main_fn;
+
+static int compile_main_module(void)
+{
+	const struct sc_py_file *f = sc_py_files;
+	PyObject *ns, *code, *r;
+
+	while (f->name && strcmp(f->name, "_sandcell_main.py") != 0)
+		f++;
+	if (f->name == NULL)
+		return -1;
+	code = Py_CompileString((const char *)f->data, SANDBOX_MAIN_PATH, Py_file_input);
+	ns = PyDict_New();
+	if (code == NULL || ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0 ||
+	    set_str(ns, "__name__", "_sandcell_main") < 0 || set_str(ns, "__file__", SANDBOX_MAIN_PATH) < 0) {
+		Py_XDECREF(code);
+		Py_XDECREF(ns);
+		return -1;
+	}
+	r = PyEval_EvalCode(code, ns, ns);
+	Py_DECREF(code);
+	Py_XDECREF(r);
+	main_fn = r ? PyDict_GetItemString(ns, "_sandcell_run") : NULL;
+	Py_XINCREF(main_fn);
+	Py_DECREF(ns);
+	return main_fn ? 0 : -1;
 }
 
 /* The open fds, as a bitmap of the first 1024: 0 if it could be read. */
@@ -536,7 +588,8 @@ static int init_python(const struct opts *o)
 		Py_DECREF(tpl);
 		return -1;
 	}
-	if (compile_warm_boot() < 0) {
+	if (compile_warm_boot() < 0 || compile_main_module() < 0) {
+		PyErr_Print();
 		logmsg("compiling the run bootstrap failed");
 		Py_DECREF(tpl);
 		return -1;
@@ -565,10 +618,36 @@ pid_t template_fork(void)
 }
 
 static PyObject *code_argv, *code_envp;
+static bool code_idle_done;
+
+/*
+ * In a spare's code process while it is idle, before its GO: the
+ * interpreter's after-fork work (its locks, the modules' at-fork hooks)
+ * and a fresh random state (_sc_reseed).  None of it depends on the
+ * request, so it is done off the request's path, with the copy-on-write
+ * faults it takes.  Only the interpreter's and the preloaded modules' own
+ * code runs here, and no byte of a request has reached this process.  A
+ * reseed that fails ends the spare: no run may start with the template's
+ * random state.
+ */
+void code_idle(void)
+{
+	PyObject *r;
+
+	PyOS_AfterFork_Child();
+	r = PyObject_CallNoArgs(reseed_fn);
+	if (r == NULL) {
+		PyErr_Print();
+		_exit(127);
+	}
+	Py_DECREF(r);
+	code_idle_done = true;
+}
 
 int code_prepare(const char *const *argv, const char *const *envp)
 {
-	PyOS_AfterFork_Child();
+	if (!code_idle_done)
+		PyOS_AfterFork_Child();
 	code_argv = str_list(argv, 0);
 	code_envp = str_list(envp, 0);
 	if (code_argv == NULL || code_envp == NULL) {
@@ -586,7 +665,8 @@ void code_run(void)
 		return;
 	/* _sc_warm ends with os._exit(); SystemExit inside is its business.
 	 * Getting here means the bootstrap itself failed. */
-	r = PyObject_CallFunctionObjArgs(warm_fn, code_argv, code_envp, NULL);
+	r = PyObject_CallFunctionObjArgs(warm_fn, code_argv, code_envp, main_fn,
+					 code_idle_done ? Py_True : Py_False, NULL);
 	if (r == NULL)
 		PyErr_Print();
 }
