@@ -102,9 +102,18 @@ def cold(sandcell, reps, log):
 
 # --------------------------------------------------------------------- warm
 
+def busy_cpu_sec():
+    """CPU time the whole machine spent busy so far (/proc/stat: all but idle
+    and iowait), in seconds."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def load(sandcell, sock, code, clients, total, max_sec):
     """clients threads, each launching `sandcell run --server` back to back,
-    until total runs or max_sec.  Returns (latencies, wall, failures)."""
+    until total runs or max_sec.  Returns (latencies, wall, failures, busy
+    CPU seconds of the whole machine meanwhile)."""
     lat, fails = [], [0]
     lock = threading.Lock()
     left = [total]
@@ -128,12 +137,13 @@ def load(sandcell, sock, code, clients, total, max_sec):
                     fails[0] += 1
 
     t0 = time.perf_counter()
+    c0 = busy_cpu_sec()
     ts = [threading.Thread(target=worker) for _ in range(clients)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return lat, time.perf_counter() - t0, fails[0]
+    return lat, time.perf_counter() - t0, fails[0], busy_cpu_sec() - c0
 
 
 def smaps(pid):
@@ -275,14 +285,14 @@ def warm(sandcell, levels, budget, log):
             load(sandcell, srv.sock, code, 2, 10, 30)  # warm-up
             res["cells"][name] = {}
             for c in levels:
-                lat, wall, fails = load(sandcell, srv.sock, code, c, budget[name][0] * c,
-                                        budget[name][1])
+                lat, wall, fails, cpu = load(sandcell, srv.sock, code, c, budget[name][0] * c,
+                                             budget[name][1])
                 res["cells"][name][c] = {"n": len(lat), "fails": fails, "p50": pct(lat, 50),
                                          "p99": pct(lat, 99), "mean": statistics.mean(lat),
-                                         "rps": len(lat) / wall}
+                                         "rps": len(lat) / wall, "cpu": cpu / max(1, len(lat) + fails)}
                 r = res["cells"][name][c]
-                log("warm %-8s c=%-3d n=%-4d p50 %.1f ms  p99 %.1f ms  %.0f runs/s  fails %d" % (
-                    name, c, r["n"], 1000 * r["p50"], 1000 * r["p99"], r["rps"], fails))
+                log("warm %-8s c=%-3d n=%-4d p50 %.1f ms  p99 %.1f ms  %.0f runs/s  cpu %.1f ms/run  fails %d" % (
+                    name, c, r["n"], 1000 * r["p50"], 1000 * r["p99"], r["rps"], 1000 * r["cpu"], fails))
         res["memory"] = memory(sandcell, srv, log)
         res["profile"] = profile(sandcell, srv, log)
     finally:
@@ -430,13 +440,16 @@ def report(path, args, cold_res, warm_res, took, mig=None):
                  "~1 s the new template needs to import its modules, which shows in p99.\n" % (
                      total, "so about %d respawn(s) during the measurements" % (total // 1000)
                      if total >= 1000 else "so no respawn during the measurements"))
-        L.append("| cell | clients | runs | p50 | p99 | mean | throughput |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("`CPU per run`: the whole machine's busy CPU time during the measurement "
+                 "(/proc/stat), divided by the runs: the server, the spares being built, "
+                 "the client processes and this driver.\n")
+        L.append("| cell | clients | runs | p50 | p99 | mean | throughput | CPU per run |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for name, by_c in warm_res["cells"].items():
             for c, r in by_c.items():
-                L.append("| %s | %d | %d%s | %s | %s | %s | %.0f runs/s |" % (
+                L.append("| %s | %d | %d%s | %s | %s | %s | %.0f runs/s | %s |" % (
                     name, c, r["n"], " (%d failed)" % r["fails"] if r["fails"] else "", ms(r["p50"]),
-                    ms(r["p99"]), ms(r["mean"]), r["rps"]))
+                    ms(r["p99"]), ms(r["mean"]), r["rps"], ms(r["cpu"])))
         L.append("")
         m = warm_res["memory"]
         L.append("### Memory\n")

@@ -105,7 +105,7 @@ def main():
         done = {n: [0, 0.0] for n in names}
         for _ in range(SLICES):
             for n in names:
-                t, wall, fails = bench.load(bins[n], srvs[n].sock, "pass", 8, 100000, TPUT / SLICES)
+                t, wall, fails, _ = bench.load(bins[n], srvs[n].sock, "pass", 8, 100000, TPUT / SLICES)
                 done[n][0] += len(t)
                 done[n][1] += wall
                 time.sleep(0.5)
