@@ -247,10 +247,14 @@ static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc
 		struct pollfd p[2] = { { sp.chan, POLLIN, 0 }, { sp.factory, 0, 0 } };
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			return 0;
-		if (p[1].revents & (POLLHUP | POLLERR))
-			return 0;
-		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+		/* The channel first: a connection handed over just before the
+		 * template re-executed (or died) is this spare's to answer;
+		 * only an idle spare ends with its template. */
+		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			if (p[1].revents & (POLLHUP | POLLERR))
+				return 0;
 			continue;
+		}
 		if (recv_msg_fd(sp.chan, &m, &fd) < 0)
 			return 0;
 		if (m.type == SC_MSG_CODE && fd >= 0 && code_pidfd < 0) {

@@ -839,6 +839,33 @@ def test_respawn_drops_the_old_generations_spares(server):
     assert srv.run("pass", timeout=120).status == "ok"
 
 
+def test_runs_across_respawns_all_get_their_answer(server):
+    """A connection handed to a spare just before the template re-executes
+    is that spare's to answer: its supervisor must not take the factory's
+    end closing (the old template's) for "idle, end".  Eight clients, a
+    respawn every 10 runs: every run is answered, none is reset."""
+    srv = server("--spares", "2", "--respawn-runs", "10")
+    left, lock, bad = [160], threading.Lock(), []
+
+    def client() -> None:
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            p = subprocess.run(srv.cmdline("pass"), stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+            if p.returncode != 0:
+                with lock:
+                    bad.append((p.returncode, p.stderr[-300:]))
+
+    ts = [threading.Thread(target=client) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert bad == [], bad
+
+
 @pytest.mark.parametrize("which", ["code", "init", "supervisor"])
 def test_a_spare_killed_while_idle_is_replaced(server, which):
     """A spare that dies while it waits (any of its processes killed from
