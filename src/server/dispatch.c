@@ -236,16 +236,16 @@ static void dispatch_one(int conn)
  * (a worker counts as a run until it claims a session slot). */
 static void dispatch(double t)
 {
+	long free_slots;
+
 	S.held = 0;
-	while (S.n_queue > 0 && tab.n - tab.n_sessions < S.o.slots && tab.n < MAX_WORKERS) {
+	while (S.n_queue > 0 && (free_slots = S.o.slots - (tab.n - tab.n_sessions)) > 0 && tab.n < MAX_WORKERS) {
 		int conn = S.queue[0].fd;
 
 		/* FIFO: the oldest waits for the next spare, and the rest
 		 * behind it; refill asks for one per request held. */
 		if (S.n_spares == 0 && spare_can_come(t) && t - S.queue[0].since < SPARE_WAIT_SEC) {
-			S.held = S.n_queue < S.o.slots - (tab.n - tab.n_sessions)
-					 ? S.n_queue
-					 : S.o.slots - (tab.n - tab.n_sessions);
+			S.held = S.n_queue < free_slots ? S.n_queue : free_slots;
 			return;
 		}
 		memmove(&S.queue[0], &S.queue[1], (size_t)(S.n_queue - 1) * sizeof(*S.queue));
