@@ -485,10 +485,14 @@ struct sc_spare_req {
 	size_t len;
 	int code_pidfd;			   /* the code's process, waiting in the sandbox */
 };
+/* What a spare's code process joins its sandbox through (the join fds
+ * sc_spare_ops.await hands out, -1 where none): the init's cgroup
+ * namespace, the v2 run cgroup's directory (the process is born in it),
+ * the v1 run cgroups' tasks files. */
+enum { SC_JOIN_CGNS, SC_JOIN_V2, SC_JOIN_V1, SC_JOIN_FDS = SC_JOIN_V1 + SC_CGROUP_V1_JOIN };
 struct sc_spare_ops {
 	/* The sandbox is ready: hands it out (the init's pidfd, and the
-	 * cgroup files the code's process joins the run cgroups through),
-	 * then blocks until its request.  1: *q filled; 0: no run here
+	 * join fds), then blocks until its request.  1: *q filled; 0: no run here
 	 * (nothing came, or it was refused or handed on); -1: failed. */
 	int (*await)(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc_spare_req *q);
 	/* The request await returned is refused (nothing ran). */

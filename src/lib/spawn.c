@@ -487,23 +487,28 @@ static void close_child_streams(struct run *rn)
  */
 enum spare_bind { SPARE_OK, SPARE_QUIET, SPARE_FAILED, SPARE_CANCELLED };
 
-/* The cgroup files the code's process joins the run cgroups through:
- * v2's cgroup.procs first (or -1), then the v1 tasks files. */
-static int code_cgroup_fds(struct run *rn, int fds[1 + SC_CGROUP_V1_JOIN], struct sandcell_error *e)
+/* The join fds (SC_JOIN_*) of the code's process.  The init's cgroup
+ * namespace is opened here, by its parent: the code's process, already in
+ * the spare's user namespace, could not open it through the init (not
+ * dumpable) any more. */
+static int code_join_fds(struct run *rn, int fds[SC_JOIN_FDS], struct sandcell_error *e)
 {
-	char path[600];
+	char path[64];
 
-	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
+	for (int i = 0; i < SC_JOIN_FDS; i++)
 		fds[i] = -1;
+	snprintf(path, sizeof(path), "/proc/%d/ns/cgroup", (int)rn->pid);
+	fds[SC_JOIN_CGNS] = open(path, O_RDONLY | O_CLOEXEC);
+	if (fds[SC_JOIN_CGNS] < 0)
+		return sc_err(e, errno, "spare: %s", path);
 	if (!rn->have_cg)
 		return 0;
 	if (rn->cg.v2[0]) {
-		snprintf(path, sizeof(path), "%s/cgroup.procs", rn->cg.v2);
-		fds[0] = open(path, O_WRONLY | O_CLOEXEC);
-		if (fds[0] < 0)
-			return sc_err(e, errno, "cgroup: %s", path);
+		fds[SC_JOIN_V2] = open(rn->cg.v2, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fds[SC_JOIN_V2] < 0)
+			return sc_err(e, errno, "cgroup: %s", rn->cg.v2);
 	}
-	return sc_cgroup_join_open(&rn->cg, fds + 1, e);
+	return sc_cgroup_join_open(&rn->cg, fds + SC_JOIN_V1, e);
 }
 
 /* S3: RUN, then the init's SCRATCH and CONFINED (or its error). */
@@ -578,7 +583,7 @@ static int code_go(struct run *rn, struct sc_prep *pp, const uint64_t root[2], s
 static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
 {
 	struct sc_spare_req q = { NULL, NULL, 0, -1 };
-	int cg[1 + SC_CGROUP_V1_JOIN];
+	int cg[SC_JOIN_FDS];
 	uint64_t root[2] = { 0, 0 };
 	int rc;
 
@@ -596,10 +601,10 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 			return SPARE_FAILED;
 		}
 	}
-	if (code_cgroup_fds(rn, cg, e) < 0)
-		return SPARE_FAILED;
-	rc = sc_spare->await(rn->pidfd, cg, 1 + SC_CGROUP_V1_JOIN, &q);
-	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
+	rc = code_join_fds(rn, cg, e);
+	if (rc == 0)
+		rc = sc_spare->await(rn->pidfd, cg, SC_JOIN_FDS, &q);
+	for (int i = 0; i < SC_JOIN_FDS; i++)
 		if (cg[i] >= 0)
 			close(cg[i]);
 	if (rc <= 0)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,7 +277,7 @@ static void expire_queue(double t)
 /* What the code's process takes with it (template_fork_into). */
 struct code_args {
 	int chan;
-	int cg[1 + SC_CGROUP_V1_JOIN]; /* v2 cgroup.procs, then v1 tasks (-1: none) */
+	int join[SC_JOIN_FDS]; /* the cgroup namespace, the run cgroups (-1: none) */
 };
 
 static __attribute__((noreturn)) void code_fail(int chan, const char *what)
@@ -291,18 +292,30 @@ static __attribute__((noreturn)) void code_fail(int chan, const char *what)
 	_exit(127);
 }
 
-/* In the code's process, pid 2 of the spare: the template's state goes
- * (as in a worker), every fd but the channel and the cgroup files is
- * closed, the run cgroups are joined while the sandbox is idle (a move
- * waits for an RCU grace period, off the request's path here); then it
- * waits for its GO and confines itself (sc_code_enter), and the code
- * starts in this interpreter. */
-static void code_child(void *arg)
+/* The v2 run cgroup, when the fork could not be born in it: a move of
+ * its own, through the cgroup's directory (the slow way: a move waits for
+ * an RCU grace period, holding the kernel's cgroup mutex). */
+static void code_join_v2(int chan, int dirfd)
+{
+	int fd = openat(dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		code_fail(chan, "joining the v2 run cgroup");
+	close(fd);
+}
+
+/* In the code's process, pid 3 of the spare: the template's state goes
+ * (as in a worker), every fd but the channel and the join fds is closed,
+ * the run cgroups are joined (the v2 one at birth, template_fork_into)
+ * and the spare's cgroup namespace entered while the sandbox is idle;
+ * then it waits for its GO and confines itself (sc_code_enter), and the
+ * code starts in this interpreter. */
+static void code_child(void *arg, bool born_in)
 {
 	struct code_args *a = arg;
 	struct sandcell_error e;
 	const char *const *argv, *const *envp;
-	int keep[1 + 1 + SC_CGROUP_V1_JOIN], n = 0;
+	int keep[1 + SC_JOIN_FDS], n = 0;
 
 	/* Freed blocks zeroed while the template's state goes (its command
 	 * line's copies name host paths), as in a worker. */
@@ -312,19 +325,25 @@ static void code_child(void *arg)
 	scrub_heap = false;
 	S.o.socket = S.o.cgroup_parent = NULL;
 	keep[n++] = a->chan;
-	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
-		if (a->cg[i] >= 0)
-			keep[n++] = a->cg[i];
+	for (int i = 0; i < SC_JOIN_FDS; i++)
+		if (a->join[i] >= 0)
+			keep[n++] = a->join[i];
 	if (sc_fds_close_except(keep, (size_t)n, &e) < 0)
 		code_fail(a->chan, "closing fds");
-	if (a->cg[0] >= 0 && write(a->cg[0], "0", 1) != 1)
-		code_fail(a->chan, "joining the v2 run cgroup");
-	if (a->cg[0] >= 0)
-		close(a->cg[0]);
-	if (sc_cgroup_join_self(a->cg + 1, &e) < 0) {
+	if (a->join[SC_JOIN_V2] >= 0) {
+		if (!born_in)
+			code_join_v2(a->chan, a->join[SC_JOIN_V2]);
+		close(a->join[SC_JOIN_V2]);
+	}
+	if (sc_cgroup_join_self(a->join + SC_JOIN_V1, &e) < 0) {
 		errno = e.code;
 		code_fail(a->chan, "joining the v1 run cgroups");
 	}
+	if (a->join[SC_JOIN_CGNS] < 0)
+		errno = EBADF;
+	if (a->join[SC_JOIN_CGNS] < 0 || setns(a->join[SC_JOIN_CGNS], CLONE_NEWCGROUP) < 0)
+		code_fail(a->chan, "entering the cgroup namespace");
+	close(a->join[SC_JOIN_CGNS]);
 	code_idle();
 	sc_code_enter(a->chan, &argv, &envp);
 	if (code_prepare(argv, envp) < 0)
@@ -334,7 +353,7 @@ static void code_child(void *arg)
 }
 
 /* FACTORY_READY's fds: the channel's template end, the init's pidfd, the
- * cgroup files m.value names. */
+ * join fds m.value names (SC_JOIN_*). */
 static int ready_fds(int sock, struct sc_msg *m, int fds[8], size_t *n)
 {
 	return sc_recv_fds(sock, m, fds, 8, n, MSG_DONTWAIT);
@@ -358,11 +377,11 @@ static void on_spare_ready(const struct sc_msg *m, int *fds, size_t n)
 		return;
 	}
 	a.chan = fds[0];
-	for (int i = 0; i <= SC_CGROUP_V1_JOIN; i++)
-		a.cg[i] = (m->value & (1 << i)) && k < n ? fds[k++] : -1;
-	pid = template_fork_into(fds[1], code_child, &a);
+	for (int i = 0; i < SC_JOIN_FDS; i++)
+		a.join[i] = (m->value & (1 << i)) && k < n ? fds[k++] : -1;
+	pid = template_fork_into(fds[1], a.join[SC_JOIN_V2], code_child, &a);
 	for (size_t i = 1; i < n; i++)
-		close(fds[i]); /* the init's pidfd and the cgroup files: the code's */
+		close(fds[i]); /* the init's pidfd and the join fds: the code's */
 	if (pid < 0) {
 		logmsg("cannot fork into a spare: %s", strerror(errno));
 		close(fds[0]);

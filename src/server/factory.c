@@ -65,7 +65,7 @@ static int recv_msg_fd(int sock, struct sc_msg *m, int *fd)
 }
 
 /* FACTORY_READY: the channel's template end, the init's pidfd, and the
- * cgroup files that are open (m.value: which of cg_fds came, a bit each). */
+ * join fds that are open (m.value: which of cg_fds came, a bit each). */
 static int say_ready(int init_pidfd, const int *cg_fds, size_t n_cg)
 {
 	struct sc_msg m;

@@ -61,9 +61,11 @@ int make_template(const struct opts *o, bool respawned, int *factory);
  * template end, or -1. */
 int factory_fork(const struct opts *o);
 /* A fork of the template inside the namespaces of the process behind
- * init_pidfd (a spare's init), which runs child(arg) and never returns;
- * the template inherits it.  Its pid, or -1 with errno. */
-pid_t template_fork_into(int init_pidfd, void (*child)(void *), void *arg);
+ * init_pidfd (a spare's init), all but its cgroup namespace, born in the
+ * v2 cgroup cgfd (-1: none) where the kernel can; it runs child(arg,
+ * born_in) and never returns (born_in false: it still has to join cgfd's
+ * cgroup itself).  The template inherits it.  Its pid, or -1 with errno. */
+pid_t template_fork_into(int init_pidfd, int cgfd, void (*child)(void *, bool), void *arg);
 /* Once, before the first fork: glibc's free chunks kept out of reach. */
 void drain_free_chunks(void);
 /* fork() with the interpreter's locks held across it; the child does no

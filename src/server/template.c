@@ -16,8 +16,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/sched.h>
 #include <malloc.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -680,8 +682,8 @@ void code_run(void)
  * its own pid namespace (setns to a pid namespace owned by the host's
  * user namespace needs privilege there).  A helper that shares the
  * template's memory (CLONE_VM, so no copy is made for it) and runs while
- * the template waits (CLONE_VFORK) enters them, and its fork() is the one
- * copy of the template a run gets: pid 2 of the spare's pid namespace,
+ * the template waits (CLONE_VFORK) enters them, and its fork is the one
+ * copy of the template a run gets: pid 3 of the spare's pid namespace,
  * with the spare's root and hostname.  The helper exits at once; the
  * template, a child subreaper, inherits the code's process and reaps it
  * (dispatch.c relays its wait status to the spare's supervisor).  The
@@ -693,34 +695,107 @@ static char *into_stack;
 
 struct into {
 	int pidfd;
-	void (*child)(void *);
+	int cgfd;
+	void (*child)(void *, bool);
 	void *arg;
 	pid_t pid;
 	int err;
 };
 
+/*
+ * Where glibc keeps the thread's cached tid and its robust-mutex list:
+ * what its fork() sets up in a child.  The template's own, read once
+ * (the kernel holds both addresses: set_tid_address and set_robust_list
+ * at startup); tid_addr NULL if the kernel does not say.
+ */
+static void *tid_addr, *robust_head;
+static size_t robust_len;
+static bool thread_addrs_read;
+
+static void read_thread_addrs(void)
+{
+	if (thread_addrs_read)
+		return;
+	thread_addrs_read = true;
+	if (prctl(PR_GET_TID_ADDRESS, &tid_addr, 0, 0, 0) < 0 ||
+	    syscall(SYS_get_robust_list, 0, &robust_head, &robust_len) < 0)
+		tid_addr = NULL;
+}
+
+/*
+ * The fork of the code's process, born in the run's v2 cgroup (clone3
+ * with CLONE_INTO_CGROUP): a process moved there later (a write to
+ * cgroup.procs) takes the cgroup threadgroup lock for writing, which
+ * waits for an RCU grace period (6 ms on this 2-core VM when idle) while
+ * holding the global cgroup mutex, so every cgroup operation of the
+ * other runs (their supervisors' cgroup.kill, mkdir, rmdir) stalls
+ * behind a spare being built.  clone3 without CLONE_VM is a fork; what
+ * glibc's fork() does beyond the system call is done here the same way
+ * for this single-threaded process: the tid cached in the child's copy
+ * (CLONE_CHILD_SETTID at glibc's own address) and the kernel's pointer
+ * to the robust-mutex list.  pthread_atfork handlers do not run: the
+ * interpreter's at-fork work is PyOS_BeforeFork/AfterFork (done around
+ * this fork, and in code_idle), and the one library of the template
+ * that registers a handler (libbsd's arc4random) also reseeds on a
+ * change of pid.  -1 with errno when the kernel refuses (the caller
+ * then forks and the child moves itself).
+ */
+static pid_t fork_into_cgroup(int cgfd)
+{
+	struct clone_args ca;
+	pid_t pid;
+
+	if (cgfd < 0 || tid_addr == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	memset(&ca, 0, sizeof(ca));
+	ca.flags = CLONE_INTO_CGROUP | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+	ca.child_tid = (uint64_t)(uintptr_t)tid_addr;
+	ca.exit_signal = SIGCHLD;
+	ca.cgroup = (uint64_t)cgfd;
+	PyOS_BeforeFork();
+	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid == 0) {
+		syscall(SYS_set_robust_list, robust_head, robust_len);
+		return 0;
+	}
+	PyOS_AfterFork_Parent();
+	return pid;
+}
+
+/* The helper: every namespace of the spare but its cgroup namespace
+ * (the child enters that one once it is in its cgroups: CLONE_INTO_CGROUP
+ * checks the run cgroup against the caller's cgroup namespace, and the
+ * spare's is rooted at that very cgroup), then the fork. */
 static int into_helper(void *p)
 {
 	struct into *a = p;
+	bool born_in = true;
 
 	if (setns(a->pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-				    CLONE_NEWUTS | CLONE_NEWCGROUP) < 0) {
+				    CLONE_NEWUTS) < 0) {
 		a->err = errno;
 		_exit(1);
 	}
-	a->pid = template_fork();
+	a->pid = fork_into_cgroup(a->cgfd);
+	if (a->pid < 0) {
+		born_in = false;
+		a->pid = template_fork();
+	}
 	if (a->pid == 0)
-		a->child(a->arg); /* does not return */
+		a->child(a->arg, born_in); /* does not return */
 	if (a->pid < 0)
 		a->err = errno;
 	_exit(0);
 }
 
-pid_t template_fork_into(int init_pidfd, void (*child)(void *), void *arg)
+pid_t template_fork_into(int init_pidfd, int cgfd, void (*child)(void *, bool), void *arg)
 {
-	struct into a = { init_pidfd, child, arg, -1, 0 };
+	struct into a = { init_pidfd, cgfd, child, arg, -1, 0 };
 	pid_t h;
 
+	read_thread_addrs();
 	if (into_stack == NULL) {
 		char *m = mmap(NULL, INTO_STACK, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
