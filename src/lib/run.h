@@ -67,6 +67,7 @@ struct run {
 	 * server's; STARTED, ERROR, EXIT come there), and whether the spare
 	 * ended without a run (no request, or one refused). */
 	int code_pidfd, code_sock;
+	bool code_gone;		/* the code's process exited: the init is killed */
 	bool spare_quiet;
 };
 

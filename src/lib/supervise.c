@@ -212,9 +212,9 @@ struct loop {
 	bool in_eof;			/* a run: no more stdin to pass on */
 	double deadline, where_at;	/* the wall limit, and the question before it */
 	double drain_deadline;		/* init exited: the streams' last chance */
-	struct pollfd p[12];
+	struct pollfd p[13];
 	int np;
-	int idx_st[3], idx_sock, idx_code, idx_pid, idx_cancel, idx_in, idx_inw, idx_cmd, idx_loopw;
+	int idx_st[3], idx_sock, idx_code, idx_cpid, idx_pid, idx_cancel, idx_in, idx_inw, idx_cmd, idx_loopw;
 };
 
 /* The streams, the channel and the stdin pipe, before the first turn.
@@ -349,7 +349,7 @@ static void watch_fds(struct loop *lp)
 	int i;
 
 	lp->np = 0;
-	lp->idx_sock = lp->idx_code = lp->idx_pid = lp->idx_cancel = lp->idx_in = lp->idx_inw = -1;
+	lp->idx_sock = lp->idx_code = lp->idx_cpid = lp->idx_pid = lp->idx_cancel = lp->idx_in = lp->idx_inw = -1;
 	lp->idx_cmd = lp->idx_loopw = -1;
 	for (i = 0; i < 3; i++)
 		lp->idx_st[i] = lp->st[i].fd >= 0 ? watch(lp, lp->st[i].fd, POLLIN) : -1;
@@ -357,6 +357,8 @@ static void watch_fds(struct loop *lp)
 		lp->idx_sock = watch(lp, rn->sock, POLLIN);
 	if (rn->code_sock >= 0)
 		lp->idx_code = watch(lp, rn->code_sock, POLLIN);
+	if (rn->code_pidfd >= 0 && !rn->code_gone && !rn->init_exited)
+		lp->idx_cpid = watch(lp, rn->code_pidfd, POLLIN);
 	if (!rn->init_exited)
 		lp->idx_pid = watch(lp, rn->pidfd, POLLIN);
 	if (rn->cfg->cancel_fd >= 0 && !rn->cancelled && !rn->init_exited)
@@ -451,6 +453,21 @@ static void on_code_sock(struct run *rn, double now)
 	} else if (m.type == SC_MSG_STARTED || m.type == SC_MSG_EXIT || m.type == SC_MSG_ERROR) {
 		on_init_msg(rn, &m, -1, now, false);
 	}
+}
+
+/*
+ * A spare's code process exited (its pidfd; its wait status comes later,
+ * from its parent the template, which may be busy forking the next
+ * spare's for milliseconds): the init is killed now rather than then, so
+ * that its exit (the mount namespace's teardown) overlaps that wait.
+ * Killing it is what EXIT would do; nothing of the run survives the
+ * code's process in a spare but what that kill ends.
+ */
+static void on_code_gone(struct run *rn)
+{
+	rn->code_gone = true;
+	if (!rn->init_exited)
+		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
 }
 
 /* The init exited: reaped here, with its rusage as the run's measure
@@ -550,6 +567,8 @@ static void handle(struct loop *lp, double now)
 		on_sock(lp->rn, now);
 	if (ready(lp, lp->idx_code))
 		on_code_sock(lp->rn, now);
+	if (ready(lp, lp->idx_cpid))
+		on_code_gone(lp->rn);
 	if (ready(lp, lp->idx_pid))
 		on_init_exit(lp->rn);
 	if (ready(lp, lp->idx_in))
@@ -572,12 +591,14 @@ static void loop_finish(struct loop *lp)
 
 	for (i = 0; i < 3; i++)
 		close_fd(&st[i].fd);
-	/* A spare's init exits only once the template reaped the code
-	 * (the namespace's last task), which it says first: EXIT is here. */
+	/* A spare's init exits only once the template reaped the code (the
+	 * namespace's last task), which then says so on the channel: EXIT
+	 * is there or on its way (the template sends it right after its
+	 * waitpid); EOF or 2 s without it end the wait. */
 	while (rn->code_sock >= 0 && !rn->got_exit) {
 		struct sc_msg m = { 0 };
 		struct pollfd pf = { rn->code_sock, POLLIN, 0 };
-		if (poll(&pf, 1, 0) <= 0 || sc_init_recv(rn->code_sock, &m, NULL) < 0)
+		if (poll(&pf, 1, rn->init_exited ? 2000 : 0) <= 0 || sc_init_recv(rn->code_sock, &m, NULL) < 0)
 			break;
 		if (m.type == SC_MSG_EXIT || m.type == SC_MSG_STARTED || m.type == SC_MSG_ERROR)
 			on_init_msg(rn, &m, -1, now_sec(), true);
