@@ -274,10 +274,20 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 		p->in_priv[i].mnt = (m.value & 1) ? fds[0] : -1;
 		p->in_priv[i].file = (m.value & 2) ? fds[want - 1] : -1;
 	}
+	/* Its socket closed, the opener exits; its exit (the teardown of
+	 * its copy of the caller's mount namespace) overlaps the rest of the
+	 * init's work, and the init reaps it before it says CONFINED
+	 * (opener_reap): no code starts while it lives. */
 	close(opener_sock);
 	opener_sock = -1;
-	waitpid(opener_pid, NULL, 0);
 	return 0;
+}
+
+static void opener_reap(void)
+{
+	while (opener_pid > 0 && waitpid(opener_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	opener_pid = -1;
 }
 
 /* A spare's user namespace budgets, written once its inputs' overlays
@@ -386,6 +396,7 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 	/* It keeps no stream (confine() left fd 3 open for the code). */
 	for (int fd = 0; fd < 4; fd++)
 		close(fd);
+	opener_reap();
 	signal(SIGCHLD, SIG_IGN);
 	if (send_msg(c.sock, SC_MSG_CONFINED, 0, 0, id, -1) < 0)
 		_exit(1);

@@ -793,6 +793,31 @@ def test_spares_serve_requests_and_are_refilled(server):
     assert all(proc_state(k) != "Z" for k in children(srv.pid))
 
 
+def test_a_spares_code_starts_alone_in_its_pid_namespace(server):
+    """The spare's opener (pid 2, which holds a copy of the caller's mount
+    view for the inputs) is reaped before the init says it is confined, so
+    the code's first line sees only the init and itself, with inputs or
+    without."""
+    srv = server("--slots", "2", "--spares", "2")
+    _wait_spares(srv, 2)
+    code = ("import json, os\n"
+            "print(json.dumps([sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),"
+            " os.getpid(), os.getppid()]))\n")
+    spares = 0
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "data.txt")
+        with open(data, "w") as f:
+            f.write("x")
+        for i in range(24):
+            r = srv.run(code, opts=["--input", "data=" + data] if i % 2 else [])
+            assert r.status == "ok", r
+            pids, me, parent = json.loads(r.out)
+            if parent == 0:  # served by a spare: its parent is the template
+                spares += 1
+                assert pids == [1, me], r.out
+    assert spares >= 12, spares
+
+
 def test_a_request_a_spare_does_not_run_leaves_it_ready(server):
     """A session (handed to a worker) and a malformed request (refused)
     reach only the spare's supervisor: the same sandboxes stay ready, and
