@@ -259,8 +259,9 @@ ablation:
 	$(MAKE) --no-print-directory BUILD=build/hooks HOOKS=1 build/hooks/sandcell
 	/usr/bin/python3 tools/ablation.py --bin $(abspath build/hooks/sandcell)
 ablation-check:
-	$(MAKE) --no-print-directory BUILD=build/hooks HOOKS=1 build/hooks/sandcell
+	$(MAKE) --no-print-directory BUILD=build/hooks HOOKS=1 build/hooks/sandcell build/hooks/sandcell-warm
 	/usr/bin/python3 tools/ablation.py --check --bin $(abspath build/hooks/sandcell)
+	/usr/bin/python3 tools/ablation.py --warm --bin $(abspath build/hooks/sandcell)
 
 # Regenerates docs/syscalls.md from a live sweep (CI checks it is current).
 syscalls-doc: $(BUILD)/sandcell

@@ -20,9 +20,11 @@ import argparse
 import collections
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,11 +154,127 @@ def render(baseline, ablated, mutated, single_ok):
     return "\n".join(out) + "\n"
 
 
+# --warm: where each mutant was first caught in a cold run, run first
+# against the server, so that -x ends its run early.
+WARM_FIRST = {
+    "mut-no-arch-check": "tests/attack/test_abi.py",
+    "mut-x32-allowed": "tests/attack/test_abi.py",
+    "mut-clone3-allowed": "tests/attack/test_syscalls.py",
+    "mut-io-uring-allowed": "tests/attack/test_abi.py",
+    "mut-default-allow": "tests/attack/test_abi.py",
+    "mut-no-nnp": "tests/attack/test_abi.py",
+    "no-fdclose": "tests/attack/test_proc_leaks.py",
+    "mut-no-setsid": "tests/attack/test_ipc_net.py",
+    "mut-collect-follows": "tests/attack/test_outputs.py",
+    "mut-shared-uid": "tests/attack/test_host_budgets.py",
+    # the attack tier's case kills a cold run's CLI; a spare's supervisor
+    # killed while its sandbox waits is tests/warm's
+    "mut-no-pdeathsig": "tests/warm/test_warm.py::test_a_spare_killed_while_idle_is_replaced",
+}
+# The whole tier takes about a minute against the server.
+WARM_BUDGET_SEC = 150
+# Mutants of a step a warm run does not take, with the reason.
+WARM_NOT_APPLICABLE: dict = {}
+
+
+def run_warm(binary, hooks, paths, first_failure):
+    """The attack tier against a warm server of the hooks build started
+    with these hooks (tests/warm/run-warm.sh), as run_suite."""
+    env = dict(os.environ, SANDCELL_BIN=binary)
+    if hooks:
+        env["SANDCELL_TEST_HOOKS"] = hooks
+    else:
+        env.pop("SANDCELL_TEST_HOOKS", None)
+    with tempfile.NamedTemporaryFile(suffix=".xml") as x:
+        p = subprocess.Popen(["sh", "tests/warm/run-warm.sh", "-p", "no:cacheprovider", "--junitxml", x.name]
+                             + (["-x"] if first_failure else []) + paths, env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            p.wait(WARM_BUDGET_SEC)
+        except subprocess.TimeoutExpired:
+            # A mutant can wedge the tier (a collector that follows a
+            # link into an endless file): the server, its runs and pytest
+            # go with their session; a hang is a failure CI would see.
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return {"(the tier hung: killed after %d s)" % WARM_BUDGET_SEC: "fail"}
+        if os.path.getsize(x.name) == 0:
+            # run-warm.sh starts pytest only once the server answered a
+            # run: none ran, so every case would have failed.
+            return {"(the server answered no run)": "fail"}
+        tree = ET.parse(x.name)
+    return {"%s::%s" % (tc.get("classname"), tc.get("name")):
+            "skip" if any(c.tag == "skipped" for c in tc)
+            else ("fail" if any(c.tag in ("failure", "error") for c in tc) else "pass")
+            for tc in tree.iter("testcase")}
+
+
+def clean_orphans():
+    """What a mutant let live on (a sandbox whose supervisor was killed,
+    under mut-no-pdeathsig): every process of a run cgroup whose
+    supervisor is gone is killed and the cgroups removed, so that the next
+    run, and the tiers after this one, start clean."""
+    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "harness.py"), "orphan-cgroups"],
+                         capture_output=True, text=True).stdout.split()
+    for _ in range(50):
+        alive = False
+        for cg in out:
+            try:
+                with open(os.path.join(cg, "cgroup.procs")) as f:
+                    pids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            for pid in pids:
+                alive = True
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if not alive:
+            break
+        time.sleep(0.1)
+    for cg in sorted(out, key=len, reverse=True):
+        try:
+            os.rmdir(cg)
+        except OSError:
+            pass
+
+
+def main_warm(binary):
+    """Every mutant against the warm path (spares and workers): the
+    attack tier run through a server of the hooks build must pass with
+    no hook, and fail somewhere under each mutant."""
+    baseline = run_warm(binary, "", ["tests/attack"], False)
+    bad = sorted(n for n, v in baseline.items() if v == "fail")
+    if not baseline or bad:
+        print("ablation --warm: the attack tier fails against the server with every layer on:",
+              *bad[:10], sep="\n  ")
+        return 1
+    survivors = []
+    for h, label in MUTANTS:
+        if h in WARM_NOT_APPLICABLE:
+            print("ablation --warm: %-22s not applicable: %s" % (h, WARM_NOT_APPLICABLE[h]))
+            continue
+        res = run_warm(binary, h, [WARM_FIRST[h], "tests/attack"], True)
+        clean_orphans()
+        fails = sorted(n for n, v in res.items() if v == "fail")
+        print("ablation --warm: %-22s %s" % (h, ("caught by " + fails[0]) if fails else "SURVIVED"))
+        if not fails:
+            survivors.append(h)
+    print("ablation --warm: %d cases against the server, %d mutants, %d surviving"
+          % (len(baseline), len(MUTANTS) - len(WARM_NOT_APPLICABLE), len(survivors)))
+    return 1 if survivors else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "hooks", "sandcell"))
     ap.add_argument("--check", action="store_true", help="compare with docs/ablation.md")
+    ap.add_argument("--warm", action="store_true",
+                    help="the mutants against a warm server instead (no matrix, nothing written)")
     args = ap.parse_args()
+    if args.warm:
+        return main_warm(args.bin)
     paths = ["tests/attack"]
     baseline = run_suite(args.bin, "", paths)
     bad = sorted(n for n, v in baseline.items() if v == "fail")

@@ -148,6 +148,12 @@ int main(int argc, char **argv)
 	 * stop request is honoured, even while the imports run. */
 	signal(SIGINT, on_stop);
 	signal(SIGTERM, on_stop);
+#ifdef SANDCELL_TEST_HOOKS
+	/* Test builds only: the hooks (src/lib/hooks.c) outlive the cleared
+	 * environment, so that the ablation runs against this server too. */
+	const char *hooks_env = getenv("SANDCELL_TEST_HOOKS");
+	char *hooks = hooks_env ? strdup(hooks_env) : NULL;
+#endif
 	clearenv();
 	if (sc_scrub_cmdline() < 0) {
 		logmsg("cannot scrub the launcher's command line and environment");
@@ -155,6 +161,14 @@ int main(int argc, char **argv)
 	}
 	for (c = 0; sc_env[c]; c++)
 		putenv((char *)sc_env[c]);
+#ifdef SANDCELL_TEST_HOOKS
+	if (hooks != NULL)
+		setenv("SANDCELL_TEST_HOOKS", hooks, 1);
+	free(hooks);
+	/* The code's processes are the template's forks: they confine
+	 * themselves with the template's hooks. */
+	sc_hooks_load();
+#endif
 	if (map_request_stack() < 0) {
 		logmsg("cannot map the request stack: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
