@@ -83,12 +83,18 @@ def guarantee(nodeid):
     return m.group(1) if m else "G?"
 
 
-def run_suite(binary, hooks, paths):
+def suite_env(binary, hooks):
+    """The tests' environment: this binary, these hooks (or none)."""
     env = dict(os.environ, SANDCELL_BIN=binary)
     if hooks:
         env["SANDCELL_TEST_HOOKS"] = hooks
     else:
         env.pop("SANDCELL_TEST_HOOKS", None)
+    return env
+
+
+def run_suite(binary, hooks, paths):
+    env = suite_env(binary, hooks)
     with tempfile.NamedTemporaryFile(suffix=".xml") as x:
         subprocess.run(["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "--junitxml", x.name] + paths, env=env, cwd=ROOT,
@@ -180,11 +186,7 @@ WARM_NOT_APPLICABLE: dict = {}
 def run_warm(binary, hooks, paths, first_failure):
     """The attack tier against a warm server of the hooks build started
     with these hooks (tests/warm/run-warm.sh), as run_suite."""
-    env = dict(os.environ, SANDCELL_BIN=binary)
-    if hooks:
-        env["SANDCELL_TEST_HOOKS"] = hooks
-    else:
-        env.pop("SANDCELL_TEST_HOOKS", None)
+    env = suite_env(binary, hooks)
     with tempfile.NamedTemporaryFile(suffix=".xml") as x:
         p = subprocess.Popen(["sh", "tests/warm/run-warm.sh", "-p", "no:cacheprovider", "--junitxml", x.name]
                              + (["-x"] if first_failure else []) + paths, env=env, cwd=ROOT,
