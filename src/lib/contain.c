@@ -247,14 +247,18 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 {
 	struct sc_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = SC_MSG_RUN;
-	if (sc_send_fds(opener_sock, &m, &req_fd, 1) < 0)
-		return sc_err(err, errno, "spare: the opener is gone");
 	spare_in_priv = calloc(p->n_inputs ? p->n_inputs : 1, sizeof(*p->in_priv));
 	p->in_priv = spare_in_priv;
 	if (p->in_priv == NULL)
 		return sc_err(err, ENOMEM, "spare");
+	/* No inputs: nothing to ask.  The opener reads end-of-file and exits
+	 * without parsing the request (most runs: a round trip saved). */
+	if (p->n_inputs > 0) {
+		memset(&m, 0, sizeof(m));
+		m.type = SC_MSG_RUN;
+		if (sc_send_fds(opener_sock, &m, &req_fd, 1) < 0)
+			return sc_err(err, errno, "spare: the opener is gone");
+	}
 	for (size_t i = 0; i < p->n_inputs; i++) {
 		int fds[2] = { -1, -1 };
 		size_t n, want;
