@@ -467,11 +467,12 @@ def report(path, args, cold_res, warm_res, took, mig=None):
     if warm_res and warm_res.get("profile"):
         L.append("### Where a warm run's time goes\n")
         L.append("`perf record -a -g` for 5 s while 8 clients run trivial cells back to back; of "
-                 "the samples of the server (the template and every process below it: workers, "
-                 "sandbox inits, codes), the share (inclusive) under each kernel path. A warm run "
-                 "copies the template's address space three times (template -> worker, forked ahead "
-                 "of time as a spare; worker -> sandbox init; init -> code) and tears it down "
-                 "three times.\n")
+                 "the samples of the server (the template and every process below it: the spare "
+                 "factory, the spares' supervisors and inits, the code processes, any workers), the "
+                 "share (inclusive) under each kernel path. A run served by a spare copies the "
+                 "template's address space once (its code's process, forked while the server is "
+                 "idle) and tears that copy down once; the supervisor and the init are small C "
+                 "processes. Roles, and a run's timeline: `bench/timeline.py`.\n")
         L.append("| path | share of samples |\n|---|---|")
         for what, share in warm_res["profile"]:
             L.append("| %s | %.1f %% |" % (what, share))
