@@ -18,8 +18,10 @@ when a mutant survives or the tier fails with every layer on.
 """
 import argparse
 import collections
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,11 +95,25 @@ def suite_env(binary, hooks):
     return env
 
 
+@contextlib.contextmanager
+def basetemp():
+    """A directory of its own for one pytest run's tmp_path trees, removed
+    after it.  A mutant can fill its outputs without end (mut-collect-
+    follows copies a link loop: gigabytes); left in pytest's shared
+    /tmp/pytest-of-USER, that tree would be deleted by a later pytest at
+    its exit, inside that run's time budget."""
+    d = tempfile.mkdtemp(prefix="sandcell-ablation-")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_suite(binary, hooks, paths):
     env = suite_env(binary, hooks)
-    with tempfile.NamedTemporaryFile(suffix=".xml") as x:
+    with tempfile.NamedTemporaryFile(suffix=".xml") as x, basetemp() as bt:
         subprocess.run(["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--junitxml", x.name] + paths, env=env, cwd=ROOT,
+                        "--basetemp", bt, "--junitxml", x.name] + paths, env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
         tree = ET.parse(x.name)
     result = {}
@@ -187,8 +203,9 @@ def run_warm(binary, hooks, paths, first_failure):
     """The attack tier against a warm server of the hooks build started
     with these hooks (tests/warm/run-warm.sh), as run_suite."""
     env = suite_env(binary, hooks)
-    with tempfile.NamedTemporaryFile(suffix=".xml") as x:
-        p = subprocess.Popen(["sh", "tests/warm/run-warm.sh", "-p", "no:cacheprovider", "--junitxml", x.name]
+    with tempfile.NamedTemporaryFile(suffix=".xml") as x, basetemp() as bt:
+        p = subprocess.Popen(["sh", "tests/warm/run-warm.sh", "-p", "no:cacheprovider", "--basetemp", bt,
+                              "--junitxml", x.name]
                              + (["-x"] if first_failure else []) + paths, env=env, cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
