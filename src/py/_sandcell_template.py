@@ -40,8 +40,8 @@ def _sc_agg():
     matplotlib.use('Agg')
 
 
-def _sc_warm_up():
-    # type: () -> None
+def _sc_warm_up(part='all'):
+    # type: (str) -> None
     # A trusted warm-up, run once in the template before gc.freeze(): the
     # kind of work a first cell does (build, group, pivot, format a frame;
     # numpy arithmetic; a figure drawn and encoded as PNG), with fixed data
@@ -57,14 +57,19 @@ def _sc_warm_up():
     # the preloaded modules are used.  A warm-up that raises only makes
     # runs slower: it is logged, and the template serves; one that leaves a
     # file open stops the server (template.c, run_warm_up).
+    # part: 'all' in the template; 'data' (numpy, pandas) or 'plot'
+    # (matplotlib) one at a time in the fork that learns which pages a run
+    # is likely to write (template.c, learn_likely_pages).
     import io, sys
     m = sys.modules
-    if 'numpy' in m:
+    data = part in ('all', 'data')
+    plot = part in ('all', 'plot')
+    if data and 'numpy' in m:
         np = m['numpy']
         a = np.arange(1000.0)
         (a * 2 + 1).sum(); a.mean(); a.std(); np.sqrt(a); np.sort(a[::-1]); a.reshape(10, 100).T @ a[:10]
         np.linspace(0, 1, 50); np.concatenate([a, a]); np.unique(a % 7); repr(a); str(a[:5])
-    if 'pandas' in m and 'numpy' in m:
+    if data and 'pandas' in m and 'numpy' in m:
         pd = m['pandas']
         df = pd.DataFrame({'a': np.arange(1000) % 10, 'b': np.arange(1000.0),
                            'c': [str(i % 7) for i in range(1000)]})
@@ -76,7 +81,7 @@ def _sc_warm_up():
         pd.to_datetime(['2024-01-01', '2024-01-02']); pd.Series([1, 2]).value_counts()
         df.to_csv(io.StringIO()); pd.read_csv(io.StringIO('x,y\n1,2\n3,4\n'))
         repr(df); str(df.b); df.to_string(); df.to_html()
-    if 'matplotlib.pyplot' in m:
+    if plot and 'matplotlib.pyplot' in m:
         plt = m['matplotlib.pyplot']
         try:
             fig, ax = plt.subplots()
@@ -94,6 +99,34 @@ def _sc_warm_up():
         fm._get_font.cache_clear()
     import gc
     gc.collect()
+
+
+def _sc_profile_boot():
+    # type: () -> None
+    # What every run's bootstrap does before and after its code, in
+    # general (_sandcell_warm.py, _sc_warm): the text streams on fresh
+    # fds, the signal table read, a line compiled and run in a fresh
+    # namespace, the streams flushed.  Only in the fork that learns which
+    # pages a run is likely to write (template.c, learn_likely_pages);
+    # it uses no name of this module (which is empty by then).
+    import io, os, signal
+    r, w = os.pipe()
+    try:
+        for fd, mode in ((w, 'w'), (r, 'r')):
+            raw = io.FileIO(fd, mode, closefd=False)
+            buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)  # type: io.BufferedIOBase
+            s = io.TextIOWrapper(buf, encoding='utf-8', errors='strict', line_buffering=False)
+            if mode == 'w':
+                s.write('x\n')
+                s.flush()
+            else:
+                s.readline()
+        for sig in signal.valid_signals():
+            signal.getsignal(sig)
+        exec(compile('x = 1\n', '<string>', 'exec'), {'__name__': '__main__'})
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def _sc_freeze():

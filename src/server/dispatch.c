@@ -344,7 +344,7 @@ static void code_child(void *arg, bool born_in)
 	if (a->join[SC_JOIN_CGNS] < 0 || setns(a->join[SC_JOIN_CGNS], CLONE_NEWCGROUP) < 0)
 		code_fail(a->chan, "entering the cgroup namespace");
 	close(a->join[SC_JOIN_CGNS]);
-	code_idle();
+	code_idle(a->chan);
 	sc_code_enter(a->chan, &argv, &envp);
 	if (code_prepare(argv, envp) < 0)
 		_exit(127);

@@ -90,14 +90,19 @@ static int say_ready(int init_pidfd, const int *cg_fds, size_t n_cg)
 }
 
 /* Whether a spare serves the request, as sandcell_run_remote's
- * defaults and the CLI send it; the rest goes back to the template. */
+ * defaults and the CLI send it; the rest goes back to the template.  The
+ * pages its code's process wrote in advance (--write-ahead) are charged
+ * to the run's memory cgroup: a run whose memory limit is under four
+ * times that goes to a worker, whose copy starts with nothing written, so
+ * that a small limit still leaves the code what it would have cold. */
 static bool spare_serves(const struct sc_request *q)
 {
 	const char *want = sp.o->cgroup_parent, *got = q->cfg.cgroup_parent;
 
 	return q->op == SC_OP_RUN && !(q->cfg.flags & SANDCELL_SESSION) &&
 	       strcmp(q->cfg.python, sp.o->python) == 0 &&
-	       (want == NULL ? got == NULL : got != NULL && strcmp(want, got) == 0);
+	       (want == NULL ? got == NULL : got != NULL && strcmp(want, got) == 0) &&
+	       q->cfg.limits.memory >= ((uint64_t)sp.o->write_ahead_mib << 22);
 }
 
 /* The pid behind a pidfd (its fdinfo's "Pid:"), or 0. */

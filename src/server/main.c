@@ -59,7 +59,8 @@ static void usage(void)
 {
 	fputs("Usage: sandcell serve --socket PATH [--slots N] [--max-sessions N] [--queue N]\n"
 	      "                      [--queue-timeout SEC] [--preload MODULES] [--respawn-runs N]\n"
-	      "                      [--respawn-seconds SEC] [--python PATH] [--spares N]\n",
+	      "                      [--respawn-seconds SEC] [--python PATH] [--spares N]\n"
+	      "                      [--write-ahead MIB]\n",
 	      stderr);
 	exit(SANDCELL_EXIT_USAGE);
 }
@@ -89,6 +90,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "respawn-seconds", required_argument, NULL, 'R' },
 		{ "python", required_argument, NULL, 'y' },
 		{ "spares", required_argument, NULL, 'S' },
+		{ "write-ahead", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -105,6 +107,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'q': parse_count_opt(optarg, 1, 1000000, &o->queue); break;
 		case 'r': parse_count_opt(optarg, 1, 1000000, &o->respawn_runs); break;
 		case 'S': parse_count_opt(optarg, 0, MAX_SPARES, &o->spares); break;
+		case 'W': parse_count_opt(optarg, 0, 256, &o->write_ahead_mib); break;
 		case 't': case 'R':
 			if (sandcell_parse_seconds(optarg, c == 't' ? &o->queue_timeout : &o->respawn_seconds,
 						   &e) < 0) {
@@ -130,7 +133,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	struct opts o = { NULL, "/usr/bin/python3", "numpy,pandas,matplotlib,matplotlib.pyplot", NULL,
-			  0, 64, 1000, -1, -1, 30.0, 600.0 };
+			  0, 64, 1000, -1, -1, 30.0, 600.0, 16 };
 	int c, listen_fd = -1, state_fd = -1;
 	bool respawned;
 
@@ -192,13 +195,16 @@ int main(int argc, char **argv)
 		return SANDCELL_EXIT_SANDBOX;
 	if (server_listen(respawned ? listen_fd : -1) < 0)
 		return SANDCELL_EXIT_SANDBOX;
+	drain_free_chunks();
+	learn_likely_pages((size_t)o.write_ahead_mib << 8);
 	if (!respawned)
-		logmsg("ready on %s (slots %ld, max sessions %ld, preload %s)", o.socket, o.slots,
-		       o.max_sessions, o.preload);
+		logmsg("ready on %s (slots %ld, max sessions %ld, preload %s; %zu pages written in advance by idle spares)",
+		       o.socket, o.slots, o.max_sessions, o.preload, pages_kept());
+	/* After the last message that names a host path (the socket's):
+	 * vfprintf's buffers are on this stack, which every fork copies. */
 	if (wipe_dead_stack() < 0) {
 		logmsg("cannot clear the template's stack: %s", strerror(errno));
 		return SANDCELL_EXIT_SANDBOX;
 	}
-	drain_free_chunks();
 	return server_loop();
 }

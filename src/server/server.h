@@ -15,6 +15,8 @@
  *               and the code's fork into them, workers, reaping,
  *               respawn, stop
  *   table.c     the table of workers and sessions (table.h)
+ *   pages.c     the pages a run is likely to write, written in advance
+ *               by an idle spare's code process
  */
 #ifndef SANDCELL_WARM_SERVER_H
 #define SANDCELL_WARM_SERVER_H
@@ -23,6 +25,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define MAX_SPARES 16
@@ -36,6 +39,8 @@ struct opts {
 	const char *cgroup_parent;
 	long slots, queue, respawn_runs, spares, max_sessions;
 	double queue_timeout, respawn_seconds;
+	/* MiB of pages an idle spare writes in advance (pages.c); 0: none. */
+	long write_ahead_mib;
 };
 
 /* ---- main.c ---- */
@@ -75,8 +80,13 @@ pid_t template_fork(void);
  * listening socket ls and the table's memfd state.  Exits if it cannot. */
 __attribute__((noreturn)) void template_reexec(int ls, int state);
 /* In a spare's code process while idle (before its GO): the interpreter's
- * after-fork work and a fresh random state; exits if the reseed fails. */
-void code_idle(void);
+ * after-fork work and a fresh random state (exits if the reseed fails),
+ * then the pages a run is likely to write, until chan has its GO. */
+void code_idle(int chan);
+/* Once, after drain_free_chunks and before the first spare: the pages a
+ * run is likely to write (pages.c), at most max_pages, learnt in a fork of
+ * the template. */
+void learn_likely_pages(size_t max_pages);
 /* In the code's process: the interpreter's after-fork work (unless
  * code_idle did it), and the run's
  * arguments as Python objects, taken before the request they point into
@@ -84,6 +94,27 @@ void code_idle(void);
 int code_prepare(const char *const *argv, const char *const *envp);
 /* Then the run's bootstrap (_sc_warm); returns only if it fails. */
 void code_run(void);
+
+/* ---- pages.c ---- */
+/* Addresses of pages, ascending. */
+struct page_set {
+	uintptr_t *addr;
+	size_t n;
+};
+/* The pages of the process's private writable mappings that it holds
+ * alone (written since the fork it came from): 0, or -1 with errno. */
+int pages_snapshot(struct page_set *s);
+/* The pages of now that are not in before, at most max, into out: how
+ * many. */
+size_t pages_new(const struct page_set *now, const struct page_set *before, uintptr_t *out, size_t max);
+void pages_free(struct page_set *s);
+/* In the template: the list a spare's code process writes in advance, in
+ * this order: 0, or -1 (ENOMEM; the list is unchanged). */
+int pages_keep(const uintptr_t *addr, size_t n);
+size_t pages_kept(void);
+/* In a spare's code process while idle: those pages written, until the
+ * list ends or chan has something to read. */
+void pages_write_ahead(int chan);
 
 /* ---- worker.c ---- */
 /* The stack requests are served on: 0 or -1. */

@@ -18,6 +18,7 @@
 #include <linux/capability.h>
 #include <linux/sched.h>
 #include <malloc.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -530,6 +531,10 @@ static void freeze_gc(PyObject *tpl)
 	Py_XDECREF(f);
 }
 
+/* The steps learn_likely_pages runs, kept past freeze_gc (which empties
+ * their module's namespace: they use none of its names). */
+static PyObject *learn_boot, *learn_warm;
+
 /* CPython in the template: isolated as `python3 -I`, then the Python
  * steps of src/py/_sandcell_template.py, in its order. */
 static int init_python(const struct opts *o)
@@ -596,6 +601,10 @@ static int init_python(const struct opts *o)
 		Py_DECREF(tpl);
 		return -1;
 	}
+	learn_boot = PyDict_GetItemString(tpl, "_sc_profile_boot");
+	learn_warm = PyDict_GetItemString(tpl, "_sc_warm_up");
+	Py_XINCREF(learn_boot);
+	Py_XINCREF(learn_warm);
 	freeze_gc(tpl);
 	return 0;
 }
@@ -632,7 +641,7 @@ static bool code_idle_done;
  * reseed that fails ends the spare: no run may start with the template's
  * random state.
  */
-void code_idle(void)
+static void after_fork_reseeded(void)
 {
 	PyObject *r;
 
@@ -643,7 +652,98 @@ void code_idle(void)
 		_exit(127);
 	}
 	Py_DECREF(r);
+}
+
+void code_idle(int chan)
+{
+	after_fork_reseeded();
 	code_idle_done = true;
+	pages_write_ahead(chan);
+}
+
+/*
+ * The pages a run is likely to write (pages.c), learnt once per template,
+ * after the drain (a run's own allocations never reuse the template's
+ * free chunks), in a fork that runs trusted steps only, in the order of
+ * their weight for a typical run: what every run's bootstrap does
+ * (_sc_profile_boot), then the warm-up's data part (numpy, pandas), then
+ * its plot part.  It first does what an idle code process does anyway
+ * (code_idle) and counts only what each step wrote after that.  The list
+ * comes back in a shared mapping; a fork that fails leaves it empty, and
+ * runs take their faults as before.  At most max pages (--write-ahead):
+ * each is one page of private memory in every idle spare, charged to its
+ * run (factory.c, spare_serves).
+ */
+static void learn_child(uintptr_t *out, size_t max)
+{
+	PyObject *steps[3] = { learn_boot, learn_warm, learn_warm };
+	const char *arg[3] = { NULL, "data", "plot" };
+	struct page_set prev, now;
+	size_t n = 0;
+
+	after_fork_reseeded();
+	if (pages_snapshot(&prev) < 0)
+		_exit(1);
+	for (int i = 0; i < 3; i++) {
+		PyObject *r = NULL;
+		if (steps[i] != NULL)
+			r = arg[i] ? PyObject_CallFunction(steps[i], "s", arg[i]) : PyObject_CallNoArgs(steps[i]);
+		if (r == NULL)
+			PyErr_Clear(); /* a step that fails adds what it wrote */
+		Py_XDECREF(r);
+		if (pages_snapshot(&now) < 0)
+			_exit(1);
+		n += pages_new(&now, &prev, out + 1 + n, max - n);
+		pages_free(&prev);
+		prev = now;
+	}
+	out[0] = n;
+	_exit(0);
+}
+
+#define LEARN_SEC 30
+
+static bool child_exits_within(pid_t pid, int sec)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0), r;
+	struct pollfd p;
+
+	if (fd < 0)
+		return true; /* waitpid alone then */
+	p = (struct pollfd){ fd, POLLIN, 0 };
+	do
+		r = poll(&p, 1, sec * 1000);
+	while (r < 0 && errno == EINTR);
+	close(fd);
+	return r > 0;
+}
+
+void learn_likely_pages(size_t max)
+{
+	size_t size = (max + 1) * sizeof(uintptr_t);
+	uintptr_t *shared = max ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+				: MAP_FAILED;
+	pid_t pid;
+	int st = 0;
+
+	if (shared != MAP_FAILED) {
+		pid = template_fork();
+		if (pid == 0)
+			learn_child(shared, max);
+		/* The steps are the warm-up's, which the template ran
+		 * already: one that stalls here (a library waiting on
+		 * something) is killed, and the list stays empty. */
+		if (pid > 0 && !child_exits_within(pid, LEARN_SEC))
+			kill(pid, SIGKILL);
+		while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		if (pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && shared[0] <= max &&
+		    pages_keep(shared + 1, shared[0]) < 0)
+			logmsg("cannot keep the list of pages to write in advance");
+		munmap(shared, size);
+	}
+	Py_CLEAR(learn_boot);
+	Py_CLEAR(learn_warm);
 }
 
 int code_prepare(const char *const *argv, const char *const *envp)
