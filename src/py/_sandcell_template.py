@@ -112,15 +112,13 @@ def _sc_profile_boot():
     import io, os, signal
     r, w = os.pipe()
     try:
-        for fd, mode in ((w, 'w'), (r, 'r')):
-            raw = io.FileIO(fd, mode, closefd=False)
-            buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)  # type: io.BufferedIOBase
-            s = io.TextIOWrapper(buf, encoding='utf-8', errors='strict', line_buffering=False)
-            if mode == 'w':
-                s.write('x\n')
-                s.flush()
-            else:
-                s.readline()
+        out = io.TextIOWrapper(io.BufferedWriter(io.FileIO(w, 'w', closefd=False)),
+                               encoding='utf-8', errors='strict', line_buffering=False)
+        out.write('x\n')
+        out.flush()
+        inp = io.TextIOWrapper(io.BufferedReader(io.FileIO(r, 'r', closefd=False)),
+                               encoding='utf-8', errors='strict', line_buffering=False)
+        inp.readline()
         for sig in signal.valid_signals():
             signal.getsignal(sig)
         exec(compile('x = 1\n', '<string>', 'exec'), {'__name__': '__main__'})
