@@ -25,6 +25,7 @@ enum sc_msg_type {
 	SC_MSG_RUN,	    /* parent -> init: the request (a memfd, SCM_RIGHTS) */
 	SC_MSG_CONFINED,    /* init -> parent: root pivoted, init confined */
 	SC_MSG_CODE,	    /* server -> parent: the code's process (a pidfd) */
+	SC_MSG_TAKEN,	    /* parent -> code: a request is here, its GO follows */
 };
 
 struct sc_msg {

@@ -189,13 +189,16 @@ static int take_strings(char **p, const char *end, const char **v, size_t n)
 	return 0;
 }
 
-/* The GO message and its five fds (EOF: 0). */
+/* The GO message and its five fds (EOF: 0), after any TAKEN notice. */
 static int recv_go(int chan, int fds[5])
 {
 	struct sc_msg m;
 	size_t n;
-	int r = sc_recv_fds(chan, &m, fds, 5, &n, 0);
+	int r;
 
+	do
+		r = sc_recv_fds(chan, &m, fds, 5, &n, 0);
+	while (r > 0 && m.type == SC_MSG_TAKEN && n == 0);
 	if (r > 0 && (m.type != SC_MSG_GO || n != 5)) {
 		while (n > 0)
 			close(fds[--n]);

@@ -10,7 +10,8 @@
  * so they were copied) are the ones that step wrote.  A spare's code
  * process writes those pages in advance while it waits for its GO, in
  * the order the steps came and at most --write-ahead MiB of them, and stops as
- * soon as anything arrives on its channel.  MADV_POPULATE_WRITE takes the
+ * soon as anything arrives on its channel: the supervisor's TAKEN notice
+ * when it is handed a request (factory.c), else the GO.  MADV_POPULATE_WRITE takes the
  * write faults without changing a byte, and fails (instead of faulting)
  * on a range the template has unmapped since.  Nothing here depends on a
  * request, and nothing a sandbox wrote is ever read: the list comes from
@@ -196,20 +197,17 @@ void pages_write_ahead(int chan)
 	for (size_t i = 0; i < n_likely; i++) {
 		for (size_t done = 0; done < likely[i].pages;) {
 			size_t k = likely[i].pages - done;
+			/* A request is here (or the channel's end): the run
+			 * takes whatever faults are left. */
+			if (since == 0 && poll(&p, 1, 0) != 0)
+				return;
 			if (k > BATCH - since)
 				k = BATCH - since;
 			if (madvise((void *)(likely[i].addr + done * PAGE), k * PAGE, MADV_POPULATE_WRITE) < 0 &&
 			    errno == EINVAL)
 				return; /* a kernel without it: nothing to gain */
 			done += k;
-			since += k;
-			if (since == BATCH) {
-				since = 0;
-				/* The GO (or the channel's end) is here: the run
-				 * takes whatever faults are left. */
-				if (poll(&p, 1, 0) != 0)
-					return;
-			}
+			since = (since + k) % BATCH;
 		}
 	}
 }
