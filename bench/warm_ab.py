@@ -3,6 +3,7 @@
 same run: how much each change to the warm path gains (bench/warm-steps.md).
 
     /usr/bin/python3 bench/warm_ab.py NAME=PATH/TO/sandcell [NAME=...]
+    (NAME="PATH/TO/sandcell --write-ahead 8": that server with those options)
 
 Each NAME gets its own `sandcell serve` (defaults) from that build.  Then,
 interleaved round by round (so drift on the machine hits all alike), with a
@@ -54,14 +55,16 @@ def out(msg):
 
 
 def main():
-    bins = dict(a.split("=", 1) for a in sys.argv[1:])
+    # NAME=BINARY, or NAME="BINARY --server-option ..." for the server
+    specs = {n: v.split() for n, v in (a.split("=", 1) for a in sys.argv[1:])}
+    bins = {n: v[0] for n, v in specs.items()}
     if not bins:
         sys.exit(__doc__)
     out("load average at start: %s" % load_avg())
     srvs = {}
     try:
         for n, b in bins.items():
-            srvs[n] = WarmServer(binary=b)
+            srvs[n] = WarmServer(specs[n][1:], binary=b)
         for n, s in srvs.items():
             bench.load(bins[n], s.sock, "pass", 2, 10, 30)
             bench.load(bins[n], s.sock, PANDAS, 2, 6, 30)

@@ -35,7 +35,9 @@ def main():
     builds = [a.split("=", 1) for a in sys.argv[1:]]
     if not builds or any(len(b) != 2 for b in builds):
         sys.exit(__doc__)
-    servers = [(n, b, WarmServer(binary=os.path.abspath(b))) for n, b in builds]
+    # NAME=BINARY, or NAME="BINARY --server-option ..." for the server
+    builds = [(n, b.split()) for n, b in builds]
+    servers = [(n, v[0], WarmServer(v[1:], binary=os.path.abspath(v[0]))) for n, v in builds]
     lat = {n: [] for n, _ in builds}
     try:
         for _, b, s in servers:

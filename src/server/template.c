@@ -674,6 +674,21 @@ void code_idle(int chan)
  * each is one page of private memory in every idle spare, charged to its
  * run (factory.c, spare_serves).
  */
+/* The steps write no file (the warm-up's promise); this fork runs them
+ * in the host's view, so Landlock holds it to that: read anywhere,
+ * write and create nowhere, no TCP.  Without Landlock nothing is learnt. */
+static void learn_child_confine(void)
+{
+	static const char *const all[] = { "/" };
+	const struct sc_landlock_rules rules = { all, 1, NULL, 0, NULL, 0, false };
+	struct sc_landlock_info ll;
+	struct sandcell_error e;
+
+	if (sc_landlock_probe(&ll) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    sc_landlock_apply(&ll, &rules, &e) < 0)
+		_exit(1);
+}
+
 static void learn_child(uintptr_t *out, size_t max)
 {
 	PyObject *steps[3] = { learn_boot, learn_warm, learn_warm };
@@ -681,6 +696,7 @@ static void learn_child(uintptr_t *out, size_t max)
 	struct page_set prev, now;
 	size_t n = 0;
 
+	learn_child_confine();
 	after_fork_reseeded();
 	if (pages_snapshot(&prev) < 0)
 		_exit(1);
