@@ -188,8 +188,9 @@ def main():
     ap.add_argument("--sandcell", default=os.path.join(os.path.dirname(HERE), "build", "sandcell"))
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--code", default="pass")
+    ap.add_argument("--serve-opt", action="append", default=[], help="an option of sandcell serve (repeat)")
     a = ap.parse_args()
-    srv = WarmServer(binary=os.path.abspath(a.sandcell))
+    srv = WarmServer(a.serve_opt, binary=os.path.abspath(a.sandcell))
     try:
         for _ in range(20):
             client(a.sandcell, srv.sock, a.code)

@@ -133,7 +133,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	struct opts o = { NULL, "/usr/bin/python3", "numpy,pandas,matplotlib,matplotlib.pyplot", NULL,
-			  0, 64, 1000, -1, -1, 30.0, 600.0, 16 };
+			  0, 64, 1000, -1, -1, 30.0, 600.0, 0 };
 	int c, listen_fd = -1, state_fd = -1;
 	bool respawned;
 

@@ -39,7 +39,8 @@ struct opts {
 	const char *cgroup_parent;
 	long slots, queue, respawn_runs, spares, max_sessions;
 	double queue_timeout, respawn_seconds;
-	/* MiB of pages an idle spare writes in advance (pages.c); 0: none. */
+	/* MiB of pages an idle spare writes in advance (pages.c); 0, the
+	 * default: none (docs/warm.md, "Copy-on-write in advance"). */
 	long write_ahead_mib;
 };
 

@@ -879,13 +879,13 @@ def _kernel_at_least(major, minor):
 
 @pytest.mark.skipif(not _kernel_at_least(5, 14), reason="MADV_POPULATE_WRITE is Linux 5.14")
 def test_an_idle_spare_writes_likely_pages_in_advance(server):
-    """The template learns which of its pages a run is likely to write
-    (docs/warm.md, "Copy-on-write in advance"); an idle spare's code
-    process writes them before its GO, so a cell of the usual kind takes
-    far fewer copy-on-write faults than with --write-ahead 0, and the
-    run's result is the same."""
-    off = server("--slots", "1", "--spares", "1", "--write-ahead", "0")
-    on = server("--slots", "1", "--spares", "1")
+    """With --write-ahead, the template learns which of its pages a run is
+    likely to write (docs/warm.md, "Copy-on-write in advance"); an idle
+    spare's code process writes them before its GO, so a cell of the
+    usual kind takes far fewer copy-on-write faults than without (the
+    default), and the run's result is the same."""
+    off = server("--slots", "1", "--spares", "1")
+    on = server("--slots", "1", "--spares", "1", "--write-ahead", "16")
     assert _written_ahead(off) == 0
     n = _written_ahead(on)
     assert 256 <= n <= 16 * 256, n
@@ -906,10 +906,10 @@ def test_an_idle_spare_writes_likely_pages_in_advance(server):
 
 def test_a_small_memory_limit_goes_to_a_worker(server):
     """Pages written in advance are charged to the spare's run: a run whose
-    memory limit is under four times --write-ahead is served by a worker
+    memory limit is under four times --write-ahead (16 here) is served by a worker
     (the code's parent is then the sandbox init, pid 1), and one at that
     size by a spare (its parent, the template, is outside: 0)."""
-    srv = server("--slots", "1", "--spares", "1")
+    srv = server("--slots", "1", "--spares", "1", "--write-ahead", "16")
     _wait_spares(srv, 1)
     small = srv.run("import os; print(os.getppid())", opts=["--memory", "20M"])
     assert small.status == "ok" and small.out == "1\n", small
