@@ -753,8 +753,9 @@ void learn_likely_pages(size_t max)
 			kill(pid, SIGKILL);
 		while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
-		if (pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && shared[0] <= max &&
-		    pages_keep(shared + 1, shared[0]) < 0)
+		if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || shared[0] > max)
+			logmsg("learning the pages to write in advance failed: idle spares write none");
+		else if (pages_keep(shared + 1, shared[0]) < 0)
 			logmsg("cannot keep the list of pages to write in advance");
 		munmap(shared, size);
 	}
