@@ -416,11 +416,17 @@ static void spare_free_again(pid_t pid, bool handed_on)
 	e = &tab.w[w];
 	if (handed_on)
 		S.runs--; /* the request counts once, as its worker's */
-	/* Its replacement may be ready already: the pool keeps --spares. */
+	/* Its replacement may be ready already: the pool keeps --spares,
+	 * and the one that goes is the newest (that replacement), so that a
+	 * request handed back leaves the pool as it was, whichever of the
+	 * two came first.  Both are sandboxes no code has run in. */
 	if (S.n_spares >= S.o.spares || S.n_spares >= MAX_SPARES) {
-		syscall(SYS_pidfd_send_signal, e->pidfd, SIGKILL, NULL, 0);
-		forget_worker(w);
-		return;
+		if (S.n_spares == 0) {
+			syscall(SYS_pidfd_send_signal, e->pidfd, SIGKILL, NULL, 0);
+			forget_worker(w);
+			return;
+		}
+		drop_spare(&S.spares[--S.n_spares]);
 	}
 	S.spares[S.n_spares++] = (struct spare){ e->relay, e->pid, e->pidfd };
 	e->relay = e->pidfd = -1;
