@@ -846,22 +846,29 @@ int sc_chan_check_value(json_t *v, struct sandcell_error *err)
 	return check_value(v, err);
 }
 
-/* type/subtype, each [A-Za-z0-9!#$&^_.+-]+, at most 127 bytes. */
+static bool alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* type/subtype, each a letter or digit then [A-Za-z0-9!#$&^_.+-]* (RFC
+ * 6838's restricted-name), at most 127 bytes.  So no MIME key starts with
+ * '$': a bundle of one such key would read as a tagged value
+ * (docs/values.md) to anything that decodes values. */
 static bool mime_ok(const char *m)
 {
 	size_t n = strlen(m), slash = 0;
 
-	if (n < 3 || n > 127)
+	if (n < 3 || n > 127 || !alnum(m[0]))
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = m[i];
 
 		if (c == '/') {
-			if (slash || i == 0 || i == n - 1)
+			if (slash || i == n - 1 || !alnum(m[i + 1]))
 				return false;
 			slash = i;
-		} else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			     strchr("!#$&^_.+-", c) != NULL)) {
+		} else if (!alnum(c) && strchr("!#$&^_.+-", c) == NULL) {
 			return false;
 		}
 	}

@@ -504,12 +504,14 @@ def _mime_kind(mime):
 
 def _mime_ok(mime):
     # type: (object) -> bool
-    """A MIME type the host accepts: type/subtype, [A-Za-z0-9!#$&^_.+-]."""
+    """A MIME type the host accepts (channel.c, mime_ok): type/subtype, each
+    a letter or digit, then [A-Za-z0-9!#$&^_.+-]."""
     if not isinstance(mime, str) or not 3 <= len(mime) <= 127 or mime.count("/") != 1:
         return False
     a, b = mime.split("/")
-    return bool(a) and bool(b) and all(
-        c.isascii() and (c.isalnum() or c in "/!#$&^_.+-") for c in mime)
+    return bool(a) and bool(b) and a[0].isascii() and a[0].isalnum() and \
+        b[0].isascii() and b[0].isalnum() and all(
+            c.isascii() and (c.isalnum() or c in "/!#$&^_.+-") for c in mime)
 
 
 def _note(msg):

@@ -293,6 +293,11 @@ static void test_output_rules(void)
 		 "not a MIME type");
 	REJECTED("{\"output_type\":\"display_data\",\"data\":{\"text/ht ml\":\"x\"},\"metadata\":{}}",
 		 "not a MIME type");
+	/* a one-key bundle would read as a tagged value (fuzz_channel found it) */
+	REJECTED("{\"output_type\":\"execute_result\",\"data\":{\"$text/plain\":\"3\"},\"metadata\":{},"
+		 "\"execution_count\":null}", "not a MIME type");
+	REJECTED("{\"output_type\":\"display_data\",\"data\":{\"text/$html\":\"x\"},\"metadata\":{}}",
+		 "not a MIME type");
 	REJECTED("{\"output_type\":\"display_data\",\"data\":{\"text/html\":1},\"metadata\":{}}",
 		 "text/html is not a string");
 	REJECTED("{\"output_type\":\"display_data\",\"data\":{\"image/png\":\"not base64!\"},\"metadata\":{}}",
