@@ -265,10 +265,12 @@ static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc
 		if (m.type == SC_MSG_CODE && fd >= 0 && code_pidfd < 0) {
 			code_pidfd = fd;
 		} else if (m.type == SC_MSG_RUN && fd >= 0 && code_pidfd >= 0) {
-			/* The code's process stops its idle work (pages.c) now,
-			 * not at its GO: the CPU is the request's from here. */
+			/* The code's process stops its idle writes (pages.c)
+			 * now, not at its GO: the CPU is the request's from
+			 * here.  Without --write-ahead it has none to stop. */
 			struct sc_msg t = { .type = SC_MSG_TAKEN };
-			send(sp.chan, &t, sizeof(t), MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (sp.o->write_ahead_mib > 0)
+				send(sp.chan, &t, sizeof(t), MSG_NOSIGNAL | MSG_DONTWAIT);
 			sp.conn = fd;
 			if (read_request(code_pidfd) > 0)
 				break;
