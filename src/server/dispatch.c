@@ -52,6 +52,7 @@ struct srv {
 	double making_since;	/* when the oldest of those was asked for */
 	double backoff_until;	/* a spare failed to build: none asked for before */
 	long held;		/* queued runs with a slot, held for a spare being built */
+	double taken_at;	/* when a spare was last handed a request */
 	long runs;		/* requests served since this template started */
 	double started;
 };
@@ -204,6 +205,7 @@ static int to_spare(int conn)
 		struct spare sp = S.spares[--S.n_spares];
 		if (chan_send(sp.chan, SC_MSG_RUN, 0, conn) == 0) {
 			close(conn);
+			S.taken_at = now_sec();
 			add_worker(sp.code_pid, sp.code_pidfd, -1, sp.chan);
 			return 0;
 		}
@@ -498,6 +500,23 @@ static void on_factory(void)
 	}
 }
 
+/*
+ * While a run is in flight and a spare is still ready for the next
+ * request, the pool waits to be refilled until no run is, or until
+ * REFILL_DEFER_SEC after a spare was last taken: building a sandbox (its
+ * namespaces, the code's copy of the template) beside a short run takes
+ * CPU from it, milliseconds on a small machine, while long runs must not
+ * leave the pool short.  An empty pool, or a request held for a spare,
+ * asks at once.  Returns the seconds left to wait, or 0.
+ */
+#define REFILL_DEFER_SEC 1.0
+static double refill_deferred(double t)
+{
+	if (S.n_spares == 0 || S.held > 0 || tab.n - tab.n_sessions == 0 || t - S.taken_at >= REFILL_DEFER_SEC)
+		return 0;
+	return S.taken_at + REFILL_DEFER_SEC - t;
+}
+
 /* Asks the factory for what the pool lacks.  Spares asked for that
  * brought no answer for 10 s (a supervisor died) are asked for again. */
 static void refill(double t)
@@ -506,6 +525,8 @@ static void refill(double t)
 		return;
 	if (S.making > 0 && t - S.making_since > 10)
 		S.making = 0;
+	if (refill_deferred(t) > 0)
+		return;
 	while (S.n_spares + S.making < S.o.spares + S.held && S.n_spares + S.making < MAX_SPARES) {
 		if (chan_send(S.factory, FACTORY_MAKE, 0, -1) < 0)
 			return;
@@ -651,6 +672,9 @@ static int serve_turn(void)
 		p[np++] = (struct pollfd){ S.factory, POLLIN, 0 };
 	if (S.n_queue > 0)
 		timeout = 50;
+	if (refill_deferred(t) > 0 && S.n_spares + S.making < S.o.spares &&
+	    timeout > (int)(refill_deferred(t) * 1000) + 1)
+		timeout = (int)(refill_deferred(t) * 1000) + 1;
 	if (poll(p, (nfds_t)np, timeout) < 0)
 		return errno == EINTR ? 0 : -1;
 	/* Messages first: a worker's last ones come before its exit. */

@@ -793,6 +793,38 @@ def test_spares_serve_requests_and_are_refilled(server):
     assert all(proc_state(k) != "Z" for k in children(srv.pid))
 
 
+WAIT_FOR_GO = "import sys\nprint('READY', flush=True)\nsys.stdin.readline()\nprint('done')\n"
+
+
+def test_the_pool_is_refilled_after_the_run_in_flight(server):
+    """While a run is in flight and a spare is still ready for the next
+    request, no sandbox is built beside it for a second (building one takes
+    CPU from the run; a trivial run ends well before): nothing new shows in
+    the first half second after the request was sent, though a spare is
+    built in milliseconds.  A longer run does not keep the pool short: the
+    replacement is built while it still runs."""
+    srv = server("--slots", "2", "--spares", "2")
+    before = _wait_spares(srv, 2)
+    sent = time.monotonic()
+    p = subprocess.Popen([BIN, "run", "--server", srv.sock, "-c", WAIT_FOR_GO],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        while time.monotonic() < sent + 0.5:
+            during = {c for c, _, _ in _spares(srv)}
+            assert during <= before, (before, during)
+            time.sleep(0.02)
+        during = _wait_spares(srv, 3)
+        assert len(during - before) == 1, (before, during)
+        out, err = p.communicate(b"go\n", timeout=60)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 0 and out == b"done\n", (out, err)
+    after = _wait_spares(srv, 2, other_than=before)
+    assert after <= during, (during, after)
+
+
 def test_a_spares_code_starts_alone_in_its_pid_namespace(server):
     """The spare's opener (pid 2, which holds a copy of the caller's mount
     view for the inputs) is reaped before the init says it is confined, so
