@@ -501,18 +501,21 @@ static void on_factory(void)
 }
 
 /*
- * While a run is in flight and a spare is still ready for the next
- * request, the pool waits to be refilled until no run is, or until
- * REFILL_DEFER_SEC after a spare was last taken: building a sandbox (its
- * namespaces, the code's copy of the template) beside a short run takes
- * CPU from it, milliseconds on a small machine, while long runs must not
- * leave the pool short.  An empty pool, or a request held for a spare,
- * asks at once.  Returns the seconds left to wait, or 0.
+ * While one run is in flight, none waits and a spare is still ready for
+ * the next request, the pool waits to be refilled until that run is over,
+ * or until REFILL_DEFER_SEC after a spare was last taken: building a
+ * sandbox (its namespaces, the code's copy of the template) beside a
+ * short run takes CPU from it, milliseconds on a small machine, while a
+ * long run must not leave the pool short.  With more runs in flight, or
+ * requests waiting, the pool is refilled at once, as it is when empty:
+ * then a spare ready in time saves a wait or a worker.  Returns the
+ * seconds left to wait, or 0.
  */
 #define REFILL_DEFER_SEC 1.0
 static double refill_deferred(double t)
 {
-	if (S.n_spares == 0 || S.held > 0 || tab.n - tab.n_sessions == 0 || t - S.taken_at >= REFILL_DEFER_SEC)
+	if (S.n_spares == 0 || S.held > 0 || S.n_queue > 0 || tab.n - tab.n_sessions != 1 ||
+	    t - S.taken_at >= REFILL_DEFER_SEC)
 		return 0;
 	return S.taken_at + REFILL_DEFER_SEC - t;
 }
