@@ -797,9 +797,10 @@ WAIT_FOR_GO = "import sys\nprint('READY', flush=True)\nsys.stdin.readline()\npri
 
 
 def test_the_pool_is_refilled_after_the_run_in_flight(server):
-    """While a run is in flight and a spare is still ready for the next
-    request, no sandbox is built beside it for a second (building one takes
-    CPU from the run; a trivial run ends well before): nothing new shows in
+    """While a run is the only one in flight, nothing is queued and a
+    spare is still ready for the next request, no sandbox is built beside
+    it for a second (building one takes CPU from the run; a trivial run
+    ends well before): nothing new shows in
     the first half second after the request was sent, though a spare is
     built in milliseconds.  A longer run does not keep the pool short: the
     replacement is built while it still runs."""
