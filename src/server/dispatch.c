@@ -652,7 +652,7 @@ static int serve_turn(void)
 {
 	static struct pollfd p[2 + 2 * MAX_WORKERS + MAX_SPARES];
 	long idx_w[MAX_WORKERS], idx_f, i;
-	int np = 0, timeout = 1000;
+	int np = 0, timeout = 1000, defer_ms;
 	double t = now_sec();
 
 	if (S.runs >= S.o.respawn_runs || t - S.started >= S.o.respawn_seconds)
@@ -675,9 +675,10 @@ static int serve_turn(void)
 		p[np++] = (struct pollfd){ S.factory, POLLIN, 0 };
 	if (S.n_queue > 0)
 		timeout = 50;
-	if (refill_deferred(t) > 0 && S.n_spares + S.making < S.o.spares &&
-	    timeout > (int)(refill_deferred(t) * 1000) + 1)
-		timeout = (int)(refill_deferred(t) * 1000) + 1;
+	/* A deferred refill is due without an event to wake for. */
+	defer_ms = (int)(refill_deferred(t) * 1000) + 1;
+	if (defer_ms > 1 && S.n_spares + S.making < S.o.spares && timeout > defer_ms)
+		timeout = defer_ms;
 	if (poll(p, (nfds_t)np, timeout) < 0)
 		return errno == EINTR ? 0 : -1;
 	/* Messages first: a worker's last ones come before its exit. */

@@ -800,10 +800,10 @@ def test_the_pool_is_refilled_after_the_run_in_flight(server):
     """While a run is the only one in flight, nothing is queued and a
     spare is still ready for the next request, no sandbox is built beside
     it for a second (building one takes CPU from the run; a trivial run
-    ends well before): nothing new shows in
-    the first half second after the request was sent, though a spare is
-    built in milliseconds.  A longer run does not keep the pool short: the
-    replacement is built while it still runs."""
+    ends well before): nothing new shows in the first half second after
+    the request was sent, though a spare is built in milliseconds.  A
+    longer run does not keep the pool short: the replacement is built
+    while it still runs."""
     srv = server("--slots", "2", "--spares", "2")
     before = _wait_spares(srv, 2)
     sent = time.monotonic()
