@@ -294,9 +294,11 @@ static void opener_reap(void)
 	opener_pid = -1;
 }
 
-/* A spare's user namespace budgets, written once its inputs' overlays
- * are made (spare_run). */
-static int spare_limits[SC_USERNS_LIMITS];
+/* The user namespace's budgets, opened while /proc is the host's and
+ * written once the root is finished: each input's mount is cloned by
+ * open_tree, which counts a mount namespace against this user
+ * namespace's budget (max_mnt_namespaces, 0 for the code). */
+static int ns_limits[SC_USERNS_LIMITS];
 
 static void send_scratch(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
 {
@@ -386,8 +388,8 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 		fail(c.sock, err);
 	}
 	if (opener_inputs(c.plan, req_fd, err) < 0 || close(req_fd) < 0 ||
-	    sc_mounts_finish(c.plan, true, scratch_fd, err) < 0 ||
-	    sc_userns_write_limits(spare_limits, err) < 0)
+	    sc_mounts_finish(c.plan, true, *scratch_fd, err) < 0 ||
+	    sc_userns_write_limits(ns_limits, err) < 0)
 		fail(c.sock, err);
 	send_scratch(&c, scratch_fd, err);
 	confine(&c, err);
@@ -456,7 +458,7 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	/* Budgets the kernel keeps per user namespace, while /proc is still
 	 * the host's and we hold CAP_SYS_RESOURCE in our namespace. */
-	if (c->spare ? sc_userns_open_limits(spare_limits, err) < 0 : sc_userns_set_limits(err) < 0)
+	if (sc_userns_open_limits(ns_limits, err) < 0)
 		fail(c->sock, err);
 	/* 2. uts and net. */
 	if (sethostname("sandcell", 8) < 0 || setdomainname("sandcell", 8) < 0) {
@@ -465,13 +467,14 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	}
 	if (!sc_hook_on(SC_HOOK_NO_NETNS) && sc_net_loopback_up(err) < 0)
 		fail(c->sock, err);
-	/* 3. filesystem (a spare: the part every run shares; spare_run()
-	 * builds the rest once its request came). */
+	/* 3. filesystem (a spare: the part every run shares, and the pivot
+	 * into it; spare_run() finishes it once its request came). */
 	if (c->spare) {
-		if (sc_mounts_build_base(c->plan, err) < 0)
+		if (sc_mounts_build_base(c->plan, scratch_fd, err) < 0 || sc_mounts_pivot(err) < 0)
 			fail(c->sock, err);
 	} else {
-		if (sc_mounts_setup(c->plan, scratch_fd, err) < 0)
+		if (sc_mounts_setup(c->plan, scratch_fd, err) < 0 ||
+		    sc_userns_write_limits(ns_limits, err) < 0)
 			fail(c->sock, err);
 		send_scratch(c, scratch_fd, err);
 	}

@@ -299,12 +299,11 @@ struct sc_owner_saved {
 int sc_userns_owner_enter(const struct sc_ids *ids, struct sc_owner_saved *sv,
 			  struct sandcell_error *err);
 int sc_userns_owner_leave(struct sc_owner_saved *sv, struct sandcell_error *err);
-/* In the sandbox init, before its /proc is replaced: tight per-namespace
- * budgets (inotify, fanotify, namespaces). */
-int sc_userns_set_limits(struct sandcell_error *err);
-/* The same in two steps: the files opened while /proc is the host's, and
- * written later (a spare makes its inputs' overlays in between, and each
- * overlay counts against the mount namespace budget the write sets to 0). */
+/* In the sandbox init: tight per-namespace budgets (inotify, fanotify,
+ * namespaces), in two steps: the files opened while /proc is the host's,
+ * and written once the root is finished (each input's mount is cloned in
+ * between, and each clone counts against the mount namespace budget the
+ * write sets to 0). */
 #define SC_USERNS_LIMITS 11
 int sc_userns_open_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err);
 int sc_userns_write_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err);
@@ -348,15 +347,17 @@ int sc_mounts_open_sources(struct sc_mount_plan *p, struct sandcell_error *err);
 /* In the supervisor, root only: a detached tmpfs holding the run's own
  * device nodes (*fd = -1 for other callers, who get the host's nodes). */
 int sc_mounts_make_dev(int *fd, struct sandcell_error *err);
-/* Builds the new root and pivots into it.  Returns the scratch dir fd
- * (holding /tmp, /output and /dev/shm) for the supervisor. */
-int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd,
-		    struct sandcell_error *err);
-/* sc_mounts_setup in two: what every run shares (no pivot yet), and the
- * run's own part with the pivot.  Between them a spare sandbox waits for
- * its request; its inputs are opened then (sc_mounts_open_inputs). */
-int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *err);
-int sc_mounts_finish(const struct sc_mount_plan *p, bool resize_root, int *scratch_fd,
+/* Builds the new root, stages the inputs, pivots into it and finishes
+ * it.  Returns the scratch dir fd (holding /tmp, /output and /dev/shm)
+ * for the supervisor. */
+int sc_mounts_setup(struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err);
+/* sc_mounts_setup in steps.  A spare sandbox builds the base and pivots
+ * while idle, and finishes once its request came; its opener opens and
+ * stages the inputs then (sc_mounts_open_inputs, in the caller's view). */
+int sc_mounts_build_base(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err);
+int sc_mounts_stage_inputs(struct sc_mount_plan *p, struct sandcell_error *err);
+int sc_mounts_pivot(struct sandcell_error *err);
+int sc_mounts_finish(const struct sc_mount_plan *p, bool resize, int scratch_fd,
 		     struct sandcell_error *err);
 int sc_mounts_open_inputs(struct sc_mount_plan *p, struct sandcell_error *err);
 

@@ -560,7 +560,7 @@ int sc_mounts_open_inputs(struct sc_mount_plan *p, struct sandcell_error *err)
 	rc = open_inputs(p, empty, err);
 	if (empty >= 0)
 		close(empty);
-	return rc;
+	return rc < 0 ? -1 : sc_mounts_stage_inputs(p, err);
 }
 
 /* Device numbers of the five nodes (Documentation/admin-guide/devices.txt:
@@ -662,7 +662,7 @@ static int attach_src(const struct sc_private_src *src, const char *target, unsi
 	char stage[64];
 
 	if (src->mnt >= 0 && src->file < 0) {
-		if (mkdirs(target, 0755, err) < 0)
+		if (make_mountpoint(src->mnt, target, err) < 0)
 			return -1;
 		if (move_mount(src->mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 			return sc_err(err, errno, "mounts: overlay of %s at %s", what, target);
@@ -678,6 +678,56 @@ static int attach_src(const struct sc_private_src *src, const char *target, unsi
 	if (move_mount(src->mnt, "", AT_FDCWD, stage, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return sc_err(err, errno, "mounts: overlay of the parent of %s", what);
 	return bind_staged(src->file, target, extra, what, err);
+}
+
+/* Each input as one detached mount, made before the pivot (no staging
+ * area is left after it) and attached after it, in a cold run as in a
+ * spare's (whose opener does this in its own copy of the caller's view):
+ * the same mount objects, made in the same order, so both runs' mount
+ * tables match.  The overlay is attached over the staging point (stacked
+ * there: the opener's ids own no file it could create), and the input
+ * cloned out of it by open_tree: a non-directory's file, or a directory's
+ * whole overlay.  The clone is made read-only, nosuid, nodev and noexec
+ * before it is attached (a clone of a host mount point, bound directly,
+ * comes with the host's flags). */
+static int stage_input(struct sc_private_src *src, const char *what, struct sandcell_error *err)
+{
+	struct mount_attr attr = {
+		.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+	};
+	int clone;
+
+	if (src->mnt >= 0 && move_mount(src->mnt, "", AT_FDCWD, STAGING, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return sc_err(err, errno, "mounts: staging the overlay of %s", what);
+	clone = open_tree(src->file >= 0 ? src->file : src->mnt, "",
+			  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (clone < 0)
+		return sc_err(err, errno, "mounts: a mount of %s", what);
+	if (mount_setattr(clone, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0) {
+		int e = errno;
+		close(clone);
+		return sc_err(err, e, "mounts: making %s read-only", what);
+	}
+	if (src->mnt >= 0)
+		close(src->mnt);
+	if (src->file >= 0)
+		close(src->file);
+	src->mnt = clone;
+	src->file = -1;
+	return 0;
+}
+
+int sc_mounts_stage_inputs(struct sc_mount_plan *p, struct sandcell_error *err)
+{
+	char what[PATH_MAX + 16];
+
+	for (size_t i = 0; i < p->n_inputs; i++) {
+		snprintf(what, sizeof(what), "%s '%s'",
+			 sc_input_is_dataset(&p->inputs[i]) ? "dataset" : "input", p->inputs[i].name);
+		if (stage_input(&p->in_priv[i], what, err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int setup_etc(const struct sc_mount_plan *p, struct sandcell_error *err)
@@ -885,13 +935,18 @@ static int setup_inputs(const struct sc_mount_plan *p, struct sandcell_error *er
 	return 0;
 }
 
-/* The part of the root that is the same for every run: the staging
- * tmpfs, the root tmpfs, the runtime, /etc, /dev, /.sandcell and /proc.  The root is
- * not pivoted into yet; the cwd is the new root. */
-int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *err)
+/* The part of the root that is the same for every run, and the pivot
+ * into it: the staging tmpfs, the root tmpfs, the runtime, /etc, /dev,
+ * /.sandcell, /proc and the scratch tmpfs (sized for the run at hand; a
+ * spare's for the server's defaults, resized by sc_mounts_finish).  A
+ * cold run stages its inputs in between (sc_mounts_setup); a spare pivots
+ * while idle, so the old root's detach (an RCU grace period) is not on
+ * any request's path. */
+int sc_mounts_build_base(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
 {
 	char opts[64];
 
+	*scratch_fd = -1;
 	/* Nothing we mount may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return sc_err(err, errno, "mounts: making / private");
@@ -913,63 +968,88 @@ int sc_mounts_build_base(const struct sc_mount_plan *p, struct sandcell_error *e
 	 * the new pid namespace, so host processes are not there. */
 	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0)
 		return sc_err(err, errno, "mounts: procfs (subset=pid)");
+	return setup_scratch(p, scratch_fd, err);
+}
+
+/* pivot_root(".", ".") stacks the old root under the new one; the detach
+ * then removes every path back to the host tree, the staging tmpfs and
+ * all it holds with it.  The cwd is the new root before and after. */
+int sc_mounts_pivot(struct sandcell_error *err)
+{
+	if (sc_hook_on(SC_HOOK_NO_MOUNT_ISOLATION)) {
+		/* Ablation: keep the host tree reachable at /.oldroot. */
+		if (mkdirs(".oldroot", 0755, err) < 0 || syscall(SYS_pivot_root, ".", ".oldroot") < 0 ||
+		    chdir("/") < 0)
+			return sc_err(err, errno, "mounts: pivot_root (ablation)");
+		return 0;
+	}
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return sc_err(err, errno, "mounts: pivot_root");
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		return sc_err(err, errno, "mounts: detaching the old root");
 	return 0;
 }
 
-/* The run's own part (a spare sandbox does it once its request came):
- * the root's size for this code, the scratch tmpfs, /code and
- * /.sandcell, the inputs; then the pivot and the read-only remounts. */
-int sc_mounts_finish(const struct sc_mount_plan *p, bool resize_root, int *scratch_fd,
+/* The scratch tmpfs resized for this run's limits (a spare's was made
+ * for the server's defaults): the superblock reconfigured through the
+ * supervisor's fd, since no path shows the tmpfs's own root. */
+static int resize_scratch(const struct sc_mount_plan *p, int scratch_fd, struct sandcell_error *err)
+{
+	char n[32];
+	int fs = fspick(scratch_fd, "", FSPICK_EMPTY_PATH | FSPICK_CLOEXEC), e;
+
+	if (fs < 0)
+		return sc_err(err, errno, "mounts: the scratch tmpfs");
+	snprintf(n, sizeof(n), "%llu", (unsigned long long)p->disk);
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "size", n, 0) < 0)
+		goto fail;
+	snprintf(n, sizeof(n), "%llu", (unsigned long long)p->disk_inodes);
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", n, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_RECONFIGURE, NULL, NULL, 0) < 0)
+		goto fail;
+	close(fs);
+	return 0;
+fail:
+	e = errno;
+	close(fs);
+	return sc_err(err, e, "mounts: sizing the scratch tmpfs (%llu bytes, %llu inodes)",
+		      (unsigned long long)p->disk, (unsigned long long)p->disk_inodes);
+}
+
+/* The run's own part, after the pivot (a spare does it once its request
+ * came): the root's and the scratch's sizes for this run, /code and the
+ * values, the inputs (staged as detached mounts); then the read-only
+ * remounts. */
+int sc_mounts_finish(const struct sc_mount_plan *p, bool resize, int scratch_fd,
 		     struct sandcell_error *err)
 {
 	char opts[64];
 
-	*scratch_fd = -1;
 	snprintf(opts, sizeof(opts), "size=%zu", p->code_len + (8u << 20));
-	if (resize_root && mount(NULL, ".", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
-		return sc_err(err, errno, "mounts: sizing the tmpfs root");
-	if (setup_scratch(p, scratch_fd, err) < 0 || setup_code(p, err) < 0 || setup_inputs(p, err) < 0)
-		goto fail;
-	if (sc_hook_on(SC_HOOK_NO_MOUNT_ISOLATION)) {
-		/* Ablation: keep the host tree reachable at /.oldroot. */
-		if (mkdirs(".oldroot", 0755, err) < 0 || syscall(SYS_pivot_root, ".", ".oldroot") < 0 ||
-		    chdir("/") < 0) {
-			sc_err(err, errno, "mounts: pivot_root (ablation)");
-			goto fail;
-		}
-		goto pivoted;
+	if (resize) {
+		if (mount(NULL, "/", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
+			return sc_err(err, errno, "mounts: sizing the tmpfs root");
+		if (resize_scratch(p, scratch_fd, err) < 0)
+			return -1;
 	}
-	/* pivot_root(".", ".") stacks the old root under the new one; the
-	 * detach then removes every path back to the host tree, the staging
-	 * tmpfs and all it holds with it. */
-	if (syscall(SYS_pivot_root, ".", ".") < 0) {
-		sc_err(err, errno, "mounts: pivot_root");
-		goto fail;
-	}
-	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
-		sc_err(err, errno, "mounts: detaching the old root");
-		goto fail;
-	}
-pivoted:
+	if (setup_code(p, err) < 0 || setup_inputs(p, err) < 0)
+		return -1;
 	/* A per-mount flag (MS_BIND): the supervisor's /dev tmpfs belongs to
 	 * the host's user namespace, whose superblock we may not remount. */
 	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0 ||
-	    mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) {
-		sc_err(err, errno, "mounts: read-only root");
-		goto fail;
-	}
+	    mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		return sc_err(err, errno, "mounts: read-only root");
 	return 0;
-fail:
-	if (*scratch_fd >= 0)
-		close(*scratch_fd);
-	*scratch_fd = -1;
-	return -1;
 }
 
-int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
+int sc_mounts_setup(struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
 {
-	*scratch_fd = -1;
-	if (sc_mounts_build_base(p, err) < 0)
+	if (sc_mounts_build_base(p, scratch_fd, err) < 0 || sc_mounts_stage_inputs(p, err) < 0 ||
+	    sc_mounts_pivot(err) < 0 || sc_mounts_finish(p, false, *scratch_fd, err) < 0) {
+		if (*scratch_fd >= 0)
+			close(*scratch_fd);
+		*scratch_fd = -1;
 		return -1;
-	return sc_mounts_finish(p, false, scratch_fd, err);
+	}
+	return 0;
 }

@@ -284,16 +284,3 @@ int sc_userns_write_limits(int fds[SC_USERNS_LIMITS], struct sandcell_error *err
 }
 
 _Static_assert(sizeof(ns_limits) / sizeof(ns_limits[0]) == SC_USERNS_LIMITS, "SC_USERNS_LIMITS");
-
-int sc_userns_set_limits(struct sandcell_error *err)
-{
-	int fds[SC_USERNS_LIMITS];
-
-	if (sc_userns_open_limits(fds, err) < 0) {
-		for (size_t i = 0; i < SC_USERNS_LIMITS; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
-		return -1;
-	}
-	return sc_userns_write_limits(fds, err);
-}

@@ -1100,20 +1100,34 @@ print(json.dumps({
 '''
 
 
-def test_a_spares_run_is_confined_as_a_cold_run(server):
+@pytest.mark.parametrize("with_inputs", [False, True], ids=["plain", "inputs"])
+def test_a_spares_run_is_confined_as_a_cold_run(server, tmp_path, with_inputs):
     """The proof, per spare (docs/SECURITY.md, Warm runs): a run served by
     a spare sees the same mount table as a cold run (same mounts, in the
     same order, with the same options: only ids, fd numbers and the root's
     size differ), and runs with the same ids, capabilities (none),
     no_new_privs, seccomp filter count, fds, environment, cwd and host
-    name; and it is in a Landlock domain of its own."""
+    name; and it is in a Landlock domain of its own.  With inputs (a file,
+    a directory) and a scratch size other than the server's default, which
+    a spare's init applies after its pivot: the same table still."""
     srv = server("--slots", "2", "--spares", "2")
     _wait_spares(srv, 2)
-    warm = srv.run(SANDBOX_VIEW)
-    cold = run_cli(SANDBOX_VIEW, server=None)
+    opts: list[str] = []
+    if with_inputs:
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "a.txt").write_text("a")
+        (tmp_path / "f.txt").write_text("f")
+        opts = ["--input", "f=%s" % (tmp_path / "f.txt"), "--input", "d=%s" % (tmp_path / "d"),
+                "--disk", "64M"]
+    warm = srv.run(SANDBOX_VIEW, opts=opts)
+    cold = run_cli(SANDBOX_VIEW, opts=opts, server=None)
     assert warm.status == "ok" and cold.status == "ok", (warm, cold)
     w, c = json.loads(warm.out), json.loads(cold.out)
     assert w == c, (w, c)
+    if with_inputs:
+        assert any(m.startswith("/f.txt /input/f ro,nosuid,nodev,noexec") for m in w["mounts"]), w
+        assert any(m.startswith("/ /input/d ro,nosuid,nodev,noexec") for m in w["mounts"]), w
+        assert any(m.startswith("/tmp /tmp ") and "size=65536k" in m for m in w["mounts"]), w
     assert w["status"]["CapEff"] == "0000000000000000" and w["status"]["NoNewPrivs"] == "1"
     assert w["status"]["Seccomp"] == "2", w["status"]
     # Landlock: the init runs as the same uid (1000), so only a signal
