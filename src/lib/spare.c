@@ -53,15 +53,40 @@ static size_t count(const char *const *v)
 	return n;
 }
 
-static int put(int fd, const void *p, size_t n)
+/* The GO is assembled in memory and written with one call (a write per
+ * string was forty system calls on the request's path). */
+struct go_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static int put(struct go_buf *b, const void *p, size_t n)
 {
-	return write(fd, p, n) == (ssize_t)n ? 0 : -1;
+	if (b->len + n > GO_MAX) {
+		errno = E2BIG;
+		return -1;
+	}
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 8192;
+		char *q;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		q = realloc(b->p, cap);
+		if (q == NULL)
+			return -1;
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
 }
 
-static int put_strings(int fd, const char *const *v, size_t n)
+static int put_strings(struct go_buf *b, const char *const *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (put(fd, v[i], strlen(v[i]) + 1) < 0)
+		if (put(b, v[i], strlen(v[i]) + 1) < 0)
 			return -1;
 	return 0;
 }
@@ -138,6 +163,7 @@ int sc_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n, int
 
 int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err)
 {
+	struct go_buf b = { NULL, 0, 0 };
 	struct go_hdr h;
 	struct sc_msg m;
 	int mfd, all[5], rc;
@@ -156,16 +182,22 @@ int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcel
 	h.ll = g->ll;
 	h.drop_groups = g->drop_groups;
 	h.list_root = g->rules.list_root;
-	mfd = memfd_create("sandcell-go", MFD_CLOEXEC);
-	if (mfd < 0)
-		return sc_err(err, errno, "spare: memfd");
-	if (put(mfd, &h, sizeof(h)) < 0 || put(mfd, g->bpf.insns, g->bpf.len * 8) < 0 ||
-	    put_strings(mfd, g->argv, h.n_argv) < 0 || put_strings(mfd, g->envp, h.n_env) < 0 ||
-	    put_strings(mfd, g->rules.ro_exec, h.n_ro_exec) < 0 ||
-	    put_strings(mfd, g->rules.ro, h.n_ro) < 0 || put_strings(mfd, g->rules.rw, h.n_rw) < 0) {
-		close(mfd);
-		return sc_err(err, errno ? errno : EIO, "spare: writing the GO");
+	if (put(&b, &h, sizeof(h)) < 0 || put(&b, g->bpf.insns, g->bpf.len * 8) < 0 ||
+	    put_strings(&b, g->argv, h.n_argv) < 0 || put_strings(&b, g->envp, h.n_env) < 0 ||
+	    put_strings(&b, g->rules.ro_exec, h.n_ro_exec) < 0 ||
+	    put_strings(&b, g->rules.ro, h.n_ro) < 0 || put_strings(&b, g->rules.rw, h.n_rw) < 0) {
+		free(b.p);
+		return sc_err(err, errno ? errno : EIO, "spare: building the GO");
 	}
+	mfd = memfd_create("sandcell-go", MFD_CLOEXEC);
+	if (mfd < 0 || write(mfd, b.p, b.len) != (ssize_t)b.len) {
+		int e = mfd < 0 ? errno : (errno ? errno : EIO);
+		if (mfd >= 0)
+			close(mfd);
+		free(b.p);
+		return sc_err(err, e, "spare: writing the GO");
+	}
+	free(b.p);
 	all[0] = mfd;
 	memcpy(&all[1], fds, 4 * sizeof(int));
 	memset(&m, 0, sizeof(m));

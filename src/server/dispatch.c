@@ -53,6 +53,11 @@ struct srv {
 	double backoff_until;	/* a spare failed to build: none asked for before */
 	long held;		/* queued runs with a slot, held for a spare being built */
 	double taken_at;	/* when a spare was last handed a request */
+	/* Spare runs whose code has ended, until their supervisor has
+	 * answered and exited (its end of the channel closed): the template's
+	 * ends of those channels. */
+	int answering[MAX_WORKERS];
+	long n_answering;
 	long runs;		/* requests served since this template started */
 	double started;
 };
@@ -502,8 +507,9 @@ static void on_factory(void)
 
 /*
  * While one run is in flight, none waits and a spare is still ready for
- * the next request, the pool waits to be refilled until that run is over,
- * or until REFILL_DEFER_SEC after a spare was last taken: building a
+ * the next request, the pool waits to be refilled until that run is over
+ * (its code ended and its supervisor answered and exited), or until
+ * REFILL_DEFER_SEC after a spare was last taken: building a
  * sandbox (its namespaces, the code's copy of the template) beside a
  * short run takes CPU from it, milliseconds on a small machine, while a
  * long run must not leave the pool short.  With more runs in flight, or
@@ -514,8 +520,8 @@ static void on_factory(void)
 #define REFILL_DEFER_SEC 1.0
 static double refill_deferred(double t)
 {
-	if (S.n_spares == 0 || S.held > 0 || S.n_queue > 0 || tab.n - tab.n_sessions != 1 ||
-	    t - S.taken_at >= REFILL_DEFER_SEC)
+	if (S.n_spares == 0 || S.held > 0 || S.n_queue > 0 ||
+	    tab.n - tab.n_sessions + S.n_answering != 1 || t - S.taken_at >= REFILL_DEFER_SEC)
 		return 0;
 	return S.taken_at + REFILL_DEFER_SEC - t;
 }
@@ -569,6 +575,26 @@ static void forget_worker(long i)
  * refilled by serve_turn.  Anything else (the helpers of
  * template_fork_into, spares and orphans re-parented to the template, a
  * previous template's) is only reaped. */
+/* Which answering supervisors are gone (p: their poll entries, in order).
+ * Nothing is read from them: a message on the channel (none is sent
+ * after the wait status) is dropped unread. */
+static void answered(const struct pollfd *p)
+{
+	long k = 0;
+
+	for (long i = 0; i < S.n_answering; i++) {
+		char b;
+		ssize_t r = p[i].revents ? recv(S.answering[i], &b, 1, MSG_DONTWAIT) : -1;
+
+		if (p[i].revents && (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))) {
+			close(S.answering[i]);
+			continue;
+		}
+		S.answering[k++] = S.answering[i];
+	}
+	S.n_answering = k;
+}
+
 static void reap(void)
 {
 	int st;
@@ -577,8 +603,13 @@ static void reap(void)
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		long i = find_worker(pid);
 		if (i >= 0) {
-			if (tab.w[i].relay >= 0)
+			if (tab.w[i].relay >= 0) {
 				chan_send(tab.w[i].relay, SC_MSG_EXIT, st, -1);
+				if (S.n_answering < MAX_WORKERS) {
+					S.answering[S.n_answering++] = tab.w[i].relay;
+					tab.w[i].relay = -1;
+				}
+			}
 			forget_worker(i);
 			continue;
 		}
@@ -650,8 +681,8 @@ int stop_server(void)
  * then wait for a connection, a worker's exit or message. */
 static int serve_turn(void)
 {
-	static struct pollfd p[2 + 2 * MAX_WORKERS + MAX_SPARES];
-	long idx_w[MAX_WORKERS], idx_f, i;
+	static struct pollfd p[2 + 3 * MAX_WORKERS + MAX_SPARES];
+	long idx_w[MAX_WORKERS], idx_a, idx_f, i;
 	int np = 0, timeout = 1000, defer_ms;
 	double t = now_sec();
 
@@ -670,6 +701,9 @@ static int serve_turn(void)
 	}
 	for (i = 0; i < S.n_spares; i++)
 		p[np++] = (struct pollfd){ S.spares[i].code_pidfd, POLLIN, 0 };
+	idx_a = np;
+	for (i = 0; i < S.n_answering; i++)
+		p[np++] = (struct pollfd){ S.answering[i], POLLIN, 0 };
 	idx_f = S.factory >= 0 ? np : -1;
 	if (S.factory >= 0)
 		p[np++] = (struct pollfd){ S.factory, POLLIN, 0 };
@@ -687,6 +721,7 @@ static int serve_turn(void)
 	for (i = 0; i < tab.n; i++)
 		if (idx_w[i] >= 0 && p[idx_w[i]].revents)
 			table_on_msg(&tab, &tab.w[i]);
+	answered(p + idx_a);
 	reap();
 	if (idx_f >= 0 && p[idx_f].revents)
 		on_factory();
