@@ -826,6 +826,25 @@ def test_the_pool_is_refilled_after_the_run_in_flight(server):
     assert after <= during, (during, after)
 
 
+def test_a_short_runs_spare_is_replaced_once_it_is_answered(server):
+    """The deferred refill ends with the run's answer (its supervisor gone),
+    not at the one-second bound: after a trivial run the replacement is
+    ready well before that; and the template keeps no descriptor of the
+    runs it served (the channels it watched until their supervisors
+    went)."""
+    srv = server("--slots", "2", "--spares", "2")
+    before = _wait_spares(srv, 2)
+    fds = len(os.listdir("/proc/%d/fd" % srv.pid))
+    for _ in range(3):
+        sent = time.monotonic()
+        r = srv.run("pass")
+        assert r.status == "ok", r
+        after = _wait_spares(srv, 2, other_than=before)
+        assert time.monotonic() - sent < 0.8, time.monotonic() - sent
+        before = after
+    assert len(os.listdir("/proc/%d/fd" % srv.pid)) == fds
+
+
 def test_a_spares_code_starts_alone_in_its_pid_namespace(server):
     """The spare's opener (pid 2, which holds a copy of the caller's mount
     view for the inputs) is reaped before the init says it is confined, so
