@@ -55,40 +55,27 @@ static size_t count(const char *const *v)
 
 /* The GO is assembled in memory and written with one call (a write per
  * string was forty system calls on the request's path). */
-struct go_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static int put(struct go_buf *b, const void *p, size_t n)
+static size_t strings_len(const char *const *v, size_t n)
 {
-	if (b->len + n > GO_MAX) {
-		errno = E2BIG;
-		return -1;
-	}
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 8192;
-		char *q;
+	size_t len = 0;
 
-		while (cap < b->len + n)
-			cap *= 2;
-		q = realloc(b->p, cap);
-		if (q == NULL)
-			return -1;
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(v[i]) + 1;
+	return len;
 }
 
-static int put_strings(struct go_buf *b, const char *const *v, size_t n)
+static char *put(char *p, const void *src, size_t n)
+{
+	if (n > 0)
+		memcpy(p, src, n);
+	return p + n;
+}
+
+static char *put_strings(char *p, const char *const *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (put(b, v[i], strlen(v[i]) + 1) < 0)
-			return -1;
-	return 0;
+		p = put(p, v[i], strlen(v[i]) + 1);
+	return p;
 }
 
 int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n)
@@ -163,9 +150,10 @@ int sc_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n, int
 
 int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err)
 {
-	struct go_buf b = { NULL, 0, 0 };
 	struct go_hdr h;
 	struct sc_msg m;
+	char *buf, *p;
+	size_t len;
 	int mfd, all[5], rc;
 
 	memset(&h, 0, sizeof(h));
@@ -182,22 +170,30 @@ int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcel
 	h.ll = g->ll;
 	h.drop_groups = g->drop_groups;
 	h.list_root = g->rules.list_root;
-	if (put(&b, &h, sizeof(h)) < 0 || put(&b, g->bpf.insns, g->bpf.len * 8) < 0 ||
-	    put_strings(&b, g->argv, h.n_argv) < 0 || put_strings(&b, g->envp, h.n_env) < 0 ||
-	    put_strings(&b, g->rules.ro_exec, h.n_ro_exec) < 0 ||
-	    put_strings(&b, g->rules.ro, h.n_ro) < 0 || put_strings(&b, g->rules.rw, h.n_rw) < 0) {
-		free(b.p);
-		return sc_err(err, errno ? errno : EIO, "spare: building the GO");
-	}
+	len = sizeof(h) + g->bpf.len * 8 + strings_len(g->argv, h.n_argv) +
+	      strings_len(g->envp, h.n_env) + strings_len(g->rules.ro_exec, h.n_ro_exec) +
+	      strings_len(g->rules.ro, h.n_ro) + strings_len(g->rules.rw, h.n_rw);
+	if (len > GO_MAX)
+		return sc_err(err, E2BIG, "spare: a GO of %zu bytes", len);
+	buf = malloc(len);
+	if (buf == NULL)
+		return sc_err(err, ENOMEM, "spare: building the GO");
+	p = put(buf, &h, sizeof(h));
+	p = put(p, g->bpf.insns, g->bpf.len * 8);
+	p = put_strings(p, g->argv, h.n_argv);
+	p = put_strings(p, g->envp, h.n_env);
+	p = put_strings(p, g->rules.ro_exec, h.n_ro_exec);
+	p = put_strings(p, g->rules.ro, h.n_ro);
+	put_strings(p, g->rules.rw, h.n_rw);
 	mfd = memfd_create("sandcell-go", MFD_CLOEXEC);
-	if (mfd < 0 || write(mfd, b.p, b.len) != (ssize_t)b.len) {
+	if (mfd < 0 || write(mfd, buf, len) != (ssize_t)len) {
 		int e = mfd < 0 ? errno : (errno ? errno : EIO);
 		if (mfd >= 0)
 			close(mfd);
-		free(b.p);
+		free(buf);
 		return sc_err(err, e, "spare: writing the GO");
 	}
-	free(b.p);
+	free(buf);
 	all[0] = mfd;
 	memcpy(&all[1], fds, 4 * sizeof(int));
 	memset(&m, 0, sizeof(m));
