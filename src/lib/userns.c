@@ -223,9 +223,10 @@ int sc_userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool deny_se
 	return write_proc(pid, "gid_map", map, err);
 }
 
-/* Budgets the kernel keeps per user namespace (/proc/sys/user), written
- * by the sandbox init while it still holds CAP_SYS_RESOURCE in its
- * namespace, before its /proc is replaced.  They cap what one run can
+/* Budgets the kernel keeps per user namespace (/proc/sys/user), opened by
+ * the sandbox init while its /proc is still the host's and written,
+ * through those fds, once its root is finished (contain.c), while it
+ * still holds CAP_SYS_RESOURCE in its namespace.  They cap what one run can
  * take of its owner's allowance; seccomp already refuses new namespaces,
  * so those limits are a second layer.  Cgroup namespaces are left alone:
  * init still has to create one. */
