@@ -350,12 +350,12 @@ int sc_mounts_make_dev(int *fd, struct sandcell_error *err);
 /* Builds the new root, stages the inputs, pivots into it and finishes
  * it.  Returns the scratch dir fd (holding /tmp, /output and /dev/shm)
  * for the supervisor. */
-int sc_mounts_setup(struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err);
+int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err);
 /* sc_mounts_setup in steps.  A spare sandbox builds the base and pivots
  * while idle, and finishes once its request came; its opener opens and
  * stages the inputs then (sc_mounts_open_inputs, in the caller's view). */
 int sc_mounts_build_base(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err);
-int sc_mounts_stage_inputs(struct sc_mount_plan *p, struct sandcell_error *err);
+int sc_mounts_stage_inputs(const struct sc_mount_plan *p, struct sandcell_error *err);
 int sc_mounts_pivot(struct sandcell_error *err);
 int sc_mounts_finish(const struct sc_mount_plan *p, bool resize, int scratch_fd,
 		     struct sandcell_error *err);

@@ -717,7 +717,7 @@ static int stage_input(struct sc_private_src *src, const char *what, struct sand
 	return 0;
 }
 
-int sc_mounts_stage_inputs(struct sc_mount_plan *p, struct sandcell_error *err)
+int sc_mounts_stage_inputs(const struct sc_mount_plan *p, struct sandcell_error *err)
 {
 	char what[PATH_MAX + 16];
 
@@ -1023,10 +1023,10 @@ fail:
 int sc_mounts_finish(const struct sc_mount_plan *p, bool resize, int scratch_fd,
 		     struct sandcell_error *err)
 {
-	char opts[64];
-
-	snprintf(opts, sizeof(opts), "size=%zu", p->code_len + (8u << 20));
 	if (resize) {
+		char opts[64];
+
+		snprintf(opts, sizeof(opts), "size=%zu", p->code_len + (8u << 20));
 		if (mount(NULL, "/", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
 			return sc_err(err, errno, "mounts: sizing the tmpfs root");
 		if (resize_scratch(p, scratch_fd, err) < 0)
@@ -1042,7 +1042,7 @@ int sc_mounts_finish(const struct sc_mount_plan *p, bool resize, int scratch_fd,
 	return 0;
 }
 
-int sc_mounts_setup(struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
+int sc_mounts_setup(const struct sc_mount_plan *p, int *scratch_fd, struct sandcell_error *err)
 {
 	if (sc_mounts_build_base(p, scratch_fd, err) < 0 || sc_mounts_stage_inputs(p, err) < 0 ||
 	    sc_mounts_pivot(err) < 0 || sc_mounts_finish(p, false, *scratch_fd, err) < 0) {

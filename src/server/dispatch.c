@@ -567,14 +567,6 @@ static void forget_worker(long i)
 	tab.n--;
 }
 
-/* Every child that ended: a worker leaves the table; a spare's code's
- * process has its wait status relayed to the spare's supervisor, which
- * decides the run's verdict from it (the template is its parent: no one
- * in the sandbox could say it); a spare whose code's process died while
- * idle (killed from outside: the OOM killer, an operator) is dropped and
- * refilled by serve_turn.  Anything else (the helpers of
- * template_fork_into, spares and orphans re-parented to the template, a
- * previous template's) is only reaped. */
 /* Which answering supervisors are gone (p: their poll entries, in order).
  * Nothing is read from them: a message on the channel (none is sent
  * after the wait status) is dropped unread. */
@@ -595,6 +587,14 @@ static void answered(const struct pollfd *p)
 	S.n_answering = k;
 }
 
+/* Every child that ended: a worker leaves the table; a spare's code's
+ * process has its wait status relayed to the spare's supervisor, which
+ * decides the run's verdict from it (the template is its parent: no one
+ * in the sandbox could say it); a spare whose code's process died while
+ * idle (killed from outside: the OOM killer, an operator) is dropped and
+ * refilled by serve_turn.  Anything else (the helpers of
+ * template_fork_into, spares and orphans re-parented to the template, a
+ * previous template's) is only reaped. */
 static void reap(void)
 {
 	int st;
