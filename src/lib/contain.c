@@ -175,6 +175,11 @@ static void wait_attached(const struct sc_child *c)
  */
 static int opener_sock = -1;
 static pid_t opener_pid = -1;
+/* The opener's mount namespace (or -1), handed to the supervisor with
+ * IDLE: with a reference held outside, the opener's exit on the request's
+ * path drops one and tears nothing down; the copy's teardown (an RCU
+ * grace period) comes when the supervisor closes it, after its answer. */
+static int opener_mnt = -1;
 /* The run's input arrays, in the init and in the opener (which exit
  * with them). */
 static int *spare_input_fds;
@@ -187,14 +192,22 @@ static __attribute__((noreturn)) void opener_main(const struct sc_child *c, int 
 	struct sandcell_error err = { 0, "" };
 	struct sc_request q;
 	struct sc_msg m;
-	char ok = 0;
+	int ns;
 
 	memset(&q, 0, sizeof(q));
 	/* Private at once: the init's staging mount, made next, must not
 	 * propagate into this copy. */
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    write(sock, &ok, 1) != 1)
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		_exit(1);
+	/* /proc is still the caller's: without it, READY carries no fd and
+	 * only the teardown's place changes. */
+	ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	memset(&m, 0, sizeof(m));
+	m.type = SC_MSG_READY;
+	if (ns >= 0 ? sc_send_fds(sock, &m, &ns, 1) < 0 : send(sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m))
+		_exit(1);
+	if (ns >= 0)
+		close(ns);
 	if (recv_run(sock, &q, &err) < 0)
 		fail(sock, &err);
 	c->plan->inputs = q.cfg.inputs;
@@ -222,8 +235,9 @@ static __attribute__((noreturn)) void opener_main(const struct sc_child *c, int 
 
 static int opener_start(const struct sc_child *c, struct sandcell_error *err)
 {
-	int sv[2];
-	char ok;
+	struct sc_msg m;
+	int sv[2], ns = -1;
+	size_t n;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return sc_err(err, errno, "spare: opener socket");
@@ -237,8 +251,12 @@ static int opener_start(const struct sc_child *c, struct sandcell_error *err)
 	}
 	close(sv[1]);
 	opener_sock = sv[0];
-	if (read(opener_sock, &ok, 1) != 1)
+	if (sc_recv_fds(opener_sock, &m, &ns, 1, &n, 0) <= 0 || m.type != SC_MSG_READY) {
+		if (n > 0)
+			close(ns);
 		return sc_err(err, EIO, "spare: the opener failed");
+	}
+	opener_mnt = n > 0 ? ns : -1;
 	return 0;
 }
 
@@ -278,10 +296,10 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 		p->in_priv[i].mnt = (m.value & 1) ? fds[0] : -1;
 		p->in_priv[i].file = (m.value & 2) ? fds[want - 1] : -1;
 	}
-	/* Its socket closed, the opener exits; its exit (the teardown of
-	 * its copy of the caller's mount namespace) overlaps the rest of the
-	 * init's work, and the init reaps it before it says CONFINED
-	 * (opener_reap): no code starts while it lives. */
+	/* Its socket closed, the opener exits, and the init reaps it before
+	 * it says CONFINED (opener_reap): no code starts while a process with
+	 * the caller's view lives.  Its copy of that view outlives it, held
+	 * by the supervisor (opener_mnt), so the exit is quick. */
 	close(opener_sock);
 	opener_sock = -1;
 	return 0;
@@ -489,8 +507,11 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	/* A spare is idle from here: its namespaces are final, and the code's
 	 * process may enter them. */
 	if (c->spare) {
-		if (send_msg(c->sock, SC_MSG_IDLE, 0, 0, NULL, -1) < 0)
+		if (send_msg(c->sock, SC_MSG_IDLE, 0, 0, NULL, opener_mnt) < 0)
 			_exit(1);
+		if (opener_mnt >= 0)
+			close(opener_mnt);
+		opener_mnt = -1;
 		spare_run(c, scratch_fd, err); /* does not return */
 	}
 	confine(c, err);

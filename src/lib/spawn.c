@@ -591,7 +591,9 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 	 * namespace is made last, after the init joined the run cgroups). */
 	{
 		struct sc_msg m = { 0 };
-		if (wait_msg(rn->sock, &m, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_IDLE) {
+		struct pollfd p = { rn->sock, POLLIN, 0 };
+		if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv(rn->sock, &m, &rn->opener_mnt) < 0 ||
+		    m.type != SC_MSG_IDLE) {
 			if (m.type == SC_MSG_ERROR) {
 				rn->r->setup_errno = m.err;
 				sc_err(e, m.err, "sandbox setup failed: %s", m.text);

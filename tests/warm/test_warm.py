@@ -870,6 +870,52 @@ def test_a_spares_code_starts_alone_in_its_pid_namespace(server):
     assert spares >= 12, spares
 
 
+def _mnt_fds(pid):
+    """The mount namespaces pid holds as descriptors (nsfs links)."""
+    out = []
+    try:
+        for n in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, n))
+            except OSError:
+                continue
+            if link.startswith("mnt:["):
+                out.append(link)
+    except OSError:
+        pass
+    return out
+
+
+def test_the_openers_view_is_held_only_by_its_supervisor(server):
+    """The spare's opener exits before the code starts, but its copy of the
+    caller's mount view is torn down only after the answer: the spare's
+    supervisor holds it as a descriptor (so the opener's exit on the
+    request's path frees nothing).  Each supervisor holds exactly that one
+    mount namespace, no other process of the server holds any (not the
+    template, the factory, an init or a code process), and that stays so
+    after runs with inputs and without."""
+    srv = server("--slots", "2", "--spares", "2")
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "data.txt")
+        with open(data, "w") as f:
+            f.write("x")
+        for i in range(4):
+            _wait_spares(srv, 2)
+            spares = _spares(srv)
+            sups = {sup for _, _, sup in spares}
+            for code, init, sup in spares:
+                held = _mnt_fds(sup)
+                assert len(held) == 1, (sup, held)
+                own = {os.readlink("/proc/%d/ns/mnt" % p) for p in (srv.pid, sup, init, code)}
+                assert held[0] not in own, (held, own)
+            for p in [srv.pid] + descendants(srv.pid):
+                if p not in sups:
+                    assert _mnt_fds(p) == [], (p, proc_state(p))
+            r = srv.run("print(open('/input/data').read())" if i % 2 else "pass",
+                        opts=["--input", "data=" + data] if i % 2 else [])
+            assert r.status == "ok", r
+
+
 def test_a_request_a_spare_does_not_run_leaves_it_ready(server):
     """A session (handed to a worker) and a malformed request (refused)
     reach only the spare's supervisor: the same sandboxes stay ready, and
