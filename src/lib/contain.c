@@ -175,11 +175,13 @@ static void wait_attached(const struct sc_child *c)
  */
 static int opener_sock = -1;
 static pid_t opener_pid = -1;
-/* The opener's mount namespace (or -1), handed to the supervisor with
- * IDLE: with a reference held outside, the opener's exit on the request's
- * path drops one and tears nothing down; the copy's teardown (an RCU
- * grace period) comes when the supervisor closes it, after its answer. */
+/* A spare's two mount namespaces (the opener's copy of the caller's view,
+ * the sandbox's own), or -1, handed to the supervisor with IDLE (say_idle):
+ * with a reference held outside, the opener's and the init's exits on the
+ * request's path tear no mount down; that teardown (an RCU grace period
+ * each) comes when the supervisor closes them, after its answer. */
 static int opener_mnt = -1;
+static int init_mnt = -1;
 /* The run's input arrays, in the init and in the opener (which exit
  * with them). */
 static int *spare_input_fds;
@@ -298,8 +300,8 @@ static int opener_inputs(struct sc_mount_plan *p, int req_fd, struct sandcell_er
 	}
 	/* Its socket closed, the opener exits, and the init reaps it before
 	 * it says CONFINED (opener_reap): no code starts while a process with
-	 * the caller's view lives.  Its copy of that view outlives it, held
-	 * by the supervisor (opener_mnt), so the exit is quick. */
+	 * the caller's view lives.  That view outlives it, held by the
+	 * supervisor (opener_mnt), so the exit is quick. */
 	close(opener_sock);
 	opener_sock = -1;
 	return 0;
@@ -431,6 +433,26 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 	}
 }
 
+/* IDLE, with the mount namespaces the supervisor holds (opener_mnt,
+ * init_mnt); the init keeps no copy.  A namespace that could not be
+ * opened only leaves its teardown on the request's path. */
+static void say_idle(const struct sc_child *c)
+{
+	struct sc_msg m = { .type = SC_MSG_IDLE };
+	int held[2];
+	size_t n = 0;
+
+	if (opener_mnt >= 0)
+		held[n++] = opener_mnt;
+	if (init_mnt >= 0)
+		held[n++] = init_mnt;
+	if (n ? sc_send_fds(c->sock, &m, held, n) < 0 : send_msg(c->sock, SC_MSG_IDLE, 0, 0, NULL, -1) < 0)
+		_exit(1); /* the supervisor is gone */
+	while (n > 0)
+		close(held[--n]);
+	opener_mnt = init_mnt = -1;
+}
+
 static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_error *err)
 {
 	struct sc_msg m;
@@ -451,6 +473,8 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	 * spare: and keep a process that has it, for its inputs). */
 	if (sc_mounts_open_sources(c->plan, err) < 0 || (c->spare && opener_start(c, err) < 0))
 		fail(c->sock, err);
+	if (c->spare) /* /proc is still the caller's */
+		init_mnt = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 	if (send_msg(c->sock, SC_MSG_READY, 0, 0, NULL, -1) < 0 ||
 	    recv(c->sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SC_MSG_GO)
 		_exit(1); /* the supervisor is gone: nothing to report to */
@@ -507,11 +531,7 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	/* A spare is idle from here: its namespaces are final, and the code's
 	 * process may enter them. */
 	if (c->spare) {
-		if (send_msg(c->sock, SC_MSG_IDLE, 0, 0, NULL, opener_mnt) < 0)
-			_exit(1);
-		if (opener_mnt >= 0)
-			close(opener_mnt);
-		opener_mnt = -1;
+		say_idle(c);
 		spare_run(c, scratch_fd, err); /* does not return */
 	}
 	confine(c, err);

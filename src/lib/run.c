@@ -243,7 +243,8 @@ static void reset_for_retry(struct run *rn)
 	close_fd(&rn->pidfd);
 	close_fd(&rn->sock);
 	close_fd(&rn->code_pidfd);
-	close_fd(&rn->opener_mnt);
+	close_fd(&rn->held_mnt[0]);
+	close_fd(&rn->held_mnt[1]);
 	close_fd(&rn->scratch_fd);
 	for (i = 0; i < 2; i++) {
 		close_fd(&rn->in_pipe[i]);
@@ -481,7 +482,8 @@ static void release(struct run *rn, struct sc_prep *pp)
 	close_fd(&rn->pidfd);
 	close_fd(&rn->sock);
 	close_fd(&rn->code_pidfd);
-	close_fd(&rn->opener_mnt);
+	close_fd(&rn->held_mnt[0]);
+	close_fd(&rn->held_mnt[1]);
 	close_fd(&rn->scratch_fd);
 	close_fd(&rn->out_dirfd);
 	for (i = 0; i < 2; i++) {
@@ -545,7 +547,7 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	rn.cfg = cfg;
 	rn.r = r;
 	rn.pidfd = rn.sock = rn.scratch_fd = rn.out_dirfd = -1;
-	rn.code_pidfd = rn.code_sock = rn.opener_mnt = -1;
+	rn.code_pidfd = rn.code_sock = rn.held_mnt[0] = rn.held_mnt[1] = -1;
 	rn.in_pipe[0] = rn.in_pipe[1] = rn.out_pipe[0] = rn.out_pipe[1] = -1;
 	rn.err_pipe[0] = rn.err_pipe[1] = rn.res_pipe[0] = rn.res_pipe[1] = -1;
 	pp->ids.lock_fd = -1;

@@ -67,10 +67,10 @@ struct run {
 	 * server's; STARTED, ERROR, EXIT come there), and whether the spare
 	 * ended without a run (no request, or one refused). */
 	int code_pidfd, code_sock;
-	/* The spare's opener's mount namespace (a copy of the caller's),
-	 * held until the run is answered: its teardown then is off the
-	 * request's path (contain.c, opener_mnt). */
-	int opener_mnt;
+	/* A spare's mount namespaces (its opener's copy of the caller's
+	 * view, the sandbox's), held until the run is answered: their
+	 * teardown is then off the request's path (contain.c, say_idle). */
+	int held_mnt[2];
 	bool code_gone;		/* the code's process exited: the init is killed */
 	bool spare_quiet;
 };
@@ -150,8 +150,7 @@ void sc_supervise(struct run *rn);
 /* Kills the run's whole process tree. */
 void sc_kill_tree(struct run *rn);
 /* One message of the sandbox init; a passed fd is kept (*fd_out) only
- * for SC_MSG_SCRATCH and SC_MSG_IDLE, else closed.  -1 on EOF, error or
- * a short one. */
+ * for SC_MSG_SCRATCH, else closed.  -1 on EOF, error or a short one. */
 int sc_init_recv(int sock, struct sc_msg *m, int *fd_out);
 /* Writes it all to a caller's fd; a caller's stream that is gone is
  * ignored (the run keeps draining). */

@@ -580,6 +580,24 @@ static int code_go(struct run *rn, struct sc_prep *pp, const uint64_t root[2], s
 	return rc;
 }
 
+/* IDLE, with the mount namespaces the supervisor holds until its answer
+ * (contain.c, held_mnt): 0, or -1. */
+static int recv_idle(struct run *rn, struct sc_msg *m)
+{
+	struct pollfd p = { rn->sock, POLLIN, 0 };
+	size_t n;
+	int r;
+
+	if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0)
+		return -1;
+	r = sc_recv_fds(rn->sock, m, rn->held_mnt, 2, &n, 0);
+	/* As sc_init_recv: an init that exited with a message of ours unread
+	 * reports ECONNRESET once, ahead of its error. */
+	if (r < 0 && errno == ECONNRESET)
+		r = sc_recv_fds(rn->sock, m, rn->held_mnt, 2, &n, 0);
+	return r > 0 ? 0 : -1;
+}
+
 static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
 {
 	struct sc_spare_req q = { NULL, NULL, 0, -1 };
@@ -591,9 +609,7 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 	 * namespace is made last, after the init joined the run cgroups). */
 	{
 		struct sc_msg m = { 0 };
-		struct pollfd p = { rn->sock, POLLIN, 0 };
-		if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv(rn->sock, &m, &rn->opener_mnt) < 0 ||
-		    m.type != SC_MSG_IDLE) {
+		if (recv_idle(rn, &m) < 0 || m.type != SC_MSG_IDLE) {
 			if (m.type == SC_MSG_ERROR) {
 				rn->r->setup_errno = m.err;
 				sc_err(e, m.err, "sandbox setup failed: %s", m.text);

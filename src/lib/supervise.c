@@ -111,7 +111,7 @@ int sc_init_recv(int sock, struct sc_msg *m, int *fd_out)
 	if (fd_out)
 		*fd_out = -1;
 	for (k = 0; k < n; k++) {
-		if (fd_out && *fd_out < 0 && (m->type == SC_MSG_SCRATCH || m->type == SC_MSG_IDLE))
+		if (fd_out && *fd_out < 0 && m->type == SC_MSG_SCRATCH)
 			*fd_out = fds[k];
 		else
 			close(fds[k]);

@@ -886,14 +886,15 @@ def _mnt_fds(pid):
     return out
 
 
-def test_the_openers_view_is_held_only_by_its_supervisor(server):
-    """The spare's opener exits before the code starts, but its copy of the
-    caller's mount view is torn down only after the answer: the spare's
-    supervisor holds it as a descriptor (so the opener's exit on the
-    request's path frees nothing).  Each supervisor holds exactly that one
-    mount namespace, no other process of the server holds any (not the
-    template, the factory, an init or a code process), and that stays so
-    after runs with inputs and without."""
+def test_a_spares_mount_namespaces_are_held_by_its_supervisor(server):
+    """A spare's two mount namespaces (the opener's copy of the caller's
+    view, and the sandbox's own, the init's) are torn down only after the
+    answer: the spare's supervisor holds both as descriptors from IDLE on,
+    so neither the opener's exit nor the init's on the request's path
+    frees a mount.  Each supervisor holds exactly those two, no other
+    process of the server holds any (not the template, the factory, an
+    init or a code process), and that stays so after runs with inputs and
+    without."""
     srv = server("--slots", "2", "--spares", "2")
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "data.txt")
@@ -904,10 +905,13 @@ def test_the_openers_view_is_held_only_by_its_supervisor(server):
             spares = _spares(srv)
             sups = {sup for _, _, sup in spares}
             for code, init, sup in spares:
-                held = _mnt_fds(sup)
-                assert len(held) == 1, (sup, held)
-                own = {os.readlink("/proc/%d/ns/mnt" % p) for p in (srv.pid, sup, init, code)}
-                assert held[0] not in own, (held, own)
+                held = sorted(_mnt_fds(sup))
+                sandbox = os.readlink("/proc/%d/ns/mnt" % init)
+                assert len(held) == 2 and sandbox in held, (sup, held, sandbox)
+                assert os.readlink("/proc/%d/ns/mnt" % code) == sandbox
+                opener = [h for h in held if h != sandbox]
+                others = {os.readlink("/proc/%d/ns/mnt" % p) for p in (srv.pid, sup)}
+                assert len(opener) == 1 and opener[0] not in others, (held, others)
             for p in [srv.pid] + descendants(srv.pid):
                 if p not in sups:
                     assert _mnt_fds(p) == [], (p, proc_state(p))
