@@ -159,6 +159,9 @@ void drain_free_chunks(void)
 /* The template's own copies of its command line: host paths (the socket)
  * that no worker needs, so every worker frees them (drop_template_args). */
 static char *self_path, **respawn_argv, *socket_path, *cgroup_parent;
+/* The listening socket a previous template handed over, open before the
+ * factory is forked: the factory closes it (factory_fork). */
+static int inherited_ls = -1;
 
 /* Every run is a fork of this process: nothing of the launcher's command
  * line or environment may stay in its memory.  Copies of what we need are
@@ -185,7 +188,7 @@ int keep_copies(int argc, char **argv, struct opts *o, int *listen_fd, int *stat
 	o->preload = strdup(o->preload);
 	if (getenv("SANDCELL_CGROUP_PARENT") && *getenv("SANDCELL_CGROUP_PARENT"))
 		o->cgroup_parent = cgroup_parent = strdup(getenv("SANDCELL_CGROUP_PARENT"));
-	*listen_fd = inherited ? atoi(inherited) : -1;
+	*listen_fd = inherited_ls = inherited ? atoi(inherited) : -1;
 	*state_fd = state ? atoi(state) : -1;
 	/* Returning from main ends the process: the copies that did succeed
 	 * are not leaked. */
@@ -952,6 +955,11 @@ int factory_fork(const struct opts *o)
 	}
 	if (pid == 0) {
 		close(sv[0]);
+		/* Only the template accepts: a factory or a spare's supervisor
+		 * holding the socket would keep clients connecting, and then
+		 * waiting unanswered, after the template is gone. */
+		if (inherited_ls >= 0)
+			close(inherited_ls);
 		/* Unprivileged, the template keeps its mount namespace (it
 		 * cannot return to the host's): the factory leaves the import
 		 * view in a copy of its own, so that the template's private

@@ -1036,6 +1036,40 @@ def test_respawn_drops_the_old_generations_spares(server):
     assert srv.run("pass", timeout=120).status == "ok"
 
 
+def _socket_holders(path):
+    """The pids holding the listening unix socket bound at path."""
+    with open("/proc/net/unix") as f:
+        inodes = {ln.split()[6] for ln in f.read().splitlines()[1:]
+                  if len(ln.split()) >= 8 and ln.split()[7] == path}
+    links = {"socket:[%s]" % i for i in inodes}
+    held = set()
+    for p in harness._all_pids():
+        try:
+            fds = os.listdir("/proc/%d/fd" % p)
+        except OSError:
+            continue
+        for n in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (p, n)) in links:
+                    held.add(p)
+            except OSError:
+                pass
+    return held
+
+
+def test_only_the_template_holds_the_listening_socket(server):
+    """Only the template accepts, in every generation: the spare factory,
+    the spares' supervisors and inits, their code processes and workers
+    hold no descriptor of the listening socket, also after respawns (the
+    new template inherits the socket across its exec; the factory it forks
+    before its interpreter starts must not keep it)."""
+    srv = server("--slots", "1", "--spares", "2", "--respawn-runs", "1")
+    for i in range(3):
+        _wait_spares(srv, 2)
+        assert _socket_holders(srv.sock) == {srv.pid}, (i, _socket_holders(srv.sock), descendants(srv.pid))
+        assert srv.run("pass", timeout=120).status == "ok"
+
+
 def test_runs_across_respawns_all_get_their_answer(server):
     """A connection handed to a spare just before the template re-executes
     is that spare's to answer: its supervisor must not take the factory's
