@@ -15,6 +15,7 @@ count of requests with a global deadline, so it stops by itself.
 """
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
@@ -184,13 +185,25 @@ def open_sessions(cluster: Cluster) -> Tuple[list, Dict[str, int]]:
     return sessions, where
 
 
-#: A POST /v1/runs that HAProxy logged as answered whole (200, normal end).
-WHOLE_RUN = re.compile(r' sandcell/s\d \S+ 200 \d+ - - ---- \S+ \S+ "POST /v1/runs ')
+#: A POST /v1/runs that HAProxy logged as answered whole (200, normal end),
+#: with the time HAProxy accepted it.
+WHOLE_RUN = re.compile(r'\[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3})\] \S+ '
+                       r'sandcell/s\d \S+ 200 \d+ - - ---- \S+ \S+ "POST /v1/runs ')
+
+
+def whole_runs_since(log: str, start: datetime.datetime) -> int:
+    """Runs answered whole that HAProxy accepted at or after start: a
+    request of an earlier test is logged when its stream ends, which can be
+    after this test began, and must not count here."""
+    return sum(1 for accepted in WHOLE_RUN.findall(log)
+               if datetime.datetime.strptime(accepted, "%d/%b/%Y:%H:%M:%S.%f") >= start)
 
 
 def test_a_server_killed_under_load(cluster: Cluster) -> None:
     victim = cluster.servers[VICTIM]
-    whole_before = len(re.findall(WHOLE_RUN, cluster.log()))
+    # HAProxy logs the local time to the millisecond: the start, truncated so.
+    now = datetime.datetime.now()
+    start = now.replace(microsecond=now.microsecond // 1000 * 1000)
     sessions, where = open_sessions(cluster)
     on_victim = [x for x in sessions if where[x.id] == VICTIM]
     long_one = on_victim[0]        # the one with a cell running when its server dies
@@ -304,7 +317,7 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
     # HAProxy writes a request's log line when its stream ends, which may
     # be just after the client read the report: wait for the lines (bounded).
     wait_until = time.monotonic() + 10
-    while len(re.findall(WHOLE_RUN, cluster.log())) - whole_before < RUNS \
+    while whole_runs_since(cluster.log(), start) < RUNS \
             and time.monotonic() < wait_until:
         threading.Event().wait(0.05)
     log = cluster.log()
@@ -316,7 +329,7 @@ def test_a_server_killed_under_load(cluster: Cluster) -> None:
     # Requests that completed through HAProxy with a whole answer: one per
     # run returned (an attempt cut by the kill is not among them), so no
     # run was answered twice.
-    whole = len(re.findall(WHOLE_RUN, log)) - whole_before
+    whole = whole_runs_since(log, start)
     assert whole == RUNS, "%d whole answers for %d runs" % (whole, RUNS)
     assert TOKEN not in log and "Bearer" not in log, "HAProxy logged the token"
     # Sessions: the victim's ended (the one mid-cell saw it "killed"), the
