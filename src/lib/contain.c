@@ -206,7 +206,7 @@ static __attribute__((noreturn)) void opener_main(const struct sc_child *c, int 
 	ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 	memset(&m, 0, sizeof(m));
 	m.type = SC_MSG_READY;
-	if (ns >= 0 ? sc_send_fds(sock, &m, &ns, 1) < 0 : send(sock, &m, sizeof(m), 0) != (ssize_t)sizeof(m))
+	if (sc_send_fds(sock, &m, &ns, ns >= 0) < 0)
 		_exit(1);
 	if (ns >= 0)
 		close(ns);
@@ -446,7 +446,7 @@ static void say_idle(const struct sc_child *c)
 		held[n++] = opener_mnt;
 	if (init_mnt >= 0)
 		held[n++] = init_mnt;
-	if (n ? sc_send_fds(c->sock, &m, held, n) < 0 : send_msg(c->sock, SC_MSG_IDLE, 0, 0, NULL, -1) < 0)
+	if (sc_send_fds(c->sock, &m, held, n) < 0)
 		_exit(1); /* the supervisor is gone */
 	while (n > 0)
 		close(held[--n]);

@@ -35,7 +35,7 @@ struct sc_msg {
 	char text[500];
 };
 
-/* One message with n (1-8) fds (SCM_RIGHTS): 0, or -1 with errno. */
+/* One message with n (0-8) fds (SCM_RIGHTS): 0, or -1 with errno. */
 int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n);
 /* One message and up to max fds (*n of them; more are closed), flags for
  * recvmsg (MSG_DONTWAIT): 1, 0 at EOF, or -1 (a short or truncated

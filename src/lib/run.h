@@ -152,6 +152,8 @@ void sc_kill_tree(struct run *rn);
 /* One message of the sandbox init; a passed fd is kept (*fd_out) only
  * for SC_MSG_SCRATCH, else closed.  -1 on EOF, error or a short one. */
 int sc_init_recv(int sock, struct sc_msg *m, int *fd_out);
+/* One message of the sandbox init with up to max fds, all kept (*n). */
+int sc_init_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n);
 /* Writes it all to a caller's fd; a caller's stream that is gone is
  * ignored (the run keeps draining). */
 void sc_write_all(int fd, const char *p, size_t n);

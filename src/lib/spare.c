@@ -89,9 +89,14 @@ int sc_send_fds(int sock, const struct sc_msg *m, const int *fds, size_t n)
 			     .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
 	struct cmsghdr *c;
 
-	if (n == 0 || n > 8) {
+	if (n > 8) {
 		errno = EINVAL;
 		return -1;
+	}
+	if (n == 0) {
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+		return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
 	}
 	memset(&u, 0, sizeof(u));
 	c = CMSG_FIRSTHDR(&mh);

@@ -586,16 +586,10 @@ static int recv_idle(struct run *rn, struct sc_msg *m)
 {
 	struct pollfd p = { rn->sock, POLLIN, 0 };
 	size_t n;
-	int r;
 
 	if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0)
 		return -1;
-	r = sc_recv_fds(rn->sock, m, rn->held_mnt, 2, &n, 0);
-	/* As sc_init_recv: an init that exited with a message of ours unread
-	 * reports ECONNRESET once, ahead of its error. */
-	if (r < 0 && errno == ECONNRESET)
-		r = sc_recv_fds(rn->sock, m, rn->held_mnt, 2, &n, 0);
-	return r > 0 ? 0 : -1;
+	return sc_init_recv_fds(rn->sock, m, rn->held_mnt, 2, &n);
 }
 
 static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)

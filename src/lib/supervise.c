@@ -98,16 +98,23 @@ static void pump(struct stream *s)
 	}
 }
 
-int sc_init_recv(int sock, struct sc_msg *m, int *fd_out)
+int sc_init_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n)
 {
-	int fds[4];
-	size_t n, k;
-	int r = sc_recv_fds(sock, m, fds, 4, &n, 0);
+	int r = sc_recv_fds(sock, m, fds, max, n, 0);
 
 	/* An init that exited with a message of ours unread makes the socket
 	 * report ECONNRESET once, ahead of what it had sent (its error). */
 	if (r < 0 && errno == ECONNRESET)
-		r = sc_recv_fds(sock, m, fds, 4, &n, 0);
+		r = sc_recv_fds(sock, m, fds, max, n, 0);
+	return r > 0 ? 0 : -1;
+}
+
+int sc_init_recv(int sock, struct sc_msg *m, int *fd_out)
+{
+	int fds[4];
+	size_t n, k;
+	int r = sc_init_recv_fds(sock, m, fds, 4, &n);
+
 	if (fd_out)
 		*fd_out = -1;
 	for (k = 0; k < n; k++) {
@@ -116,7 +123,7 @@ int sc_init_recv(int sock, struct sc_msg *m, int *fd_out)
 		else
 			close(fds[k]);
 	}
-	return r > 0 ? 0 : -1;
+	return r;
 }
 
 void sc_kill_tree(struct run *rn)

@@ -870,20 +870,25 @@ def test_a_spares_code_starts_alone_in_its_pid_namespace(server):
     assert spares >= 12, spares
 
 
-def _mnt_fds(pid):
-    """The mount namespaces pid holds as descriptors (nsfs links)."""
+def _fd_links(pid):
+    """What pid's descriptors point to (readlink of /proc/PID/fd/*), as far
+    as they can still be read."""
     out = []
     try:
-        for n in os.listdir("/proc/%d/fd" % pid):
-            try:
-                link = os.readlink("/proc/%d/fd/%s" % (pid, n))
-            except OSError:
-                continue
-            if link.startswith("mnt:["):
-                out.append(link)
+        names = os.listdir("/proc/%d/fd" % pid)
     except OSError:
-        pass
+        return out
+    for n in names:
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, n)))
+        except OSError:
+            pass
     return out
+
+
+def _mnt_fds(pid):
+    """The mount namespaces pid holds as descriptors (nsfs links)."""
+    return [link for link in _fd_links(pid) if link.startswith("mnt:[")]
 
 
 def test_a_spares_mount_namespaces_are_held_by_its_supervisor(server):
@@ -1042,19 +1047,7 @@ def _socket_holders(path):
         inodes = {ln.split()[6] for ln in f.read().splitlines()[1:]
                   if len(ln.split()) >= 8 and ln.split()[7] == path}
     links = {"socket:[%s]" % i for i in inodes}
-    held = set()
-    for p in harness._all_pids():
-        try:
-            fds = os.listdir("/proc/%d/fd" % p)
-        except OSError:
-            continue
-        for n in fds:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (p, n)) in links:
-                    held.add(p)
-            except OSError:
-                pass
-    return held
+    return {p for p in harness._all_pids() if links & set(_fd_links(p))}
 
 
 def test_only_the_template_holds_the_listening_socket(server):
