@@ -149,6 +149,10 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp);
 void sc_supervise(struct run *rn);
 /* Kills the run's whole process tree. */
 void sc_kill_tree(struct run *rn);
+/* Waits until fd is readable (or hung up): 1; 0 after timeout_ms (-1:
+ * none); -1 with errno.  A signal the caller handles does not end the
+ * wait early: poll is never restarted, whatever SA_RESTART says. */
+int sc_wait_in(int fd, int timeout_ms);
 /* One message of the sandbox init; a passed fd is kept (*fd_out) only
  * for SC_MSG_SCRATCH, else closed.  -1 on EOF, error or a short one. */
 int sc_init_recv(int sock, struct sc_msg *m, int *fd_out);

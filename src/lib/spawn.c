@@ -61,12 +61,17 @@ static bool userns_refused(int e)
 
 static int wait_msg(int sock, struct sc_msg *m, int timeout_ms)
 {
-	struct pollfd p = { sock, POLLIN, 0 };
-	int r = poll(&p, 1, timeout_ms);
-
-	if (r <= 0)
+	if (sc_wait_in(sock, timeout_ms) <= 0)
 		return -1;
 	return sc_init_recv(sock, m, NULL);
+}
+
+/* Reaps a child that was sent SIGKILL: a signal the caller handles
+ * does not leave it unreaped. */
+static void reap_killed(int pidfd)
+{
+	while (syscall(SYS_waitid, P_PIDFD, pidfd, NULL, WEXITED, NULL) < 0 && errno == EINTR)
+		;
 }
 
 /* A bare control message from the supervisor to the sandbox's init. */
@@ -530,8 +535,7 @@ static int init_bind(struct run *rn, const struct sc_spare_req *q, uint64_t root
 	if (rc < 0)
 		return sc_err(e, errno, "spare: lost the init");
 	for (;;) {
-		struct pollfd p = { rn->sock, POLLIN, 0 };
-		if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
+		if (sc_wait_in(rn->sock, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
 			return sc_err(e, ETIMEDOUT, "spare: no answer from the init");
 		if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
 			rn->scratch_fd = fd;
@@ -584,10 +588,9 @@ static int code_go(struct run *rn, struct sc_prep *pp, const uint64_t root[2], s
  * (contain.c, held_mnt): 0, or -1. */
 static int recv_idle(struct run *rn, struct sc_msg *m)
 {
-	struct pollfd p = { rn->sock, POLLIN, 0 };
 	size_t n;
 
-	if (poll(&p, 1, SC_SETUP_TIMEOUT_MS) <= 0)
+	if (sc_wait_in(rn->sock, SC_SETUP_TIMEOUT_MS) <= 0)
 		return -1;
 	return sc_init_recv_fds(rn->sock, m, rn->held_mnt, 2, &n);
 }
@@ -710,7 +713,7 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 		if (pid > 0) {
 			rn->pid = (pid_t)pid;
 			sc_kill_tree(rn);
-			syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
+			reap_killed(rn->pidfd);
 		}
 		goto out;
 	}
@@ -748,7 +751,7 @@ enum sc_attempt sc_spawn(struct run *rn, struct sc_prep *pp)
 	sc_supervise(rn);
 	if (!rn->init_exited) {
 		sc_kill_tree(rn);
-		syscall(SYS_waitid, P_PIDFD, rn->pidfd, NULL, WEXITED, NULL);
+		reap_killed(rn->pidfd);
 	}
 	/* The handshakes' failures that wait for the child's own word:
 	 * only where it said nothing do they stand. */

@@ -98,6 +98,23 @@ static void pump(struct stream *s)
 	}
 }
 
+int sc_wait_in(int fd, int timeout_ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	double end = now_sec() + timeout_ms / 1000.0;
+	int r;
+
+	while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+		if (timeout_ms > 0) {
+			double left = end - now_sec();
+			if (left <= 0)
+				return 0;
+			timeout_ms = (int)(left * 1000) + 1;
+		}
+	}
+	return r > 0 ? 1 : r;
+}
+
 int sc_init_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n)
 {
 	int r = sc_recv_fds(sock, m, fds, max, n, 0);
@@ -136,9 +153,8 @@ void sc_kill_tree(struct run *rn)
 	if (rn->pidfd >= 0 && !rn->reduced)
 		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
 	if (rn->pidfd >= 0 && rn->reduced) {
-		struct pollfd p = { rn->pidfd, POLLIN, 0 };
 		syscall(SYS_pidfd_send_signal, rn->pidfd, SIGTERM, NULL, 0);
-		if (poll(&p, 1, 2000) <= 0)
+		if (sc_wait_in(rn->pidfd, 2000) <= 0)
 			syscall(SYS_pidfd_send_signal, rn->pidfd, SIGKILL, NULL, 0);
 		kill(-rn->pid, SIGKILL);
 	}
@@ -604,8 +620,7 @@ static void loop_finish(struct loop *lp)
 	 * waitpid); EOF or 2 s without it end the wait. */
 	while (rn->code_sock >= 0 && !rn->got_exit) {
 		struct sc_msg m = { 0 };
-		struct pollfd pf = { rn->code_sock, POLLIN, 0 };
-		if (poll(&pf, 1, rn->init_exited ? 2000 : 0) <= 0 || sc_init_recv(rn->code_sock, &m, NULL) < 0)
+		if (sc_wait_in(rn->code_sock, rn->init_exited ? 2000 : 0) <= 0 || sc_init_recv(rn->code_sock, &m, NULL) < 0)
 			break;
 		if (m.type == SC_MSG_EXIT || m.type == SC_MSG_STARTED || m.type == SC_MSG_ERROR)
 			on_init_msg(rn, &m, -1, now_sec(), true);
@@ -614,8 +629,7 @@ static void loop_finish(struct loop *lp)
 	while (rn->sock >= 0) {
 		struct sc_msg m = { 0 };
 		int fd = -1;
-		struct pollfd pf = { rn->sock, POLLIN, 0 };
-		if (poll(&pf, 1, 0) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
+		if (sc_wait_in(rn->sock, 0) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
 			break;
 		on_init_msg(rn, &m, fd, now_sec(), true);
 	}

@@ -158,3 +158,32 @@ def test_cancel_says_where_the_code_was(host_postconditions, tmp_path):
     outs = rep["cell"]["outputs"]
     assert [o["output_type"] for o in outs] == ["stream", "error"], outs
     assert outs[1]["ename"] == "SandcellStopped" and outs[1]["evalue"] == rep["reason"]
+
+
+def test_a_signal_at_any_moment_cancels_or_lets_the_run_end(host_postconditions, tmp_path):
+    """A signal reaches the CLI at a moment spread over a whole short run
+    (parsing, the sandbox's setup and handshakes, the code, the
+    collection): each run is cancelled, or had ended already; a setup
+    step interrupted by the handler never turns into a sandbox error."""
+    # A cold run, from the handler's arming to its exit (measured once).
+    p, rpath, _ = start(tmp_path, "print('ran')")
+    while not catches(p.pid, signal.SIGTERM) and p.poll() is None:
+        time.sleep(0.0005)
+    t0 = time.monotonic()
+    finish(p, rpath)
+    span = time.monotonic() - t0
+    steps = 40
+    for i in range(steps):
+        d = tmp_path / str(i)
+        d.mkdir()
+        p, rpath, out = start(d, "print('ran')")
+        while not catches(p.pid, signal.SIGTERM) and p.poll() is None:
+            time.sleep(0.0005)
+        armed = time.monotonic()
+        while time.monotonic() - armed < span * i / steps:
+            pass
+        p.send_signal(signal.SIGTERM)
+        stdout, err, rep = finish(p, rpath)
+        assert p.returncode in (0, EXIT_CANCELLED), (i, p.returncode, stdout, err)
+        check_schema(rep)
+        assert rep["status"] == ("ok" if p.returncode == 0 else "cancelled"), (i, rep)
