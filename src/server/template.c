@@ -222,6 +222,12 @@ void template_reexec(int ls, int state)
 	setenv("SANDCELL_WARM_LISTEN_FD", buf, 1);
 	snprintf(buf, sizeof(buf), "%d", state);
 	setenv("SANDCELL_WARM_STATE_FD", buf, 1);
+	/* The environment was cleared (main.c): what the launcher's said
+	 * and the new template must know again comes back here.  Without
+	 * its cgroup parent an unprivileged server's spares would try the
+	 * default parent, be refused, and every run would go to a worker. */
+	if (cgroup_parent)
+		setenv("SANDCELL_CGROUP_PARENT", cgroup_parent, 1);
 	/* The new template's heap as this one's (heap_on_huge_pages): the
 	 * loader reads the tunables before main. */
 	if (heap_thp)

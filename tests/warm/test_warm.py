@@ -1041,6 +1041,53 @@ def test_respawn_drops_the_old_generations_spares(server):
     assert srv.run("pass", timeout=120).status == "ok"
 
 
+CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids")
+
+
+def _cgroup_paths(pid):
+    """{hierarchy: path} of a process: "memory", "pids", and "" for v2."""
+    with open("/proc/%d/cgroup" % pid) as f:
+        return {ln.split(":")[1]: ln.rstrip("\n").split(":", 2)[2] for ln in f}
+
+
+def test_respawned_spares_keep_the_cgroup_parent(tmp_path):
+    """$SANDCELL_CGROUP_PARENT (an unprivileged server's delegated cgroup)
+    holds in every template generation: the environment is cleared at
+    startup, and a respawned template that forgot it would build its spares
+    elsewhere (refused there when unprivileged) and send every run to a
+    worker.  Each generation's spares are in run cgroups below the parent."""
+    parent = os.environ.get("SANDCELL_CGROUP_PARENT")
+    made = []
+    if not parent:
+        if not IS_ROOT:
+            pytest.skip("needs a delegated cgroup parent ($SANDCELL_CGROUP_PARENT) or root")
+        parent = "/sandcell-warm-parent-%d" % os.getpid()
+        for h in CGROUP_ROOTS:
+            if os.path.exists(h + "/cgroup.procs") and os.path.isdir(h):
+                os.mkdir(h + parent)
+                made.append(h + parent)
+    env = dict(os.environ, SANDCELL_CGROUP_PARENT=parent)
+    srv = WarmServer(["--slots", "1", "--spares", "2", "--respawn-runs", "1"], env=env)
+    try:
+        codes = None
+        for gen in range(3):
+            codes = _wait_spares(srv, 2, other_than=codes)
+            for code in codes:
+                cg = _cgroup_paths(code)
+                held = {h: cg[h] for h in ("memory", "pids", "") if cg.get(h, "/") != "/"}
+                assert held and all(v.startswith(parent + "/run-") for v in held.values()), \
+                    (gen, code, cg, srv.log_text())
+            r = harness.run_cli("print('ok')", server=srv.sock, env=env, timeout=120)
+            assert r.report["status"] == "ok", r
+    finally:
+        srv.stop()
+        for d in made:
+            for sub in os.listdir(d):
+                if os.path.isdir(os.path.join(d, sub)):
+                    os.rmdir(os.path.join(d, sub))
+            os.rmdir(d)
+
+
 def _socket_holders(path):
     """The pids holding the listening unix socket bound at path."""
     with open("/proc/net/unix") as f:
