@@ -552,7 +552,14 @@ def test_G9_cell_closing_its_channel_and_stdin(session: Callable[..., Session]) 
     # The loop's reader was already waiting in read() on the pipe: the
     # one command that read returns still arrives, then EOF.
     s.run("print('read before the EOF')")
-    s.start("print('never runs')")
+    # The session may have ended already (its CLI gone, the pipe closed):
+    # then the command is refused by the pipe, and never runs either.
+    # Written unbuffered, so that nothing is left to flush at the end.
+    assert s.p.stdin is not None
+    try:
+        os.write(s.p.stdin.fileno(), b'{"op": "run", "id": "c3", "code": "print(\'never runs\')"}\n')
+    except BrokenPipeError:
+        pass
     report = s.finish()
     assert report["session"]["ended_by"] == "interpreter-exited", report["session"]
     assert report["status"] == "ok" and report["exit_code"] == 0, report["reason"]
