@@ -586,7 +586,11 @@ int sandcell_run(const struct sandcell_config *cfg, struct sandcell_result **out
 	settle(&rn);
 	/* Every process of the run is reaped (sc_spawn() waited for the
 	 * init) and the outputs are collected: the report is final but for
-	 * left_behind, and the caller gets it before the cleanup below. */
+	 * left_behind, and the caller gets it before the cleanup below.  The
+	 * host uid is free as the sandbox is gone (G11: held while it lives),
+	 * before the caller hears of the end; the init's copy of the lock
+	 * went with the init. */
+	sc_userns_release_ids(&pp->ids);
 	if (report_hook && !rn.ss && !rn.reduced && !rn.spare_quiet)
 		report_hook(r);
 	release(&rn, pp);
