@@ -59,11 +59,13 @@ static bool userns_refused(int e)
 	return e == EPERM || e == EACCES || e == ENOSPC || e == EUSERS || e == EINVAL;
 }
 
-static int wait_msg(int sock, struct sc_msg *m, int timeout_ms)
+/* The init's next message within timeout_ms (fd_out as sc_init_recv):
+ * 0, or -1 (none came, or EOF). */
+static int wait_msg(int sock, struct sc_msg *m, int *fd_out, int timeout_ms)
 {
 	if (sc_wait_in(sock, timeout_ms) <= 0)
 		return -1;
-	return sc_init_recv(sock, m, NULL);
+	return sc_init_recv(sock, m, fd_out);
 }
 
 /* Reaps a child that was sent SIGKILL: a signal the caller handles
@@ -422,7 +424,7 @@ static enum handshake handshake(struct run *rn, struct sc_prep *pp, struct sandc
 	struct sc_msg m = { 0 };
 
 	/* 6. READY: the child opened its sources with the caller's view. */
-	if (wait_msg(rn->sock, &m, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_READY) {
+	if (wait_msg(rn->sock, &m, NULL, SC_SETUP_TIMEOUT_MS) < 0 || m.type != SC_MSG_READY) {
 		char msg[600];
 		snprintf(msg, sizeof(msg), "sandbox setup failed: %s",
 			 m.type == SC_MSG_ERROR && m.text[0] ? m.text : "no handshake from the child");
@@ -535,7 +537,7 @@ static int init_bind(struct run *rn, const struct sc_spare_req *q, uint64_t root
 	if (rc < 0)
 		return sc_err(e, errno, "spare: lost the init");
 	for (;;) {
-		if (sc_wait_in(rn->sock, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv(rn->sock, &m, &fd) < 0)
+		if (wait_msg(rn->sock, &m, &fd, SC_SETUP_TIMEOUT_MS) < 0)
 			return sc_err(e, ETIMEDOUT, "spare: no answer from the init");
 		if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
 			rn->scratch_fd = fd;

@@ -53,6 +53,14 @@ def catches(pid, sig):
     return False
 
 
+def wait_armed(p):
+    """Until the CLI handles SIGTERM (its cancel handler is armed)."""
+    deadline = time.monotonic() + 30
+    while not catches(p.pid, signal.SIGTERM):
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.0005)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_cancels_with_report_and_outputs(host_postconditions, tmp_path, sig):
@@ -101,10 +109,7 @@ def test_signal_as_soon_as_handled(host_postconditions, tmp_path):
     """A signal as early as the CLI handles it (possibly before the
     sandbox exists or the code starts) still cancels with a full report."""
     p, rpath, out = start(tmp_path, "print('ran')")
-    deadline = time.monotonic() + 30
-    while not catches(p.pid, signal.SIGTERM):
-        assert p.poll() is None and time.monotonic() < deadline
-        time.sleep(0.001)
+    wait_armed(p)
     p.send_signal(signal.SIGTERM)
     stdout, err, rep = finish(p, rpath)
     assert p.returncode == EXIT_CANCELLED, (p.returncode, stdout, err)
@@ -167,8 +172,7 @@ def test_a_signal_at_any_moment_cancels_or_lets_the_run_end(host_postconditions,
     step interrupted by the handler never turns into a sandbox error."""
     # A cold run, from the handler's arming to its exit (measured once).
     p, rpath, _ = start(tmp_path, "print('ran')")
-    while not catches(p.pid, signal.SIGTERM) and p.poll() is None:
-        time.sleep(0.0005)
+    wait_armed(p)
     t0 = time.monotonic()
     finish(p, rpath)
     span = time.monotonic() - t0
@@ -177,8 +181,7 @@ def test_a_signal_at_any_moment_cancels_or_lets_the_run_end(host_postconditions,
         d = tmp_path / str(i)
         d.mkdir()
         p, rpath, out = start(d, "print('ran')")
-        while not catches(p.pid, signal.SIGTERM) and p.poll() is None:
-            time.sleep(0.0005)
+        wait_armed(p)
         armed = time.monotonic()
         while time.monotonic() - armed < span * i / steps:
             pass

@@ -1041,9 +1041,6 @@ def test_respawn_drops_the_old_generations_spares(server):
     assert srv.run("pass", timeout=120).status == "ok"
 
 
-CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids")
-
-
 def _cgroup_paths(pid):
     """{hierarchy: path} of a process: "memory", "pids", and "" for v2."""
     with open("/proc/%d/cgroup" % pid) as f:
@@ -1062,10 +1059,9 @@ def test_respawned_spares_keep_the_cgroup_parent(tmp_path):
         if not IS_ROOT:
             pytest.skip("needs a delegated cgroup parent ($SANDCELL_CGROUP_PARENT) or root")
         parent = "/sandcell-warm-parent-%d" % os.getpid()
-        for h in CGROUP_ROOTS:
-            if os.path.exists(h + "/cgroup.procs") and os.path.isdir(h):
-                os.mkdir(h + parent)
-                made.append(h + parent)
+        for h in harness.cgroup_mounts():
+            os.mkdir(h + parent)
+            made.append(h + parent)
     env = dict(os.environ, SANDCELL_CGROUP_PARENT=parent)
     srv = WarmServer(["--slots", "1", "--spares", "2", "--respawn-runs", "1"], env=env)
     try:
@@ -1075,7 +1071,7 @@ def test_respawned_spares_keep_the_cgroup_parent(tmp_path):
             for code in codes:
                 cg = _cgroup_paths(code)
                 held = {h: cg[h] for h in ("memory", "pids", "") if cg.get(h, "/") != "/"}
-                assert held and all(v.startswith(parent + "/run-") for v in held.values()), \
+                assert held and all(v.startswith(parent + "/" + harness.run_cgroup_prefix()) for v in held.values()), \
                     (gen, code, cg, srv.log_text())
             r = harness.run_cli("print('ok')", server=srv.sock, env=env, timeout=120)
             assert r.report["status"] == "ok", r
