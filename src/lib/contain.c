@@ -435,12 +435,22 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 
 /* IDLE, with the mount namespaces the supervisor holds (opener_mnt,
  * init_mnt); the init keeps no copy.  A namespace that could not be
- * opened only leaves its teardown on the request's path. */
-static void say_idle(const struct sc_child *c)
+ * opened only leaves its teardown on the request's path.  Its text is
+ * the pivoted root's identity, which the code's process checks its own
+ * root against (PREP) and CONFINED must repeat. */
+static void say_idle(const struct sc_child *c, struct sandcell_error *err)
 {
 	struct sc_msg m = { .type = SC_MSG_IDLE };
+	struct stat st;
 	int held[2];
 	size_t n = 0;
+
+	if (stat("/", &st) < 0) {
+		sc_err(err, errno, "spare: stat /");
+		fail(c->sock, err);
+	}
+	snprintf(m.text, sizeof(m.text), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
 
 	if (opener_mnt >= 0)
 		held[n++] = opener_mnt;
@@ -531,7 +541,7 @@ static void setup(const struct sc_child *c, int *scratch_fd, struct sandcell_err
 	/* A spare is idle from here: its namespaces are final, and the code's
 	 * process may enter them. */
 	if (c->spare) {
-		say_idle(c);
+		say_idle(c, err);
 		spare_run(c, scratch_fd, err); /* does not return */
 	}
 	confine(c, err);
@@ -565,6 +575,37 @@ static void setup_reduced(const struct sc_child *c, struct sandcell_error *err)
 	confine(c, err);
 }
 
+/* 5. session: no controlling terminal, no signals to the caller's
+ * process group; not dumpable, so nothing can ptrace or read its memory
+ * even if ptrace were allowed. */
+static void detach(const struct sc_child *c, struct sandcell_error *err)
+{
+	if ((!sc_hook_on(SC_HOOK_MUT_NO_SETSID) && setsid() < 0) ||
+	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		sc_err(err, errno, "setsid/dumpable");
+		fail(c->sock, err);
+	}
+}
+
+/* 8-10: the layers that take privilege away, seccomp last. */
+static void drop_privilege(const struct sc_child *c, struct sandcell_error *err)
+{
+	/* 8. capabilities, then no_new_privs (needed by Landlock and seccomp,
+	 * and it makes setuid and file capabilities inert). */
+	if (sc_caps_drop_all(err) < 0)
+		fail(c->sock, err);
+	if (!sc_hook_on(SC_HOOK_MUT_NO_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		sc_err(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+		fail(c->sock, err);
+	}
+	/* 9. Landlock, matching the mount plan. */
+	if (!sc_hook_on(SC_HOOK_NO_LANDLOCK) && sc_landlock_apply(c->landlock, c->ll_rules, err) < 0)
+		fail(c->sock, err);
+	/* 10. seccomp, last. */
+	if (!sc_hook_on(SC_HOOK_NO_SECCOMP) && sc_seccomp_apply(c->bpf, err) < 0)
+		fail(c->sock, err);
+}
+
 /* The layers every mode shares, in order, seccomp last. */
 static void confine(const struct sc_child *c, struct sandcell_error *err)
 {
@@ -574,14 +615,7 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 		sc_err(err, errno, "chdir %s", c->workdir);
 		fail(c->sock, err);
 	}
-	/* 5. session: no controlling terminal, no signals to the caller's
-	 * process group; init is not dumpable, so nothing can ptrace or
-	 * read its memory even if ptrace were allowed. */
-	if ((!sc_hook_on(SC_HOOK_MUT_NO_SETSID) && setsid() < 0) ||
-	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-		sc_err(err, errno, "setsid/dumpable");
-		fail(c->sock, err);
-	}
+	detach(c, err);
 	/* 6. descriptors: 0-3 are the declared streams; the status socket
 	 * stays with init (close-on-exec, so the code never has it). */
 	if (install_stdio(c, err) < 0)
@@ -604,20 +638,7 @@ static void confine(const struct sc_child *c, struct sandcell_error *err)
 	 * descriptors above a small RLIMIT_NOFILE). */
 	if (!sc_hook_on(SC_HOOK_NO_LIMITS) && sc_rlimits_apply(c->limits, err) < 0)
 		fail(c->sock, err);
-	/* 8. capabilities, then no_new_privs (needed by Landlock and seccomp,
-	 * and it makes setuid and file capabilities inert). */
-	if (sc_caps_drop_all(err) < 0)
-		fail(c->sock, err);
-	if (!sc_hook_on(SC_HOOK_MUT_NO_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		sc_err(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-		fail(c->sock, err);
-	}
-	/* 9. Landlock, matching the mount plan. */
-	if (!sc_hook_on(SC_HOOK_NO_LANDLOCK) && sc_landlock_apply(c->landlock, c->ll_rules, err) < 0)
-		fail(c->sock, err);
-	/* 10. seccomp, last. */
-	if (!sc_hook_on(SC_HOOK_NO_SECCOMP) && sc_seccomp_apply(c->bpf, err) < 0)
-		fail(c->sock, err);
+	drop_privilege(c, err);
 }
 
 /* Reduced mode has no pid namespace to take the rest down.  With Landlock
@@ -806,19 +827,24 @@ static void reset_signals(void)
 }
 
 /* The code's process of a spare sandbox (internal.h): a fork of the warm
- * template that entered the sandbox's namespaces while it was idle.  Its
- * GO comes with the run: it confines itself as a cold init confines
- * itself before it forks the code, in the same order, and checks first
- * that its root is the one the init pivoted into (fail closed: a root
- * the pivot did not move would be the host's view). */
-void sc_code_enter(int chan, const char *const **argv, const char *const **envp)
+ * template that entered the sandbox's namespaces while it was idle.
+ * While the spare is idle it takes the sandbox's identity and every
+ * layer a cold init takes before it forks the code, in the same order,
+ * from its PREP, after checking that its root is the one the init
+ * pivoted into (fail closed: a root the pivot did not move would be the
+ * host's view).  What it keeps is the channel alone.  Only the run's
+ * part waits for its GO: the streams, the limits (rlimits only lower,
+ * which needs no privilege), the command line.  So no request ever
+ * reaches an unconfined process of a spare. */
+static struct sc_go code_prep;
+static void *code_prep_mem;
+
+void sc_code_confine(int chan)
 {
 	struct sandcell_error err = { 0, "" };
 	struct sc_child c;
-	struct sc_go g;
 	struct stat st;
-	void *mem;
-	int fds[4];
+	int keep[1] = { chan };
 
 	reset_signals();
 	{
@@ -826,33 +852,24 @@ void sc_code_enter(int chan, const char *const **argv, const char *const **envp)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 	}
-	memset(&g, 0, sizeof(g));
-	if (sc_go_recv(chan, &g, &mem, fds, &err) < 0) {
+	memset(&code_prep, 0, sizeof(code_prep));
+	if (sc_go_recv(chan, SC_MSG_PREP, &code_prep, &code_prep_mem, NULL, &err) < 0) {
 		if (err.code == 0)
-			_exit(0); /* dropped before its run */
+			_exit(0); /* dropped while idle */
 		fail(chan, &err);
 	}
-	if (stat("/", &st) < 0 || (uint64_t)st.st_dev != g.root_dev || (uint64_t)st.st_ino != g.root_ino) {
+	if (stat("/", &st) < 0 || (uint64_t)st.st_dev != code_prep.root_dev ||
+	    (uint64_t)st.st_ino != code_prep.root_ino) {
 		sc_err(&err, EXDEV, "spare: the code's root is not the sandbox's");
 		fail(chan, &err);
 	}
 	memset(&c, 0, sizeof(c));
-	c.limits = g.limits;
-	c.bpf = &g.bpf;
-	c.landlock = &g.ll;
-	c.ll_rules = &g.rules;
-	c.argv = g.argv;
-	c.envp = g.envp;
-	c.workdir = "/tmp";
+	c.bpf = &code_prep.bpf;
+	c.landlock = &code_prep.ll;
+	c.ll_rules = &code_prep.rules;
 	c.sock = chan;
-	c.id_lock_fd = -1;
-	c.stdin_r = fds[0];
-	c.stdout_w = fds[1];
-	c.stderr_w = fds[2];
-	c.result_w = fds[3];
-	c.drop_groups = g.drop_groups;
 	/* 1. identity, as setup() takes it. */
-	if (c.drop_groups && setgroups(0, NULL) < 0) {
+	if (code_prep.drop_groups && setgroups(0, NULL) < 0) {
 		sc_err(&err, errno, "setgroups");
 		fail(chan, &err);
 	}
@@ -861,8 +878,46 @@ void sc_code_enter(int chan, const char *const **argv, const char *const **envp)
 		sc_err(&err, errno, "switching to the sandbox uid");
 		fail(chan, &err);
 	}
-	/* 5-10. the layers, seccomp last. */
-	confine(&c, &err);
+	/* 5, 6 (it has no stream yet), 8-10. */
+	detach(&c, &err);
+	if (!sc_hook_on(SC_HOOK_NO_FDCLOSE) && sc_fds_close_except(keep, 1, &err) < 0)
+		fail(chan, &err);
+	drop_privilege(&c, &err);
+}
+
+void sc_code_enter(int chan, const char *const **argv, const char *const **envp)
+{
+	struct sandcell_error err = { 0, "" };
+	struct sc_child c;
+	struct sc_go g;
+	void *mem;
+	int fds[4], keep[2];
+
+	memset(&g, 0, sizeof(g));
+	if (sc_go_recv(chan, SC_MSG_GO, &g, &mem, fds, &err) < 0) {
+		if (err.code == 0)
+			_exit(0); /* dropped before its run */
+		fail(chan, &err);
+	}
+	memset(&c, 0, sizeof(c));
+	c.sock = chan;
+	c.stdin_r = fds[0];
+	c.stdout_w = fds[1];
+	c.stderr_w = fds[2];
+	c.result_w = fds[3];
+	/* 6. descriptors: 0-3 are the declared streams. */
+	if (chdir("/tmp") < 0) {
+		sc_err(&err, errno, "chdir /tmp");
+		fail(chan, &err);
+	}
+	keep[0] = 3;
+	keep[1] = chan;
+	if (install_stdio(&c, &err) < 0 ||
+	    (!sc_hook_on(SC_HOOK_NO_FDCLOSE) && sc_fds_close_except(keep, 2, &err) < 0))
+		fail(chan, &err);
+	/* 7. resource backstops. */
+	if (!sc_hook_on(SC_HOOK_NO_LIMITS) && sc_rlimits_apply(g.limits, &err) < 0)
+		fail(chan, &err);
 	if (send_msg(chan, SC_MSG_STARTED, 0, (int)getpid(), NULL, -1) < 0)
 		_exit(1);
 	/* What execve would have closed: nothing above the streams. */

@@ -479,7 +479,8 @@ extern sc_exec_hook sc_exec_hook_fn;
  * code's process handed the run's streams), so that only that part is on
  * the request's path.  The code's process is not forked by the init: the
  * warm template forks it into the sandbox's namespaces while the sandbox
- * is idle, and it confines itself when its GO comes (sc_code_enter). */
+ * is idle, where it confines itself (its PREP, sc_code_confine), and its
+ * run starts when its GO comes (sc_code_enter). */
 struct sc_spare_req {
 	const struct sandcell_config *cfg; /* the run's; the caller keeps it */
 	const char *text;		   /* its request text, which the init parses too */
@@ -491,11 +492,15 @@ struct sc_spare_req {
  * namespace, the v2 run cgroup's directory (the process is born in it),
  * the v1 run cgroups' tasks files. */
 enum { SC_JOIN_CGNS, SC_JOIN_V2, SC_JOIN_V1, SC_JOIN_FDS = SC_JOIN_V1 + SC_CGROUP_V1_JOIN };
+struct sc_go;
 struct sc_spare_ops {
-	/* The sandbox is ready: hands it out (the init's pidfd, and the
-	 * join fds), then blocks until its request.  1: *q filled; 0: no run here
+	/* The sandbox is ready: makes the channel (chan below) and sends
+	 * prep on it (sc_go_send, SC_MSG_PREP) before the code's process
+	 * exists, hands the sandbox out (the init's pidfd, and the join
+	 * fds), then blocks until its request.  1: *q filled; 0: no run here
 	 * (nothing came, or it was refused or handed on); -1: failed. */
-	int (*await)(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc_spare_req *q);
+	int (*await)(int init_pidfd, const int *cg_fds, size_t n_cg, const struct sc_go *prep,
+		     struct sc_spare_req *q);
 	/* The request await returned is refused (nothing ran). */
 	void (*refuse)(enum sandcell_status st, const char *why, const struct sandcell_limits *lim);
 	/* To the code's process (GO), and from it (STARTED, ERROR) and from
@@ -506,7 +511,8 @@ void sc_set_spare(const struct sc_spare_ops *ops);
 extern const struct sc_spare_ops *sc_spare;
 
 /* What the code's process needs to confine itself like a sandbox init
- * would have confined it before the fork. */
+ * would have confined it before the fork: a PREP fills the layers and the
+ * root, a GO the rest. */
 struct sc_go {
 	const struct sandcell_limits *limits;
 	struct sc_landlock_info ll;
@@ -517,17 +523,22 @@ struct sc_go {
 	bool drop_groups;
 	uint64_t root_dev, root_ino; /* the pivoted root, as the init saw it */
 };
-/* Sends g with the code's four streams (stdin, stdout, stderr, channel). */
-int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err);
-/* Reads one GO from chan into *g (the strings and program in *mem, malloc'd)
- * and the four streams: 0, or -1. */
-int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err);
-/* In the code's process (contain.c): waits for GO on chan, confines itself
- * as the sandbox init confines the code (identity, then the layers in
- * the same order, seccomp last), says STARTED, and closes every fd above
- * 2 but the result channel.  Returns the code's argv and envp; fails
- * closed (the error goes to chan, the process exits) otherwise; exits
- * quietly when chan reaches EOF (the spare was dropped). */
+/* Sends g as type (SC_MSG_PREP; SC_MSG_GO with the code's four streams:
+ * stdin, stdout, stderr, channel). */
+int sc_go_send(int chan, int type, const struct sc_go *g, const int fds[4], struct sandcell_error *err);
+/* Reads one message of that type from chan into *g (the strings and
+ * program in *mem, malloc'd) and, for a GO, the four streams: 0, or -1. */
+int sc_go_recv(int chan, int type, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err);
+/* In the code's process (contain.c), while the spare is idle: waits for
+ * PREP on chan, checks its root is the one the init pivoted into, and
+ * confines itself as the sandbox init confines the code (identity, then
+ * the layers in the same order, seccomp last), keeping only chan.  Fails
+ * closed (the error goes to chan, the process exits); exits quietly when
+ * chan reaches EOF (the spare was dropped). */
+void sc_code_confine(int chan);
+/* Then: waits for GO, takes its streams (0-3) and limits, says STARTED,
+ * and closes every fd above 3.  Returns the code's argv and envp; fails
+ * and exits as sc_code_confine. */
 void sc_code_enter(int chan, const char *const **argv, const char *const **envp);
 /* The file name the code is written under (/code/NAME). */
 const char *sc_code_name(const struct sandcell_config *cfg);

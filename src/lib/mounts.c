@@ -961,7 +961,11 @@ int sc_mounts_build_base(const struct sc_mount_plan *p, int *scratch_fd, struct 
 	if (setup_runtime(p, err) < 0 || setup_etc(p, err) < 0 || setup_dev(p, err) < 0 ||
 	    setup_sandcell_dir(p, err) < 0)
 		return -1;
-	if (mkdirs("proc", 0555, err) < 0)
+	/* /code and /input are filled once the run is known, but made with
+	 * the base: a spare's code process takes its Landlock rules while
+	 * idle (contain.c, sc_code_confine), and a rule skips a path that
+	 * does not exist yet. */
+	if (mkdirs("proc", 0555, err) < 0 || mkdirs("code", 0755, err) < 0 || mkdirs("input", 0755, err) < 0)
 		return -1;
 	/* subset=pid: only process directories, none of /proc/sys,
 	 * /proc/kallsyms or /proc/sysrq-trigger.  It is a fresh procfs of

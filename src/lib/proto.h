@@ -26,6 +26,7 @@ enum sc_msg_type {
 	SC_MSG_CONFINED,    /* init -> parent: root pivoted, init confined */
 	SC_MSG_CODE,	    /* server -> parent: the code's process (a pidfd) */
 	SC_MSG_TAKEN,	    /* parent -> code: a request is here, its GO follows */
+	SC_MSG_PREP,	    /* parent -> code, while idle: its layers (spare.c) */
 };
 
 struct sc_msg {

@@ -1,12 +1,15 @@
 /*
- * A spare sandbox's GO (internal.h, "A spare sandbox"): what its
+ * A spare sandbox's PREP and GO (internal.h, "A spare sandbox"): what its
  * supervisor hands the code's process so that it confines itself as the
- * sandbox init confines the code of a cold run.  The supervisor builds it
- * from the run's request, with the functions that build a cold run's
- * (spawn.c); nothing in it is read from the sandbox.  It travels as one
- * memfd (argv and the seccomp program can be large) and the code's four
- * streams, over the spare's channel, whose ends only the supervisor, the
- * template and the waiting code's process hold.
+ * sandbox init confines the code of a cold run.  PREP, while the spare is
+ * idle: the layers every run of the spare shares (Landlock rules, the
+ * seccomp program, the root it must be in).  GO, with the run: its
+ * limits, command line, environment and streams.  The supervisor builds
+ * both with the functions that build a cold run's (spawn.c); nothing in
+ * them is read from the sandbox.  Each travels as one memfd (argv and the
+ * seccomp program can be large), a GO with the code's four streams, over
+ * the spare's channel, whose ends only the supervisor, the template and
+ * the waiting code's process hold.
  */
 #include "internal.h"
 #include "proto.h"
@@ -153,7 +156,7 @@ int sc_recv_fds(int sock, struct sc_msg *m, int *fds, size_t max, size_t *n, int
 	return 1;
 }
 
-int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcell_error *err)
+int sc_go_send(int chan, int type, const struct sc_go *g, const int fds[4], struct sandcell_error *err)
 {
 	struct go_hdr h;
 	struct sc_msg m;
@@ -171,7 +174,8 @@ int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcel
 	h.bpf_len = g->bpf.len;
 	h.root_dev = g->root_dev;
 	h.root_ino = g->root_ino;
-	h.limits = *g->limits;
+	if (g->limits)
+		h.limits = *g->limits;
 	h.ll = g->ll;
 	h.drop_groups = g->drop_groups;
 	h.list_root = g->rules.list_root;
@@ -200,12 +204,13 @@ int sc_go_send(int chan, const struct sc_go *g, const int fds[4], struct sandcel
 	}
 	free(buf);
 	all[0] = mfd;
-	memcpy(&all[1], fds, 4 * sizeof(int));
+	if (type == SC_MSG_GO)
+		memcpy(&all[1], fds, 4 * sizeof(int));
 	memset(&m, 0, sizeof(m));
-	m.type = SC_MSG_GO;
-	rc = sc_send_fds(chan, &m, all, 5);
+	m.type = type;
+	rc = sc_send_fds(chan, &m, all, type == SC_MSG_GO ? 5 : 1);
 	close(mfd);
-	return rc < 0 ? sc_err(err, errno, "spare: sending the GO") : 0;
+	return rc < 0 ? sc_err(err, errno, "spare: sending the %s", type == SC_MSG_GO ? "GO" : "PREP") : 0;
 }
 
 /* n NUL-terminated strings from *p (below end) into v[0..n), NULL after. */
@@ -222,8 +227,9 @@ static int take_strings(char **p, const char *end, const char **v, size_t n)
 	return 0;
 }
 
-/* The GO message and its five fds (EOF: 0), after any TAKEN notice. */
-static int recv_go(int chan, int fds[5])
+/* The message of that type and its fds (a GO: five, a PREP: one; EOF:
+ * 0), after any TAKEN notice. */
+static int recv_go(int chan, int type, int fds[5])
 {
 	struct sc_msg m;
 	size_t n;
@@ -232,7 +238,7 @@ static int recv_go(int chan, int fds[5])
 	do
 		r = sc_recv_fds(chan, &m, fds, 5, &n, 0);
 	while (r > 0 && m.type == SC_MSG_TAKEN && n == 0);
-	if (r > 0 && (m.type != SC_MSG_GO || n != 5)) {
+	if (r > 0 && (m.type != type || n != (type == SC_MSG_GO ? 5u : 1u))) {
 		while (n > 0)
 			close(fds[--n]);
 		return -1;
@@ -240,7 +246,18 @@ static int recv_go(int chan, int fds[5])
 	return r;
 }
 
-int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err)
+/* A PREP holds the shared layers and nothing of a run; a GO the run's
+ * part and no layer (the code's process has its layers by then). */
+static bool go_shape_ok(int type, const struct go_hdr *h)
+{
+	bool layers = h->bpf_len > 0 || h->n_ro_exec + h->n_ro + h->n_rw > 0;
+
+	if (type == SC_MSG_PREP)
+		return h->n_argv == 0 && h->n_env == 0 && layers;
+	return h->n_argv > 0 && !layers;
+}
+
+int sc_go_recv(int chan, int type, struct sc_go *g, void **mem, int fds[4], struct sandcell_error *err)
 {
 	struct go_hdr h;
 	const char **v;
@@ -250,16 +267,17 @@ int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcel
 	int all[5], rc;
 
 	*mem = NULL;
-	rc = recv_go(chan, all);
+	rc = recv_go(chan, type, all);
 	if (rc <= 0) {
 		if (rc == 0)
 			return sc_err(err, 0, "spare: dropped");
 		return sc_err(err, EPROTO, "spare: a malformed GO");
 	}
-	memcpy(fds, &all[1], 4 * sizeof(int));
+	if (type == SC_MSG_GO)
+		memcpy(fds, &all[1], 4 * sizeof(int));
 	len = lseek(all[0], 0, SEEK_END);
 	if (len < (off_t)sizeof(h) || len > (off_t)GO_MAX || pread(all[0], &h, sizeof(h), 0) != sizeof(h) ||
-	    h.magic != GO_MAGIC) {
+	    h.magic != GO_MAGIC || !go_shape_ok(type, &h)) {
 		close(all[0]);
 		return sc_err(err, EPROTO, "spare: a malformed GO");
 	}
@@ -297,7 +315,7 @@ int sc_go_recv(int chan, struct sc_go *g, void **mem, int fds[4], struct sandcel
 	    take_strings(&p, end, (const char **)g->rules.ro_exec, h.n_ro_exec) < 0 ||
 	    take_strings(&p, end, (const char **)g->rules.ro, h.n_ro) < 0 ||
 	    take_strings(&p, end, (const char **)g->rules.rw, h.n_rw) < 0 ||
-	    p != end || h.n_argv == 0) {
+	    p != end) {
 		free(v);
 		free(buf);
 		return sc_err(err, EPROTO, "spare: a malformed GO");

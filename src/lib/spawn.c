@@ -477,8 +477,12 @@ static void close_child_streams(struct run *rn)
 /* ---- A spare (internal.h, "A spare sandbox") ----
  *
  *   supervisor (here)                      init (contain.c, spare_run)
- *                                       <- IDLE (its namespaces final)
- *   S1  hand the sandbox out; wait for
+ *                                       <- IDLE (its namespaces final,
+ *                                          its root's identity)
+ *   S1  PREP for the code's process (its
+ *       layers; it confines itself while
+ *       idle, contain.c sc_code_confine);
+ *       hand the sandbox out; wait for
  *       the request (sc_spare->await)
  *   S2  check it as a cold run's; open
  *       its output directory; its limits
@@ -487,8 +491,8 @@ static void close_child_streams(struct run *rn)
  *                                       <- SCRATCH
  *                                       -> confine
  *                                       <- CONFINED (the root's identity)
- *   S4  GO to the code's process (its streams, its layers, its argv),
- *       which confines itself and says STARTED (contain.c, sc_code_enter)
+ *   S4  GO to the code's process (its streams, its limits, its argv),
+ *       which says STARTED (contain.c, sc_code_enter)
  *   then supervision as for a cold run; the code's wait status comes
  *   from its parent, the template (SC_MSG_EXIT on the channel).
  */
@@ -518,8 +522,11 @@ static int code_join_fds(struct run *rn, int fds[SC_JOIN_FDS], struct sandcell_e
 	return sc_cgroup_join_open(&rn->cg, fds + SC_JOIN_V1, e);
 }
 
-/* S3: RUN, then the init's SCRATCH and CONFINED (or its error). */
-static int init_bind(struct run *rn, const struct sc_spare_req *q, uint64_t root[2], struct sandcell_error *e)
+/* S3: RUN, then the init's SCRATCH and CONFINED (or its error).
+ * CONFINED names the root IDLE named (the one the code's process checked
+ * its own against): a run's mounts never replace it. */
+static int init_bind(struct run *rn, const struct sc_spare_req *q, const uint64_t root[2],
+		     struct sandcell_error *e)
 {
 	struct sc_msg m;
 	int mfd = memfd_create("sandcell-request", MFD_CLOEXEC), fd, rc;
@@ -544,8 +551,8 @@ static int init_bind(struct run *rn, const struct sc_spare_req *q, uint64_t root
 		} else if (m.type == SC_MSG_CONFINED) {
 			if (sscanf(m.text, "%llu:%llu", &dev, &ino) != 2)
 				return sc_err(e, EPROTO, "spare: a bad CONFINED");
-			root[0] = dev;
-			root[1] = ino;
+			if (dev != root[0] || ino != root[1])
+				return sc_err(e, EXDEV, "spare: the init's root changed");
 			return 0;
 		} else if (m.type == SC_MSG_ERROR) {
 			rn->r->setup_errno = m.err;
@@ -558,8 +565,27 @@ static int init_bind(struct run *rn, const struct sc_spare_req *q, uint64_t root
 	}
 }
 
+/* S1: the code's PREP, the layers a cold init would give it, built with
+ * the cold run's own functions for the spare's provisional config.  Every
+ * request a spare serves has the same layout (full mode, the server's
+ * interpreter: factory.c, spare_serves), so the same rules and program. */
+static int code_prep(struct run *rn, struct sc_prep *pp, const uint64_t root[2], struct spawn *s,
+		     struct sc_go *g, struct sandcell_error *e)
+{
+	if (layout(rn, pp, s, e) < 0)
+		return -1;
+	memset(g, 0, sizeof(*g));
+	g->ll = pp->ll;
+	g->rules = s->rules;
+	g->bpf = rn->bpf;
+	g->drop_groups = geteuid() == 0;
+	g->root_dev = root[0];
+	g->root_ino = root[1];
+	return 0;
+}
+
 /* S4: the code's GO, built with the cold run's own functions. */
-static int code_go(struct run *rn, struct sc_prep *pp, const uint64_t root[2], struct sandcell_error *e)
+static int code_go(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
 {
 	struct spawn *s = calloc(1, sizeof(*s));
 	struct sc_go g;
@@ -572,34 +598,37 @@ static int code_go(struct run *rn, struct sc_prep *pp, const uint64_t root[2], s
 		command_line(rn->cfg, s);
 		memset(&g, 0, sizeof(g));
 		g.limits = &rn->cfg->limits;
-		g.ll = pp->ll;
-		g.rules = s->rules;
-		g.bpf = rn->bpf;
 		g.argv = s->argv;
 		g.envp = s->envp;
-		g.drop_groups = geteuid() == 0;
-		g.root_dev = root[0];
-		g.root_ino = root[1];
-		rc = sc_go_send(sc_spare->chan, &g, fds, e);
+		rc = sc_go_send(sc_spare->chan, SC_MSG_GO, &g, fds, e);
 	}
 	free(s);
 	return rc;
 }
 
 /* IDLE, with the mount namespaces the supervisor holds until its answer
- * (contain.c, held_mnt): 0, or -1. */
-static int recv_idle(struct run *rn, struct sc_msg *m)
+ * (contain.c, held_mnt), and the pivoted root's identity: 0, or -1. */
+static int recv_idle(struct run *rn, struct sc_msg *m, uint64_t root[2])
 {
+	unsigned long long dev, ino;
 	size_t n;
 
-	if (sc_wait_in(rn->sock, SC_SETUP_TIMEOUT_MS) <= 0)
+	if (sc_wait_in(rn->sock, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv_fds(rn->sock, m, rn->held_mnt, 2, &n) < 0)
 		return -1;
-	return sc_init_recv_fds(rn->sock, m, rn->held_mnt, 2, &n);
+	if (m->type != SC_MSG_IDLE)
+		return 0;
+	if (sscanf(m->text, "%llu:%llu", &dev, &ino) != 2)
+		return -1;
+	root[0] = dev;
+	root[1] = ino;
+	return 0;
 }
 
 static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
 {
 	struct sc_spare_req q = { NULL, NULL, 0, -1 };
+	struct spawn *s;
+	struct sc_go prep;
 	int cg[SC_JOIN_FDS];
 	uint64_t root[2] = { 0, 0 };
 	int rc;
@@ -608,7 +637,7 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 	 * namespace is made last, after the init joined the run cgroups). */
 	{
 		struct sc_msg m = { 0 };
-		if (recv_idle(rn, &m) < 0 || m.type != SC_MSG_IDLE) {
+		if (recv_idle(rn, &m, root) < 0 || m.type != SC_MSG_IDLE) {
 			if (m.type == SC_MSG_ERROR) {
 				rn->r->setup_errno = m.err;
 				sc_err(e, m.err, "sandbox setup failed: %s", m.text);
@@ -618,9 +647,19 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 			return SPARE_FAILED;
 		}
 	}
-	rc = code_join_fds(rn, cg, e);
+	for (int i = 0; i < SC_JOIN_FDS; i++)
+		cg[i] = -1;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		sc_err(e, ENOMEM, "spare");
+		return SPARE_FAILED;
+	}
+	rc = code_prep(rn, pp, root, s, &prep, e);
 	if (rc == 0)
-		rc = sc_spare->await(rn->pidfd, cg, SC_JOIN_FDS, &q);
+		rc = code_join_fds(rn, cg, e);
+	if (rc == 0)
+		rc = sc_spare->await(rn->pidfd, cg, SC_JOIN_FDS, &prep, &q);
+	free(s);
 	for (int i = 0; i < SC_JOIN_FDS; i++)
 		if (cg[i] >= 0)
 			close(cg[i]);
@@ -647,7 +686,7 @@ static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct san
 		return SPARE_FAILED;
 	/* S3, S4; the wall clock runs from here. */
 	rn->t0 = now_sec();
-	if (init_bind(rn, &q, root, e) < 0 || code_go(rn, pp, root, e) < 0)
+	if (init_bind(rn, &q, root, e) < 0 || code_go(rn, pp, e) < 0)
 		return SPARE_FAILED;
 	return SPARE_OK;
 }

@@ -314,9 +314,10 @@ static void code_join_v2(int chan, int dirfd)
 /* In the code's process, pid 3 of the spare: the template's state goes
  * (as in a worker), every fd but the channel and the join fds is closed,
  * the run cgroups are joined (the v2 one at birth, template_fork_into)
- * and the spare's cgroup namespace entered while the sandbox is idle;
- * then it waits for its GO and confines itself (sc_code_enter), and the
- * code starts in this interpreter. */
+ * and the spare's cgroup namespace entered while the sandbox is idle,
+ * where it confines itself (sc_code_confine) before its idle work; then
+ * it waits for its GO (sc_code_enter), and the code starts in this
+ * interpreter. */
 static void code_child(void *arg, bool born_in)
 {
 	struct code_args *a = arg;
@@ -351,6 +352,7 @@ static void code_child(void *arg, bool born_in)
 	if (a->join[SC_JOIN_CGNS] < 0 || setns(a->join[SC_JOIN_CGNS], CLONE_NEWCGROUP) < 0)
 		code_fail(a->chan, "entering the cgroup namespace");
 	close(a->join[SC_JOIN_CGNS]);
+	sc_code_confine(a->chan);
 	code_idle(a->chan);
 	sc_code_enter(a->chan, &argv, &envp);
 	if (code_prepare(argv, envp) < 0)

@@ -229,20 +229,28 @@ static int read_request(int code_pidfd)
 	return 0;
 }
 
-/* sc_spare_ops.await: ready, then the code's pidfd (SC_MSG_CODE) and the
- * connection (SC_MSG_RUN) from the template; EOF: dropped. */
-static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, struct sc_spare_req *q)
+/* sc_spare_ops.await: the code's PREP, ready, then the code's pidfd
+ * (SC_MSG_CODE) and the connection (SC_MSG_RUN) from the template; EOF:
+ * dropped. */
+static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, const struct sc_go *prep,
+		       struct sc_spare_req *q)
 {
+	struct sandcell_error err = { 0, "" };
 	struct sc_msg m;
 	int fd, code_pidfd = -1, sv[2];
 
 	/* The channel is made now, after the clone: the sandbox's init
 	 * (and its opener) must hold no end of it, or an idle spare whose
-	 * template end closed would never see EOF. */
+	 * template end closed would never see EOF.  PREP is its first
+	 * message, there before the code's process exists. */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
 	sp.chan = spare_ops.chan = sv[0];
 	sp.chan_t = sv[1];
+	if (sc_go_send(sp.chan, SC_MSG_PREP, prep, NULL, &err) < 0) {
+		logmsg("spare: %s", err.msg);
+		return -1;
+	}
 	if (say_ready(init_pidfd, cg_fds, n_cg) < 0)
 		return -1;
 	for (;;) {

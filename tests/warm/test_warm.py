@@ -494,9 +494,11 @@ def _send(s, payload, fds=(), length=None):
 
 
 def _request(**over):
+    """A raw request as the CLI would send it; its cgroup parent is the
+    client's (an unprivileged server's delegated one)."""
     req = {"v": 1, "code": "print('hostile ran')", "code_name": None, "args": [], "inputs": [],
            "values": None, "output_dir": None, "python": "/usr/bin/python3",
-           "cgroup_parent": None, "allow_reduced": False,
+           "cgroup_parent": os.environ.get("SANDCELL_CGROUP_PARENT"), "allow_reduced": False,
            "limits": {"wall_sec": 10.0, "cpu_sec": 10.0}}
     req.update(over)
     return {k: v for k, v in req.items() if v is not _DROP}
@@ -736,33 +738,29 @@ def test_respawn_leaves_no_template_directories():
 
 # ---------------------------------------------------------------- spares
 
-def _pidns(pid):
-    try:
-        return os.readlink("/proc/%d/ns/pid" % pid)
-    except OSError:
-        return None
-
-
 def _spares(srv):
     """The server's sandboxes, as (code, init, supervisor) triples: the
     code's process is a child of the template in a pid namespace of its
-    own, whose pid 1 (the init) is a child of the spare's supervisor
-    (docs/warm.md, "Isolated spares").  Idle and busy ones alike."""
-    tpl = _pidns(srv.pid)
+    own, born in a run cgroup its spare's supervisor named, whose child
+    is the sandbox's pid 1 (the init; docs/warm.md, "Isolated spares").
+    Idle and busy ones alike.  Only what /proc shows anyone (status and
+    cgroup files) is read: an unprivileged server's busy code process is
+    not dumpable, so its namespace links cannot be read."""
+    depth = len(harness._proc_field(srv.pid, "NSpid") or [])
     found = []
     for code in children(srv.pid):
-        ns = _pidns(code)
-        if ns is None or ns == tpl or proc_state(code) in (None, "Z"):
+        if len(harness._proc_field(code, "NSpid") or []) <= depth or proc_state(code) in (None, "Z"):
             continue
-        for p in harness._all_pids():
-            try:
-                with open("/proc/%d/status" % p) as f:
-                    nspid = [ln.split()[1:] for ln in f if ln.startswith("NSpid:")][0]
-            except (OSError, IndexError):
-                continue
-            if nspid[-1:] == ["1"] and len(nspid) > 1 and _pidns(p) == ns:
-                found.append((code, p, int(harness._stat_fields(p)[1])))
-                break
+        try:
+            with open("/proc/%d/cgroup" % code) as f:
+                sups = {harness.run_cgroup_supervisor(ln.rstrip("\n").split(":", 2)[2]) for ln in f}
+        except OSError:
+            continue
+        for sup in sups - {None}:
+            inits = [p for p in children(sup)
+                     if (harness._proc_field(p, "NSpid") or [])[-1:] == ["1"]
+                     and len(harness._proc_field(p, "NSpid") or []) > depth]
+            found += [(code, init, sup) for init in inits[:1]]
     return found
 
 
@@ -1200,16 +1198,22 @@ def test_the_template_never_stays_in_a_sandbox_namespace(server):
     text = "".join(e["output"]["text"] for e in evs if e["ev"] == "output")
     runs.append(json.loads(text))
     assert _ns_links(srv.pid) == start
-    # The template's other children (the factory, workers) keep its
-    # namespaces; each spare's code process is in its sandbox's alone.
+    # The template's other children (the factory, workers) are in its
+    # namespaces or in those the server started in (an unprivileged
+    # template makes a user, mount and UTS namespace for its own view,
+    # template.c template_view_enter, after the factory was forked); each
+    # spare's code process is in its sandbox's alone.
     _wait_spares(srv, 2)
     codes = [c for c, _, _ in _spares(srv)]
-    for k in children(srv.pid):
-        if k not in codes and proc_state(k) not in (None, "Z"):
-            assert _ns_links(k) == start, k
+    outside = _ns_links(os.getpid())
+    others = [_ns_links(k) for k in children(srv.pid) if k not in codes and proc_state(k) not in (None, "Z")]
+    assert others, "the factory is a child of the template"
+    for o in others:
+        assert all(o[n] in (start[n], outside[n]) for n in NS_NAMES), (o, start, outside)
     links = [_ns_links(c) for c in codes]
     for n in NS_NAMES:
-        assert start[n] not in [r[n] for r in runs] + [li[n] for li in links], (n, start[n], runs, links)
+        ours = [start[n]] + [o[n] for o in others]
+        assert not set(ours) & {x[n] for x in runs + links}, (n, ours, runs, links)
         assert links[0][n] != links[1][n], (n, links)
 
 

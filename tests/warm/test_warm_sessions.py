@@ -317,7 +317,8 @@ def _frame(srv, req, fds=()):
 
 def _session_request(**over):
     req = {"v": 1, "code": "", "code_name": None, "args": [], "inputs": [], "values": None,
-           "output_dir": None, "python": "/usr/bin/python3", "cgroup_parent": None,
+           "output_dir": None, "python": "/usr/bin/python3",
+           "cgroup_parent": os.environ.get("SANDCELL_CGROUP_PARENT"),
            "allow_reduced": False, "session": True, "limits": {}}
     req.update(over)
     return req
