@@ -1,6 +1,8 @@
-/* A spare's GO (spare.c): what the supervisor sends arrives whole, with
- * its four streams; a malformed or truncated one, a message without its
- * fds, and a closed channel are refused, never half read. */
+/* A spare's PREP and GO (spare.c): what the supervisor sends arrives
+ * whole, a GO with its four streams; a malformed or truncated one, a
+ * message without its fds or of the other kind, a PREP that carries a run
+ * or a GO that carries layers, and a closed channel are refused, never
+ * half read. */
 #include "internal.h"
 #include "proto.h"
 #include "unit.h"
@@ -18,16 +20,12 @@ static const char *const ro[] = { "/etc", "/code", "/input", NULL };
 static const char *const rw[] = { "/tmp", "/output", NULL };
 static uint64_t insns[3] = { 0x1111111111111111ull, 0x2222222222222222ull, 0x3333333333333333ull };
 
-static struct sc_go sample(struct sandcell_limits *l)
+/* The layers and the root (a PREP's part). */
+static struct sc_go sample_prep(void)
 {
 	struct sc_go g;
 
 	memset(&g, 0, sizeof(g));
-	memset(l, 0, sizeof(*l));
-	l->memory = 123456789;
-	l->files = 77;
-	l->wall_sec = 2.5;
-	g.limits = l;
 	g.ll.abi = 7;
 	g.ll.scope_signal = true;
 	g.rules.ro_exec = ro_exec;
@@ -39,11 +37,25 @@ static struct sc_go sample(struct sandcell_limits *l)
 	g.rules.list_root = true;
 	g.bpf.insns = insns;
 	g.bpf.len = 3;
-	g.argv = argv_;
-	g.envp = env_;
 	g.drop_groups = true;
 	g.root_dev = 42;
 	g.root_ino = 4242;
+	return g;
+}
+
+/* The run (a GO's part). */
+static struct sc_go sample(struct sandcell_limits *l)
+{
+	struct sc_go g;
+
+	memset(&g, 0, sizeof(g));
+	memset(l, 0, sizeof(*l));
+	l->memory = 123456789;
+	l->files = 77;
+	l->wall_sec = 2.5;
+	g.limits = l;
+	g.argv = argv_;
+	g.envp = env_;
 	return g;
 }
 
@@ -67,34 +79,42 @@ static void test_round_trip(void)
 {
 	struct sandcell_error e = { 0, "" };
 	struct sandcell_limits l;
-	struct sc_go g = sample(&l), r;
+	struct sc_go p = sample_prep(), g = sample(&l), q, r;
 	int sv[2], fds[4], ends[8], got[4] = { -1, -1, -1, -1 };
-	void *mem = NULL;
+	void *pmem = NULL, *mem = NULL;
 
 	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
 	pipes(fds, ends);
-	CHECK(sc_go_send(sv[0], &g, fds, &e) == 0);
+	CHECK(sc_go_send(sv[0], SC_MSG_PREP, &p, NULL, &e) == 0);
+	CHECK(sc_go_send(sv[0], SC_MSG_GO, &g, fds, &e) == 0);
+	memset(&q, 0, sizeof(q));
+	CHECK(sc_go_recv(sv[1], SC_MSG_PREP, &q, &pmem, NULL, &e) == 0);
+	CHECK(pmem != NULL);
 	memset(&r, 0, sizeof(r));
-	CHECK(sc_go_recv(sv[1], &r, &mem, got, &e) == 0);
+	CHECK(sc_go_recv(sv[1], SC_MSG_GO, &r, &mem, got, &e) == 0);
 	CHECK(mem != NULL);
-	if (mem == NULL)
+	if (mem == NULL || pmem == NULL)
 		return;
+	CHECK(q.argv[0] == NULL && q.envp[0] == NULL);
+	CHECK_EQ_INT(q.rules.n_ro, 3);
+	CHECK(unit_str_eq(q.rules.ro[2], "/input") && unit_str_eq(q.rules.rw[1], "/output"));
+	CHECK(unit_str_eq(q.rules.ro_exec[0], "/usr") && q.rules.list_root);
+	CHECK_EQ_INT(q.bpf.len, 3);
+	CHECK(memcmp(q.bpf.insns, insns, sizeof(insns)) == 0);
+	CHECK_EQ_INT(q.ll.abi, 7);
+	CHECK(q.ll.scope_signal && q.drop_groups);
+	CHECK_EQ_INT(q.root_dev, 42);
+	CHECK_EQ_INT(q.root_ino, 4242);
 	for (int i = 0; argv_[i]; i++)
 		CHECK(unit_str_eq(r.argv[i], argv_[i]));
 	CHECK(r.argv[7] == NULL);
 	CHECK(unit_str_eq(r.envp[1], "SANDCELL_RESULT_FD=3") && r.envp[2] == NULL);
-	CHECK_EQ_INT(r.rules.n_ro, 3);
-	CHECK(unit_str_eq(r.rules.ro[2], "/input") && unit_str_eq(r.rules.rw[1], "/output"));
-	CHECK(unit_str_eq(r.rules.ro_exec[0], "/usr") && r.rules.list_root);
-	CHECK_EQ_INT(r.bpf.len, 3);
-	CHECK(memcmp(r.bpf.insns, insns, sizeof(insns)) == 0);
+	CHECK(r.rules.n_ro == 0 && r.rules.n_rw == 0 && r.rules.n_ro_exec == 0 && r.bpf.len == 0);
 	CHECK_EQ_INT(r.limits->memory, 123456789);
 	CHECK_EQ_INT(r.limits->files, 77);
 	CHECK(r.limits->wall_sec == 2.5);
-	CHECK_EQ_INT(r.ll.abi, 7);
-	CHECK(r.ll.scope_signal && r.drop_groups);
-	CHECK_EQ_INT(r.root_dev, 42);
-	CHECK_EQ_INT(r.root_ino, 4242);
+	free((void *)q.argv);
+	free(pmem);
 	/* The streams are the very pipes: a byte written on the received
 	 * stdout end comes out of the pipe's read end. */
 	CHECK(write(got[1], "x", 1) == 1);
@@ -131,15 +151,32 @@ static void test_refusals(void)
 	m.type = SC_MSG_GO;
 	CHECK(sc_send_fds(sv[0], &m, all, 5) == 0);
 	e.code = 0;
-	CHECK(sc_go_recv(sv[1], &r, &mem, got, &e) < 0 && e.code == EPROTO && mem == NULL);
+	CHECK(sc_go_recv(sv[1], SC_MSG_GO, &r, &mem, got, &e) < 0 && e.code == EPROTO && mem == NULL);
 	/* no fds */
 	CHECK(send(sv[0], &m, sizeof(m), 0) == (ssize_t)sizeof(m));
 	e.code = 0;
-	CHECK(sc_go_recv(sv[1], &r, &mem, got, &e) < 0 && e.code == EPROTO);
+	CHECK(sc_go_recv(sv[1], SC_MSG_GO, &r, &mem, got, &e) < 0 && e.code == EPROTO);
+	/* a GO where the PREP was due, a PREP where the GO was, a GO with
+	 * layers, a PREP with a command line: each well formed otherwise */
+	{
+		struct sandcell_limits l;
+		struct sc_go g = sample(&l), p = sample_prep(), both = sample(&l);
+		both.rules = p.rules;
+		both.bpf = p.bpf;
+		CHECK(sc_go_send(sv[0], SC_MSG_GO, &g, fds, &e) == 0);
+		CHECK(sc_go_recv(sv[1], SC_MSG_PREP, &r, &mem, NULL, &e) < 0 && e.code == EPROTO && mem == NULL);
+		CHECK(sc_go_send(sv[0], SC_MSG_PREP, &p, NULL, &e) == 0);
+		CHECK(sc_go_recv(sv[1], SC_MSG_GO, &r, &mem, got, &e) < 0 && e.code == EPROTO && mem == NULL);
+		CHECK(sc_go_send(sv[0], SC_MSG_GO, &both, fds, &e) == 0);
+		CHECK(sc_go_recv(sv[1], SC_MSG_GO, &r, &mem, got, &e) < 0 && e.code == EPROTO && mem == NULL);
+		close_all(got, 4);
+		CHECK(sc_go_send(sv[0], SC_MSG_PREP, &both, NULL, &e) == 0);
+		CHECK(sc_go_recv(sv[1], SC_MSG_PREP, &r, &mem, NULL, &e) < 0 && e.code == EPROTO && mem == NULL);
+	}
 	/* the supervisor closed the channel */
 	close(sv[0]);
 	e.code = -1;
-	CHECK(sc_go_recv(sv[1], &r, &mem, got, &e) < 0 && e.code == 0);
+	CHECK(sc_go_recv(sv[1], SC_MSG_GO, &r, &mem, got, &e) < 0 && e.code == 0);
 	close(all[0]);
 	close(sv[1]);
 	close_all(ends, 8);
@@ -162,7 +199,7 @@ static void test_truncated(void)
 	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
 	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv2) == 0);
 	pipes(fds, ends);
-	CHECK(sc_go_send(sv[0], &g, fds, &e) == 0);
+	CHECK(sc_go_send(sv[0], SC_MSG_GO, &g, fds, &e) == 0);
 	{
 		union {
 			char b[CMSG_SPACE(5 * sizeof(int))];
@@ -180,7 +217,7 @@ static void test_truncated(void)
 	all[0] = memfd_create("cut", 0);
 	CHECK(write(all[0], buf, (size_t)n - 3) == n - 3);
 	CHECK(sc_send_fds(sv2[0], &m, all, 5) == 0);
-	CHECK(sc_go_recv(sv2[1], &r, &mem, got, &e) < 0 && e.code == EPROTO && mem == NULL);
+	CHECK(sc_go_recv(sv2[1], SC_MSG_GO, &r, &mem, got, &e) < 0 && e.code == EPROTO && mem == NULL);
 	close_all(all, 5);
 	close_all(sv, 2);
 	close_all(sv2, 2);
