@@ -173,10 +173,12 @@ evidence-check: $(BUILD)/sandcell
 fuzz-ci:
 	$(MAKE) -f tests/fuzz/Makefile fuzz FUZZ_SECONDS=$(or $(FUZZ_SECONDS),15)
 
-# The integration and attack tiers against a warm server, then the warm-only tests.
+# The integration and attack tiers against a warm server, then the warm-only
+# tests, as root and as an unprivileged user (created on demand).
 warm-check: build
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) PYTEST="$(PYTEST)" sh tests/warm/run-warm.sh
 	SANDCELL_BIN=$(abspath $(BUILD)/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
+	sh tests/run-as-user.sh $(abspath $(BUILD)/sandcell) -rs tests/warm
 
 # The HTTP front end (docs/http.md): `sandcell serve --http` with a real
 # warm server, on loopback; then the Python client over HTTP

@@ -787,8 +787,18 @@ def test_spares_serve_requests_and_are_refilled(server):
     assert r.status == "ok" and r.out == "served 0\n", r
     after = _wait_spares(srv, 2, other_than=before)
     assert len(before - after) == 1, (before, after)
-    # zombies never pile up
-    assert all(proc_state(k) != "Z" for k in children(srv.pid))
+    _no_zombie_stays(srv)
+
+
+def _no_zombie_stays(srv):
+    """No child of the template stays a zombie: the last run's code
+    process may wait a moment for the template to reap it (its
+    supervisor answers as soon as it exited), then it is gone."""
+    zombies = [k for k in children(srv.pid) if proc_state(k) == "Z"]
+    deadline = time.monotonic() + 10
+    while [k for k in zombies if proc_state(k) == "Z"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [k for k in zombies if proc_state(k) == "Z"] == [], zombies
 
 
 WAIT_FOR_GO = "import sys\nprint('READY', flush=True)\nsys.stdin.readline()\nprint('done')\n"
@@ -1153,7 +1163,7 @@ def test_a_spare_killed_while_idle_is_replaced(server, which):
     for i in range(3):
         r = srv.run("print(%d)" % i)
         assert r.status == "ok" and r.out == "%d\n" % i, r
-    assert all(proc_state(k) != "Z" for k in children(srv.pid))
+    _no_zombie_stays(srv)
     assert pids_in_run_cgroups([spare[2]]) == []
 
 
