@@ -617,7 +617,17 @@ static void reap(void)
 		}
 		for (i = 0; i < S.n_spares; i++)
 			if (S.spares[i].code_pid == pid) {
-				logmsg("spare %ld died while idle; replacing it", (long)pid);
+				/* One that exited with a status failed a step
+				 * of its own (code_child, sc_code_confine; its
+				 * supervisor logs a confinement's error): a spare
+				 * that could not be built, as FACTORY_FAILED. */
+				if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+					logmsg("spare %ld failed while idle (exit %d); the next in a second", (long)pid,
+					       WEXITSTATUS(st));
+					S.backoff_until = now_sec() + 1;
+				} else {
+					logmsg("spare %ld died while idle; replacing it", (long)pid);
+				}
 				drop_spare(&S.spares[i]);
 				S.spares[i] = S.spares[--S.n_spares];
 				break;

@@ -285,6 +285,11 @@ static int spare_await(int init_pidfd, const int *cg_fds, size_t n_cg, const str
 			if (!handed_back)
 				say_free(code_pidfd);
 			handed_back = false;
+		} else if (m.type == SC_MSG_ERROR && fd < 0) {
+			/* The code's process failed its idle confinement
+			 * (sc_code_confine) and exits: the channel's EOF ends
+			 * this spare. */
+			logmsg("spare: the code's process: %s", m.text);
 		} else if (fd >= 0) {
 			close(fd);
 		}
