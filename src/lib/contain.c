@@ -373,6 +373,19 @@ static int recv_run_fd(int sock, struct sc_request *q, int *req_fd, struct sandc
 	return rc;
 }
 
+/* The root's identity, "dev:ino", as IDLE and CONFINED name it (spawn.c,
+ * parse_root); it fails closed. */
+static void root_id(const struct sc_child *c, char *buf, size_t n, struct sandcell_error *err)
+{
+	struct stat st;
+
+	if (stat("/", &st) < 0) {
+		sc_err(err, errno, "spare: stat /");
+		fail(c->sock, err);
+	}
+	snprintf(buf, n, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+}
+
 /* A spare's init once its request came: the run's part of the root and
  * the pivot, the scratch fd, then the same confinement as a cold init;
  * CONFINED carries the root's identity, which the code's process checks
@@ -385,7 +398,6 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 {
 	struct sc_child c = *c0;
 	struct sc_request q;
-	struct stat st;
 	char id[64];
 	int req_fd = -1;
 
@@ -413,12 +425,7 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 		fail(c.sock, err);
 	send_scratch(&c, scratch_fd, err);
 	confine(&c, err);
-	if (stat("/", &st) < 0) {
-		sc_err(err, errno, "spare: stat /");
-		fail(c.sock, err);
-	}
-	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
+	root_id(&c, id, sizeof(id), err);
 	/* It keeps no stream (confine() left fd 3 open for the code). */
 	for (int fd = 0; fd < 4; fd++)
 		close(fd);
@@ -441,17 +448,10 @@ static __attribute__((noreturn)) void spare_run(const struct sc_child *c0, int *
 static void say_idle(const struct sc_child *c, struct sandcell_error *err)
 {
 	struct sc_msg m = { .type = SC_MSG_IDLE };
-	struct stat st;
 	int held[2];
 	size_t n = 0;
 
-	if (stat("/", &st) < 0) {
-		sc_err(err, errno, "spare: stat /");
-		fail(c->sock, err);
-	}
-	snprintf(m.text, sizeof(m.text), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
-
+	root_id(c, m.text, sizeof(m.text), err);
 	if (opener_mnt >= 0)
 		held[n++] = opener_mnt;
 	if (init_mnt >= 0)
@@ -836,14 +836,13 @@ static void reset_signals(void)
  * part waits for its GO: the streams, the limits (rlimits only lower,
  * which needs no privilege), the command line.  So no request ever
  * reaches an unconfined process of a spare. */
-static struct sc_go code_prep;
-static void *code_prep_mem;
-
 void sc_code_confine(int chan)
 {
 	struct sandcell_error err = { 0, "" };
 	struct sc_child c;
+	struct sc_go p;
 	struct stat st;
+	void *mem;
 	int keep[1] = { chan };
 
 	reset_signals();
@@ -852,24 +851,23 @@ void sc_code_confine(int chan)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 	}
-	memset(&code_prep, 0, sizeof(code_prep));
-	if (sc_go_recv(chan, SC_MSG_PREP, &code_prep, &code_prep_mem, NULL, &err) < 0) {
+	memset(&p, 0, sizeof(p));
+	if (sc_go_recv(chan, SC_MSG_PREP, &p, &mem, NULL, &err) < 0) {
 		if (err.code == 0)
 			_exit(0); /* dropped while idle */
 		fail(chan, &err);
 	}
-	if (stat("/", &st) < 0 || (uint64_t)st.st_dev != code_prep.root_dev ||
-	    (uint64_t)st.st_ino != code_prep.root_ino) {
+	if (stat("/", &st) < 0 || (uint64_t)st.st_dev != p.root_dev || (uint64_t)st.st_ino != p.root_ino) {
 		sc_err(&err, EXDEV, "spare: the code's root is not the sandbox's");
 		fail(chan, &err);
 	}
 	memset(&c, 0, sizeof(c));
-	c.bpf = &code_prep.bpf;
-	c.landlock = &code_prep.ll;
-	c.ll_rules = &code_prep.rules;
+	c.bpf = &p.bpf;
+	c.landlock = &p.ll;
+	c.ll_rules = &p.rules;
 	c.sock = chan;
 	/* 1. identity, as setup() takes it. */
-	if (code_prep.drop_groups && setgroups(0, NULL) < 0) {
+	if (p.drop_groups && setgroups(0, NULL) < 0) {
 		sc_err(&err, errno, "setgroups");
 		fail(chan, &err);
 	}
@@ -883,6 +881,8 @@ void sc_code_confine(int chan)
 	if (!sc_hook_on(SC_HOOK_NO_FDCLOSE) && sc_fds_close_except(keep, 1, &err) < 0)
 		fail(chan, &err);
 	drop_privilege(&c, &err);
+	free((void *)p.argv);
+	free(mem);
 }
 
 void sc_code_enter(int chan, const char *const **argv, const char *const **envp)

@@ -522,6 +522,19 @@ static int code_join_fds(struct run *rn, int fds[SC_JOIN_FDS], struct sandcell_e
 	return sc_cgroup_join_open(&rn->cg, fds + SC_JOIN_V1, e);
 }
 
+/* The root's identity in IDLE's and CONFINED's text (contain.c, root_id):
+ * 0, or -1. */
+static int parse_root(const char *text, uint64_t root[2])
+{
+	unsigned long long dev, ino;
+
+	if (sscanf(text, "%llu:%llu", &dev, &ino) != 2)
+		return -1;
+	root[0] = dev;
+	root[1] = ino;
+	return 0;
+}
+
 /* S3: RUN, then the init's SCRATCH and CONFINED (or its error).
  * CONFINED names the root IDLE named (the one the code's process checked
  * its own against): a run's mounts never replace it. */
@@ -530,7 +543,7 @@ static int init_bind(struct run *rn, const struct sc_spare_req *q, const uint64_
 {
 	struct sc_msg m;
 	int mfd = memfd_create("sandcell-request", MFD_CLOEXEC), fd, rc;
-	unsigned long long dev, ino;
+	uint64_t confined[2];
 
 	if (mfd < 0 || write(mfd, q->text, q->len) != (ssize_t)q->len) {
 		if (mfd >= 0)
@@ -549,9 +562,9 @@ static int init_bind(struct run *rn, const struct sc_spare_req *q, const uint64_
 		if (m.type == SC_MSG_SCRATCH && fd >= 0 && rn->scratch_fd < 0) {
 			rn->scratch_fd = fd;
 		} else if (m.type == SC_MSG_CONFINED) {
-			if (sscanf(m.text, "%llu:%llu", &dev, &ino) != 2)
+			if (parse_root(m.text, confined) < 0)
 				return sc_err(e, EPROTO, "spare: a bad CONFINED");
-			if (dev != root[0] || ino != root[1])
+			if (confined[0] != root[0] || confined[1] != root[1])
 				return sc_err(e, EXDEV, "spare: the init's root changed");
 			return 0;
 		} else if (m.type == SC_MSG_ERROR) {
@@ -610,18 +623,11 @@ static int code_go(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
  * (contain.c, held_mnt), and the pivoted root's identity: 0, or -1. */
 static int recv_idle(struct run *rn, struct sc_msg *m, uint64_t root[2])
 {
-	unsigned long long dev, ino;
 	size_t n;
 
 	if (sc_wait_in(rn->sock, SC_SETUP_TIMEOUT_MS) <= 0 || sc_init_recv_fds(rn->sock, m, rn->held_mnt, 2, &n) < 0)
 		return -1;
-	if (m->type != SC_MSG_IDLE)
-		return 0;
-	if (sscanf(m->text, "%llu:%llu", &dev, &ino) != 2)
-		return -1;
-	root[0] = dev;
-	root[1] = ino;
-	return 0;
+	return m->type == SC_MSG_IDLE ? parse_root(m->text, root) : 0;
 }
 
 static enum spare_bind spare_bind(struct run *rn, struct sc_prep *pp, struct sandcell_error *e)
