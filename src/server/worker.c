@@ -48,6 +48,31 @@
  * it starts): freed heap blocks are zeroed. */
 bool scrub_heap;
 
+/* Under AddressSanitizer its allocator owns every block, and replacing
+ * free() would hand them to glibc's: the ASan build leaves both to ASan,
+ * whose free_fill_byte=0 option (set by make asan-check) does the
+ * zeroing. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SC_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SC_ASAN 1
+#endif
+
+#ifdef SC_ASAN
+#include <sanitizer/asan_interface.h>
+/* ASan marks a frame's locals in shadow memory and clears the marks when
+ * the function returns; frames left by setcontext never return, and their
+ * marks would outlive them (on a stack used again, or on the mapping that
+ * later takes request_stack's place), reading as stack-use-after-scope. */
+#define FORGET_FRAMES(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define FORGET_FRAMES(p, n) ((void)0)
+#endif
+
+#ifndef SC_ASAN
 void *__libc_malloc(size_t n);
 void *__libc_realloc(void *p, size_t n);
 void __libc_free(void *p);
@@ -80,6 +105,7 @@ void *realloc(void *p, size_t n)
 	free(p);
 	return q;
 }
+#endif
 
 /* The request being served, until the code frees it (warm_exec). */
 static struct sc_request *live_request;
@@ -181,6 +207,8 @@ int wipe_dead_stack(void)
 	dead_floor = main_stack_floor();
 	if (dead_floor == NULL || on_request_stack(wipe_entry) < 0)
 		return -1;
+	FORGET_FRAMES(request_stack, REQUEST_STACK);
+	FORGET_FRAMES(dead_floor, (size_t)(ctx_sp(&main_ctx) - dead_floor));
 	return madvise(request_stack, REQUEST_STACK, MADV_DONTNEED);
 }
 
@@ -251,6 +279,7 @@ static __attribute__((noreturn)) void start_code(void)
 	if (!code_ready)
 		_exit(127);
 	/* Every frame of the worker, the sandbox init and the setup. */
+	FORGET_FRAMES(request_stack - page_size, REQUEST_STACK + page_size);
 	if (munmap(request_stack - page_size, REQUEST_STACK + page_size) < 0)
 		_exit(127);
 	scrub_heap = false;

@@ -195,6 +195,7 @@ def _dump_hits(path, needle):
     return hits
 
 
+@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["dump"])
 def test_server_argv_and_environment_unreachable_from_runs(tmp_path):
     """The template is a host process started with the operator's argv and
     environment.  A run shares its memory (fork, no exec), so the
@@ -338,6 +339,7 @@ print("done")
     assert srv.run("print('after')").out == "after\n"
 
 
+@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["vfork"])
 def test_client_disconnect_kills_the_run(server):
     """A client killed while its code sleeps: the run is killed (no
     process of it survives, its cgroup goes away) and the server keeps
@@ -996,6 +998,7 @@ def _kernel_at_least(major, minor):
 
 
 @pytest.mark.skipif(not _kernel_at_least(5, 14), reason="MADV_POPULATE_WRITE is Linux 5.14")
+@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["pagemap"])
 def test_an_idle_spare_writes_likely_pages_in_advance(server):
     """With --write-ahead, the template learns which of its pages a run is
     likely to write (docs/warm.md, "Copy-on-write in advance"); an idle

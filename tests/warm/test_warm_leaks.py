@@ -30,6 +30,9 @@ import os
 import secrets
 import subprocess
 
+import pytest
+
+import harness
 from harness import BIN, IS_ROOT, WarmServer, run_cgroup_prefix
 
 SCAN = r'''
@@ -106,6 +109,7 @@ def _uts_server(tmp_path, hostname, opts):
     return WarmServer(list(opts), binary=str(wrapper)), cwd
 
 
+@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["dump"])
 def test_G6_warm_memory_holds_no_request_server_or_host_data(tmp_path):
     """One run scans its whole readable memory for: its own request
     (output dir, input host path, script host path, a value, the JSON

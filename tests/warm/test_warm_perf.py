@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+import harness
 from harness import BIN, IS_ROOT, WarmServer, descendants, host_uid_of, run_cgroup_supervisor, run_cgroups, \
     sandbox_survivors
 
@@ -71,6 +72,7 @@ def test_code_environment_holds_no_allocator_settings(srv):
         assert w["allocated_blocks"] > 0, w
 
 
+@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["heap"])
 def test_template_heap_is_on_huge_pages(srv):
     """With THP available, most of the template's heap is in huge pages
     (a fork then copies a PMD per 2 MiB instead of 512 PTEs)."""
