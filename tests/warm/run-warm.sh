@@ -102,6 +102,13 @@ if [ "$tpl_after" != "$tpl_before" ]; then
 	echo "warm-check: note: template home directories left in /tmp:" \
 		$(printf '%s\n' "$tpl_after" | grep -vxF "$(printf '%s\n' "$tpl_before")") >&2
 fi
+# A server built with the sanitizers (make asan-check) logs their reports:
+# one from a process no test watches (a spare's supervisor) fails the tier.
+if grep -qE "ERROR: AddressSanitizer|runtime error:" "$log"; then
+	echo "warm-check: sanitizer reports in the server's log:" >&2
+	grep -E -A12 "ERROR: AddressSanitizer|runtime error:" "$log" | head -n 200 >&2
+	status=1
+fi
 if grep -q . "$log"; then
 	echo "warm-check: server log ($(wc -l <"$log") lines, last 5):"
 	tail -n 5 "$log"
