@@ -68,6 +68,16 @@ bool scrub_heap;
  * marks would outlive them (on a stack used again, or on the mapping that
  * later takes request_stack's place), reading as stack-use-after-scope. */
 #define FORGET_FRAMES(p, n) __asan_unpoison_memory_region((p), (n))
+
+/* The template clears its environment (main.c) and a respawn re-executes
+ * it without ASAN_OPTIONS: the ASan build's options are built in.  No
+ * leak check: the template's copies end in _exit, and the template's own
+ * exit() would otherwise walk every mapping of every module first. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "detect_leaks=0:abort_on_error=1";
+}
 #else
 #define FORGET_FRAMES(p, n) ((void)0)
 #endif
