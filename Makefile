@@ -168,6 +168,8 @@ asan-check:
 	# fails a test whose server logged a report).
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 SANDCELL_ASAN=1 \
 		SANDCELL_BIN=$(abspath build/asan/sandcell) $(PYTEST) -q -p no:cacheprovider tests/warm
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		SANDCELL_BIN=$(abspath build/asan/sandcell) sh tests/warm/run-warm.sh tests/attack
 
 # Generated evidence must match the tree: the test index and the
 # ablation/mutation matrix (docs/syscalls.md is checked by tests/proof).

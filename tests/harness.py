@@ -49,7 +49,6 @@ ASAN_SKIP = {
     "dump": "under AddressSanitizer: the test reads every mapped byte, which ASan's redzones refuse",
     "heap": "under AddressSanitizer: its allocator, not glibc's tuned malloc, holds the heap",
     "pagemap": "under AddressSanitizer: learning reads the pagemap of every mapping, ASan's terabytes of shadow included",
-    "vfork": "under AddressSanitizer: CPython's subprocess (vfork) in a forked ASan template dies of SIGSEGV",
 }
 HOST_PYTHON = "/usr/bin/python3"
 

@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "asan.h"
 #include "server.h"
 
 #include <dirent.h>
@@ -818,6 +819,9 @@ void code_run(void)
  */
 #define INTO_STACK (8u << 20)
 static char *into_stack;
+/* For asan.h: the bounds of the stack template_fork_into left. */
+static const void *into_old_bottom;
+static size_t into_old_size;
 
 struct into {
 	int pidfd;
@@ -899,6 +903,7 @@ static int into_helper(void *p)
 	struct into *a = p;
 	bool born_in = true;
 
+	asan_stack_arrived(NULL, &into_old_bottom, &into_old_size);
 	if (setns(a->pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
 				    CLONE_NEWUTS) < 0) {
 		a->err = errno;
@@ -919,6 +924,7 @@ static int into_helper(void *p)
 pid_t template_fork_into(int init_pidfd, int cgfd, void (*child)(void *, bool), void *arg)
 {
 	struct into a = { init_pidfd, cgfd, child, arg, -1, 0 };
+	void *fake = NULL;
 	pid_t h;
 
 	read_thread_addrs();
@@ -929,11 +935,21 @@ pid_t template_fork_into(int init_pidfd, int cgfd, void (*child)(void *, bool), 
 			return -1;
 		into_stack = m;
 	}
+	/* The helper shares this memory, ASan's record of the stack in use
+	 * included: it arrives on into_stack, and so does the fork it makes;
+	 * this side then goes back to its own (a clone that failed arrives
+	 * nowhere: the switch is completed here instead). */
+	asan_stack_leave(&fake, into_stack, INTO_STACK);
 	h = clone(into_helper, into_stack + INTO_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+	if (h < 0)
+		asan_stack_arrived(NULL, &into_old_bottom, &into_old_size);
+	asan_stack_leave(NULL, into_old_bottom, into_old_size);
+	asan_stack_arrived(fake, NULL, NULL);
 	if (h < 0)
 		return -1;
 	while (waitpid(h, NULL, 0) < 0 && errno == EINTR)
 		;
+	asan_frames_forget(into_stack, INTO_STACK);
 	madvise(into_stack, INTO_STACK, MADV_DONTNEED);
 	if (a.pid < 0)
 		errno = a.err ? a.err : EIO;

@@ -7,6 +7,7 @@
  * too, in the exec hook: the sandbox init's child switches back to the
  * main stack and calls the bootstrap the template compiled.
  */
+#include "asan.h"
 #include "server.h"
 #include "table.h"
 
@@ -49,26 +50,9 @@
 bool scrub_heap;
 
 /* Under AddressSanitizer its allocator owns every block, and replacing
- * free() would hand them to glibc's: the ASan build leaves both to ASan,
- * whose free_fill_byte=0 option (set by make asan-check) does the
- * zeroing. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SC_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define SC_ASAN 1
-#endif
-
+ * free() would hand them to glibc's: the ASan build leaves both to ASan
+ * and scrubs nothing (the tests that look for scrubbed data skip there). */
 #ifdef SC_ASAN
-#include <sanitizer/asan_interface.h>
-/* ASan marks a frame's locals in shadow memory and clears the marks when
- * the function returns; frames left by setcontext never return, and their
- * marks would outlive them (on a stack used again, or on the mapping that
- * later takes request_stack's place), reading as stack-use-after-scope. */
-#define FORGET_FRAMES(p, n) __asan_unpoison_memory_region((p), (n))
-
 /* The template clears its environment (main.c) and a respawn re-executes
  * it without ASAN_OPTIONS: the ASan build's options are built in.  No
  * leak check: the template's copies end in _exit, and the template's own
@@ -78,8 +62,6 @@ const char *__asan_default_options(void)
 {
 	return "detect_leaks=0:abort_on_error=1";
 }
-#else
-#define FORGET_FRAMES(p, n) ((void)0)
 #endif
 
 #ifndef SC_ASAN
@@ -135,6 +117,10 @@ static struct sc_request *live_request;
 static char *request_stack; /* above one guard page */
 static size_t page_size;
 static ucontext_t main_ctx, side_ctx;
+/* For asan.h: the main stack's fake frames and bounds while on the side. */
+static void *main_fake;
+static const void *main_bottom;
+static size_t main_size;
 
 /* The stack pointer a ucontext saved (another architecture fails to
  * compile here, as it should). */
@@ -164,13 +150,18 @@ int map_request_stack(void)
  * switches back to main_ctx. */
 static int on_request_stack(void (*fn)(void))
 {
+	int r;
+
 	if (getcontext(&side_ctx) < 0)
 		return -1;
 	side_ctx.uc_stack.ss_sp = request_stack;
 	side_ctx.uc_stack.ss_size = REQUEST_STACK;
 	side_ctx.uc_link = NULL;
 	makecontext(&side_ctx, fn, 0);
-	return swapcontext(&main_ctx, &side_ctx);
+	asan_stack_leave(&main_fake, request_stack, REQUEST_STACK);
+	r = swapcontext(&main_ctx, &side_ctx);
+	asan_stack_arrived(main_fake, NULL, NULL);
+	return r;
 }
 
 /* The lowest address of the main stack (which only grows down). */
@@ -199,11 +190,13 @@ static void wipe_entry(void)
 	char *top = ctx_sp(&main_ctx);
 	char *page = (char *)((uintptr_t)top & ~(uintptr_t)(page_size - 1));
 
+	asan_stack_arrived(NULL, &main_bottom, &main_size);
 	/* Whole pages are dropped (zero when touched again), the partial
 	 * one is cleared. */
 	if (page > dead_floor)
 		madvise(dead_floor, (size_t)(page - dead_floor), MADV_DONTNEED);
 	explicit_bzero(page, (size_t)(top - page));
+	asan_stack_leave(NULL, main_bottom, main_size);
 	setcontext(&main_ctx);
 	_exit(SANDCELL_EXIT_SANDBOX);
 }
@@ -217,8 +210,8 @@ int wipe_dead_stack(void)
 	dead_floor = main_stack_floor();
 	if (dead_floor == NULL || on_request_stack(wipe_entry) < 0)
 		return -1;
-	FORGET_FRAMES(request_stack, REQUEST_STACK);
-	FORGET_FRAMES(dead_floor, (size_t)(ctx_sp(&main_ctx) - dead_floor));
+	asan_frames_forget(request_stack, REQUEST_STACK);
+	asan_frames_forget(dead_floor, (size_t)(ctx_sp(&main_ctx) - dead_floor));
 	return madvise(request_stack, REQUEST_STACK, MADV_DONTNEED);
 }
 
@@ -278,6 +271,7 @@ void warm_exec(const char *const *argv, const char *const *envp)
 	 * signal mask the sandbox init gave it, not the worker's. */
 	if (sigprocmask(SIG_SETMASK, NULL, &main_ctx.uc_sigmask) < 0)
 		_exit(127);
+	asan_stack_leave(NULL, main_bottom, main_size);
 	setcontext(&main_ctx);
 	_exit(127);
 }
@@ -289,7 +283,7 @@ static __attribute__((noreturn)) void start_code(void)
 	if (!code_ready)
 		_exit(127);
 	/* Every frame of the worker, the sandbox init and the setup. */
-	FORGET_FRAMES(request_stack - page_size, REQUEST_STACK + page_size);
+	asan_frames_forget(request_stack - page_size, REQUEST_STACK + page_size);
 	if (munmap(request_stack - page_size, REQUEST_STACK + page_size) < 0)
 		_exit(127);
 	scrub_heap = false;
@@ -491,6 +485,7 @@ static const struct opts *side_opts;
 
 static void side_entry(void)
 {
+	asan_stack_arrived(NULL, &main_bottom, &main_size);
 	serve_one(side_conn, side_opts);
 }
 

@@ -339,7 +339,6 @@ print("done")
     assert srv.run("print('after')").out == "after\n"
 
 
-@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["vfork"])
 def test_client_disconnect_kills_the_run(server):
     """A client killed while its code sleeps: the run is killed (no
     process of it survives, its cgroup goes away) and the server keeps
