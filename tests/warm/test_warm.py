@@ -9,6 +9,7 @@ shared by every run of one template generation, and only by those).
 
 The black-box tiers also run against a warm server: tests/warm/run-warm.sh.
 """
+import errno
 import json
 import os
 import secrets
@@ -1092,10 +1093,20 @@ def test_respawned_spares_keep_the_cgroup_parent(tmp_path):
             assert r.report["status"] == "ok", r
     finally:
         srv.stop()
+        # The spares' supervisors outlive the server briefly: each removes
+        # its run cgroups once the spare's processes are gone.
+        deadline = time.monotonic() + 30
         for d in made:
             for sub in os.listdir(d):
-                if os.path.isdir(os.path.join(d, sub)):
-                    os.rmdir(os.path.join(d, sub))
+                while os.path.isdir(os.path.join(d, sub)):
+                    try:
+                        os.rmdir(os.path.join(d, sub))
+                    except FileNotFoundError:
+                        break
+                    except OSError as e:
+                        if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
             os.rmdir(d)
 
 
