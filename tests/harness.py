@@ -52,6 +52,7 @@ ASAN_SKIP = {
 }
 HOST_PYTHON = "/usr/bin/python3"
 
+
 # Documented exit codes (include/sandcell.h, docs/report.md).
 EXIT_DISK, EXIT_MEMORY, EXIT_CPU, EXIT_TIMEOUT, EXIT_USAGE, EXIT_SANDBOX = 121, 122, 123, 124, 125, 126
 EXIT_UNREACHABLE, EXIT_BUSY, EXIT_CANCELLED = 117, 118, 119
@@ -788,6 +789,11 @@ def template_dirs() -> list[str]:
     return [os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("sandcell-template-")]
 
 
+def sanitizer_reports(log: str) -> list[str]:
+    """The lines of a server log that open an ASan or UBSan report."""
+    return [ln for ln in log.splitlines() if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln]
+
+
 class WarmServer:
     """One `sandcell serve` on a private socket, ready when constructed
     (binary: the server's; clients are BIN)."""
@@ -846,8 +852,7 @@ class WarmServer:
         text = self.log_text() if ASAN else ""
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-        found = [ln for ln in text.splitlines() if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln]
-        assert not found, "the server's log has sanitizer reports:\n" + text[-20000:]
+        assert not sanitizer_reports(text), "the server's log has sanitizer reports:\n" + text[-20000:]
 
     def new_template_dirs(self) -> list[str]:
         return sorted(set(template_dirs()) - self.templates_before)
@@ -977,7 +982,11 @@ def nb_validate(outputs: list[Any]) -> Any:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] not in (["run-cgroups"], ["orphan-cgroups"]):
-        sys.exit("usage: harness.py run-cgroups|orphan-cgroups")
-    found = run_cgroups() if sys.argv[1] == "run-cgroups" else orphan_run_cgroups()
+    if sys.argv[1:2] == ["sanitizer-reports"] and len(sys.argv) == 3:
+        with open(sys.argv[2], encoding="utf-8", errors="replace") as f:
+            found = sanitizer_reports(f.read())
+    elif sys.argv[1:] in (["run-cgroups"], ["orphan-cgroups"]):
+        found = run_cgroups() if sys.argv[1] == "run-cgroups" else orphan_run_cgroups()
+    else:
+        sys.exit("usage: harness.py run-cgroups|orphan-cgroups|sanitizer-reports LOG")
     print("\n".join(found), end="\n" if found else "")

@@ -49,9 +49,6 @@
  * it starts): freed heap blocks are zeroed. */
 bool scrub_heap;
 
-/* Under AddressSanitizer its allocator owns every block, and replacing
- * free() would hand them to glibc's: the ASan build leaves both to ASan
- * and scrubs nothing (the tests that look for scrubbed data skip there). */
 #ifdef SC_ASAN
 /* The template clears its environment (main.c) and a respawn re-executes
  * it without ASAN_OPTIONS: the ASan build's options are built in.  No
@@ -62,9 +59,10 @@ const char *__asan_default_options(void)
 {
 	return "detect_leaks=0:abort_on_error=1";
 }
-#endif
-
-#ifndef SC_ASAN
+#else
+/* Not under AddressSanitizer: its allocator owns every block, and these
+ * would hand them to glibc's.  The ASan build scrubs nothing (the tests
+ * that look for scrubbed data skip there). */
 void *__libc_malloc(size_t n);
 void *__libc_realloc(void *p, size_t n);
 void __libc_free(void *p);

@@ -104,9 +104,10 @@ if [ "$tpl_after" != "$tpl_before" ]; then
 fi
 # A server built with the sanitizers (make asan-check) logs their reports:
 # one from a process no test watches (a spare's supervisor) fails the tier.
-if grep -qE "ERROR: AddressSanitizer|runtime error:" "$log"; then
-	echo "warm-check: sanitizer reports in the server's log:" >&2
-	grep -E -A12 "ERROR: AddressSanitizer|runtime error:" "$log" | head -n 200 >&2
+reports=$(/usr/bin/python3 "$ROOT/tests/harness.py" sanitizer-reports "$log")
+if [ -n "$reports" ]; then
+	echo "warm-check: sanitizer reports in the server's log (its last 200 lines):" >&2
+	tail -n 200 "$log" >&2
 	status=1
 fi
 if grep -q . "$log"; then
