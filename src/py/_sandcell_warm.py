@@ -9,6 +9,7 @@
 #
 MYPY = False  # true for mypy only
 if MYPY:
+    from io import TextIOWrapper
     from typing import Callable
 del MYPY
 
@@ -28,12 +29,53 @@ def _sc_reseed():
         sys.modules['numpy'].random.seed()
 
 
+def _sc_stream(fd, mode, errors, lb):
+    # type: (int, str, str, bool) -> TextIOWrapper
+    import io
+    raw = io.FileIO(fd, mode, closefd=False)
+    buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)
+    return io.TextIOWrapper(buf, encoding='utf-8', errors=errors, line_buffering=lb)
+
+
+def _sc_rehearse(main):
+    # type: (Callable[[str], None]) -> None
+    # An idle spare's code process, after its reseed (template.c,
+    # idle_prepare), runs the bootstrap's own steps on an empty program:
+    # the pages a run's bootstrap writes (the interpreter's type cache,
+    # the reference counts of the objects it uses, malloc's lists) are
+    # then copied before the request instead of on its path, about half of
+    # a trivial run's copy-on-write faults.  Trusted code only, before any
+    # byte of a request has reached this process.  What it changes it puts
+    # back: argv, path, __main__'s globals, SIGURG.  The empty program and
+    # its streams are /dev/null, opened read-only here and closed (nothing
+    # is written: the streams are flushed empty).
+    import os, signal, sys
+    d = sys.modules['__main__'].__dict__
+    saved = sys.argv, sys.path[:], dict(d)
+    fd = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for mode, errors in (('r', 'strict'), ('w', 'strict'), ('w', 'backslashreplace')):
+            _sc_stream(fd, mode, errors, False).flush()
+        for sig in signal.valid_signals():
+            signal.getsignal(sig)
+        boot = main.__code__.co_filename.rpartition('/')[0] + '/_sandcell_boot.py'
+        sys.argv = [boot, 'code', '/dev/null']
+        main(boot)
+    finally:
+        os.close(fd)
+        sys.argv = saved[0]
+        sys.path[:] = saved[1]
+        d.clear()
+        d.update(saved[2])
+        signal.signal(signal.SIGURG, signal.SIG_DFL)
+
+
 def _sc_warm(argv, env, main, seeded):
     # type: (list[str], list[str], Callable[[str], None], bool) -> None
     # main: _sandcell_main._sandcell_run, compiled in the template with
     # the path a sandbox gives it (template.c, compile_main_module).
     # seeded: _sc_reseed ran in this process already.
-    import atexit, io, os, signal, sys, threading
+    import atexit, os, signal, sys, threading
     os.environ.clear()
     for kv in env:
         k, _, v = kv.partition('=')
@@ -42,11 +84,7 @@ def _sc_warm(argv, env, main, seeded):
     sys.dont_write_bytecode = True
 
     # fresh std streams on the run's pipes, buffered as python3 does
-    def stream(fd, mode, errors, lb):
-        # type: (int, str, str, bool) -> io.TextIOWrapper
-        raw = io.FileIO(fd, mode, closefd=False)
-        buf = io.BufferedReader(raw) if mode == 'r' else io.BufferedWriter(raw)
-        return io.TextIOWrapper(buf, encoding='utf-8', errors=errors, line_buffering=lb)
+    stream = _sc_stream
     sys.stdin = sys.__stdin__ = stream(0, 'r', 'strict', False)
     sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)
     sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)

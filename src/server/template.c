@@ -409,7 +409,7 @@ static PyObject *str_list(const char *const *v, size_t skip_none)
 /* _sc_warm (src/py/_sandcell_warm.py), compiled once in the template
  * (not per run), and kept out of __main__ so the user's code does not see
  * it among its globals. */
-static PyObject *warm_fn, *reseed_fn;
+static PyObject *warm_fn, *reseed_fn, *rehearse_fn;
 
 static int set_str(PyObject *d, const char *k, const char *v)
 {
@@ -430,10 +430,12 @@ static int compile_warm_boot(void)
 	}
 	warm_fn = PyDict_GetItemString(ns, "_sc_warm");
 	reseed_fn = PyDict_GetItemString(ns, "_sc_reseed");
+	rehearse_fn = PyDict_GetItemString(ns, "_sc_rehearse");
 	Py_XINCREF(warm_fn);
 	Py_XINCREF(reseed_fn);
+	Py_XINCREF(rehearse_fn);
 	Py_DECREF(ns);
-	return warm_fn && reseed_fn ? 0 : -1;
+	return warm_fn && reseed_fn && rehearse_fn ? 0 : -1;
 }
 
 /*
@@ -643,15 +645,19 @@ static bool code_idle_done;
 
 /*
  * In a spare's code process while it is idle, before its GO: the
- * interpreter's after-fork work (its locks, the modules' at-fork hooks)
- * and a fresh random state (_sc_reseed).  None of it depends on the
- * request, so it is done off the request's path, with the copy-on-write
- * faults it takes.  Only the interpreter's and the preloaded modules' own
- * code runs here, and no byte of a request has reached this process.  A
- * reseed that fails ends the spare: no run may start with the template's
- * random state.
+ * interpreter's after-fork work (its locks, the modules' at-fork hooks),
+ * a fresh random state (_sc_reseed), then the bootstrap's own steps on an
+ * empty program (_sc_rehearse), which copies the pages a run's bootstrap
+ * writes before the request instead of on its path.  None of it depends
+ * on the request, so it is done off the request's path, with the
+ * copy-on-write faults it takes.  Only the interpreter's, the preloaded
+ * modules' and the bootstrap's own code runs here, and no byte of a
+ * request has reached this process.  A reseed that fails ends the spare:
+ * no run may start with the template's random state.  A rehearsal that
+ * fails costs only its gain: the run's bootstrap takes the faults, and
+ * fails on its own if something is wrong.
  */
-static void after_fork_reseeded(void)
+static void idle_prepare(void)
 {
 	PyObject *r;
 
@@ -662,11 +668,15 @@ static void after_fork_reseeded(void)
 		_exit(127);
 	}
 	Py_DECREF(r);
+	r = PyObject_CallOneArg(rehearse_fn, main_fn);
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
 }
 
 void code_idle(int chan)
 {
-	after_fork_reseeded();
+	idle_prepare();
 	code_idle_done = true;
 	pages_write_ahead(chan);
 }
@@ -678,7 +688,7 @@ void code_idle(int chan)
  * their weight for a typical run: what every run's bootstrap does
  * (_sc_profile_boot), then the warm-up's data part (numpy, pandas), then
  * its plot part.  It first does what an idle code process does anyway
- * (code_idle) and counts only what each step wrote after that.  The list
+ * (idle_prepare) and counts only what each step wrote after that.  The list
  * comes back in a shared mapping; a fork that fails leaves it empty, and
  * runs take their faults as before.  At most max pages (--write-ahead):
  * each is one page of private memory in every idle spare, charged to its
@@ -707,7 +717,7 @@ static void learn_child(uintptr_t *out, size_t max)
 	size_t n = 0;
 
 	learn_child_confine();
-	after_fork_reseeded();
+	idle_prepare();
 	if (pages_snapshot(&prev) < 0)
 		_exit(1);
 	for (int i = 0; i < 3; i++) {
