@@ -1047,6 +1047,7 @@ def _idle_minflt(code, seconds=30):
     raise AssertionError("the idle code process %d never settled: %r" % (code, last))
 
 
+@pytest.mark.skipif(harness.ASAN, reason=harness.ASAN_SKIP["faults"])
 def test_an_idle_spare_rehearses_the_bootstrap(server):
     """An idle spare's code process runs the bootstrap's own steps on an
     empty program before any request (docs/warm.md, "Copy-on-write in
