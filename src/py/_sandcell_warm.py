@@ -84,10 +84,9 @@ def _sc_warm(argv, env, main, seeded):
     sys.dont_write_bytecode = True
 
     # fresh std streams on the run's pipes, buffered as python3 does
-    stream = _sc_stream
-    sys.stdin = sys.__stdin__ = stream(0, 'r', 'strict', False)
-    sys.stdout = sys.__stdout__ = stream(1, 'w', 'strict', False)
-    sys.stderr = sys.__stderr__ = stream(2, 'w', 'backslashreplace', True)
+    sys.stdin = sys.__stdin__ = _sc_stream(0, 'r', 'strict', False)
+    sys.stdout = sys.__stdout__ = _sc_stream(1, 'w', 'strict', False)
+    sys.stderr = sys.__stderr__ = _sc_stream(2, 'w', 'backslashreplace', True)
     # the dispositions python3 starts with, whatever the server had.
     # The sandbox's init reset every disposition to SIG_DFL (contain.c);
     # only the signal module's own table may still remember a handler.

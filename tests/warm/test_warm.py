@@ -1037,8 +1037,8 @@ def _idle_minflt(code, seconds=30):
     deadline = time.monotonic() + seconds
     last = None
     while time.monotonic() < deadline:
-        with open("/proc/%d/stat" % code) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = harness._stat_fields(code)
+        assert fields, "the idle code process %d is gone" % code
         now = (fields[0], int(fields[7]))
         if now[0] == "S" and now == last:
             return now[1]
